@@ -1,0 +1,149 @@
+import { parseArgs } from 'node:util'
+import { availableParallelism } from 'node:os'
+
+/**
+ * Declarative configuration: every setting of every process is one entry here with
+ * its flag, environment variable, default and help. Flags win over environment
+ * variables, which win over defaults. The README's configuration tables list the
+ * same entries (a unit test keeps them in step).
+ */
+
+export type OptionKind = 'string' | 'integer' | 'boolean' | 'list'
+
+export interface OptionSpec {
+  flag: string
+  env: string
+  kind: OptionKind
+  default: string | number | boolean | string[] | (() => number)
+  help: string
+  /** Allowed values for a string option. */
+  choices?: readonly string[]
+  min?: number
+}
+
+export type OptionTable = Record<string, OptionSpec>
+
+type ValueOf<S extends OptionSpec> =
+  S['kind'] extends 'integer' ? number
+    : S['kind'] extends 'boolean' ? boolean
+      : S['kind'] extends 'list' ? string[]
+        : string
+
+export type Config<T extends OptionTable> = { [K in keyof T]: ValueOf<T[K]> }
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_SHARDKV_CONFIG'
+  constructor (message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+export const MIB = 1024 * 1024
+
+export const SHARD_OPTIONS = {
+  host: { flag: 'host', env: 'SHARDKV_SHARD_HOST', kind: 'string', default: '127.0.0.1', help: 'Address the shard node listens on.' },
+  port: { flag: 'port', env: 'SHARDKV_SHARD_PORT', kind: 'integer', default: 7001, min: 0, help: 'TCP port (0 picks a free one and logs it).' },
+  dataDir: { flag: 'data-dir', env: 'SHARDKV_SHARD_DATA_DIR', kind: 'string', default: './data/shard', help: 'Directory holding the node\'s SQLite file (shard.db).' },
+  nodeId: { flag: 'node-id', env: 'SHARDKV_NODE_ID', kind: 'string', default: '', help: 'Stable node name; generated and stored in the database when empty.' },
+  group: { flag: 'group', env: 'SHARDKV_GROUP', kind: 'string', default: '', help: 'Shard group this node belongs to (informational until the coordinator installs a map).' },
+  workers: { flag: 'workers', env: 'SHARDKV_WORKERS', kind: 'integer', default: () => availableParallelism(), min: 1, help: 'Worker processes serving the data API (default: available parallelism).' },
+  synchronous: { flag: 'synchronous', env: 'SHARDKV_SYNCHRONOUS', kind: 'string', default: 'FULL', choices: ['OFF', 'NORMAL', 'FULL', 'EXTRA'], help: 'SQLite synchronous level. FULL survives power loss; NORMAL survives process crashes only.' },
+  busyTimeoutMs: { flag: 'busy-timeout-ms', env: 'SHARDKV_BUSY_TIMEOUT_MS', kind: 'integer', default: 5000, min: 0, help: 'How long a write waits for the SQLite write lock held by another worker.' },
+  maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
+  shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'SHARDKV_SHUTDOWN_TIMEOUT_MS', kind: 'integer', default: 10000, min: 0, help: 'How long a draining worker may take before it is killed (SIGTERM, SIGUSR2).' },
+  logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
+} as const satisfies OptionTable
+
+export const ROUTER_OPTIONS = {
+  host: { flag: 'host', env: 'SHARDKV_ROUTER_HOST', kind: 'string', default: '127.0.0.1', help: 'Address the router listens on.' },
+  port: { flag: 'port', env: 'SHARDKV_ROUTER_PORT', kind: 'integer', default: 8080, min: 0, help: 'TCP port (0 picks a free one and logs it).' },
+  dataDir: { flag: 'data-dir', env: 'SHARDKV_ROUTER_DATA_DIR', kind: 'string', default: './data/router', help: 'Directory holding the persisted cluster map (cluster.json).' },
+  groups: { flag: 'group', env: 'SHARDKV_GROUPS', kind: 'list', default: [], help: 'Initial groups as id=url[@weight], repeatable (env: comma-separated). Used only when no map is persisted yet.' },
+  vnodes: { flag: 'vnodes', env: 'SHARDKV_VNODES', kind: 'integer', default: 2048, min: 1, help: 'Ring points per unit of group weight (stored with the map; fixed once the map exists).' },
+  maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
+  retryTimeoutMs: { flag: 'retry-timeout-ms', env: 'SHARDKV_RETRY_TIMEOUT_MS', kind: 'integer', default: 3000, min: 0, help: 'How long the router keeps retrying a request whose shard connection was refused or reset.' },
+  upstreamTimeoutMs: { flag: 'upstream-timeout-ms', env: 'SHARDKV_UPSTREAM_TIMEOUT_MS', kind: 'integer', default: 10000, min: 1, help: 'Longest wait for a shard\'s response headers.' },
+  connections: { flag: 'connections', env: 'SHARDKV_UPSTREAM_CONNECTIONS', kind: 'integer', default: 64, min: 1, help: 'Kept-alive connections per shard node in the router\'s undici pool.' },
+  healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 1000, min: 50, help: 'How often the coordinator checks every node\'s /healthz.' },
+  logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
+} as const satisfies OptionTable
+
+function convert (spec: OptionSpec, raw: string | string[], source: string): string | number | boolean | string[] {
+  switch (spec.kind) {
+    case 'integer': {
+      const text = Array.isArray(raw) ? raw[raw.length - 1] ?? '' : raw
+      if (!/^-?\d+$/.test(text.trim())) throw new ConfigError(`${source} must be an integer, got "${text}"`)
+      const n = Number(text)
+      if (spec.min !== undefined && n < spec.min) throw new ConfigError(`${source} must be at least ${spec.min}, got ${n}`)
+      return n
+    }
+    case 'boolean': {
+      const text = String(Array.isArray(raw) ? raw[raw.length - 1] : raw).toLowerCase()
+      if (['1', 'true', 'yes', 'on'].includes(text)) return true
+      if (['0', 'false', 'no', 'off', ''].includes(text)) return false
+      throw new ConfigError(`${source} must be true or false, got "${text}"`)
+    }
+    case 'list':
+      return (Array.isArray(raw) ? raw : [raw]).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '')
+    case 'string': {
+      const text = Array.isArray(raw) ? raw[raw.length - 1] ?? '' : raw
+      if (spec.choices !== undefined) {
+        const upper = spec.choices.find((c) => c.toLowerCase() === text.toLowerCase())
+        if (upper === undefined) throw new ConfigError(`${source} must be one of ${spec.choices.join(', ')}, got "${text}"`)
+        return upper
+      }
+      return text
+    }
+  }
+}
+
+/** Resolves a configuration from argv and env against a table. Throws ConfigError. */
+export function loadConfig<T extends OptionTable> (
+  table: T,
+  argv: readonly string[] = process.argv.slice(2),
+  env: NodeJS.ProcessEnv = process.env
+): Config<T> {
+  const parseOptions: Record<string, { type: 'string' | 'boolean', multiple?: boolean }> = {}
+  for (const spec of Object.values(table)) {
+    parseOptions[spec.flag] = spec.kind === 'boolean'
+      ? { type: 'boolean' }
+      : { type: 'string', multiple: spec.kind === 'list' }
+  }
+  let values: Record<string, string | boolean | Array<string | boolean> | undefined>
+  try {
+    values = parseArgs({ args: [...argv], options: parseOptions, strict: true, allowPositionals: false }).values
+  } catch (err) {
+    throw new ConfigError((err as Error).message)
+  }
+  const out: Record<string, unknown> = {}
+  for (const [name, spec] of Object.entries(table)) {
+    const fromFlag = values[spec.flag]
+    if (fromFlag !== undefined) {
+      out[name] = typeof fromFlag === 'boolean' ? fromFlag : convert(spec, fromFlag as string | string[], `--${spec.flag}`)
+      continue
+    }
+    const fromEnv = env[spec.env]
+    if (fromEnv !== undefined && fromEnv !== '') {
+      out[name] = convert(spec, fromEnv, spec.env)
+      continue
+    }
+    out[name] = typeof spec.default === 'function' ? spec.default() : spec.default
+  }
+  return out as Config<T>
+}
+
+/** `--help` text for a table. */
+export function usage (command: string, summary: string, table: OptionTable): string {
+  const lines = [`Usage: ${command} [options]`, '', summary, '', 'Options (flag / environment variable, default):']
+  for (const spec of Object.values(table)) {
+    const def = typeof spec.default === 'function' ? 'computed' : JSON.stringify(spec.default)
+    lines.push(`  --${spec.flag.padEnd(22)} ${spec.env}  (default ${def})`)
+    lines.push(`      ${spec.help}`)
+  }
+  lines.push('  --help                   Show this text.')
+  return lines.join('\n')
+}
+
+export type ShardConfig = Config<typeof SHARD_OPTIONS>
+export type RouterConfig = Config<typeof ROUTER_OPTIONS>

@@ -1,0 +1,18 @@
+import pino, { type Logger, type LoggerOptions } from 'pino'
+
+export type { Logger }
+
+/**
+ * One JSON line per notable event on stdout. Bindings name the process in the
+ * cluster's terms (component, node id, group, role, epoch, term) so that lines from
+ * many processes can be merged and filtered.
+ */
+export function createLogger (bindings: Record<string, unknown>, level: string = 'info'): Logger {
+  const options: LoggerOptions = {
+    level,
+    base: { pid: process.pid, ...bindings },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) }
+  }
+  return pino(options)
+}

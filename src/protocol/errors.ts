@@ -1,0 +1,56 @@
+/**
+ * Error codes of the HTTP API. Every error response is
+ * `{"error": "<code>", "message": "<human text>"}` with the status below.
+ */
+export const ERROR_STATUS = {
+  invalid_key: 400,
+  invalid_header: 400,
+  invalid_request: 400,
+  not_found: 404,
+  no_route: 404,
+  method_not_allowed: 405,
+  precondition_failed: 412,
+  value_too_large: 413,
+  headers_too_large: 431,
+  unsupported: 415,
+  misdirected: 421,
+  unavailable: 503,
+  upstream_error: 502,
+  upstream_timeout: 504,
+  internal: 500
+} as const
+
+export type ErrorCode = keyof typeof ERROR_STATUS
+
+export interface ErrorBody {
+  error: ErrorCode
+  message: string
+  [extra: string]: unknown
+}
+
+/** A typed, coded error that maps to one HTTP response. */
+export class ShardKvError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly details: Record<string, unknown> | undefined
+
+  constructor (code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message)
+    this.name = 'ShardKvError'
+    this.code = code
+    this.status = ERROR_STATUS[code]
+    this.details = details
+  }
+
+  toBody (): ErrorBody {
+    return { ...this.details, error: this.code, message: this.message }
+  }
+}
+
+export function isErrorCode (value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_STATUS, value)
+}
+
+export function errorBody (code: ErrorCode, message: string, details?: Record<string, unknown>): string {
+  return JSON.stringify({ ...details, error: code, message })
+}

@@ -1,0 +1,85 @@
+import HashRing from 'hashring'
+
+/**
+ * The placement of keys on shard groups: a ketama ring built by `hashring`.
+ *
+ * Three things in hashring 3.2.0 are designed around here:
+ *  1. Without explicit per-server `vnodes`, the point count is
+ *     `Math.floor(weight / total * 40 * N)`, which rounds to 39 instead of 40 at
+ *     N = 7, 14, 28, …; growing across those sizes moves keys between unchanged
+ *     groups (upstream issue #43). Every group here gets an explicit count, and
+ *     the `vnode count` option is set to -1 because hashring ignores an explicit
+ *     count that equals that option (default 40).
+ *  2. 160 points per server leave the busiest group at up to 1.21× the mean;
+ *     RING_DEFAULTS.vnodesPerWeight is sized so the busiest of 3..16 equal groups
+ *     holds at most 1.05× the mean (test/unit/ring.test.ts proves it).
+ *  3. `get()` caches answers in an LRU that stores entries on a plain object, so a
+ *     key named `__proto__` or `constructor` pollutes `Object.prototype` / `Object`
+ *     and pins a stale owner. We never call `get()`: owners are computed from the
+ *     public `hashValue()` + `find()` without the cache. (Its typings also claim
+ *     `get()` always returns a string; on an empty ring it returns undefined.)
+ */
+
+export interface RingParams {
+  /** Ring points (hashes; hashring adds 4 points per hash) per unit of group weight. */
+  vnodesPerWeight: number
+  /** Digest used for both points and keys. Persisted so that it can never drift. */
+  algorithm: 'md5'
+}
+
+export const RING_DEFAULTS: RingParams = { vnodesPerWeight: 2048, algorithm: 'md5' }
+
+export interface RingMember {
+  id: string
+  weight: number
+}
+
+interface RingNode { value: number, server: string }
+interface HashRingInternals {
+  ring: RingNode[]
+  find: (hashValue: number) => number
+  hashValue: (key: string) => number
+}
+
+export function vnodesFor (weight: number, params: RingParams): number {
+  return Math.max(1, Math.round(weight * params.vnodesPerWeight))
+}
+
+export class GroupRing {
+  readonly params: RingParams
+  readonly members: readonly RingMember[]
+  private readonly ring: HashRingInternals
+  private readonly size: number
+
+  constructor (members: readonly RingMember[], params: RingParams = RING_DEFAULTS) {
+    this.params = params
+    this.members = members
+    const servers: Record<string, { vnodes: number }> = {}
+    for (const m of members) {
+      if (!(m.weight > 0) || !Number.isFinite(m.weight)) {
+        throw new RangeError(`group ${m.id}: weight must be a positive number`)
+      }
+      if (Object.prototype.hasOwnProperty.call(servers, m.id)) {
+        throw new RangeError(`group ${m.id} appears twice on the ring`)
+      }
+      servers[m.id] = { vnodes: vnodesFor(m.weight, params) }
+    }
+    const hr = new HashRing(servers as never, params.algorithm, { 'vnode count': -1, 'max cache size': 1 } as never)
+    this.ring = hr as unknown as HashRingInternals
+    this.size = this.ring.ring.length
+  }
+
+  /** The group that owns `key`, or undefined when the ring is empty. */
+  ownerOf (key: string): string | undefined {
+    if (this.size === 0) return undefined
+    const node = this.ring.ring[this.ring.find(this.ring.hashValue(key))]
+    return node?.server
+  }
+
+  /** Ring points held by each group (for `GET /cluster` and tests). */
+  pointCounts (): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const n of this.ring.ring) out.set(n.server, (out.get(n.server) ?? 0) + 1)
+    return out
+  }
+}

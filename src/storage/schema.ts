@@ -1,0 +1,54 @@
+import type Database from 'better-sqlite3'
+
+/**
+ * Schema of a shard node's SQLite file. `kv` is both the data and its own compacted
+ * change log: every write bumps the node-wide `seq` counter in the same transaction,
+ * so "rows with seq > N" is exactly what a replica or a migration target still needs
+ * (DESIGN.md, Storage). Deletes leave tombstones for the same reason.
+ */
+export const SCHEMA_VERSION = 1
+
+const MIGRATIONS: Record<number, string> = {
+  1: `
+    CREATE TABLE kv (
+      key          TEXT    NOT NULL PRIMARY KEY,
+      value        BLOB    NOT NULL,
+      content_type TEXT    NOT NULL,
+      version      TEXT    NOT NULL,
+      seq          INTEGER NOT NULL,
+      deleted      INTEGER NOT NULL DEFAULT 0,
+      origin       TEXT
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX kv_by_seq ON kv (seq);
+    CREATE TABLE meta (
+      name  TEXT NOT NULL PRIMARY KEY,
+      value ANY
+    ) STRICT, WITHOUT ROWID;
+  `
+}
+
+/** Meta rows: identity, counters and the node's installed cluster state. */
+export const META = {
+  nodeId: 'node_id',
+  seq: 'seq',
+  term: 'term',
+  epoch: 'epoch',
+  map: 'map',
+  createdAt: 'created_at'
+} as const
+
+/** Brings a database to SCHEMA_VERSION; safe when several processes race to do it. */
+export function migrate (db: Database.Database): void {
+  db.transaction(() => {
+    const current = db.pragma('user_version', { simple: true }) as number
+    for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
+      const sql = MIGRATIONS[v]
+      if (sql === undefined) throw new Error(`no migration to schema version ${v}`)
+      db.exec(sql)
+      db.pragma(`user_version = ${v}`)
+    }
+    if (current > SCHEMA_VERSION) {
+      throw new Error(`database schema ${current} is newer than this build (${SCHEMA_VERSION})`)
+    }
+  }).immediate()
+}

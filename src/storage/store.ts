@@ -1,0 +1,194 @@
+import Database from 'better-sqlite3'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { migrate, META } from './schema'
+import { writeAllowed, type WriteConditions } from '../protocol/preconditions'
+
+export type SynchronousLevel = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'
+
+export interface StoreOptions {
+  path: string
+  synchronous?: SynchronousLevel
+  busyTimeoutMs?: number
+  /** Node id to use when the database is new; must match when it is not. */
+  nodeId?: string
+  readonly?: boolean
+}
+
+export interface StoredValue {
+  value: Buffer
+  contentType: string
+  version: string
+}
+
+/** A row as replication and migration see it: tombstones included. */
+export interface ChangeRow {
+  key: string
+  value: Buffer
+  contentType: string
+  version: string
+  seq: number
+  deleted: boolean
+}
+
+export type WriteOutcome =
+  | { ok: true, version: string, seq: number, replayed: boolean, existed: boolean }
+  | { ok: false, reason: 'precondition_failed', current: string | undefined }
+
+interface MetaRow { version: string, seq: number, deleted: number, origin: string | null }
+interface ValueRow { value: Buffer, content_type: string, version: string }
+interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
+
+export class StoreError extends Error {
+  readonly code: string
+  constructor (code: string, message: string) {
+    super(message)
+    this.name = 'StoreError'
+    this.code = code
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * One shard node's SQLite partition. Every worker process of the node opens its own
+ * KvStore on the same file (WAL mode): reads run concurrently, writes serialize on
+ * SQLite's write lock (BEGIN IMMEDIATE, waiting up to busyTimeoutMs).
+ *
+ * A version is `<nodeId>.<term>.<seq>` (term and seq in base 36): unique across
+ * nodes, and carried unchanged by replication and migration so an ETag keeps
+ * meaning the same bytes wherever the key goes.
+ */
+export class KvStore {
+  readonly path: string
+  readonly nodeId: string
+  private readonly db: Database.Database
+  private readonly getStmt: Database.Statement<[string], ValueRow>
+  private readonly metaStmt: Database.Statement<[string], MetaRow>
+  private readonly bumpSeqStmt: Database.Statement<[], { value: number }>
+  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number, string | null]>
+  private readonly readMetaStmt: Database.Statement<[string], { value: unknown }>
+  private readonly writeMetaStmt: Database.Statement<[string, unknown]>
+  private readonly changesStmt: Database.Statement<[number, number], RawChangeRow>
+  private readonly putTxn: (key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number) => WriteOutcome
+  private term: number
+
+  constructor (options: StoreOptions) {
+    this.path = options.path
+    if (options.readonly !== true) mkdirSync(dirname(options.path), { recursive: true })
+    this.db = new Database(options.path, { readonly: options.readonly === true })
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
+    if (options.readonly !== true) {
+      this.db.pragma('journal_mode = WAL')
+      migrate(this.db)
+    }
+    this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
+
+    this.readMetaStmt = this.db.prepare('SELECT value FROM meta WHERE name = ?')
+    this.writeMetaStmt = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value')
+    this.nodeId = this.initIdentity(options.nodeId, options.readonly === true)
+    this.term = Number(this.readMeta(META.term) ?? 1)
+
+    this.getStmt = this.db.prepare('SELECT value, content_type, version FROM kv WHERE key = ? AND deleted = 0')
+    this.metaStmt = this.db.prepare('SELECT version, seq, deleted, origin FROM kv WHERE key = ?')
+    this.bumpSeqStmt = this.db.prepare(`UPDATE meta SET value = value + 1 WHERE name = '${META.seq}' RETURNING value`)
+    this.upsertStmt = this.db.prepare(`
+      INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
+        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, origin = excluded.origin`)
+    this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
+
+    const write = this.db.transaction((key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number): WriteOutcome => {
+      const row = this.metaStmt.get(key)
+      // A retried request whose first attempt committed: answer as the first did.
+      if (origin !== null && row !== undefined && row.origin === origin) {
+        return { ok: true, version: row.version, seq: row.seq, replayed: true, existed: row.deleted === 0 }
+      }
+      const current = row !== undefined && row.deleted === 0 ? row.version : undefined
+      if (!writeAllowed(cond, current)) return { ok: false, reason: 'precondition_failed', current }
+      const bumped = this.bumpSeqStmt.get()
+      if (bumped === undefined) throw new StoreError('ERR_STORE_CORRUPT', 'the seq counter row is missing')
+      const seq = bumped.value
+      const version = `${this.nodeId}.${this.term.toString(36)}.${seq.toString(36)}`
+      this.upsertStmt.run(key, value, contentType, version, seq, deleted, origin)
+      return { ok: true, version, seq, replayed: false, existed: current !== undefined }
+    })
+    this.putTxn = (...args) => write.immediate(...args)
+  }
+
+  private initIdentity (wanted: string | undefined, readonly: boolean): string {
+    const stored = this.readMeta(META.nodeId)
+    if (typeof stored === 'string') {
+      if (wanted !== undefined && wanted !== '' && wanted !== stored) {
+        throw new StoreError('ERR_NODE_ID_MISMATCH', `database ${this.path} belongs to node "${stored}", not "${wanted}"`)
+      }
+      return stored
+    }
+    if (readonly) throw new StoreError('ERR_STORE_UNINITIALIZED', `database ${this.path} has no node id yet`)
+    const id = wanted !== undefined && wanted !== '' ? wanted : randomBytes(4).toString('hex')
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+      throw new StoreError('ERR_NODE_ID_INVALID', 'a node id is 1-64 characters of A-Z a-z 0-9 _ -')
+    }
+    // Several workers may open a fresh file at once: first writer wins, all read it back.
+    this.db.transaction(() => {
+      if (this.readMeta(META.nodeId) === undefined) {
+        this.writeMetaStmt.run(META.nodeId, id)
+        this.writeMetaStmt.run(META.seq, 0)
+        this.writeMetaStmt.run(META.term, 1)
+        this.writeMetaStmt.run(META.epoch, 0)
+        this.writeMetaStmt.run(META.createdAt, new Date().toISOString())
+      }
+    }).immediate()
+    return this.readMeta(META.nodeId) as string
+  }
+
+  get (key: string): StoredValue | undefined {
+    const row = this.getStmt.get(key)
+    if (row === undefined) return undefined
+    return { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version }
+  }
+
+  /** Writes a value if the conditions hold, in one immediate transaction. */
+  put (key: string, value: Buffer, contentType: string, conditions: WriteConditions = {}, origin?: string): WriteOutcome {
+    return this.putTxn(key, value, contentType, conditions, origin ?? null, 0)
+  }
+
+  /** Deletes by writing a tombstone, so that the delete replicates and migrates like a write. */
+  delete (key: string, conditions: WriteConditions = {}, origin?: string): WriteOutcome {
+    return this.putTxn(key, EMPTY, '', conditions, origin ?? null, 1)
+  }
+
+  /** Rows (tombstones included) with seq > afterSeq, in seq order: the change log. */
+  changesSince (afterSeq: number, limit: number): ChangeRow[] {
+    return this.changesStmt.all(afterSeq, limit).map((r) => ({
+      key: r.key, value: r.value, contentType: r.content_type, version: r.version, seq: r.seq, deleted: r.deleted === 1
+    }))
+  }
+
+  readMeta (name: string): unknown {
+    return this.readMetaStmt.get(name)?.value
+  }
+
+  writeMeta (name: string, value: unknown): void {
+    this.writeMetaStmt.run(name, value)
+  }
+
+  /** The highest seq written: the node's replication position. */
+  position (): number {
+    return Number(this.readMeta(META.seq) ?? 0)
+  }
+
+  stats (): { keys: number, tombstones: number, position: number } {
+    const row = this.db.prepare('SELECT SUM(deleted = 0) AS keys, SUM(deleted = 1) AS tombstones FROM kv').get() as { keys: number | null, tombstones: number | null }
+    return { keys: row.keys ?? 0, tombstones: row.tombstones ?? 0, position: this.position() }
+  }
+
+  currentTerm (): number {
+    return this.term
+  }
+
+  close (): void {
+    if (this.db.open) this.db.close()
+  }
+}
