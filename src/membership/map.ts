@@ -1,4 +1,4 @@
-import { GroupRing, RING_DEFAULTS, type RingParams } from '../ring/ring'
+import { GroupRing, RING_DEFAULTS, type RingMember, type RingParams } from '../ring/ring'
 
 /**
  * The cluster map: which groups exist, their weights and nodes, under an epoch.
@@ -13,12 +13,19 @@ export type NodeRole = 'primary' | 'replica'
 export interface NodeInfo {
   url: string
   role: NodeRole
+  /**
+   * Replicas only: whether the primary waits for this replica before acknowledging a
+   * write. Only the coordinator changes it; only an in-sync replica may be promoted.
+   */
+  inSync?: boolean
 }
 
 export interface GroupInfo {
   id: string
   weight: number
   state: GroupState
+  /** Bumped by every failover; a node acting for an older term is fenced. Absent means 1. */
+  term?: number
   nodes: NodeInfo[]
 }
 
@@ -26,6 +33,12 @@ export interface ClusterMap {
   epoch: number
   ring: RingParams
   groups: GroupInfo[]
+  /**
+   * Present while a rebalance has not settled: the ring members before it. Keys whose
+   * owner differs between the two rings are moving; their old owner still serves
+   * fallback reads of them (see ownership.ts).
+   */
+  handover?: { previous: RingMember[] }
 }
 
 export interface GroupSpec {
@@ -111,6 +124,7 @@ export function validateMap (value: unknown): ClusterMap {
     ids.add(g.id)
     validateWeight(g.weight)
     if (!['active', 'joining', 'draining'].includes(g.state)) throw new MapError(`group "${g.id}" has unknown state "${String(g.state)}"`)
+    if (g.term !== undefined && (!Number.isInteger(g.term) || g.term < 1)) throw new MapError(`group "${g.id}" term must be an integer >= 1`)
     if (!Array.isArray(g.nodes) || g.nodes.length === 0) throw new MapError(`group "${g.id}" has no nodes`)
     let primaries = 0
     for (const n of g.nodes) {
@@ -120,14 +134,26 @@ export function validateMap (value: unknown): ClusterMap {
     }
     if (primaries !== 1) throw new MapError(`group "${g.id}" must have exactly one primary`)
   }
+  if (m.handover !== undefined) {
+    const prev = (m.handover as { previous?: unknown }).previous
+    if (!Array.isArray(prev)) throw new MapError('map.handover.previous must be an array of ring members')
+    for (const p of prev as RingMember[]) {
+      validateGroupId(p.id)
+      validateWeight(p.weight)
+    }
+  }
   return m as ClusterMap
+}
+
+export function termOf (group: GroupInfo): number {
+  return group.term ?? 1
 }
 
 export function primaryOf (map: ClusterMap, groupId: string): NodeInfo | undefined {
   return map.groups.find((g) => g.id === groupId)?.nodes.find((n) => n.role === 'primary')
 }
 
-/** The ring that places keys under this map (groups that own keys). */
+/** The ring that places keys under this map: its active groups. */
 export function ringOf (map: ClusterMap): GroupRing {
-  return new GroupRing(map.groups.filter((g) => g.state !== 'joining').map((g) => ({ id: g.id, weight: g.weight })), map.ring)
+  return new GroupRing(map.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), map.ring)
 }

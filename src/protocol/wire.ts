@@ -10,6 +10,42 @@ export const HEALTH_PATH = '/healthz'
 export const METRICS_PATH = '/metrics'
 export const CLUSTER_PATH = '/cluster'
 
+/**
+ * Admin API of the router (served by its coordinator). JSON in, JSON out.
+ *   POST   /admin/groups        {"id","url","weight"}  add a group, start a rebalance (202)
+ *   DELETE /admin/groups/<id>                          drain a group out (202)
+ *   GET    /admin/rebalance                            the current or last rebalance
+ */
+export const ADMIN = {
+  groups: '/admin/groups',
+  rebalance: '/admin/rebalance'
+} as const
+
+/**
+ * Internal API of shard nodes, called by the coordinator and routers only.
+ * Bodies are JSON; values travel base64-encoded.
+ */
+export const INTERNAL = {
+  map: '/internal/map',
+  migrationScan: '/internal/migration/scan',
+  migrationImport: '/internal/migration/import',
+  migrationPurge: '/internal/migration/purge',
+  /** Row counts of the node's partition (a full count: for progress estimates, not health checks). */
+  stats: '/internal/stats',
+  /** `/internal/row/<key>`: a key's whole row, tombstone included (copy on touch). */
+  rowPrefix: '/internal/row/'
+} as const
+
+/** Replication between the nodes of a group, and the coordinator's leases and in-sync changes. */
+export const INTERNAL_REPLICATION = {
+  /** primary → replica: `{group, term, from, to, rows}`; 409 with the replica's position on a gap. */
+  apply: '/internal/replication/apply',
+  /** coordinator → primary: `{group, term, leaseUntil}` (ms since the epoch). */
+  lease: '/internal/replication/lease',
+  /** primary → coordinator: `{group, url, inSync, term}`; answered once the new map is installed. */
+  inSync: '/internal/replication/in-sync'
+} as const
+
 /** Internal headers, all lower-case as Node delivers them. */
 export const HEADER = {
   /** The cluster-map epoch the sender routes by (router → shard). */
@@ -18,6 +54,10 @@ export const HEADER = {
   requestId: 'x-shardkv-request-id',
   /** Which shard node served the request (shard → router → client), for debugging. */
   node: 'x-shardkv-node',
+  /** Router → old owner: a read of a key still being handed over (rebalance not settled). */
+  fallback: 'x-shardkv-fallback',
+  /** Shard → router on a 404: the key has a tombstone here (so no fallback read is needed). */
+  tombstone: 'x-shardkv-tombstone',
   /** Set by the router on a response when it retried the upstream call. */
   retries: 'x-shardkv-retries'
 } as const
@@ -31,5 +71,6 @@ export const METRIC_PREFIX = 'shardkv_'
 export interface ListeningEvent {
   event: 'listening'
   url: string
-  role: 'router' | 'shard'
+  /** Which part this is. (`role` in log lines is the replication role of a shard node.) */
+  service: 'router' | 'shard'
 }

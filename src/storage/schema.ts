@@ -34,6 +34,8 @@ export const META = {
   term: 'term',
   epoch: 'epoch',
   map: 'map',
+  /** Until when (ms since the epoch) the coordinator lets this primary serve. */
+  leaseUntil: 'lease_until',
   createdAt: 'created_at'
 } as const
 

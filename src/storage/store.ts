@@ -20,6 +20,7 @@ export interface StoredValue {
   value: Buffer
   contentType: string
   version: string
+  seq: number
 }
 
 /** A row as replication and migration see it: tombstones included. */
@@ -37,8 +38,15 @@ export type WriteOutcome =
   | { ok: false, reason: 'precondition_failed', current: string | undefined }
 
 interface MetaRow { version: string, seq: number, deleted: number, origin: string | null }
-interface ValueRow { value: Buffer, content_type: string, version: string }
+interface ValueRow { value: Buffer, content_type: string, version: string, seq: number }
 interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
+
+/**
+ * Called inside every write transaction with the installed epoch read in that same
+ * transaction; throws to refuse the write. This is the fence: once a map install
+ * commits, no write to a key the node gave away can commit after it.
+ */
+export type WriteGuard = (key: string, installedEpoch: number) => void
 
 export class StoreError extends Error {
   readonly code: string
@@ -73,6 +81,10 @@ export class KvStore {
   private readonly changesStmt: Database.Statement<[number, number], RawChangeRow>
   private readonly putTxn: (key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number) => WriteOutcome
   private term: number
+  private guard: WriteGuard | undefined
+  private readonly epochStmt: Database.Statement<[], { value: number }>
+  private readonly termStmt: Database.Statement<[], { value: number }>
+  private readonly fenceStmt: Database.Statement<[], { epoch: number | null, lease: number | null }>
 
   constructor (options: StoreOptions) {
     this.path = options.path
@@ -90,7 +102,7 @@ export class KvStore {
     this.nodeId = this.initIdentity(options.nodeId, options.readonly === true)
     this.term = Number(this.readMeta(META.term) ?? 1)
 
-    this.getStmt = this.db.prepare('SELECT value, content_type, version FROM kv WHERE key = ? AND deleted = 0')
+    this.getStmt = this.db.prepare('SELECT value, content_type, version, seq FROM kv WHERE key = ? AND deleted = 0')
     this.metaStmt = this.db.prepare('SELECT version, seq, deleted, origin FROM kv WHERE key = ?')
     this.bumpSeqStmt = this.db.prepare(`UPDATE meta SET value = value + 1 WHERE name = '${META.seq}' RETURNING value`)
     this.upsertStmt = this.db.prepare(`
@@ -99,7 +111,11 @@ export class KvStore {
         version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, origin = excluded.origin`)
     this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
 
+    this.epochStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.epoch}'`)
+    this.termStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.term}'`)
+    this.fenceStmt = this.db.prepare(`SELECT (SELECT value FROM meta WHERE name = '${META.epoch}') AS epoch, (SELECT value FROM meta WHERE name = '${META.leaseUntil}') AS lease`)
     const write = this.db.transaction((key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number): WriteOutcome => {
+      if (this.guard !== undefined) this.guard(key, this.epochStmt.get()?.value ?? 0)
       const row = this.metaStmt.get(key)
       // A retried request whose first attempt committed: answer as the first did.
       if (origin !== null && row !== undefined && row.origin === origin) {
@@ -110,7 +126,9 @@ export class KvStore {
       const bumped = this.bumpSeqStmt.get()
       if (bumped === undefined) throw new StoreError('ERR_STORE_CORRUPT', 'the seq counter row is missing')
       const seq = bumped.value
-      const version = `${this.nodeId}.${this.term.toString(36)}.${seq.toString(36)}`
+      // The term is read here, not cached: a promotion changes it under running workers.
+      const term = this.termStmt.get()?.value ?? 1
+      const version = `${this.nodeId}.${term.toString(36)}.${seq.toString(36)}`
       this.upsertStmt.run(key, value, contentType, version, seq, deleted, origin)
       return { ok: true, version, seq, replayed: false, existed: current !== undefined }
     })
@@ -143,10 +161,24 @@ export class KvStore {
     return this.readMeta(META.nodeId) as string
   }
 
+  setWriteGuard (guard: WriteGuard | undefined): void {
+    this.guard = guard
+  }
+
+  /** The epoch of the map installed on this node (0: none). */
+  installedEpoch (): number {
+    return this.epochStmt.get()?.value ?? 0
+  }
+
+  /** The underlying database, for the storage modules that extend this one (migration). */
+  get database (): Database.Database {
+    return this.db
+  }
+
   get (key: string): StoredValue | undefined {
     const row = this.getStmt.get(key)
     if (row === undefined) return undefined
-    return { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version }
+    return { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version, seq: row.seq }
   }
 
   /** Writes a value if the conditions hold, in one immediate transaction. */
@@ -184,8 +216,15 @@ export class KvStore {
     return { keys: row.keys ?? 0, tombstones: row.tombstones ?? 0, position: this.position() }
   }
 
+  /** The term under which this node's data was written or shipped to it. */
   currentTerm (): number {
-    return this.term
+    return this.termStmt.get()?.value ?? this.term
+  }
+
+  /** The installed epoch and lease, in one read (checked on every client request). */
+  fence (): { epoch: number, leaseUntil: number } {
+    const row = this.fenceStmt.get()
+    return { epoch: row?.epoch ?? 0, leaseUntil: row?.lease ?? 0 }
   }
 
   close (): void {

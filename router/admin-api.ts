@@ -1,0 +1,90 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { ADMIN, HEALTH_PATH } from '../src/protocol/wire'
+import { ShardKvError } from '../src/protocol/errors'
+import { planAdd, planRemove, RebalanceError } from '../src/membership/rebalance'
+import { normalizeNodeUrl, MapError, type ClusterMap } from '../src/membership/map'
+import { jsonRequest } from '../src/client/http'
+import type { Rebalancer } from './rebalancer'
+import type { NodeClient } from './node-client'
+
+/**
+ * The coordinator's admin API: add a group, drain a group, watch the rebalance.
+ * Requests are validated in full before anything changes; refusals are typed 4xx.
+ */
+
+export interface AdminContext {
+  currentMap: () => ClusterMap
+  rebalancer: Rebalancer
+  nodes: NodeClient
+}
+
+function jsonBody (request: FastifyRequest): Record<string, unknown> {
+  const body = request.body
+  if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a JSON body is required')
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(body.toString('utf8'))
+  } catch {
+    throw new ShardKvError('invalid_request', 'the body is not valid JSON')
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ShardKvError('invalid_request', 'the body must be a JSON object')
+  return parsed as Record<string, unknown>
+}
+
+function typed (err: unknown): never {
+  if (err instanceof RebalanceError) {
+    throw new ShardKvError(err.code === 'invalid_group' ? 'invalid_request' : err.code, err.message)
+  }
+  if (err instanceof MapError) throw new ShardKvError('invalid_request', err.message)
+  throw err
+}
+
+export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void {
+  app.post(ADMIN.groups, async (request, reply) => {
+    const body = jsonBody(request)
+    const id = body.id
+    const weight = body.weight ?? 1
+    if (typeof id !== 'string') throw new ShardKvError('invalid_request', 'id (a string) is required')
+    if (typeof body.url !== 'string') throw new ShardKvError('invalid_request', 'url (the new group\'s primary node) is required')
+    if (typeof weight !== 'number') throw new ShardKvError('invalid_request', 'weight must be a number')
+    if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
+    let url: string
+    try {
+      url = normalizeNodeUrl(body.url)
+    } catch (err) {
+      typed(err)
+    }
+    let plan
+    try {
+      plan = planAdd(ctx.currentMap(), { id, url, weight })
+    } catch (err) {
+      typed(err)
+    }
+    // The new node must answer, and must not hold keys: a node that still has rows
+    // from an earlier life would serve them as current once it owns their keys.
+    try {
+      await jsonRequest(url + HEALTH_PATH, { timeoutMs: 3000 })
+    } catch (err) {
+      throw new ShardKvError('invalid_request', `the node ${url} is not healthy: ${(err as Error).message}`)
+    }
+    const stats = await ctx.nodes.stats(url)
+    if (stats.keys > 0) throw new ShardKvError('conflict', `the node ${url} already holds ${stats.keys} keys; start the new group on an empty data dir`)
+    const progress = await ctx.rebalancer.begin(plan)
+    return reply.code(202).send({ rebalance: progress })
+  })
+
+  app.delete(`${ADMIN.groups}/:id`, async (request, reply) => {
+    const { id } = request.params as { id: string }
+    if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
+    let plan
+    try {
+      plan = planRemove(ctx.currentMap(), id)
+    } catch (err) {
+      typed(err)
+    }
+    const progress = await ctx.rebalancer.begin(plan)
+    return reply.code(202).send({ rebalance: progress })
+  })
+
+  app.get(ADMIN.rebalance, (_request, reply) => reply.send({ rebalance: ctx.rebalancer.progress() }))
+}

@@ -1,0 +1,21 @@
+import type { FastifyInstance } from 'fastify'
+import { CLUSTER_PATH, HEALTH_PATH, METRICS_PATH } from '../src/protocol/wire'
+import type { Coordinator } from './coordinator'
+import type { RouterMetrics } from './metrics'
+import type { RebalanceProgress } from '../src/membership/rebalance'
+
+/** `GET /healthz`, `GET /metrics` and `GET /cluster` (the admin calls that change things are in admin-api.ts). */
+export function registerAdminRoutes (app: FastifyInstance, coordinator: Coordinator, metrics: RouterMetrics, rebalance: () => RebalanceProgress | null): void {
+  app.get(HEALTH_PATH, (_request, reply) => {
+    void reply.send({ status: 'ok', role: 'router', epoch: coordinator.epoch })
+  })
+
+  app.get(METRICS_PATH, async (_request, reply) => {
+    const { contentType, body } = await metrics.render()
+    return reply.type(contentType).send(body)
+  })
+
+  app.get(CLUSTER_PATH, (_request, reply) => {
+    void reply.send({ ...coordinator.view(), ...(coordinator.map().handover !== undefined ? { handover: coordinator.map().handover } : {}), rebalance: rebalance() })
+  })
+}

@@ -1,0 +1,281 @@
+import { ConfigError, type RouterConfig } from '../src/config/options'
+import type { Logger } from '../src/log'
+import { MapFile } from '../src/membership/map-file'
+import { initialMap, parseGroupSpec, validateMap, type ClusterMap, type GroupSpec, type GroupState, type NodeRole } from '../src/membership/map'
+import type { RingParams } from '../src/ring/ring'
+import { HealthChecker, type Health } from './health'
+import type { RouterMetrics } from './metrics'
+import { RoutingTable } from './routing-table'
+import { NodeClient } from './node-client'
+
+/**
+ * The control plane of the router: the cluster map (persisted in the data dir), the
+ * routing table built from it, and the health of every node.
+ *
+ * The map changes in exactly one place, `changeMap`, which bumps the epoch, checks
+ * the result, persists it and only then swaps the routing table: a router never
+ * routes by a map it could lose in a crash. Rebalancing, failover and the admin API
+ * are meant to be built on that method.
+ */
+
+export interface NodeView {
+  url: string
+  role: NodeRole
+  health: Health
+  pid: number | null
+  nodeId: string | null
+  position: number | null
+  lastCheckAt: string | null
+  lastError: string | null
+}
+
+export interface GroupView {
+  id: string
+  weight: number
+  state: GroupState
+  points: number
+  nodes: NodeView[]
+}
+
+/** The body of `GET /cluster`. */
+export interface ClusterView {
+  epoch: number
+  ring: RingParams
+  groups: GroupView[]
+}
+
+export interface CoordinatorOptions {
+  dataDir: string
+  groups: readonly string[]
+  vnodes: number
+  healthIntervalMs: number
+  log: Logger
+  metrics?: RouterMetrics
+}
+
+export class Coordinator {
+  readonly health: HealthChecker
+  /** Control-plane client for shard nodes' internal API (installs, migration). */
+  readonly nodes = new NodeClient()
+  private current: RoutingTable
+  /** Map transitions run one at a time: each starts from the map the previous one published. */
+  private transitions: Promise<unknown> = Promise.resolve()
+  /** Nodes being brought up to the current epoch (so a slow install is not repeated every check). */
+  private readonly syncing = new Set<string>()
+  private advertisedUrl: string | undefined
+  private readonly file: MapFile
+  private readonly log: Logger
+  private readonly metrics: RouterMetrics | undefined
+
+  private constructor (map: ClusterMap, file: MapFile, options: CoordinatorOptions) {
+    this.current = new RoutingTable(map)
+    this.file = file
+    this.log = options.log
+    this.metrics = options.metrics
+    this.health = new HealthChecker({
+      targets: () => this.current.nodes,
+      intervalMs: options.healthIntervalMs,
+      log: options.log,
+      onChange: (t, s) => this.metrics?.setNodeHealth(t.group, t.url, s.health === 'up'),
+      onCheck: (t, s) => this.catchUp(t.url, t.group, s.epoch)
+    })
+  }
+
+  static fromConfig (config: RouterConfig, log: Logger, metrics?: RouterMetrics): Coordinator {
+    return Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics })
+  }
+
+  /**
+   * Loads the persisted map, or builds the first one from the `--group` flags (none
+   * gives an empty cluster) and persists it. Throws ConfigError for bad flags; a
+   * persisted map that cannot be read is a different failure and keeps its own error.
+   */
+  static open (options: CoordinatorOptions): Coordinator {
+    const file = new MapFile(options.dataDir)
+    const specs = parseSpecs(options.groups)
+    let map: ClusterMap | undefined
+    try {
+      map = file.load()
+    } catch (err) {
+      throw new Error(`cannot read the cluster map ${file.path}: ${(err as Error).message}`, { cause: err })
+    }
+    if (map === undefined) {
+      try {
+        map = initialMap(specs, { vnodesPerWeight: options.vnodes, algorithm: 'md5' })
+      } catch (err) {
+        throw new ConfigError(`--group: ${(err as Error).message}`)
+      }
+      file.save(map)
+      options.log.info({ event: 'map-created', epoch: map.epoch, path: file.path, groups: map.groups.length }, 'created the cluster map from --group flags')
+      if (specs.length === 0) {
+        // Allowed so that groups can be added later through the admin API; until then every key is 503.
+        options.log.warn({ event: 'map-empty', path: file.path }, 'no --group given: the cluster has no groups and answers 503 for every key')
+      }
+    } else {
+      const ignored = differences(map, specs, options.vnodes)
+      if (ignored.length > 0) {
+        options.log.warn({ event: 'map-flags-ignored', path: file.path, epoch: map.epoch, differences: ignored }, 'using the persisted cluster map; --group/--vnodes flags that differ from it are ignored')
+      }
+      options.log.info({ event: 'map-loaded', epoch: map.epoch, path: file.path, groups: map.groups.length }, 'loaded the persisted cluster map')
+    }
+    return new Coordinator(map, file, options)
+  }
+
+  /** The routing table of the current map; read it once per request attempt. */
+  get table (): RoutingTable {
+    return this.current
+  }
+
+  get epoch (): number {
+    return this.current.epoch
+  }
+
+  /** URL of the primary that serves `key`, or undefined when no group owns it. */
+  ownerOf (key: string): string | undefined {
+    return this.current.ownerOf(key)
+  }
+
+  /**
+   * The one way the map changes: `edit` gets a private copy of the current map and
+   * returns (or mutates) the next one; the epoch is bumped here, never by the caller.
+   * The routing table is built before anything is written, so a map that cannot be
+   * routed by is refused without touching the file.
+   */
+  changeMap (edit: (draft: ClusterMap) => ClusterMap | undefined, reason: string): RoutingTable {
+    const before = this.current.map
+    const draft = structuredClone(before)
+    const edited = edit(draft) ?? draft
+    const next = validateMap({ ...edited, epoch: before.epoch + 1 })
+    const table = new RoutingTable(next)
+    this.file.save(next)
+    this.current = table
+    this.log.info({ event: 'map-changed', epoch: next.epoch, previousEpoch: before.epoch, reason }, `cluster map is now epoch ${next.epoch}`)
+    return table
+  }
+
+  /** The current map (a snapshot: never mutate it). */
+  map (): ClusterMap {
+    return this.current.map
+  }
+
+  /** The URL shard nodes reach this coordinator at (for in-sync changes), once listening. */
+  setAdvertisedUrl (url: string): void {
+    this.advertisedUrl = url
+  }
+
+  /**
+   * The one way a rebalance or a failover changes the map. Serialized: `compute` sees
+   * the map the previous transition published. The next map is installed on every
+   * node before it is persisted and routed by (DESIGN: install before publish), so a
+   * node fences keys before any router sends them elsewhere. A node that is down is
+   * skipped; any
+   * other install failure fails the transition, and the caller retries. (A node that
+   * returns from down gets the current map right after its first good health check.)
+   */
+  async transition (reason: string, compute: (current: ClusterMap) => ClusterMap): Promise<ClusterMap> {
+    const run = this.transitions.then(async () => {
+      const before = this.current.map
+      const next = compute(before)
+      if (next !== before) {
+        if (next.epoch <= before.epoch) throw new Error(`a transition must raise the epoch (${before.epoch} -> ${next.epoch})`)
+        validateMap(next)
+      }
+      await this.installEverywhere(next)
+      if (next !== before) this.publish(next, reason)
+      return next
+    })
+    this.transitions = run.catch(() => undefined)
+    return await run
+  }
+
+  private publish (next: ClusterMap, reason: string): void {
+    const before = this.current.map
+    const table = new RoutingTable(next)
+    this.file.save(next)
+    this.current = table
+    this.log.info({ event: 'map-changed', epoch: next.epoch, previousEpoch: before.epoch, reason }, `cluster map is now epoch ${next.epoch}`)
+  }
+
+  /** Installs `map` on every node it lists; nodes known to be down are skipped. */
+  async installEverywhere (map: ClusterMap): Promise<void> {
+    const failures: string[] = []
+    await Promise.all(map.groups.flatMap((g) => g.nodes.map(async (n) => {
+      try {
+        await this.nodes.installMap(n.url, g.id, map, this.advertisedUrl)
+      } catch (err) {
+        if (this.health.statusOf(n.url).health === 'down') {
+          this.log.warn({ event: 'install-skipped', url: n.url, epoch: map.epoch, err: (err as Error).message }, 'node is down; it gets the map when it returns')
+          return
+        }
+        failures.push(`${n.url}: ${(err as Error).message}`)
+      }
+    })))
+    if (failures.length > 0) throw new Error(`installing epoch ${map.epoch} failed on ${failures.join('; ')}`)
+  }
+
+  /** A node reporting an older epoch (it was down during a transition) gets the current map. */
+  private catchUp (url: string, group: string, epoch: number | null): void {
+    const map = this.current.map
+    if (epoch === null || epoch >= map.epoch || this.syncing.has(url)) return
+    if (!map.groups.some((g) => g.id === group && g.nodes.some((n) => n.url === url))) return
+    this.syncing.add(url)
+    this.nodes.installMap(url, group, map, this.advertisedUrl).then(
+      () => this.log.info({ event: 'node-caught-up', url, from: epoch, epoch: map.epoch }, 'installed the current map on a lagging node'),
+      (err: Error) => this.log.warn({ event: 'catch-up-failed', url, err: err.message }, 'could not install the current map on a lagging node')
+    ).finally(() => this.syncing.delete(url))
+  }
+
+  view (): ClusterView {
+    const t = this.current
+    return {
+      epoch: t.epoch,
+      ring: { ...t.map.ring },
+      groups: t.map.groups.map((g) => ({
+        id: g.id,
+        weight: g.weight,
+        state: g.state,
+        points: t.points.get(g.id) ?? 0,
+        nodes: g.nodes.map((n) => {
+          const s = this.health.statusOf(n.url)
+          return { url: n.url, role: n.role, health: s.health, pid: s.pid, nodeId: s.nodeId, position: s.position, lastCheckAt: s.lastCheckAt, lastError: s.lastError }
+        })
+      }))
+    }
+  }
+
+  start (): void {
+    this.health.start()
+  }
+
+  async close (): Promise<void> {
+    await this.health.stop()
+    await this.nodes.close()
+  }
+}
+
+function parseSpecs (groups: readonly string[]): GroupSpec[] {
+  try {
+    return groups.map(parseGroupSpec)
+  } catch (err) {
+    throw new ConfigError(`--group: ${(err as Error).message}`)
+  }
+}
+
+/** What in the flags disagrees with the persisted map (empty when flags are absent or agree). */
+function differences (map: ClusterMap, specs: readonly GroupSpec[], vnodes: number): string[] {
+  if (specs.length === 0) return []
+  const out: string[] = []
+  if (map.ring.vnodesPerWeight !== vnodes) out.push(`--vnodes ${vnodes} (map has ${map.ring.vnodesPerWeight})`)
+  const byId = new Map(map.groups.map((g) => [g.id, g]))
+  for (const s of specs) {
+    const g = byId.get(s.id)
+    const primary = g?.nodes.find((n) => n.role === 'primary')
+    if (g === undefined) out.push(`group ${s.id} is not in the map`)
+    else if (primary?.url !== s.url || g.weight !== s.weight) out.push(`group ${s.id} is ${primary?.url ?? '?'}@${g.weight} in the map, ${s.url}@${s.weight} in the flags`)
+  }
+  const flagged = new Set(specs.map((s) => s.id))
+  for (const g of map.groups) {
+    if (!flagged.has(g.id)) out.push(`group ${g.id} is in the map but not in the flags`)
+  }
+  return out
+}

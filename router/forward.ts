@@ -1,0 +1,213 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool, type Dispatcher } from 'undici'
+import type { Logger } from '../src/log'
+import { ShardKvError } from '../src/protocol/errors'
+import { kvPath } from '../src/protocol/key'
+import { HEADER } from '../src/protocol/wire'
+import type { RouterMetrics } from './metrics'
+import type { RoutingTable } from './routing-table'
+import type { NodeClient } from './node-client'
+import { classifyUpstreamError, describeUpstreamError } from './upstream-errors'
+
+/**
+ * The data plane: one kept-alive undici Pool per shard node, and the retry loop.
+ *
+ * Every attempt re-reads the routing table, so a request that waits out a failure
+ * follows a map change made meanwhile. Only connection-level failures are retried:
+ * the request id (one per client request, the same on every attempt) lets the shard
+ * answer a repeated write with the original result, which makes retrying a PUT or
+ * DELETE, conditional or not, as safe as retrying a GET. Anything the shard answered
+ * — including its 4xx/5xx JSON errors — is relayed unchanged.
+ */
+
+export type KvMethod = 'GET' | 'HEAD' | 'PUT' | 'DELETE'
+
+export interface ForwardRequest {
+  method: KvMethod
+  key: string
+  /** Sent as x-shardkv-request-id on every attempt. */
+  requestId: string
+  /** The value, for PUT; null otherwise. */
+  body: Buffer | null
+  contentType: string | undefined
+  ifMatch: string | undefined
+  ifNoneMatch: string | undefined
+}
+
+export interface ForwardResult {
+  status: number
+  contentType: string | undefined
+  contentLength: string | undefined
+  etag: string | undefined
+  node: string | undefined
+  body: Buffer
+  /** Attempts beyond the first. */
+  retries: number
+  /** A 404 that comes from a tombstone (the key was deleted here): no fallback read. */
+  tombstone: boolean
+}
+
+export interface ForwarderOptions {
+  /** The current routing table; called once per attempt. */
+  table: () => RoutingTable
+  connections: number
+  upstreamTimeoutMs: number
+  retryTimeoutMs: number
+  metrics: RouterMetrics
+  log: Logger
+  /** Control-plane client, for copy on touch during a rebalance. */
+  nodes: NodeClient
+}
+
+const FIRST_BACKOFF_MS = 5
+const MAX_BACKOFF_MS = 100
+/** Connecting on a LAN either works or is refused at once; a silent host is a retry. */
+const MAX_CONNECT_TIMEOUT_MS = 1000
+const KEEP_ALIVE_MS = 30_000
+
+type Headers = Record<string, string>
+
+function header (value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value
+}
+
+export class Forwarder {
+  private readonly options: ForwarderOptions
+  private readonly pools = new Map<string, Pool>()
+  private readonly poolOptions: Pool.Options
+  private closed = false
+
+  constructor (options: ForwarderOptions) {
+    this.options = options
+    this.poolOptions = {
+      connections: options.connections,
+      pipelining: 1,
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      headersTimeout: options.upstreamTimeoutMs,
+      bodyTimeout: options.upstreamTimeoutMs,
+      connect: { timeout: Math.min(MAX_CONNECT_TIMEOUT_MS, options.upstreamTimeoutMs) }
+    }
+  }
+
+  async forward (req: ForwardRequest): Promise<ForwardResult> {
+    const path = kvPath(req.key)
+    const headers = upstreamHeaders(req)
+    const deadline = Date.now() + this.options.retryTimeoutMs
+    let retries = 0
+    let backoff = FIRST_BACKOFF_MS
+    let copiedAtEpoch = -1
+    for (;;) {
+      const table = this.options.table()
+      const url = table.ownerOf(req.key)
+      if (url === undefined) {
+        throw new ShardKvError('unavailable', 'no shard group owns keys: the cluster map has no active groups', { epoch: table.epoch })
+      }
+      headers[HEADER.epoch] = table.epochHeader
+      const source = table.handoverSourceOf(req.key)
+      try {
+        // Copy on touch: a conditional write to a key whose copy has not reached its new
+        // owner would be judged against nothing; fetch the key first (insert-if-absent).
+        if (source !== undefined && copiedAtEpoch !== table.epoch && req.method !== 'GET' && req.method !== 'HEAD' &&
+            (req.ifMatch !== undefined || req.ifNoneMatch !== undefined)) {
+          await this.copyOnTouch(req.key, source, url)
+          copiedAtEpoch = table.epoch
+        }
+        let result = await this.attempt(this.pool(url), path, req, headers)
+        // A key still being handed over may not have reached its new owner: read the old one.
+        if (source !== undefined && result.status === 404 && !result.tombstone && (req.method === 'GET' || req.method === 'HEAD')) {
+          result = await this.attempt(this.pool(source), path, req, { ...headers, [HEADER.fallback]: '1' })
+        }
+        if (result.status === 421) {
+          // The node's map moved past ours (the coordinator publishes right after installing),
+          // or ours past its (it is catching up): either way, wait briefly and route again.
+          if (Date.now() + backoff > deadline) throw new ShardKvError('unavailable', `the cluster map is changing; no owner answered for this key within ${this.options.retryTimeoutMs} ms`, { retries })
+          retries++
+          this.options.metrics.countRetry('misdirected')
+          await sleep(backoff)
+          backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)
+          continue
+        }
+        result.retries = retries
+        return result
+      } catch (err) {
+        if (err instanceof ShardKvError) throw err
+        const kind = classifyUpstreamError(err)
+        if (kind === 'timeout') {
+          throw new ShardKvError('upstream_timeout', `shard ${url} did not answer within ${this.options.upstreamTimeoutMs} ms`)
+        }
+        if (kind === 'retry' && this.closed) {
+          throw new ShardKvError('unavailable', `shard ${url} is unreachable (${describeUpstreamError(err)}) and the router is shutting down`)
+        }
+        if (kind !== 'retry') {
+          this.options.log.error({ event: 'upstream-error', url, method: req.method, requestId: req.requestId, err }, 'shard request failed')
+          throw new ShardKvError('upstream_error', `shard ${url} failed: ${describeUpstreamError(err)}`)
+        }
+        if (Date.now() + backoff > deadline) {
+          throw new ShardKvError('unavailable', `shard ${url} is unreachable (${describeUpstreamError(err)}); gave up after ${retries} retries in ${this.options.retryTimeoutMs} ms`, { retries })
+        }
+        retries++
+        this.options.metrics.countRetry(describeUpstreamError(err, true))
+        await sleep(backoff)
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)
+      }
+    }
+  }
+
+  /** Stops new upstream calls and waits for the ones in flight. */
+  async close (): Promise<void> {
+    this.closed = true
+    const pools = [...this.pools.values()]
+    this.pools.clear()
+    await Promise.all(pools.map(async (p) => { await p.close() }))
+  }
+
+  private async copyOnTouch (key: string, source: string, target: string): Promise<void> {
+    const row = await this.options.nodes.row(source, key)
+    if (row !== undefined) await this.options.nodes.importRows(target, [row])
+  }
+
+  private pool (url: string): Pool {
+    let pool = this.pools.get(url)
+    if (pool === undefined) {
+      if (this.closed) throw new ShardKvError('unavailable', 'the router is shutting down')
+      pool = new Pool(url, this.poolOptions)
+      this.pools.set(url, pool)
+    }
+    return pool
+  }
+
+  private async attempt (pool: Pool, path: string, req: ForwardRequest, headers: Headers): Promise<ForwardResult> {
+    const res = await pool.request({ path, method: req.method, headers, body: req.body })
+    let body: Buffer
+    try {
+      body = Buffer.from(await res.body.arrayBuffer())
+    } catch (err) {
+      // A body that failed half way must not keep its connection out of the pool.
+      res.body.destroy()
+      throw err
+    }
+    return fromResponse(res, body)
+  }
+}
+
+function upstreamHeaders (req: ForwardRequest): Headers {
+  const h: Headers = { [HEADER.requestId]: req.requestId, [HEADER.epoch]: '' }
+  if (req.contentType !== undefined) h['content-type'] = req.contentType
+  if (req.ifMatch !== undefined) h['if-match'] = req.ifMatch
+  if (req.ifNoneMatch !== undefined) h['if-none-match'] = req.ifNoneMatch
+  return h
+}
+
+function fromResponse (res: Dispatcher.ResponseData, body: Buffer): ForwardResult {
+  const h = res.headers
+  return {
+    status: res.statusCode,
+    contentType: header(h['content-type']),
+    contentLength: header(h['content-length']),
+    etag: header(h.etag),
+    node: header(h[HEADER.node]),
+    body,
+    retries: 0,
+    tombstone: h[HEADER.tombstone] === '1'
+  }
+}

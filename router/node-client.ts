@@ -1,0 +1,68 @@
+import { Agent } from 'undici'
+import { INTERNAL } from '../src/protocol/wire'
+import { jsonRequest } from '../src/client/http'
+import { kvPath } from '../src/protocol/key'
+import type { ClusterMap } from '../src/membership/map'
+
+/**
+ * The coordinator's and router's client for shard nodes' internal API (control
+ * plane): map installs, migration batches, copy on touch. Its own kept-alive pool,
+ * apart from the data plane's, so a slow migration batch never queues client traffic.
+ */
+
+export interface WireRow {
+  key: string
+  value: string
+  contentType: string
+  version: string
+  deleted?: boolean
+}
+
+export interface ScanReply { rows: WireRow[], next: number, scanned: number, done: boolean, epoch: number }
+export interface PurgeReply { deleted: number, next: string, done: boolean }
+export interface StatsReply { keys: number, tombstones: number, position: number }
+
+export class NodeClient {
+  private readonly agent: Agent
+
+  constructor (private readonly timeoutMs = 30_000) {
+    this.agent = new Agent({ connections: 8, keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+  }
+
+  /** Installs `map` on a node, telling it which group and which node (`self`) it is. */
+  async installMap (nodeUrl: string, group: string, map: ClusterMap, coordinator?: string): Promise<number> {
+    const body = { group, self: nodeUrl, map, ...(coordinator !== undefined ? { coordinator } : {}) }
+    const res = await jsonRequest<{ epoch: number }>(nodeUrl + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs: this.timeoutMs })
+    return res.body.epoch
+  }
+
+  async scan (nodeUrl: string, epoch: number, after: number, limit: number): Promise<ScanReply> {
+    return (await jsonRequest<ScanReply>(nodeUrl + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  }
+
+  async importRows (nodeUrl: string, rows: WireRow[]): Promise<{ inserted: number, skipped: number }> {
+    return (await jsonRequest<{ inserted: number, skipped: number }>(nodeUrl + INTERNAL.migrationImport, { method: 'POST', body: { rows }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  }
+
+  async purge (nodeUrl: string, epoch: number, after: string, limit: number): Promise<PurgeReply> {
+    return (await jsonRequest<PurgeReply>(nodeUrl + INTERNAL.migrationPurge, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  }
+
+  async stats (nodeUrl: string): Promise<StatsReply> {
+    return (await jsonRequest<StatsReply>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  }
+
+  /** A key's whole row at a node (tombstone included), or undefined. */
+  async row (nodeUrl: string, key: string): Promise<WireRow | undefined> {
+    try {
+      return (await jsonRequest<WireRow>(nodeUrl + INTERNAL.rowPrefix + kvPath(key).slice(4), { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    } catch (err) {
+      if ((err as { code?: string }).code === 'not_found') return undefined
+      throw err
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.agent.close()
+  }
+}

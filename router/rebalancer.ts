@@ -1,0 +1,211 @@
+import { join } from 'node:path'
+import type { Logger } from '../src/log'
+import type { ClusterMap } from '../src/membership/map'
+import { primaryOf } from '../src/membership/map'
+import { currentMembers } from '../src/membership/ownership'
+import { GroupRing } from '../src/ring/ring'
+import { readJson, writeJsonAtomic } from '../src/membership/json-file'
+import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState } from '../src/membership/rebalance'
+import type { NodeClient, WireRow } from './node-client'
+
+export const REBALANCE_FILE = 'rebalance.json'
+
+/** The coordinator's map, as the rebalancer (and failover) change it. */
+export interface MapAuthority {
+  current: () => ClusterMap
+  /**
+   * Serialized with every other map change: computes the next map from the current
+   * one, installs it on every node, then persists and publishes it. When `compute`
+   * returns the current map unchanged, it is installed again (idempotent).
+   */
+  transition: (reason: string, compute: (current: ClusterMap) => ClusterMap) => Promise<ClusterMap>
+}
+
+export interface RebalancerOptions {
+  dataDir: string
+  log: Logger
+  nodes: NodeClient
+  maps: MapAuthority
+  batchSize: number
+  /** Rows scanned per second at most (0: no limit). */
+  rowsPerSecond: number
+  retryDelayMs?: number
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/**
+ * Drives one rebalance at a time through its phases (src/membership/rebalance.ts),
+ * persisting its state after every phase change and every batch, so that a
+ * coordinator killed at any point resumes where it was. Every step is idempotent:
+ * installs of the same map, scans from a persisted cursor, insert-if-absent copies
+ * and purges of foreign rows can all be repeated.
+ */
+export class Rebalancer {
+  private state: RebalanceState | undefined
+  private running: Promise<void> | undefined
+  private stopping = false
+  private readonly file: string
+  private readonly retryDelayMs: number
+
+  constructor (private readonly opts: RebalancerOptions) {
+    this.file = join(opts.dataDir, REBALANCE_FILE)
+    this.retryDelayMs = opts.retryDelayMs ?? 500
+    this.state = readJson(this.file) as RebalanceState | undefined
+  }
+
+  isRunning (): boolean {
+    return this.state !== undefined && this.state.phase !== 'done'
+  }
+
+  progress (): RebalanceProgress | null {
+    return this.state === undefined ? null : progressOf(this.state)
+  }
+
+  /** Resumes a persisted rebalance that had not finished. */
+  resume (): void {
+    if (this.isRunning() && this.running === undefined) {
+      this.opts.log.info({ event: 'rebalance-resume', id: this.state?.id, phase: this.state?.phase }, 'resuming rebalance')
+      this.running = this.run()
+    }
+  }
+
+  async begin (state: RebalanceState): Promise<RebalanceProgress> {
+    if (this.isRunning()) throw new RebalanceError('rebalance_running', `rebalance ${this.state?.id ?? ''} is still running`)
+    let estimated = 0
+    for (const id of Object.keys(state.sources)) {
+      const url = primaryOf(this.opts.maps.current(), id)?.url
+      if (url === undefined) continue
+      try {
+        estimated += (await this.opts.nodes.stats(url)).keys
+      } catch (err) {
+        this.opts.log.warn({ event: 'rebalance-estimate-failed', group: id, err: (err as Error).message }, 'could not count rows for the progress estimate')
+      }
+    }
+    this.state = { ...state, estimatedRows: estimated }
+    this.persist()
+    this.opts.log.info({ event: 'rebalance-start', id: state.id, kind: state.kind, group: state.group, sources: Object.keys(state.sources), estimatedRows: estimated }, 'rebalance started')
+    this.running = this.run()
+    return progressOf(this.state)
+  }
+
+  async stop (): Promise<void> {
+    this.stopping = true
+    await this.running
+  }
+
+  private persist (): void {
+    if (this.state === undefined) return
+    this.state.updatedAt = new Date().toISOString()
+    writeJsonAtomic(this.file, this.state)
+  }
+
+  private async run (): Promise<void> {
+    while (!this.stopping && this.state !== undefined && this.state.phase !== 'done') {
+      const state = this.state
+      try {
+        await this.perform(state)
+        if (this.stopping) break
+        state.phase = nextPhase(state)
+        delete state.lastError
+        if (state.phase === 'done') state.finishedAt = new Date().toISOString()
+        this.persist()
+        this.opts.log.info({ event: 'rebalance-phase', id: state.id, phase: state.phase, epoch: this.opts.maps.current().epoch }, `rebalance ${state.phase}`)
+      } catch (err) {
+        state.lastError = (err as Error).message
+        this.persist()
+        this.opts.log.warn({ event: 'rebalance-retry', id: state.id, phase: state.phase, err: state.lastError }, 'rebalance step failed; retrying')
+        await sleep(this.retryDelayMs)
+      }
+    }
+    this.running = undefined
+  }
+
+  private async perform (state: RebalanceState): Promise<void> {
+    switch (state.phase) {
+      case 'fencing':
+      case 'settling':
+      case 'finishing':
+        await this.opts.maps.transition(`rebalance ${state.id}: ${state.phase}`, (current) => phaseMap(state, current))
+        return
+      case 'copying': return await this.copy(state)
+      case 'purging': return await this.purge(state)
+      case 'done': return undefined
+    }
+  }
+
+  private async throttle (rows: number, startedAt: number): Promise<void> {
+    if (this.opts.rowsPerSecond <= 0) return
+    const wanted = rows / this.opts.rowsPerSecond * 1000
+    const spent = Date.now() - startedAt
+    if (wanted > spent) await sleep(wanted - spent)
+  }
+
+  private async copy (state: RebalanceState): Promise<void> {
+    const start = this.opts.maps.current()
+    const ring = new GroupRing(currentMembers(start), start.ring)
+    for (const [sourceId, progress] of Object.entries(state.sources)) {
+      while (!progress.done && !this.stopping) {
+        const startedAt = Date.now()
+        // Primaries are looked up per batch: a failover may replace one mid-copy.
+        const map = this.opts.maps.current()
+        const source = primaryOf(map, sourceId)
+        if (source === undefined) throw new Error(`source group ${sourceId} has no primary`)
+        const batch = await this.opts.nodes.scan(source.url, map.epoch, progress.cursor, this.opts.batchSize)
+        const byTarget = new Map<string, WireRow[]>()
+        for (const row of batch.rows) {
+          const owner = ring.ownerOf(row.key)
+          if (owner === undefined || owner === sourceId) continue
+          let list = byTarget.get(owner)
+          if (list === undefined) byTarget.set(owner, (list = []))
+          list.push(row)
+        }
+        let inserted = 0
+        for (const [targetId, rows] of byTarget) {
+          const target = primaryOf(map, targetId)
+          if (target === undefined) throw new Error(`target group ${targetId} has no primary`)
+          inserted += (await this.opts.nodes.importRows(target.url, rows)).inserted
+        }
+        progress.cursor = batch.next
+        progress.scanned += batch.scanned
+        progress.copied += inserted
+        progress.done = batch.done
+        this.persist()
+        await this.throttle(batch.scanned, startedAt)
+      }
+    }
+  }
+
+  private async purge (state: RebalanceState): Promise<void> {
+    const map = this.opts.maps.current()
+    for (const [groupId, progress] of Object.entries(state.purges)) {
+      const group = map.groups.find((g) => g.id === groupId)
+      if (group === undefined) continue
+      for (const node of group.nodes) {
+        let cursor = node.role === 'primary' ? progress.cursor : ''
+        let done = node.role === 'primary' ? progress.done : false
+        while (!done && !this.stopping) {
+          const startedAt = Date.now()
+          let reply
+          try {
+            reply = await this.opts.nodes.purge(node.url, map.epoch, cursor, this.opts.batchSize)
+          } catch (err) {
+            // A replica that is down must not stall the rebalance: it resyncs when it returns.
+            if (node.role === 'primary') throw err
+            this.opts.log.warn({ event: 'purge-replica-skipped', node: node.url, err: (err as Error).message }, 'could not purge a replica; skipping it')
+            break
+          }
+          cursor = reply.next
+          done = reply.done
+          if (node.role === 'primary') {
+            progress.cursor = cursor
+            progress.done = done
+            progress.deleted += reply.deleted
+            this.persist()
+          }
+          await this.throttle(this.opts.batchSize, startedAt)
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,129 @@
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { RouterConfig } from '../src/config/options'
+import { createApiServer } from '../src/http/server'
+import type { Logger } from '../src/log'
+import { registerAdminRoutes } from './admin-routes'
+import { Coordinator } from './coordinator'
+import { refuseOversizedUploads } from './expect-continue'
+import { Forwarder } from './forward'
+import { registerKvRoutes } from './kv-routes'
+import { RouterMetrics } from './metrics'
+import { Rebalancer } from './rebalancer'
+import { registerAdminApi } from './admin-api'
+
+/**
+ * A router process's HTTP side: the data API forwarded to shard primaries, plus
+ * health, metrics and the cluster view. HTTP edge behaviour shared with shard nodes
+ * (raw-bytes body parsing and its limit, JSON errors, 404/405, bad URLs, oversized
+ * headers) comes from src/http/server.ts so both sides answer bad input alike.
+ */
+
+const IDLE_SWEEP_MS = 50
+const DRAIN_GRACE_MS = 100
+
+export interface RunningRouter {
+  url: string
+  coordinator: Coordinator
+  /** Stops accepting, lets in-flight requests finish, then closes the upstream pools. */
+  close: () => Promise<void>
+}
+
+export async function startRouter (config: RouterConfig, log: Logger): Promise<RunningRouter> {
+  // The epoch gauge reads the coordinator at scrape time, after both exist.
+  const metrics = new RouterMetrics(() => coord.epoch)
+  const coord = Coordinator.fromConfig(config, log, metrics)
+  const forwarder = new Forwarder({
+    table: () => coord.table,
+    connections: config.connections,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+    retryTimeoutMs: config.retryTimeoutMs,
+    metrics,
+    log,
+    nodes: coord.nodes
+  })
+
+  // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
+  const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes) })
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.observeRequest(request.method, reply.statusCode, reply.elapsedTime)
+    done()
+  })
+  let draining = false
+  registerKvRoutes(app, { forwarder, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
+  const rebalancer = new Rebalancer({
+    dataDir: config.dataDir,
+    log,
+    nodes: coord.nodes,
+    maps: { current: () => coord.map(), transition: async (reason, compute) => await coord.transition(reason, compute) },
+    batchSize: config.rebalanceBatch,
+    rowsPerSecond: config.rebalanceRowsPerSec
+  })
+  registerAdminRoutes(app, coord, metrics, () => rebalancer.progress())
+  registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes })
+  refuseOversizedUploads(app.server, config.maxValueBytes)
+
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (err) {
+    await Promise.allSettled([app.close(), forwarder.close(), coord.close()])
+    throw err
+  }
+  const url = listenUrl(app.server.address() as AddressInfo)
+  coord.setAdvertisedUrl(url)
+  coord.start()
+  let stopping = false
+  const startup = installOnStartup(coord, log, () => stopping).then(() => { if (!stopping) rebalancer.resume() })
+
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    closing ??= (async () => {
+      draining = true
+      stopping = true
+      // A request a client already sent on a kept-alive connection may still be unread
+      // in the socket; closing that "idle" connection now would reset it. Serve what
+      // is in transit first (answers say `Connection: close` while draining).
+      await sleep(DRAIN_GRACE_MS)
+      // server.close() waits for every connection, but clients keep theirs alive:
+      // connections that fall idle are closed as they do, not only those idle now.
+      const sweeper = setInterval(() => { app.server.closeIdleConnections() }, IDLE_SWEEP_MS)
+      sweeper.unref()
+      try {
+        // fastify waits for in-flight requests, which still need the pools; close those after.
+        await app.close()
+      } finally {
+        clearInterval(sweeper)
+      }
+      await rebalancer.stop()
+      await startup
+      await Promise.all([forwarder.close(), coord.close()])
+    })()
+    await closing
+  }
+
+  return { url, coordinator: coord, close }
+}
+
+/**
+ * Nodes get the coordinator's map (and learn its URL) before it resumes a rebalance:
+ * a restarted coordinator may have published a map some node never installed.
+ */
+async function installOnStartup (coord: Coordinator, log: Logger, stopped: () => boolean): Promise<void> {
+  for (let attempt = 1; !stopped(); attempt++) {
+    try {
+      await coord.transition('startup', (current) => current)
+      return
+    } catch (err) {
+      if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'startup-install-retry', attempt, err: (err as Error).message }, 'could not install the map on every node yet; retrying')
+      await sleep(500)
+    }
+  }
+}
+
+/** A URL a local client can connect to (an unspecified bind address becomes loopback). */
+function listenUrl (address: AddressInfo): string {
+  let host = address.address
+  if (host === '0.0.0.0') host = '127.0.0.1'
+  if (host === '::') host = '::1'
+  return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+}

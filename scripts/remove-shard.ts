@@ -1,0 +1,72 @@
+import { parseArgs } from 'node:util'
+import { AdminClient } from '../src/client/admin'
+import { ShardKvError } from '../src/protocol/errors'
+import { health, stopNode } from './shard-process'
+import { rebalanceReporter } from './progress'
+
+const HELP = `Usage: npm run remove-shard -- --id ID [options]
+
+Drains a shard group out of a running cluster: its keys move to the remaining groups
+while traffic flows; a progress bar shows the rebalance. When it has settled, the
+group's node is stopped (SIGTERM to the pid it reports), unless --keep-node.
+
+Options:
+  --router URL   router to talk to (default http://127.0.0.1:8080)
+  --id ID        the group to remove (required)
+  --keep-node    leave the drained node running
+  --no-wait      return once the rebalance has started
+  --help         this text`
+
+async function main (): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      router: { type: 'string', default: 'http://127.0.0.1:8080' },
+      id: { type: 'string' },
+      'keep-node': { type: 'boolean', default: false },
+      'no-wait': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false }
+    },
+    strict: true
+  })
+  if (values.help) {
+    process.stdout.write(HELP + '\n')
+    return 0
+  }
+  if (values.id === undefined) throw new UsageError('--id is required (see --help)')
+  const admin = new AdminClient(values.router.replace(/\/$/, ''))
+  const cluster = await admin.cluster()
+  const group = cluster.groups.find((g) => g.id === values.id)
+  if (group === undefined) throw new UsageError(`group ${values.id} does not exist (groups: ${cluster.groups.map((g) => g.id).join(', ')})`)
+  const started = await admin.removeGroup(values.id)
+  process.stderr.write(`draining group ${values.id}; rebalance ${started.id} started\n`)
+  if (values['no-wait']) return 0
+  const reporter = rebalanceReporter()
+  try {
+    const done = await admin.waitForRebalance((p) => reporter.update(p))
+    reporter.stop()
+    process.stderr.write(`rebalance done: ${done.copied} rows moved off ${values.id}, ${done.deleted} purged\n`)
+  } finally {
+    reporter.stop()
+  }
+  if (values['keep-node']) return 0
+  for (const node of group.nodes) {
+    const h = await health(node.url)
+    if (h === undefined) continue
+    const local = /^http:\/\/(127\.|localhost|\[::1\])/.test(node.url)
+    if (!local) {
+      process.stderr.write(`node ${node.url} is not on this machine; stop it there\n`)
+      continue
+    }
+    const stopped = await stopNode(h.pid)
+    process.stderr.write(stopped ? `stopped node ${node.url} (pid ${h.pid})\n` : `node ${node.url} (pid ${h.pid}) did not stop in time\n`)
+  }
+  return 0
+}
+
+class UsageError extends Error {}
+
+main().then((code) => process.exit(code), (err: Error) => {
+  const detail = err instanceof ShardKvError ? ` (${err.code})` : ''
+  process.stderr.write(`remove-shard: ${err.message}${detail}\n`)
+  process.exit(err instanceof UsageError ? 2 : 1)
+})

@@ -1,0 +1,127 @@
+import type { FastifyInstance } from 'fastify'
+import { INTERNAL } from '../src/protocol/wire'
+import { ShardKvError } from '../src/protocol/errors'
+import { decodeKeySegment } from '../src/protocol/key'
+import { validateMap, MapError } from '../src/membership/map'
+import type { MigrationStore, MigratingRow } from '../src/storage/migration-store'
+import type { OwnershipCache } from './ownership-cache'
+import type { Logger } from '../src/log'
+import { jsonBody, integer } from './json-body'
+
+/**
+ * The shard node's internal API: what the coordinator uses to install maps and
+ * move keys between groups, and what routers use to copy a key on touch.
+ */
+
+export interface InternalApiContext {
+  migration: MigrationStore
+  ownership: OwnershipCache
+  log: Logger
+  batchBodyLimit: number
+  stats: () => { keys: number, tombstones: number, position: number }
+}
+
+export interface WireRow {
+  key: string
+  /** base64 */
+  value: string
+  contentType: string
+  version: string
+  deleted?: boolean
+}
+
+export function toWireRow (r: MigratingRow): WireRow {
+  return { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, deleted: r.deleted }
+}
+
+function fromWireRow (value: unknown): MigratingRow {
+  const r = value as Partial<WireRow> | null
+  if (r === null || typeof r !== 'object' || typeof r.key !== 'string' || typeof r.value !== 'string' ||
+      typeof r.contentType !== 'string' || typeof r.version !== 'string' || r.version.length === 0) {
+    throw new ShardKvError('invalid_request', 'each row needs key, value (base64), contentType and version')
+  }
+  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true }
+}
+
+export function registerInternalApi (app: FastifyInstance, ctx: InternalApiContext): void {
+  const { migration, ownership } = ctx
+
+  app.get(INTERNAL.map, (_request, reply) => {
+    const record = migration.installedMap()
+    return reply.send(record ?? { epoch: 0, group: null, map: null })
+  })
+
+  app.put(INTERNAL.map, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
+    const body = jsonBody(request)
+    if (typeof body.group !== 'string') throw new ShardKvError('invalid_request', 'group is required')
+    let map
+    try {
+      map = validateMap(body.map)
+    } catch (err) {
+      if (err instanceof MapError) throw new ShardKvError('invalid_request', err.message)
+      throw err
+    }
+    if (!map.groups.some((g) => g.id === body.group)) throw new ShardKvError('invalid_request', `group ${body.group as string} is not in the map`)
+    const self = typeof body.self === 'string' ? body.self : undefined
+    if (self !== undefined && !map.groups.some((g) => g.id === body.group && g.nodes.some((n) => n.url === self))) {
+      throw new ShardKvError('invalid_request', `node ${self} is not in group ${body.group as string}`)
+    }
+    const installed = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), map })
+    if (installed !== map.epoch) {
+      return reply.code(409).send({ error: 'stale_epoch', message: `epoch ${map.epoch} is older than the installed ${installed}`, epoch: installed })
+    }
+    ctx.log.info({ event: 'map-installed', epoch: installed, group: body.group, handover: map.handover !== undefined }, 'cluster map installed')
+    return reply.send({ epoch: installed })
+  })
+
+  app.post(INTERNAL.migrationScan, (request, reply) => {
+    const body = jsonBody(request)
+    const current = ownership.get()
+    const after = integer(body.after, 'after', 0, Number.MAX_SAFE_INTEGER)
+    const limit = integer(body.limit, 'limit', 1, 10_000, 500)
+    const maxBytes = integer(body.maxBytes, 'maxBytes', 1, 64 * 1024 * 1024, 4 * 1024 * 1024)
+    if (typeof body.epoch === 'number' && body.epoch !== current.epoch) {
+      return reply.code(409).send({ error: 'stale_epoch', message: `installed epoch is ${current.epoch}`, epoch: current.epoch })
+    }
+    const result = migration.scanMoving(after, limit, (key) => current.isMovingAway(key), maxBytes)
+    return reply.send({ rows: result.rows.map(toWireRow), next: result.next, scanned: result.scanned, done: result.done, epoch: current.epoch })
+  })
+
+  app.post(INTERNAL.migrationImport, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
+    const body = jsonBody(request)
+    if (!Array.isArray(body.rows)) throw new ShardKvError('invalid_request', 'rows must be an array')
+    const rows = body.rows.map(fromWireRow)
+    const result = migration.importIfAbsent(rows, (key) => {
+      const current = ownership.get()
+      if (current.access(key) !== 'owned') throw ownership.misdirected(key, current)
+    })
+    return reply.send(result)
+  })
+
+  app.post(INTERNAL.migrationPurge, (request, reply) => {
+    const body = jsonBody(request)
+    const current = ownership.get()
+    if (typeof body.epoch === 'number' && body.epoch !== current.epoch) {
+      return reply.code(409).send({ error: 'stale_epoch', message: `installed epoch is ${current.epoch}`, epoch: current.epoch })
+    }
+    if (current.epoch === 0 || migration.installedMap() === undefined) {
+      throw new ShardKvError('invalid_request', 'no map is installed: nothing is foreign')
+    }
+    const after = typeof body.after === 'string' ? body.after : ''
+    const limit = integer(body.limit, 'limit', 1, 10_000, 500)
+    // Purge only what the installed map gives to others and no handover still needs.
+    const result = migration.purgeForeign(after, limit, (key) => current.access(key) === 'foreign')
+    return reply.send(result)
+  })
+
+  app.get(INTERNAL.stats, (_request, reply) => reply.send(ctx.stats()))
+
+  app.get(`${INTERNAL.rowPrefix}*`, (request, reply) => {
+    const url = request.raw.url ?? ''
+    const q = url.indexOf('?')
+    const key = decodeKeySegment(url.slice(INTERNAL.rowPrefix.length, q === -1 ? url.length : q))
+    const row = migration.row(key)
+    if (row === undefined) return reply.code(404).send({ error: 'not_found', message: 'no row for this key' })
+    return reply.send(toWireRow(row))
+  })
+}

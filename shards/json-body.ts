@@ -1,0 +1,24 @@
+import type { FastifyRequest } from 'fastify'
+import { ShardKvError } from '../src/protocol/errors'
+
+/** Internal endpoints take JSON objects; the data API's raw-bytes parser hands us a Buffer. */
+export function jsonBody (request: FastifyRequest): Record<string, unknown> {
+  const body = request.body
+  if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a JSON body is required')
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(body.toString('utf8'))
+  } catch {
+    throw new ShardKvError('invalid_request', 'the body is not valid JSON')
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ShardKvError('invalid_request', 'the body must be a JSON object')
+  return parsed as Record<string, unknown>
+}
+
+export function integer (value: unknown, name: string, min: number, max: number, fallback?: number): number {
+  if (value === undefined && fallback !== undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ShardKvError('invalid_request', `${name} must be an integer in [${min}, ${max}]`)
+  }
+  return value
+}

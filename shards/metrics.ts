@@ -1,0 +1,69 @@
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type RegistryContentType } from 'prom-client'
+import { METRIC_PREFIX } from '../src/protocol/wire'
+
+/**
+ * Prometheus metrics of a shard node. Each worker counts what it serves in its own
+ * registry; the supervisor aggregates all workers (prom-client's cluster support)
+ * and adds its own supervision metrics, so a scrape of any worker returns the node.
+ */
+
+export interface ShardMetrics {
+  registry: Registry
+  reads: Counter
+  writes: Counter
+  requests: Counter<'method' | 'status'>
+  duration: Histogram<'method'>
+}
+
+export function createWorkerMetrics (): ShardMetrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: `${METRIC_PREFIX}shard_` })
+  AggregatorRegistry.setRegistries([registry])
+  // Constructing one installs the worker's listener that answers the supervisor.
+  void new AggregatorRegistry()
+  return {
+    registry,
+    reads: new Counter({ name: `${METRIC_PREFIX}shard_reads_total`, help: 'Key reads served.', registers: [registry] }),
+    writes: new Counter({ name: `${METRIC_PREFIX}shard_writes_total`, help: 'Writes and deletes committed or refused by a precondition.', registers: [registry] }),
+    requests: new Counter({ name: `${METRIC_PREFIX}shard_http_requests_total`, help: 'HTTP requests by method and status.', labelNames: ['method', 'status'], registers: [registry] }),
+    duration: new Histogram({
+      name: `${METRIC_PREFIX}shard_http_request_duration_seconds`,
+      help: 'HTTP request duration in the worker.',
+      labelNames: ['method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry]
+    })
+  }
+}
+
+export interface SupervisorMetrics {
+  registry: Registry
+  aggregator: AggregatorRegistry<RegistryContentType>
+  workers: Gauge
+  replaced: Counter<'reason'>
+  position: Gauge
+}
+
+export function createSupervisorMetrics (labels: { nodeId: string, group: string }, position: () => number): SupervisorMetrics {
+  const registry = new Registry()
+  const info = new Gauge({ name: `${METRIC_PREFIX}shard_info`, help: 'Constant 1, labelled with the node identity.', labelNames: ['node_id', 'group'], registers: [registry] })
+  info.set({ node_id: labels.nodeId, group: labels.group }, 1)
+  return {
+    registry,
+    aggregator: new AggregatorRegistry(),
+    workers: new Gauge({ name: `${METRIC_PREFIX}shard_workers`, help: 'Live worker processes.', registers: [registry] }),
+    replaced: new Counter({ name: `${METRIC_PREFIX}shard_worker_replacements_total`, help: 'Workers started to replace another, by reason.', labelNames: ['reason'], registers: [registry] }),
+    position: new Gauge({
+      name: `${METRIC_PREFIX}shard_position`,
+      help: 'Highest seq written on this node (its replication position).',
+      registers: [registry],
+      collect () { this.set(position()) }
+    })
+  }
+}
+
+/** The whole node's metrics text: the aggregated workers plus the supervisor's own. */
+export async function nodeMetricsText (m: SupervisorMetrics): Promise<string> {
+  const [workers, own] = await Promise.all([m.aggregator.clusterMetrics(), m.registry.metrics()])
+  return `${workers}\n${own}`
+}

@@ -1,0 +1,78 @@
+import type { FastifyInstance } from 'fastify'
+import { INTERNAL_REPLICATION } from '../src/protocol/wire'
+import { ShardKvError } from '../src/protocol/errors'
+import { judgeShipment } from '../src/replication/policy'
+import type { KvStore, ChangeRow } from '../src/storage/store'
+import type { ReplicaStore } from '../src/storage/replica-store'
+import type { OwnershipCache } from './ownership-cache'
+import type { Logger } from '../src/log'
+import { jsonBody, integer } from './json-body'
+
+/**
+ * The receiving end of replication on a replica node, and the lease a primary holds.
+ * A shipment is applied only from the primary of the group's current term, and only
+ * when it continues exactly where this replica stands.
+ */
+
+export interface ReplicationApiContext {
+  store: KvStore
+  replica: ReplicaStore
+  ownership: OwnershipCache
+  log: Logger
+  batchBodyLimit: number
+}
+
+interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted?: boolean }
+
+function fromWire (v: unknown): ChangeRow {
+  const r = v as Partial<WireChange> | null
+  if (r === null || typeof r !== 'object' || typeof r.key !== 'string' || typeof r.value !== 'string' ||
+      typeof r.contentType !== 'string' || typeof r.version !== 'string' || typeof r.seq !== 'number' || !Number.isInteger(r.seq)) {
+    throw new ShardKvError('invalid_request', 'each change needs key, value (base64), contentType, version and seq')
+  }
+  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true }
+}
+
+export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationApiContext): void {
+  const { store, replica, ownership } = ctx
+
+  app.post(INTERNAL_REPLICATION.apply, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
+    const body = jsonBody(request)
+    const term = integer(body.term, 'term', 1, Number.MAX_SAFE_INTEGER)
+    const from = integer(body.from, 'from', -1, Number.MAX_SAFE_INTEGER)
+    const current = ownership.get()
+    if (current.role !== 'replica' || body.group !== current.group) {
+      return reply.code(409).send({ error: 'not_replica', message: `this node is not a replica of ${String(body.group)} at epoch ${current.epoch}`, term: current.term })
+    }
+    const verdict = judgeShipment({ term, from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
+    switch (verdict) {
+      case 'reject':
+        return reply.code(409).send({ error: 'stale_term', message: `the group is at term ${current.term}`, term: current.term })
+      case 'resync':
+        ctx.log.warn({ event: 'replica-resync', term, dataTerm: store.currentTerm(), position: replica.position() }, 'data from an older term: full resync')
+        replica.wipe(term)
+        return reply.code(409).send({ error: 'gap', message: 'resyncing from empty', position: 0 })
+      case 'gap':
+        return reply.code(409).send({ error: 'gap', message: `this replica is at ${replica.position()}`, position: replica.position() })
+      case 'apply': {
+        if (from === -1) return reply.send({ position: replica.position() })
+        const to = integer(body.to, 'to', from, Number.MAX_SAFE_INTEGER)
+        if (!Array.isArray(body.rows)) throw new ShardKvError('invalid_request', 'rows must be an array')
+        const position = replica.apply(body.rows.map(fromWire), to)
+        return reply.send({ position })
+      }
+    }
+  })
+
+  app.post(INTERNAL_REPLICATION.lease, (request, reply) => {
+    const body = jsonBody(request)
+    const term = integer(body.term, 'term', 1, Number.MAX_SAFE_INTEGER)
+    const until = integer(body.leaseUntil, 'leaseUntil', 0, Number.MAX_SAFE_INTEGER)
+    const current = ownership.get()
+    if (current.role !== 'primary' || term !== current.term || body.group !== current.group) {
+      return reply.code(409).send({ error: 'stale_term', message: `not the primary of ${String(body.group)} at term ${term}`, term: current.term })
+    }
+    replica.setLease(until)
+    return reply.send({ leaseUntil: until, position: store.position() })
+  })
+}

@@ -1,0 +1,190 @@
+import cluster, { type Worker } from 'node:cluster'
+import { createServer } from 'node:net'
+import type { ShardConfig } from '../src/config/options'
+import { createLogger, type Logger } from '../src/log'
+import { KvStore } from '../src/storage/store'
+import { META } from '../src/storage/schema'
+import { createSupervisorMetrics, nodeMetricsText, type SupervisorMetrics } from './metrics'
+import { RestartPolicy } from './restart-policy'
+import { isShardMessage, WORKER_CONFIG_ENV, type SupervisorMessage, type WorkerMessage } from './ipc'
+import { databasePath } from './paths'
+
+type Reason = 'initial' | 'crash' | 'rolling-restart'
+
+/**
+ * The cluster primary of a shard node. It owns the node's lifecycle: it creates
+ * or checks the database (schema, node id) before any worker opens it, forks the
+ * workers, replaces one that dies, restarts them one at a time on SIGUSR2 and drains
+ * them all on SIGTERM. It serves no requests itself.
+ */
+export class Supervisor {
+  private readonly config: ShardConfig
+  private readonly store: KvStore
+  private readonly log: Logger
+  private readonly metrics: SupervisorMetrics
+  private readonly restartPolicy = new RestartPolicy()
+  /** Workers we asked to exit: their exit is not a crash. */
+  private readonly leaving = new Set<number>()
+  private port: number
+  private shuttingDown = false
+  private rolling = false
+
+  constructor (config: ShardConfig) {
+    this.config = config
+    this.store = new KvStore({ path: databasePath(config.dataDir), synchronous: config.synchronous as 'FULL', busyTimeoutMs: config.busyTimeoutMs, nodeId: config.nodeId })
+    this.port = config.port
+    this.log = createLogger({
+      component: 'shard',
+      nodeId: this.store.nodeId,
+      group: config.group,
+      role: 'primary',
+      epoch: Number(this.store.readMeta(META.epoch) ?? 0),
+      term: this.store.currentTerm()
+    }, config.logLevel)
+    this.metrics = createSupervisorMetrics({ nodeId: this.store.nodeId, group: config.group }, () => this.store.position())
+  }
+
+  async start (): Promise<void> {
+    cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal))
+    cluster.on('message', (worker, msg: unknown) => this.onMessage(worker, msg))
+    // Workers share the primary's listening handle only when they ask for the same
+    // port, and a port-0 handle would get a new port if every worker died. So port 0
+    // is resolved once, here, to a concrete free port that every fork then uses.
+    if (this.port === 0) this.port = await freePort(this.config.host)
+    await Promise.all(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
+    process.on('SIGUSR2', () => { void this.rollingRestart() })
+    process.on('SIGTERM', () => { void this.shutdown('SIGTERM') })
+    process.on('SIGINT', () => { void this.shutdown('SIGINT') })
+    const url = `http://${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.port}`
+    this.log.info({ event: 'listening', service: 'shard', url, workers: this.liveWorkers().length, dataDir: this.config.dataDir }, `shard node ${this.store.nodeId} listening on ${url}`)
+  }
+
+  private liveWorkers (): Worker[] {
+    return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !this.leaving.has(w.id))
+  }
+
+  /** Forks a worker and resolves once it listens; rejects if it dies first. */
+  private async fork (reason: Reason): Promise<Worker> {
+    const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify({ ...this.config, port: this.port }) })
+    await new Promise<void>((resolve, reject) => {
+      const onListening = (): void => {
+        worker.off('exit', onExit)
+        resolve()
+      }
+      const onExit = (code: number | null, signal: string | null): void => {
+        worker.off('listening', onListening)
+        reject(new Error(`worker ${worker.process.pid ?? '?'} exited (code ${String(code)}, signal ${String(signal)}) before listening`))
+      }
+      worker.once('listening', onListening)
+      worker.once('exit', onExit)
+    })
+    if (reason !== 'initial') this.metrics.replaced.inc({ reason })
+    this.broadcastWorkers()
+    return worker
+  }
+
+  private broadcastWorkers (): void {
+    const live = this.liveWorkers()
+    this.metrics.workers.set(live.length)
+    const pids = live.map((w) => w.process.pid).filter((p): p is number => p !== undefined)
+    const msg: SupervisorMessage = { type: 'shardkv:workers', pids }
+    for (const w of live) if (w.isConnected()) w.send(msg)
+  }
+
+  private onExit (worker: Worker, code: number | null, signal: string | null): void {
+    if (this.leaving.delete(worker.id) || this.shuttingDown) {
+      this.broadcastWorkers()
+      return
+    }
+    const delay = this.restartPolicy.onCrash(Date.now())
+    this.log.error({ event: 'worker-crashed', workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died unexpectedly; replacing it')
+    const replace = (): void => {
+      if (this.shuttingDown) return
+      this.fork('crash').then((w) => {
+        this.log.info({ event: 'worker-replaced', workerPid: w.process.pid, replaced: worker.process.pid }, 'replacement worker listening')
+      }, (err: Error) => {
+        // A replacement that dies on start is itself a crash: onExit schedules the next try.
+        this.log.error({ event: 'worker-start-failed', err: err.message }, 'replacement worker failed to start')
+      })
+    }
+    if (delay === 0) replace()
+    else setTimeout(replace, delay).unref()
+  }
+
+  private onMessage (worker: Worker, msg: unknown): void {
+    if (!isShardMessage(msg)) return
+    const m = msg as WorkerMessage
+    if (m.type === 'shardkv:metrics-request') {
+      nodeMetricsText(this.metrics).then(
+        (text) => { if (worker.isConnected()) worker.send({ type: 'shardkv:metrics-reply', id: m.id, text } satisfies SupervisorMessage) },
+        (err: Error) => { if (worker.isConnected()) worker.send({ type: 'shardkv:metrics-reply', id: m.id, text: '', error: err.message } satisfies SupervisorMessage) }
+      )
+    }
+  }
+
+  /** Asks a worker to drain and waits for it to exit; kills it after the timeout. */
+  private async retire (worker: Worker): Promise<void> {
+    this.leaving.add(worker.id)
+    const exited = new Promise<void>((resolve) => {
+      if (worker.isDead()) resolve()
+      else worker.once('exit', () => resolve())
+    })
+    if (worker.isConnected()) worker.send({ type: 'shardkv:drain' } satisfies SupervisorMessage)
+    const timer = setTimeout(() => {
+      this.log.warn({ event: 'worker-drain-timeout', workerPid: worker.process.pid }, 'worker did not drain in time; killing it')
+      worker.process.kill('SIGKILL')
+    }, this.config.shutdownTimeoutMs)
+    await exited
+    clearTimeout(timer)
+  }
+
+  /** SIGUSR2: replace every worker, one at a time, keeping the node's capacity. */
+  async rollingRestart (): Promise<void> {
+    if (this.rolling || this.shuttingDown) {
+      this.log.warn({ event: 'rolling-restart-ignored' }, 'a rolling restart or shutdown is already running')
+      return
+    }
+    this.rolling = true
+    const old = this.liveWorkers()
+    this.log.info({ event: 'rolling-restart-start', workers: old.length }, 'rolling restart')
+    try {
+      for (const worker of old) {
+        if (this.shuttingDown) break
+        if (worker.isDead() || this.leaving.has(worker.id)) continue
+        // Start the replacement first so that capacity never drops.
+        const fresh = await this.fork('rolling-restart')
+        await this.retire(worker)
+        this.log.info({ event: 'worker-restarted', workerPid: fresh.process.pid, replaced: worker.process.pid }, 'worker restarted')
+      }
+      this.log.info({ event: 'rolling-restart-complete', workers: this.liveWorkers().length }, 'rolling restart complete')
+    } catch (err) {
+      this.log.error({ event: 'rolling-restart-failed', err: (err as Error).message }, 'rolling restart failed')
+    } finally {
+      this.rolling = false
+    }
+  }
+
+  async shutdown (signal: string): Promise<void> {
+    if (this.shuttingDown) return
+    this.shuttingDown = true
+    this.log.info({ event: 'shutdown-start', signal }, 'draining workers')
+    await Promise.all(Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined).map(async (w) => await this.retire(w)))
+    this.store.close()
+    this.log.info({ event: 'stopped' }, 'shard node stopped')
+    process.exit(0)
+  }
+}
+
+async function freePort (host: string): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, host, () => {
+      const address = server.address()
+      server.close(() => {
+        if (address !== null && typeof address === 'object') resolve(address.port)
+        else reject(new Error('could not determine a free port'))
+      })
+    })
+  })
+}

@@ -1,0 +1,34 @@
+import { request, type Dispatcher } from 'undici'
+import { ShardKvError, isErrorCode } from '../protocol/errors'
+
+/**
+ * JSON over HTTP for the client, scripts and coordinator: one place that turns an
+ * error response into a ShardKvError carrying the server's code.
+ */
+export async function jsonRequest<T> (
+  url: string,
+  options: { method?: Dispatcher.HttpMethod, body?: unknown, dispatcher?: Dispatcher, timeoutMs?: number } = {}
+): Promise<{ status: number, body: T }> {
+  const res = await request(url, {
+    method: options.method ?? 'GET',
+    headers: options.body !== undefined ? { 'content-type': 'application/json' } : {},
+    body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
+    dispatcher: options.dispatcher,
+    headersTimeout: options.timeoutMs ?? 10_000,
+    bodyTimeout: options.timeoutMs ?? 10_000
+  })
+  const text = await res.body.text()
+  let parsed: unknown
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text)
+  } catch {
+    throw new ShardKvError('upstream_error', `${options.method ?? 'GET'} ${url}: ${res.statusCode} with a body that is not JSON`)
+  }
+  if (res.statusCode >= 400) {
+    const body = parsed as { error?: unknown, message?: unknown } | undefined
+    const code = isErrorCode(body?.error) ? body.error : res.statusCode >= 500 ? 'upstream_error' : 'invalid_request'
+    const message = typeof body?.message === 'string' ? body.message : `HTTP ${res.statusCode}`
+    throw new ShardKvError(code, message, { status: res.statusCode })
+  }
+  return { status: res.statusCode, body: parsed as T }
+}

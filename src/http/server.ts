@@ -1,0 +1,120 @@
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify'
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import { ShardKvError, errorBody, type ErrorCode } from '../protocol/errors'
+import { KV_PREFIX } from '../protocol/wire'
+
+/**
+ * The fastify instance both the router and shard nodes serve the data API with.
+ * It fixes the parts of HTTP handling that must behave the same on both sides:
+ * values are raw bytes of any content type, every error is the JSON body of
+ * src/protocol/errors.ts, and malformed input (bad URLs, oversized headers,
+ * lying Content-Length) is answered with a 4xx instead of reaching a handler.
+ */
+
+export interface ApiServerOptions {
+  log: Logger
+  maxValueBytes: number
+  /** Keep-alive idle timeout; shorter than a client pool's so the client closes first. */
+  keepAliveTimeoutMs?: number
+}
+
+export const KV_METHODS = 'GET, HEAD, PUT, DELETE'
+
+function sendError (reply: FastifyReply, status: number, code: ErrorCode, message: string): FastifyReply {
+  return reply.code(status).type('application/json').send(errorBody(code, message))
+}
+
+/** Maps fastify's own coded errors (body parsing, limits) to our error codes. */
+function fromFastifyError (err: FastifyError): { status: number, code: ErrorCode, message: string } | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, code: 'value_too_large', message: 'the value is larger than the configured limit' }
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { status: 400, code: 'invalid_request', message: 'the request body does not match its Content-Length' }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return { status: 415, code: 'unsupported', message: err.message }
+  }
+  const status = err.statusCode
+  if (status !== undefined && status >= 400 && status < 500) {
+    return { status, code: status === 413 ? 'value_too_large' : 'invalid_request', message: err.message }
+  }
+  return undefined
+}
+
+const CLIENT_ERROR_RESPONSES: Record<string, { status: string, code: ErrorCode, message: string }> = {
+  HPE_HEADER_OVERFLOW: { status: '431 Request Header Fields Too Large', code: 'headers_too_large', message: 'the request headers are too large' },
+  HPE_URI_TOO_LONG: { status: '414 URI Too Long', code: 'invalid_request', message: 'the request URI is too long' }
+}
+
+/** Answers requests Node's HTTP parser rejects, which never reach fastify. */
+function onClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const known = (err.code !== undefined ? CLIENT_ERROR_RESPONSES[err.code] : undefined) ??
+    { status: '400 Bad Request', code: 'invalid_request' as ErrorCode, message: 'the request could not be parsed as HTTP/1.1' }
+  const body = errorBody(known.code, known.message)
+  socket.end(`HTTP/1.1 ${known.status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+}
+
+export function createApiServer (options: ApiServerOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.log,
+    // One line per notable event, not per request: the hot path stays allocation-light.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.maxValueBytes,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
+    // Requests that arrive on a kept-alive connection while we drain are still served
+    // (with Connection: close); a 503 there would be a failed client request.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    clientErrorHandler: onClientError,
+    frameworkErrors: (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+      const isKey = request.raw.url?.startsWith(KV_PREFIX) === true
+      if (err.code === 'FST_ERR_BAD_URL') {
+        return sendError(reply, 400, isKey ? 'invalid_key' : 'invalid_request', isKey ? 'the key is not valid percent-encoded UTF-8' : 'the URL is malformed')
+      }
+      return sendError(reply, 400, 'invalid_request', err.message)
+    }
+  })
+
+  // Values are opaque bytes: no JSON or text parsing, whatever the Content-Type.
+  app.removeAllContentTypeParsers()
+  // The limit is the server's (or a route's own, for internal batch routes).
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => {
+    done(null, body)
+  })
+
+  app.setErrorHandler((err: FastifyError | ShardKvError, request, reply) => {
+    if (err instanceof ShardKvError) {
+      return reply.code(err.status).type('application/json').send(JSON.stringify(err.toBody()))
+    }
+    const mapped = fromFastifyError(err)
+    if (mapped !== undefined) return sendError(reply, mapped.status, mapped.code, mapped.message)
+    request.log.error({ err, event: 'request-failed', url: request.raw.url, method: request.method }, 'request failed')
+    return sendError(reply, 500, 'internal', 'internal error')
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    if (request.raw.url?.startsWith(KV_PREFIX) === true) {
+      return sendError(reply.header('allow', KV_METHODS), 405, 'method_not_allowed', `${request.method} is not allowed on a key; use ${KV_METHODS}`)
+    }
+    return sendError(reply, 404, 'no_route', `no route for ${request.method} ${request.raw.url ?? ''}`)
+  })
+
+  return app as unknown as FastifyInstance
+}
+
+/** Registers 405 answers for the methods fastify routes but the data API does not use. */
+export function refuseOtherKvMethods (app: FastifyInstance): void {
+  app.route({
+    method: ['POST', 'PATCH', 'OPTIONS'],
+    url: `${KV_PREFIX}*`,
+    handler: (request, reply) => sendError(reply.header('allow', KV_METHODS), 405, 'method_not_allowed', `${request.method} is not allowed on a key; use ${KV_METHODS}`)
+  })
+}
+
+export { sendError }

@@ -1,0 +1,132 @@
+import { existsSync, mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { LaunchError, spawnService, type LaunchedProcess } from './child'
+
+/**
+ * Starts real shardkv processes (shard nodes and routers) for scripts, benchmarks and
+ * integration tests. Each launch resolves once the process prints its listening event
+ * and rejects, with the process's last output and no child left running, when it
+ * exits early or does not get ready in time.
+ */
+
+export { LaunchError } from './child'
+export type { ExitStatus, LaunchedProcess, LogEvent, ServiceRole } from './child'
+
+interface CommonOptions {
+  name?: string
+  dataDir: string
+  /** Default 0: the OS picks a free port; read it from `url`. */
+  port?: number
+  host?: string
+  /** Append every line the process prints to this file (directories are created). */
+  logFile?: string
+  /** Added to (and overriding) the parent's environment. */
+  env?: NodeJS.ProcessEnv
+  extraArgs?: string[]
+  /** Default 30 s. */
+  readyTimeoutMs?: number
+  /** Start in its own process group (ignores the terminal's Ctrl-C); see SpawnSpec. Default false. */
+  detached?: boolean
+}
+
+export interface ShardLaunchOptions extends CommonOptions {
+  workers?: number
+  nodeId?: string
+  group?: string
+  /** SQLite synchronous level: OFF | NORMAL | FULL | EXTRA. */
+  synchronous?: string
+}
+
+export interface RouterLaunchOptions extends CommonOptions {
+  /** Initial groups, `id=http://host:port[@weight]` (used only when no map is persisted yet). */
+  groups?: string[]
+}
+
+/**
+ * The compiled entry point of a part. From dist/src/local the parts are at
+ * dist/<part>/main.js; when this file runs from source (a TypeScript test loader),
+ * it is at src/local and the compiled parts are under dist/ at the repo root.
+ */
+export function entryPoint (part: 'shards' | 'router'): string {
+  const candidates = [
+    resolve(__dirname, '..', '..', part, 'main.js'),
+    resolve(__dirname, '..', '..', 'dist', part, 'main.js')
+  ]
+  const found = candidates.find((c) => existsSync(c))
+  if (found === undefined) {
+    throw new LaunchError(`cannot find the compiled ${part} entry point (looked at ${candidates.join(', ')}); run \`npm run build\` first`, '')
+  }
+  return found
+}
+
+function flag (args: string[], name: string, value: string | number | undefined): void {
+  if (value !== undefined) args.push(`--${name}`, String(value))
+}
+
+async function launch (
+  role: 'shard' | 'router',
+  name: string,
+  opts: CommonOptions,
+  roleArgs: string[]
+): Promise<LaunchedProcess> {
+  const dataDir = resolve(opts.dataDir)
+  mkdirSync(dataDir, { recursive: true })
+  const port = opts.port ?? 0
+  const args = ['--port', String(port), '--data-dir', dataDir]
+  flag(args, 'host', opts.host)
+  args.push(...roleArgs, ...(opts.extraArgs ?? []))
+  try {
+    return await spawnService({
+      name,
+      role,
+      script: entryPoint(role === 'shard' ? 'shards' : 'router'),
+      args,
+      env: opts.env,
+      logFile: opts.logFile === undefined ? undefined : resolve(opts.logFile),
+      readyTimeoutMs: opts.readyTimeoutMs,
+      detached: opts.detached
+    })
+  } catch (err) {
+    // The commonest start failure deserves a plain sentence above the stack trace.
+    if (err instanceof LaunchError && port !== 0 && err.output.includes('EADDRINUSE')) {
+      throw new LaunchError(`${name}: port ${port} on ${opts.host ?? '127.0.0.1'} is already in use (${err.reason})`, err.output)
+    }
+    throw err
+  }
+}
+
+export function launchShard (opts: ShardLaunchOptions): Promise<LaunchedProcess> {
+  const args: string[] = []
+  flag(args, 'workers', opts.workers)
+  flag(args, 'node-id', opts.nodeId)
+  flag(args, 'group', opts.group)
+  flag(args, 'synchronous', opts.synchronous)
+  return launch('shard', opts.name ?? opts.group ?? opts.nodeId ?? 'shard', opts, args)
+}
+
+export function launchRouter (opts: RouterLaunchOptions): Promise<LaunchedProcess> {
+  const args: string[] = []
+  for (const g of opts.groups ?? []) args.push('--group', g)
+  return launch('router', opts.name ?? 'router', opts, args)
+}
+
+/**
+ * Stops everything given: routers first (they should stop sending traffic before the
+ * shards go away), then all shard nodes in parallel. Every process is stopped even when
+ * one fails; the first failure is rethrown afterwards. Undefined entries are skipped so
+ * callers can pass half-started sets from a `finally`.
+ */
+export async function stopAll (processes: Iterable<LaunchedProcess | undefined>, timeoutMs?: number): Promise<void> {
+  const all = [...processes].filter((p): p is LaunchedProcess => p !== undefined)
+  const failures: unknown[] = []
+  for (const role of ['router', 'shard'] as const) {
+    const results = await Promise.allSettled(all.filter((p) => p.role === role).map((p) => p.stop(timeoutMs)))
+    for (const r of results) if (r.status === 'rejected') failures.push(r.reason)
+  }
+  if (failures.length > 0) throw failures[0]
+}
+
+/** The `--group` flag value for a launched shard node: `g1=http://127.0.0.1:7001[@weight]`. */
+export function groupSpec (groupId: string, shard: Pick<LaunchedProcess, 'url'>, weight?: number): string {
+  return `${groupId}=${shard.url}${weight === undefined ? '' : `@${weight}`}`
+}

@@ -1,0 +1,75 @@
+/**
+ * Replication decisions, without I/O.
+ *
+ * A primary acknowledges a write at seq n only when every replica in its ack set has
+ * durably applied n. The ack set is the map's in-sync replicas plus any replica the
+ * primary has asked the coordinator to mark in-sync: it starts waiting for such a
+ * replica the moment it asks (the replica has caught up by then), so no write is
+ * acknowledged without a replica that the coordinator may promote. Dropping a replica
+ * from the set goes the other way round: only after the coordinator's map says so.
+ */
+
+export interface ReplicaAck {
+  url: string
+  /** Highest seq the replica has durably applied (-1: unknown yet). */
+  acked: number
+}
+
+/** The highest seq acknowledged by every replica in `ackSet` (the primary's own position when empty). */
+export function replicatedPosition (primaryPosition: number, acks: readonly ReplicaAck[], ackSet: ReadonlySet<string>): number {
+  let min = primaryPosition
+  for (const a of acks) {
+    if (!ackSet.has(a.url)) continue
+    if (a.acked < min) min = a.acked
+  }
+  return min
+}
+
+export interface ReplicaObservation {
+  url: string
+  inSync: boolean
+  healthy: boolean
+  /** Replication position the node last reported (null: unknown). */
+  position: number | null
+}
+
+/**
+ * Which replica to promote when a primary is lost: an in-sync, healthy one with the
+ * highest position (ties broken by url, so every coordinator picks the same).
+ * Undefined when none qualifies: promoting a replica that is not in sync could lose
+ * acknowledged writes, so the group waits instead.
+ */
+export function choosePromotion (replicas: readonly ReplicaObservation[]): string | undefined {
+  let best: ReplicaObservation | undefined
+  for (const r of replicas) {
+    if (!r.inSync || !r.healthy || r.position === null) continue
+    if (best === undefined || r.position > (best.position as number) || (r.position === best.position && r.url < best.url)) best = r
+  }
+  return best?.url
+}
+
+/**
+ * Whether the coordinator may promote now: the primary has missed enough checks AND
+ * its lease has run out, so it can no longer serve anything on its own authority.
+ */
+export function mayFailOver (missedChecks: number, threshold: number, leaseUntil: number, now: number): boolean {
+  return missedChecks >= threshold && now > leaseUntil
+}
+
+/**
+ * What a replica must do with a shipment from a primary.
+ *  - apply:  same term, contiguous with what it has
+ *  - resync: its data came from an older term's primary: anything past the fork may be
+ *            writes that were never acknowledged, so it starts again from empty
+ *  - reject: the sender's term is older than the replica's: a deposed primary (fenced)
+ *  - gap:    same term but not contiguous: tell the primary where it stands
+ */
+export type ShipmentVerdict = 'apply' | 'resync' | 'reject' | 'gap'
+
+export function judgeShipment (shipment: { term: number, from: number }, replica: { groupTerm: number, dataTerm: number, position: number }): ShipmentVerdict {
+  if (shipment.term < replica.groupTerm) return 'reject'
+  if (shipment.term > replica.groupTerm) return 'reject'
+  if (replica.dataTerm !== shipment.term) return 'resync'
+  if (shipment.from !== replica.position) return 'gap'
+  return 'apply'
+}

@@ -1,0 +1,271 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
+import { HttpClient } from './http'
+
+/**
+ * Real clusters for integration tests: N single-node shard groups and a router, on
+ * 127.0.0.1 with OS-chosen ports, in a fresh temp dir. The teardown is registered
+ * before anything starts, so it runs even when a start or an assertion fails: it
+ * stops every process it launched by PID (SIGTERM, then SIGKILL), kills any worker
+ * PID it ever saw that is still alive and provably ours, and removes the temp dir.
+ */
+
+export interface ClusterOptions {
+  shards?: number
+  workers?: number
+  /** Extra flags for every shard node / the router. */
+  shardArgs?: string[]
+  routerArgs?: string[]
+  env?: NodeJS.ProcessEnv
+  /** SQLite synchronous level for shard nodes (default NORMAL: fast, still crash-safe for processes). */
+  synchronous?: string
+  /** Temp dir prefix. */
+  name?: string
+}
+
+export interface ShardHealth {
+  status: string
+  role: string
+  nodeId: string
+  group: string
+  pid: number
+  workerPid: number
+  workerPids: number[]
+  position: number
+  epoch: number
+  term: number
+}
+
+export interface ShardHandle {
+  group: string
+  nodeId: string
+  dataDir: string
+  /** Fixed after the first start, so a restart comes back where the router expects it. */
+  port: number
+  url: string
+  proc: LaunchedProcess
+}
+
+export interface TestCluster {
+  tmp: string
+  http: HttpClient
+  router: LaunchedProcess
+  routerUrl: string
+  shards: ShardHandle[]
+  /** Every process this cluster launched (restarts included). */
+  launched: LaunchedProcess[]
+  health: (shard: ShardHandle) => Promise<ShardHealth>
+  /** SIGKILL the node's primary and all its workers at once; resolves when all are gone. */
+  killShardHard: (shard: ShardHandle) => Promise<number[]>
+  /** Start the node again on its data dir and port. */
+  restartShard: (shard: ShardHandle) => Promise<void>
+  /** Every PID of every live node and the router. */
+  pids: () => Promise<Map<string, number[]>>
+  /** Poll /healthz until the predicate holds (or throw after timeoutMs). */
+  waitForHealth: (shard: ShardHandle, pred: (h: ShardHealth) => boolean, timeoutMs?: number) => Promise<ShardHealth>
+}
+
+export function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** True while the PID names a live (non-zombie) process. */
+export function isAlive (pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Field 3 (after the parenthesised command) is the state; Z = zombie, X = dead.
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    return state !== 'Z' && state !== 'X'
+  } catch {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+}
+
+/** A PID is ours when its command line names our temp dir (cluster workers inherit the primary's argv). */
+function isOurs (pid: number, tmp: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(tmp)
+  } catch {
+    return false
+  }
+}
+
+export async function waitUntilDead (pids: readonly number[], timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (pids.some(isAlive)) {
+    if (Date.now() > deadline) throw new Error(`processes still alive after ${timeoutMs} ms: ${pids.filter(isAlive).join(', ')}`)
+    await sleep(25)
+  }
+}
+
+/** A temp dir plus every process launched in it, cleaned up by one tap teardown. */
+export interface Sandbox {
+  tmp: string
+  http: HttpClient
+  launched: LaunchedProcess[]
+  /** Worker PIDs seen in /healthz answers: killed at teardown if still alive and ours. */
+  seenWorkerPids: Set<number>
+}
+
+export function sandbox (t: tap.Test, name: string): Sandbox {
+  const tmp = mkdtempSync(join(tmpdir(), `shardkv-${name}-`))
+  const box: Sandbox = { tmp, http: new HttpClient({ connections: 64 }), launched: [], seenWorkerPids: new Set() }
+  t.teardown(async () => {
+    const routers = box.launched.filter((p) => p.role === 'router')
+    const shards = box.launched.filter((p) => p.role === 'shard')
+    await Promise.allSettled(routers.map(async (p) => await p.stop(5000)))
+    await Promise.allSettled(shards.map(async (p) => await p.stop(8000)))
+    // Workers of a SIGKILLed primary normally exit with it; make sure, by PID.
+    const leftovers = [...box.seenWorkerPids].filter((pid) => isAlive(pid) && isOurs(pid, tmp))
+    for (const pid of leftovers) {
+      try { process.kill(pid, 'SIGKILL') } catch { /* gone */ }
+    }
+    await waitUntilDead(leftovers, 5000).catch(() => undefined)
+    await box.http.close().catch(() => undefined)
+    rmSync(tmp, { recursive: true, force: true })
+  })
+  return box
+}
+
+export interface ShardStartOptions {
+  group: string
+  nodeId: string
+  dataDir: string
+  port: number
+  workers?: number
+  synchronous?: string
+  env?: NodeJS.ProcessEnv
+  extraArgs?: string[]
+}
+
+/** Launches a shard node inside a sandbox (so the sandbox's teardown stops it). */
+export async function startShardIn (box: Sandbox, o: ShardStartOptions): Promise<LaunchedProcess> {
+  const p = await launchShard({
+    name: o.group,
+    dataDir: o.dataDir,
+    port: o.port,
+    workers: o.workers ?? 2,
+    nodeId: o.nodeId,
+    group: o.group,
+    synchronous: o.synchronous ?? 'NORMAL',
+    env: { SHARDKV_LOG_LEVEL: 'info', ...o.env },
+    extraArgs: o.extraArgs,
+    readyTimeoutMs: 30_000
+  })
+  box.launched.push(p)
+  return p
+}
+
+export async function shardHealth (box: Sandbox, url: string): Promise<ShardHealth> {
+  const h = await box.http.getJson<ShardHealth>(`${url}/healthz`)
+  for (const pid of h.workerPids ?? []) box.seenWorkerPids.add(pid)
+  return h
+}
+
+export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Promise<TestCluster> {
+  const n = opts.shards ?? 3
+  const box = sandbox(t, opts.name ?? 'it')
+  const { tmp, http, launched } = box
+
+  const health = async (shard: ShardHandle): Promise<ShardHealth> => await shardHealth(box, shard.url)
+
+  const startShard = async (shard: Omit<ShardHandle, 'proc' | 'url'>): Promise<LaunchedProcess> => await startShardIn(box, {
+    group: shard.group,
+    nodeId: shard.nodeId,
+    dataDir: shard.dataDir,
+    port: shard.port,
+    workers: opts.workers,
+    synchronous: opts.synchronous,
+    env: opts.env,
+    extraArgs: opts.shardArgs
+  })
+
+  const shards: ShardHandle[] = await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const group = `g${i + 1}`
+    const base = { group, nodeId: `n${i + 1}`, dataDir: join(tmp, group), port: 0 }
+    const proc = await startShard(base)
+    return { ...base, port: Number(new URL(proc.url).port), url: proc.url, proc }
+  }))
+  for (const s of shards) await health(s)
+
+  const router = await launchRouter({
+    name: 'router',
+    dataDir: join(tmp, 'router'),
+    port: 0,
+    groups: shards.map((s) => `${s.group}=${s.url}`),
+    env: { SHARDKV_LOG_LEVEL: 'info', ...opts.env },
+    extraArgs: opts.routerArgs,
+    readyTimeoutMs: 30_000
+  })
+  launched.push(router)
+
+  const killShardHard = async (shard: ShardHandle): Promise<number[]> => {
+    const h = await health(shard)
+    const pids = [h.pid, ...h.workerPids]
+    if (h.pid !== shard.proc.pid) throw new Error(`/healthz pid ${h.pid} is not the launched primary ${shard.proc.pid}`)
+    for (const pid of pids) {
+      try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
+    }
+    await shard.proc.exited
+    await waitUntilDead(pids)
+    return pids
+  }
+
+  const restartShard = async (shard: ShardHandle): Promise<void> => {
+    // The old listening socket is gone with its processes; retry briefly in case the
+    // kernel has not released the port yet.
+    let lastErr: unknown
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        shard.proc = await startShard(shard)
+        shard.url = shard.proc.url
+        await health(shard)
+        return
+      } catch (err) {
+        lastErr = err
+        await sleep(300)
+      }
+    }
+    throw lastErr
+  }
+
+  const pids = async (): Promise<Map<string, number[]>> => {
+    const out = new Map<string, number[]>()
+    out.set('router', [router.pid])
+    for (const s of shards) {
+      const h = await health(s)
+      out.set(s.group, [h.pid, ...[...h.workerPids].sort((a, b) => a - b)])
+    }
+    return out
+  }
+
+  const waitForHealth = async (shard: ShardHandle, pred: (h: ShardHealth) => boolean, timeoutMs = 20_000): Promise<ShardHealth> => {
+    const deadline = Date.now() + timeoutMs
+    let last: ShardHealth | undefined
+    let lastErr: unknown
+    while (Date.now() < deadline) {
+      try {
+        last = await health(shard)
+        if (pred(last)) return last
+      } catch (err) {
+        lastErr = err
+      }
+      await sleep(100)
+    }
+    throw new Error(`${shard.group}: /healthz did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)} ${lastErr === undefined ? '' : String(lastErr)}`)
+  }
+
+  return { tmp, http, router, routerUrl: router.url, shards, launched, health, killShardHard, restartShard, pids, waitForHealth }
+}
+
+/** The output of every process of a cluster, for a failing test's diagnostics. */
+export function clusterOutput (c: { launched: LaunchedProcess[] }, lines = 40): string {
+  return c.launched.map((p) => `--- ${p.name} (pid ${p.pid}) ---\n${p.output().split('\n').slice(-lines).join('\n')}`).join('\n')
+}

@@ -1,0 +1,520 @@
+import { randomBytes } from 'node:crypto'
+import { HttpClient, type HttpResponse } from './http'
+import { kvPath } from '../../src/protocol/key'
+
+/**
+ * A bounded concurrent load generator and a checker for the two data guarantees
+ * (DESIGN.md): no acknowledged write is lost, and reads are not stale.
+ *
+ * Each client owns a disjoint set of keys and works on them sequentially, writing
+ * values unique to the run (run id + client + counter). Because only one client ever
+ * touches a key and it waits for each answer, the state a read must see is known
+ * exactly: the last acknowledged write (or delete) of that key. The one source of
+ * doubt is a write whose outcome is unknown (network error, timeout, 5xx): it may or
+ * may not have been applied, now or later, so from its start on its value is also
+ * an acceptable answer. Nothing else is: in particular an older acknowledged value
+ * is a stale read (during the load) or a lost write (when verifying afterwards).
+ *
+ * The model (HistoryChecker) is pure, so test/unit/history.test.ts can prove that it
+ * reports fabricated violations.
+ */
+
+/** The state of a key: a value, or null for absent (never written, or deleted). */
+export type KeyState = string | null
+
+export type ViolationType =
+  /** A read during the load returned an older acknowledged state. */
+  | 'stale-read'
+  /** A read returned a value that was never written to this key. */
+  | 'unknown-value'
+  /** After the load, the key does not hold its last acknowledged state (nor an unknown-outcome one). */
+  | 'lost-write'
+  /** A read returned the right value with another content type than was written. */
+  | 'wrong-content-type'
+  /** The final read-back itself failed, so the key's acknowledged write could not be confirmed. */
+  | 'unverifiable'
+
+export interface Violation {
+  type: ViolationType
+  key: string
+  /** The last acknowledged state. */
+  expected: KeyState
+  /** States from writes whose outcome is unknown or still in flight (also acceptable). */
+  alsoAcceptable: KeyState[]
+  got: KeyState | { error: string }
+  /** ms since the checker was created */
+  at: number
+  detail?: string
+}
+
+interface KeyRecord {
+  key: string
+  acked: KeyState
+  /** Every state ever acknowledged for this key, oldest first (starts with null: absent). */
+  ackedHistory: KeyState[]
+  /** Writes sent and not answered yet. */
+  pending: KeyState[]
+  /** Writes whose outcome is unknown: they may take effect at any time after they started. */
+  uncertain: KeyState[]
+}
+
+export interface CheckerCounts {
+  writesAcked: number
+  deletesAcked: number
+  writesUnknown: number
+  readsChecked: number
+  readsFailed: number
+  keysVerified: number
+}
+
+function show (s: KeyState | { error: string }): string {
+  if (s === null) return '<absent>'
+  if (typeof s === 'string') return JSON.stringify(s)
+  return `<error: ${s.error}>`
+}
+
+export function formatViolation (v: Violation): string {
+  const also = v.alsoAcceptable.length === 0 ? '' : ` (or one of unknown-outcome ${v.alsoAcceptable.map(show).join(', ')})`
+  return `${v.type} key=${JSON.stringify(v.key)} expected=${show(v.expected)}${also} got=${show(v.got)} at=${v.at}ms${v.detail === undefined ? '' : ` ${v.detail}`}`
+}
+
+export class HistoryChecker {
+  readonly violations: Violation[] = []
+  readonly counts: CheckerCounts = { writesAcked: 0, deletesAcked: 0, writesUnknown: 0, readsChecked: 0, readsFailed: 0, keysVerified: 0 }
+  private readonly keys = new Map<string, KeyRecord>()
+  private readonly t0 = Date.now()
+
+  /** Declares a key (initially absent). Keys are also declared by their first use. */
+  track (key: string): void {
+    this.record(key)
+  }
+
+  trackedKeys (): string[] {
+    return [...this.keys.keys()]
+  }
+
+  private record (key: string): KeyRecord {
+    let r = this.keys.get(key)
+    if (r === undefined) {
+      r = { key, acked: null, ackedHistory: [null], pending: [], uncertain: [] }
+      this.keys.set(key, r)
+    }
+    return r
+  }
+
+  /** A PUT (value) or DELETE (null) was sent. */
+  writeStarted (key: string, state: KeyState): void {
+    this.record(key).pending.push(state)
+  }
+
+  /** The write was acknowledged (2xx). */
+  writeAcked (key: string, state: KeyState): void {
+    const r = this.record(key)
+    removeOne(r.pending, state)
+    r.acked = state
+    r.ackedHistory.push(state)
+    if (state === null) this.counts.deletesAcked++
+    else this.counts.writesAcked++
+  }
+
+  /** The write failed in a way that leaves its outcome unknown (it may have been applied). */
+  writeUnknown (key: string, state: KeyState): void {
+    const r = this.record(key)
+    removeOne(r.pending, state)
+    r.uncertain.push(state)
+    this.counts.writesUnknown++
+  }
+
+  /** The write was refused with a definite answer (nothing was applied). */
+  writeRefused (key: string, state: KeyState): void {
+    removeOne(this.record(key).pending, state)
+  }
+
+  private acceptable (r: KeyRecord, got: KeyState): boolean {
+    return got === r.acked || r.pending.includes(got) || r.uncertain.includes(got)
+  }
+
+  private violation (type: ViolationType, r: KeyRecord, got: KeyState | { error: string }, detail?: string): Violation {
+    const v: Violation = {
+      type,
+      key: r.key,
+      expected: r.acked,
+      alsoAcceptable: [...r.pending, ...r.uncertain],
+      got,
+      at: Date.now() - this.t0
+    }
+    if (detail !== undefined) v.detail = detail
+    this.violations.push(v)
+    return v
+  }
+
+  /** Checks a successful read during the load. Returns the violation, if any. */
+  readResult (key: string, got: KeyState, contentType?: { expected: string, got: string | undefined }): Violation | undefined {
+    const r = this.record(key)
+    this.counts.readsChecked++
+    if (!this.acceptable(r, got)) {
+      return this.violation(r.ackedHistory.includes(got) ? 'stale-read' : 'unknown-value', r, got)
+    }
+    if (got !== null && contentType !== undefined && contentType.got !== contentType.expected) {
+      return this.violation('wrong-content-type', r, got, `content-type expected ${JSON.stringify(contentType.expected)} got ${JSON.stringify(contentType.got)}`)
+    }
+    return undefined
+  }
+
+  readFailed (): void {
+    this.counts.readsFailed++
+  }
+
+  /** Checks the read-back of a key after the load has stopped. */
+  finalState (key: string, got: KeyState | { error: string }): Violation | undefined {
+    const r = this.record(key)
+    if (got !== null && typeof got === 'object') return this.violation('unverifiable', r, got)
+    this.counts.keysVerified++
+    if (this.acceptable(r, got)) return undefined
+    const detail = r.ackedHistory.includes(got)
+      ? 'the key went back to an older acknowledged state'
+      : 'the key holds a value never written to it'
+    return this.violation('lost-write', r, got, detail)
+  }
+
+  report (): HistoryReport {
+    const byType: Partial<Record<ViolationType, number>> = {}
+    for (const v of this.violations) byType[v.type] = (byType[v.type] ?? 0) + 1
+    return {
+      ok: this.violations.length === 0,
+      counts: { ...this.counts },
+      byType,
+      violations: [...this.violations],
+      lostWrites: this.violations.filter((v) => v.type === 'lost-write'),
+      staleReads: this.violations.filter((v) => v.type === 'stale-read'),
+      text: this.violations.length === 0
+        ? 'no violations'
+        : `${this.violations.length} violation(s): ${JSON.stringify(byType)}\n` +
+          this.violations.slice(0, 30).map(formatViolation).join('\n') +
+          (this.violations.length > 30 ? `\n… and ${this.violations.length - 30} more` : '')
+    }
+  }
+}
+
+function removeOne (list: KeyState[], item: KeyState): void {
+  const i = list.indexOf(item)
+  if (i !== -1) list.splice(i, 1)
+}
+
+export interface HistoryReport {
+  ok: boolean
+  counts: CheckerCounts
+  byType: Partial<Record<ViolationType, number>>
+  violations: Violation[]
+  lostWrites: Violation[]
+  staleReads: Violation[]
+  /** Human summary with the first violations, one per line. */
+  text: string
+}
+
+// ---------------------------------------------------------------------------------
+// Load generator
+
+export interface LoadOptions {
+  /** Router (or shard) base url, e.g. http://127.0.0.1:8080 */
+  baseUrl: string
+  clients: number
+  keysPerClient: number
+  /** The load stops after this long… */
+  durationMs: number
+  /** …or after this many operations per client, whichever comes first. */
+  maxOpsPerClient: number
+  /** Per request; an op that takes longer counts as failed (outcome unknown). Default 15 s. */
+  requestTimeoutMs?: number
+  /** Relative weights of operations. Default put 5, get 4, delete 1. */
+  mix?: { put: number, get: number, delete: number }
+  /** Pad values to at least this many bytes (default 0). */
+  valueBytes?: number
+  /** Deterministic op sequence per client (default: random). */
+  seed?: number
+  /** Keys start with this (default: a random run id). Keys contain an encoded '/'. */
+  keyPrefix?: string
+  /** Pause between a client's ops (default 0). */
+  thinkMs?: number
+}
+
+export interface FailedRequest {
+  client: number
+  op: 'put' | 'get' | 'delete' | 'verify'
+  key: string
+  status?: number
+  error?: string
+  at: number
+}
+
+export interface LoadStats {
+  ops: number
+  puts: number
+  gets: number
+  deletes: number
+  /** Requests that failed: network errors, timeouts, 5xx, and unexpected statuses. */
+  failedRequests: number
+  failures: FailedRequest[]
+  elapsedMs: number
+  /** Requests the router answered with x-shardkv-retries set (it retried upstream). */
+  retriedByRouter: number
+  latencyMs: { p50: number, p99: number, max: number }
+}
+
+const CONTENT_TYPE = 'text/plain; charset=utf-8'
+
+/** mulberry32: small, seedable, good enough to pick operations. */
+function prng (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0
+}
+
+export class LoadGenerator {
+  readonly checker = new HistoryChecker()
+  readonly opts: Required<Omit<LoadOptions, 'seed'>> & { seed: number }
+  private readonly http: HttpClient
+  private readonly ownHttp: boolean
+  private stopRequested = false
+  private started = 0
+  private opsDone = 0
+  private running: Promise<LoadStats> | undefined
+  private readonly failures: FailedRequest[] = []
+  private failedCount = 0
+  private retried = 0
+  private readonly latencies: number[] = []
+  private readonly opCounts = { puts: 0, gets: 0, deletes: 0 }
+  private readonly opWaiters: Array<{ n: number, resolve: () => void }> = []
+
+  constructor (options: LoadOptions, http?: HttpClient) {
+    if (options.clients < 1 || options.keysPerClient < 1) throw new RangeError('clients and keysPerClient must be >= 1')
+    if (!(options.durationMs > 0) || !(options.maxOpsPerClient > 0)) throw new RangeError('the load must be bounded in time and count')
+    this.opts = {
+      requestTimeoutMs: 15_000,
+      mix: { put: 5, get: 4, delete: 1 },
+      valueBytes: 0,
+      seed: Math.floor(Math.random() * 2 ** 31),
+      keyPrefix: `h${randomBytes(4).toString('hex')}`,
+      thinkMs: 0,
+      ...options
+    }
+    this.http = http ?? new HttpClient({ connections: Math.max(8, options.clients) })
+    this.ownHttp = http === undefined
+  }
+
+  keyOf (client: number, i: number): string {
+    return `${this.opts.keyPrefix}/c${client}/k${i}`
+  }
+
+  /** Starts the load (once); resolves with its stats when every client has stopped. */
+  run (): Promise<LoadStats> {
+    this.running ??= this.runAll()
+    return this.running
+  }
+
+  /** Asks the clients to stop after their current operation. */
+  stop (): void {
+    this.stopRequested = true
+  }
+
+  completedOps (): number {
+    return this.opsDone
+  }
+
+  /** Resolves once at least n operations have completed (or the load ended). */
+  waitForOps (n: number): Promise<void> {
+    if (this.opsDone >= n || this.finished) return Promise.resolve()
+    return new Promise((resolve) => this.opWaiters.push({ n, resolve }))
+  }
+
+  private finished = false
+
+  private async runAll (): Promise<LoadStats> {
+    this.started = Date.now()
+    for (let c = 0; c < this.opts.clients; c++) {
+      for (let i = 0; i < this.opts.keysPerClient; i++) this.checker.track(this.keyOf(c, i))
+    }
+    const clients = Array.from({ length: this.opts.clients }, (_, c) => this.client(c))
+    await Promise.all(clients)
+    this.finished = true
+    for (const w of this.opWaiters.splice(0)) w.resolve()
+    return this.stats()
+  }
+
+  stats (): LoadStats {
+    const sorted = [...this.latencies].sort((a, b) => a - b)
+    return {
+      ops: this.opsDone,
+      ...this.opCounts,
+      failedRequests: this.failedCount,
+      failures: [...this.failures],
+      elapsedMs: (this.started === 0 ? 0 : Date.now() - this.started),
+      retriedByRouter: this.retried,
+      latencyMs: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] ?? 0 }
+    }
+  }
+
+  private fail (f: Omit<FailedRequest, 'at'>): void {
+    this.failedCount++
+    if (this.failures.length < 50) this.failures.push({ ...f, at: Date.now() - this.started })
+  }
+
+  private value (client: number, counter: number): string {
+    const v = `${this.opts.keyPrefix}|c${client}|n${counter}|`
+    return this.opts.valueBytes > v.length ? v + 'x'.repeat(this.opts.valueBytes - v.length) : v
+  }
+
+  private async send (method: string, key: string, body?: string): Promise<HttpResponse> {
+    const t = Date.now()
+    const res = await this.http.request(method, this.opts.baseUrl + kvPath(key), {
+      body,
+      headers: body === undefined ? {} : { 'content-type': CONTENT_TYPE },
+      timeoutMs: this.opts.requestTimeoutMs
+    })
+    this.latencies.push(Date.now() - t)
+    if (res.header('x-shardkv-retries') !== undefined) this.retried++
+    return res
+  }
+
+  private async client (c: number): Promise<void> {
+    const rand = prng(this.opts.seed + c * 7919)
+    const { put, get, delete: del } = this.opts.mix
+    const total = put + get + del
+    const deadline = this.started + this.opts.durationMs
+    let counter = 0
+    for (let n = 0; n < this.opts.maxOpsPerClient; n++) {
+      if (this.stopRequested || Date.now() >= deadline) break
+      const key = this.keyOf(c, Math.floor(rand() * this.opts.keysPerClient))
+      const pick = rand() * total
+      if (pick < put) await this.doPut(c, key, this.value(c, counter++))
+      else if (pick < put + get) await this.doGet(c, key)
+      else await this.doDelete(c, key)
+      this.opsDone++
+      if (this.opWaiters.length > 0) {
+        for (let i = this.opWaiters.length - 1; i >= 0; i--) {
+          const w = this.opWaiters[i]!
+          if (this.opsDone >= w.n) {
+            this.opWaiters.splice(i, 1)
+            w.resolve()
+          }
+        }
+      }
+      if (this.opts.thinkMs > 0) await new Promise((resolve) => setTimeout(resolve, this.opts.thinkMs))
+    }
+  }
+
+  private async doPut (c: number, key: string, value: string): Promise<void> {
+    this.opCounts.puts++
+    this.checker.writeStarted(key, value)
+    try {
+      const res = await this.send('PUT', key, value)
+      if (res.status === 200 || res.status === 201) {
+        this.checker.writeAcked(key, value)
+        return
+      }
+      this.checker.writeUnknown(key, value)
+      this.fail({ client: c, op: 'put', key, status: res.status, error: res.text().slice(0, 200) })
+    } catch (err) {
+      this.checker.writeUnknown(key, value)
+      this.fail({ client: c, op: 'put', key, error: describe(err) })
+    }
+  }
+
+  private async doDelete (c: number, key: string): Promise<void> {
+    this.opCounts.deletes++
+    this.checker.writeStarted(key, null)
+    try {
+      const res = await this.send('DELETE', key)
+      if (res.status === 204) {
+        this.checker.writeAcked(key, null)
+        return
+      }
+      this.checker.writeUnknown(key, null)
+      this.fail({ client: c, op: 'delete', key, status: res.status, error: res.text().slice(0, 200) })
+    } catch (err) {
+      this.checker.writeUnknown(key, null)
+      this.fail({ client: c, op: 'delete', key, error: describe(err) })
+    }
+  }
+
+  private async doGet (c: number, key: string): Promise<void> {
+    this.opCounts.gets++
+    try {
+      const res = await this.send('GET', key)
+      if (res.status === 200) {
+        this.checker.readResult(key, res.text(), { expected: CONTENT_TYPE, got: res.header('content-type') })
+      } else if (res.status === 404) {
+        this.checker.readResult(key, null)
+      } else {
+        this.checker.readFailed()
+        this.fail({ client: c, op: 'get', key, status: res.status, error: res.text().slice(0, 200) })
+      }
+    } catch (err) {
+      this.checker.readFailed()
+      this.fail({ client: c, op: 'get', key, error: describe(err) })
+    }
+  }
+
+  /**
+   * Reads every tracked key back (after the load) and checks it. Verification reads
+   * are retried a few times on network errors/5xx, since the question here is what
+   * the store holds, not whether one request succeeds.
+   */
+  async verify (baseUrl: string = this.opts.baseUrl, concurrency = 16): Promise<HistoryReport> {
+    if (this.running !== undefined && !this.finished) throw new Error('verify() while the load is still running')
+    const keys = this.checker.trackedKeys()
+    let next = 0
+    const worker = async (): Promise<void> => {
+      while (next < keys.length) {
+        const key = keys[next++]!
+        let got: KeyState | { error: string } = { error: 'not read' }
+        for (let attempt = 0; attempt < 4; attempt++) {
+          try {
+            const res = await this.http.request('GET', baseUrl + kvPath(key), { timeoutMs: this.opts.requestTimeoutMs })
+            if (res.status === 200) { got = res.text(); break }
+            if (res.status === 404) { got = null; break }
+            got = { error: `status ${res.status}: ${res.text().slice(0, 200)}` }
+          } catch (err) {
+            got = { error: describe(err) }
+          }
+          await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)))
+        }
+        this.checker.finalState(key, got)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(concurrency, keys.length) }, worker))
+    return this.checker.report()
+  }
+
+  async close (): Promise<void> {
+    this.stop()
+    if (this.ownHttp) await this.http.close()
+  }
+}
+
+function describe (err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: string }).code
+    return `${err.name}${code === undefined ? '' : ` ${code}`}: ${err.message}`
+  }
+  return String(err)
+}
+
+/** One line for a test message: the load's counts and its first failures. */
+export function formatStats (s: LoadStats): string {
+  const head = `${s.ops} ops (${s.puts} put, ${s.gets} get, ${s.deletes} delete) in ${s.elapsedMs} ms, ` +
+    `${s.failedRequests} failed, router retried ${s.retriedByRouter}, p50 ${s.latencyMs.p50} ms p99 ${s.latencyMs.p99} ms max ${s.latencyMs.max} ms`
+  if (s.failures.length === 0) return head
+  return head + '\n' + s.failures.slice(0, 10).map((f) =>
+    `  failed ${f.op} key=${JSON.stringify(f.key)} at=${f.at}ms ${f.status === undefined ? '' : `status=${f.status} `}${f.error ?? ''}`).join('\n')
+}

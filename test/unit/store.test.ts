@@ -1,0 +1,173 @@
+import t from 'tap'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { KvStore, StoreError, type WriteOutcome } from '../../src/storage/store'
+
+function tempDb (t: tap.Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'shardkv-store-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return join(dir, 'sub', 'shard.db')
+}
+
+function open (t: tap.Test, path: string, nodeId?: string): KvStore {
+  const s = new KvStore({ path, nodeId, synchronous: 'NORMAL' })
+  t.teardown(() => s.close())
+  return s
+}
+
+function ok (t: tap.Test, out: WriteOutcome, what: string): { version: string, seq: number, replayed: boolean, existed: boolean } {
+  if (!out.ok) {
+    t.fail(`${what}: expected ok, got ${JSON.stringify(out)}`)
+    throw new Error(what)
+  }
+  return out
+}
+
+t.test('put/get round-trips bytes, content type and version', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const bytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+  const w = ok(t, s.put('k', bytes, 'application/x-test'), 'put')
+  t.equal(w.existed, false, 'first write creates')
+  t.equal(w.replayed, false)
+  t.equal(w.version, `n1.1.${w.seq.toString(36)}`, 'version is nodeId.term.seq')
+  const got = s.get('k')
+  t.ok(got !== undefined && Buffer.compare(got.value, bytes) === 0, 'all 256 byte values come back')
+  t.equal(got?.contentType, 'application/x-test')
+  t.equal(got?.version, w.version)
+  const w2 = ok(t, s.put('k', Buffer.alloc(0), 'text/plain'), 'replace with empty')
+  t.equal(w2.existed, true, 'second write replaces')
+  const empty = s.get('k')
+  t.ok(Buffer.isBuffer(empty?.value) && empty?.value.length === 0, 'an empty value is an empty Buffer')
+  t.equal(s.get('absent'), undefined)
+  t.equal(s.nodeId, 'n1')
+  t.equal(s.currentTerm(), 1)
+})
+
+t.test('versions are unique and seq increases, also across two handles on one file', async (t) => {
+  const path = tempDb(t)
+  const a = open(t, path, 'n1')
+  const b = open(t, path, 'n1')
+  const versions = new Set<string>()
+  let lastSeq = 0
+  for (let i = 0; i < 200; i++) {
+    const store = i % 2 === 0 ? a : b
+    const w = ok(t, store.put(`k${i % 17}`, Buffer.from(`v${i}`), 'text/plain'), `put ${i}`)
+    if (w.seq <= lastSeq) t.fail(`seq went from ${lastSeq} to ${w.seq}`)
+    lastSeq = w.seq
+    versions.add(w.version)
+  }
+  t.equal(versions.size, 200, '200 writes, 200 distinct versions')
+  t.equal(a.position(), lastSeq, 'position is the highest seq')
+  t.equal(b.position(), lastSeq, 'both handles agree')
+})
+
+t.test('deletes write tombstones', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  ok(t, s.put('k', Buffer.from('v'), 'text/plain'), 'put')
+  const d = ok(t, s.delete('k'), 'delete')
+  t.equal(d.existed, true, 'deleting a present key')
+  t.equal(s.get('k'), undefined, 'gone after delete')
+  const d2 = ok(t, s.delete('k'), 'delete again')
+  t.equal(d2.existed, false, 'deleting an absent key is fine')
+  t.ok(d2.seq > d.seq, 'a repeated delete still bumps seq')
+  const d3 = ok(t, s.delete('never'), 'delete a never-written key')
+  t.equal(d3.existed, false)
+  const changes = s.changesSince(0, 100)
+  t.same(changes.map((c) => [c.key, c.deleted]), [['k', true], ['never', true]], 'tombstones are in the change log')
+  t.same(s.stats(), { keys: 0, tombstones: 2, position: s.position() })
+  const again = ok(t, s.put('k', Buffer.from('back'), 'text/plain'), 're-create')
+  t.equal(again.existed, false, 'writing over a tombstone creates')
+  t.equal(s.get('k')?.value.toString(), 'back')
+})
+
+t.test('conditions are evaluated inside the write', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const created = ok(t, s.put('k', Buffer.from('1'), 'text/plain', { ifNoneMatch: '*' }), 'create-only on absent')
+  const again = s.put('k', Buffer.from('2'), 'text/plain', { ifNoneMatch: '*' })
+  t.same(again, { ok: false, reason: 'precondition_failed', current: created.version }, 'create-only on present fails')
+  const stale = s.put('k', Buffer.from('2'), 'text/plain', { ifMatch: ['n1.1.zzz'] })
+  t.same(stale, { ok: false, reason: 'precondition_failed', current: created.version }, 'If-Match with another version fails')
+  t.equal(s.get('k')?.value.toString(), '1', 'failed conditions change nothing')
+  const positionBefore = s.position()
+  ok(t, s.put('k', Buffer.from('3'), 'text/plain', { ifMatch: [created.version] }), 'If-Match with the current version')
+  t.equal(s.position(), positionBefore + 1)
+  t.same(s.delete('absent', { ifMatch: '*' }), { ok: false, reason: 'precondition_failed', current: undefined }, 'DELETE If-Match * on absent fails')
+})
+
+t.test('a retried write with the same origin is answered, not applied again', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const first = ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, 'req-1'), 'first attempt')
+  const pos = s.position()
+  const retry = ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, 'req-1'), 'retry')
+  t.equal(retry.replayed, true, 'flagged as replayed')
+  t.equal(retry.version, first.version, 'same version')
+  t.equal(retry.seq, first.seq, 'same seq')
+  t.equal(s.position(), pos, 'nothing new written')
+  // A retried conditional create must not fail its own condition.
+  const c1 = ok(t, s.put('c', Buffer.from('x'), 'text/plain', { ifNoneMatch: '*' }, 'req-2'), 'conditional create')
+  const c2 = ok(t, s.put('c', Buffer.from('x'), 'text/plain', { ifNoneMatch: '*' }, 'req-2'), 'retried conditional create')
+  t.equal(c2.version, c1.version)
+  t.equal(c1.existed, false, 'the first attempt created the key')
+  // store.ts promises "answer as the first did": a replayed create must still say
+  // created (existed: false), or the shard answers a retried 201 with 200.
+  t.equal(c2.existed, c1.existed, 'the replay reports existed as the first attempt did')
+  const other = ok(t, s.put('k', Buffer.from('b'), 'text/plain', {}, 'req-3'), 'a new request id')
+  t.equal(other.replayed, false)
+  t.not(other.version, first.version)
+  const d1 = ok(t, s.delete('k', {}, 'req-4'), 'delete')
+  const d2 = ok(t, s.delete('k', {}, 'req-4'), 'retried delete')
+  t.equal(d2.replayed, true)
+  t.equal(d2.version, d1.version)
+})
+
+t.test('node identity', async (t) => {
+  const path = tempDb(t)
+  const first = new KvStore({ path, nodeId: 'alpha' })
+  ok(t, first.put('k', Buffer.from('v'), 'text/plain'), 'put')
+  first.close()
+  const err = (() => {
+    try {
+      new KvStore({ path, nodeId: 'beta' }).close()
+      return undefined
+    } catch (e) {
+      return e
+    }
+  })()
+  t.ok(err instanceof StoreError, 'opening with another node id throws StoreError')
+  t.equal((err as StoreError).code, 'ERR_NODE_ID_MISMATCH')
+  const reopened = open(t, path)
+  t.equal(reopened.nodeId, 'alpha', 'no node id given: the stored one')
+  t.equal(reopened.get('k')?.value.toString(), 'v', 'data survives a reopen')
+  const generated = open(t, tempDb(t))
+  t.match(generated.nodeId, /^[0-9a-f]{8}$/, 'a node id is generated when none is given')
+  t.throws(() => new KvStore({ path: tempDb(t), nodeId: 'bad id!' }), { code: 'ERR_NODE_ID_INVALID' })
+})
+
+t.test('changesSince lists the latest row per key in seq order', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  ok(t, s.put('a', Buffer.from('a1'), 'text/plain'), 'a1') // seq 1
+  ok(t, s.put('b', Buffer.from('b1'), 'text/plain'), 'b1') // seq 2
+  ok(t, s.put('c', Buffer.from('c1'), 'text/plain'), 'c1') // seq 3
+  ok(t, s.put('a', Buffer.from('a2'), 'text/plain'), 'a2') // seq 4
+  ok(t, s.delete('b'), 'del b') // seq 5
+  const all = s.changesSince(0, 100)
+  t.same(all.map((r) => [r.key, r.seq, r.deleted]), [['c', 3, false], ['a', 4, false], ['b', 5, true]])
+  t.equal(all[1]?.value.toString(), 'a2', 'the row carries the current value')
+  t.equal(all[1]?.contentType, 'text/plain')
+  t.same(s.changesSince(3, 100).map((r) => r.key), ['a', 'b'], 'only rows after the given seq')
+  t.same(s.changesSince(0, 2).map((r) => r.key), ['c', 'a'], 'limit')
+  t.same(s.changesSince(5, 100), [], 'nothing after the position')
+  for (let i = 1; i < all.length; i++) t.ok(all[i]!.seq > all[i - 1]!.seq, 'strictly increasing seq')
+})
+
+t.test('meta values persist', async (t) => {
+  const path = tempDb(t)
+  const s = new KvStore({ path, nodeId: 'n1' })
+  s.writeMeta('epoch', 7)
+  t.equal(s.readMeta('epoch'), 7)
+  s.close()
+  const r = open(t, path)
+  t.equal(r.readMeta('epoch'), 7)
+  t.equal(r.readMeta('no-such-meta'), undefined)
+})
