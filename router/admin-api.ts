@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
+import { jsonBody } from '../src/http/json-body'
 import { ADMIN, HEALTH_PATH } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { planAdd, planRemove, RebalanceError } from '../src/membership/rebalance'
@@ -16,19 +17,6 @@ export interface AdminContext {
   currentMap: () => ClusterMap
   rebalancer: Rebalancer
   nodes: NodeClient
-}
-
-function jsonBody (request: FastifyRequest): Record<string, unknown> {
-  const body = request.body
-  if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a JSON body is required')
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(body.toString('utf8'))
-  } catch {
-    throw new ShardKvError('invalid_request', 'the body is not valid JSON')
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ShardKvError('invalid_request', 'the body must be a JSON object')
-  return parsed as Record<string, unknown>
 }
 
 function typed (err: unknown): never {

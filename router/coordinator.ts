@@ -1,7 +1,7 @@
 import { ConfigError, type RouterConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
 import { MapFile } from '../src/membership/map-file'
-import { initialMap, parseGroupSpec, validateMap, type ClusterMap, type GroupSpec, type GroupState, type NodeRole } from '../src/membership/map'
+import { initialMap, parseGroupSpec, termOf, validateMap, type ClusterMap, type GroupSpec, type GroupState, type NodeRole } from '../src/membership/map'
 import type { RingParams } from '../src/ring/ring'
 import { HealthChecker, type Health } from './health'
 import type { RouterMetrics } from './metrics'
@@ -21,6 +21,10 @@ import { NodeClient } from './node-client'
 export interface NodeView {
   url: string
   role: NodeRole
+  /** Replicas: whether the primary waits for it (only in-sync replicas may be promoted). */
+  inSync?: boolean
+  /** Replicas: seqs behind the primary, as last reported by both. */
+  lag: number | null
   health: Health
   pid: number | null
   nodeId: string | null
@@ -33,6 +37,7 @@ export interface GroupView {
   id: string
   weight: number
   state: GroupState
+  term: number
   points: number
   nodes: NodeView[]
 }
@@ -230,16 +235,33 @@ export class Coordinator {
     return {
       epoch: t.epoch,
       ring: { ...t.map.ring },
-      groups: t.map.groups.map((g) => ({
-        id: g.id,
-        weight: g.weight,
-        state: g.state,
-        points: t.points.get(g.id) ?? 0,
-        nodes: g.nodes.map((n) => {
-          const s = this.health.statusOf(n.url)
-          return { url: n.url, role: n.role, health: s.health, pid: s.pid, nodeId: s.nodeId, position: s.position, lastCheckAt: s.lastCheckAt, lastError: s.lastError }
-        })
-      }))
+      groups: t.map.groups.map((g) => {
+        const primary = g.nodes.find((n) => n.role === 'primary')
+        const primaryPosition = primary !== undefined ? this.health.statusOf(primary.url).position : null
+        return {
+          id: g.id,
+          weight: g.weight,
+          state: g.state,
+          term: termOf(g),
+          points: t.points.get(g.id) ?? 0,
+          nodes: g.nodes.map((n) => {
+            const s = this.health.statusOf(n.url)
+            const lag = n.role === 'replica' && s.position !== null && primaryPosition !== null ? Math.max(0, primaryPosition - s.position) : null
+            return {
+              url: n.url,
+              role: n.role,
+              ...(n.role === 'replica' ? { inSync: n.inSync === true } : {}),
+              health: s.health,
+              pid: s.pid,
+              nodeId: s.nodeId,
+              position: s.position,
+              lag,
+              lastCheckAt: s.lastCheckAt,
+              lastError: s.lastError
+            }
+          })
+        }
+      })
     }
   }
 

@@ -14,6 +14,14 @@ import { METRIC_PREFIX } from '../src/protocol/wire'
 const PREFIX = `${METRIC_PREFIX}router_`
 const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
+export interface NodeReplicationView {
+  group: string
+  url: string
+  role: string
+  position: number | null
+  lag: number | null
+}
+
 interface RequestSeries {
   count: { inc: () => void }
   duration: { observe: (seconds: number) => void }
@@ -25,9 +33,10 @@ export class RouterMetrics {
   private readonly duration: Histogram<'method' | 'status_class'>
   private readonly retries: Counter<'code'>
   private readonly nodeUp: Gauge<'group' | 'url'>
+  private readonly failovers: Counter<'group'>
   private readonly series = new Map<string, RequestSeries[]>()
 
-  constructor (epoch: () => number) {
+  constructor (epoch: () => number, nodes: () => NodeReplicationView[] = () => []) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX })
     this.requests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'Requests answered by the router, by method and status class.', labelNames: ['method', 'status_class'], registers })
@@ -41,6 +50,27 @@ export class RouterMetrics {
     this.retries = new Counter({ name: `${PREFIX}upstream_retries_total`, help: 'Upstream calls retried after a connection-level failure, by error code.', labelNames: ['code'], registers })
     this.nodeUp = new Gauge({ name: `${PREFIX}node_up`, help: 'Health of each shard node as last checked (1 up, 0 down).', labelNames: ['group', 'url'], registers })
     void new Gauge({ name: `${PREFIX}map_epoch`, help: 'Epoch of the cluster map the router routes by.', registers, collect () { this.set(epoch()) } })
+    this.failovers = new Counter({ name: `${PREFIX}failovers_total`, help: 'Primaries replaced by a replica, by group.', labelNames: ['group'], registers })
+    void new Gauge({
+      name: `${PREFIX}node_position`,
+      help: 'Replication position (highest seq) each shard node last reported.',
+      labelNames: ['group', 'url', 'role'],
+      registers,
+      collect () {
+        this.reset()
+        for (const n of nodes()) if (n.position !== null) this.set({ group: n.group, url: n.url, role: n.role }, n.position)
+      }
+    })
+    void new Gauge({
+      name: `${PREFIX}node_replication_lag`,
+      help: 'How many seqs each replica is behind its primary, as last reported.',
+      labelNames: ['group', 'url'],
+      registers,
+      collect () {
+        this.reset()
+        for (const n of nodes()) if (n.lag !== null) this.set({ group: n.group, url: n.url }, n.lag)
+      }
+    })
   }
 
   observeRequest (method: string, status: number, elapsedMs: number): void {
@@ -56,6 +86,10 @@ export class RouterMetrics {
     const s = byClass[Math.min(5, Math.max(1, Math.floor(status / 100)))] as RequestSeries
     s.count.inc()
     s.duration.observe(elapsedMs / 1000)
+  }
+
+  countFailover (group: string): void {
+    this.failovers.inc({ group })
   }
 
   countRetry (code: string): void {

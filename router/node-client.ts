@@ -1,5 +1,5 @@
 import { Agent } from 'undici'
-import { INTERNAL } from '../src/protocol/wire'
+import { INTERNAL, INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
 import type { ClusterMap } from '../src/membership/map'
@@ -46,6 +46,11 @@ export class NodeClient {
 
   async purge (nodeUrl: string, epoch: number, after: string, limit: number): Promise<PurgeReply> {
     return (await jsonRequest<PurgeReply>(nodeUrl + INTERNAL.migrationPurge, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  }
+
+  /** Grants the primary of `group` at `term` the right to serve until `leaseUntil` (ms since the epoch). */
+  async lease (nodeUrl: string, group: string, term: number, leaseUntil: number, timeoutMs: number): Promise<void> {
+    await jsonRequest(nodeUrl + INTERNAL_REPLICATION.lease, { method: 'POST', body: { group, term, leaseUntil }, dispatcher: this.agent, timeoutMs })
   }
 
   async stats (nodeUrl: string): Promise<StatsReply> {

@@ -11,6 +11,8 @@ import { registerKvRoutes } from './kv-routes'
 import { RouterMetrics } from './metrics'
 import { Rebalancer } from './rebalancer'
 import { registerAdminApi } from './admin-api'
+import { registerReplicationRoutes } from './replication-routes'
+import { FailoverMonitor } from './failover'
 
 /**
  * A router process's HTTP side: the data API forwarded to shard primaries, plus
@@ -31,7 +33,7 @@ export interface RunningRouter {
 
 export async function startRouter (config: RouterConfig, log: Logger): Promise<RunningRouter> {
   // The epoch gauge reads the coordinator at scrape time, after both exist.
-  const metrics = new RouterMetrics(() => coord.epoch)
+  const metrics = new RouterMetrics(() => coord.epoch, () => coord.view().groups.flatMap((g) => g.nodes.map((n) => ({ group: g.id, url: n.url, role: n.role, position: n.position, lag: n.lag }))))
   const coord = Coordinator.fromConfig(config, log, metrics)
   const forwarder = new Forwarder({
     table: () => coord.table,
@@ -61,6 +63,19 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   })
   registerAdminRoutes(app, coord, metrics, () => rebalancer.progress())
   registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes })
+  const transition = async (reason: string, compute: Parameters<Coordinator['transition']>[1]): ReturnType<Coordinator['transition']> => await coord.transition(reason, compute)
+  registerReplicationRoutes(app, { transition, nodes: coord.nodes })
+  const failover = new FailoverMonitor({
+    map: () => coord.map(),
+    transition,
+    statusOf: (url) => coord.health.statusOf(url),
+    nodes: coord.nodes,
+    log,
+    intervalMs: config.healthIntervalMs,
+    leaseMs: config.leaseMs,
+    missedChecks: config.failoverAfter,
+    onFailover: (group) => metrics.countFailover(group)
+  })
   refuseOversizedUploads(app.server, config.maxValueBytes)
 
   try {
@@ -72,6 +87,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const url = listenUrl(app.server.address() as AddressInfo)
   coord.setAdvertisedUrl(url)
   coord.start()
+  failover.start()
   let stopping = false
   const startup = installOnStartup(coord, log, () => stopping).then(() => { if (!stopping) rebalancer.resume() })
 
@@ -95,6 +111,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
         clearInterval(sweeper)
       }
       await rebalancer.stop()
+      await failover.stop()
       await startup
       await Promise.all([forwarder.close(), coord.close()])
     })()

@@ -6,6 +6,7 @@ import { ShardKvError, errorBody } from '../src/protocol/errors'
 import { formatEtag, notModified, parseEtagList, type WriteConditions } from '../src/protocol/preconditions'
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
+import type { Ownership } from '../src/membership/ownership'
 import type { MigrationStore } from '../src/storage/migration-store'
 
 /**
@@ -21,6 +22,8 @@ export interface DataApiContext {
   store: KvStore
   migration: MigrationStore
   ownership: OwnershipCache
+  /** Resolves once `seq` is on every replica the primary must wait for (at once without replicas). */
+  replicated: (seq: number) => Promise<void>
   metrics: ShardMetrics
   /** Set while this worker drains: answer, then close the connection. */
   isDraining: () => boolean
@@ -59,14 +62,29 @@ function preconditionFailed (reply: FastifyReply, outcome: Extract<WriteOutcome,
 }
 
 export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): void {
-  const { store, metrics, ownership, migration } = ctx
+  const { store, metrics, ownership, migration, replicated } = ctx
   const nodeId = store.nodeId
 
   // The fence, evaluated inside every write transaction against the epoch read there.
   store.setWriteGuard((key, epoch) => {
     const current = ownership.get(epoch)
-    if (current.access(key) !== 'owned') throw ownership.misdirected(key, current)
+    if (current.role !== 'primary' || current.access(key) !== 'owned') throw ownership.misdirected(key, current)
   })
+
+  /**
+   * Client requests are served by a group's primary only, and — when a failover could
+   * replace it — only under the coordinator's lease: a primary that was cut off stops
+   * serving before the coordinator may promote a replica.
+   */
+  const servingView = (key: string): Ownership => {
+    const fence = store.fence()
+    const current = ownership.get(fence.epoch)
+    if (current.role !== 'primary') throw ownership.misdirected(key, current)
+    if (current.needsLease && Date.now() >= fence.leaseUntil) {
+      throw new ShardKvError('misdirected', `the primary's lease has run out (term ${current.term}); the group may be failing over`, { epoch: current.epoch, group: current.group, reason: 'lease_expired' })
+    }
+    return current
+  }
 
   app.addHook('onRequest', (_request, reply, done) => {
     reply.header(HEADER.node, nodeId)
@@ -74,11 +92,11 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     done()
   })
 
-  const read = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+  const read = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const key = keyFromUrl(request.raw.url ?? '')
     const epoch = senderEpoch(request)
     const ifNoneMatch = parseEtagList(request.headers['if-none-match'], 'If-None-Match')
-    const current = ownership.get()
+    const current = servingView(key)
     const access = current.access(key)
     // A key being handed over is read here only by a router that already routes by
     // the new map and found no copy at the new owner; anyone else is sent away, so a
@@ -89,9 +107,15 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     const found = store.get(key)
     metrics.reads.inc()
     if (found === undefined) {
-      if (migration.row(key) !== undefined) reply.header(HEADER.tombstone, '1')
+      const tombstone = migration.row(key)
+      if (tombstone !== undefined) {
+        // Not even an absence is shown before it is replicated: a failover could undo it.
+        await replicated(tombstone.seq)
+        reply.header(HEADER.tombstone, '1')
+      }
       return reply.code(404).type('application/json').send(errorBody('not_found', 'no value is stored under this key'))
     }
+    await replicated(found.seq)
     const etag = formatEtag(found.version)
     reply.header('etag', etag)
     if (notModified(ifNoneMatch, found.version)) return reply.code(304).send()
@@ -100,9 +124,10 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
 
   app.get(`${KV_PREFIX}*`, read)
 
-  app.put(`${KV_PREFIX}*`, (request, reply) => {
+  app.put(`${KV_PREFIX}*`, async (request, reply) => {
     const key = keyFromUrl(request.raw.url ?? '')
     senderEpoch(request)
+    servingView(key)
     const conditions = writeConditions(request)
     const origin = requestOrigin(request)
     const body = Buffer.isBuffer(request.body) ? request.body : EMPTY
@@ -110,18 +135,21 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     const outcome = store.put(key, body, contentType, conditions, origin)
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
+    await replicated(outcome.seq)
     return reply.code(outcome.existed ? 200 : 201)
       .header('etag', formatEtag(outcome.version))
       .type('application/json')
       .send(`{"version":${JSON.stringify(outcome.version)}}`)
   })
 
-  app.delete(`${KV_PREFIX}*`, (request, reply) => {
+  app.delete(`${KV_PREFIX}*`, async (request, reply) => {
     const key = keyFromUrl(request.raw.url ?? '')
     senderEpoch(request)
+    servingView(key)
     const outcome = store.delete(key, writeConditions(request), requestOrigin(request))
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
+    await replicated(outcome.seq)
     return reply.code(204).send()
   })
 }

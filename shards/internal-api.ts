@@ -6,7 +6,7 @@ import { validateMap, MapError } from '../src/membership/map'
 import type { MigrationStore, MigratingRow } from '../src/storage/migration-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
-import { jsonBody, integer } from './json-body'
+import { jsonBody, integer } from '../src/http/json-body'
 
 /**
  * The shard node's internal API: what the coordinator uses to install maps and
@@ -19,6 +19,10 @@ export interface InternalApiContext {
   log: Logger
   batchBodyLimit: number
   stats: () => { keys: number, tombstones: number, position: number }
+  adoptTerm: (term: number) => void
+  onInstalled: (epoch: number) => void
+  /** Resolves once rows up to `seq` are on the group's in-sync replicas. */
+  replicated: (seq: number) => Promise<void>
 }
 
 export interface WireRow {
@@ -66,11 +70,16 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     if (self !== undefined && !map.groups.some((g) => g.id === body.group && g.nodes.some((n) => n.url === self))) {
       throw new ShardKvError('invalid_request', `node ${self} is not in group ${body.group as string}`)
     }
-    const installed = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), map })
+    const coordinator = typeof body.coordinator === 'string' ? body.coordinator : undefined
+    const installed = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), ...(coordinator !== undefined ? { coordinator } : {}), map })
     if (installed !== map.epoch) {
       return reply.code(409).send({ error: 'stale_epoch', message: `epoch ${map.epoch} is older than the installed ${installed}`, epoch: installed })
     }
-    ctx.log.info({ event: 'map-installed', epoch: installed, group: body.group, handover: map.handover !== undefined }, 'cluster map installed')
+    const now = ownership.get()
+    // A node promoted to primary writes new versions under the group's new term.
+    if (now.role === 'primary') ctx.adoptTerm(now.term)
+    ctx.onInstalled(installed)
+    ctx.log.info({ event: 'map-installed', epoch: installed, group: body.group, role: now.role, term: now.term, handover: map.handover !== undefined }, 'cluster map installed')
     return reply.send({ epoch: installed })
   })
 
@@ -87,15 +96,17 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     return reply.send({ rows: result.rows.map(toWireRow), next: result.next, scanned: result.scanned, done: result.done, epoch: current.epoch })
   })
 
-  app.post(INTERNAL.migrationImport, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
+  app.post(INTERNAL.migrationImport, { bodyLimit: ctx.batchBodyLimit }, async (request, reply) => {
     const body = jsonBody(request)
     if (!Array.isArray(body.rows)) throw new ShardKvError('invalid_request', 'rows must be an array')
     const rows = body.rows.map(fromWireRow)
     const result = migration.importIfAbsent(rows, (key) => {
       const current = ownership.get()
-      if (current.access(key) !== 'owned') throw ownership.misdirected(key, current)
+      if (current.role !== 'primary' || current.access(key) !== 'owned') throw ownership.misdirected(key, current)
     })
-    return reply.send(result)
+    // Copied rows must be as durable as client writes before the source may purge them.
+    if (result.maxSeq > 0) await ctx.replicated(result.maxSeq)
+    return reply.send({ inserted: result.inserted, skipped: result.skipped })
   })
 
   app.post(INTERNAL.migrationPurge, (request, reply) => {

@@ -11,6 +11,7 @@ import type { MigrationStore } from '../src/storage/migration-store'
  */
 export class OwnershipCache {
   private current: Ownership = new Ownership(undefined, undefined)
+  private coordinatorUrl: string | undefined
 
   constructor (private readonly store: KvStore, private readonly migration: MigrationStore) {}
 
@@ -20,8 +21,15 @@ export class OwnershipCache {
     return this.current
   }
 
+  /** The coordinator named by the installed map's installer. */
+  coordinator (): string | undefined {
+    this.get()
+    return this.coordinatorUrl
+  }
+
   private reload (): void {
     const record = this.migration.installedMap()
+    this.coordinatorUrl = record?.coordinator
     if (record === undefined) {
       this.current = new Ownership(undefined, undefined)
       return

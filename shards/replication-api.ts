@@ -6,7 +6,7 @@ import type { KvStore, ChangeRow } from '../src/storage/store'
 import type { ReplicaStore } from '../src/storage/replica-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
-import { jsonBody, integer } from './json-body'
+import { jsonBody, integer } from '../src/http/json-body'
 
 /**
  * The receiving end of replication on a replica node, and the lease a primary holds.
@@ -44,18 +44,21 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     if (current.role !== 'replica' || body.group !== current.group) {
       return reply.code(409).send({ error: 'not_replica', message: `this node is not a replica of ${String(body.group)} at epoch ${current.epoch}`, term: current.term })
     }
-    const verdict = judgeShipment({ term, from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
+    // from = -1 is a probe: "where do you stand?" (after the same term checks).
+    const probe = from === -1
+    const verdict = judgeShipment({ term, from: probe ? replica.position() : from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
     switch (verdict) {
       case 'reject':
         return reply.code(409).send({ error: 'stale_term', message: `the group is at term ${current.term}`, term: current.term })
       case 'resync':
         ctx.log.warn({ event: 'replica-resync', term, dataTerm: store.currentTerm(), position: replica.position() }, 'data from an older term: full resync')
         replica.wipe(term)
+        if (probe) return reply.send({ position: 0 })
         return reply.code(409).send({ error: 'gap', message: 'resyncing from empty', position: 0 })
       case 'gap':
         return reply.code(409).send({ error: 'gap', message: `this replica is at ${replica.position()}`, position: replica.position() })
       case 'apply': {
-        if (from === -1) return reply.send({ position: replica.position() })
+        if (probe) return reply.send({ position: replica.position() })
         const to = integer(body.to, 'to', from, Number.MAX_SAFE_INTEGER)
         if (!Array.isArray(body.rows)) throw new ShardKvError('invalid_request', 'rows must be an array')
         const position = replica.apply(body.rows.map(fromWire), to)

@@ -8,6 +8,9 @@ import { createSupervisorMetrics, nodeMetricsText, type SupervisorMetrics } from
 import { RestartPolicy } from './restart-policy'
 import { isShardMessage, WORKER_CONFIG_ENV, type SupervisorMessage, type WorkerMessage } from './ipc'
 import { databasePath } from './paths'
+import { MigrationStore } from '../src/storage/migration-store'
+import { OwnershipCache } from './ownership-cache'
+import { Shipper } from './shipper'
 
 type Reason = 'initial' | 'crash' | 'rolling-restart'
 
@@ -28,20 +31,33 @@ export class Supervisor {
   private port: number
   private shuttingDown = false
   private rolling = false
+  private readonly ownership: OwnershipCache
+  private readonly shipper: Shipper
+  /** Last replicated position broadcast, handed to every new worker. */
+  private replicated = -1
 
   constructor (config: ShardConfig) {
     this.config = config
     this.store = new KvStore({ path: databasePath(config.dataDir), synchronous: config.synchronous as 'FULL', busyTimeoutMs: config.busyTimeoutMs, nodeId: config.nodeId })
     this.port = config.port
-    this.log = createLogger({
-      component: 'shard',
-      nodeId: this.store.nodeId,
-      group: config.group,
-      role: 'primary',
-      epoch: Number(this.store.readMeta(META.epoch) ?? 0),
-      term: this.store.currentTerm()
-    }, config.logLevel)
+    this.log = createLogger({ component: 'shard', nodeId: this.store.nodeId }, config.logLevel, () => {
+      const o = this.ownership?.get()
+      return o === undefined ? {} : { group: o.group ?? config.group, role: o.role, epoch: o.epoch, term: o.term }
+    })
     this.metrics = createSupervisorMetrics({ nodeId: this.store.nodeId, group: config.group }, () => this.store.position())
+    this.ownership = new OwnershipCache(this.store, new MigrationStore(this.store))
+    this.shipper = new Shipper({
+      store: this.store,
+      view: () => ({ ownership: this.ownership.get(), coordinator: this.ownership.coordinator() }),
+      log: this.log,
+      broadcast: (position) => { this.replicated = position; this.send({ type: 'shardkv:replicated', position }) },
+      batchRows: config.replicationBatch,
+      replicaTimeoutMs: config.replicaTimeoutMs
+    })
+  }
+
+  private send (msg: SupervisorMessage): void {
+    for (const w of this.liveWorkers()) if (w.isConnected()) w.send(msg)
   }
 
   async start (): Promise<void> {
@@ -52,6 +68,9 @@ export class Supervisor {
     // is resolved once, here, to a concrete free port that every fork then uses.
     if (this.port === 0) this.port = await freePort(this.config.host)
     await Promise.all(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
+    this.shipper.refresh()
+    // Installs notify us through the workers; this also catches one made while we were busy.
+    setInterval(() => this.shipper.refresh(), 1000).unref()
     process.on('SIGUSR2', () => { void this.rollingRestart() })
     process.on('SIGTERM', () => { void this.shutdown('SIGTERM') })
     process.on('SIGINT', () => { void this.shutdown('SIGINT') })
@@ -80,6 +99,7 @@ export class Supervisor {
     })
     if (reason !== 'initial') this.metrics.replaced.inc({ reason })
     this.broadcastWorkers()
+    if (this.replicated >= 0 && worker.isConnected()) worker.send({ type: 'shardkv:replicated', position: this.replicated } satisfies SupervisorMessage)
     return worker
   }
 
@@ -114,6 +134,14 @@ export class Supervisor {
   private onMessage (worker: Worker, msg: unknown): void {
     if (!isShardMessage(msg)) return
     const m = msg as WorkerMessage
+    if (m.type === 'shardkv:committed') {
+      this.shipper.kick()
+      return
+    }
+    if (m.type === 'shardkv:map-installed') {
+      this.shipper.refresh()
+      return
+    }
     if (m.type === 'shardkv:metrics-request') {
       nodeMetricsText(this.metrics).then(
         (text) => { if (worker.isConnected()) worker.send({ type: 'shardkv:metrics-reply', id: m.id, text } satisfies SupervisorMessage) },
@@ -169,6 +197,7 @@ export class Supervisor {
     this.shuttingDown = true
     this.log.info({ event: 'shutdown-start', signal }, 'draining workers')
     await Promise.all(Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined).map(async (w) => await this.retire(w)))
+    await this.shipper.stop()
     this.store.close()
     this.log.info({ event: 'stopped' }, 'shard node stopped')
     process.exit(0)

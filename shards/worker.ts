@@ -11,6 +11,9 @@ import { databasePath } from './paths'
 import { MigrationStore } from '../src/storage/migration-store'
 import { OwnershipCache } from './ownership-cache'
 import { registerInternalApi } from './internal-api'
+import { registerReplicationApi } from './replication-api'
+import { ReplicationGate } from './replication-gate'
+import { ReplicaStore } from '../src/storage/replica-store'
 
 /**
  * One worker process of a shard node: a fastify server on the node's shared port
@@ -21,7 +24,8 @@ import { registerInternalApi } from './internal-api'
  */
 export async function runWorker (config: ShardConfig): Promise<void> {
   const store = new KvStore({ path: databasePath(config.dataDir), synchronous: config.synchronous as 'FULL', busyTimeoutMs: config.busyTimeoutMs })
-  const log = createLogger({ component: 'shard-worker', nodeId: store.nodeId, group: config.group, role: 'primary' }, config.logLevel)
+  let view: (() => Record<string, unknown>) | undefined
+  const log = createLogger({ component: 'shard-worker', nodeId: store.nodeId }, config.logLevel, () => view?.() ?? {})
   const metrics = createWorkerMetrics()
   let draining = false
   let workerPids: number[] = [process.pid]
@@ -33,13 +37,36 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   refuseOtherKvMethods(app)
   const migration = new MigrationStore(store)
   const ownership = new OwnershipCache(store, migration)
-  registerDataApi(app, { store, migration, ownership, metrics, isDraining: () => draining })
-  registerInternalApi(app, { migration, ownership, log, batchBodyLimit: Math.max(64 * 1024 * 1024, config.maxValueBytes * 4), stats: () => store.stats() })
+  view = () => {
+    const o = ownership.get()
+    return { group: o.group ?? config.group, role: o.role, epoch: o.epoch, term: o.term }
+  }
+  const replica = new ReplicaStore(store)
+  const gate = new ReplicationGate(config.ackTimeoutMs)
+  const batchBodyLimit = Math.max(64 * 1024 * 1024, config.maxValueBytes * 4)
+  // A primary with replicas answers for seq n only once the supervisor reports n replicated.
+  const replicated = async (seq: number): Promise<void> => {
+    if (ownership.get().peers.length === 0 || seq <= gate.replicated) return
+    send({ type: 'shardkv:committed', seq })
+    await gate.waitFor(seq)
+  }
+  registerDataApi(app, { store, migration, ownership, metrics, replicated, isDraining: () => draining })
+  registerInternalApi(app, {
+    migration,
+    ownership,
+    log,
+    batchBodyLimit,
+    stats: () => store.stats(),
+    adoptTerm: (term) => replica.adoptTerm(term),
+    onInstalled: (epoch) => send({ type: 'shardkv:map-installed', epoch }),
+    replicated
+  })
+  registerReplicationApi(app, { store, replica, ownership, log, batchBodyLimit })
 
   app.get(HEALTH_PATH, (_request, reply) => {
     void reply.send({
       status: draining ? 'draining' : 'ok',
-      role: 'shard',
+      service: 'shard',
       nodeId: store.nodeId,
       group: ownership.get().group ?? config.group,
       pid: process.ppid,
@@ -47,7 +74,10 @@ export async function runWorker (config: ShardConfig): Promise<void> {
       workerPids,
       position: store.position(),
       epoch: store.installedEpoch(),
-      term: store.currentTerm()
+      term: ownership.get().term,
+      dataTerm: store.currentTerm(),
+      role: ownership.get().role,
+      replicated: gate.replicated
     })
   })
 
@@ -75,6 +105,9 @@ export async function runWorker (config: ShardConfig): Promise<void> {
         break
       case 'shardkv:workers':
         workerPids = m.pids
+        break
+      case 'shardkv:replicated':
+        gate.update(m.position)
         break
       case 'shardkv:metrics-reply':
         pendingMetrics.get(m.id)?.(m.text, m.error)

@@ -7,10 +7,12 @@ export type { Logger }
  * cluster's terms (component, node id, group, role, epoch, term) so that lines from
  * many processes can be merged and filtered.
  */
-export function createLogger (bindings: Record<string, unknown>, level: string = 'info'): Logger {
+export function createLogger (bindings: Record<string, unknown>, level: string = 'info', current?: () => Record<string, unknown>): Logger {
   const options: LoggerOptions = {
     level,
     base: { pid: process.pid, ...bindings },
+    // State that changes at run time (role, epoch, term) is read when a line is written.
+    ...(current !== undefined ? { mixin: current } : {}),
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) }
   }

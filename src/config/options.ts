@@ -50,7 +50,10 @@ export const SHARD_OPTIONS = {
   workers: { flag: 'workers', env: 'SHARDKV_WORKERS', kind: 'integer', default: () => availableParallelism(), min: 1, help: 'Worker processes serving the data API (default: available parallelism).' },
   synchronous: { flag: 'synchronous', env: 'SHARDKV_SYNCHRONOUS', kind: 'string', default: 'FULL', choices: ['OFF', 'NORMAL', 'FULL', 'EXTRA'], help: 'SQLite synchronous level. FULL survives power loss; NORMAL survives process crashes only.' },
   busyTimeoutMs: { flag: 'busy-timeout-ms', env: 'SHARDKV_BUSY_TIMEOUT_MS', kind: 'integer', default: 5000, min: 0, help: 'How long a write waits for the SQLite write lock held by another worker.' },
-  maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
+  maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 1, help: 'Largest value accepted (larger is 413).' },
+  replicaTimeoutMs: { flag: 'replica-timeout-ms', env: 'SHARDKV_REPLICA_TIMEOUT_MS', kind: 'integer', default: 1000, min: 50, help: 'A primary asks the coordinator to drop a replica from the in-sync set after it has failed this long.' },
+  ackTimeoutMs: { flag: 'ack-timeout-ms', env: 'SHARDKV_ACK_TIMEOUT_MS', kind: 'integer', default: 5000, min: 50, help: 'How long a write waits for its replication before it is answered 503 (outcome unknown).' },
+  replicationBatch: { flag: 'replication-batch', env: 'SHARDKV_REPLICATION_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per replication shipment.' },
   shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'SHARDKV_SHUTDOWN_TIMEOUT_MS', kind: 'integer', default: 10000, min: 0, help: 'How long a draining worker may take before it is killed (SIGTERM, SIGUSR2).' },
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable
@@ -67,7 +70,9 @@ export const ROUTER_OPTIONS = {
   connections: { flag: 'connections', env: 'SHARDKV_UPSTREAM_CONNECTIONS', kind: 'integer', default: 64, min: 1, help: 'Kept-alive connections per shard node in the router\'s undici pool.' },
   rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
   rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 20000, min: 0, help: 'Throttle on rows scanned per second during a rebalance, to bound client latency (0: unthrottled).' },
-  healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 1000, min: 50, help: 'How often the coordinator checks every node\'s /healthz.' },
+  healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 500, min: 50, help: 'How often the coordinator checks every node\'s /healthz and renews primaries\' leases.' },
+  leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 1500, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal.' },
+  failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Missed lease renewals in a row after which (once its lease ran out) a primary is replaced.' },
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable
 

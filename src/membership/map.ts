@@ -43,8 +43,11 @@ export interface ClusterMap {
 
 export interface GroupSpec {
   id: string
+  /** The primary node. */
   url: string
   weight: number
+  /** Replica nodes; they start out of sync and join the in-sync set once caught up. */
+  replicas?: string[]
 }
 
 export class MapError extends Error {
@@ -77,10 +80,10 @@ export function validateWeight (weight: number): void {
   if (!Number.isFinite(weight) || weight <= 0 || weight > 1000) throw new MapError(`weight ${weight} must be a number in (0, 1000]`)
 }
 
-/** Parses `id=url[@weight]`, the form of `--group` flags. */
+/** Parses `id=primaryUrl[+replicaUrl...][@weight]`, the form of `--group` flags. */
 export function parseGroupSpec (text: string): GroupSpec {
   const eq = text.indexOf('=')
-  if (eq <= 0) throw new MapError(`group "${text}" must look like id=http://host:port[@weight]`)
+  if (eq <= 0) throw new MapError(`group "${text}" must look like id=http://host:port[+http://replica:port...][@weight]`)
   const id = text.slice(0, eq)
   let rest = text.slice(eq + 1)
   let weight = 1
@@ -91,7 +94,10 @@ export function parseGroupSpec (text: string): GroupSpec {
   }
   validateGroupId(id)
   validateWeight(weight)
-  return { id, url: normalizeNodeUrl(rest), weight }
+  const [primary, ...replicas] = rest.split('+')
+  const spec: GroupSpec = { id, url: normalizeNodeUrl(primary ?? ''), weight }
+  if (replicas.length > 0) spec.replicas = replicas.map(normalizeNodeUrl)
+  return spec
 }
 
 export function initialMap (specs: readonly GroupSpec[], ring: RingParams = RING_DEFAULTS): ClusterMap {
@@ -103,7 +109,12 @@ export function initialMap (specs: readonly GroupSpec[], ring: RingParams = RING
   return {
     epoch: 1,
     ring,
-    groups: specs.map((s) => ({ id: s.id, weight: s.weight, state: 'active', nodes: [{ url: s.url, role: 'primary' }] }))
+    groups: specs.map((s) => ({
+      id: s.id,
+      weight: s.weight,
+      state: 'active',
+      nodes: [{ url: s.url, role: 'primary' }, ...(s.replicas ?? []).map((url) => ({ url, role: 'replica' as const, inSync: false }))]
+    }))
   }
 }
 

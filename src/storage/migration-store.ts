@@ -31,6 +31,8 @@ export interface InstalledMapRecord {
   group: string
   /** This node's own URL in the map (tells it its role), when the installer said. */
   self?: string
+  /** Where the coordinator listens (a primary asks it to change the in-sync set). */
+  coordinator?: string
   map: unknown
 }
 
@@ -68,7 +70,7 @@ export class MigrationStore {
     return this.db.transaction(() => {
       const current = this.store.installedEpoch()
       if (record.epoch < current) return current
-      this.store.writeMeta(META.map, JSON.stringify({ group: record.group, self: record.self, map: record.map }))
+      this.store.writeMeta(META.map, JSON.stringify({ group: record.group, self: record.self, coordinator: record.coordinator, map: record.map }))
       this.store.writeMeta(META.epoch, record.epoch)
       return record.epoch
     }).immediate()
@@ -77,8 +79,14 @@ export class MigrationStore {
   installedMap (): InstalledMapRecord | undefined {
     const raw = this.store.readMeta(META.map)
     if (typeof raw !== 'string') return undefined
-    const parsed = JSON.parse(raw) as { group: string, self?: string, map: unknown }
-    return { epoch: this.store.installedEpoch(), group: parsed.group, ...(parsed.self !== undefined ? { self: parsed.self } : {}), map: parsed.map }
+    const parsed = JSON.parse(raw) as { group: string, self?: string, coordinator?: string, map: unknown }
+    return {
+      epoch: this.store.installedEpoch(),
+      group: parsed.group,
+      ...(parsed.self !== undefined ? { self: parsed.self } : {}),
+      ...(parsed.coordinator !== undefined ? { coordinator: parsed.coordinator } : {}),
+      map: parsed.map
+    }
   }
 
   /** The next batch of live rows (no tombstones) that `isMoving` selects, in seq order. */
@@ -105,9 +113,10 @@ export class MigrationStore {
    * deleted on this node since the fence is newer and wins. Each inserted row gets a
    * fresh local seq, so it reaches this node's replicas like any write.
    */
-  importIfAbsent (rows: readonly MigratingRow[], accept: (key: string) => void): { inserted: number, skipped: number } {
+  importIfAbsent (rows: readonly MigratingRow[], accept: (key: string) => void): { inserted: number, skipped: number, maxSeq: number } {
     return this.db.transaction(() => {
       let inserted = 0
+      let maxSeq = 0
       for (const r of rows) {
         accept(r.key)
         if (this.existsStmt.get(r.key) !== undefined) continue
@@ -115,16 +124,17 @@ export class MigrationStore {
         if (seq === undefined) throw new Error('the seq counter row is missing')
         this.insertStmt.run(r.key, r.value, r.contentType, r.version, seq, r.deleted ? 1 : 0)
         inserted++
+        maxSeq = seq
       }
-      return { inserted, skipped: rows.length - inserted }
+      return { inserted, skipped: rows.length - inserted, maxSeq }
     }).immediate()
   }
 
-  /** The whole row of a key, tombstone included (copy on touch). */
-  row (key: string): MigratingRow | undefined {
+  /** The whole row of a key, tombstone included (copy on touch), with its seq. */
+  row (key: string): (MigratingRow & { seq: number }) | undefined {
     const r = this.rowStmt.get(key)
     if (r === undefined) return undefined
-    return { key: r.key, value: r.value, contentType: r.content_type, version: r.version, deleted: r.deleted === 1 }
+    return { key: r.key, value: r.value, contentType: r.content_type, version: r.version, deleted: r.deleted === 1, seq: r.seq }
   }
 
   /** Deletes (physically) the rows `isForeign` selects among the next `limit` keys after `afterKey`. */

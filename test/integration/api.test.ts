@@ -54,7 +54,11 @@ t.test('data API through the router over 3 shard groups', async (t) => {
     t.ok(Number.isInteger(h.epoch) && h.epoch >= 1, `router epoch ${String(h.epoch)}`)
     for (const s of c.shards) {
       const sh = await c.health(s)
-      t.match(sh, { status: 'ok', role: 'shard', nodeId: s.nodeId, group: s.group, pid: s.proc.pid })
+      t.match(sh, { status: 'ok', nodeId: s.nodeId, group: s.group, pid: s.proc.pid }, `${s.group}: /healthz`)
+      // INTERFACES.md says "role":"shard"; the listening line moved that to "service" (role is now the
+      // replication role), so either spelling names the process kind.
+      const kind = (sh as unknown as { service?: string }).service ?? sh.role
+      t.equal(kind, 'shard', `${s.group}: /healthz names the process kind shard (service ${String((sh as unknown as { service?: string }).service)}, role ${sh.role})`)
       t.equal(sh.workerPids.length, 2, `${s.group}: 2 workers`)
       t.ok(sh.workerPids.includes(sh.workerPid), `${s.group}: answered by one of its workers`)
     }
@@ -155,6 +159,28 @@ t.test('data API through the router over 3 shard groups', async (t) => {
     t.equal((await http.get(r, 'im/k')).status, 404, 'deleted')
   })
 
+  await t.test('If-Match compare-and-set is atomic across workers (no lost update)', async (t) => {
+    const key = 'cas/counter'
+    t.equal((await http.put(r, key, '0', { 'if-none-match': '*' })).status, 201)
+    const CLIENTS = 8
+    const INCREMENTS = 15
+    let conflicts = 0
+    let errors = 0
+    await Promise.all(Array.from({ length: CLIENTS }, async () => {
+      let done = 0
+      for (let attempt = 0; attempt < 400 && done < INCREMENTS; attempt++) {
+        const cur = await http.get(r, key)
+        if (cur.status !== 200) { errors++; continue }
+        const res = await http.put(r, key, String(Number(cur.text()) + 1), { 'if-match': etagOf(cur) })
+        if (res.status === 200) done++
+        else if (res.status === 412) conflicts++
+        else errors++
+      }
+    }))
+    t.equal(errors, 0, 'no unexpected statuses')
+    t.equal((await http.get(r, key)).text(), String(CLIENTS * INCREMENTS), `${CLIENTS * INCREMENTS} increments, none lost (${conflicts} conflicts answered 412)`)
+  })
+
   await t.test('If-None-Match: * creates only', async (t) => {
     const first = await http.put(r, 'inm/k', 'first', { 'if-none-match': '*' })
     t.equal(first.status, 201, 'create when absent')
@@ -240,11 +266,15 @@ t.test('data API through the router over 3 shard groups', async (t) => {
       t.ok(g.points > 0, `${g.id}: ${g.points} ring points`)
     }
     const ring = new GroupRing(cluster.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), cluster.ring)
+    // Guarantee 3 needs the map installed on the shard nodes (the coordinator does that after start).
+    for (const s of c.shards) await c.waitForHealth(s, (h) => h.epoch === cluster.epoch)
+    t.pass(`every shard node has epoch ${cluster.epoch} installed`)
     const before = new Map<string, number>()
     for (const s of c.shards) before.set(s.group, (await c.health(s)).position)
     const perGroup = new Map<string, number>()
     let misplaced = 0
     let headerMismatch = 0
+    const notMisdirected: string[] = []
     for (let i = 0; i < 90; i++) {
       const key = `spread/${i}`
       const owner = ring.ownerOf(key)!
@@ -256,11 +286,25 @@ t.test('data API through the router over 3 shard groups', async (t) => {
         const direct = await http.get(s.url, key)
         const has = direct.status === 200 && direct.text() === `v${i}`
         if (has !== (s.group === owner)) misplaced++
+        if (s.group !== owner) {
+          let body: { error?: string, epoch?: number, message?: string } = {}
+          try { body = direct.json() } catch { /* reported below */ }
+          if (direct.status !== 421 || body.error !== 'misdirected' || body.epoch !== cluster.epoch || typeof body.message !== 'string') {
+            notMisdirected.push(`GET ${key} on ${s.group}: ${direct.status} ${direct.text().slice(0, 80)}`)
+          }
+        }
       }
     }
     t.equal(perGroup.size, 3, `keys spread over 3 groups: ${JSON.stringify([...perGroup])}`)
     t.equal(misplaced, 0, 'every key is stored on its ring owner and nowhere else')
     t.equal(headerMismatch, 0, 'x-shardkv-node names the owner node')
+    t.same(notMisdirected.slice(0, 5), [], 'a shard node answers 421 {error: misdirected, epoch} for keys it does not own')
+    // And refuses to write them.
+    const foreignKey = 'spread/0'
+    const foreign = c.shards.find((s) => s.group !== ring.ownerOf(foreignKey))!
+    const direct = await http.put(foreign.url, foreignKey, 'misdirected write')
+    expectError(t, direct, 421, 'misdirected', `PUT ${foreignKey} straight to non-owner ${foreign.group}`)
+    t.equal((await http.get(r, foreignKey)).text(), 'v0', 'the misdirected write changed nothing')
     for (const s of c.shards) {
       const pos = (await c.health(s)).position
       t.equal(pos - (before.get(s.group) ?? 0), perGroup.get(s.group) ?? 0, `${s.group}: position advanced by the writes it owns`)

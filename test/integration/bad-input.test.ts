@@ -2,6 +2,7 @@ import t from 'tap'
 import { startCluster, clusterOutput, isAlive } from '../harness/cluster'
 import { rawRequest, type RawResult } from '../harness/raw'
 import { kvPath } from '../../src/protocol/key'
+import { GroupRing } from '../../src/ring/ring'
 
 /**
  * Guarantee 5: bad input is refused with a clear 4xx and changes nothing; no request
@@ -56,13 +57,22 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
   const pidsBefore = await c.pids()
   const positionsBefore = new Map<string, number>()
   for (const s of c.shards) positionsBefore.set(s.group, (await c.health(s)).position)
-  const victimKey = 'bi/0'
-  const victimPath = kvPath(victimKey)
-  const freshPath = kvPath('bi/never')
-
-  const targets = [{ name: 'router', url: c.routerUrl }, { name: 'shard g1', url: c.shards[0]!.url }]
+  // Straight to a shard node, use keys it owns: others it refuses with 421 anyway.
+  const view = await http.getJson<{ ring: { vnodesPerWeight: number, algorithm: 'md5' }, groups: Array<{ id: string, weight: number, state: string }> }>(`${c.routerUrl}/cluster`)
+  const ring = new GroupRing(view.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), view.ring)
+  const ownedBy = (group: string, prefix: string): string => {
+    for (let i = 0; ; i++) if (ring.ownerOf(`${prefix}${i}`) === group) return `${prefix}${i}`
+  }
+  const targets = [
+    { name: 'router', url: c.routerUrl, victimKey: 'bi/0', freshKey: 'bi/never' },
+    { name: 'shard g1', url: c.shards[0]!.url, victimKey: [...seeded.keys()].find((k) => ring.ownerOf(k) === 'g1')!, freshKey: ownedBy('g1', 'bi/never-') }
+  ]
+  t.ok(targets[1]!.victimKey !== undefined, `g1 owns seeded key ${targets[1]!.victimKey}`)
+  const neverKeys = targets.map((x) => x.freshKey)
   for (const target of targets) {
     const port = new URL(target.url).port
+    const victimPath = kvPath(target.victimKey)
+    const freshPath = kvPath(target.freshKey)
     await t.test(`${target.name}: malformed percent-encoding`, async (t) => {
       for (const seg of ['%E0%A4%A', '%FF', '%', '%zz', 'ok%C0%AF', '%ED%A0%80']) {
         for (const method of ['GET', 'PUT', 'DELETE']) {
@@ -175,7 +185,7 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
       t.equal(res.text(), value, `${key} value unchanged`)
       t.equal(res.header('etag'), etag, `${key} ETag unchanged`)
     }
-    t.equal((await http.get(c.routerUrl, 'bi/never')).status, 404, 'no key was created by refused requests')
+    for (const k of neverKeys) t.equal((await http.get(c.routerUrl, k)).status, 404, `${k}: no key was created by refused requests`)
     const put = await http.put(c.routerUrl, 'bi/after', 'works', { 'content-type': 'text/plain' })
     t.equal(put.status, 201, 'a normal write still works')
     t.equal((await http.get(c.routerUrl, 'bi/after')).text(), 'works', 'and reads back')

@@ -18,7 +18,8 @@ t.test('a shard node: health, data API, SIGTERM drains and exits 0', async (t) =
   t.not(new URL(p.url).port, '0', 'port 0 resolved to a real port')
 
   const h = await shardHealth(box, p.url)
-  t.match(h, { status: 'ok', role: 'shard', nodeId: 'node-a', group: 'g1', pid: p.pid })
+  t.match(h, { status: 'ok', nodeId: 'node-a', group: 'g1', pid: p.pid })
+  t.equal((h as unknown as { service?: string }).service ?? h.role, 'shard', '/healthz names the process kind (service, or role as INTERFACES.md has it)')
   t.equal(h.workerPids.length, 2, 'two workers')
   t.ok(h.workerPids.every((pid) => pid !== p.pid && isAlive(pid)), 'workers are separate live processes')
   t.ok(Number.isInteger(h.position) && Number.isInteger(h.epoch) && Number.isInteger(h.term), 'position, epoch, term are integers')

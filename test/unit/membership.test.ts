@@ -89,9 +89,14 @@ t.test('validateMap rejects bad maps', async (t) => {
     ['two primaries', mutate((m) => { m.groups[0].nodes.push({ url: 'http://127.0.0.1:7009', role: 'primary' }) })],
     ['no primary', mutate((m) => { m.groups[0].nodes[0].role = 'replica' })],
     ['unknown role', mutate((m) => { m.groups[0].nodes[0].role = 'leader' })],
-    ['bad node url', mutate((m) => { m.groups[0].nodes[0].url = 'ftp://127.0.0.1:1' })]
+    ['bad node url', mutate((m) => { m.groups[0].nodes[0].url = 'ftp://127.0.0.1:1' })],
+    ['handover without previous', mutate((m) => { m.handover = {} })],
+    ['handover previous not an array', mutate((m) => { m.handover = { previous: 'g1' } })],
+    ['handover member with a bad id', mutate((m) => { m.handover = { previous: [{ id: 'bad id', weight: 1 }] } })],
+    ['handover member with a bad weight', mutate((m) => { m.handover = { previous: [{ id: 'g1', weight: 0 }] } })]
   ]
   for (const [name, value] of cases) mapError(t, () => validateMap(value), name)
+  t.ok(validateMap(mutate((m) => { m.handover = { previous: [{ id: 'g1', weight: 1 }] } })), 'a well-formed handover is fine')
   t.ok(validateMap(mutate((m) => { m.groups[0].nodes.push({ url: 'http://127.0.0.1:7009', role: 'replica' }) })), 'a replica is fine')
   t.ok(validateMap(mutate((m) => { m.groups = [] })), 'an empty map is well-formed')
 })

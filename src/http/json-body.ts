@@ -1,7 +1,7 @@
 import type { FastifyRequest } from 'fastify'
-import { ShardKvError } from '../src/protocol/errors'
+import { ShardKvError } from '../protocol/errors'
 
-/** Internal endpoints take JSON objects; the data API's raw-bytes parser hands us a Buffer. */
+/** Admin and internal endpoints take JSON objects; the raw-bytes parser hands us a Buffer. */
 export function jsonBody (request: FastifyRequest): Record<string, unknown> {
   const body = request.body
   if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a JSON body is required')

@@ -1,0 +1,163 @@
+import type { Logger } from '../src/log'
+import { primaryOf, termOf, type ClusterMap } from '../src/membership/map'
+import { choosePromotion, mayFailOver } from '../src/replication/policy'
+import { promote } from '../src/replication/map-changes'
+import type { NodeClient } from './node-client'
+import type { NodeStatus } from './health'
+
+/**
+ * Leases and failover, in the coordinator. Every interval it grants each primary that
+ * has replicas a lease (until now + leaseMs); a primary serves clients only while it
+ * holds one. When a primary has missed `missedChecks` lease grants in a row AND the
+ * last lease it may have received has run out, it can no longer serve anything, and
+ * the in-sync replica with the highest position is promoted under a new term.
+ */
+
+export interface FailoverOptions {
+  map: () => ClusterMap
+  transition: (reason: string, compute: (current: ClusterMap) => ClusterMap) => Promise<ClusterMap>
+  statusOf: (url: string) => NodeStatus
+  nodes: NodeClient
+  log: Logger
+  intervalMs: number
+  leaseMs: number
+  missedChecks: number
+  onFailover?: (group: string, from: string, to: string, term: number) => void
+}
+
+interface GroupLease {
+  primary: string
+  term: number
+  /** The latest lease sent (whether or not it arrived): the primary may hold it. */
+  until: number
+  failures: number
+  firstFailureAt: number | undefined
+  waitingLogged: boolean
+}
+
+export class FailoverMonitor {
+  private readonly leases = new Map<string, GroupLease>()
+  private timer: NodeJS.Timeout | undefined
+  private tick: Promise<void> | undefined
+  private stopped = false
+
+  constructor (private readonly opts: FailoverOptions) {}
+
+  start (): void {
+    if (this.stopped || this.timer !== undefined) return
+    const loop = (): void => {
+      this.tick = this.round().catch((err: Error) => {
+        this.opts.log.error({ event: 'failover-round-failed', err: err.message }, 'failover round failed')
+      }).finally(() => {
+        this.tick = undefined
+        if (!this.stopped) {
+          this.timer = setTimeout(loop, this.opts.intervalMs)
+          this.timer.unref()
+        }
+      })
+    }
+    loop()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    await this.tick
+  }
+
+  private async round (): Promise<void> {
+    const map = this.opts.map()
+    const live = new Set<string>()
+    await Promise.all(map.groups.filter((g) => g.nodes.length > 1).map(async (g) => {
+      live.add(g.id)
+      const primary = primaryOf(map, g.id)
+      if (primary === undefined) return
+      const term = termOf(g)
+      let lease = this.leases.get(g.id)
+      if (lease === undefined || lease.primary !== primary.url || lease.term !== term) {
+        lease = { primary: primary.url, term, until: 0, failures: 0, firstFailureAt: undefined, waitingLogged: false }
+        this.leases.set(g.id, lease)
+      }
+      if (lease.failures >= this.opts.missedChecks && this.answeredSince(primary.url, lease.firstFailureAt)) {
+        // It was only slow (or started late): it holds no lease now, so granting one is safe.
+        this.opts.log.info({ event: 'primary-recovered', group: g.id, primary: primary.url }, 'primary answers again; resuming its lease')
+        lease.failures = 0
+        lease.firstFailureAt = undefined
+      }
+      if (lease.failures >= this.opts.missedChecks) {
+        // Stop granting: let the last lease the primary may hold run out, then promote.
+        if (!mayFailOver(lease.failures, this.opts.missedChecks, lease.until, Date.now())) return
+        if (await this.failOver(g.id, lease)) return
+        // Nobody can take over: keep offering leases, so the primary can resume if it returns.
+      }
+      const until = Date.now() + this.opts.leaseMs
+      const held = lease.until
+      lease.until = Math.max(lease.until, until)
+      try {
+        await this.opts.nodes.lease(primary.url, g.id, term, until, Math.max(100, this.opts.intervalMs))
+        lease.failures = 0
+        lease.firstFailureAt = undefined
+        lease.waitingLogged = false
+      } catch (err) {
+        // A refused connection never delivered the grant; any other failure may have.
+        if (neverDelivered(err)) lease.until = held
+        lease.failures++
+        lease.firstFailureAt ??= Date.now()
+        if (lease.failures === 1) this.opts.log.warn({ event: 'lease-failed', group: g.id, primary: primary.url, term, err: (err as Error).message }, 'could not renew the primary\'s lease')
+      }
+    }))
+    for (const id of this.leases.keys()) if (!live.has(id)) this.leases.delete(id)
+  }
+
+  /** True when a health check after `since` found the node up. */
+  private answeredSince (url: string, since: number | undefined): boolean {
+    const s = this.opts.statusOf(url)
+    return since !== undefined && s.health === 'up' && s.lastCheckAt !== null && Date.parse(s.lastCheckAt) > since + 1
+  }
+
+  /** Promotes a replica of the group; false when none qualifies. */
+  private async failOver (groupId: string, lease: GroupLease): Promise<boolean> {
+    const map = this.opts.map()
+    const group = map.groups.find((g) => g.id === groupId)
+    if (group === undefined) return false
+    const candidates = group.nodes.filter((n) => n.role === 'replica').map((n) => {
+      const s = this.opts.statusOf(n.url)
+      return { url: n.url, inSync: n.inSync === true, healthy: s.health === 'up', position: s.position }
+    })
+    const chosen = choosePromotion(candidates)
+    if (chosen === undefined) {
+      if (!lease.waitingLogged) {
+        this.opts.log.error({ event: 'failover-blocked', group: groupId, primary: lease.primary, candidates }, 'primary is down and no in-sync, healthy replica can take over; waiting')
+        lease.waitingLogged = true
+      }
+      return false
+    }
+    const started = Date.now()
+    const next = await this.opts.transition(`failover of ${groupId}: ${lease.primary} -> ${chosen}`, (current) => {
+      const g = current.groups.find((x) => x.id === groupId)
+      // Another transition may have changed the group meanwhile; only promote from the state we judged.
+      if (g === undefined || termOf(g) !== lease.term || primaryOf(current, groupId)?.url !== lease.primary) return current
+      return promote(current, groupId, chosen)
+    })
+    const term = termOf(next.groups.find((g) => g.id === groupId) ?? group)
+    this.opts.log.warn({
+      event: 'failover',
+      group: groupId,
+      from: lease.primary,
+      to: chosen,
+      term,
+      epoch: next.epoch,
+      downForMs: lease.firstFailureAt !== undefined ? Date.now() - lease.firstFailureAt : undefined,
+      transitionMs: Date.now() - started
+    }, `promoted ${chosen} to primary of ${groupId} (term ${term})`)
+    this.opts.onFailover?.(groupId, lease.primary, chosen, term)
+    this.leases.delete(groupId)
+    return true
+  }
+}
+
+function neverDelivered (err: unknown): boolean {
+  const code = (err as { code?: unknown, cause?: { code?: unknown } }).code
+  const cause = (err as { cause?: { code?: unknown } }).cause?.code
+  return code === 'ECONNREFUSED' || cause === 'ECONNREFUSED'
+}

@@ -1,0 +1,78 @@
+import type { FastifyInstance } from 'fastify'
+import { ADMIN, HEALTH_PATH, INTERNAL_REPLICATION } from '../src/protocol/wire'
+import { ShardKvError } from '../src/protocol/errors'
+import { normalizeNodeUrl, MapError, type ClusterMap } from '../src/membership/map'
+import { addReplica, removeReplica, setInSync, ReplicationMapError } from '../src/replication/map-changes'
+import { jsonRequest } from '../src/client/http'
+import type { NodeClient } from './node-client'
+import { jsonBody } from '../src/http/json-body'
+
+/**
+ * The coordinator's replication endpoints: primaries asking to change their group's
+ * in-sync set (answered only after the new map is installed everywhere), and the
+ * admin calls that add or remove a replica.
+ */
+
+export interface ReplicationRoutesContext {
+  transition: (reason: string, compute: (current: ClusterMap) => ClusterMap) => Promise<ClusterMap>
+  nodes: NodeClient
+}
+
+function typed (err: unknown): never {
+  if (err instanceof ReplicationMapError) {
+    throw new ShardKvError(err.code === 'stale_term' ? 'stale_epoch' : err.code, err.message)
+  }
+  if (err instanceof MapError) throw new ShardKvError('invalid_request', err.message)
+  throw err
+}
+
+export function registerReplicationRoutes (app: FastifyInstance, ctx: ReplicationRoutesContext): void {
+  app.post(INTERNAL_REPLICATION.inSync, async (request, reply) => {
+    const body = jsonBody(request)
+    const { group, url, inSync, term } = body
+    if (typeof group !== 'string' || typeof url !== 'string' || typeof inSync !== 'boolean' || typeof term !== 'number') {
+      throw new ShardKvError('invalid_request', 'group, url, inSync and term are required')
+    }
+    try {
+      const map = await ctx.transition(`${group}: ${url} ${inSync ? 'joins' : 'leaves'} the in-sync set`, (current) => setInSync(current, group, url, inSync, term))
+      return await reply.send({ epoch: map.epoch })
+    } catch (err) {
+      typed(err)
+    }
+  })
+
+  app.post(`${ADMIN.groups}/:id/replicas`, async (request, reply) => {
+    const { id } = request.params as { id: string }
+    const body = jsonBody(request)
+    if (typeof body.url !== 'string') throw new ShardKvError('invalid_request', 'url (the replica node) is required')
+    let url: string
+    try {
+      url = normalizeNodeUrl(body.url)
+    } catch (err) {
+      typed(err)
+    }
+    try {
+      await jsonRequest(url + HEALTH_PATH, { timeoutMs: 3000 })
+    } catch (err) {
+      throw new ShardKvError('invalid_request', `the node ${url} is not healthy: ${(err as Error).message}`)
+    }
+    try {
+      const map = await ctx.transition(`${id}: add replica ${url}`, (current) => addReplica(current, id, url))
+      return await reply.code(201).send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })
+    } catch (err) {
+      typed(err)
+    }
+  })
+
+  app.delete(`${ADMIN.groups}/:id/replicas`, async (request, reply) => {
+    const { id } = request.params as { id: string }
+    const { url } = request.query as { url?: string }
+    if (typeof url !== 'string') throw new ShardKvError('invalid_request', 'the url query parameter names the replica')
+    try {
+      const map = await ctx.transition(`${id}: remove replica ${url}`, (current) => removeReplica(current, id, url))
+      return await reply.send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })
+    } catch (err) {
+      typed(err)
+    }
+  })
+}
