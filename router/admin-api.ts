@@ -35,6 +35,8 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     if (typeof id !== 'string') throw new ShardKvError('invalid_request', 'id (a string) is required')
     if (typeof body.url !== 'string') throw new ShardKvError('invalid_request', 'url (the new group\'s primary node) is required')
     if (typeof weight !== 'number') throw new ShardKvError('invalid_request', 'weight must be a number')
+    const replicas = body.replicas ?? []
+    if (!Array.isArray(replicas) || !replicas.every((r): r is string => typeof r === 'string')) throw new ShardKvError('invalid_request', 'replicas must be an array of node urls')
     if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
     let url: string
     try {
@@ -44,19 +46,21 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     }
     let plan
     try {
-      plan = planAdd(ctx.currentMap(), { id, url, weight })
+      plan = planAdd(ctx.currentMap(), { id, url, weight, replicas })
     } catch (err) {
       typed(err)
     }
     // The new node must answer, and must not hold keys: a node that still has rows
     // from an earlier life would serve them as current once it owns their keys.
-    try {
-      await jsonRequest(url + HEALTH_PATH, { timeoutMs: 3000 })
-    } catch (err) {
-      throw new ShardKvError('invalid_request', `the node ${url} is not healthy: ${(err as Error).message}`)
+    for (const node of [plan.spec?.url ?? url, ...(plan.spec?.replicas ?? [])]) {
+      try {
+        await jsonRequest(node + HEALTH_PATH, { timeoutMs: 3000 })
+      } catch (err) {
+        throw new ShardKvError('invalid_request', `the node ${node} is not healthy: ${(err as Error).message}`)
+      }
+      const stats = await ctx.nodes.stats(node)
+      if (stats.keys > 0) throw new ShardKvError('conflict', `the node ${node} already holds ${stats.keys} keys; start the new group on empty data dirs`)
     }
-    const stats = await ctx.nodes.stats(url)
-    if (stats.keys > 0) throw new ShardKvError('conflict', `the node ${url} already holds ${stats.keys} keys; start the new group on an empty data dir`)
     const progress = await ctx.rebalancer.begin(plan)
     return reply.code(202).send({ rebalance: progress })
   })

@@ -1,5 +1,7 @@
 import { Agent } from 'undici'
-import { INTERNAL, INTERNAL_REPLICATION } from '../src/protocol/wire'
+import { INTERNAL, INTERNAL_REPLICATION, type WireRow } from '../src/protocol/wire'
+
+export type { WireRow }
 import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
 import type { ClusterMap } from '../src/membership/map'
@@ -9,14 +11,6 @@ import type { ClusterMap } from '../src/membership/map'
  * plane): map installs, migration batches, copy on touch. Its own kept-alive pool,
  * apart from the data plane's, so a slow migration batch never queues client traffic.
  */
-
-export interface WireRow {
-  key: string
-  value: string
-  contentType: string
-  version: string
-  deleted?: boolean
-}
 
 export interface ScanReply { rows: WireRow[], next: number, scanned: number, done: boolean, epoch: number }
 export interface PurgeReply { deleted: number, next: string, done: boolean }

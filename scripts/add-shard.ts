@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util'
 import { join } from 'node:path'
 import { AdminClient } from '../src/client/admin'
-import { ShardKvError } from '../src/protocol/errors'
 import { startDetachedShard } from './shard-process'
-import { rebalanceReporter } from './progress'
+import { watchRebalance } from './progress'
+import { runScript, UsageError } from './cli'
 
 const HELP = `Usage: npm run add-shard -- [options]
 
@@ -21,6 +21,7 @@ Options:
   --host H           address for the new node (default 127.0.0.1)
   --data-dir DIR     data dir for the new node (default ./data/<id>)
   --workers N        worker processes for the new node (default: available parallelism)
+  --replicas N       also start N replica nodes for the group (default 0; ports free, data <data-dir>-rJ)
   --no-wait          return once the rebalance has started
   --help             this text`
 
@@ -35,6 +36,7 @@ async function main (): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       'data-dir': { type: 'string' },
       workers: { type: 'string' },
+      replicas: { type: 'string', default: '0' },
       'no-wait': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     },
@@ -48,6 +50,9 @@ async function main (): Promise<number> {
   const port = Number(values.port)
   if (!(weight > 0)) throw new UsageError('--weight must be a positive number')
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be a port number')
+  const replicaCount = Number(values.replicas)
+  if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new UsageError('--replicas must be an integer from 0 to 8')
+  if (values.url !== undefined && replicaCount > 0) throw new UsageError('--replicas starts nodes; with --url, add replicas afterwards with add-replica')
   const admin = new AdminClient(values.router.replace(/\/$/, ''))
   const cluster = await admin.cluster()
   if (cluster.rebalance !== undefined && cluster.rebalance !== null && cluster.rebalance.phase !== 'done') {
@@ -62,33 +67,29 @@ async function main (): Promise<number> {
   if (cluster.groups.some((g) => g.id === id)) throw new UsageError(`group ${id} already exists`)
 
   let url = values.url
+  const replicas: string[] = []
   if (url === undefined) {
     const dataDir = values['data-dir'] ?? join('data', id)
-    const logFile = join(dataDir, '..', 'logs', `${id}.log`)
-    process.stderr.write(`starting shard node for ${id} (data ${dataDir}, log ${logFile}) ...\n`)
-    const node = await startDetachedShard({ host: values.host, port, dataDir, workers: values.workers !== undefined ? Number(values.workers) : undefined, logFile })
-    url = node.url
-    process.stderr.write(`shard node ${id} is healthy at ${url} (pid ${node.pid})\n`)
+    const workers = values.workers !== undefined ? Number(values.workers) : undefined
+    for (let j = 0; j <= replicaCount; j++) {
+      const name = j === 0 ? id : `${id}-r${j}`
+      const dir = j === 0 ? dataDir : `${dataDir}-r${j}`
+      const logFile = join(dataDir, '..', 'logs', `${name}.log`)
+      process.stderr.write(`starting shard node ${name} (data ${dir}, log ${logFile}) ...\n`)
+      const node = await startDetachedShard({ host: values.host, port: j === 0 ? port : 0, dataDir: dir, workers, logFile })
+      process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid})\n`)
+      if (j === 0) url = node.url
+      else replicas.push(node.url)
+    }
   }
+  if (url === undefined) throw new UsageError('no node to add')
 
-  const started = await admin.addGroup(id, url, weight)
+  const started = await admin.addGroup(id, url, weight, replicas)
   process.stderr.write(`added group ${id} (${url}, weight ${weight}); rebalance ${started.id} started\n`)
   if (values['no-wait']) return 0
-  const reporter = rebalanceReporter()
-  try {
-    const done = await admin.waitForRebalance((p) => reporter.update(p))
-    reporter.stop()
-    process.stderr.write(`rebalance done: ${done.scanned} rows scanned, ${done.copied} copied to ${id}, ${done.deleted} purged from the old owners\n`)
-  } finally {
-    reporter.stop()
-  }
+  const done = await watchRebalance(admin)
+  process.stderr.write(`rebalance done: ${done.scanned} rows scanned, ${done.copied} copied to ${id}, ${done.deleted} purged from the old owners\n`)
   return 0
 }
 
-class UsageError extends Error {}
-
-main().then((code) => process.exit(code), (err: Error) => {
-  const detail = err instanceof ShardKvError ? ` (${err.code})` : ''
-  process.stderr.write(`add-shard: ${err.message}${detail}\n`)
-  process.exit(err instanceof UsageError ? 2 : 1)
-})
+runScript('add-shard', main)

@@ -1,5 +1,6 @@
 import { SingleBar, Presets } from 'cli-progress'
 import type { RebalanceProgress } from '../src/membership/rebalance'
+import type { AdminClient } from '../src/client/admin'
 
 /** A progress bar for a rebalance on a terminal, one line per phase change otherwise. */
 export function rebalanceReporter (): { update: (p: RebalanceProgress) => void, stop: () => void } {
@@ -32,5 +33,15 @@ export function rebalanceReporter (): { update: (p: RebalanceProgress) => void, 
     stop () {
       if (started) bar.stop()
     }
+  }
+}
+
+/** Shows a rebalance until it is done; resolves with its final progress. */
+export async function watchRebalance (admin: AdminClient): Promise<RebalanceProgress> {
+  const reporter = rebalanceReporter()
+  try {
+    return await admin.waitForRebalance((p) => reporter.update(p))
+  } finally {
+    reporter.stop()
   }
 }

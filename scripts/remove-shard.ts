@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
 import { AdminClient } from '../src/client/admin'
-import { ShardKvError } from '../src/protocol/errors'
 import { health, stopNode } from './shard-process'
-import { rebalanceReporter } from './progress'
+import { watchRebalance } from './progress'
+import { runScript, UsageError } from './cli'
 
 const HELP = `Usage: npm run remove-shard -- --id ID [options]
 
@@ -40,14 +40,8 @@ async function main (): Promise<number> {
   const started = await admin.removeGroup(values.id)
   process.stderr.write(`draining group ${values.id}; rebalance ${started.id} started\n`)
   if (values['no-wait']) return 0
-  const reporter = rebalanceReporter()
-  try {
-    const done = await admin.waitForRebalance((p) => reporter.update(p))
-    reporter.stop()
-    process.stderr.write(`rebalance done: ${done.copied} rows moved off ${values.id}, ${done.deleted} purged\n`)
-  } finally {
-    reporter.stop()
-  }
+  const done = await watchRebalance(admin)
+  process.stderr.write(`rebalance done: ${done.copied} rows moved off ${values.id}, ${done.deleted} purged\n`)
   if (values['keep-node']) return 0
   for (const node of group.nodes) {
     const h = await health(node.url)
@@ -63,10 +57,4 @@ async function main (): Promise<number> {
   return 0
 }
 
-class UsageError extends Error {}
-
-main().then((code) => process.exit(code), (err: Error) => {
-  const detail = err instanceof ShardKvError ? ` (${err.code})` : ''
-  process.stderr.write(`remove-shard: ${err.message}${detail}\n`)
-  process.exit(err instanceof UsageError ? 2 : 1)
-})
+runScript('remove-shard', main)

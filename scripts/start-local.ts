@@ -24,6 +24,7 @@ Options:
   --router-port N     router port (default 8080)
   --base-port N       first shard node port (default 7001)
   --groups N          number of shard groups (default 3)
+  --replicas N        replica nodes per group (default 1; replica j of group i on base-port + 100*j + i - 1)
   --workers N         worker processes per shard node (default: available parallelism)
   --help              show this text`
 
@@ -32,6 +33,7 @@ interface StartOptions {
   routerPort: number
   basePort: number
   groups: number
+  replicas: number
   workers: number | undefined
 }
 
@@ -58,6 +60,7 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
         'router-port': { type: 'string' },
         'base-port': { type: 'string' },
         groups: { type: 'string' },
+        replicas: { type: 'string' },
         workers: { type: 'string' }
       }
     }).values
@@ -70,9 +73,11 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     routerPort: intFlag('router-port', values['router-port'], 8080, 1, 65535),
     basePort: intFlag('base-port', values['base-port'], 7001, 1, 65535),
     groups: intFlag('groups', values.groups, 3, 1, 64),
+    replicas: intFlag('replicas', values.replicas, 1, 0, 4),
     workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 1, 1, 256)
   }
-  if (opts.basePort + opts.groups - 1 > 65535) throw new UsageError('--base-port + --groups runs past port 65535')
+  if (opts.groups > 100) throw new UsageError('--groups must be at most 100 (replica ports are base-port + 100*j)')
+  if (opts.basePort + 100 * opts.replicas + opts.groups - 1 > 65535) throw new UsageError('--base-port + --groups runs past port 65535')
   const shardPorts = opts.basePort + opts.groups - 1
   if (opts.routerPort >= opts.basePort && opts.routerPort <= shardPorts) {
     throw new UsageError(`--router-port ${opts.routerPort} collides with the shard ports ${opts.basePort}-${shardPorts}`)
@@ -110,15 +115,18 @@ function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): voi
 function summary (cluster: LocalCluster, opts: StartOptions, logDir: string): string {
   const rows = [
     { name: 'router', url: cluster.router.url, data: cluster.routerDataDir },
-    ...cluster.shards.map((s) => ({ name: s.group, url: s.process.url, data: s.dataDir }))
+    ...cluster.shards.flatMap((s) => [
+      { name: s.group, url: s.process.url, data: s.dataDir },
+      ...s.replicas.map((r) => ({ name: r.name, url: r.url, data: join(opts.dataDir, r.name) }))
+    ])
   ]
   const urlWidth = Math.max(...rows.map((r) => r.url.length))
   const dataWidth = Math.max(...rows.map((r) => shown(r.data).length))
   const base = cluster.router.url
   return [
-    `shardkv local cluster is up (${opts.groups} group${opts.groups === 1 ? '' : 's'}, one node each)`,
+    `shardkv local cluster is up (${opts.groups} group${opts.groups === 1 ? '' : 's'}, a primary${opts.replicas === 0 ? '' : ` and ${opts.replicas} replica${opts.replicas === 1 ? '' : 's'}`} each)`,
     '',
-    ...rows.map((r) => `  ${r.name.padEnd(7)} ${r.url.padEnd(urlWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
+    ...rows.map((r) => `  ${r.name.padEnd(8)} ${r.url.padEnd(urlWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
     '',
     'Try:',
     `  curl -i -X PUT -H 'content-type: text/plain' --data-binary 'hello' ${base}/kv/greeting`,
@@ -149,7 +157,10 @@ async function main (): Promise<number> {
   warnIfMapDiffers(join(opts.dataDir, 'router'), planned)
 
   try {
-    await assertPortsFree(HOST, [{ name: 'router', port: opts.routerPort }, ...ids.map((id, i) => ({ name: id, port: opts.basePort + i }))])
+    await assertPortsFree(HOST, [
+      { name: 'router', port: opts.routerPort },
+      ...ids.flatMap((id, i) => Array.from({ length: 1 + opts.replicas }, (_, j) => ({ name: j === 0 ? id : `${id}-r${j}`, port: opts.basePort + 100 * j + i })))
+    ])
   } catch (err) {
     if (!(err instanceof PortBusyError)) throw err
     console.error(`start-local: ${err.message}.\nStop what uses ${err.busy.length === 1 ? 'it' : 'them'} (another \`npm start\`?) or choose other ports with --router-port / --base-port.`)
@@ -175,7 +186,8 @@ async function main (): Promise<number> {
   }
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { void shutdown(sig) })
 
-  console.log(`starting ${opts.groups} shard node${opts.groups === 1 ? '' : 's'} and a router (logs in ${shown(logDir)})...`)
+  const nodes = opts.groups * (1 + opts.replicas)
+  console.log(`starting ${nodes} shard node${nodes === 1 ? '' : 's'} (${opts.groups} group${opts.groups === 1 ? '' : 's'}) and a router (logs in ${shown(logDir)})...`)
   let cluster: LocalCluster
   try {
     cluster = await startLocalCluster({
@@ -185,6 +197,7 @@ async function main (): Promise<number> {
       basePort: opts.basePort,
       routerPort: opts.routerPort,
       workers: opts.workers,
+      replicas: opts.replicas,
       logDir,
       detached: true,
       onLaunched: (p) => launched.push(p)

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { INTERNAL } from '../src/protocol/wire'
+import { INTERNAL, type WireRow } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { decodeKeySegment } from '../src/protocol/key'
 import { validateMap, MapError } from '../src/membership/map'
@@ -23,15 +23,6 @@ export interface InternalApiContext {
   onInstalled: (epoch: number) => void
   /** Resolves once rows up to `seq` are on the group's in-sync replicas. */
   replicated: (seq: number) => Promise<void>
-}
-
-export interface WireRow {
-  key: string
-  /** base64 */
-  value: string
-  contentType: string
-  version: string
-  deleted?: boolean
 }
 
 export function toWireRow (r: MigratingRow): WireRow {

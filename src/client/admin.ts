@@ -11,7 +11,8 @@ export interface ClusterView {
     weight: number
     state: string
     points?: number
-    nodes: Array<{ url: string, role: string, health?: string, pid?: number, nodeId?: string, position?: number }>
+    term?: number
+    nodes: Array<{ url: string, role: string, inSync?: boolean, health?: string, pid?: number, nodeId?: string, position?: number, lag?: number | null }>
   }>
   handover?: { previous: Array<{ id: string, weight: number }> }
   rebalance?: RebalanceProgress | null
@@ -25,9 +26,17 @@ export class AdminClient {
     return (await jsonRequest<ClusterView>(this.routerUrl + CLUSTER_PATH)).body
   }
 
-  async addGroup (id: string, url: string, weight: number): Promise<RebalanceProgress> {
-    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(this.routerUrl + ADMIN.groups, { method: 'POST', body: { id, url, weight } })
+  async addGroup (id: string, url: string, weight: number, replicas: string[] = []): Promise<RebalanceProgress> {
+    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(this.routerUrl + ADMIN.groups, { method: 'POST', body: { id, url, weight, replicas } })
     return res.body.rebalance
+  }
+
+  async addReplica (group: string, url: string): Promise<void> {
+    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas`, { method: 'POST', body: { url } })
+  }
+
+  async removeReplica (group: string, url: string): Promise<void> {
+    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas?url=${encodeURIComponent(url)}`, { method: 'DELETE' })
   }
 
   async removeGroup (id: string): Promise<RebalanceProgress> {

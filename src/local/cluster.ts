@@ -18,6 +18,8 @@ export interface LocalClusterOptions {
   /** 0 or absent: any free port. */
   routerPort?: number
   workers?: number
+  /** Replica nodes per group (default 0); replica j of group i listens on basePort + 100*j + i. */
+  replicas?: number
   synchronous?: string
   /** When set, each process's output is appended to <logDir>/<name>.log. */
   logDir?: string
@@ -34,6 +36,8 @@ export interface LocalShard {
   group: string
   dataDir: string
   process: LaunchedProcess
+  /** The group's replica nodes (named <group>-r1, <group>-r2, ...). */
+  replicas: LaunchedProcess[]
 }
 
 export interface LocalCluster {
@@ -56,27 +60,37 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
   const logFile = (name: string): string | undefined => opts.logDir === undefined ? undefined : join(opts.logDir, `${name}.log`)
   const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env }
 
-  // Shards start in parallel (each takes a moment to fork its workers).
-  const settled = await Promise.allSettled(ids.map(async (group, i) => {
-    const shardDir = join(dataDir, group)
+  const replicaCount = opts.replicas ?? 0
+  const launched: LaunchedProcess[] = []
+  const node = async (group: string, name: string, port: number): Promise<LaunchedProcess> => {
     const p = await launchShard({
       ...common,
-      name: group,
+      name,
       group,
-      dataDir: shardDir,
-      port: opts.basePort === undefined || opts.basePort === 0 ? 0 : opts.basePort + i,
+      dataDir: join(dataDir, name),
+      port: opts.basePort === undefined || opts.basePort === 0 ? 0 : port,
       workers: opts.workers,
       synchronous: opts.synchronous,
       extraArgs: opts.shardArgs,
-      logFile: logFile(group)
+      logFile: logFile(name)
     })
+    launched.push(p)
     opts.onLaunched?.(p)
-    return { group, dataDir: shardDir, process: p }
+    return p
+  }
+  // Shards start in parallel (each takes a moment to fork its workers).
+  const base = opts.basePort ?? 0
+  const settled = await Promise.allSettled(ids.map(async (group, i) => {
+    const [primary, ...replicas] = await Promise.all([
+      node(group, group, base + i),
+      ...Array.from({ length: replicaCount }, async (_, j) => await node(group, `${group}-r${j + 1}`, base + 100 * (j + 1) + i))
+    ])
+    return { group, dataDir: join(dataDir, group), process: primary as LaunchedProcess, replicas }
   }))
   const shards = settled.flatMap((s) => s.status === 'fulfilled' ? [s.value] : [])
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
   if (failed !== undefined) {
-    await stopAll(shards.map((s) => s.process)).catch(() => undefined)
+    await stopAll(launched).catch(() => undefined)
     throw failed.reason
   }
 
@@ -88,17 +102,17 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
       name: 'router',
       dataDir: routerDataDir,
       port: opts.routerPort ?? 0,
-      groups: shards.map((s) => groupSpec(s.group, s.process)),
+      groups: shards.map((s) => groupSpec(s.group, s.process, undefined, s.replicas)),
       extraArgs: opts.routerArgs,
       logFile: logFile('router')
     })
     opts.onLaunched?.(router)
   } catch (err) {
-    await stopAll(shards.map((s) => s.process)).catch(() => undefined)
+    await stopAll(launched).catch(() => undefined)
     throw err
   }
 
-  const processes = (): LaunchedProcess[] => [router, ...shards.map((s) => s.process)]
+  const processes = (): LaunchedProcess[] => [router, ...shards.flatMap((s) => [s.process, ...s.replicas])]
   return {
     router,
     routerDataDir,

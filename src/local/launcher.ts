@@ -126,7 +126,7 @@ export async function stopAll (processes: Iterable<LaunchedProcess | undefined>,
   if (failures.length > 0) throw failures[0]
 }
 
-/** The `--group` flag value for a launched shard node: `g1=http://127.0.0.1:7001[@weight]`. */
-export function groupSpec (groupId: string, shard: Pick<LaunchedProcess, 'url'>, weight?: number): string {
-  return `${groupId}=${shard.url}${weight === undefined ? '' : `@${weight}`}`
+/** The `--group` flag value for launched nodes: `g1=http://127.0.0.1:7001[+replica...][@weight]`. */
+export function groupSpec (groupId: string, shard: Pick<LaunchedProcess, 'url'>, weight?: number, replicas: ReadonlyArray<Pick<LaunchedProcess, 'url'>> = []): string {
+  return `${groupId}=${[shard, ...replicas].map((n) => n.url).join('+')}${weight === undefined ? '' : `@${weight}`}`
 }

@@ -40,8 +40,8 @@ export interface RebalanceState {
   id: string
   kind: RebalanceKind
   group: string
-  /** add: the group to add. */
-  spec?: GroupSpec
+  /** add: the group to add (its primary, weight and replicas). */
+  spec?: GroupSpec & { replicas?: string[] }
   phase: RebalancePhase
   /** Epoch of the map the rebalance started from. */
   fromEpoch: number

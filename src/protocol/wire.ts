@@ -74,3 +74,12 @@ export interface ListeningEvent {
   /** Which part this is. (`role` in log lines is the replication role of a shard node.) */
   service: 'router' | 'shard'
 }
+
+/** A row as migration moves it between nodes (value base64-encoded). */
+export interface WireRow {
+  key: string
+  value: string
+  contentType: string
+  version: string
+  deleted?: boolean
+}

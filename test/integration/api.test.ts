@@ -138,6 +138,8 @@ t.test('data API through the router over 3 shard groups', async (t) => {
     t.equal(head.status, 200, 'HEAD')
     t.equal(etagOf(head), etagOf(put2), 'HEAD carries the ETag')
     t.equal(head.body.length, 0, 'HEAD has no body')
+    t.equal(head.header('content-length'), '3', 'HEAD tells the length GET would send')
+    t.equal(head.header('content-type'), OCTET, 'HEAD carries the stored content type')
   })
 
   await t.test('If-Match', async (t) => {

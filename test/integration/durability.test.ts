@@ -103,7 +103,7 @@ t.test('500 acknowledged writes survive SIGKILL of every process of a shard node
 t.test('SIGKILL of a whole shard node under load: no acknowledged write lost, no stale read', async (t) => {
   const c = await startCluster(t, { name: 'durability-load', shards: 3, workers: 2, synchronous: 'FULL' })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
-  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 16, durationMs: 9000, maxOpsPerClient: 600, requestTimeoutMs: 20_000 }, c.http)
+  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 16, durationMs: 40_000, maxOpsPerClient: 2000, requestTimeoutMs: 20_000 }, c.http)
   const running = load.run()
   await load.waitForOps(300)
   const victim = c.shards[2]!
@@ -111,6 +111,9 @@ t.test('SIGKILL of a whole shard node under load: no acknowledged write lost, no
   await c.killShardHard(victim)
   await sleep(500)
   await c.restartShard(victim)
+  // Keep the load going past the restart, then stop it (it is bounded anyway).
+  await load.waitForOps(load.completedOps() + 600)
+  load.stop()
   const stats = await running
   t.ok(stats.ops > killedAt, `the load went on after the crash: ${formatStats(stats)}`)
   // Requests to the dead node may fail (the node was down); what was acknowledged must hold.

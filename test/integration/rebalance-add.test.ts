@@ -19,7 +19,7 @@ t.test('add a 4th group under load: no lost write, no stale read, every key only
     shards: 3,
     workers: 1,
     // Slow enough that the load overlaps every phase of the rebalance.
-    routerArgs: ['--rebalance-rows-per-sec', '2000', '--rebalance-batch', '200', '--health-interval-ms', '200']
+    routerArgs: ['--rebalance-rows-per-sec', '2000', '--rebalance-batch', '200']
   })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
 

@@ -11,7 +11,7 @@ import { LoadGenerator, formatStats } from '../harness/history'
 t.test('rolling restart under load: every worker replaced, no client sees it', async (t) => {
   const c = await startCluster(t, { name: 'rolling', shards: 3, workers: 2 })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
-  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 9000, maxOpsPerClient: 1500 }, c.http)
+  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 40_000, maxOpsPerClient: 3000 }, c.http)
   const running = load.run()
   await load.waitForOps(300)
 
@@ -31,7 +31,24 @@ t.test('rolling restart under load: every worker replaced, no client sees it', a
   t.same(after.workerPids.filter((p) => before.workerPids.includes(p)), [], `every worker pid changed: ${before.workerPids.join(',')} -> ${after.workerPids.join(',')}`)
   for (const p of before.workerPids) t.notOk(isAlive(p), `old worker ${p} exited`)
 
+  // Then every node at once, as a deploy would.
+  const beforeAll = await c.pids()
+  const allComplete = c.shards.map((s) => s.proc.waitForEvent('rolling-restart-complete', 60_000))
+  for (const s of c.shards) s.proc.signal('SIGUSR2')
+  await Promise.all(allComplete)
+  const opsAtAllComplete = load.completedOps()
+  for (const s of c.shards) {
+    const old = beforeAll.get(s.group)!.slice(1)
+    const h = await c.waitForHealth(s, (x) => x.workerPids.length === old.length && x.workerPids.every((p) => !old.includes(p)))
+    t.equal(h.pid, s.proc.pid, `${s.group}: same primary after the simultaneous restart`)
+    t.pass(`${s.group}: workers ${old.join(',')} -> ${h.workerPids.join(',')}`)
+  }
+  // Keep the load going a little past the last restart, then stop it (it is bounded anyway).
+  await load.waitForOps(opsAtAllComplete + 300)
+  load.stop()
+
   const stats = await running
+  t.ok(stats.ops > opsAtAllComplete, `the load ran across the simultaneous restart too (${opsAtAllComplete} ops at its end)`)
   t.ok(stats.ops > opsAtComplete, `the load ran across the whole restart (${opsAtComplete} ops at its end, ${stats.ops} in all)`)
   t.equal(stats.failedRequests, 0, `no failed client requests: ${formatStats(stats)}`)
   const report = await load.verify()

@@ -1,7 +1,9 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { sandbox, startShardIn, shardHealth, clusterOutput, isAlive, waitUntilDead } from '../harness/cluster'
-import { launchShard, LaunchError } from '../../src/local/launcher'
+import { spawnSync } from 'node:child_process'
+import { launchShard, LaunchError, entryPoint } from '../../src/local/launcher'
+import { SHARD_OPTIONS, ROUTER_OPTIONS } from '../../src/config/options'
 import { kvPath } from '../../src/protocol/key'
 
 /**
@@ -91,4 +93,16 @@ t.test('a shard node refuses bad configuration and a foreign database', async (t
   const mismatch = await attempt([], 'someone-else')
   t.ok(mismatch !== undefined, 'the same data dir under another node id is refused')
   t.match(mismatch?.output ?? '', /owner-one/, 'and the message names the owner')
+})
+
+t.test('--help of both processes lists every flag and env var, and exits 0', async (t) => {
+  const tables = [['shards', SHARD_OPTIONS], ['router', ROUTER_OPTIONS]] as const
+  for (const [part, table] of tables) {
+    const res = spawnSync(process.execPath, [entryPoint(part), '--help'], { encoding: 'utf8', timeout: 20_000 })
+    t.equal(res.status, 0, `${part} --help exits 0`)
+    for (const spec of Object.values(table)) {
+      t.match(res.stdout, `--${spec.flag}`, `${part} --help lists --${spec.flag}`)
+      t.match(res.stdout, spec.env, `${part} --help lists ${spec.env}`)
+    }
+  }
 })

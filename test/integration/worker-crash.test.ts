@@ -12,17 +12,18 @@ import { LoadGenerator, formatStats } from '../harness/history'
 t.test('SIGKILL of a worker under load: invisible to clients', async (t) => {
   const c = await startCluster(t, { name: 'worker-crash', shards: 3, workers: 2 })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
-  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 8000, maxOpsPerClient: 1500 }, c.http)
+  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 40_000, maxOpsPerClient: 3000 }, c.http)
   const running = load.run()
 
-  const killWorker = async (shard: ShardHandle, atOps: number): Promise<void> => {
+  const killWorker = async (shard: ShardHandle, atOps: number): Promise<number> => {
     await load.waitForOps(atOps)
     const before = await c.health(shard)
     t.equal(before.workerPids.length, 2, `${shard.group}: 2 workers before`)
     const victim = before.workerPids[0]!
     const replaced = shard.proc.waitForEvent((e) => e.event === 'worker-replaced' && e.replaced === victim, 20_000)
     process.kill(victim, 'SIGKILL')
-    t.comment(`${shard.group}: killed worker ${victim} after ${load.completedOps()} ops`)
+    const killedAtOps = load.completedOps()
+    t.comment(`${shard.group}: killed worker ${victim} after ${killedAtOps} ops`)
     const event = await replaced
     t.pass(`${shard.group}: primary logged worker-replaced (new pid ${String(event.workerPid)})`)
     const after = await c.waitForHealth(shard, (h) => h.workerPids.length === 2 && !h.workerPids.includes(victim))
@@ -33,13 +34,17 @@ t.test('SIGKILL of a worker under load: invisible to clients', async (t) => {
     const fresh = after.workerPids.find((p) => !before.workerPids.includes(p))
     t.ok(fresh !== undefined && isAlive(fresh), `${shard.group}: replacement worker ${String(fresh)} is alive`)
     t.notOk(isAlive(victim), `${shard.group}: worker ${victim} is dead`)
+    return killedAtOps
   }
 
   // One kill early in the load, one on another node later on.
-  await killWorker(c.shards[0]!, 300)
-  await killWorker(c.shards[1]!, load.completedOps() + 400)
+  const first = await killWorker(c.shards[0]!, 300)
+  const second = await killWorker(c.shards[1]!, load.completedOps() + 300)
+  // Keep the load going a little past the second replacement, then stop it (it is bounded anyway).
+  await load.waitForOps(load.completedOps() + 300)
+  load.stop()
   const stats = await running
-  t.ok(stats.ops >= 1000, `enough load ran: ${stats.ops} ops`)
+  t.ok(stats.ops > first && stats.ops > second, `the load kept running across both kills (killed at ${first} and ${second} ops, ${stats.ops} in all)`)
   t.equal(stats.failedRequests, 0, `no failed client requests: ${formatStats(stats)}`)
   const report = await load.verify()
   t.equal(report.lostWrites.length, 0, `no lost writes\n${report.text}`)

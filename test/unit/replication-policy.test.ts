@@ -1,0 +1,93 @@
+import t from 'tap'
+import { replicatedPosition, choosePromotion, mayFailOver, judgeShipment } from '../../src/replication/policy'
+import { promote, setInSync, addReplica, removeReplica, ReplicationMapError } from '../../src/replication/map-changes'
+import { initialMap, termOf, type ClusterMap } from '../../src/membership/map'
+import { Ownership } from '../../src/membership/ownership'
+
+const P = 'http://127.0.0.1:7001'
+const R1 = 'http://127.0.0.1:7101'
+const R2 = 'http://127.0.0.1:7201'
+
+function group (): ClusterMap {
+  return initialMap([{ id: 'g1', url: P, weight: 1, replicas: [R1, R2] }, { id: 'g2', url: 'http://127.0.0.1:7002', weight: 1 }])
+}
+
+t.test('replicatedPosition waits for every replica of the ack set, and only those', async (t) => {
+  const acks = [{ url: R1, acked: 10 }, { url: R2, acked: 4 }]
+  t.equal(replicatedPosition(12, acks, new Set([R1, R2])), 4, 'the slowest in-sync replica bounds it')
+  t.equal(replicatedPosition(12, acks, new Set([R1])), 10, 'an out-of-sync replica is not waited for')
+  t.equal(replicatedPosition(12, acks, new Set()), 12, 'no replica to wait for: the primary position')
+  t.equal(replicatedPosition(12, [{ url: R1, acked: -1 }], new Set([R1])), -1, 'an unknown position acknowledges nothing')
+})
+
+t.test('choosePromotion: in-sync, healthy, highest position, deterministic', async (t) => {
+  t.equal(choosePromotion([
+    { url: R1, inSync: true, healthy: true, position: 7 },
+    { url: R2, inSync: true, healthy: true, position: 9 }
+  ]), R2)
+  t.equal(choosePromotion([
+    { url: R1, inSync: true, healthy: true, position: 7 },
+    { url: R2, inSync: false, healthy: true, position: 99 }
+  ]), R1, 'never an out-of-sync replica, however far ahead it looks')
+  t.equal(choosePromotion([{ url: R1, inSync: true, healthy: false, position: 7 }]), undefined, 'never an unhealthy one')
+  t.equal(choosePromotion([{ url: R1, inSync: true, healthy: true, position: null }]), undefined, 'never one whose position is unknown')
+  t.equal(choosePromotion([
+    { url: R2, inSync: true, healthy: true, position: 5 },
+    { url: R1, inSync: true, healthy: true, position: 5 }
+  ]), R1, 'ties break by url')
+})
+
+t.test('mayFailOver needs both the missed checks and an expired lease', async (t) => {
+  t.notOk(mayFailOver(2, 3, 0, 1000))
+  t.notOk(mayFailOver(3, 3, 2000, 1000), 'the primary may still hold a lease')
+  t.ok(mayFailOver(3, 3, 999, 1000))
+})
+
+t.test('judgeShipment', async (t) => {
+  const replica = { groupTerm: 2, dataTerm: 2, position: 10 }
+  t.equal(judgeShipment({ term: 2, from: 10 }, replica), 'apply')
+  t.equal(judgeShipment({ term: 2, from: 8 }, replica), 'gap')
+  t.equal(judgeShipment({ term: 1, from: 10 }, replica), 'reject', 'a deposed primary is fenced')
+  t.equal(judgeShipment({ term: 3, from: 10 }, replica), 'reject', 'a term the replica has not installed yet')
+  t.equal(judgeShipment({ term: 2, from: 10 }, { ...replica, dataTerm: 1 }), 'resync', 'data from an older term is discarded')
+})
+
+t.test('promote: new term, old primary and other replicas out of sync', async (t) => {
+  const before = setInSync(setInSync(group(), 'g1', R1, true, 1), 'g1', R2, true, 1)
+  const after = promote(before, 'g1', R2)
+  const g = after.groups.find((x) => x.id === 'g1')
+  t.equal(after.epoch, before.epoch + 1)
+  t.equal(g !== undefined ? termOf(g) : 0, 2)
+  t.same(g?.nodes, [
+    { url: R2, role: 'primary' },
+    { url: P, role: 'replica', inSync: false },
+    { url: R1, role: 'replica', inSync: false }
+  ])
+  t.equal(new Ownership(after, 'g1', R2).role, 'primary')
+  t.equal(new Ownership(after, 'g1', P).role, 'replica', 'the old primary learns it is a replica')
+  t.ok(new Ownership(after, 'g1', R2).needsLease, 'a primary with replicas serves under a lease')
+  t.notOk(new Ownership(after, 'g2', 'http://127.0.0.1:7002').needsLease, 'a lone primary needs none')
+  t.throws(() => promote(after, 'g1', 'http://127.0.0.1:9999'), ReplicationMapError)
+})
+
+t.test('setInSync checks the term: a deposed primary cannot change the set', async (t) => {
+  const m = group()
+  const marked = setInSync(m, 'g1', R1, true, 1)
+  t.equal(marked.groups[0]?.nodes.find((n) => n.url === R1)?.inSync, true)
+  t.equal(setInSync(marked, 'g1', R1, true, 1), marked, 'no change, no new epoch')
+  try {
+    setInSync(promote(marked, 'g1', R1), 'g1', R2, false, 1)
+    t.fail('expected stale_term')
+  } catch (err) {
+    t.equal((err as ReplicationMapError).code, 'stale_term')
+  }
+})
+
+t.test('addReplica / removeReplica', async (t) => {
+  const m = addReplica(group(), 'g2', 'http://127.0.0.1:7102/')
+  t.same(m.groups[1]?.nodes[1], { url: 'http://127.0.0.1:7102', role: 'replica', inSync: false })
+  t.throws(() => addReplica(m, 'g1', 'http://127.0.0.1:7102'), ReplicationMapError, 'a node serves one group')
+  const back = removeReplica(m, 'g2', 'http://127.0.0.1:7102')
+  t.equal(back.groups[1]?.nodes.length, 1)
+  t.throws(() => removeReplica(m, 'g2', 'http://127.0.0.1:7002'), ReplicationMapError, 'the primary cannot be removed')
+})
