@@ -61,8 +61,11 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
       const stats = await ctx.nodes.stats(node)
       if (stats.keys > 0) throw new ShardKvError('conflict', `the node ${node} already holds ${stats.keys} keys; start the new group on empty data dirs`)
     }
-    const progress = await ctx.rebalancer.begin(plan)
-    return reply.code(202).send({ rebalance: progress })
+    try {
+      return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
+    } catch (err) {
+      typed(err)
+    }
   })
 
   app.delete(`${ADMIN.groups}/:id`, async (request, reply) => {
@@ -74,8 +77,11 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     } catch (err) {
       typed(err)
     }
-    const progress = await ctx.rebalancer.begin(plan)
-    return reply.code(202).send({ rebalance: progress })
+    try {
+      return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
+    } catch (err) {
+      typed(err)
+    }
   })
 
   app.get(ADMIN.rebalance, (_request, reply) => reply.send({ rebalance: ctx.rebalancer.progress() }))

@@ -1,6 +1,6 @@
 import { ConfigError, type RouterConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
-import { MapFile } from '../src/membership/map-file'
+import { MapFile, PendingMapFile } from '../src/membership/map-file'
 import { initialMap, parseGroupSpec, termOf, validateMap, type ClusterMap, type GroupSpec, type GroupState, type NodeRole } from '../src/membership/map'
 import type { RingParams } from '../src/ring/ring'
 import { HealthChecker, type Health } from './health'
@@ -69,12 +69,15 @@ export class Coordinator {
   private readonly syncing = new Set<string>()
   private advertisedUrl: string | undefined
   private readonly file: MapFile
+  /** The map of a transition being installed (durable until it is published). */
+  private readonly pending: PendingMapFile
   private readonly log: Logger
   private readonly metrics: RouterMetrics | undefined
 
   private constructor (map: ClusterMap, file: MapFile, options: CoordinatorOptions) {
     this.current = new RoutingTable(map)
     this.file = file
+    this.pending = new PendingMapFile(options.dataDir)
     this.log = options.log
     this.metrics = options.metrics
     this.health = new HealthChecker({
@@ -185,8 +188,14 @@ export class Coordinator {
         if (next.epoch <= before.epoch) throw new Error(`a transition must raise the epoch (${before.epoch} -> ${next.epoch})`)
         validateMap(next)
       }
+      // The intent is persisted before any node sees the map, so a coordinator that dies
+      // part way completes this transition on restart instead of guessing from the nodes.
+      if (next !== before) this.pending.save(next)
       await this.installEverywhere(next)
-      if (next !== before) this.publish(next, reason)
+      if (next !== before) {
+        this.publish(next, reason)
+        this.pending.clear()
+      }
       return next
     })
     this.transitions = run.catch(() => undefined)
@@ -202,6 +211,21 @@ export class Coordinator {
   }
 
   /** Installs `map` on every node it lists; nodes known to be down are skipped. */
+  /**
+   * Completes a transition that was being installed when this coordinator died: its map
+   * may be on some nodes already, which would then refuse the older persisted map.
+   */
+  async resumePending (): Promise<void> {
+    const pending = this.pending.load()
+    if (pending === undefined) return
+    if (pending.epoch <= this.current.epoch) {
+      this.pending.clear()
+      return
+    }
+    this.log.warn({ event: 'transition-resumed', epoch: pending.epoch, persisted: this.current.epoch }, 'completing the map transition that was interrupted')
+    await this.transition('resume the interrupted transition', () => pending)
+  }
+
   async installEverywhere (map: ClusterMap): Promise<void> {
     const failures: string[] = []
     await Promise.all(map.groups.flatMap((g) => g.nodes.map(async (n) => {

@@ -37,6 +37,8 @@ interface GroupLease {
 
 export class FailoverMonitor {
   private readonly leases = new Map<string, GroupLease>()
+  /** A restarted coordinator does not know what its previous run granted: assume a lease from now. */
+  private readonly startedAt = Date.now()
   private timer: NodeJS.Timeout | undefined
   private tick: Promise<void> | undefined
   private stopped = false
@@ -75,7 +77,7 @@ export class FailoverMonitor {
       const term = termOf(g)
       let lease = this.leases.get(g.id)
       if (lease === undefined || lease.primary !== primary.url || lease.term !== term) {
-        lease = { primary: primary.url, term, until: 0, failures: 0, firstFailureAt: undefined, waitingLogged: false }
+        lease = { primary: primary.url, term, until: this.startedAt + this.opts.leaseMs, failures: 0, firstFailureAt: undefined, waitingLogged: false }
         this.leases.set(g.id, lease)
       }
       if (lease.failures >= this.opts.missedChecks && this.answeredSince(primary.url, lease.firstFailureAt)) {

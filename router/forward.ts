@@ -105,10 +105,11 @@ export class Forwarder {
       headers[HEADER.epoch] = table.epochHeader
       const source = table.handoverSourceOf(req.key)
       try {
-        // Copy on touch: a conditional write to a key whose copy has not reached its new
-        // owner would be judged against nothing; fetch the key first (insert-if-absent).
-        if (source !== undefined && copiedAtEpoch !== table.epoch && req.method !== 'GET' && req.method !== 'HEAD' &&
-            (req.ifMatch !== undefined || req.ifNoneMatch !== undefined)) {
+        // Copy on touch: a write to a key whose copy has not reached its new owner would be
+        // judged against nothing (a condition, or 201 Created for a key that exists), so the
+        // key is copied first (insert-if-absent). An unconditional DELETE needs no copy.
+        if (source !== undefined && copiedAtEpoch !== table.epoch &&
+            (req.method === 'PUT' || (req.method === 'DELETE' && (req.ifMatch !== undefined || req.ifNoneMatch !== undefined)))) {
           await this.copyOnTouch(req.key, source, url)
           copiedAtEpoch = table.epoch
         }

@@ -45,6 +45,7 @@ export class Rebalancer {
   private state: RebalanceState | undefined
   private running: Promise<void> | undefined
   private stopping = false
+  private starting = false
   private readonly file: string
   private readonly retryDelayMs: number
 
@@ -71,7 +72,20 @@ export class Rebalancer {
   }
 
   async begin (state: RebalanceState): Promise<RebalanceProgress> {
-    if (this.isRunning()) throw new RebalanceError('rebalance_running', `rebalance ${this.state?.id ?? ''} is still running`)
+    // Checked and reserved before any await: two admin calls arriving together must not both start.
+    if (this.isRunning() || this.starting) throw new RebalanceError('rebalance_running', `rebalance ${this.state?.id ?? ''} is still running`)
+    if (this.opts.maps.current().epoch !== state.fromEpoch) {
+      throw new RebalanceError('rebalance_running', `the map changed (epoch ${this.opts.maps.current().epoch}) since this rebalance was planned at epoch ${state.fromEpoch}; try again`)
+    }
+    this.starting = true
+    try {
+      return await this.start(state)
+    } finally {
+      this.starting = false
+    }
+  }
+
+  private async start (state: RebalanceState): Promise<RebalanceProgress> {
     let estimated = 0
     for (const id of Object.keys(state.sources)) {
       const url = primaryOf(this.opts.maps.current(), id)?.url

@@ -89,7 +89,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   coord.start()
   failover.start()
   let stopping = false
-  const startup = installOnStartup(coord, log, () => stopping).then(() => { if (!stopping) rebalancer.resume() })
+  const startup = installOnStartup(coord, log, () => stopping, () => { if (!stopping) rebalancer.resume() })
 
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
@@ -122,11 +122,25 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
 }
 
 /**
- * Nodes get the coordinator's map (and learn its URL) before it resumes a rebalance:
- * a restarted coordinator may have published a map some node never installed.
+ * First completes a transition this coordinator had begun installing when it died
+ * (Coordinator.resumePending), then resumes a persisted rebalance, then installs the
+ * current map everywhere so every node knows this coordinator's URL. That last step is
+ * best effort: nodes that lag are caught up by the health checker anyway, and a
+ * resumed rebalance installs newer maps itself (nodes may hold the map of an
+ * interrupted rebalance phase, which the rebalance redoes).
  */
-async function installOnStartup (coord: Coordinator, log: Logger, stopped: () => boolean): Promise<void> {
+async function installOnStartup (coord: Coordinator, log: Logger, stopped: () => boolean, resume: () => void): Promise<void> {
   for (let attempt = 1; !stopped(); attempt++) {
+    try {
+      await coord.resumePending()
+      break
+    } catch (err) {
+      if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'resume-transition-retry', attempt, err: (err as Error).message }, 'could not complete the interrupted transition yet; retrying')
+      await sleep(500)
+    }
+  }
+  resume()
+  for (let attempt = 1; attempt <= 20 && !stopped(); attempt++) {
     try {
       await coord.transition('startup', (current) => current)
       return

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
 import { join } from 'node:path'
 import { AdminClient } from '../src/client/admin'
-import { startDetachedShard } from './shard-process'
+import { startDetachedShard, stopNode, type DetachedShard } from './shard-process'
+import { validateWeight } from '../src/membership/map'
 import { watchRebalance } from './progress'
 import { runScript, UsageError } from './cli'
 
@@ -48,7 +49,11 @@ async function main (): Promise<number> {
   }
   const weight = Number(values.weight)
   const port = Number(values.port)
-  if (!(weight > 0)) throw new UsageError('--weight must be a positive number')
+  try {
+    validateWeight(weight)
+  } catch (err) {
+    throw new UsageError(`--weight: ${(err as Error).message}`)
+  }
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be a port number')
   const replicaCount = Number(values.replicas)
   if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new UsageError('--replicas must be an integer from 0 to 8')
@@ -66,30 +71,40 @@ async function main (): Promise<number> {
   }
   if (cluster.groups.some((g) => g.id === id)) throw new UsageError(`group ${id} already exists`)
 
-  let url = values.url
-  const replicas: string[] = []
-  if (url === undefined) {
-    const dataDir = values['data-dir'] ?? join('data', id)
-    const workers = values.workers !== undefined ? Number(values.workers) : undefined
-    for (let j = 0; j <= replicaCount; j++) {
-      const name = j === 0 ? id : `${id}-r${j}`
-      const dir = j === 0 ? dataDir : `${dataDir}-r${j}`
-      const logFile = join(dataDir, '..', 'logs', `${name}.log`)
-      process.stderr.write(`starting shard node ${name} (data ${dir}, log ${logFile}) ...\n`)
-      const node = await startDetachedShard({ host: values.host, port: j === 0 ? port : 0, dataDir: dir, workers, logFile })
-      process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid})\n`)
-      if (j === 0) url = node.url
-      else replicas.push(node.url)
-    }
+  const started: DetachedShard[] = []
+  let rebalance
+  try {
+    const nodes = values.url !== undefined
+      ? { url: values.url, replicas: [] }
+      : await startGroupNodes(id, values['data-dir'] ?? join('data', id), { host: values.host, port, replicas: replicaCount, workers: values.workers !== undefined ? Number(values.workers) : undefined }, started)
+    rebalance = await admin.addGroup(id, nodes.url, weight, nodes.replicas)
+  } catch (err) {
+    // Nodes we started belong to no group: do not leave them running.
+    await Promise.all(started.map(async (n) => await stopNode(n.pid)))
+    throw err
   }
-  if (url === undefined) throw new UsageError('no node to add')
-
-  const started = await admin.addGroup(id, url, weight, replicas)
-  process.stderr.write(`added group ${id} (${url}, weight ${weight}); rebalance ${started.id} started\n`)
+  const url = started[0]?.url ?? values.url
+  process.stderr.write(`added group ${id} (${url}, weight ${weight}); rebalance ${rebalance.id} started\n`)
   if (values['no-wait']) return 0
   const done = await watchRebalance(admin)
   process.stderr.write(`rebalance done: ${done.scanned} rows scanned, ${done.copied} copied to ${id}, ${done.deleted} purged from the old owners\n`)
   return 0
+}
+
+/** Starts the group's primary and replica nodes, recording each in `started` as soon as it runs. */
+async function startGroupNodes (id: string, dataDir: string, opts: { host: string, port: number, replicas: number, workers: number | undefined }, started: DetachedShard[]): Promise<{ url: string, replicas: string[] }> {
+  for (let j = 0; j <= opts.replicas; j++) {
+    const name = j === 0 ? id : `${id}-r${j}`
+    const dir = j === 0 ? dataDir : `${dataDir}-r${j}`
+    const logFile = join(dataDir, '..', 'logs', `${name}.log`)
+    process.stderr.write(`starting shard node ${name} (data ${dir}, log ${logFile}) ...\n`)
+    const node = await startDetachedShard({ host: opts.host, port: j === 0 ? opts.port : 0, dataDir: dir, workers: opts.workers, logFile })
+    started.push(node)
+    process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid})\n`)
+  }
+  const [primary, ...replicas] = started
+  if (primary === undefined) throw new UsageError('no node to add')
+  return { url: primary.url, replicas: replicas.map((r) => r.url) }
 }
 
 runScript('add-shard', main)

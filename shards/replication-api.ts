@@ -22,7 +22,7 @@ export interface ReplicationApiContext {
   batchBodyLimit: number
 }
 
-interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted?: boolean }
+interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted?: boolean, origin?: string | null }
 
 function fromWire (v: unknown): ChangeRow {
   const r = v as Partial<WireChange> | null
@@ -30,7 +30,7 @@ function fromWire (v: unknown): ChangeRow {
       typeof r.contentType !== 'string' || typeof r.version !== 'string' || typeof r.seq !== 'number' || !Number.isInteger(r.seq)) {
     throw new ShardKvError('invalid_request', 'each change needs key, value (base64), contentType, version and seq')
   }
-  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true }
+  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true, origin: typeof r.origin === 'string' ? r.origin : null }
 }
 
 export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationApiContext): void {

@@ -32,7 +32,7 @@ export interface ShipperOptions {
   replicaTimeoutMs: number
 }
 
-interface ChangeWire { key: string, value: string, contentType: string, version: string, seq: number, deleted: boolean }
+interface ChangeWire { key: string, value: string, contentType: string, version: string, seq: number, deleted: boolean, origin: string | null }
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
@@ -159,7 +159,7 @@ export class Shipper {
     const raw = from < 0 ? [] : this.opts.store.changesSince(from, this.opts.batchRows)
     const last = raw[raw.length - 1]
     const to = from < 0 ? -1 : raw.length < this.opts.batchRows ? Math.max(local, last?.seq ?? from) : (last?.seq ?? from)
-    const rows: ChangeWire[] = raw.map((r) => ({ key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted }))
+    const rows: ChangeWire[] = raw.map((r) => ({ key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted, origin: r.origin ?? null }))
     try {
       const res = await jsonRequest<{ position: number }>(link.url + INTERNAL_REPLICATION.apply, {
         method: 'POST', body: { group: ownership.group, term: ownership.term, from, to, rows }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs

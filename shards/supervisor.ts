@@ -41,8 +41,9 @@ export class Supervisor {
     this.store = new KvStore({ path: databasePath(config.dataDir), synchronous: config.synchronous as 'FULL', busyTimeoutMs: config.busyTimeoutMs, nodeId: config.nodeId })
     this.port = config.port
     this.log = createLogger({ component: 'shard', nodeId: this.store.nodeId }, config.logLevel, () => {
-      const o = this.ownership?.get()
-      return o === undefined ? {} : { group: o.group ?? config.group, role: o.role, epoch: o.epoch, term: o.term }
+      if (this.ownership === undefined || !this.store.isOpen) return {}
+      const o = this.ownership.get()
+      return { group: o.group ?? config.group, role: o.role, epoch: o.epoch, term: o.term }
     })
     this.metrics = createSupervisorMetrics({ nodeId: this.store.nodeId, group: config.group }, () => this.store.position())
     this.ownership = new OwnershipCache(this.store, new MigrationStore(this.store))
@@ -198,8 +199,8 @@ export class Supervisor {
     this.log.info({ event: 'shutdown-start', signal }, 'draining workers')
     await Promise.all(Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined).map(async (w) => await this.retire(w)))
     await this.shipper.stop()
-    this.store.close()
     this.log.info({ event: 'stopped' }, 'shard node stopped')
+    this.store.close()
     process.exit(0)
   }
 }

@@ -38,6 +38,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   const migration = new MigrationStore(store)
   const ownership = new OwnershipCache(store, migration)
   view = () => {
+    if (!store.isOpen) return {}
     const o = ownership.get()
     return { group: o.group ?? config.group, role: o.role, epoch: o.epoch, term: o.term }
   }

@@ -10,15 +10,15 @@ import { META } from './schema'
 export class ReplicaStore {
   private readonly db: Database.Database
   private readonly clearSeqStmt: Database.Statement<[number, string]>
-  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
+  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number, string | null]>
 
   constructor (private readonly store: KvStore) {
     this.db = store.database
     this.clearSeqStmt = this.db.prepare('DELETE FROM kv WHERE seq = ? AND key <> ?')
     this.upsertStmt = this.db.prepare(`
-      INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, NULL)
+      INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
-        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, origin = NULL`)
+        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, origin = excluded.origin`)
   }
 
   position (): number {
@@ -30,7 +30,7 @@ export class ReplicaStore {
     return this.db.transaction(() => {
       for (const r of rows) {
         this.clearSeqStmt.run(r.seq, r.key)
-        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0)
+        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0, r.origin ?? null)
       }
       this.store.writeMeta(META.seq, to)
       return to

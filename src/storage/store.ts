@@ -31,6 +31,8 @@ export interface ChangeRow {
   version: string
   seq: number
   deleted: boolean
+  /** The request id that wrote it (so a retry reaching a promoted replica is still recognised). */
+  origin?: string | null
 }
 
 export type WriteOutcome =
@@ -39,7 +41,7 @@ export type WriteOutcome =
 
 interface MetaRow { version: string, seq: number, deleted: number, origin: string | null }
 interface ValueRow { value: Buffer, content_type: string, version: string, seq: number }
-interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
+interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number, origin: string | null }
 
 /**
  * Called inside every write transaction with the installed epoch read in that same
@@ -109,7 +111,7 @@ export class KvStore {
       INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
         version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, origin = excluded.origin`)
-    this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
+    this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted, origin FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
 
     this.epochStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.epoch}'`)
     this.termStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.term}'`)
@@ -117,9 +119,10 @@ export class KvStore {
     const write = this.db.transaction((key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number): WriteOutcome => {
       if (this.guard !== undefined) this.guard(key, this.epochStmt.get()?.value ?? 0)
       const row = this.metaStmt.get(key)
-      // A retried request whose first attempt committed: answer as the first did.
-      if (origin !== null && row !== undefined && row.origin === origin) {
-        return { ok: true, version: row.version, seq: row.seq, replayed: true, existed: row.deleted === 0 }
+      // A retried request whose first attempt committed: answer as the first did. The
+      // origin column keeps the request id and whether that first attempt found a value.
+      if (origin !== null && row !== undefined && row.origin !== null && row.origin.length === origin.length + 2 && row.origin.startsWith(origin)) {
+        return { ok: true, version: row.version, seq: row.seq, replayed: true, existed: row.origin.endsWith('.1') }
       }
       const current = row !== undefined && row.deleted === 0 ? row.version : undefined
       if (!writeAllowed(cond, current)) return { ok: false, reason: 'precondition_failed', current }
@@ -129,7 +132,7 @@ export class KvStore {
       // The term is read here, not cached: a promotion changes it under running workers.
       const term = this.termStmt.get()?.value ?? 1
       const version = `${this.nodeId}.${term.toString(36)}.${seq.toString(36)}`
-      this.upsertStmt.run(key, value, contentType, version, seq, deleted, origin)
+      this.upsertStmt.run(key, value, contentType, version, seq, deleted, origin === null ? null : `${origin}.${current !== undefined ? 1 : 0}`)
       return { ok: true, version, seq, replayed: false, existed: current !== undefined }
     })
     this.putTxn = (...args) => write.immediate(...args)
@@ -194,7 +197,7 @@ export class KvStore {
   /** Rows (tombstones included) with seq > afterSeq, in seq order: the change log. */
   changesSince (afterSeq: number, limit: number): ChangeRow[] {
     return this.changesStmt.all(afterSeq, limit).map((r) => ({
-      key: r.key, value: r.value, contentType: r.content_type, version: r.version, seq: r.seq, deleted: r.deleted === 1
+      key: r.key, value: r.value, contentType: r.content_type, version: r.version, seq: r.seq, deleted: r.deleted === 1, origin: r.origin
     }))
   }
 
@@ -225,6 +228,10 @@ export class KvStore {
   fence (): { epoch: number, leaseUntil: number } {
     const row = this.fenceStmt.get()
     return { epoch: row?.epoch ?? 0, leaseUntil: row?.lease ?? 0 }
+  }
+
+  get isOpen (): boolean {
+    return this.db.open
   }
 
   close (): void {
