@@ -96,6 +96,7 @@ export class Forwarder {
     let retries = 0
     let backoff = FIRST_BACKOFF_MS
     let copiedAtEpoch = -1
+    let timeouts = 0
     for (;;) {
       const table = this.options.table()
       const url = table.ownerOf(req.key)
@@ -134,6 +135,14 @@ export class Forwarder {
         if (err instanceof ShardKvError) throw err
         const kind = classifyUpstreamError(err)
         if (kind === 'timeout') {
+          // Once: a connection handed to a worker that died before taking it is never
+          // answered (Node's cluster round-robin keeps the handle), and the request id makes
+          // a repeat safe. A node that is merely slow is not asked a third time.
+          if (timeouts++ === 0 && !this.closed) {
+            this.options.metrics.countRetry('timeout')
+            retries++
+            continue
+          }
           throw new ShardKvError('upstream_timeout', `shard ${url} did not answer within ${this.options.upstreamTimeoutMs} ms`)
         }
         if (kind === 'retry' && this.closed) {

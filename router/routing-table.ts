@@ -1,4 +1,4 @@
-import { GroupRing } from '../src/ring/ring'
+import { ringFor, type GroupRing } from '../src/ring/ring'
 import { ringOf, type ClusterMap, type NodeRole } from '../src/membership/map'
 
 /**
@@ -32,7 +32,7 @@ export class RoutingTable {
     this.epoch = map.epoch
     this.epochHeader = String(map.epoch)
     this.ring = ringOf(map)
-    this.previous = map.handover !== undefined ? new GroupRing(map.handover.previous, map.ring) : undefined
+    this.previous = map.handover !== undefined ? ringFor(map.handover.previous, map.ring) : undefined
     this.points = this.ring.pointCounts()
     this.primaries = new Map()
     const nodes: TableNode[] = []

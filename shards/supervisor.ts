@@ -113,10 +113,9 @@ export class Supervisor {
   }
 
   private onExit (worker: Worker, code: number | null, signal: string | null): void {
-    if (this.leaving.delete(worker.id) || this.shuttingDown) {
-      this.broadcastWorkers()
-      return
-    }
+    // Whatever the reason, the live list changes now (not when a replacement listens).
+    this.broadcastWorkers()
+    if (this.leaving.delete(worker.id) || this.shuttingDown) return
     const delay = this.restartPolicy.onCrash(Date.now())
     this.log.error({ event: 'worker-crashed', workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died unexpectedly; replacing it')
     const replace = (): void => {
@@ -128,8 +127,9 @@ export class Supervisor {
         this.log.error({ event: 'worker-start-failed', err: err.message }, 'replacement worker failed to start')
       })
     }
+    // Not unref'd: when every worker is dead, this timer is what keeps the node alive.
     if (delay === 0) replace()
-    else setTimeout(replace, delay).unref()
+    else setTimeout(replace, delay)
   }
 
   private onMessage (worker: Worker, msg: unknown): void {

@@ -66,7 +66,7 @@ export const ROUTER_OPTIONS = {
   vnodes: { flag: 'vnodes', env: 'SHARDKV_VNODES', kind: 'integer', default: 2048, min: 1, help: 'Ring points per unit of group weight (stored with the map; fixed once the map exists).' },
   maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
   retryTimeoutMs: { flag: 'retry-timeout-ms', env: 'SHARDKV_RETRY_TIMEOUT_MS', kind: 'integer', default: 3000, min: 0, help: 'How long the router keeps retrying a request whose shard connection was refused or reset.' },
-  upstreamTimeoutMs: { flag: 'upstream-timeout-ms', env: 'SHARDKV_UPSTREAM_TIMEOUT_MS', kind: 'integer', default: 10000, min: 1, help: 'Longest wait for a shard\'s response headers.' },
+  upstreamTimeoutMs: { flag: 'upstream-timeout-ms', env: 'SHARDKV_UPSTREAM_TIMEOUT_MS', kind: 'integer', default: 6000, min: 1, help: 'Longest wait for a shard\'s response headers.' },
   connections: { flag: 'connections', env: 'SHARDKV_UPSTREAM_CONNECTIONS', kind: 'integer', default: 64, min: 1, help: 'Kept-alive connections per shard node in the router\'s undici pool.' },
   rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
   rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 20000, min: 0, help: 'Throttle on rows scanned per second during a rebalance, to bound client latency (0: unthrottled).' },

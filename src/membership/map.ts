@@ -1,4 +1,4 @@
-import { GroupRing, RING_DEFAULTS, type RingMember, type RingParams } from '../ring/ring'
+import { ringFor, RING_DEFAULTS, type GroupRing, type RingMember, type RingParams } from '../ring/ring'
 
 /**
  * The cluster map: which groups exist, their weights and nodes, under an epoch.
@@ -166,5 +166,5 @@ export function primaryOf (map: ClusterMap, groupId: string): NodeInfo | undefin
 
 /** The ring that places keys under this map: its active groups. */
 export function ringOf (map: ClusterMap): GroupRing {
-  return new GroupRing(map.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), map.ring)
+  return ringFor(map.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), map.ring)
 }

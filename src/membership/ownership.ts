@@ -1,4 +1,4 @@
-import { GroupRing, type RingMember } from '../ring/ring'
+import { ringFor, type GroupRing, type RingMember } from '../ring/ring'
 import { termOf, type ClusterMap, type NodeInfo } from './map'
 
 /**
@@ -43,8 +43,8 @@ export class Ownership {
     this.role = me === undefined || me.role === 'primary' ? 'primary' : 'replica'
     this.peers = me === undefined ? [] : (info?.nodes.filter((n) => n.url !== self) ?? [])
     if (map === undefined || group === undefined) return
-    this.ring = new GroupRing(currentMembers(map), map.ring)
-    if (map.handover !== undefined) this.previous = new GroupRing(map.handover.previous, map.ring)
+    this.ring = ringFor(currentMembers(map), map.ring)
+    if (map.handover !== undefined) this.previous = ringFor(map.handover.previous, map.ring)
   }
 
   /** True when a failover could replace this primary: then it serves only under a lease. */

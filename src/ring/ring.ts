@@ -83,3 +83,25 @@ export class GroupRing {
     return out
   }
 }
+
+const RING_CACHE_SIZE = 8
+const ringCache = new Map<string, GroupRing>()
+
+/**
+ * A ring for these members, shared with earlier callers that asked for the same one.
+ * Every map change rebuilds the rings of the router and of every shard worker, and
+ * most of them (the previous ring of a handover, a failover that changes no member)
+ * are rings built moments before; building one costs tens of milliseconds.
+ */
+export function ringFor (members: readonly RingMember[], params: RingParams = RING_DEFAULTS): GroupRing {
+  const key = JSON.stringify([params.vnodesPerWeight, params.algorithm, members.map((m) => [m.id, m.weight])])
+  let ring = ringCache.get(key)
+  if (ring === undefined) {
+    ring = new GroupRing(members, params)
+    if (ringCache.size >= RING_CACHE_SIZE) ringCache.delete(ringCache.keys().next().value as string)
+  } else {
+    ringCache.delete(key)
+  }
+  ringCache.set(key, ring)
+  return ring
+}

@@ -106,3 +106,57 @@ t.test('--help of both processes lists every flag and env var, and exits 0', asy
     }
   }
 })
+
+t.test('/healthz workerPids lists live workers only', async (t) => {
+  const box = sandbox(t, 'shard-pids')
+  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(box)) })
+  const p = await startShardIn(box, { group: 'g1', nodeId: 'n1', dataDir: join(box.tmp, 'g1'), port: 0, workers: 2 })
+  const before = await shardHealth(box, p.url)
+  const victim = before.workerPids[0]!
+  process.kill(victim, 'SIGKILL')
+  await waitUntilDead([victim], 5000)
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  // Right after the crash (the replacement may not listen yet), the dead pid must be gone.
+  const after = await shardHealth(box, p.url)
+  t.notOk(after.workerPids.includes(victim), `workerPids right after worker ${victim} died: ${after.workerPids.join(',')}`)
+  t.ok(after.workerPids.every((pid) => isAlive(pid)), 'every listed worker pid is alive')
+})
+
+t.test('a crash loop that leaves no worker does not end the node', async (t) => {
+  const box = sandbox(t, 'shard-crashloop')
+  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(box)) })
+  const p = await startShardIn(box, { group: 'g1', nodeId: 'n1', dataDir: join(box.tmp, 'g1'), port: 0, workers: 2 })
+  t.equal((await box.http.put(p.url, 'k', 'before')).status, 201)
+  // Kill every worker three times in a row: more crashes than the restart policy forgives,
+  // so replacements are delayed while no worker is left.
+  for (let round = 0; round < 3; round++) {
+    const deadline = Date.now() + 20_000
+    let pids: number[] = []
+    while (Date.now() < deadline) {
+      try {
+        pids = (await shardHealth(box, p.url)).workerPids.filter(isAlive)
+        if (pids.length === 2) break
+      } catch { /* between workers */ }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    t.equal(pids.length, 2, `round ${round}: two live workers to kill`)
+    for (const pid of pids) {
+      try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
+    }
+    await waitUntilDead(pids, 5000)
+  }
+  const exit = await Promise.race([p.exited, new Promise((resolve) => setTimeout(() => resolve('running'), 8000))])
+  t.equal(exit, 'running', `the primary is still running during the restart backoff (got ${JSON.stringify(exit)})`)
+  if (exit !== 'running') return
+  const deadline = Date.now() + 20_000
+  let healthy = false
+  while (!healthy && Date.now() < deadline) {
+    try {
+      const h = await shardHealth(box, p.url)
+      healthy = h.workerPids.filter(isAlive).length === 2
+    } catch { /* not yet */ }
+    if (!healthy) await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  t.ok(healthy, 'two workers serve again after the backoff')
+  t.equal((await box.http.get(p.url, 'k')).text(), 'before', 'and the data is there')
+})

@@ -1,0 +1,445 @@
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { launchRouter, type LaunchedProcess } from '../../src/local/launcher'
+import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
+import type { RebalanceProgress } from '../../src/membership/rebalance'
+import { kvPath } from '../../src/protocol/key'
+import { HEADER } from '../../src/protocol/wire'
+import { sandbox, startShardIn, shardHealth, isAlive, waitUntilDead, sleep, type Sandbox, type ShardHealth } from './cluster'
+import { HttpClient, type HttpResponse } from './http'
+import type { HistoryChecker } from './checker'
+
+/**
+ * Helpers for the replication and failover tests (test/integration/failover*.test.ts,
+ * replica-crash, deposed-primary) and the failover benchmark's ideas: a cluster of
+ * shard groups with replica nodes (one process tree per node, --workers 1), the
+ * replication view of GET /cluster, killing / freezing / restarting a node by the
+ * PIDs its own /healthz reports, a probe that measures the time from a kill to the
+ * first acknowledged write, and data comparisons between the nodes of a group.
+ *
+ * Every process is launched inside a Sandbox (test/harness/cluster.ts), whose tap
+ * teardown stops it by PID and removes the temp dir; frozen (SIGSTOPped) PIDs are
+ * continued by a teardown that runs before it, so nothing is left stopped.
+ */
+
+export interface ReplNodeView {
+  url: string
+  role: 'primary' | 'replica'
+  inSync?: boolean
+  health: 'up' | 'down' | 'unknown'
+  pid: number | null
+  nodeId: string | null
+  position: number | null
+  lag: number | null
+  lastCheckAt: string | null
+  lastError: string | null
+}
+
+export interface ReplGroupView { id: string, weight: number, state: string, term: number, points?: number, nodes: ReplNodeView[] }
+
+export interface ReplClusterView {
+  epoch: number
+  ring: RingParams
+  groups: ReplGroupView[]
+  handover?: { previous: RingMember[] }
+  rebalance?: RebalanceProgress | null
+}
+
+export interface ReplHealth extends ShardHealth {
+  dataTerm: number
+  replicated: number
+}
+
+export interface NodeStats { keys: number, tombstones: number, position: number }
+
+/** One shard node of the test cluster; `url` and `port` stay the same across restarts. */
+export interface ReplNode {
+  name: string
+  group: string
+  nodeId: string
+  dataDir: string
+  port: number
+  url: string
+  proc: LaunchedProcess
+}
+
+export interface ReplClusterOptions {
+  /** Temp dir prefix and log label. */
+  name: string
+  groups: number
+  /** Replica nodes per group. */
+  replicas: number
+  /** Worker processes per shard node (default 1: the machine has 2 cores). */
+  workers?: number
+  shardArgs?: string[]
+  routerArgs?: string[]
+  synchronous?: string
+}
+
+export interface ReplCluster {
+  box: Sandbox
+  tmp: string
+  http: HttpClient
+  router: LaunchedProcess
+  routerUrl: string
+  /** Every shard node ever started (initial ones first). */
+  nodes: ReplNode[]
+  byUrl: (url: string) => ReplNode
+  view: () => Promise<ReplClusterView>
+  /** Polls GET /cluster (every 100 ms) until `pred` holds; throws with the last view after timeoutMs. */
+  waitForView: (pred: (v: ReplClusterView) => boolean, what: string, timeoutMs?: number) => Promise<ReplClusterView>
+  health: (node: ReplNode) => Promise<ReplHealth>
+  /** Supervisor PID and worker PIDs, from the node's own /healthz (checked against the launched PID). */
+  pidsOf: (node: ReplNode) => Promise<number[]>
+  /** SIGKILL the supervisor and every worker at once; `at` is when the signals were sent. */
+  killHard: (node: ReplNode) => Promise<{ pids: number[], at: number }>
+  /** SIGSTOP the supervisor and every worker; returns the PIDs (continued at teardown at the latest). */
+  freeze: (node: ReplNode) => Promise<{ pids: number[], at: number }>
+  /** SIGCONT PIDs frozen before. */
+  thaw: (pids: readonly number[]) => void
+  /** Starts the node again on its data dir and port. */
+  restart: (node: ReplNode) => Promise<void>
+  /** Starts a new, empty node (not in the map yet). */
+  addNode: (group: string, name: string) => Promise<ReplNode>
+  /** Last lines of every process, for a failing test. */
+  output: (lines?: number) => string
+}
+
+export function groupOf (view: Pick<ReplClusterView, 'groups'>, id: string): ReplGroupView {
+  const g = view.groups.find((x) => x.id === id)
+  if (g === undefined) throw new Error(`group ${id} is not in the map`)
+  return g
+}
+
+export function primaryUrl (view: Pick<ReplClusterView, 'groups'>, id: string): string {
+  const n = groupOf(view, id).nodes.find((x) => x.role === 'primary')
+  if (n === undefined) throw new Error(`group ${id} has no primary`)
+  return n.url
+}
+
+export function replicaUrls (view: Pick<ReplClusterView, 'groups'>, id: string): string[] {
+  return groupOf(view, id).nodes.filter((x) => x.role === 'replica').map((x) => x.url)
+}
+
+export function nodeView (view: Pick<ReplClusterView, 'groups'>, url: string): ReplNodeView | undefined {
+  for (const g of view.groups) {
+    const n = g.nodes.find((x) => x.url === url)
+    if (n !== undefined) return n
+  }
+  return undefined
+}
+
+/** A replica that is in the in-sync set, answers health checks and has no lag. */
+export function replicaCaughtUp (view: Pick<ReplClusterView, 'groups'>, url: string): boolean {
+  const n = nodeView(view, url)
+  return n !== undefined && n.role === 'replica' && n.inSync === true && n.health === 'up' && n.lag === 0
+}
+
+/** Every replica of every group is in the in-sync set and up. */
+export function allReplicasInSync (view: Pick<ReplClusterView, 'groups'>): boolean {
+  return view.groups.every((g) => g.nodes.every((n) => n.role === 'primary' || (n.inSync === true && n.health === 'up')))
+}
+
+/** One line per group: term, then each node's role, health, inSync, position and lag. */
+export function describeView (view: ReplClusterView): string {
+  return `epoch ${view.epoch}; ` + view.groups.map((g) => `${g.id} term ${g.term}: ` + g.nodes.map((n) =>
+    `${n.url} ${n.role}${n.role === 'replica' ? (n.inSync === true ? ' in-sync' : ' out-of-sync') : ''} ${n.health} pos=${String(n.position)} lag=${String(n.lag)}`).join(', ')).join(' | ') +
+    (view.rebalance === undefined || view.rebalance === null ? '' : ` | rebalance ${view.rebalance.phase}`)
+}
+
+/** The ring that places keys under a published map (its active groups). */
+export function ringOfView (view: Pick<ReplClusterView, 'groups' | 'ring'>): GroupRing {
+  return new GroupRing(view.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), view.ring)
+}
+
+/** `n` keys named `${prefix}/<i>` that the ring of `view` gives to `group`. */
+export function keysOwnedBy (view: Pick<ReplClusterView, 'groups' | 'ring'>, group: string, n: number, prefix: string): string[] {
+  const ring = ringOfView(view)
+  const out: string[] = []
+  for (let i = 0; out.length < n; i++) {
+    if (i > 100_000) throw new Error(`could not find ${n} keys of ${group}`)
+    const key = `${prefix}/${i}`
+    if (ring.ownerOf(key) === group) out.push(key)
+  }
+  return out
+}
+
+export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions): Promise<ReplCluster> {
+  const box = sandbox(t, opts.name)
+  const { tmp, http } = box
+  const nodes: ReplNode[] = []
+  const frozen = new Set<number>()
+
+  const launchNode = async (node: Omit<ReplNode, 'proc' | 'url'>): Promise<LaunchedProcess> => await startShardIn(box, {
+    group: node.group,
+    nodeId: node.nodeId,
+    dataDir: node.dataDir,
+    port: node.port,
+    workers: opts.workers ?? 1,
+    synchronous: opts.synchronous ?? 'NORMAL',
+    extraArgs: opts.shardArgs
+  })
+
+  const addNode = async (group: string, name: string): Promise<ReplNode> => {
+    const base = { name, group, nodeId: `n-${name}`, dataDir: join(tmp, name), port: 0 }
+    const proc = await launchNode(base)
+    const node: ReplNode = { ...base, port: Number(new URL(proc.url).port), url: proc.url, proc }
+    nodes.push(node)
+    await shardHealth(box, node.url)
+    return node
+  }
+
+  const output = (lines = 60): string => box.launched.map((p) => `--- ${p.name} (pid ${p.pid}) ---\n${p.output().split('\n').slice(-lines).join('\n')}`).join('\n')
+
+  // Registered after the sandbox's teardown, so it runs first (tap runs them last-in first-out).
+  t.teardown(() => {
+    for (const pid of frozen) {
+      try { process.kill(pid, 'SIGCONT') } catch { /* gone */ }
+    }
+    if (t.passing() === false) t.comment(output())
+  })
+
+  const groupIds = Array.from({ length: opts.groups }, (_, i) => `g${i + 1}`)
+  const started = await Promise.all(groupIds.map(async (g) => await Promise.all([
+    addNode(g, g),
+    ...Array.from({ length: opts.replicas }, async (_, j) => await addNode(g, `${g}-r${j + 1}`))
+  ])))
+
+  const router = await launchRouter({
+    name: 'router',
+    dataDir: join(tmp, 'router'),
+    port: 0,
+    groups: started.map((members, i) => `${groupIds[i] as string}=${members.map((n) => n.url).join('+')}`),
+    env: { SHARDKV_LOG_LEVEL: 'info' },
+    extraArgs: opts.routerArgs,
+    readyTimeoutMs: 30_000
+  })
+  box.launched.push(router)
+  const routerUrl = router.url
+
+  const byUrl = (url: string): ReplNode => {
+    const n = nodes.find((x) => x.url === url)
+    if (n === undefined) throw new Error(`no node at ${url}`)
+    return n
+  }
+
+  const view = async (): Promise<ReplClusterView> => await http.getJson<ReplClusterView>(`${routerUrl}/cluster`)
+
+  const waitForView = async (pred: (v: ReplClusterView) => boolean, what: string, timeoutMs = 30_000): Promise<ReplClusterView> => {
+    const deadline = Date.now() + timeoutMs
+    let last: ReplClusterView | undefined
+    let lastErr: unknown
+    while (Date.now() < deadline) {
+      try {
+        last = await view()
+        if (pred(last)) return last
+      } catch (err) {
+        lastErr = err
+      }
+      await sleep(100)
+    }
+    throw new Error(`GET /cluster did not show ${what} within ${timeoutMs} ms; last: ${last === undefined ? 'none' : describeView(last)}${lastErr === undefined ? '' : `; last error: ${String(lastErr)}`}`)
+  }
+
+  const health = async (node: ReplNode): Promise<ReplHealth> => await shardHealth(box, node.url) as ReplHealth
+
+  const pidsOf = async (node: ReplNode): Promise<number[]> => {
+    const h = await health(node)
+    if (h.pid !== node.proc.pid) throw new Error(`${node.name}: /healthz pid ${h.pid} is not the launched supervisor ${node.proc.pid}`)
+    if (!Array.isArray(h.workerPids) || h.workerPids.length === 0) throw new Error(`${node.name}: /healthz lists no worker pids`)
+    return [h.pid, ...h.workerPids]
+  }
+
+  const killHard = async (node: ReplNode): Promise<{ pids: number[], at: number }> => {
+    const pids = await pidsOf(node)
+    const at = Date.now()
+    for (const pid of pids) {
+      try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
+    }
+    await node.proc.exited
+    await waitUntilDead(pids)
+    return { pids, at }
+  }
+
+  const freeze = async (node: ReplNode): Promise<{ pids: number[], at: number }> => {
+    const pids = await pidsOf(node)
+    for (const pid of pids) frozen.add(pid)
+    const at = Date.now()
+    for (const pid of pids) process.kill(pid, 'SIGSTOP')
+    return { pids, at }
+  }
+
+  const thaw = (pids: readonly number[]): void => {
+    for (const pid of pids) {
+      frozen.delete(pid)
+      if (isAlive(pid)) {
+        try { process.kill(pid, 'SIGCONT') } catch { /* gone */ }
+      }
+    }
+  }
+
+  const restart = async (node: ReplNode): Promise<void> => {
+    // The port may not be free again at once: retry briefly.
+    let lastErr: unknown
+    for (let attempt = 0; attempt < 10; attempt++) {
+      try {
+        node.proc = await launchNode(node)
+        node.url = node.proc.url
+        await health(node)
+        return
+      } catch (err) {
+        lastErr = err
+        await sleep(300)
+      }
+    }
+    throw lastErr
+  }
+
+  return { box, tmp, http, router, routerUrl, nodes, byUrl, view, waitForView, health, pidsOf, killHard, freeze, thaw, restart, addNode, output }
+}
+
+export async function nodeStats (http: HttpClient, url: string): Promise<NodeStats> {
+  return await http.getJson<NodeStats>(`${url}/internal/stats`)
+}
+
+export interface RawRow { value: string, version: string, deleted: boolean }
+
+/** A key's raw row at a node (tombstones included), or undefined when it holds none. */
+export async function rawRow (http: HttpClient, url: string, key: string): Promise<RawRow | undefined> {
+  const res = await http.request('GET', `${url}/internal/row/${kvPath(key).slice('/kv/'.length)}`)
+  if (res.status === 404) return undefined
+  if (res.status !== 200) throw new Error(`GET /internal/row for ${key} at ${url}: ${res.status} ${res.text().slice(0, 200)}`)
+  const row = res.json<{ value: string, version: string, deleted?: boolean }>()
+  return { value: Buffer.from(row.value, 'base64').toString('utf8'), version: row.version, deleted: row.deleted === true }
+}
+
+/**
+ * Waits until the replica's /internal/stats position equals the primary's (no writes
+ * should be running), then compares their live-key and tombstone counts and, for each
+ * of `keys`, the raw rows (value, version, tombstone flag) on both nodes.
+ */
+export async function compareReplica (http: HttpClient, primary: string, replica: string, keys: readonly string[], timeoutMs = 20_000): Promise<{ primary: NodeStats, replica: NodeStats, mismatches: string[] }> {
+  const deadline = Date.now() + timeoutMs
+  let p = await nodeStats(http, primary)
+  let r = await nodeStats(http, replica)
+  while (r.position !== p.position && Date.now() < deadline) {
+    await sleep(100)
+    p = await nodeStats(http, primary)
+    r = await nodeStats(http, replica)
+  }
+  const mismatches: string[] = []
+  if (r.position !== p.position) mismatches.push(`positions differ: primary ${p.position}, replica ${r.position}`)
+  for (const key of keys) {
+    const [a, b] = await Promise.all([rawRow(http, primary, key), rawRow(http, replica, key)])
+    if (a === undefined && b === undefined) continue
+    if (a === undefined || b === undefined || a.version !== b.version || a.deleted !== b.deleted || a.value !== b.value) {
+      mismatches.push(`${key}: primary ${JSON.stringify(a)} replica ${JSON.stringify(b)}`)
+    }
+  }
+  return { primary: p, replica: r, mismatches }
+}
+
+export interface ProbeResult {
+  /** ms from `since` to the first 2xx. */
+  ms: number
+  attempts: number
+  /** Non-2xx answers and errors before it, e.g. "503 unavailable" (counted by kind). */
+  failures: Record<string, number>
+}
+
+function failureKind (res: HttpResponse | Error): string {
+  if (res instanceof Error) return `${res.name}${(res as { code?: string }).code === undefined ? '' : ` ${(res as { code?: string }).code ?? ''}`}`
+  let code = ''
+  try { code = String(res.json<{ error?: string }>().error ?? '') } catch { /* not JSON */ }
+  return `${res.status}${code === '' ? '' : ` ${code}`}`
+}
+
+/**
+ * Writes unique values to `keys` (round-robin) through the router, one at a time,
+ * until one is acknowledged: the time from `since` (e.g. the kill) to that answer.
+ * Every write goes to `checker` (started / acked / unknown), so the probe's own writes
+ * are verified like the load's.
+ */
+export async function firstAckedWrite (http: HttpClient, routerUrl: string, keys: readonly string[], since: number, checker: HistoryChecker, opts: { timeoutMs?: number, tag?: string } = {}): Promise<ProbeResult> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000)
+  const failures: Record<string, number> = {}
+  let attempts = 0
+  while (Date.now() < deadline) {
+    const key = keys[attempts % keys.length] as string
+    const value = `${opts.tag ?? 'probe'}|${key}|${attempts}|${Date.now()}`
+    attempts++
+    checker.writeStarted(key, value)
+    let res: HttpResponse | Error
+    try {
+      res = await http.request('PUT', routerUrl + kvPath(key), { body: value, headers: { 'content-type': 'text/plain; charset=utf-8' }, timeoutMs: 20_000 })
+    } catch (err) {
+      res = err as Error
+    }
+    if (!(res instanceof Error) && (res.status === 200 || res.status === 201)) {
+      checker.writeAcked(key, value)
+      return { ms: Date.now() - since, attempts, failures }
+    }
+    checker.writeUnknown(key, value)
+    const kind = failureKind(res)
+    failures[kind] = (failures[kind] ?? 0) + 1
+    await sleep(10)
+  }
+  throw new Error(`no write to ${keys[0] ?? '?'}… was acknowledged within ${opts.timeoutMs ?? 60_000} ms (failures: ${JSON.stringify(failures)})`)
+}
+
+/** PUTs a unique value to each key at once through the router; every one must be acknowledged. */
+export async function ackedBurst (http: HttpClient, routerUrl: string, keys: readonly string[], checker: HistoryChecker, tag: string): Promise<void> {
+  const bad: string[] = []
+  await Promise.all(keys.map(async (key) => {
+    const value = `${tag}|${key}|${Date.now()}`
+    checker.writeStarted(key, value)
+    try {
+      const res = await http.request('PUT', routerUrl + kvPath(key), { body: value, headers: { 'content-type': 'text/plain; charset=utf-8' }, timeoutMs: 20_000 })
+      if (res.status === 200 || res.status === 201) checker.writeAcked(key, value)
+      else { checker.writeUnknown(key, value); bad.push(`${key}: ${res.status} ${res.text().slice(0, 120)}`) }
+    } catch (err) {
+      checker.writeUnknown(key, value)
+      bad.push(`${key}: ${String(err)}`)
+    }
+  }))
+  if (bad.length > 0) throw new Error(`burst writes were not all acknowledged: ${bad.join('; ')}`)
+}
+
+/** Reads `keys` through the router into `checker.finalState` (retrying 5xx and errors a few times). */
+export async function verifyKeys (http: HttpClient, routerUrl: string, keys: readonly string[], checker: HistoryChecker): Promise<void> {
+  for (const key of keys) {
+    let got: string | null | { error: string } = { error: 'not read' }
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const res = await http.request('GET', routerUrl + kvPath(key), { timeoutMs: 15_000 })
+        if (res.status === 200) { got = res.text(); break }
+        if (res.status === 404) { got = null; break }
+        got = { error: `status ${res.status} ${res.text().slice(0, 120)}` }
+      } catch (err) {
+        got = { error: String(err) }
+      }
+      await sleep(250 * (attempt + 1))
+    }
+    checker.finalState(key, got)
+  }
+}
+
+/** Direct request to a shard node, as a router routing by `epoch` would send it. */
+export async function directRequest (http: HttpClient, nodeUrl: string, method: 'GET' | 'PUT', key: string, epoch: number, body?: string, timeoutMs = 5000): Promise<HttpResponse | Error> {
+  try {
+    return await http.request(method, nodeUrl + kvPath(key), {
+      ...(body === undefined ? {} : { body }),
+      headers: { [HEADER.epoch]: String(epoch), ...(body === undefined ? {} : { 'content-type': 'text/plain; charset=utf-8' }) },
+      timeoutMs
+    })
+  } catch (err) {
+    return err as Error
+  }
+}
+
+export function median (xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  if (s.length === 0) return Number.NaN
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+}

@@ -1,0 +1,105 @@
+import t from 'tap'
+import { LoadGenerator, HistoryChecker, formatStats } from '../harness/history'
+import {
+  startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
+  keysOwnedBy, ringOfView, firstAckedWrite, ackedBurst, verifyKeys, compareReplica, nodeStats
+} from '../harness/replication'
+
+/**
+ * Failover (DESIGN "Replication and failover", guarantees 1 and 2): two groups, each a
+ * primary and one replica. Under concurrent history-checked load, every process of
+ * one primary is SIGKILLed. The replica must take over under term 2 (the router's
+ * defaults: lease renewal every 500 ms, lease 1500 ms, failover after 3 missed
+ * renewals), writes to that group must succeed again, every acknowledged write must
+ * read back and no read may be stale. The time from the kill to the first
+ * acknowledged write to a key of that group is printed. Then the killed node is
+ * restarted on its data dir and port: it must rejoin as a replica of term 2 (after a
+ * full resync), catch up, and hold exactly the group's data.
+ */
+
+t.test('SIGKILL of a primary under load: its replica takes over, nothing acknowledged is lost, the old primary rejoins as a replica', async (t) => {
+  const c = await startReplicatedCluster(t, { name: 'failover', groups: 2, replicas: 1 })
+  let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
+  t.pass(`cluster up, every replica in sync: ${describeView(view)}`)
+
+  const victimGroup = 'g1'
+  const oldPrimary = c.byUrl(primaryUrl(view, victimGroup))
+  const replica = c.byUrl(replicaUrls(view, victimGroup)[0] as string)
+  t.equal(groupOf(view, victimGroup).term, 1, `${victimGroup} starts at term 1`)
+  const oldEpoch = view.epoch
+
+  // Probe keys of the victim group: a burst right before the kill, then the timed writes.
+  const probe = new HistoryChecker()
+  const probeKeys = keysOwnedBy(view, victimGroup, 16, `probe-${Date.now().toString(36)}`)
+  for (const k of probeKeys) probe.track(k)
+
+  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 12, durationMs: 90_000, maxOpsPerClient: 4000, requestTimeoutMs: 25_000 })
+  t.teardown(async () => { await load.close() })
+  const running = load.run()
+  try {
+    await load.waitForOps(400)
+    // Acknowledged an instant before the kill: each of these must already be on the replica.
+    await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'burst')
+    const killed = await c.killHard(oldPrimary)
+    const opsAtKill = load.completedOps()
+    t.equal(killed.pids.length, 2, `SIGKILLed ${victimGroup}'s primary: supervisor ${killed.pids[0]} and worker ${killed.pids.slice(1).join(', ')}`)
+
+    const first = await firstAckedWrite(c.http, c.routerUrl, probeKeys, killed.at, probe, { timeoutMs: 60_000, tag: 'after-kill' })
+    t.comment(`FAILOVER TIME: first acknowledged write to ${victimGroup} ${first.ms} ms after SIGKILL of its primary (${first.attempts} attempts; before it: ${JSON.stringify(first.failures)})`)
+    t.ok(first.ms < 20_000, `writes to ${victimGroup} succeed again ${first.ms} ms after the kill`)
+
+    view = await c.waitForView((v) => groupOf(v, victimGroup).term === 2 && primaryUrl(v, victimGroup) === replica.url, `${replica.url} primary of ${victimGroup} at term 2`, 20_000)
+    t.pass(`the replica took over: ${describeView(view)}`)
+    t.equal(groupOf(view, 'g2').term, 1, 'the other group keeps term 1')
+    t.ok(view.epoch > oldEpoch, `a new map was published (epoch ${oldEpoch} -> ${view.epoch})`)
+    const promoted = await c.health(replica)
+    t.equal(promoted.role, 'primary', 'the promoted node says it is primary')
+    t.equal(promoted.term, 2, 'at term 2')
+    t.equal(promoted.dataTerm, 2, 'and writes new versions under term 2')
+
+    // The load goes on against the new primary.
+    await load.waitForOps(opsAtKill + 600)
+    load.stop()
+    const stats = await running
+    t.comment(`load: ${formatStats(stats)}`)
+    t.ok(stats.ops > opsAtKill, 'the load went on after the failover')
+
+    const report = await load.verify()
+    t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
+    t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+    t.ok(report.ok, `history: ${report.text}; counts ${JSON.stringify(report.counts)}`)
+    await verifyKeys(c.http, c.routerUrl, probeKeys, probe)
+    const probeReport = probe.report()
+    t.ok(probeReport.ok, `every probe write acknowledged before and after the kill reads back: ${probeReport.text}`)
+
+    // The killed node comes back on its data dir and port: a replica of term 2, after a full resync.
+    await c.restart(oldPrimary)
+    view = await c.waitForView((v) => replicaCaughtUp(v, oldPrimary.url), `${oldPrimary.url} back as an in-sync replica with lag 0`, 40_000)
+    const rejoined = nodeView(view, oldPrimary.url)
+    t.equal(rejoined?.role, 'replica', `/cluster lists the old primary as a replica: ${describeView(view)}`)
+    t.equal(rejoined?.inSync, true, 'in sync')
+    t.equal(rejoined?.lag, 0, 'with lag 0')
+    t.equal(groupOf(view, victimGroup).term, 2, 'the group stays at term 2')
+    const h = await c.health(oldPrimary)
+    t.equal(h.role, 'replica', 'its /healthz says replica')
+    t.equal(h.term, 2, 'its installed term is 2')
+    t.equal(h.dataTerm, groupOf(view, victimGroup).term, `its data term (${h.dataTerm}) is the group's term: it resynced from the new primary`)
+
+    // A few more writes through the router reach it, then both nodes hold the same rows.
+    const after = new HistoryChecker()
+    await ackedBurst(c.http, c.routerUrl, probeKeys, after, 'after-rejoin')
+    const ring = ringOfView(view)
+    const groupKeys = [...load.checker.trackedKeys(), ...probeKeys].filter((k) => ring.ownerOf(k) === victimGroup)
+    const cmp = await compareReplica(c.http, replica.url, oldPrimary.url, groupKeys)
+    t.equal(cmp.replica.keys, cmp.primary.keys, `same live keys on the new primary and the rejoined replica (${JSON.stringify(cmp.primary)} vs ${JSON.stringify(cmp.replica)})`)
+    t.equal(cmp.replica.tombstones, cmp.primary.tombstones, 'same tombstones')
+    t.equal(cmp.replica.position, cmp.primary.position, 'same position')
+    t.same(cmp.mismatches, [], `${groupKeys.length} keys of ${victimGroup}: the same row (value, version, tombstone) on both nodes`)
+    t.ok(cmp.primary.keys > 0, `${victimGroup} holds ${cmp.primary.keys} live keys`)
+    const other = await nodeStats(c.http, primaryUrl(view, 'g2'))
+    t.comment(`g2 primary stats ${JSON.stringify(other)}`)
+  } finally {
+    load.stop()
+    await running.catch(() => undefined)
+  }
+})
