@@ -229,8 +229,11 @@ export class Coordinator {
   async installEverywhere (map: ClusterMap): Promise<void> {
     const failures: string[] = []
     await Promise.all(map.groups.flatMap((g) => g.nodes.map(async (n) => {
+      // A node already seen down gets a short try: a frozen or cut-off node would
+      // otherwise hold up the transition (a failover, say) for a whole timeout.
+      const down = this.health.statusOf(n.url).health === 'down'
       try {
-        await this.nodes.installMap(n.url, g.id, map, this.advertisedUrl)
+        await this.nodes.installMap(n.url, g.id, map, this.advertisedUrl, down ? 750 : 5000)
       } catch (err) {
         if (this.health.statusOf(n.url).health === 'down') {
           this.log.warn({ event: 'install-skipped', url: n.url, epoch: map.epoch, err: (err as Error).message }, 'node is down; it gets the map when it returns')

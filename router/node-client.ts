@@ -24,9 +24,9 @@ export class NodeClient {
   }
 
   /** Installs `map` on a node, telling it which group and which node (`self`) it is. */
-  async installMap (nodeUrl: string, group: string, map: ClusterMap, coordinator?: string): Promise<number> {
+  async installMap (nodeUrl: string, group: string, map: ClusterMap, coordinator?: string, timeoutMs = 5000): Promise<number> {
     const body = { group, self: nodeUrl, map, ...(coordinator !== undefined ? { coordinator } : {}) }
-    const res = await jsonRequest<{ epoch: number }>(nodeUrl + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs: this.timeoutMs })
+    const res = await jsonRequest<{ epoch: number }>(nodeUrl + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs })
     return res.body.epoch
   }
 

@@ -57,12 +57,21 @@ t.test('SIGKILL of a primary under load: its replica takes over, nothing acknowl
     t.equal(promoted.term, 2, 'at term 2')
     t.equal(promoted.dataTerm, 2, 'and writes new versions under term 2')
 
-    // The load goes on against the new primary.
-    await load.waitForOps(opsAtKill + 600)
+    // The load goes on against the new primary, and through the old primary's return.
+    await load.waitForOps(opsAtKill + 400)
+
+    // The killed node comes back on its data dir and port: a replica of term 2, after a full resync.
+    await c.restart(oldPrimary)
+    view = await c.waitForView((v) => nodeView(v, oldPrimary.url)?.inSync === true && nodeView(v, oldPrimary.url)?.health === 'up',
+      `${oldPrimary.url} back as an in-sync replica (under load)`, 40_000)
+    t.pass(`the old primary rejoined under load: ${describeView(view)}`)
+    await load.waitForOps(load.completedOps() + 200)
     load.stop()
     const stats = await running
     t.comment(`load: ${formatStats(stats)}`)
     t.ok(stats.ops > opsAtKill, 'the load went on after the failover')
+    // The router waits out a refused connection for --retry-timeout-ms (3 s); a failover that takes longer fails some requests (outcome unknown, checked as such).
+    t.comment(`client requests that failed during the failover: ${stats.failedRequests}`)
 
     const report = await load.verify()
     t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
@@ -72,14 +81,13 @@ t.test('SIGKILL of a primary under load: its replica takes over, nothing acknowl
     const probeReport = probe.report()
     t.ok(probeReport.ok, `every probe write acknowledged before and after the kill reads back: ${probeReport.text}`)
 
-    // The killed node comes back on its data dir and port: a replica of term 2, after a full resync.
-    await c.restart(oldPrimary)
-    view = await c.waitForView((v) => replicaCaughtUp(v, oldPrimary.url), `${oldPrimary.url} back as an in-sync replica with lag 0`, 40_000)
+    view = await c.waitForView((v) => replicaCaughtUp(v, oldPrimary.url), `${oldPrimary.url} an in-sync replica with lag 0`, 30_000)
     const rejoined = nodeView(view, oldPrimary.url)
     t.equal(rejoined?.role, 'replica', `/cluster lists the old primary as a replica: ${describeView(view)}`)
     t.equal(rejoined?.inSync, true, 'in sync')
     t.equal(rejoined?.lag, 0, 'with lag 0')
     t.equal(groupOf(view, victimGroup).term, 2, 'the group stays at term 2')
+    t.equal(primaryUrl(view, victimGroup), replica.url, 'and keeps its new primary')
     const h = await c.health(oldPrimary)
     t.equal(h.role, 'replica', 'its /healthz says replica')
     t.equal(h.term, 2, 'its installed term is 2')
