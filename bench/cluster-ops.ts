@@ -1,0 +1,161 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir, availableParallelism } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { request } from 'undici'
+import { startLocalCluster, type LocalCluster } from '../src/local/cluster'
+import { launchShard, type LaunchedProcess } from '../src/local/launcher'
+import { AdminClient } from '../src/client/admin'
+import { kvPath } from '../src/protocol/key'
+import { ringOf, validateMap } from '../src/membership/map'
+import { runScenario, type ScenarioResult } from './load'
+import { preload, benchKey } from './preload'
+
+/**
+ * `npm run bench:ops`: what operating the cluster costs, measured on real processes.
+ *  1. rebalance: rows/s moved while adding a 4th group, and client GET throughput and
+ *     p99 during the rebalance versus before it (same load, one run);
+ *  2. failover: time from SIGKILL of a primary to the first successful write to its
+ *     group, median of several kills;
+ *  3. replication: PUT throughput with one replica per group versus none.
+ */
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+async function put (url: string, key: string, body: string): Promise<number> {
+  const res = await request(url + kvPath(key), { method: 'PUT', body, headersTimeout: 15_000 })
+  await res.body.dump()
+  return res.statusCode
+}
+
+async function rebalanceBench (dir: string, keys: number, seconds: number): Promise<Record<string, unknown>> {
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'rb'), groups: 3, workers: 1 })
+  const extra: LaunchedProcess[] = []
+  try {
+    const paths = Array.from({ length: keys }, (_, i) => benchKey(i))
+    await preload(cluster.router.url, paths, Buffer.alloc(100, 'x'))
+    const scenario = { name: 'GET', target: 'router', url: cluster.router.url, method: 'GET' as const, paths: paths.map(kvPath) }
+    const before = await runScenario({ ...scenario, name: 'GET before' }, { connections: 16, durationS: seconds })
+    const g4 = await launchShard({ dataDir: join(dir, 'rb', 'g4'), workers: 1 })
+    extra.push(g4)
+    const admin = new AdminClient(cluster.router.url)
+    const startedAt = Date.now()
+    await admin.addGroup('g4', g4.url, 1)
+    const during = await runScenario({ ...scenario, name: 'GET during' }, { connections: 16, durationS: seconds })
+    const done = await admin.waitForRebalance(() => undefined, 100)
+    const movedMs = Date.parse(done.finishedAt ?? new Date().toISOString()) - startedAt
+    return {
+      keys,
+      copied: done.copied,
+      scanned: done.scanned,
+      rebalanceSeconds: movedMs / 1000,
+      // From the coordinator's own start and finish times, not from when we looked.
+      rowsScannedPerSecond: done.keysPerSecond,
+      getBefore: summary(before),
+      getDuring: summary(during),
+      throughputDuringOverBefore: round(during.reqPerSec / before.reqPerSec)
+    }
+  } finally {
+    await Promise.all(extra.map(async (p) => await p.stop()))
+    await cluster.stop()
+  }
+}
+
+async function failoverBench (dir: string, kills: number): Promise<Record<string, unknown>> {
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'fo'), groups: 1, replicas: 1, workers: 1 })
+  const restarted: LaunchedProcess[] = []
+  const times: number[] = []
+  try {
+    const admin = new AdminClient(cluster.router.url)
+    const inSync = async (): Promise<void> => {
+      for (;;) {
+        const v = await admin.cluster()
+        if (v.groups.every((g) => g.nodes.every((n) => n.role === 'primary' || (n.inSync === true && n.health === 'up')))) return
+        await sleep(100)
+      }
+    }
+    await inSync()
+    const nodes = [cluster.shards[0]!.process, ...cluster.shards[0]!.replicas]
+    for (let k = 0; k < kills; k++) {
+      const view = await admin.cluster()
+      const primaryUrl = view.groups[0]!.nodes.find((n) => n.role === 'primary')!.url
+      const h = await (await request(primaryUrl + '/healthz')).body.json() as { pid: number, workerPids: number[] }
+      const t0 = Date.now()
+      for (const pid of [h.pid, ...h.workerPids]) process.kill(pid, 'SIGKILL')
+      for (let i = 0; ; i++) {
+        const status = await put(cluster.router.url, `failover-probe-${k}`, `v${i}`).catch(() => 0)
+        if (status > 0 && status < 300) break
+        if (Date.now() - t0 > 30_000) throw new Error('no write succeeded within 30 s of the kill')
+      }
+      times.push(Date.now() - t0)
+      // Bring the killed node back on its data dir and port; it rejoins as a replica.
+      const dead = nodes.find((n) => n.url === primaryUrl)!
+      const port = Number(new URL(dead.url).port)
+      const again = await launchShard({ dataDir: join(dir, 'fo', dead.name), port, workers: 1 })
+      restarted.push(again)
+      await inSync()
+    }
+    const sorted = [...times].sort((a, b) => a - b)
+    return { kills, msFromKillToFirstWrite: times, median: sorted[Math.floor(sorted.length / 2)], min: sorted[0], max: sorted[sorted.length - 1] }
+  } finally {
+    await Promise.all(restarted.map(async (p) => await p.stop()))
+    await cluster.stop()
+  }
+}
+
+async function replicationBench (dir: string, seconds: number): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {}
+  const rates: number[] = []
+  for (const replicas of [0, 1]) {
+    const cluster: LocalCluster = await startLocalCluster({ dataDir: join(dir, `rep${replicas}`), groups: 2, replicas, workers: 1 })
+    try {
+      if (replicas > 0) {
+        const admin = new AdminClient(cluster.router.url)
+        while (!(await admin.cluster()).groups.every((g) => g.nodes.every((n) => n.role === 'primary' || n.inSync === true))) await sleep(100)
+      }
+      const map = validateMap(await (await request(cluster.router.url + '/cluster')).body.json())
+      const ring = ringOf(map)
+      const paths = Array.from({ length: 5000 }, (_, i) => benchKey(i)).filter((k) => ring.ownerOf(k) !== undefined).map(kvPath)
+      const r = await runScenario({ name: `PUT replicas=${replicas}`, target: 'router', url: cluster.router.url, method: 'PUT', paths, body: Buffer.alloc(100, 'y') }, { connections: 16, durationS: seconds })
+      out[`putReplicas${replicas}`] = summary(r)
+      rates.push(r.reqPerSec)
+    } finally {
+      await cluster.stop()
+    }
+  }
+  out.withOneReplicaOverNone = round((rates[1] ?? 0) / (rates[0] ?? 1))
+  return out
+}
+
+function summary (r: ScenarioResult): Record<string, number> {
+  return { reqPerSec: Math.round(r.reqPerSec), p50Ms: round(r.latencyMs.p50), p99Ms: round(r.latencyMs.p99), errors: r.errors + r.timeouts, non2xx: r.non2xx }
+}
+
+function round (n: number): number {
+  return Math.round(n * 100) / 100
+}
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, help: { type: 'boolean', default: false } } })
+  if (values.help) {
+    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3]\n')
+    return
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'shardkv-bench-ops-'))
+  const results: Record<string, unknown> = { node: process.version, cores: availableParallelism() }
+  try {
+    results.rebalance = await rebalanceBench(dir, Number(values.keys), Number(values.seconds))
+    process.stdout.write(`rebalance: ${JSON.stringify(results.rebalance)}\n`)
+    results.failover = await failoverBench(dir, Number(values.kills))
+    process.stdout.write(`failover: ${JSON.stringify(results.failover)}\n`)
+    results.replication = await replicationBench(dir, Number(values.seconds))
+    process.stdout.write(`replication: ${JSON.stringify(results.replication)}\n`)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench:ops: ${err.message}\n`)
+  process.exit(1)
+})
