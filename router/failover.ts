@@ -87,28 +87,56 @@ export class FailoverMonitor {
         lease.firstFailureAt = undefined
       }
       if (lease.failures >= this.opts.missedChecks) {
-        // Stop granting: let the last lease the primary may hold run out, then promote.
+        // Stop granting: let the last lease the primary may hold run out.
         if (!mayFailOver(lease.failures, this.opts.missedChecks, lease.until, Date.now())) return
-        if (await this.failOver(g.id, lease)) return
-        // Nobody can take over: keep offering leases, so the primary can resume if it returns.
+        // A last probe decides: a lease that ends now grants nothing, so whatever happens
+        // to it the expiry stands. A primary that answers is back (no failover, a real
+        // lease follows); one that does not is replaced.
+        if (await this.answers(g.id, lease)) {
+          this.opts.log.info({ event: 'primary-recovered', group: g.id, primary: lease.primary }, 'primary answers again; no failover')
+          lease.failures = 0
+          lease.firstFailureAt = undefined
+          lease.waitingLogged = false
+        } else {
+          await this.failOver(g.id, lease)
+          return
+        }
       }
-      const until = Date.now() + this.opts.leaseMs
-      const held = lease.until
-      lease.until = Math.max(lease.until, until)
-      try {
-        await this.opts.nodes.lease(primary.url, g.id, term, until, Math.max(100, this.opts.intervalMs))
-        lease.failures = 0
-        lease.firstFailureAt = undefined
-        lease.waitingLogged = false
-      } catch (err) {
-        // A refused connection never delivered the grant; any other failure may have.
-        if (neverDelivered(err)) lease.until = held
-        lease.failures++
-        lease.firstFailureAt ??= Date.now()
-        if (lease.failures === 1) this.opts.log.warn({ event: 'lease-failed', group: g.id, primary: primary.url, term, err: (err as Error).message }, 'could not renew the primary\'s lease')
-      }
+      await this.grant(g.id, lease)
     }))
     for (const id of this.leases.keys()) if (!live.has(id)) this.leases.delete(id)
+  }
+
+  private async answers (groupId: string, lease: GroupLease): Promise<boolean> {
+    try {
+      await this.opts.nodes.lease(lease.primary, groupId, lease.term, Date.now(), Math.max(100, this.opts.intervalMs))
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /** Grants a lease; 'refused' only when it certainly never reached the primary. */
+  private async grant (groupId: string, lease: GroupLease): Promise<'ok' | 'refused' | 'uncertain'> {
+    const until = Date.now() + this.opts.leaseMs
+    const held = lease.until
+    lease.until = Math.max(lease.until, until)
+    try {
+      await this.opts.nodes.lease(lease.primary, groupId, lease.term, until, Math.max(100, this.opts.intervalMs))
+      lease.failures = 0
+      lease.firstFailureAt = undefined
+      lease.waitingLogged = false
+      return 'ok'
+    } catch (err) {
+      lease.failures++
+      lease.firstFailureAt ??= Date.now()
+      if (lease.failures === 1) this.opts.log.warn({ event: 'lease-failed', group: groupId, primary: lease.primary, term: lease.term, err: (err as Error).message }, 'could not renew the primary\'s lease')
+      if (neverDelivered(err)) {
+        lease.until = held
+        return 'refused'
+      }
+      return 'uncertain'
+    }
   }
 
   /** True when a health check after `since` found the node up. */
