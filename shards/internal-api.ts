@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import { INTERNAL, type WireRow } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { decodeKeySegment } from '../src/protocol/key'
-import { validateMap, MapError } from '../src/membership/map'
+import { validateMap, MapError, type ClusterMap } from '../src/membership/map'
+import { currentMembers } from '../src/membership/ownership'
 import type { MigrationStore, MigratingRow } from '../src/storage/migration-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
@@ -38,6 +39,16 @@ function fromWireRow (value: unknown): MigratingRow {
   return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true }
 }
 
+/** A settled map whose ring differs from the node's previous map (or follows a handover). */
+function needsPurge (previous: unknown, next: ClusterMap): boolean {
+  if (next.handover !== undefined) return false
+  if (previous === undefined || previous === null) return false
+  const before = previous as ClusterMap
+  if (before.handover !== undefined) return true
+  const members = (m: ClusterMap): string => currentMembers(m).map((g) => `${g.id}:${g.weight}`).sort().join(',')
+  return members(before) !== members(next)
+}
+
 export function registerInternalApi (app: FastifyInstance, ctx: InternalApiContext): void {
   const { migration, ownership } = ctx
 
@@ -62,11 +73,26 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
       throw new ShardKvError('invalid_request', `node ${self} is not in group ${body.group as string}`)
     }
     const coordinator = typeof body.coordinator === 'string' ? body.coordinator : undefined
+    const previous = migration.installedMap()
     const installed = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), ...(coordinator !== undefined ? { coordinator } : {}), map })
     if (installed !== map.epoch) {
       return reply.code(409).send({ error: 'stale_epoch', message: `epoch ${map.epoch} is older than the installed ${installed}`, epoch: installed })
     }
     const now = ownership.get()
+    if (installed === map.epoch && needsPurge(previous?.map, map)) {
+      // A node that missed a rebalance's purge (down at the time, say) must not keep rows
+      // it no longer owns: promoted later, it would hold them when the keys come back,
+      // and insert-if-absent copies would skip the newer values.
+      let after = ''
+      let deleted = 0
+      for (;;) {
+        const batch = migration.purgeForeign(after, 1000, (key) => now.access(key) === 'foreign')
+        deleted += batch.deleted
+        after = batch.next
+        if (batch.done) break
+      }
+      if (deleted > 0) ctx.log.info({ event: 'foreign-rows-purged', epoch: installed, deleted }, 'purged rows this group no longer owns')
+    }
     // A node promoted to primary writes new versions under the group's new term.
     if (now.role === 'primary') ctx.adoptTerm(now.term)
     ctx.onInstalled(installed)

@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { createServer, connect, type Server, type Socket } from 'node:net'
 import type { Test } from 'tap'
 import { launchRouter, type LaunchedProcess } from '../../src/local/launcher'
 import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
@@ -58,8 +59,14 @@ export interface ReplNode {
   group: string
   nodeId: string
   dataDir: string
+  /** The port the node itself listens on. */
   port: number
+  /** The node's url in the cluster map: its proxy's when it has one, else its own. */
   url: string
+  /** Where the node itself listens (bypassing any proxy). */
+  realUrl: string
+  /** Present for nodes the map reaches through a TcpProxy (to cut them off). */
+  proxy?: TcpProxy
   proc: LaunchedProcess
 }
 
@@ -74,6 +81,81 @@ export interface ReplClusterOptions {
   shardArgs?: string[]
   routerArgs?: string[]
   synchronous?: string
+  /** Groups whose initial primary the cluster (coordinator, routers, replicas) reaches only through a TcpProxy. */
+  proxyPrimaries?: string[]
+}
+
+/**
+ * A TCP forwarder in front of a node, to cut it off from everyone who reaches it by its
+ * map url (the coordinator's health checks, leases and map installs, the router's
+ * data traffic, its replicas' view of it) while it keeps running. `partition()` turns
+ * it into a black hole: bytes in either direction are dropped and new connections are
+ * accepted and left unanswered, as on a network that silently loses packets.
+ */
+export class TcpProxy {
+  private readonly server: Server
+  private readonly sockets = new Set<Socket>()
+  private cut = false
+  url = ''
+
+  constructor (private readonly target: { host: string, port: number }) {
+    this.server = createServer((client) => this.onConnection(client))
+  }
+
+  async listen (): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(0, '127.0.0.1', () => resolve())
+    })
+    const address = this.server.address()
+    if (address === null || typeof address !== 'object') throw new Error('proxy has no address')
+    this.url = `http://127.0.0.1:${address.port}`
+    return this.url
+  }
+
+  get partitioned (): boolean {
+    return this.cut
+  }
+
+  partition (): void {
+    this.cut = true
+  }
+
+  /** Forwards again; the connections that were black-holed are closed (their requests are lost). */
+  heal (): void {
+    this.cut = false
+    for (const s of this.sockets) if ((s as Socket & { blackholed?: boolean }).blackholed === true) s.destroy()
+  }
+
+  private onConnection (client: Socket): void {
+    this.sockets.add(client)
+    client.on('close', () => this.sockets.delete(client))
+    client.on('error', () => undefined)
+    if (this.cut) {
+      (client as Socket & { blackholed?: boolean }).blackholed = true
+      client.resume() // read and drop
+      return
+    }
+    const upstream = connect(this.target)
+    this.sockets.add(upstream)
+    upstream.on('close', () => { this.sockets.delete(upstream); client.destroy() })
+    upstream.on('error', () => client.destroy())
+    client.on('close', () => upstream.destroy())
+    // Forward chunk by chunk, dropping everything while partitioned (both directions).
+    client.on('data', (d: Buffer) => {
+      if (this.cut) { (client as Socket & { blackholed?: boolean }).blackholed = true; return }
+      upstream.write(d)
+    })
+    upstream.on('data', (d: Buffer) => {
+      if (this.cut) { (client as Socket & { blackholed?: boolean }).blackholed = true; return }
+      client.write(d)
+    })
+  }
+
+  async close (): Promise<void> {
+    for (const s of this.sockets) s.destroy()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
 }
 
 export interface ReplCluster {
@@ -93,6 +175,8 @@ export interface ReplCluster {
   pidsOf: (node: ReplNode) => Promise<number[]>
   /** SIGKILL the supervisor and every worker at once; `at` is when the signals were sent. */
   killHard: (node: ReplNode) => Promise<{ pids: number[], at: number }>
+  /** Like killHard, with PIDs read before (pidsOf): the signals go out synchronously, at the call. */
+  killPids: (node: ReplNode, pids: readonly number[]) => Promise<{ pids: number[], at: number }>
   /** SIGSTOP the supervisor and every worker; returns the PIDs (continued at teardown at the latest). */
   freeze: (node: ReplNode) => Promise<{ pids: number[], at: number }>
   /** SIGCONT PIDs frozen before. */
@@ -100,7 +184,7 @@ export interface ReplCluster {
   /** Starts the node again on its data dir and port. */
   restart: (node: ReplNode) => Promise<void>
   /** Starts a new, empty node (not in the map yet). */
-  addNode: (group: string, name: string) => Promise<ReplNode>
+  addNode: (group: string, name: string, proxied?: boolean) => Promise<ReplNode>
   /** Last lines of every process, for a failing test. */
   output: (lines?: number) => string
 }
@@ -170,7 +254,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
   const nodes: ReplNode[] = []
   const frozen = new Set<number>()
 
-  const launchNode = async (node: Omit<ReplNode, 'proc' | 'url'>): Promise<LaunchedProcess> => await startShardIn(box, {
+  const launchNode = async (node: Pick<ReplNode, 'group' | 'nodeId' | 'dataDir' | 'port'>): Promise<LaunchedProcess> => await startShardIn(box, {
     group: node.group,
     nodeId: node.nodeId,
     dataDir: node.dataDir,
@@ -180,28 +264,38 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     extraArgs: opts.shardArgs
   })
 
-  const addNode = async (group: string, name: string): Promise<ReplNode> => {
+  const proxies: TcpProxy[] = []
+  const addNode = async (group: string, name: string, proxied = false): Promise<ReplNode> => {
     const base = { name, group, nodeId: `n-${name}`, dataDir: join(tmp, name), port: 0 }
     const proc = await launchNode(base)
-    const node: ReplNode = { ...base, port: Number(new URL(proc.url).port), url: proc.url, proc }
+    const port = Number(new URL(proc.url).port)
+    const node: ReplNode = { ...base, port, url: proc.url, realUrl: proc.url, proc }
+    if (proxied) {
+      const proxy = new TcpProxy({ host: '127.0.0.1', port })
+      proxies.push(proxy)
+      node.url = await proxy.listen()
+      node.proxy = proxy
+    }
     nodes.push(node)
-    await shardHealth(box, node.url)
+    await shardHealth(box, node.realUrl)
     return node
   }
 
   const output = (lines = 60): string => box.launched.map((p) => `--- ${p.name} (pid ${p.pid}) ---\n${p.output().split('\n').slice(-lines).join('\n')}`).join('\n')
 
   // Registered after the sandbox's teardown, so it runs first (tap runs them last-in first-out).
-  t.teardown(() => {
+  t.teardown(async () => {
+    await Promise.allSettled(proxies.map(async (p) => { await p.close() }))
     for (const pid of frozen) {
       try { process.kill(pid, 'SIGCONT') } catch { /* gone */ }
     }
-    if (t.passing() === false) t.comment(output())
+    // SHARDKV_TEST_OUTPUT=1 prints every process's last lines even when the test passes.
+    if (t.passing() === false || process.env.SHARDKV_TEST_OUTPUT === '1') t.comment(output(process.env.SHARDKV_TEST_OUTPUT === '1' ? 400 : 60))
   })
 
   const groupIds = Array.from({ length: opts.groups }, (_, i) => `g${i + 1}`)
   const started = await Promise.all(groupIds.map(async (g) => await Promise.all([
-    addNode(g, g),
+    addNode(g, g, opts.proxyPrimaries?.includes(g) === true),
     ...Array.from({ length: opts.replicas }, async (_, j) => await addNode(g, `${g}-r${j + 1}`))
   ])))
 
@@ -241,7 +335,8 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     throw new Error(`GET /cluster did not show ${what} within ${timeoutMs} ms; last: ${last === undefined ? 'none' : describeView(last)}${lastErr === undefined ? '' : `; last error: ${String(lastErr)}`}`)
   }
 
-  const health = async (node: ReplNode): Promise<ReplHealth> => await shardHealth(box, node.url) as ReplHealth
+  // Straight to the node (not through its proxy): a partitioned node still answers here.
+  const health = async (node: ReplNode): Promise<ReplHealth> => await shardHealth(box, node.realUrl) as ReplHealth
 
   const pidsOf = async (node: ReplNode): Promise<number[]> => {
     const h = await health(node)
@@ -250,16 +345,17 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     return [h.pid, ...h.workerPids]
   }
 
-  const killHard = async (node: ReplNode): Promise<{ pids: number[], at: number }> => {
-    const pids = await pidsOf(node)
+  const killPids = async (node: ReplNode, pids: readonly number[]): Promise<{ pids: number[], at: number }> => {
     const at = Date.now()
     for (const pid of pids) {
       try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
     }
     await node.proc.exited
     await waitUntilDead(pids)
-    return { pids, at }
+    return { pids: [...pids], at }
   }
+
+  const killHard = async (node: ReplNode): Promise<{ pids: number[], at: number }> => await killPids(node, await pidsOf(node))
 
   const freeze = async (node: ReplNode): Promise<{ pids: number[], at: number }> => {
     const pids = await pidsOf(node)
@@ -284,7 +380,8 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     for (let attempt = 0; attempt < 10; attempt++) {
       try {
         node.proc = await launchNode(node)
-        node.url = node.proc.url
+        node.realUrl = node.proc.url
+        if (node.proxy === undefined) node.url = node.proc.url
         await health(node)
         return
       } catch (err) {
@@ -295,7 +392,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     throw lastErr
   }
 
-  return { box, tmp, http, router, routerUrl, nodes, byUrl, view, waitForView, health, pidsOf, killHard, freeze, thaw, restart, addNode, output }
+  return { box, tmp, http, router, routerUrl, nodes, byUrl, view, waitForView, health, pidsOf, killHard, killPids, freeze, thaw, restart, addNode, output }
 }
 
 export async function nodeStats (http: HttpClient, url: string): Promise<NodeStats> {
@@ -403,6 +500,28 @@ export async function ackedBurst (http: HttpClient, routerUrl: string, keys: rea
     }
   }))
   if (bad.length > 0) throw new Error(`burst writes were not all acknowledged: ${bad.join('; ')}`)
+}
+
+/**
+ * PUTs a unique value to each key at once through the router without waiting: every
+ * write goes to `checker`; `acked()` tells how many were acknowledged so far, `done`
+ * settles when all have an answer (or failed).
+ */
+export function startBurst (http: HttpClient, routerUrl: string, keys: readonly string[], checker: HistoryChecker, tag: string): { acked: () => number, done: Promise<Array<{ key: string, status: number | string }>> } {
+  let acked = 0
+  const done = Promise.all(keys.map(async (key) => {
+    const value = `${tag}|${key}|${Date.now()}`
+    checker.writeStarted(key, value)
+    try {
+      const res = await http.request('PUT', routerUrl + kvPath(key), { body: value, headers: { 'content-type': 'text/plain; charset=utf-8' }, timeoutMs: 30_000 })
+      if (res.status === 200 || res.status === 201) { acked++; checker.writeAcked(key, value) } else checker.writeUnknown(key, value)
+      return { key, status: res.status }
+    } catch (err) {
+      checker.writeUnknown(key, value)
+      return { key, status: String(err) }
+    }
+  }))
+  return { acked: () => acked, done }
 }
 
 /** Reads `keys` through the router into `checker.finalState` (retrying 5xx and errors a few times). */

@@ -1,8 +1,9 @@
 import t from 'tap'
 import { LoadGenerator, HistoryChecker, formatStats } from '../harness/history'
+import { sleep } from '../harness/cluster'
 import {
   startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
-  keysOwnedBy, ringOfView, firstAckedWrite, ackedBurst, verifyKeys, compareReplica, nodeStats
+  keysOwnedBy, ringOfView, firstAckedWrite, ackedBurst, startBurst, verifyKeys, compareReplica, nodeStats
 } from '../harness/replication'
 
 /**
@@ -38,13 +39,26 @@ t.test('SIGKILL of a primary under load: its replica takes over, nothing acknowl
   const running = load.run()
   try {
     await load.waitForOps(400)
-    // Acknowledged an instant before the kill: each of these must already be on the replica.
+    // Acknowledged an instant before the kill (the PIDs are read first, the signals go out
+    // as the last acknowledgement arrives): each of these writes must already be on the replica.
+    const pids = await c.pidsOf(oldPrimary)
     await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'burst')
-    const killed = await c.killHard(oldPrimary)
+    // Then the replica stalls (SIGSTOP, well under --replica-timeout-ms): writes to the
+    // group must wait for it, so none of this second burst may be acknowledged before
+    // the primary dies; the replica resumes right after the kill and takes over.
+    const stalled = await c.freeze(replica)
+    const second = startBurst(c.http, c.routerUrl, probeKeys, probe, 'while-replica-stalled')
+    await sleep(300)
+    const ackedWhileStalled = second.acked()
+    const killed = await c.killPids(oldPrimary, pids)
+    c.thaw(stalled.pids)
+    t.equal(ackedWhileStalled, 0, 'no write was acknowledged while the in-sync replica could not apply it')
     const opsAtKill = load.completedOps()
     t.equal(killed.pids.length, 2, `SIGKILLed ${victimGroup}'s primary: supervisor ${killed.pids[0]} and worker ${killed.pids.slice(1).join(', ')}`)
 
     const first = await firstAckedWrite(c.http, c.routerUrl, probeKeys, killed.at, probe, { timeoutMs: 60_000, tag: 'after-kill' })
+    const secondResults = await second.done
+    t.comment(`the writes sent while the replica was stalled ended: ${JSON.stringify(secondResults.map((r) => r.status))} (the router retries them on the new primary)`)
     t.comment(`FAILOVER TIME: first acknowledged write to ${victimGroup} ${first.ms} ms after SIGKILL of its primary (${first.attempts} attempts; before it: ${JSON.stringify(first.failures)})`)
     t.ok(first.ms < 20_000, `writes to ${victimGroup} succeed again ${first.ms} ms after the kill`)
 
