@@ -3,7 +3,7 @@ import { INTERNAL, type WireRow } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { decodeKeySegment } from '../src/protocol/key'
 import { validateMap, MapError, type ClusterMap } from '../src/membership/map'
-import { currentMembers } from '../src/membership/ownership'
+import { currentMembers, type Ownership } from '../src/membership/ownership'
 import type { MigrationStore, MigratingRow } from '../src/storage/migration-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
@@ -39,11 +39,15 @@ function fromWireRow (value: unknown): MigratingRow {
   return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true }
 }
 
-/** A settled map whose ring differs from the node's previous map (or follows a handover). */
+/**
+ * A settled map that skips transitions this node missed (it was down) and changes its
+ * ring. In the normal flow the rebalancer purges (and counts) moved rows itself.
+ */
 function needsPurge (previous: unknown, next: ClusterMap): boolean {
   if (next.handover !== undefined) return false
   if (previous === undefined || previous === null) return false
   const before = previous as ClusterMap
+  if (next.epoch <= before.epoch + 1) return false
   if (before.handover !== undefined) return true
   const members = (m: ClusterMap): string => currentMembers(m).map((g) => `${g.id}:${g.weight}`).sort().join(',')
   return members(before) !== members(next)
@@ -83,14 +87,7 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
       // A node that missed a rebalance's purge (down at the time, say) must not keep rows
       // it no longer owns: promoted later, it would hold them when the keys come back,
       // and insert-if-absent copies would skip the newer values.
-      let after = ''
-      let deleted = 0
-      for (;;) {
-        const batch = migration.purgeForeign(after, 1000, (key) => now.access(key) === 'foreign')
-        deleted += batch.deleted
-        after = batch.next
-        if (batch.done) break
-      }
+      const deleted = purgeAllForeign(migration, now)
       if (deleted > 0) ctx.log.info({ event: 'foreign-rows-purged', epoch: installed, deleted }, 'purged rows this group no longer owns')
     }
     // A node promoted to primary writes new versions under the group's new term.
@@ -152,4 +149,17 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     if (row === undefined) return reply.code(404).send({ error: 'not_found', message: 'no row for this key' })
     return reply.send(toWireRow(row))
   })
+}
+
+/** Deletes every row the node does not own under a settled map; returns how many. */
+export function purgeAllForeign (migration: MigrationStore, ownership: Ownership): number {
+  if (ownership.epoch === 0) return 0
+  let after = ''
+  let deleted = 0
+  for (;;) {
+    const batch = migration.purgeForeign(after, 1000, (key) => ownership.access(key) === 'foreign')
+    deleted += batch.deleted
+    after = batch.next
+    if (batch.done) return deleted
+  }
 }

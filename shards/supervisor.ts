@@ -11,6 +11,7 @@ import { databasePath } from './paths'
 import { MigrationStore } from '../src/storage/migration-store'
 import { OwnershipCache } from './ownership-cache'
 import { Shipper } from './shipper'
+import { purgeAllForeign } from './internal-api'
 
 type Reason = 'initial' | 'crash' | 'rolling-restart'
 
@@ -32,6 +33,7 @@ export class Supervisor {
   private shuttingDown = false
   private rolling = false
   private readonly ownership: OwnershipCache
+  private readonly migration: MigrationStore
   private readonly shipper: Shipper
   /** Last replicated position broadcast, handed to every new worker. */
   private replicated = -1
@@ -46,7 +48,8 @@ export class Supervisor {
       return { group: o.group ?? config.group, role: o.role, epoch: o.epoch, term: o.term }
     })
     this.metrics = createSupervisorMetrics({ nodeId: this.store.nodeId, group: config.group }, () => this.store.position())
-    this.ownership = new OwnershipCache(this.store, new MigrationStore(this.store))
+    this.migration = new MigrationStore(this.store)
+    this.ownership = new OwnershipCache(this.store, this.migration)
     this.shipper = new Shipper({
       store: this.store,
       view: () => ({ ownership: this.ownership.get(), coordinator: this.ownership.coordinator() }),
@@ -68,6 +71,13 @@ export class Supervisor {
     // port, and a port-0 handle would get a new port if every worker died. So port 0
     // is resolved once, here, to a concrete free port that every fork then uses.
     if (this.port === 0) this.port = await freePort(this.config.host)
+    // A node that was down may have missed a rebalance's purge: rows its group no longer
+    // owns must not survive to be served (or to shadow newer copies) after a promotion.
+    const settled = this.ownership.get()
+    if (!settled.handoverPending) {
+      const purged = purgeAllForeign(this.migration, settled)
+      if (purged > 0) this.log.info({ event: 'foreign-rows-purged', deleted: purged }, 'purged rows this group no longer owns')
+    }
     await Promise.all(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
     this.shipper.refresh()
     // Installs notify us through the workers; this also catches one made while we were busy.

@@ -47,6 +47,11 @@ export class Ownership {
     if (map.handover !== undefined) this.previous = ringFor(map.handover.previous, map.ring)
   }
 
+  /** True while a rebalance is unsettled (rows handed over must stay until it settles). */
+  get handoverPending (): boolean {
+    return this.previous !== undefined
+  }
+
   /** True when a failover could replace this primary: then it serves only under a lease. */
   get needsLease (): boolean {
     return this.role === 'primary' && this.peers.length > 0
