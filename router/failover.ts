@@ -167,9 +167,13 @@ export class FailoverMonitor {
       const g = current.groups.find((x) => x.id === groupId)
       // Another transition may have changed the group meanwhile; only promote from the state we judged.
       if (g === undefined || termOf(g) !== lease.term || primaryOf(current, groupId)?.url !== lease.primary) return current
+      // Nor if the chosen replica left the in-sync set while this transition waited its turn.
+      if (g.nodes.find((n) => n.url === chosen)?.inSync !== true) return current
       return promote(current, groupId, chosen)
     })
-    const term = termOf(next.groups.find((g) => g.id === groupId) ?? group)
+    const promotedGroup = next.groups.find((g) => g.id === groupId)
+    if (promotedGroup === undefined || primaryOf(next, groupId)?.url !== chosen) return false
+    const term = termOf(promotedGroup)
     this.opts.log.warn({
       event: 'failover',
       group: groupId,

@@ -96,6 +96,11 @@ export class Supervisor {
   /** Forks a worker and resolves once it listens; rejects if it dies first. */
   private async fork (reason: Reason): Promise<Worker> {
     const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify({ ...this.config, port: this.port }) })
+    // A message to a worker that is dying fails with EPIPE on the Worker object; without a
+    // listener that would crash the supervisor. Its exit is handled in onExit.
+    worker.on('error', (err: Error) => {
+      this.log.warn({ event: 'worker-ipc-error', workerPid: worker.process.pid, err: err.message }, 'could not reach a worker')
+    })
     await new Promise<void>((resolve, reject) => {
       const onListening = (): void => {
         worker.off('exit', onExit)
