@@ -1,42 +1,71 @@
 import { parseArgs } from 'node:util'
 
-/** Command line of `npm run bench`. */
+/** Command line of `npm run bench`. Pure: parsing only, no I/O. */
+
+export const SCENARIOS = ['routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit'] as const
+export type ScenarioId = typeof SCENARIOS[number]
 
 export interface BenchOptions {
-  /** Seconds of measured load per scenario. */
+  /** Seconds of measured load per measurement. */
   duration: number
-  /** Seconds of unmeasured load before each scenario (JIT, caches, pools warm up). */
+  /** Most seconds of unmeasured load before each measurement; it ends early once the rate is steady. */
   warmup: number
+  /** Concurrent request loops (each has one request in flight), the same for every measurement. */
   connections: number
   keys: number
   valueBytes: number
+  /** Read fraction of the mixed measurement (0..1). */
+  mix: number
+  /** Groups of the routed, direct and batch scenarios. */
+  groups: number
   /** Worker processes per shard node. */
   workers: number
-  groups: number
+  /** Keys per batch request. */
+  batchSize: number
+  /** Scenarios to run, in suite order. */
+  only: ScenarioId[]
+  /** Start the peer scenario's router under `node --cpu-prof`, profiles kept in this directory. */
+  cpuProf: string | undefined
   /** Keep the temp dir (data and logs) for inspection. */
   keep: boolean
 }
 
 export const HELP = `Usage: npm run bench -- [options]      (or: node dist/bench/run.js [options])
 
-Starts its own cluster in a temp dir (shard nodes g1..gN plus a router on 127.0.0.1),
-preloads keys, then measures with a fixed number of connections:
-  routed GET / PUT   through the router, keys spread over all groups
-  direct GET / PUT   straight to g1's node, only keys g1 owns (client-side ring)
-Prints req/s, p50/p99 latency and errors, and writes JSON to bench/results/.
+Every scenario starts its own cluster in a temp dir on 127.0.0.1, preloads keys and
+measures with the same closed-loop load: N loops, each awaiting one request at a time.
+Scenarios (in this order; pick some with --only):
+  routed        GET, PUT and a read/write mix through the router (--groups groups)
+  direct        the same through the direct client (client-side ring, no router hop)
+  node          GET and PUT straight to one shard node (the floor of the hop)
+  batch         POST /batch of --batch-size keys through the router, as keys/s,
+                against single-key GET and PUT keys/s in the same cluster
+  scaling       routed GET and PUT with 1, 2, 3 and 4 groups
+  peer          one shard node behind nginx (hash $request_uri consistent, keepalive),
+                behind the router and under the direct client, back to back
+  group-commit  durable PUT (synchronous=FULL) with group commit versus
+                --group-commit-max-ops 1 (one transaction per write)
+Prints a table and the target ratios, and writes JSON to bench/results/.
 
 Options:
-  --duration S       measured seconds per scenario (default 10)
-  --warmup S         unmeasured seconds before each scenario (default 2; 0 = none)
-  --connections N    concurrent connections (default 32)
-  --keys N           keys preloaded (default 10000)
+  --duration S       measured seconds per measurement (default 5)
+  --warmup S         most unmeasured seconds before each measurement; ends once two
+                     1-second slices agree within 10% (default 5; 0 = none)
+  --connections N    concurrent request loops (default 32)
+  --keys N           keys preloaded per cluster (default 5000)
   --value-bytes N    value size in bytes (default 100)
+  --mix F            read fraction of the mixed measurement, 0..1 (default 0.9)
+  --groups N         groups of the routed, direct and batch scenarios (default 3)
   --workers N        worker processes per shard node (default 1)
-  --groups N         shard groups (default 3)
+  --batch-size N     keys per batch (default 100)
+  --only LIST        comma-separated scenarios to run (default: all)
+  --cpu-prof DIR     run the peer scenario's router under node --cpu-prof, profiles in DIR
   --keep             keep the temp dir (data, logs) instead of removing it
   --help             show this text`
 
-export class UsageError extends Error {}
+export class UsageError extends Error {
+  readonly code = 'ERR_BENCH_USAGE'
+}
 
 function int (name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined) return fallback
@@ -44,6 +73,26 @@ function int (name: string, raw: string | undefined, fallback: number, min: numb
     throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${raw}"`)
   }
   return Number(raw)
+}
+
+function fraction (name: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback
+  const n = Number(raw)
+  if (!/^\d*\.?\d+$/.test(raw) || !(n >= 0 && n <= 1)) throw new UsageError(`--${name} must be a number from 0 to 1, got "${raw}"`)
+  return n
+}
+
+export function parseScenarioList (raw: string | undefined): ScenarioId[] {
+  if (raw === undefined) return [...SCENARIOS]
+  const wanted = raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  if (wanted.length === 0) throw new UsageError('--only needs at least one scenario')
+  for (const w of wanted) {
+    if (!(SCENARIOS as readonly string[]).includes(w)) {
+      throw new UsageError(`--only: unknown scenario "${w}" (one of ${SCENARIOS.join(', ')})`)
+    }
+  }
+  // Suite order, whatever order they were named in, so runs are comparable.
+  return SCENARIOS.filter((s) => wanted.includes(s))
 }
 
 export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
@@ -61,23 +110,34 @@ export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
         connections: { type: 'string' },
         keys: { type: 'string' },
         'value-bytes': { type: 'string' },
+        mix: { type: 'string' },
         workers: { type: 'string' },
-        groups: { type: 'string' }
+        groups: { type: 'string' },
+        'batch-size': { type: 'string' },
+        only: { type: 'string' },
+        'cpu-prof': { type: 'string' }
       }
     }).values
   } catch (err) {
     throw new UsageError((err as Error).message)
   }
   if (values.help === true) return 'help'
+  const cpuProf = values['cpu-prof']
+  if (cpuProf === '') throw new UsageError('--cpu-prof needs a directory')
   return {
-    duration: int('duration', values.duration, 10, 1, 3600),
-    warmup: int('warmup', values.warmup, 2, 0, 600),
-    connections: int('connections', values.connections, 32, 1, 10_000),
-    keys: int('keys', values.keys, 10_000, 1, 10_000_000),
+    duration: int('duration', values.duration, 5, 1, 3600),
+    warmup: int('warmup', values.warmup, 5, 0, 600),
+    connections: int('connections', values.connections, 32, 1, 4096),
+    keys: int('keys', values.keys, 5000, 1, 10_000_000),
     // 1 MiB is the servers' default value limit.
     valueBytes: int('value-bytes', values['value-bytes'], 100, 0, 1024 * 1024),
+    mix: fraction('mix', values.mix, 0.9),
     workers: int('workers', values.workers, 1, 1, 64),
     groups: int('groups', values.groups, 3, 1, 64),
+    // 1000 is the servers' default --max-batch-ops.
+    batchSize: int('batch-size', values['batch-size'], 100, 1, 1000),
+    only: parseScenarioList(values.only),
+    cpuProf,
     keep: values.keep === true
   }
 }

@@ -1,21 +1,24 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import type { BenchOptions } from './options'
-import type { ScenarioResult } from './load'
+import type { BenchOptions, ScenarioId } from './options'
+import type { Measurement, RatioResult } from './ratios'
 
-/** Turns scenario results into the printed table and the JSON file under bench/results/. */
+/** Turns measurements into the printed table and ratios, and the JSON under bench/results/. */
 
 export interface Environment {
   node: string
   platform: string
   cores: number
   cpu: string
+  /** 1-minute load average when the run started: other work on the machine skews numbers. */
+  loadAverage: number
+  nginx?: string
 }
 
-export interface Ratios {
-  /** routed req/s ÷ direct req/s: the share of a direct node's throughput the routed path keeps. */
-  get: number | null
-  put: number | null
+export interface Skip {
+  scenario: ScenarioId
+  what: string
+  reason: string
 }
 
 export interface BenchReport {
@@ -23,36 +26,49 @@ export interface BenchReport {
   finishedAt: string
   environment: Environment
   options: Omit<BenchOptions, 'keep'>
-  cluster: { routerUrl: string, groups: Array<{ id: string, url: string, keys: number }>, directGroup: string }
-  scenarios: ScenarioResult[]
-  ratios: Ratios
-}
-
-export function ratios (results: readonly ScenarioResult[]): Ratios {
-  const rps = (name: string): number | undefined => results.find((r) => r.name === name)?.reqPerSec
-  const ratio = (a: number | undefined, b: number | undefined): number | null =>
-    a === undefined || b === undefined || b === 0 ? null : a / b
-  return { get: ratio(rps('routed GET'), rps('direct GET')), put: ratio(rps('routed PUT'), rps('direct PUT')) }
+  measurements: Measurement[]
+  ratios: RatioResult[]
+  skipped: Skip[]
 }
 
 function fmt (n: number, digits = 1): string {
+  if (!Number.isFinite(n)) return '-'
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
-export function formatTable (results: readonly ScenarioResult[]): string {
-  const header = ['scenario', 'target', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'non-2xx']
-  const rows = results.map((r) => [
-    r.name, r.target, fmt(r.reqPerSec, 0), fmt(r.latencyMs.p50, 2), fmt(r.latencyMs.p99, 2), String(r.errors), String(r.non2xx)
-  ])
+function table (header: string[], rows: string[][], leftColumns: number): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)))
   // Text columns left-aligned, numbers right-aligned.
-  const line = (cells: string[]): string => cells.map((c, i) => i < 2 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)).join('  ')
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => i < leftColumns ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)).join('  ').trimEnd()
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
 }
 
-export function formatRatios (r: Ratios): string {
-  const show = (x: number | null): string => x === null ? 'n/a' : `${fmt(x, 2)}×`
-  return `routed/direct req/s: GET ${show(r.get)}, PUT ${show(r.put)}`
+export function formatTable (measurements: readonly Measurement[]): string {
+  const header = ['scenario', 'measurement', 'target', 'req/s', 'keys/s', 'p50 ms', 'p99 ms', 'p999 ms', 'errors']
+  const rows = measurements.map((m) => [
+    m.scenario, m.name, m.target,
+    fmt(m.reqPerSec, 0), fmt(m.keysPerSec, 0),
+    fmt(m.latencyMs.p50, 2), fmt(m.latencyMs.p99, 2), fmt(m.latencyMs.p999, 2),
+    String(m.errors)
+  ])
+  return table(header, rows, 3)
+}
+
+export function formatRatios (ratios: readonly RatioResult[]): string {
+  if (ratios.length === 0) return '(no ratios: their scenarios did not run)'
+  const header = ['ratio', 'value', 'target', 'verdict']
+  const rows = ratios.map((r) => [
+    r.label,
+    r.value === null ? 'n/a' : `${fmt(r.value, 2)}×`,
+    r.min === undefined ? '' : `≥ ${fmt(r.min, 1)}×`,
+    r.verdict === 'info' ? '' : r.verdict.toUpperCase()
+  ])
+  return table(header, rows, 1)
+}
+
+export function formatSkips (skips: readonly Skip[]): string {
+  return skips.map((s) => `skipped ${s.scenario}${s.what === '' ? '' : ` ${s.what}`}: ${s.reason}`).join('\n')
 }
 
 /** The repository root (where package.json is), from dist/bench or bench alike. */
@@ -73,6 +89,7 @@ export function writeReport (report: BenchReport): string {
   mkdirSync(dir, { recursive: true })
   // Colons are not allowed in Windows file names; keep the name portable.
   const file = join(dir, `${report.startedAt.replace(/[:.]/g, '-')}.json`)
-  writeFileSync(file, JSON.stringify(report, null, 2) + '\n')
+  // NaN (no successful request) is not JSON: write null.
+  writeFileSync(file, JSON.stringify(report, (_k, v: unknown) => typeof v === 'number' && !Number.isFinite(v) ? null : v, 2) + '\n')
   return file
 }

@@ -5,7 +5,7 @@ import { initialMap, parseGroupSpec, termOf, validateMap, type ClusterMap, type 
 import type { RingParams } from '../src/ring/ring'
 import { HealthChecker, type Health } from './health'
 import type { RouterMetrics } from './metrics'
-import { RoutingTable } from './routing-table'
+import { RoutingTable } from '../src/membership/routing-table'
 import { NodeClient } from './node-client'
 
 /**

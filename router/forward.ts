@@ -5,9 +5,9 @@ import { ShardKvError } from '../src/protocol/errors'
 import { kvPath } from '../src/protocol/key'
 import { HEADER } from '../src/protocol/wire'
 import type { RouterMetrics } from './metrics'
-import type { RoutingTable } from './routing-table'
+import type { RoutingTable } from '../src/membership/routing-table'
 import type { NodeClient } from './node-client'
-import { classifyUpstreamError, describeUpstreamError } from './upstream-errors'
+import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
 
 /**
  * The data plane: one kept-alive undici Pool per shard node, and the retry loop.
@@ -176,7 +176,12 @@ export class Forwarder {
     if (row !== undefined) await this.options.nodes.importRows(target, [row])
   }
 
-  private pool (url: string): Pool {
+  /**
+   * The kept-alive pool of one shard node, shared by every data-plane caller (the batch
+   * forwarder sends its sub-batches over these too, so a node has one set of connections).
+   * Throws `unavailable` once the router is shutting down.
+   */
+  pool (url: string): Pool {
     let pool = this.pools.get(url)
     if (pool === undefined) {
       if (this.closed) throw new ShardKvError('unavailable', 'the router is shutting down')

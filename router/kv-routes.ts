@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ShardKvError } from '../src/protocol/errors'
 import { keyFromUrl } from '../src/protocol/key'
 import { parseEtagList } from '../src/protocol/preconditions'
-import { DEFAULT_CONTENT_TYPE, HEADER, KV_PREFIX } from '../src/protocol/wire'
+import { DEFAULT_CONTENT_TYPE, HEADER, KV_PREFIX, REQUEST_ID_PATTERN } from '../src/protocol/wire'
 import type { Forwarder, ForwardRequest, KvMethod } from './forward'
 
 /**
@@ -47,7 +47,10 @@ export function registerKvRoutes (app: FastifyInstance, options: KvRoutesOptions
       contentType = h['content-type'] ?? DEFAULT_CONTENT_TYPE
     }
 
-    const forward: ForwardRequest = { method, key, requestId: randomUUID(), body, contentType, ifMatch, ifNoneMatch }
+    // A client that retries a write sends the same request id again, so the shard applies it once.
+    const clientId = h[HEADER.requestId]
+    const requestId = typeof clientId === 'string' && REQUEST_ID_PATTERN.test(clientId) ? clientId : randomUUID()
+    const forward: ForwardRequest = { method, key, requestId, body, contentType, ifMatch, ifNoneMatch }
     const result = await forwarder.forward(forward)
 
     reply.code(result.status)

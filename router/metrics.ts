@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { BatchOp } from '../src/protocol/batch'
 import { METRIC_PREFIX } from '../src/protocol/wire'
 
 /**
@@ -34,6 +35,9 @@ export class RouterMetrics {
   private readonly retries: Counter<'code'>
   private readonly nodeUp: Gauge<'group' | 'url'>
   private readonly failovers: Counter<'group'>
+  private readonly batches: Counter
+  private readonly batchOps: { get: { inc: (n: number) => void }, put: { inc: (n: number) => void }, delete: { inc: (n: number) => void } }
+  private readonly batchUpstream: Counter<'path'>
   private readonly series = new Map<string, RequestSeries[]>()
 
   constructor (epoch: () => number, nodes: () => NodeReplicationView[] = () => []) {
@@ -51,6 +55,15 @@ export class RouterMetrics {
     this.nodeUp = new Gauge({ name: `${PREFIX}node_up`, help: 'Health of each shard node as last checked (1 up, 0 down).', labelNames: ['group', 'url'], registers })
     void new Gauge({ name: `${PREFIX}map_epoch`, help: 'Epoch of the cluster map the router routes by.', registers, collect () { this.set(epoch()) } })
     this.failovers = new Counter({ name: `${PREFIX}failovers_total`, help: 'Primaries replaced by a replica, by group.', labelNames: ['group'], registers })
+    this.batches = new Counter({ name: `${PREFIX}batches_total`, help: 'Valid POST /batch requests.', registers })
+    const ops = new Counter({ name: `${PREFIX}batch_ops_total`, help: 'Operations in valid POST /batch requests, by op.', labelNames: ['op'], registers })
+    this.batchOps = { get: ops.labels('get'), put: ops.labels('put'), delete: ops.labels('delete') }
+    this.batchUpstream = new Counter({
+      name: `${PREFIX}batch_upstream_requests_total`,
+      help: 'Upstream calls made for batches: one per group sub-batch (group), one per op on a moving key (single).',
+      labelNames: ['path'],
+      registers
+    })
     void new Gauge({
       name: `${PREFIX}node_position`,
       help: 'Replication position (highest seq) each shard node last reported.',
@@ -86,6 +99,25 @@ export class RouterMetrics {
     const s = byClass[Math.min(5, Math.max(1, Math.floor(status / 100)))] as RequestSeries
     s.count.inc()
     s.duration.observe(elapsedMs / 1000)
+  }
+
+  countBatch (ops: readonly BatchOp[]): void {
+    this.batches.inc()
+    let get = 0
+    let put = 0
+    let del = 0
+    for (const o of ops) {
+      if (o.op === 'get') get++
+      else if (o.op === 'put') put++
+      else del++
+    }
+    if (get > 0) this.batchOps.get.inc(get)
+    if (put > 0) this.batchOps.put.inc(put)
+    if (del > 0) this.batchOps.delete.inc(del)
+  }
+
+  countBatchUpstream (path: 'group' | 'single'): void {
+    this.batchUpstream.inc({ path })
   }
 
   countFailover (group: string): void {

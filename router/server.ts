@@ -8,6 +8,8 @@ import { Coordinator } from './coordinator'
 import { refuseOversizedUploads } from './expect-continue'
 import { Forwarder } from './forward'
 import { registerKvRoutes } from './kv-routes'
+import { BatchForwarder } from './batch-forward'
+import { registerBatchRoutes } from './batch-routes'
 import { RouterMetrics } from './metrics'
 import { Rebalancer } from './rebalancer'
 import { registerAdminApi } from './admin-api'
@@ -53,6 +55,13 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   })
   let draining = false
   registerKvRoutes(app, { forwarder, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
+  registerBatchRoutes(app, {
+    batches: new BatchForwarder({ table: () => coord.table, forwarder, retryTimeoutMs: config.retryTimeoutMs, metrics, log }),
+    metrics,
+    limits: { maxOps: config.maxBatchOps, maxValueBytes: config.maxValueBytes },
+    maxBatchBytes: config.maxBatchBytes,
+    isDraining: () => draining
+  })
   const rebalancer = new Rebalancer({
     dataDir: config.dataDir,
     log,

@@ -1,27 +1,31 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { KvStore, WriteOutcome } from '../src/storage/store'
+import type { KvStore, StoreOp, WriteOutcome } from '../src/storage/store'
 import { keyFromUrl } from '../src/protocol/key'
 import { KV_PREFIX, HEADER, DEFAULT_CONTENT_TYPE } from '../src/protocol/wire'
-import { ShardKvError, errorBody } from '../src/protocol/errors'
-import { formatEtag, notModified, parseEtagList, type WriteConditions } from '../src/protocol/preconditions'
+import { errorBody } from '../src/protocol/errors'
+import { formatEtag, notModified, parseEtagList } from '../src/protocol/preconditions'
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
-import type { Ownership } from '../src/membership/ownership'
 import type { MigrationStore } from '../src/storage/migration-store'
+import { requestOrigin, senderEpoch, servingView, writeConditions, type WriteQueue } from './serving'
 
 /**
  * The data API as a shard node serves it: straight onto the node's KvStore.
  * Conditions are evaluated by the store inside the write's own transaction, so a
- * concurrent writer in another worker cannot slip between check and write.
+ * concurrent writer in another worker cannot slip between check and write. Writes go
+ * through the worker's group commit: concurrent writes share one transaction (one
+ * fsync), each still checked and applied alone (its own savepoint), and none answered
+ * before that transaction committed.
  */
 
 const EMPTY = Buffer.alloc(0)
-const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/
 
 export interface DataApiContext {
   store: KvStore
   migration: MigrationStore
   ownership: OwnershipCache
+  /** Where writes go: they commit together with the worker's other concurrent writes. */
+  writes: WriteQueue
   /** Resolves once `seq` is on every replica the primary must wait for (at once without replicas). */
   replicated: (seq: number) => Promise<void>
   metrics: ShardMetrics
@@ -29,30 +33,12 @@ export interface DataApiContext {
   isDraining: () => boolean
 }
 
-function writeConditions (request: FastifyRequest): WriteConditions {
-  return {
-    ifMatch: parseEtagList(request.headers['if-match'], 'If-Match'),
-    ifNoneMatch: parseEtagList(request.headers['if-none-match'], 'If-None-Match')
-  }
-}
-
-function requestOrigin (request: FastifyRequest): string | undefined {
-  const id = request.headers[HEADER.requestId]
-  if (id === undefined) return undefined
-  if (typeof id !== 'string' || !REQUEST_ID.test(id)) {
-    throw new ShardKvError('invalid_header', `${HEADER.requestId} must be 1-64 characters of A-Z a-z 0-9 _ -`)
-  }
-  return id
-}
-
-/** The sender's map epoch (undefined when it sent none: a direct client). */
-function senderEpoch (request: FastifyRequest): number | undefined {
-  const epoch = request.headers[HEADER.epoch]
-  if (epoch === undefined) return undefined
-  if (typeof epoch !== 'string' || !/^\d{1,15}$/.test(epoch)) {
-    throw new ShardKvError('invalid_header', `${HEADER.epoch} must be a non-negative integer`)
-  }
-  return Number(epoch)
+/** Runs one write through the group commit and returns its outcome (a refused write throws its error, e.g. 421). */
+export async function commitOne (writes: WriteQueue, op: StoreOp): Promise<WriteOutcome> {
+  const [result] = await writes.submit([op])
+  if (result === undefined || result.kind === 'read') throw new Error('a write came back without a write outcome')
+  if (result.kind === 'refused') throw result.error
+  return result.outcome
 }
 
 function preconditionFailed (reply: FastifyReply, outcome: Extract<WriteOutcome, { ok: false }>): FastifyReply {
@@ -62,7 +48,7 @@ function preconditionFailed (reply: FastifyReply, outcome: Extract<WriteOutcome,
 }
 
 export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): void {
-  const { store, metrics, ownership, migration, replicated } = ctx
+  const { store, metrics, ownership, migration, replicated, writes } = ctx
   const nodeId = store.nodeId
 
   // The fence, evaluated inside every write transaction against the epoch read there.
@@ -70,21 +56,6 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     const current = ownership.get(epoch)
     if (current.role !== 'primary' || current.access(key) !== 'owned') throw ownership.misdirected(key, current)
   })
-
-  /**
-   * Client requests are served by a group's primary only, and — when a failover could
-   * replace it — only under the coordinator's lease: a primary that was cut off stops
-   * serving before the coordinator may promote a replica.
-   */
-  const servingView = (key: string): Ownership => {
-    const fence = store.fence()
-    const current = ownership.get(fence.epoch)
-    if (current.role !== 'primary') throw ownership.misdirected(key, current)
-    if (current.needsLease && Date.now() >= fence.leaseUntil) {
-      throw new ShardKvError('misdirected', `the primary's lease has run out (term ${current.term}); the group may be failing over`, { epoch: current.epoch, group: current.group, reason: 'lease_expired' })
-    }
-    return current
-  }
 
   app.addHook('onRequest', (_request, reply, done) => {
     reply.header(HEADER.node, nodeId)
@@ -96,7 +67,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     const key = keyFromUrl(request.raw.url ?? '')
     const epoch = senderEpoch(request)
     const ifNoneMatch = parseEtagList(request.headers['if-none-match'], 'If-None-Match')
-    const current = servingView(key)
+    const current = servingView(store, ownership, key)
     const access = current.access(key)
     // A key being handed over is read here only by a router that already routes by
     // the new map and found no copy at the new owner; anyone else is sent away, so a
@@ -127,12 +98,12 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
   app.put(`${KV_PREFIX}*`, async (request, reply) => {
     const key = keyFromUrl(request.raw.url ?? '')
     senderEpoch(request)
-    servingView(key)
+    servingView(store, ownership, key)
     const conditions = writeConditions(request)
     const origin = requestOrigin(request)
     const body = Buffer.isBuffer(request.body) ? request.body : EMPTY
     const contentType = request.headers['content-type'] ?? DEFAULT_CONTENT_TYPE
-    const outcome = store.put(key, body, contentType, conditions, origin)
+    const outcome = await commitOne(writes, { op: 'put', key, value: body, contentType, conditions, origin })
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
     await replicated(outcome.seq)
@@ -145,8 +116,8 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
   app.delete(`${KV_PREFIX}*`, async (request, reply) => {
     const key = keyFromUrl(request.raw.url ?? '')
     senderEpoch(request)
-    servingView(key)
-    const outcome = store.delete(key, writeConditions(request), requestOrigin(request))
+    servingView(store, ownership, key)
+    const outcome = await commitOne(writes, { op: 'delete', key, conditions: writeConditions(request), origin: requestOrigin(request) })
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
     await replicated(outcome.seq)

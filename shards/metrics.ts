@@ -13,6 +13,13 @@ export interface ShardMetrics {
   writes: Counter
   requests: Counter<'method' | 'status'>
   duration: Histogram<'method'>
+  /** POST /batch requests served (answered 200), and their ops by kind. */
+  batches: Counter
+  batchOps: Counter<'op'>
+  /** Ops per group-commit transaction (its count is the number of transactions). */
+  commitOps: Histogram
+  /** Group-commit transactions that failed as a whole (every write in them failed). */
+  commitFailures: Counter
 }
 
 export function createWorkerMetrics (): ShardMetrics {
@@ -32,7 +39,16 @@ export function createWorkerMetrics (): ShardMetrics {
       labelNames: ['method'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry]
-    })
+    }),
+    batches: new Counter({ name: `${METRIC_PREFIX}shard_batches_total`, help: 'POST /batch requests answered 200.', registers: [registry] }),
+    batchOps: new Counter({ name: `${METRIC_PREFIX}shard_batch_ops_total`, help: 'Operations in answered batches, by op.', labelNames: ['op'], registers: [registry] }),
+    commitOps: new Histogram({
+      name: `${METRIC_PREFIX}shard_group_commit_ops`,
+      help: 'Writes (and batch reads) per group-commit transaction: one fsync each.',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers: [registry]
+    }),
+    commitFailures: new Counter({ name: `${METRIC_PREFIX}shard_group_commit_failures_total`, help: 'Group-commit transactions that failed as a whole.', registers: [registry] })
   }
 }
 

@@ -5,6 +5,9 @@ import { KvStore } from '../src/storage/store'
 import { createApiServer, refuseOtherKvMethods } from '../src/http/server'
 import { HEALTH_PATH, METRICS_PATH } from '../src/protocol/wire'
 import { registerDataApi } from './data-api'
+import { registerBatchApi } from './batch-api'
+import { GroupCommit } from '../src/storage/group-commit'
+import type { OpOutcome, StoreOp } from '../src/storage/store'
 import { createWorkerMetrics, type ShardMetrics } from './metrics'
 import { isShardMessage, type SupervisorMessage, type WorkerMessage } from './ipc'
 import { databasePath } from './paths'
@@ -51,7 +54,25 @@ export async function runWorker (config: ShardConfig): Promise<void> {
     send({ type: 'shardkv:committed', seq })
     await gate.waitFor(seq)
   }
-  registerDataApi(app, { store, migration, ownership, metrics, replicated, isDraining: () => draining })
+  const writes = new GroupCommit<StoreOp, OpOutcome>({
+    maxOps: config.groupCommitMaxOps,
+    commit: (ops) => store.applyOps(ops),
+    onCommit: (s) => {
+      metrics.commitOps.observe(s.ops)
+      if (!s.ok) metrics.commitFailures.inc()
+    }
+  })
+  registerDataApi(app, { store, migration, ownership, writes, metrics, replicated, isDraining: () => draining })
+  registerBatchApi(app, {
+    store,
+    ownership,
+    writes,
+    metrics,
+    replicated,
+    maxBatchOps: config.maxBatchOps,
+    maxBatchBytes: config.maxBatchBytes,
+    maxValueBytes: config.maxValueBytes
+  })
   registerInternalApi(app, {
     migration,
     ownership,

@@ -23,6 +23,8 @@ interface CommonOptions {
   /** Added to (and overriding) the parent's environment. */
   env?: NodeJS.ProcessEnv
   extraArgs?: string[]
+  /** Flags for node itself (e.g. `--cpu-prof`, `--cpu-prof-dir=DIR`), placed before the script. */
+  nodeArgs?: string[]
   /** Default 30 s. */
   readyTimeoutMs?: number
   /** Start in its own process group (ignores the terminal's Ctrl-C); see SpawnSpec. Default false. */
@@ -75,12 +77,16 @@ async function launch (
   const args = ['--port', String(port), '--data-dir', dataDir]
   flag(args, 'host', opts.host)
   args.push(...roleArgs, ...(opts.extraArgs ?? []))
+  // spawnService runs `node <script> <args>`; node's own flags must precede the script
+  // (NODE_OPTIONS refuses some, --cpu-prof among them), so the first flag takes its place.
+  const script = entryPoint(role === 'shard' ? 'shards' : 'router')
+  const [firstNodeArg, ...moreNodeArgs] = opts.nodeArgs ?? []
   try {
     return await spawnService({
       name,
       role,
-      script: entryPoint(role === 'shard' ? 'shards' : 'router'),
-      args,
+      script: firstNodeArg ?? script,
+      args: firstNodeArg === undefined ? args : [...moreNodeArgs, script, ...args],
       env: opts.env,
       logFile: opts.logFile === undefined ? undefined : resolve(opts.logFile),
       readyTimeoutMs: opts.readyTimeoutMs,

@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   no_such_group: 404,
   precondition_failed: 412,
   value_too_large: 413,
+  batch_too_large: 413,
   headers_too_large: 431,
   unsupported: 415,
   misdirected: 421,

@@ -9,6 +9,8 @@ export const KV_PREFIX = '/kv/'
 export const HEALTH_PATH = '/healthz'
 export const METRICS_PATH = '/metrics'
 export const CLUSTER_PATH = '/cluster'
+/** Batches of gets, puts and deletes (router and shard nodes alike; see batch.ts). */
+export const BATCH_PATH = '/batch'
 
 /**
  * Admin API of the router (served by its coordinator). JSON in, JSON out.
@@ -45,6 +47,12 @@ export const INTERNAL_REPLICATION = {
   /** primary → coordinator: `{group, url, inSync, term}`; answered once the new map is installed. */
   inSync: '/internal/replication/in-sync'
 } as const
+
+/**
+ * A request id (`x-shardkv-request-id`, and a batch op's `rid`): what a node stores with a
+ * write to recognise its retry. The router's batch ids are `<uuid>-<index>`.
+ */
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/
 
 /** Internal headers, all lower-case as Node delivers them. */
 export const HEADER = {

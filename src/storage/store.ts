@@ -39,8 +39,25 @@ export type WriteOutcome =
   | { ok: true, version: string, seq: number, replayed: boolean, existed: boolean }
   | { ok: false, reason: 'precondition_failed', current: string | undefined }
 
+/** One operation of a multi-operation transaction (`applyOps`). */
+export type StoreOp =
+  | { op: 'put', key: string, value: Buffer, contentType: string, conditions?: WriteConditions, origin?: string | undefined }
+  | { op: 'delete', key: string, conditions?: WriteConditions, origin?: string | undefined }
+  | { op: 'get', key: string }
+
+/**
+ * What became of one op of `applyOps`: a write's outcome, a read (with the key's
+ * tombstone seq when it was deleted here), or a write the guard or SQLite refused
+ * (rolled back alone, to its savepoint; the others still commit).
+ */
+export type OpOutcome =
+  | { kind: 'write', outcome: WriteOutcome }
+  | { kind: 'read', found: StoredValue | undefined, tombstoneSeq: number | undefined }
+  | { kind: 'refused', error: unknown }
+
 interface MetaRow { version: string, seq: number, deleted: number, origin: string | null }
 interface ValueRow { value: Buffer, content_type: string, version: string, seq: number }
+interface ReadRow { value: Buffer | null, content_type: string, version: string, seq: number, deleted: number }
 interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number, origin: string | null }
 
 /**
@@ -81,7 +98,10 @@ export class KvStore {
   private readonly readMetaStmt: Database.Statement<[string], { value: unknown }>
   private readonly writeMetaStmt: Database.Statement<[string, unknown]>
   private readonly changesStmt: Database.Statement<[number, number], RawChangeRow>
+  private readonly readRowStmt: Database.Statement<[string], ReadRow>
   private readonly putTxn: (key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number) => WriteOutcome
+  private readonly writeOne: (key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number) => WriteOutcome
+  private readonly opsTxn: Database.Transaction<(ops: readonly StoreOp[]) => OpOutcome[]>
   private term: number
   private guard: WriteGuard | undefined
   private readonly epochStmt: Database.Statement<[], { value: number }>
@@ -106,6 +126,7 @@ export class KvStore {
 
     this.getStmt = this.db.prepare('SELECT value, content_type, version, seq FROM kv WHERE key = ? AND deleted = 0')
     this.metaStmt = this.db.prepare('SELECT version, seq, deleted, origin FROM kv WHERE key = ?')
+    this.readRowStmt = this.db.prepare('SELECT value, content_type, version, seq, deleted FROM kv WHERE key = ?')
     this.bumpSeqStmt = this.db.prepare(`UPDATE meta SET value = value + 1 WHERE name = '${META.seq}' RETURNING value`)
     this.upsertStmt = this.db.prepare(`
       INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -136,6 +157,30 @@ export class KvStore {
       return { ok: true, version, seq, replayed: false, existed: current !== undefined }
     })
     this.putTxn = (...args) => write.immediate(...args)
+    // Called inside opsTxn, the same function runs as a SAVEPOINT: a write the guard
+    // refuses rolls back alone and the rest of the transaction goes on.
+    this.writeOne = write
+    this.opsTxn = this.db.transaction((ops: readonly StoreOp[]): OpOutcome[] => ops.map((op) => this.applyOne(op)))
+  }
+
+  private applyOne (op: StoreOp): OpOutcome {
+    if (op.op === 'get') {
+      const row = this.readRowStmt.get(op.key)
+      if (row === undefined) return { kind: 'read', found: undefined, tombstoneSeq: undefined }
+      if (row.deleted === 1) return { kind: 'read', found: undefined, tombstoneSeq: row.seq }
+      return { kind: 'read', found: { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version, seq: row.seq }, tombstoneSeq: undefined }
+    }
+    try {
+      const outcome = op.op === 'put'
+        ? this.writeOne(op.key, op.value, op.contentType, op.conditions ?? {}, op.origin ?? null, 0)
+        : this.writeOne(op.key, EMPTY, '', op.conditions ?? {}, op.origin ?? null, 1)
+      return { kind: 'write', outcome }
+    } catch (err) {
+      // Some SQLite errors abort the whole transaction, not just the savepoint: then
+      // nothing of it can commit, and every op must fail with it.
+      if (!this.db.inTransaction) throw err
+      return { kind: 'refused', error: err }
+    }
   }
 
   private initIdentity (wanted: string | undefined, readonly: boolean): string {
@@ -192,6 +237,19 @@ export class KvStore {
   /** Deletes by writing a tombstone, so that the delete replicates and migrates like a write. */
   delete (key: string, conditions: WriteConditions = {}, origin?: string): WriteOutcome {
     return this.putTxn(key, EMPTY, '', conditions, origin ?? null, 1)
+  }
+
+  /**
+   * Runs many ops in ONE transaction (one commit, one fsync): each write exactly as
+   * `put`/`delete` run it (guard with the epoch read in this transaction, request-id
+   * replay, preconditions, seq bump), each in its own savepoint, and each get reads
+   * what the ops before it left. Outcomes come back in op order. Throws only when the
+   * transaction as a whole fails (e.g. SQLITE_BUSY): then nothing of it committed.
+   * With no write among the ops it is a plain read transaction (one snapshot).
+   */
+  applyOps (ops: readonly StoreOp[]): OpOutcome[] {
+    if (ops.length === 0) return []
+    return ops.some((o) => o.op !== 'get') ? this.opsTxn.immediate(ops) : this.opsTxn.deferred(ops)
   }
 
   /** Rows (tombstones included) with seq > afterSeq, in seq order: the change log. */

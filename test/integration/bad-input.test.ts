@@ -156,15 +156,20 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
     })
   }
 
-  await t.test('the router does not trust client-sent internal headers', async (t) => {
+  await t.test('a client-sent request id is an idempotency key; other internal headers are not trusted', async (t) => {
     const key = 'bi/internal-headers'
     const h = { 'x-shardkv-request-id': 'client-chosen-id', 'content-type': 'text/plain' }
     const first = await http.put(c.routerUrl, key, 'first', h)
-    const second = await http.put(c.routerUrl, key, 'second', h)
+    const retried = await http.put(c.routerUrl, key, 'first', h)
     t.equal(first.status, 201)
-    t.equal(second.status, 200, 'a second write with the same client-sent request id is a new write')
-    t.equal((await http.get(c.routerUrl, key)).text(), 'second', 'and it is applied (not answered as a replay of the first)')
-    const bogus = await http.put(c.routerUrl, key, 'third', { 'x-shardkv-epoch': 'not-a-number', 'content-type': 'text/plain' })
+    t.equal(retried.status, 201, 'a retry with the same request id is answered as the first attempt was')
+    t.equal(retried.header('etag'), first.header('etag'), 'with the same ETag: it was not applied again')
+    const second = await http.put(c.routerUrl, key, 'second', { ...h, 'x-shardkv-request-id': 'another-id' })
+    t.equal(second.status, 200, 'another request id is another write')
+    t.equal((await http.get(c.routerUrl, key)).text(), 'second', 'and it is applied')
+    const invalid = await http.put(c.routerUrl, key, 'third', { ...h, 'x-shardkv-request-id': 'not valid!' })
+    t.equal(invalid.status, 200, 'an id that is not a valid request id is ignored (the router makes its own)')
+    const bogus = await http.put(c.routerUrl, key, 'fourth', { 'x-shardkv-epoch': 'not-a-number', 'content-type': 'text/plain' })
     t.ok(bogus.status === 200 || bogus.status === 400, `a bogus client epoch header: 200 (ignored) or 400 (got ${bogus.status})`)
     await http.del(c.routerUrl, key)
     // Restore the position baseline: this subtest wrote on purpose.

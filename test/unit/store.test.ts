@@ -171,3 +171,81 @@ t.test('meta values persist', async (t) => {
   t.equal(r.readMeta('epoch'), 7)
   t.equal(r.readMeta('no-such-meta'), undefined)
 })
+
+t.test('applyOps: many ops in one transaction, each applied as put/delete apply it', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const old = ok(t, s.put('k1', Buffer.from('old'), 'text/plain'), 'setup')
+  ok(t, s.put('gone', Buffer.from('x'), 'text/plain'), 'setup')
+  const out = s.applyOps([
+    { op: 'get', key: 'k1' },
+    { op: 'put', key: 'k1', value: Buffer.from('new'), contentType: 'text/x', conditions: { ifMatch: [old.version] }, origin: 'r-1' },
+    { op: 'get', key: 'k1' },
+    { op: 'put', key: 'k2', value: Buffer.from('v2'), contentType: 'text/plain', conditions: { ifMatch: ['stale'] } },
+    { op: 'delete', key: 'gone' },
+    { op: 'get', key: 'gone' },
+    { op: 'get', key: 'never' },
+    { op: 'put', key: 'k3', value: Buffer.from('v3'), contentType: 'text/plain', conditions: { ifNoneMatch: '*' } }
+  ])
+  t.equal(out.length, 8)
+  t.match(out[0], { kind: 'read', found: { version: old.version } }, 'a get before the put sees the old value')
+  t.match(out[1], { kind: 'write', outcome: { ok: true, existed: true, replayed: false } })
+  const put = out[1]?.kind === 'write' && out[1].outcome.ok ? out[1].outcome : undefined
+  t.ok(out[2]?.kind === 'read' && out[2].found?.value.toString() === 'new' && out[2].found.version === put?.version, 'a get after the put sees it')
+  t.match(out[3], { kind: 'write', outcome: { ok: false, reason: 'precondition_failed', current: undefined } }, 'a failed precondition is its own outcome')
+  t.match(out[4], { kind: 'write', outcome: { ok: true, existed: true } })
+  const del = out[4]?.kind === 'write' && out[4].outcome.ok ? out[4].outcome : undefined
+  t.same(out[5], { kind: 'read', found: undefined, tombstoneSeq: del?.seq }, 'a deleted key reads as absent with its tombstone seq')
+  t.same(out[6], { kind: 'read', found: undefined, tombstoneSeq: undefined })
+  t.match(out[7], { kind: 'write', outcome: { ok: true, existed: false } })
+  t.equal(s.get('k2'), undefined, 'the refused write changed nothing')
+  t.equal(s.get('k3')?.value.toString(), 'v3')
+  // The same request id again: answered as the first time, not applied again.
+  const again = s.applyOps([{ op: 'put', key: 'k1', value: Buffer.from('new'), contentType: 'text/x', origin: 'r-1' }])
+  t.match(again[0], { kind: 'write', outcome: { ok: true, replayed: true, version: put?.version, existed: true } })
+  t.same(s.applyOps([]), [])
+})
+
+t.test('applyOps: a write the guard refuses rolls back alone; the guard sees the epoch of the transaction', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const seen: Array<[string, number]> = []
+  s.setWriteGuard((key, epoch) => {
+    seen.push([key, epoch])
+    if (key.startsWith('fenced')) throw new StoreError('ERR_FENCED', `${key} moved away`)
+  })
+  const before = s.position()
+  const out = s.applyOps([
+    { op: 'put', key: 'a', value: Buffer.from('1'), contentType: 'text/plain' },
+    { op: 'put', key: 'fenced-1', value: Buffer.from('2'), contentType: 'text/plain' },
+    { op: 'delete', key: 'fenced-2' },
+    { op: 'put', key: 'b', value: Buffer.from('3'), contentType: 'text/plain' }
+  ])
+  t.match(out[0], { kind: 'write', outcome: { ok: true } })
+  t.match(out[1], { kind: 'refused', error: { code: 'ERR_FENCED' } })
+  t.match(out[2], { kind: 'refused', error: { code: 'ERR_FENCED' } })
+  t.match(out[3], { kind: 'write', outcome: { ok: true } })
+  t.same(seen.map(([k]) => k), ['a', 'fenced-1', 'fenced-2', 'b'], 'every write is guarded')
+  t.ok(seen.every(([, e]) => e === 0), 'with the installed epoch')
+  t.equal(s.get('fenced-1'), undefined)
+  t.equal(s.position(), before + 2, 'only the two accepted writes took a seq')
+  const seqs = out.flatMap((o) => o.kind === 'write' && o.outcome.ok ? [o.outcome.seq] : [])
+  t.same(seqs, [before + 1, before + 2])
+})
+
+t.test('applyOps: when the transaction cannot start, it throws and nothing is written; reads need no write lock', async (t) => {
+  const path = tempDb(t)
+  const s = new KvStore({ path, nodeId: 'n1', synchronous: 'NORMAL', busyTimeoutMs: 50 })
+  t.teardown(() => s.close())
+  ok(t, s.put('r', Buffer.from('r'), 'text/plain'), 'setup')
+  const other = open(t, path, 'n1')
+  other.database.prepare('BEGIN IMMEDIATE').run()
+  t.teardown(() => { if (other.database.inTransaction) other.database.prepare('ROLLBACK').run() })
+  t.throws(() => s.applyOps([
+    { op: 'put', key: 'x', value: Buffer.from('1'), contentType: 'text/plain' },
+    { op: 'put', key: 'y', value: Buffer.from('2'), contentType: 'text/plain' }
+  ]), { code: 'SQLITE_BUSY' })
+  const reads = s.applyOps([{ op: 'get', key: 'r' }, { op: 'get', key: 'x' }])
+  t.match(reads, [{ kind: 'read', found: { contentType: 'text/plain' } }, { kind: 'read', found: undefined }], 'a gets-only call reads under a held write lock')
+  other.database.prepare('ROLLBACK').run()
+  t.equal(s.get('x'), undefined)
+  t.equal(s.get('y'), undefined)
+})

@@ -27,7 +27,7 @@ const RETRYABLE = new Set([
 
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 
-function codeOf (err: unknown): string | undefined {
+export function upstreamErrorCode (err: unknown): string | undefined {
   if (typeof err !== 'object' || err === null) return undefined
   const code = (err as { code?: unknown }).code
   if (typeof code === 'string') return code
@@ -35,16 +35,16 @@ function codeOf (err: unknown): string | undefined {
   const inner = (err as { errors?: unknown }).errors
   if (Array.isArray(inner)) {
     for (const e of inner) {
-      const c = codeOf(e)
+      const c = upstreamErrorCode(e)
       if (c !== undefined) return c
     }
   }
   const cause = (err as { cause?: unknown }).cause
-  return cause === undefined ? undefined : codeOf(cause)
+  return cause === undefined ? undefined : upstreamErrorCode(cause)
 }
 
 export function classifyUpstreamError (err: unknown): UpstreamFailure {
-  const code = codeOf(err)
+  const code = upstreamErrorCode(err)
   if (code === undefined) return 'fatal'
   if (RETRYABLE.has(code)) return 'retry'
   if (TIMEOUTS.has(code)) return 'timeout'
@@ -53,7 +53,7 @@ export function classifyUpstreamError (err: unknown): UpstreamFailure {
 
 /** A short text for messages, or with `codeOnly` a bounded label for metrics. */
 export function describeUpstreamError (err: unknown, codeOnly = false): string {
-  const code = codeOf(err)
+  const code = upstreamErrorCode(err)
   if (codeOnly) return code !== undefined && RETRYABLE.has(code) ? code : 'other'
   const message = err instanceof Error ? err.message : String(err)
   if (code === undefined || message.includes(code)) return message

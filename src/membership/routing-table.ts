@@ -1,5 +1,5 @@
-import { ringFor, type GroupRing } from '../src/ring/ring'
-import { ringOf, type ClusterMap, type NodeRole } from '../src/membership/map'
+import { ringFor, type GroupRing } from '../ring/ring'
+import { ringOf, type ClusterMap, type NodeRole } from './map'
 
 /**
  * One immutable snapshot of the cluster map prepared for routing: the ring, each

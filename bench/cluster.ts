@@ -1,0 +1,88 @@
+import { join } from 'node:path'
+import { groupSpec, launchRouter, launchShard, type LaunchedProcess } from '../src/local/launcher'
+import type { BenchContext } from './context'
+import { preloadKeys } from './fast-preload'
+import { benchKey } from './preload'
+
+/**
+ * One scenario's cluster: N shard nodes (one per group, no replicas) and a router over
+ * them, in the scenario's own directory. Built from the launcher's single-process starts
+ * rather than startLocalCluster because scenarios vary what that does not expose per
+ * role: node flags for the router alone (--cpu-prof) and shard flags per cluster.
+ */
+
+export const HOST = '127.0.0.1'
+
+export interface BenchClusterOptions {
+  name: string
+  groups: number
+  /** Extra shard node flags (e.g. --group-commit-max-ops 1). */
+  shardArgs?: string[]
+  synchronous?: string
+  /** Node flags for the router process (e.g. --cpu-prof). */
+  routerNodeArgs?: string[]
+}
+
+export interface BenchCluster {
+  dir: string
+  routerUrl: string
+  nodes: Array<{ group: string, url: string }>
+  processes: LaunchedProcess[]
+  /** The keys preloaded by `load`. */
+  keys: string[]
+  /** Writes `count` keys of `value` through the router. */
+  load(count: number, value: Buffer): Promise<void>
+  stop(): Promise<void>
+}
+
+export async function startBenchCluster (ctx: BenchContext, opts: BenchClusterOptions): Promise<BenchCluster> {
+  const dir = ctx.scenarioDir(opts.name)
+  const processes: LaunchedProcess[] = []
+  const started = (p: LaunchedProcess): LaunchedProcess => {
+    processes.push(p)
+    ctx.track(p)
+    return p
+  }
+  const common = { host: HOST, detached: true }
+  const ids = Array.from({ length: opts.groups }, (_, i) => `g${i + 1}`)
+  try {
+    const settled = await Promise.allSettled(ids.map(async (group) => started(await launchShard({
+      ...common,
+      name: `${opts.name}-${group}`,
+      group,
+      dataDir: join(dir, group),
+      logFile: join(dir, 'logs', `${group}.log`),
+      workers: ctx.opts.workers,
+      synchronous: opts.synchronous,
+      extraArgs: opts.shardArgs
+    }))))
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
+    if (failed !== undefined) throw failed.reason
+    const shards = processes.slice()
+    const router = started(await launchRouter({
+      ...common,
+      name: `${opts.name}-router`,
+      dataDir: join(dir, 'router'),
+      logFile: join(dir, 'logs', 'router.log'),
+      groups: shards.map((s, i) => groupSpec(ids[i] as string, s)),
+      nodeArgs: opts.routerNodeArgs
+    }))
+    const keys: string[] = []
+    return {
+      dir,
+      routerUrl: router.url,
+      nodes: shards.map((s, i) => ({ group: ids[i] as string, url: s.url })),
+      processes,
+      keys,
+      load: async (count, value) => {
+        const fresh = Array.from({ length: count }, (_, i) => benchKey(i))
+        await preloadKeys(router.url, fresh, value)
+        keys.splice(0, keys.length, ...fresh)
+      },
+      stop: () => ctx.stop({ launched: processes, others: [] })
+    }
+  } catch (err) {
+    await ctx.stop({ launched: processes, others: [] }).catch(() => undefined)
+    throw err
+  }
+}

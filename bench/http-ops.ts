@@ -1,0 +1,97 @@
+import { Pool, type Dispatcher } from 'undici'
+import { BATCH_PATH } from '../src/protocol/wire'
+import { kvPath } from '../src/protocol/key'
+import type { BatchOpWire, BatchResult } from '../src/protocol/batch'
+import { pick, type Operation } from './engine'
+
+/**
+ * Operations against an HTTP target (router, shard node or nginx) over one kept-alive
+ * undici Pool per target with as many connections as load loops, so no request waits for
+ * a connection. Every response body is read to the end: a target is measured serving the
+ * whole answer, the same for all targets.
+ */
+
+export class BenchRequestError extends Error {
+  readonly code = 'ERR_BENCH_REQUEST'
+  constructor (readonly status: number, message: string) {
+    super(message)
+    this.name = 'BenchRequestError'
+  }
+}
+
+export class HttpTarget {
+  private readonly pool: Pool
+
+  constructor (readonly url: string, connections: number) {
+    this.pool = new Pool(url, { connections, pipelining: 1 })
+  }
+
+  /** GET a random key; 200 expected. */
+  get (keys: readonly string[]): Operation {
+    const paths = keys.map(kvPath)
+    return async () => {
+      const path = pick(paths)
+      const res = await this.pool.request({ path, method: 'GET' })
+      await this.expect(res, 'GET', path, 200)
+      return 1
+    }
+  }
+
+  /** PUT a random key; 200 or 201 expected. */
+  put (keys: readonly string[], value: Buffer): Operation {
+    const paths = keys.map(kvPath)
+    const headers = { 'content-type': 'application/octet-stream' }
+    return async () => {
+      const path = pick(paths)
+      const res = await this.pool.request({ path, method: 'PUT', body: value, headers })
+      await this.expect(res, 'PUT', path, 200, 201)
+      return 1
+    }
+  }
+
+  /** A read or a write, reads with probability `readFraction`. */
+  mixed (keys: readonly string[], value: Buffer, readFraction: number): Operation {
+    const get = this.get(keys)
+    const put = this.put(keys, value)
+    return () => Math.random() < readFraction ? get() : put()
+  }
+
+  /**
+   * POST /batch of `size` random keys (gets, or puts of `value`); every op must succeed.
+   * Keys within one batch may repeat: cheaper than sampling without replacement, and the
+   * server must handle it anyway.
+   */
+  batch (kind: 'get' | 'put', keys: readonly string[], size: number, value?: Buffer): Operation {
+    const encoded = value?.toString('base64')
+    const headers = { 'content-type': 'application/json' }
+    return async () => {
+      const ops: BatchOpWire[] = new Array(size)
+      for (let i = 0; i < size; i++) {
+        ops[i] = kind === 'get' ? { op: 'get', key: pick(keys) } : { op: 'put', key: pick(keys), value: encoded ?? '' }
+      }
+      const res = await this.pool.request({ path: BATCH_PATH, method: 'POST', body: JSON.stringify({ ops }), headers })
+      const text = await res.body.text()
+      if (res.statusCode !== 200) throw new BenchRequestError(res.statusCode, `POST ${BATCH_PATH} answered ${res.statusCode}: ${text.slice(0, 200)}`)
+      const results = (JSON.parse(text) as { results?: BatchResult[] }).results
+      if (!Array.isArray(results) || results.length !== size) throw new BenchRequestError(res.statusCode, `POST ${BATCH_PATH}: expected ${size} results`)
+      for (const r of results) {
+        const ok = kind === 'get' ? r.status === 200 : r.status === 200 || r.status === 201
+        if (!ok) throw new BenchRequestError(r.status, `POST ${BATCH_PATH}: an op answered ${r.status} ${r.error ?? ''}: ${r.message ?? ''}`)
+      }
+      return size
+    }
+  }
+
+  close (): Promise<void> {
+    return this.pool.close()
+  }
+
+  private async expect (res: Dispatcher.ResponseData, method: string, path: string, ...ok: number[]): Promise<void> {
+    if (ok.includes(res.statusCode)) {
+      await res.body.arrayBuffer()
+      return
+    }
+    const text = await res.body.text()
+    throw new BenchRequestError(res.statusCode, `${method} ${path} answered ${res.statusCode}: ${text.slice(0, 200)}`)
+  }
+}

@@ -1,0 +1,91 @@
+import type { LoadResult, WarmUpResult } from './engine'
+import type { ScenarioId } from './options'
+
+/**
+ * The suite's ratios and targets (issue 5), computed from measurements by name. Pure.
+ * A ratio compares two measurements of the same run; the peer, batch and group-commit
+ * ones compare measurements of the same cluster, taken back to back.
+ */
+
+export interface Measurement extends LoadResult {
+  scenario: ScenarioId
+  /** Unique within its scenario, e.g. "GET", "batch GET". */
+  name: string
+  /** What was measured, for the table (e.g. "router → 3 groups"). */
+  target: string
+  /** How the warm-up before it went (absent when there was none). */
+  warmup?: WarmUpResult
+}
+
+export interface Ref {
+  scenario: ScenarioId
+  name: string
+}
+
+export interface RatioSpec {
+  id: string
+  label: string
+  num: Ref
+  den: Ref
+  /** Batches compare keys/s; everything else requests/s (the same thing for single keys). */
+  per: 'req' | 'keys'
+  /** The target: pass when the ratio is at least this. Absent: informational. */
+  min?: number
+}
+
+export type Verdict = 'pass' | 'miss' | 'n/a' | 'info'
+
+export interface RatioResult {
+  id: string
+  label: string
+  value: number | null
+  min: number | undefined
+  verdict: Verdict
+}
+
+export const RATIOS: readonly RatioSpec[] = [
+  { id: 'routed-vs-nginx', label: 'routed GET / nginx GET (same node)', num: { scenario: 'peer', name: 'router GET' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req', min: 0.8 },
+  { id: 'direct-vs-nginx', label: 'direct client GET / nginx GET (same node)', num: { scenario: 'peer', name: 'direct GET' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req', min: 1.0 },
+  { id: 'batch-vs-single', label: 'batch GET keys/s / single GET keys/s', num: { scenario: 'batch', name: 'batch GET' }, den: { scenario: 'batch', name: 'GET' }, per: 'keys', min: 10 },
+  { id: 'group-commit', label: 'durable PUT, group commit / 1 tx per write', num: { scenario: 'group-commit', name: 'PUT group commit' }, den: { scenario: 'group-commit', name: 'PUT 1 tx/write' }, per: 'req', min: 3 },
+  { id: 'batch-put-vs-single', label: 'batch PUT keys/s / single PUT keys/s', num: { scenario: 'batch', name: 'batch PUT' }, den: { scenario: 'batch', name: 'PUT' }, per: 'keys' },
+  { id: 'router-vs-node', label: 'routed GET / same node direct (the hop)', num: { scenario: 'peer', name: 'router GET' }, den: { scenario: 'peer', name: 'node GET' }, per: 'req' },
+  { id: 'nginx-vs-node', label: 'nginx GET / same node direct', num: { scenario: 'peer', name: 'nginx GET' }, den: { scenario: 'peer', name: 'node GET' }, per: 'req' },
+  { id: 'routed-vs-direct-get', label: 'routed GET / direct client GET (N groups)', num: { scenario: 'routed', name: 'GET' }, den: { scenario: 'direct', name: 'GET' }, per: 'req' },
+  { id: 'routed-vs-direct-put', label: 'routed PUT / direct client PUT (N groups)', num: { scenario: 'routed', name: 'PUT' }, den: { scenario: 'direct', name: 'PUT' }, per: 'req' },
+  { id: 'scaling-get', label: 'routed GET, 4 groups / 1 group', num: { scenario: 'scaling', name: 'GET 4 groups' }, den: { scenario: 'scaling', name: 'GET 1 group' }, per: 'req' },
+  { id: 'scaling-put', label: 'routed PUT, 4 groups / 1 group', num: { scenario: 'scaling', name: 'PUT 4 groups' }, den: { scenario: 'scaling', name: 'PUT 1 group' }, per: 'req' }
+]
+
+export function findMeasurement (all: readonly Measurement[], ref: Ref): Measurement | undefined {
+  return all.find((m) => m.scenario === ref.scenario && m.name === ref.name)
+}
+
+/**
+ * A measurement with failed requests does not count: its rate would compare a target
+ * that answered errors quickly with one that did the work.
+ */
+function rate (m: Measurement | undefined, per: 'req' | 'keys'): number | undefined {
+  if (m === undefined || m.errors > 0) return undefined
+  return per === 'keys' ? m.keysPerSec : m.reqPerSec
+}
+
+export function computeRatio (spec: RatioSpec, all: readonly Measurement[]): RatioResult {
+  const num = rate(findMeasurement(all, spec.num), spec.per)
+  const den = rate(findMeasurement(all, spec.den), spec.per)
+  const value = num === undefined || den === undefined || den === 0 ? null : num / den
+  let verdict: Verdict
+  if (spec.min === undefined) verdict = value === null ? 'n/a' : 'info'
+  else if (value === null) verdict = 'n/a'
+  else verdict = value >= spec.min ? 'pass' : 'miss'
+  return { id: spec.id, label: spec.label, value, min: spec.min, verdict }
+}
+
+/** Every ratio whose two measurements were both taken (targets first). */
+export function computeRatios (all: readonly Measurement[], specs: readonly RatioSpec[] = RATIOS): RatioResult[] {
+  const ran = (ref: Ref): boolean => all.some((m) => m.scenario === ref.scenario)
+  return specs
+    .filter((s) => ran(s.num) && ran(s.den))
+    .map((s) => computeRatio(s, all))
+    .sort((a, b) => Number(b.min !== undefined) - Number(a.min !== undefined))
+}

@@ -1,0 +1,199 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from '../src/log'
+import { planBatch } from '../src/membership/batch-plan'
+import type { RoutingTable } from '../src/membership/routing-table'
+import { toWire, errorResult, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { ShardKvError } from '../src/protocol/errors'
+import { BATCH_PATH, HEADER } from '../src/protocol/wire'
+import type { Forwarder, ForwardRequest, KvMethod } from './forward'
+import type { RouterMetrics } from './metrics'
+import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
+import { forwardedToBatchResult, readShardBatchReply, type ShardBatchReply } from './batch-results'
+
+/**
+ * The data plane for batches: split by owner primary, one POST /batch per primary in
+ * parallel, moving keys one by one through the single-key Forwarder, and the retry loop.
+ *
+ * Each sub-batch retries on its own: a group whose node is down or whose map moved waits
+ * and re-plans only its own ops against the current routing table (a failover or a
+ * rebalance may send them elsewhere now), while the other groups' results are already
+ * final. Every op carries the same `rid` on every attempt, so a sub-batch that is resent
+ * after a reset connection — which may have committed — is applied once.
+ */
+
+const FIRST_BACKOFF_MS = 5
+const MAX_BACKOFF_MS = 100
+
+const METHOD: Record<BatchOp['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
+
+export interface BatchForwarderOptions {
+  table: () => RoutingTable
+  forwarder: Forwarder
+  retryTimeoutMs: number
+  metrics: RouterMetrics
+  log: Logger
+}
+
+/** One client batch in flight. */
+interface BatchRun {
+  ops: readonly BatchOp[]
+  keys: readonly string[]
+  id: string
+  results: Array<BatchResult | undefined>
+  deadline: number
+  retries: number
+}
+
+/** Why a sub-batch (or part of it) must be sent again. */
+type RetryReason = string
+
+export interface BatchOutcome {
+  results: BatchResult[]
+  /** Upstream attempts beyond the first, over all groups. */
+  retries: number
+}
+
+export class BatchForwarder {
+  constructor (private readonly options: BatchForwarderOptions) {}
+
+  /** Runs a validated batch; every op gets a result, in the client's order. Never throws for one op's failure. */
+  async run (ops: readonly BatchOp[], id: string): Promise<BatchOutcome> {
+    const run: BatchRun = {
+      ops,
+      keys: ops.map((o) => o.key),
+      id,
+      results: new Array(ops.length),
+      deadline: Date.now() + this.options.retryTimeoutMs,
+      retries: 0
+    }
+    await this.dispatch(run, ops.map((_, i) => i), FIRST_BACKOFF_MS, false)
+    const results = run.results.map((r, i) => r ?? errorResult(new ShardKvError('internal', `ops[${i}] got no result`)))
+    return { results, retries: run.retries }
+  }
+
+  private rid (run: BatchRun, i: number): string {
+    return `${run.id}-${i}`
+  }
+
+  /** Plans `indexes` against the current table and sends every part in parallel. */
+  private async dispatch (run: BatchRun, indexes: number[], backoff: number, timedOutBefore: boolean): Promise<void> {
+    const table = this.options.table()
+    const plan = planBatch(table, run.keys, indexes)
+    for (const i of plan.unowned) {
+      run.results[i] = errorResult(new ShardKvError('unavailable', 'no shard group owns keys: the cluster map has no active groups', { epoch: table.epoch }))
+    }
+    const parts: Array<Promise<void>> = []
+    for (const [url, idx] of plan.byPrimary) parts.push(this.group(run, table, url, idx, backoff, timedOutBefore))
+    for (const i of plan.single) parts.push(this.single(run, i))
+    await Promise.all(parts)
+  }
+
+  /** One sub-batch to one primary, then (after a backoff) whatever of it must be retried. */
+  private async group (run: BatchRun, table: RoutingTable, url: string, idx: number[], backoff: number, timedOutBefore: boolean): Promise<void> {
+    this.options.metrics.countBatchUpstream('group')
+    let retry: number[]
+    let reason: RetryReason
+    try {
+      const reply = await this.send(run, table, url, idx)
+      retry = this.apply(run, idx, reply)
+      reason = 'misdirected'
+    } catch (err) {
+      if (err instanceof ShardKvError) {
+        for (const i of idx) run.results[i] = errorResult(err)
+        return
+      }
+      const kind = classifyUpstreamError(err)
+      if (kind === 'timeout' && !timedOutBefore) {
+        // Once, as for single keys: a connection handed to a worker that died before
+        // taking it is never answered; the rids make the repeat safe.
+        this.options.metrics.countRetry('timeout')
+        run.retries++
+        await this.dispatch(run, idx, backoff, true)
+        return
+      }
+      if (kind !== 'retry') {
+        const failure = kind === 'timeout'
+          ? new ShardKvError('upstream_timeout', `shard ${url} did not answer the batch in time`)
+          : new ShardKvError('upstream_error', `shard ${url} failed: ${describeUpstreamError(err)}`)
+        if (kind !== 'timeout') this.options.log.error({ event: 'upstream-error', url, batch: run.id, ops: idx.length, err }, 'shard batch request failed')
+        for (const i of idx) run.results[i] = errorResult(failure)
+        return
+      }
+      retry = idx
+      reason = describeUpstreamError(err, true)
+    }
+    if (retry.length === 0) return
+    if (Date.now() + backoff > run.deadline) {
+      const gaveUp = new ShardKvError('unavailable', reason === 'misdirected'
+        ? `the cluster map is changing; no owner accepted this batch op within ${this.options.retryTimeoutMs} ms`
+        : `shard ${url} is unreachable (${reason}); gave up after ${this.options.retryTimeoutMs} ms`)
+      for (const i of retry) run.results[i] = errorResult(gaveUp)
+      return
+    }
+    run.retries++
+    this.options.metrics.countRetry(reason)
+    await sleep(backoff)
+    await this.dispatch(run, retry, Math.min(backoff * 2, MAX_BACKOFF_MS), timedOutBefore)
+  }
+
+  private async send (run: BatchRun, table: RoutingTable, url: string, idx: readonly number[]): Promise<ShardBatchReply> {
+    const body = JSON.stringify({ ops: idx.map((i) => toWire(run.ops[i] as BatchOp, this.rid(run, i))) })
+    const res = await this.options.forwarder.pool(url).request({
+      path: BATCH_PATH,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
+      body
+    })
+    let text: string
+    try {
+      text = await res.body.text()
+    } catch (err) {
+      res.body.destroy()
+      throw err
+    }
+    return readShardBatchReply(res.statusCode, text, idx.length, url)
+  }
+
+  /** Stores a sub-batch's final results; returns the indexes to retry (misdirected). */
+  private apply (run: BatchRun, idx: readonly number[], reply: ShardBatchReply): number[] {
+    if (reply.kind === 'misdirected') return [...idx]
+    if (reply.kind === 'failed') {
+      for (const i of idx) run.results[i] = reply.result
+      return []
+    }
+    const retry: number[] = []
+    idx.forEach((i, j) => {
+      const r = reply.results[j] as BatchResult
+      if (r.status === 421) retry.push(i)
+      else run.results[i] = r
+    })
+    return retry
+  }
+
+  /** A moving key: the single-key path knows fallback reads and copy on touch. */
+  private async single (run: BatchRun, i: number): Promise<void> {
+    this.options.metrics.countBatchUpstream('single')
+    const op = run.ops[i] as BatchOp
+    const req: ForwardRequest = {
+      method: METHOD[op.op],
+      key: op.key,
+      requestId: this.rid(run, i),
+      body: op.op === 'put' ? (op.value ?? Buffer.alloc(0)) : null,
+      contentType: op.op === 'put' ? op.contentType : undefined,
+      ifMatch: op.ifMatch,
+      ifNoneMatch: op.ifNoneMatch
+    }
+    try {
+      const result = await this.options.forwarder.forward(req)
+      run.retries += result.retries
+      run.results[i] = forwardedToBatchResult(op.op, result)
+    } catch (err) {
+      if (err instanceof ShardKvError) {
+        run.results[i] = errorResult(err)
+      } else {
+        this.options.log.error({ event: 'batch-single-failed', batch: run.id, index: i, err }, 'single-key forward of a batch op failed')
+        run.results[i] = errorResult(new ShardKvError('internal', 'internal error'))
+      }
+    }
+  }
+}

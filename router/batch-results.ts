@@ -1,0 +1,81 @@
+import type { BatchOpName, BatchResult } from '../src/protocol/batch'
+import { isErrorCode, type ErrorCode } from '../src/protocol/errors'
+import type { ForwardResult } from './forward'
+
+/**
+ * Turning shard answers into batch results, without I/O (unit-tested directly).
+ *
+ * Fields that are shard → router signals only (`tombstone`: no fallback read needed;
+ * `map`: the node's installed map on a misdirected op) never reach the client: the
+ * router acts on them or not, and a client result means the same whichever path the op took.
+ */
+
+export type ShardBatchReply =
+  /** 200: one result per op sent, in order. */
+  | { kind: 'ok', results: BatchResult[] }
+  /** 421 for the whole sub-batch: the node is not the primary, its lease ran out, or its map differs. */
+  | { kind: 'misdirected' }
+  /** Any other answer: that error is the result of each op of the sub-batch. */
+  | { kind: 'failed', result: BatchResult }
+
+const INTERNAL_FIELDS = new Set(['tombstone', 'map', 'status', 'error', 'message'])
+
+function parseJson (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function validStatus (v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 100 && v <= 599
+}
+
+/** A shard's error body (or whatever it sent instead) as an op's result with the shard's status. */
+export function errorFromShard (status: number, body: unknown): BatchResult {
+  const b = isObject(body) ? body : {}
+  const code: ErrorCode = isErrorCode(b.error) ? b.error : status >= 500 ? 'upstream_error' : 'invalid_request'
+  const message = typeof b.message === 'string' ? b.message : `the shard answered HTTP ${status}`
+  const result: BatchResult = { status, error: code, message }
+  for (const [k, v] of Object.entries(b)) if (!INTERNAL_FIELDS.has(k)) result[k] = v
+  return result
+}
+
+/** One op's result from a shard's 200 answer, cleaned of shard → router fields. */
+function fromShardResult (r: Record<string, unknown>): BatchResult {
+  const out: BatchResult = { status: r.status as number }
+  for (const [k, v] of Object.entries(r)) if (k !== 'tombstone' && k !== 'map' && k !== 'status') out[k] = v
+  return out
+}
+
+/** Interprets a shard's answer to POST /batch carrying `count` ops. */
+export function readShardBatchReply (status: number, text: string, count: number, url: string): ShardBatchReply {
+  if (status === 421) return { kind: 'misdirected' }
+  const body = parseJson(text)
+  if (status !== 200) return { kind: 'failed', result: errorFromShard(status, body) }
+  const results = isObject(body) ? body.results : undefined
+  if (!Array.isArray(results) || results.length !== count || !results.every((r) => isObject(r) && validStatus(r.status))) {
+    return {
+      kind: 'failed',
+      result: { status: 502, error: 'upstream_error', message: `shard ${url} answered the batch with a malformed body (want {"results": [${count} results]})` }
+    }
+  }
+  return { kind: 'ok', results: (results as Array<Record<string, unknown>>).map(fromShardResult) }
+}
+
+/** The single-key path's answer for one op, as the batch result the shard would have given. */
+export function forwardedToBatchResult (op: BatchOpName, res: ForwardResult): BatchResult {
+  if (res.status >= 400) return errorFromShard(res.status, parseJson(res.body.toString('utf8')))
+  const out: BatchResult = { status: res.status }
+  if (res.etag !== undefined) out.etag = res.etag
+  if (op === 'get' && res.status === 200) {
+    if (res.contentType !== undefined) out.contentType = res.contentType
+    out.value = res.body.toString('base64')
+  }
+  return out
+}

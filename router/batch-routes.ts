@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { parseBatch, type BatchLimits } from '../src/protocol/batch'
+import { ShardKvError } from '../src/protocol/errors'
+import { BATCH_PATH, HEADER, REQUEST_ID_PATTERN } from '../src/protocol/wire'
+import type { BatchForwarder } from './batch-forward'
+import type { RouterMetrics } from './metrics'
+
+/**
+ * POST /batch on the router: validate the whole batch (nothing is forwarded when any op
+ * is malformed), give it one request id, run it, answer every op's result in the
+ * client's order. Always 200 once valid: per-op failures are per-op results.
+ *
+ * The body is JSON but arrives through the shared raw-bytes parser (src/http/server.ts)
+ * with this route's own limit, so the value-size limit of /kv does not apply and a body
+ * over --max-batch-bytes is `batch_too_large` rather than `value_too_large`.
+ */
+
+export interface BatchRoutesOptions {
+  batches: BatchForwarder
+  metrics: RouterMetrics
+  limits: BatchLimits
+  maxBatchBytes: number
+  isDraining: () => boolean
+}
+
+export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesOptions): void {
+  const { batches, metrics, limits, maxBatchBytes, isDraining } = options
+
+  const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const ops = parseBatch(parseJsonBody(request.body), limits)
+    metrics.countBatch(ops)
+    // A client that retries a batch sends its id again, so every write in it applies once.
+    const clientId = request.headers[HEADER.requestId]
+    const batchId = typeof clientId === 'string' && clientId.length <= 64 && REQUEST_ID_PATTERN.test(clientId) ? clientId : randomUUID()
+    const { results, retries } = await batches.run(ops, batchId)
+    if (retries > 0) reply.header(HEADER.retries, String(retries))
+    if (isDraining()) reply.header('connection', 'close')
+    return reply.code(200).type('application/json').send(JSON.stringify({ results }))
+  }
+
+  app.route({
+    method: 'POST',
+    url: BATCH_PATH,
+    bodyLimit: maxBatchBytes,
+    handler: handle,
+    errorHandler: (err: FastifyError | ShardKvError, _request, reply) => {
+      if (!(err instanceof ShardKvError) && err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        const tooLarge = new ShardKvError('batch_too_large', `a batch body is at most ${maxBatchBytes} bytes`, { maxBytes: maxBatchBytes })
+        return reply.code(tooLarge.status).type('application/json').send(JSON.stringify(tooLarge.toBody()))
+      }
+      // Everything else is answered like any other route's error.
+      throw err
+    }
+  })
+  app.route({
+    method: ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH'],
+    url: BATCH_PATH,
+    exposeHeadRoute: false,
+    handler: async (request, reply) => {
+      const err = new ShardKvError('method_not_allowed', `${request.method} is not allowed on ${BATCH_PATH}; use POST`)
+      return reply.code(err.status).header('allow', 'POST').type('application/json').send(JSON.stringify(err.toBody()))
+    }
+  })
+}
+
+function parseJsonBody (body: unknown): unknown {
+  if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a batch is a JSON body {"ops": [...]}')
+  try {
+    return JSON.parse(body.toString('utf8'))
+  } catch {
+    throw new ShardKvError('invalid_request', 'the batch body is not valid JSON')
+  }
+}

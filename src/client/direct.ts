@@ -1,0 +1,221 @@
+import { Pool } from 'undici'
+import { planBatch } from '../membership/batch-plan'
+import type { RoutingTable } from '../membership/routing-table'
+import type { BatchOpWire } from '../protocol/batch'
+import { kvPath } from '../protocol/key'
+import { BATCH_PATH, HEADER } from '../protocol/wire'
+import { KvError, UnavailableError } from './errors'
+import { MapSource } from './map-source'
+import { fromHttp, unavailableResult, type OpResult } from './results'
+import { batchResults, readBody, RoutedTransport, singleHeaders } from './routed'
+import {
+  Backoff, poolOptions, RequestCounter, sleep,
+  type KvMethod, type SingleRequest, type Transport
+} from './transport'
+import { classifyUpstreamError, describeUpstreamError, type UpstreamFailure } from '../http/upstream-errors'
+
+/**
+ * Direct mode (peer-to-peer load balancing): the client hashes each key onto the ring
+ * of the map it loaded from the router's GET /cluster — the same RoutingTable code the
+ * router uses — and sends the request straight to the owning group's primary over a
+ * kept-alive pool per node, carrying its map epoch and a request id.
+ *
+ * Correctness does not rest on the client's map being current: a node checks every
+ * request against the map installed on it, and refuses (421) keys it does not own and
+ * everything once it is no longer primary or its lease has run out. On a 421 or a
+ * connection that fails (a primary killed in a failover) the client refreshes the map
+ * (single-flight, see MapSource) and retries, backing off, for up to retryTimeoutMs;
+ * the request id, the same on every attempt, makes the node apply a write once.
+ *
+ * Keys that an unsettled rebalance is moving go through the router instead: their new
+ * owner may not hold them yet, and only the router does the fallback read from the
+ * old owner and the copy on touch before a conditional write.
+ */
+
+export interface DirectOptions {
+  routerUrl: string
+  connections: number
+  retryTimeoutMs: number
+  timeoutMs: number
+}
+
+const METHOD_OF: Record<BatchOpWire['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
+
+export class DirectTransport implements Transport {
+  readonly maps: MapSource
+  private readonly router: RoutedTransport
+  private readonly controlPool: Pool
+  private readonly pools = new Map<string, Pool>()
+  private readonly counter = new RequestCounter()
+  private closed = false
+
+  constructor (private readonly options: DirectOptions) {
+    const routerUrl = new URL(options.routerUrl).origin
+    this.router = new RoutedTransport(routerUrl, { ...options, counter: this.counter })
+    this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1 })
+    this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs)
+  }
+
+  async send (req: SingleRequest): Promise<OpResult> {
+    const backoff = new Backoff(Date.now() + this.options.retryTimeoutMs)
+    const path = kvPath(req.key)
+    const body = req.method === 'PUT' ? req.body ?? Buffer.alloc(0) : null
+    let last = ''
+    let lastKind: UpstreamFailure | '421' = '421'
+    for (;;) {
+      const table = await this.maps.current()
+      // A moving key: the router reads it with fallback and copies it on touch (see above).
+      if (table.handoverSourceOf(req.key) !== undefined) return await this.router.send(req)
+      const url = table.ownerOf(req.key)
+      if (url === undefined) {
+        last = 'no group is on the ring'
+      } else {
+        try {
+          this.counter.add(url)
+          const res = await this.pool(url).request({
+            path, method: req.method, body, headers: { ...singleHeaders(req), [HEADER.epoch]: table.epochHeader }
+          })
+          const data = await readBody(res)
+          if (res.statusCode !== 421) return fromHttp(res.statusCode, res.headers, data)
+          lastKind = '421'
+          last = `${url} answered 421 (${data.toString('utf8').slice(0, 160)})`
+        } catch (err) {
+          lastKind = classifyUpstreamError(err)
+          if (lastKind === 'fatal') throw new UnavailableError('upstream_error', `${url}: ${describeUpstreamError(err)}`, undefined, 502)
+          last = `${url}: ${describeUpstreamError(err)}`
+        }
+      }
+      await this.waitForMap(table, backoff, lastKind, last)
+    }
+  }
+
+  async batch (ops: BatchOpWire[], batchId: string): Promise<OpResult[]> {
+    const results: Array<OpResult | undefined> = new Array(ops.length)
+    const keys = ops.map((o) => o.key)
+    const backoff = new Backoff(Date.now() + this.options.retryTimeoutMs)
+    let todo: number[] | undefined
+    for (;;) {
+      const table = await this.maps.current()
+      const plan = planBatch(table, keys, todo)
+      const again: number[] = [...plan.unowned]
+      let refusal: KvError | undefined
+      const jobs: Array<Promise<void>> = []
+      for (const [url, indexes] of plan.byPrimary) {
+        jobs.push(this.subBatch(url, table, ops, indexes, batchId, results, again).catch((err: unknown) => {
+          refusal ??= err instanceof KvError ? err : new UnavailableError('upstream_error', describeUpstreamError(err), undefined, 502)
+        }))
+      }
+      // Moving keys, one at a time through the router's single-key path (see above).
+      for (const i of plan.single) jobs.push(this.viaRouter(ops[i] as BatchOpWire, batchId, i).then((r) => { results[i] = r }))
+      await Promise.all(jobs)
+      // A refusal of a sub-batch as a whole (it is malformed or over a limit) is the caller's error.
+      if (refusal !== undefined) throw refusal
+      if (again.length === 0) break
+      todo = again.sort((a, b) => a - b)
+      try {
+        await this.waitForMap(table, backoff, '421', `${todo.length} op(s) were refused or not answered`)
+      } catch (err) {
+        const message = (err as Error).message
+        for (const i of todo) results[i] = unavailableResult(message)
+        break
+      }
+    }
+    return results as OpResult[]
+  }
+
+  requestCounts (): Record<string, number> {
+    return this.counter.snapshot()
+  }
+
+  /** The router's URL in requestCounts(). */
+  get routerUrl (): string {
+    return this.router.url
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    const pools = [...this.pools.values()]
+    this.pools.clear()
+    await Promise.all([this.router.close(), this.controlPool.close(), ...pools.map(async (p) => { await p.close() })])
+  }
+
+  /**
+   * After a refused or failed attempt: refresh the map (single-flight) and retry at
+   * once if it moved, else back off. Throws UnavailableError when the budget is spent.
+   */
+  private async waitForMap (table: RoutingTable, backoff: Backoff, kind: UpstreamFailure | '421', last: string): Promise<void> {
+    if (this.closed) throw new UnavailableError('unavailable', 'the client is closed')
+    const wait = backoff.step()
+    if (wait === undefined) {
+      const code = kind === 'timeout' ? 'upstream_timeout' : 'unavailable'
+      throw new UnavailableError(code, `no owner answered within ${this.options.retryTimeoutMs} ms; last: ${last}`)
+    }
+    const next = await this.maps.refresh(table.epoch)
+    if (next.epoch === table.epoch) await sleep(wait)
+  }
+
+  private async subBatch (
+    url: string, table: RoutingTable, ops: readonly BatchOpWire[], indexes: number[], batchId: string,
+    results: Array<OpResult | undefined>, again: number[]
+  ): Promise<void> {
+    this.counter.add(url)
+    let status: number
+    let data: Buffer
+    try {
+      const res = await this.pool(url).request({
+        path: BATCH_PATH,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader, [HEADER.requestId]: batchId },
+        body: JSON.stringify({ ops: indexes.map((i) => ops[i]) })
+      })
+      status = res.statusCode
+      data = await readBody(res)
+    } catch (err) {
+      if (classifyUpstreamError(err) === 'fatal') {
+        for (const i of indexes) results[i] = unavailableResult(`${url}: ${describeUpstreamError(err)}`)
+      } else {
+        // Every op carries its rid: resending applies each write once.
+        again.push(...indexes)
+      }
+      return
+    }
+    // The node is not (or no longer) primary: the whole share goes again under a fresh map.
+    if (status === 421) {
+      again.push(...indexes)
+      return
+    }
+    const rs = batchResults({ status, body: data }, indexes.length)
+    for (let j = 0; j < indexes.length; j++) {
+      const i = indexes[j] as number
+      const r = rs[j] as OpResult
+      // Per-op 421: the node does not own this key under its map; re-plan it.
+      if (r.status === 421) again.push(i)
+      else results[i] = r
+    }
+  }
+
+  private async viaRouter (op: BatchOpWire, batchId: string, index: number): Promise<OpResult> {
+    const req: SingleRequest = { method: METHOD_OF[op.op], key: op.key, requestId: op.rid ?? `${batchId}-${index}` }
+    if (op.value !== undefined) req.body = Buffer.from(op.value, 'base64')
+    if (op.contentType !== undefined) req.contentType = op.contentType
+    if (op.ifMatch !== undefined) req.ifMatch = op.ifMatch
+    if (op.ifNoneMatch !== undefined) req.ifNoneMatch = op.ifNoneMatch
+    try {
+      return await this.router.send(req)
+    } catch (err) {
+      if (err instanceof KvError) return { status: err.status, error: err.toBody() }
+      throw err
+    }
+  }
+
+  private pool (url: string): Pool {
+    let pool = this.pools.get(url)
+    if (pool === undefined) {
+      if (this.closed) throw new UnavailableError('unavailable', 'the client is closed')
+      pool = new Pool(url, poolOptions(this.options.connections, this.options.timeoutMs))
+      this.pools.set(url, pool)
+    }
+    return pool
+  }
+}

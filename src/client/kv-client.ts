@@ -1,0 +1,189 @@
+import { BATCH_DEFAULTS, type BatchOpWire } from '../protocol/batch'
+import { ShardKvError } from '../protocol/errors'
+import { validateKey } from '../protocol/key'
+import { DEFAULT_CONTENT_TYPE } from '../protocol/wire'
+import { DirectTransport } from './direct'
+import { KvError, toKvError } from './errors'
+import { chunkOps, toDeleteResult, toEntry, toPutResult, type KvEntry, type OpResult, type PutResult } from './results'
+import { RoutedTransport } from './routed'
+import { newRequestId, type SingleRequest, type Transport } from './transport'
+
+/**
+ * The shardkv client: get/put/delete and their batch forms over either transport
+ * (routed: through a router; direct: straight to each key's primary). Single-key
+ * calls throw a typed KvError; batch calls resolve with one result or error per item,
+ * in the caller's order, and reject only when the batch is refused as a whole (a 4xx
+ * such as value_too_large). Keys are checked before anything is sent; a server-side
+ * refusal means nothing of that request was applied — but a batch split into several
+ * requests (over maxBatchOps, or per group in direct mode) may have had its other
+ * requests applied.
+ */
+
+export type ClientMode = 'routed' | 'direct'
+
+export interface ClientOptions {
+  /** The router's base URL (direct mode loads the cluster map from it). */
+  url: string
+  mode?: ClientMode
+  /** Kept-alive connections per pool (the router's, or each node's in direct mode). Default 16. */
+  connections?: number
+  /** How long a call keeps retrying refused connections and map changes. Default 5000 ms. */
+  retryTimeoutMs?: number
+  /** Longest wait for a response's headers, or between body chunks. Default 10000 ms. */
+  timeoutMs?: number
+  /** Ops per batch request (larger batches are split). Default 1000, the servers' default limit. */
+  maxBatchOps?: number
+  /** About this many bytes of JSON per batch request. Default 16 MiB, the servers' default limit. */
+  maxBatchBytes?: number
+}
+
+export interface PutOptions {
+  contentType?: string
+  /** An ETag (quotes included) or '*': write only if the current version matches. */
+  ifMatch?: string
+  /** '*': write only if the key has no value. */
+  ifNoneMatch?: '*'
+}
+
+export interface DeleteOptions {
+  ifMatch?: string
+}
+
+export interface PutItem extends PutOptions {
+  key: string
+  value: Buffer | string
+}
+
+export interface DeleteItem extends DeleteOptions {
+  key: string
+}
+
+export interface ClientStats {
+  mode: ClientMode
+  /** Requests sent per base URL (router or node), retries included. */
+  requests: Record<string, number>
+  /** GET /cluster fetches (direct mode). */
+  mapFetches: number
+  /** The map epoch routed by (direct mode, once loaded). */
+  epoch: number | undefined
+}
+
+function checkKey (key: string): void {
+  if (typeof key !== 'string') throw new KvError('invalid_key', 'a key is a string')
+  try {
+    validateKey(key)
+  } catch (err) {
+    throw err instanceof ShardKvError ? toKvError(err) : err
+  }
+}
+
+function asBuffer (value: Buffer | string): Buffer {
+  return typeof value === 'string' ? Buffer.from(value, 'utf8') : value
+}
+
+function orThrow<T> (r: T | KvError): T {
+  if (r instanceof KvError) throw r
+  return r
+}
+
+export class KvClient {
+  readonly mode: ClientMode
+  private readonly transport: Transport
+  private readonly maxBatchOps: number
+  private readonly maxBatchBytes: number
+
+  constructor (options: ClientOptions) {
+    this.mode = options.mode ?? 'routed'
+    const common = {
+      connections: options.connections ?? 16,
+      retryTimeoutMs: options.retryTimeoutMs ?? 5000,
+      timeoutMs: options.timeoutMs ?? 10_000
+    }
+    if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, ...common })
+    else if (this.mode === 'routed') this.transport = new RoutedTransport(options.url, common)
+    else throw new TypeError(`mode must be 'routed' or 'direct', not ${String(options.mode)}`)
+    this.maxBatchOps = options.maxBatchOps ?? BATCH_DEFAULTS.maxOps
+    this.maxBatchBytes = options.maxBatchBytes ?? BATCH_DEFAULTS.maxBytes
+  }
+
+  /** The value, its content type and ETag; NotFoundError when the key has none. */
+  async get (key: string): Promise<KvEntry> {
+    checkKey(key)
+    return orThrow(toEntry(await this.transport.send({ method: 'GET', key, requestId: newRequestId() })))
+  }
+
+  async put (key: string, value: Buffer | string, options: PutOptions = {}): Promise<PutResult> {
+    checkKey(key)
+    const req: SingleRequest = { method: 'PUT', key, body: asBuffer(value), contentType: options.contentType ?? DEFAULT_CONTENT_TYPE, requestId: newRequestId() }
+    if (options.ifMatch !== undefined) req.ifMatch = options.ifMatch
+    if (options.ifNoneMatch !== undefined) req.ifNoneMatch = options.ifNoneMatch
+    return orThrow(toPutResult(await this.transport.send(req)))
+  }
+
+  /** Deletes the key (also when it has no value); PreconditionFailedError when `ifMatch` fails. */
+  async delete (key: string, options: DeleteOptions = {}): Promise<void> {
+    checkKey(key)
+    const req: SingleRequest = { method: 'DELETE', key, requestId: newRequestId() }
+    if (options.ifMatch !== undefined) req.ifMatch = options.ifMatch
+    orThrow(toDeleteResult(await this.transport.send(req)))
+  }
+
+  /** One entry per key, in order; a NotFoundError (or another KvError) where there is none. */
+  async getMany (keys: readonly string[]): Promise<Array<KvEntry | KvError>> {
+    const results = await this.batch(keys.map((key) => ({ op: 'get', key })))
+    return results.map(toEntry)
+  }
+
+  async putMany (items: readonly PutItem[]): Promise<Array<PutResult | KvError>> {
+    const ops = items.map((it): BatchOpWire => {
+      const op: BatchOpWire = { op: 'put', key: it.key, value: asBuffer(it.value).toString('base64'), contentType: it.contentType ?? DEFAULT_CONTENT_TYPE }
+      if (it.ifMatch !== undefined) op.ifMatch = it.ifMatch
+      if (it.ifNoneMatch !== undefined) op.ifNoneMatch = it.ifNoneMatch
+      return op
+    })
+    return (await this.batch(ops)).map(toPutResult)
+  }
+
+  /** `undefined` for each key deleted (or already absent), a KvError where it failed. */
+  async deleteMany (items: ReadonlyArray<string | DeleteItem>): Promise<Array<KvError | undefined>> {
+    const ops = items.map((it): BatchOpWire => {
+      if (typeof it === 'string') return { op: 'delete', key: it }
+      const op: BatchOpWire = { op: 'delete', key: it.key }
+      if (it.ifMatch !== undefined) op.ifMatch = it.ifMatch
+      return op
+    })
+    return (await this.batch(ops)).map(toDeleteResult)
+  }
+
+  stats (): ClientStats {
+    const direct = this.transport instanceof DirectTransport ? this.transport : undefined
+    return {
+      mode: this.mode,
+      requests: this.transport.requestCounts(),
+      mapFetches: direct?.maps.fetches ?? 0,
+      epoch: direct?.maps.peek()?.epoch
+    }
+  }
+
+  async close (): Promise<void> {
+    await this.transport.close()
+  }
+
+  /**
+   * Sends ops in chunks the servers accept, every op with its rid `<batch id>-<index>`
+   * (index in the caller's list), so a resent chunk applies each write once.
+   */
+  private async batch (ops: BatchOpWire[]): Promise<OpResult[]> {
+    if (ops.length === 0) return []
+    for (const op of ops) checkKey(op.key)
+    const batchId = newRequestId()
+    ops.forEach((op, i) => { op.rid = `${batchId}-${i}` })
+    const chunks = chunkOps(ops, this.maxBatchOps, this.maxBatchBytes)
+    const parts = await Promise.all(chunks.map(async (c) => await this.transport.batch(c.ops, chunks.length === 1 ? batchId : `${batchId}-c${c.start}`)))
+    return parts.flat()
+  }
+}
+
+export function createClient (options: ClientOptions): KvClient {
+  return new KvClient(options)
+}

@@ -1,0 +1,73 @@
+import { validateMap } from '../membership/map'
+import { RoutingTable } from '../membership/routing-table'
+import { CLUSTER_PATH } from '../protocol/wire'
+import { UnavailableError } from './errors'
+import { jsonRequest } from './http'
+import type { Dispatcher } from 'undici'
+
+/** How often an unsettled map is refetched (see current()). */
+const HANDOVER_POLL_MS = 500
+
+/**
+ * The direct client's copy of the cluster map, fetched from the router's GET /cluster.
+ *
+ * Refreshes are single-flight: however many calls hit a 421 or a dead primary at once,
+ * one /cluster request is in flight and all of them wait for its answer. A table only
+ * moves forward (a response with an older epoch than the one held is ignored), so a
+ * slow answer cannot route a call by a map that was already replaced.
+ */
+export class MapSource {
+  private table: RoutingTable | undefined
+  private inflight: Promise<RoutingTable> | undefined
+  /** /cluster fetches made (for stats and tests). */
+  fetches = 0
+  private fetchedAt = 0
+
+  constructor (private readonly routerUrl: string, private readonly dispatcher: Dispatcher, private readonly timeoutMs: number) {}
+
+  /** The current table, fetching the map on first use. */
+  async current (): Promise<RoutingTable> {
+    const table = this.table
+    if (table === undefined) return await this.refresh(-1)
+    // Nothing tells a direct client that a rebalance settled (no node refuses it: the
+    // handover map routes every key it sends directly to an owner of both maps), so
+    // while the map is unsettled it is refetched in the background every so often;
+    // until then moving keys keep going through the router, which is correct, just slower.
+    if (table.map.handover !== undefined && this.inflight === undefined && Date.now() - this.fetchedAt > HANDOVER_POLL_MS) {
+      this.refresh(table.epoch).catch(() => undefined)
+    }
+    return table
+  }
+
+  /**
+   * A table newer than epoch `seen` if one arrived meanwhile; otherwise fetches the map
+   * (joining a fetch already in flight). May return a table of the same epoch: the map
+   * may not have changed yet (a failover in progress), and the caller backs off.
+   */
+  async refresh (seen: number): Promise<RoutingTable> {
+    if (this.table !== undefined && this.table.epoch > seen) return this.table
+    this.inflight ??= this.fetch().finally(() => { this.inflight = undefined })
+    return await this.inflight
+  }
+
+  peek (): RoutingTable | undefined {
+    return this.table
+  }
+
+  private async fetch (): Promise<RoutingTable> {
+    this.fetches++
+    this.fetchedAt = Date.now()
+    let table: RoutingTable
+    try {
+      const res = await jsonRequest<unknown>(this.routerUrl + CLUSTER_PATH, { dispatcher: this.dispatcher, timeoutMs: this.timeoutMs })
+      // validateMap checks the map's shape and ignores the runtime fields /cluster adds beside it.
+      table = new RoutingTable(validateMap(res.body))
+    } catch (err) {
+      // Keep routing by the map we have: the router may be restarting while the nodes serve.
+      if (this.table !== undefined) return this.table
+      throw new UnavailableError('unavailable', `cannot load the cluster map from ${this.routerUrl}: ${(err as Error).message}`)
+    }
+    if (this.table === undefined || table.epoch >= this.table.epoch) this.table = table
+    return this.table
+  }
+}

@@ -1,0 +1,134 @@
+import type { BatchOpWire, BatchResult } from '../protocol/batch'
+import { DEFAULT_CONTENT_TYPE } from '../protocol/wire'
+import { errorFromResponse, UnavailableError, type KvError } from './errors'
+
+/**
+ * The pure half of the client: one shape (OpResult) for the outcome of an operation
+ * whether it came back as a single-key HTTP response or as one result of a batch, and
+ * the functions that turn it into what the API returns. No I/O here.
+ */
+
+export interface KvEntry {
+  value: Buffer
+  contentType: string
+  /** The version, quotes included: pass it back as `ifMatch`. */
+  etag: string
+}
+
+export interface PutResult {
+  etag: string
+  /** True when the key had no value before (201 Created). */
+  created: boolean
+}
+
+/** The outcome of one operation, as either transport delivers it. */
+export interface OpResult {
+  status: number
+  etag?: string
+  contentType?: string
+  /** The value of a successful get. */
+  value?: Buffer
+  /** The parsed JSON error body of a failed operation. */
+  error?: unknown
+}
+
+function header (value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
+}
+
+function parseJson (body: Buffer): unknown {
+  if (body.length === 0) return undefined
+  try {
+    return JSON.parse(body.toString('utf8'))
+  } catch {
+    return { message: body.toString('utf8').slice(0, 200) }
+  }
+}
+
+/** A single-key HTTP response as an OpResult. */
+export function fromHttp (status: number, headers: Record<string, string | string[] | undefined>, body: Buffer): OpResult {
+  const r: OpResult = { status }
+  const etag = header(headers.etag)
+  if (etag !== undefined) r.etag = etag
+  const ct = header(headers['content-type'])
+  if (ct !== undefined) r.contentType = ct
+  if (status >= 400) r.error = parseJson(body)
+  else if (status === 200) r.value = body
+  return r
+}
+
+/** One result of a batch response as an OpResult. */
+export function fromBatchResult (raw: BatchResult | undefined): OpResult {
+  if (raw === undefined || typeof raw !== 'object' || raw === null || typeof raw.status !== 'number') {
+    return { status: 502, error: { error: 'upstream_error', message: 'the batch response has no result for this operation' } }
+  }
+  const r: OpResult = { status: raw.status }
+  if (typeof raw.etag === 'string') r.etag = raw.etag
+  if (typeof raw.contentType === 'string') r.contentType = raw.contentType
+  if (raw.status >= 400) r.error = raw
+  else if (typeof raw.value === 'string') r.value = Buffer.from(raw.value, 'base64')
+  return r
+}
+
+/** A transport failure as the result of an operation that never got an answer. */
+export function unavailableResult (message: string): OpResult {
+  return { status: 503, error: { error: 'unavailable', message } }
+}
+
+export function errorOf (r: OpResult): KvError {
+  return errorFromResponse({ status: r.status, body: r.error })
+}
+
+function unexpected (r: OpResult, what: string): KvError {
+  return new UnavailableError('upstream_error', `${what}: unexpected status ${r.status}`, undefined, 502)
+}
+
+export function toEntry (r: OpResult): KvEntry | KvError {
+  if (r.status >= 400) return errorOf(r)
+  if (r.status !== 200) return unexpected(r, 'get')
+  return { value: r.value ?? Buffer.alloc(0), contentType: r.contentType ?? DEFAULT_CONTENT_TYPE, etag: r.etag ?? '' }
+}
+
+export function toPutResult (r: OpResult): PutResult | KvError {
+  if (r.status >= 400) return errorOf(r)
+  if (r.status !== 200 && r.status !== 201) return unexpected(r, 'put')
+  return { etag: r.etag ?? '', created: r.status === 201 }
+}
+
+export function toDeleteResult (r: OpResult): KvError | undefined {
+  if (r.status >= 400) return errorOf(r)
+  if (r.status !== 204 && r.status !== 200) return unexpected(r, 'delete')
+  return undefined
+}
+
+/** Rough size of an op in a JSON batch body, to stay under the server's byte limit. */
+export function wireSize (op: BatchOpWire): number {
+  return 64 + Buffer.byteLength(op.key) * 3 + (op.value?.length ?? 0) + (op.contentType?.length ?? 0) +
+    (op.ifMatch?.length ?? 0) + (op.ifNoneMatch?.length ?? 0) + (op.rid?.length ?? 0)
+}
+
+/**
+ * Splits ops into consecutive chunks of at most `maxOps` ops and about `maxBytes` of
+ * JSON (an op larger than `maxBytes` alone is a chunk of its own: the server then
+ * answers it with its own limit error). Returns the start index of each chunk.
+ */
+export function chunkOps (ops: readonly BatchOpWire[], maxOps: number, maxBytes: number): Array<{ start: number, ops: BatchOpWire[] }> {
+  const chunks: Array<{ start: number, ops: BatchOpWire[] }> = []
+  let current: BatchOpWire[] = []
+  let start = 0
+  let bytes = 16
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i] as BatchOpWire
+    const size = wireSize(op)
+    if (current.length > 0 && (current.length >= maxOps || bytes + size > maxBytes)) {
+      chunks.push({ start, ops: current })
+      current = []
+      start = i
+      bytes = 16
+    }
+    current.push(op)
+    bytes += size
+  }
+  if (current.length > 0) chunks.push({ start, ops: current })
+  return chunks
+}

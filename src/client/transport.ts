@@ -1,0 +1,85 @@
+import { randomBytes } from 'node:crypto'
+import type { Pool } from 'undici'
+import type { BatchOpWire } from '../protocol/batch'
+import type { OpResult } from './results'
+
+/**
+ * What the client needs from the network, in two implementations: RoutedTransport
+ * (everything through one router) and DirectTransport (straight to each key's
+ * primary, from the cluster map). KvClient holds the API and the result mapping
+ * and does not know which one it talks through.
+ */
+
+export type KvMethod = 'GET' | 'PUT' | 'DELETE'
+
+export interface SingleRequest {
+  method: KvMethod
+  key: string
+  /** The value of a PUT. */
+  body?: Buffer
+  contentType?: string
+  ifMatch?: string
+  ifNoneMatch?: string
+  /** One per logical call, the same on every retry, so a write is applied once. */
+  requestId: string
+}
+
+export interface Transport {
+  send: (req: SingleRequest) => Promise<OpResult>
+  /**
+   * One result per op, in order. An op that got no answer has an error result
+   * (503 unavailable); a batch refused as a whole (malformed, over a limit) rejects.
+   */
+  batch: (ops: BatchOpWire[], batchId: string) => Promise<OpResult[]>
+  /** Requests sent per base URL (router or node), retries included. */
+  requestCounts: () => Record<string, number>
+  close: () => Promise<void>
+}
+
+/** `[A-Za-z0-9_-]{16}`: fits the request-id header and leaves room for `-<index>` in batch rids. */
+export function newRequestId (): string {
+  return randomBytes(12).toString('base64url')
+}
+
+export function poolOptions (connections: number, timeoutMs: number): Pool.Options {
+  return {
+    connections,
+    // A failed-over node's sockets die with it; never queue behind a half-dead one.
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    // On a LAN a connect either works or is refused at once; a silent host is a retry.
+    connect: { timeout: Math.min(1000, timeoutMs) }
+  }
+}
+
+/** Exponential backoff from 10 ms to 200 ms, never past the deadline. */
+export class Backoff {
+  private next = 10
+  constructor (readonly deadline: number) {}
+
+  /** The wait before the next attempt, or undefined when it would pass the deadline. */
+  step (now = Date.now()): number | undefined {
+    const wait = this.next
+    if (now + wait > this.deadline) return undefined
+    this.next = Math.min(this.next * 2, 200)
+    return wait
+  }
+}
+
+export function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Counts requests per base URL (for stats, and for tests that check where traffic went). */
+export class RequestCounter {
+  private readonly counts = new Map<string, number>()
+  add (url: string): void {
+    this.counts.set(url, (this.counts.get(url) ?? 0) + 1)
+  }
+
+  snapshot (): Record<string, number> {
+    return Object.fromEntries(this.counts)
+  }
+}

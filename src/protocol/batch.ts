@@ -1,0 +1,171 @@
+import { ShardKvError } from './errors'
+import { validateKey } from './key'
+import { parseEtagList, type WriteConditions } from './preconditions'
+import { DEFAULT_CONTENT_TYPE, REQUEST_ID_PATTERN } from './wire'
+
+/**
+ * Batches: one request carrying many gets, puts and deletes, answered with one result
+ * per operation in the same order. The same body is accepted by the router (which splits
+ * it by owner group) and by shard nodes (which apply their share in one transaction), so
+ * a direct client can send a group's share straight to its primary.
+ *
+ *   POST /batch  {"ops": [
+ *     {"op": "get",    "key": "a"},
+ *     {"op": "put",    "key": "b", "value": "<base64>", "contentType": "text/plain",
+ *                      "ifMatch": "\"<etag>\"" | "*", "ifNoneMatch": "*"},
+ *     {"op": "delete", "key": "c", "ifMatch": "\"<etag>\""}
+ *   ]}
+ *   → 200 {"results": [{"status": 200, "etag": "\"…\"", "contentType": "…", "value": "<base64>"},
+ *                      {"status": 201, "etag": "\"…\""}, {"status": 204}, …]}
+ *
+ * A failed operation has an error result (`{"status": 412, "error": "precondition_failed",
+ * "message": …, "current": "\"…\""}`) and does not fail the others. Malformed input (not
+ * JSON, an unknown op, a bad key or header, a value over the limit, too many ops) refuses
+ * the whole batch with a 4xx before anything is applied. `ifMatch`/`ifNoneMatch` take the
+ * same text as the HTTP headers.
+ *
+ * `rid` (optional, per op) is the op's request id, so a retried batch applies each write
+ * once; the router sets it to `<request id>-<index in the client's batch>`, which stays the
+ * same however the batch is split between groups. Shard nodes accept it; clients need not.
+ */
+
+export type BatchOpName = 'get' | 'put' | 'delete'
+
+export interface BatchOpWire {
+  op: BatchOpName
+  key: string
+  value?: string
+  contentType?: string
+  ifMatch?: string
+  ifNoneMatch?: string
+  rid?: string
+}
+
+/** One operation, validated and decoded. */
+export interface BatchOp {
+  op: BatchOpName
+  key: string
+  /** Decoded value (puts only). */
+  value: Buffer | undefined
+  contentType: string | undefined
+  /** The header texts, kept to forward unchanged. */
+  ifMatch: string | undefined
+  ifNoneMatch: string | undefined
+  conditions: WriteConditions
+  rid: string | undefined
+}
+
+export interface BatchResult {
+  status: number
+  etag?: string
+  contentType?: string
+  /** base64, for a successful get. */
+  value?: string
+  /** Present on a 404 that comes from a delete (shard → router: no fallback read is needed). */
+  tombstone?: boolean
+  error?: string
+  message?: string
+  [extra: string]: unknown
+}
+
+export interface BatchLimits {
+  maxOps: number
+  /** Largest single value (decoded bytes). */
+  maxValueBytes: number
+}
+
+export const BATCH_DEFAULTS = { maxOps: 1000, maxBytes: 16 * 1024 * 1024 } as const
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+
+function invalid (index: number, message: string): ShardKvError {
+  return new ShardKvError('invalid_request', `ops[${index}]: ${message}`, { index })
+}
+
+function optionalString (raw: Record<string, unknown>, name: string, index: number): string | undefined {
+  const v = raw[name]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'string') throw invalid(index, `${name} must be a string`)
+  return v
+}
+
+/**
+ * Validates a parsed batch body. Throws a ShardKvError (4xx) for anything malformed, so
+ * that a bad batch changes nothing.
+ */
+export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
+  if (typeof body !== 'object' || body === null || !Array.isArray((body as { ops?: unknown }).ops)) {
+    throw new ShardKvError('invalid_request', 'a batch is a JSON object {"ops": [...]}')
+  }
+  const raw = (body as { ops: unknown[] }).ops
+  if (raw.length === 0) throw new ShardKvError('invalid_request', 'a batch needs at least one op')
+  if (raw.length > limits.maxOps) {
+    throw new ShardKvError('batch_too_large', `a batch holds at most ${limits.maxOps} ops, this one has ${raw.length}`, { maxOps: limits.maxOps })
+  }
+  const ops: BatchOp[] = new Array(raw.length)
+  for (let i = 0; i < raw.length; i++) {
+    const r = raw[i]
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) throw invalid(i, 'an op is a JSON object')
+    const o = r as Record<string, unknown>
+    const op = o.op
+    if (op !== 'get' && op !== 'put' && op !== 'delete') throw invalid(i, 'op must be "get", "put" or "delete"')
+    const key = o.key
+    if (typeof key !== 'string') throw invalid(i, 'key must be a string')
+    try {
+      validateKey(key)
+    } catch (err) {
+      throw new ShardKvError('invalid_key', `ops[${i}]: ${(err as Error).message}`, { index: i })
+    }
+    const ifMatch = optionalString(o, 'ifMatch', i)
+    const ifNoneMatch = optionalString(o, 'ifNoneMatch', i)
+    const rid = optionalString(o, 'rid', i)
+    if (rid !== undefined && !REQUEST_ID_PATTERN.test(rid)) throw invalid(i, 'rid must be 1-80 characters of A-Z a-z 0-9 _ -')
+    let conditions: WriteConditions = {}
+    if (op === 'get') {
+      if (ifMatch !== undefined) throw invalid(i, 'a get takes no ifMatch')
+      if (o.value !== undefined) throw invalid(i, 'a get takes no value')
+    } else {
+      try {
+        conditions = { ifMatch: parseEtagList(ifMatch, 'ifMatch'), ifNoneMatch: parseEtagList(ifNoneMatch, 'ifNoneMatch') }
+      } catch (err) {
+        throw new ShardKvError('invalid_header', `ops[${i}]: ${(err as Error).message}`, { index: i })
+      }
+    }
+    let value: Buffer | undefined
+    let contentType: string | undefined
+    if (op === 'put') {
+      const v = o.value
+      if (typeof v !== 'string' || !BASE64.test(v) || v.length % 4 === 1) throw invalid(i, 'value must be a base64 string')
+      // Decoded size is known before decoding: refuse without allocating.
+      const bytes = Math.floor(v.length * 3 / 4) - (v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0)
+      if (bytes > limits.maxValueBytes) {
+        throw new ShardKvError('value_too_large', `ops[${i}]: the value is larger than ${limits.maxValueBytes} bytes`, { index: i })
+      }
+      value = Buffer.from(v, 'base64')
+      const ct = optionalString(o, 'contentType', i)
+      if (ct !== undefined && (ct.length > 256 || !/^[\x21-\x7e][\x20-\x7e]*$/.test(ct))) throw invalid(i, 'contentType must be printable ASCII, at most 256 characters')
+      contentType = ct ?? DEFAULT_CONTENT_TYPE
+    } else if (o.value !== undefined) {
+      throw invalid(i, `a ${op} takes no value`)
+    }
+    ops[i] = { op, key, value, contentType, ifMatch, ifNoneMatch, conditions, rid }
+  }
+  return ops
+}
+
+/** An op as it goes on the wire again (router → shard), with its request id. */
+export function toWire (op: BatchOp, rid: string | undefined): BatchOpWire {
+  const w: BatchOpWire = { op: op.op, key: op.key }
+  if (op.value !== undefined) w.value = op.value.toString('base64')
+  if (op.contentType !== undefined && op.op === 'put') w.contentType = op.contentType
+  if (op.ifMatch !== undefined) w.ifMatch = op.ifMatch
+  if (op.ifNoneMatch !== undefined) w.ifNoneMatch = op.ifNoneMatch
+  const id = rid ?? op.rid
+  if (id !== undefined) w.rid = id
+  return w
+}
+
+/** The result for an op that failed with a coded error. */
+export function errorResult (err: ShardKvError): BatchResult {
+  return { ...err.details, status: err.status, error: err.code, message: err.message }
+}

@@ -1,0 +1,162 @@
+import { randomBytes } from 'node:crypto'
+import { KvError, NotFoundError, type KvClient } from '../../src/client'
+import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
+
+/**
+ * The history-checked load of test/harness/history.ts, driven through the TypeScript
+ * client (either mode) instead of raw HTTP: C clients, each owning a disjoint set of
+ * keys and doing put/get/delete on them one at a time with values unique to the run.
+ * Every call and its outcome goes to a HistoryChecker: a resolved write is
+ * acknowledged, a PreconditionFailed/invalid refusal changed nothing, and any other
+ * error (UnavailableError, a transport failure) leaves the write's outcome unknown.
+ */
+
+export interface ClientLoadOptions {
+  clients: number
+  keysPerClient: number
+  durationMs: number
+  maxOpsPerClient: number
+  /** Relative weights; default put 5, get 4, delete 1. */
+  mix?: { put: number, get: number, delete: number }
+  keyPrefix?: string
+  /** Only these keys (split between the clients) instead of generated ones. */
+  keys?: string[]
+}
+
+export interface ClientFailure { op: string, key: string, error: string, at: number }
+
+const CONTENT_TYPE = 'text/plain; charset=utf-8'
+
+export class ClientLoad {
+  readonly checker = new HistoryChecker()
+  readonly failures: ClientFailure[] = []
+  failed = 0
+  ops = 0
+  /** Completion time (ms since start) of every acknowledged write, by key. */
+  readonly ackTimes: Array<{ key: string, at: number }> = []
+  private stopped = false
+  private readonly t0 = Date.now()
+  private readonly prefix: string
+  private readonly keysByClient: string[][]
+  private running: Promise<void> | undefined
+  private waiters: Array<{ n: number, resolve: () => void }> = []
+
+  constructor (private readonly kv: KvClient, private readonly opts: ClientLoadOptions) {
+    this.prefix = opts.keyPrefix ?? `cl${randomBytes(3).toString('hex')}`
+    this.keysByClient = Array.from({ length: opts.clients }, (_, c) => opts.keys !== undefined
+      ? opts.keys.filter((_, i) => i % opts.clients === c)
+      : Array.from({ length: opts.keysPerClient }, (_, i) => `${this.prefix}/c${c}/k${i}`))
+    for (const keys of this.keysByClient) for (const k of keys) this.checker.track(k)
+  }
+
+  run (): Promise<void> {
+    this.running ??= Promise.all(this.keysByClient.map(async (keys, c) => await this.client(c, keys))).then(() => {
+      this.stopped = true
+      for (const w of this.waiters.splice(0)) w.resolve()
+    })
+    return this.running
+  }
+
+  /** ms since the load was created (the clock of `ackTimes` and failures). */
+  elapsed (): number {
+    return Date.now() - this.t0
+  }
+
+  stop (): void {
+    this.stopped = true
+  }
+
+  /** Resolves once n operations have completed in all (or the load ended). */
+  async waitForOps (n: number): Promise<void> {
+    if (this.ops >= n || this.stopped) return
+    await new Promise<void>((resolve) => this.waiters.push({ n, resolve }))
+  }
+
+  private async client (c: number, keys: string[]): Promise<void> {
+    if (keys.length === 0) return
+    const { put, get, delete: del } = this.opts.mix ?? { put: 5, get: 4, delete: 1 }
+    const deadline = Date.now() + this.opts.durationMs
+    for (let n = 0; n < this.opts.maxOpsPerClient && !this.stopped && Date.now() < deadline; n++) {
+      const key = keys[Math.floor(Math.random() * keys.length)] as string
+      const r = Math.random() * (put + get + del)
+      if (r < put) await this.put(key, `${this.prefix}|c${c}|n${n}|`)
+      else if (r < put + get) await this.get(key)
+      else await this.delete(key)
+      this.ops++
+      for (let i = this.waiters.length - 1; i >= 0; i--) {
+        const w = this.waiters[i] as { n: number, resolve: () => void }
+        if (this.ops >= w.n) {
+          this.waiters.splice(i, 1)
+          w.resolve()
+        }
+      }
+    }
+  }
+
+  private fail (op: string, key: string, err: unknown): void {
+    this.failed++
+    if (this.failures.length < 30) this.failures.push({ op, key, error: `${(err as Error).name}: ${(err as Error).message}`, at: Date.now() - this.t0 })
+  }
+
+  private async write (op: 'put' | 'delete', key: string, state: KeyState, call: () => Promise<unknown>): Promise<void> {
+    this.checker.writeStarted(key, state)
+    try {
+      await call()
+      this.checker.writeAcked(key, state)
+      this.ackTimes.push({ key, at: Date.now() - this.t0 })
+    } catch (err) {
+      // A 4xx answer (other than an unavailable owner) is a definite refusal: nothing was applied.
+      if (err instanceof KvError && err.status < 500) this.checker.writeRefused(key, state)
+      else this.checker.writeUnknown(key, state)
+      this.fail(op, key, err)
+    }
+  }
+
+  private async put (key: string, value: string): Promise<void> {
+    await this.write('put', key, value, async () => await this.kv.put(key, value, { contentType: CONTENT_TYPE }))
+  }
+
+  private async delete (key: string): Promise<void> {
+    await this.write('delete', key, null, async () => { await this.kv.delete(key) })
+  }
+
+  private async get (key: string): Promise<void> {
+    try {
+      const e = await this.kv.get(key)
+      this.checker.readResult(key, e.value.toString('utf8'), { expected: CONTENT_TYPE, got: e.contentType })
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        this.checker.readResult(key, null)
+        return
+      }
+      this.checker.readFailed()
+      this.fail('get', key, err)
+    }
+  }
+
+  /** Reads every key back through `reader` (after the load) with getMany, retrying failed ones a few times. */
+  async verify (reader: KvClient): Promise<HistoryReport> {
+    if (this.running !== undefined) await this.running
+    let todo = this.checker.trackedKeys()
+    for (let attempt = 0; attempt < 4 && todo.length > 0; attempt++) {
+      const got = await reader.getMany(todo)
+      const retry: string[] = []
+      todo.forEach((key, i) => {
+        const r = got[i]
+        if (r instanceof NotFoundError) this.checker.finalState(key, null)
+        else if (r instanceof Error || r === undefined) {
+          if (attempt === 3) this.checker.finalState(key, { error: String(r) })
+          else retry.push(key)
+        } else this.checker.finalState(key, r.value.toString('utf8'))
+      })
+      todo = retry
+      if (todo.length > 0) await new Promise((resolve) => setTimeout(resolve, 300 * (attempt + 1)))
+    }
+    return this.checker.report()
+  }
+
+  summary (): string {
+    const head = `${this.ops} ops, ${this.failed} failed; checker ${JSON.stringify(this.checker.counts)}`
+    return this.failures.length === 0 ? head : `${head}\n${this.failures.slice(0, 8).map((f) => `  ${f.op} ${f.key} at ${f.at}ms: ${f.error}`).join('\n')}`
+  }
+}
