@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { parseBatch, type BatchLimits } from '../src/protocol/batch'
+import { parseBatchBody, type BatchLimits } from '../src/protocol/batch'
 import { ShardKvError } from '../src/protocol/errors'
 import { BATCH_PATH, HEADER, REQUEST_ID_PATTERN } from '../src/protocol/wire'
 import type { BatchForwarder } from './batch-forward'
@@ -28,7 +28,7 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
   const { batches, metrics, limits, maxBatchBytes, isDraining } = options
 
   const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const ops = parseBatch(parseJsonBody(request.body), limits)
+    const ops = parseBatchBody(request.body, limits)
     metrics.countBatch(ops)
     // A client that retries a batch sends its id again, so every write in it applies once.
     const clientId = request.headers[HEADER.requestId]
@@ -64,11 +64,3 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
   })
 }
 
-function parseJsonBody (body: unknown): unknown {
-  if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a batch is a JSON body {"ops": [...]}')
-  try {
-    return JSON.parse(body.toString('utf8'))
-  } catch {
-    throw new ShardKvError('invalid_request', 'the batch body is not valid JSON')
-  }
-}

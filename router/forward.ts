@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { IncomingHttpHeaders } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
 import type { Logger } from '../src/log'
 import { ShardKvError } from '../src/protocol/errors'
@@ -66,6 +67,8 @@ const MAX_CONNECT_TIMEOUT_MS = 1000
 const KEEP_ALIVE_MS = 30_000
 
 type Headers = Record<string, string>
+
+const EMPTY = Buffer.alloc(0)
 
 function header (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value
@@ -192,16 +195,51 @@ export class Forwarder {
   }
 
   private async attempt (pool: Pool, path: string, req: ForwardRequest, headers: Headers): Promise<ForwardResult> {
-    const res = await pool.request({ path, method: req.method, headers, body: req.body })
-    let body: Buffer
-    try {
-      body = Buffer.from(await res.body.arrayBuffer())
-    } catch (err) {
-      // A body that failed half way must not keep its connection out of the pool.
-      res.body.destroy()
-      throw err
-    }
-    return fromResponse(res, body)
+    return await new Promise<ForwardResult>((resolve, reject) => {
+      pool.dispatch({ path, method: req.method, headers, body: req.body }, new CollectingHandler(resolve, reject))
+    })
+  }
+}
+
+/**
+ * Buffers one upstream answer. `pool.request` would wrap every answer in a Readable
+ * and a promise per body read; values are small and relayed whole, so the router
+ * takes the chunks undici hands over (views of the socket's reads, not copies) and
+ * joins them only when there is more than one.
+ */
+class CollectingHandler implements Dispatcher.DispatchHandler {
+  private status = 0
+  private headers: IncomingHttpHeaders = {}
+  private chunks: Buffer[] = []
+  private size = 0
+
+  constructor (
+    private readonly resolve: (result: ForwardResult) => void,
+    private readonly reject: (err: Error) => void
+  ) {}
+
+  // undici tells the handler APIs apart by this method; it must exist even with nothing to do.
+  onRequestStart (): void {}
+
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.status = statusCode
+    this.headers = headers
+  }
+
+  onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.chunks.push(chunk)
+    this.size += chunk.length
+  }
+
+  onResponseEnd (): void {
+    const { chunks } = this
+    const body = chunks.length === 1 ? chunks[0] as Buffer : chunks.length === 0 ? EMPTY : Buffer.concat(chunks, this.size)
+    this.resolve(fromResponse(this.status, this.headers, body))
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
+    this.chunks = []
+    this.reject(err)
   }
 }
 
@@ -213,10 +251,9 @@ function upstreamHeaders (req: ForwardRequest): Headers {
   return h
 }
 
-function fromResponse (res: Dispatcher.ResponseData, body: Buffer): ForwardResult {
-  const h = res.headers
+function fromResponse (status: number, h: IncomingHttpHeaders, body: Buffer): ForwardResult {
   return {
-    status: res.statusCode,
+    status,
     contentType: header(h['content-type']),
     contentLength: header(h['content-length']),
     etag: header(h.etag),

@@ -1,3 +1,4 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RouterConfig } from '../src/config/options'
@@ -8,6 +9,7 @@ import { Coordinator } from './coordinator'
 import { refuseOversizedUploads } from './expect-continue'
 import { Forwarder } from './forward'
 import { registerKvRoutes } from './kv-routes'
+import { kvFastPath } from './kv-fast-path'
 import { BatchForwarder } from './batch-forward'
 import { registerBatchRoutes } from './batch-routes'
 import { RouterMetrics } from './metrics'
@@ -55,6 +57,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   })
   let draining = false
   registerKvRoutes(app, { forwarder, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
+  serveAheadOfFastify(app.server, kvFastPath({ forwarder, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining }))
   registerBatchRoutes(app, {
     batches: new BatchForwarder({ table: () => coord.table, forwarder, retryTimeoutMs: config.retryTimeoutMs, metrics, log }),
     metrics,
@@ -128,6 +131,22 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   }
 
   return { url, coordinator: coord, close }
+}
+
+/**
+ * Puts a request listener in front of fastify's: fastify installs its handler as the
+ * server's 'request' listener when it is created; the fast path takes the requests it
+ * answers and hands every other one to fastify unchanged (also those that
+ * expect-continue.ts re-emits after "100 Continue").
+ */
+function serveAheadOfFastify (server: Server, fast: (req: IncomingMessage, res: ServerResponse) => boolean): void {
+  const listeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>
+  if (listeners.length !== 1) throw new Error(`expected fastify's one request listener, found ${listeners.length}`)
+  const fastify = listeners[0] as (req: IncomingMessage, res: ServerResponse) => void
+  server.removeListener('request', fastify)
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!fast(req, res)) fastify(req, res)
+  })
 }
 
 /**

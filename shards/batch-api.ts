@@ -4,7 +4,7 @@ import type { Ownership } from '../src/membership/ownership'
 import { BATCH_PATH } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
-import { errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { errorResult, parseBatchBody, type BatchOp, type BatchResult } from '../src/protocol/batch'
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import { requestOrigin, senderEpoch, servingView, type WriteQueue } from './serving'
@@ -35,14 +35,6 @@ export interface BatchApiContext {
   maxValueBytes: number
 }
 
-function parseBody (body: unknown): unknown {
-  if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a batch needs a JSON body {"ops": [...]}')
-  try {
-    return JSON.parse(body.toString('utf8'))
-  } catch {
-    throw new ShardKvError('invalid_request', 'the body is not valid JSON')
-  }
-}
 
 /** The request id op i's write is recorded under: its own, else derived from the request's. */
 function opOrigin (op: BatchOp, index: number, requestId: string | undefined): string | undefined {
@@ -77,7 +69,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
   }, async (request, reply) => {
     senderEpoch(request)
     const requestId = requestOrigin(request)
-    const ops = parseBatch(parseBody(request.body), limits)
+    const ops = parseBatchBody(request.body, limits)
     const view = servingView(store, ownership)
 
     const results: BatchResult[] = new Array(ops.length)

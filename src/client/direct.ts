@@ -4,10 +4,11 @@ import type { RoutingTable } from '../membership/routing-table'
 import type { BatchOpWire } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
+import { exchange } from './dispatch'
 import { KvError, UnavailableError } from './errors'
 import { MapSource } from './map-source'
 import { fromHttp, unavailableResult, type OpResult } from './results'
-import { batchResults, readBody, RoutedTransport, singleHeaders } from './routed'
+import { batchResults, RoutedTransport, singleHeaders } from './routed'
 import {
   Backoff, poolOptions, RequestCounter, sleep,
   type KvMethod, type SingleRequest, type Transport
@@ -40,6 +41,7 @@ export interface DirectOptions {
 }
 
 const METHOD_OF: Record<BatchOpWire['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
+const EMPTY = Buffer.alloc(0)
 
 export class DirectTransport implements Transport {
   readonly maps: MapSource
@@ -48,6 +50,9 @@ export class DirectTransport implements Transport {
   private readonly pools = new Map<string, Pool>()
   private readonly counter = new RequestCounter()
   private closed = false
+  /** The headers of a plain GET (only the epoch) for the table they were built for. */
+  private plainTable: RoutingTable | undefined
+  private plainHeaders: Record<string, string> = {}
 
   constructor (private readonly options: DirectOptions) {
     const routerUrl = new URL(options.routerUrl).origin
@@ -57,13 +62,15 @@ export class DirectTransport implements Transport {
   }
 
   async send (req: SingleRequest): Promise<OpResult> {
-    const backoff = new Backoff(Date.now() + this.options.retryTimeoutMs)
+    const deadline = Date.now() + this.options.retryTimeoutMs
+    // Made on the first failure: most calls never need one.
+    let backoff: Backoff | undefined
     const path = kvPath(req.key)
-    const body = req.method === 'PUT' ? req.body ?? Buffer.alloc(0) : null
+    const body = req.method === 'PUT' ? req.body ?? EMPTY : null
     let last = ''
     let lastKind: UpstreamFailure | '421' = '421'
     for (;;) {
-      const table = await this.maps.current()
+      const table = this.maps.now() ?? await this.maps.current()
       // A moving key: the router reads it with fallback and copies it on touch (see above).
       if (table.handoverSourceOf(req.key) !== undefined) return await this.router.send(req)
       const url = table.ownerOf(req.key)
@@ -72,19 +79,18 @@ export class DirectTransport implements Transport {
       } else {
         try {
           this.counter.add(url)
-          const res = await this.pool(url).request({
-            path, method: req.method, body, headers: { ...singleHeaders(req), [HEADER.epoch]: table.epochHeader }
-          })
-          const data = await readBody(res)
-          if (res.statusCode !== 421) return fromHttp(res.statusCode, res.headers, data)
+          const res = await exchange(this.pool(url), { path, method: req.method, body, headers: this.headers(req, table) })
+          if (res.status !== 421) return fromHttp(res.status, res.headers, res.body)
+          this.maps.offer(mapOf(res.body))
           lastKind = '421'
-          last = `${url} answered 421 (${data.toString('utf8').slice(0, 160)})`
+          last = `${url} answered 421 (${res.body.toString('utf8').slice(0, 160)})`
         } catch (err) {
           lastKind = classifyUpstreamError(err)
           if (lastKind === 'fatal') throw new UnavailableError('upstream_error', `${url}: ${describeUpstreamError(err)}`, undefined, 502)
           last = `${url}: ${describeUpstreamError(err)}`
         }
       }
+      backoff ??= new Backoff(deadline)
       await this.waitForMap(table, backoff, lastKind, last)
     }
   }
@@ -163,14 +169,14 @@ export class DirectTransport implements Transport {
     let status: number
     let data: Buffer
     try {
-      const res = await this.pool(url).request({
+      const res = await exchange(this.pool(url), {
         path: BATCH_PATH,
         method: 'POST',
         headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader, [HEADER.requestId]: batchId },
         body: JSON.stringify({ ops: indexes.map((i) => ops[i]) })
       })
-      status = res.statusCode
-      data = await readBody(res)
+      status = res.status
+      data = res.body
     } catch (err) {
       if (classifyUpstreamError(err) === 'fatal') {
         for (const i of indexes) results[i] = unavailableResult(`${url}: ${describeUpstreamError(err)}`)
@@ -182,9 +188,11 @@ export class DirectTransport implements Transport {
     }
     // The node is not (or no longer) primary: the whole share goes again under a fresh map.
     if (status === 421) {
+      this.maps.offer(mapOf(data))
       again.push(...indexes)
       return
     }
+    if (status === 200 && data.includes('"map":')) this.maps.offer(mapOf(data))
     const rs = batchResults({ status, body: data }, indexes.length)
     for (let j = 0; j < indexes.length; j++) {
       const i = indexes[j] as number
@@ -209,6 +217,20 @@ export class DirectTransport implements Transport {
     }
   }
 
+  /** A single-key request's headers: a plain GET's are built once per map, not per call. */
+  private headers (req: SingleRequest, table: RoutingTable): Record<string, string> {
+    if (req.method === 'GET' && req.requestId === undefined && req.ifMatch === undefined && req.ifNoneMatch === undefined) {
+      if (this.plainTable !== table) {
+        this.plainHeaders = Object.freeze({ [HEADER.epoch]: table.epochHeader }) as Record<string, string>
+        this.plainTable = table
+      }
+      return this.plainHeaders
+    }
+    const h = singleHeaders(req)
+    h[HEADER.epoch] = table.epochHeader
+    return h
+  }
+
   private pool (url: string): Pool {
     let pool = this.pools.get(url)
     if (pool === undefined) {
@@ -217,5 +239,14 @@ export class DirectTransport implements Transport {
       this.pools.set(url, pool)
     }
     return pool
+  }
+}
+
+/** The `map` of a 421 body or of a batch answer with misdirected ops (undefined when absent or not JSON). */
+function mapOf (body: Buffer): unknown {
+  try {
+    return (JSON.parse(body.toString('utf8')) as { map?: unknown }).map
+  } catch {
+    return undefined
   }
 }

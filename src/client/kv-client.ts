@@ -109,7 +109,8 @@ export class KvClient {
   /** The value, its content type and ETag; NotFoundError when the key has none. */
   async get (key: string): Promise<KvEntry> {
     checkKey(key)
-    return orThrow(toEntry(await this.transport.send({ method: 'GET', key, requestId: newRequestId() })))
+    // A read changes nothing, so it needs no request id to be retried safely.
+    return orThrow(toEntry(await this.transport.send({ method: 'GET', key })))
   }
 
   async put (key: string, value: Buffer | string, options: PutOptions = {}): Promise<PutResult> {

@@ -27,8 +27,16 @@ export class MapSource {
 
   /** The current table, fetching the map on first use. */
   async current (): Promise<RoutingTable> {
+    return this.now() ?? await this.refresh(-1)
+  }
+
+  /**
+   * The current table without waiting (undefined before the first map arrived): the
+   * per-request path takes it synchronously rather than through a promise.
+   */
+  now (): RoutingTable | undefined {
     const table = this.table
-    if (table === undefined) return await this.refresh(-1)
+    if (table === undefined) return undefined
     // Nothing tells a direct client that a rebalance settled (no node refuses it: the
     // handover map routes every key it sends directly to an owner of both maps), so
     // while the map is unsettled it is refetched in the background every so often;
@@ -48,6 +56,23 @@ export class MapSource {
     if (this.table !== undefined && this.table.epoch > seen) return this.table
     this.inflight ??= this.fetch().finally(() => { this.inflight = undefined })
     return await this.inflight
+  }
+
+  /**
+   * A map a node sent with its 421. The coordinator installs a new map on every node
+   * before it publishes it, so during a rebalance or failover a node may know a newer
+   * map than the router serves yet; routing by it is safe (every node checks ownership
+   * under its own installed map) and saves waiting for the router. Adopted only when newer.
+   */
+  offer (raw: unknown): void {
+    if (raw === undefined || raw === null) return
+    let table: RoutingTable
+    try {
+      table = new RoutingTable(validateMap(raw))
+    } catch {
+      return // not a map: the caller refreshes from the router as usual
+    }
+    if (this.table === undefined || table.epoch > this.table.epoch) this.table = table
   }
 
   peek (): RoutingTable | undefined {

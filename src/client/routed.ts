@@ -2,6 +2,7 @@ import { Pool, type Dispatcher } from 'undici'
 import type { BatchOpWire, BatchResult } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
+import { exchange, type RawResponse } from './dispatch'
 import { UnavailableError } from './errors'
 import { errorOf, fromBatchResult, fromHttp, type OpResult } from './results'
 import {
@@ -31,21 +32,12 @@ export interface RoutedOptions {
 type Headers = Record<string, string>
 
 export function singleHeaders (req: SingleRequest): Headers {
-  const h: Headers = { [HEADER.requestId]: req.requestId }
+  const h: Headers = {}
+  if (req.requestId !== undefined) h[HEADER.requestId] = req.requestId
   if (req.method === 'PUT' && req.contentType !== undefined) h['content-type'] = req.contentType
   if (req.ifMatch !== undefined) h['if-match'] = req.ifMatch
   if (req.ifNoneMatch !== undefined) h['if-none-match'] = req.ifNoneMatch
   return h
-}
-
-/** Reads a whole response; a body that fails half way does not keep its connection out of the pool. */
-export async function readBody (res: Dispatcher.ResponseData): Promise<Buffer> {
-  try {
-    return Buffer.from(await res.body.arrayBuffer())
-  } catch (err) {
-    res.body.destroy()
-    throw err
-  }
 }
 
 export class RoutedTransport implements Transport {
@@ -90,14 +82,13 @@ export class RoutedTransport implements Transport {
     await this.pool.close()
   }
 
-  private async call (opts: Dispatcher.RequestOptions): Promise<{ status: number, headers: Dispatcher.ResponseData['headers'], body: Buffer }> {
+  private async call (opts: Dispatcher.DispatchOptions): Promise<RawResponse> {
     const backoff = new Backoff(Date.now() + this.options.retryTimeoutMs)
     for (;;) {
       if (this.closed) throw new UnavailableError('unavailable', 'the client is closed')
       this.counter.add(this.url)
       try {
-        const res = await this.pool.request(opts)
-        return { status: res.statusCode, headers: res.headers, body: await readBody(res) }
+        return await exchange(this.pool, opts)
       } catch (err) {
         const kind = classifyUpstreamError(err)
         const wait = kind === 'retry' ? backoff.step() : undefined

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { HttpClient } from './http'
+import { describe, prng } from './history'
 import { b64, postBatch, type WireOp, type WireResult } from './batch'
 
 /**
@@ -51,21 +52,6 @@ export interface BatchLoadStats {
 }
 
 const CONTENT_TYPE = 'text/plain; charset=utf-8'
-
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-function describe (err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-}
 
 export class BatchLoadGenerator {
   readonly checker = new HistoryChecker()

@@ -157,7 +157,7 @@ export async function startShardIn (box: Sandbox, o: ShardStartOptions): Promise
     synchronous: o.synchronous ?? 'NORMAL',
     env: { SHARDKV_LOG_LEVEL: 'info', ...o.env },
     extraArgs: o.extraArgs,
-    readyTimeoutMs: 30_000
+    readyTimeoutMs: 60_000
   })
   box.launched.push(p)
   return p
@@ -202,7 +202,7 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
     groups: shards.map((s) => `${s.group}=${s.url}`),
     env: { SHARDKV_LOG_LEVEL: 'info', ...opts.env },
     extraArgs: opts.routerArgs,
-    readyTimeoutMs: 30_000
+    readyTimeoutMs: 60_000
   })
   launched.push(router)
 

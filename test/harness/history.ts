@@ -63,7 +63,7 @@ export interface LoadStats {
 const CONTENT_TYPE = 'text/plain; charset=utf-8'
 
 /** mulberry32: small, seedable, good enough to pick operations. */
-function prng (seed: number): () => number {
+export function prng (seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6D2B79F5) >>> 0
@@ -301,7 +301,7 @@ export class LoadGenerator {
   }
 }
 
-function describe (err: unknown): string {
+export function describe (err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: string }).code
     return `${err.name}${code === undefined ? '' : ` ${code}`}: ${err.message}`

@@ -70,7 +70,7 @@ export async function startGroupNode (c: TestCluster, group: string, opts: { wor
     group,
     synchronous: 'NORMAL',
     env: { SHARDKV_LOG_LEVEL: 'info' },
-    readyTimeoutMs: 30_000
+    readyTimeoutMs: 60_000
   })
   c.launched.push(p)
   await c.http.getJson(`${p.url}/healthz`)
@@ -88,7 +88,7 @@ export async function startRouterAt (c: TestCluster, opts: { name: string, dataD
         port: opts.port ?? 0,
         env: { SHARDKV_LOG_LEVEL: 'info' },
         extraArgs: opts.extraArgs,
-        readyTimeoutMs: 30_000
+        readyTimeoutMs: 60_000
       })
       c.launched.push(p)
       return p

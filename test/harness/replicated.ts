@@ -47,7 +47,7 @@ export async function startReplicatedCluster (t: tap.Test, opts: { name: string,
     return { ...s, port: Number(new URL(proc.url).port), url: proc.url, proc }
   }))
   const groups = [...new Set(nodes.map((n) => n.group))].map((g) => `${g}=${nodes.filter((n) => n.group === g).map((n) => n.url).join('+')}`)
-  const router = await launchRouter({ name: 'router', dataDir: join(box.tmp, 'router'), groups, extraArgs: opts.routerArgs, readyTimeoutMs: 30_000 })
+  const router = await launchRouter({ name: 'router', dataDir: join(box.tmp, 'router'), groups, extraArgs: opts.routerArgs, readyTimeoutMs: 60_000 })
   box.launched.push(router)
 
   const view = async (): Promise<ClusterView> => await box.http.getJson<ClusterView>(`${router.url}/cluster`)

@@ -306,7 +306,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     groups: started.map((members, i) => `${groupIds[i] as string}=${members.map((n) => n.url).join('+')}`),
     env: { SHARDKV_LOG_LEVEL: 'info' },
     extraArgs: opts.routerArgs,
-    readyTimeoutMs: 30_000
+    readyTimeoutMs: 60_000
   })
   box.launched.push(router)
   const routerUrl = router.url

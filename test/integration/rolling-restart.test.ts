@@ -11,7 +11,7 @@ import { LoadGenerator, formatStats } from '../harness/history'
 t.test('rolling restart under load: every worker replaced, no client sees it', async (t) => {
   const c = await startCluster(t, { name: 'rolling', shards: 3, workers: 2 })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
-  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 40_000, maxOpsPerClient: 3000 }, c.http)
+  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 120_000, maxOpsPerClient: 6000 }, c.http)
   const running = load.run()
   await load.waitForOps(300)
 
