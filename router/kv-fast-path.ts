@@ -37,9 +37,7 @@ export function kvFastPath (options: KvFastPathOptions): (req: IncomingMessage, 
       const result = await forwardKv(forwarder, method, url, req.headers, null, maxValueBytes)
       const answer = answerOf(result, method, isDraining())
       res.writeHead(result.status, answer.headers)
-      const b = answer.body
-      if (process.env.ONEWRITE === '1' && b !== undefined && b.length <= 16384) res.end(b.toString('latin1'), 'latin1')
-      else res.end(b)
+      res.end(answer.body)
       status = result.status
     } catch (err) {
       try {
