@@ -1,8 +1,7 @@
 import { join } from 'node:path'
 import { groupSpec, launchRouter, launchShard, type LaunchedProcess } from '../src/local/launcher'
 import type { BenchContext } from './context'
-import { preloadKeys } from './fast-preload'
-import { benchKey } from './preload'
+import { benchKey, preloadBatched } from './preload'
 
 /**
  * One scenario's cluster: N shard nodes (one per group, no replicas) and a router over
@@ -76,7 +75,7 @@ export async function startBenchCluster (ctx: BenchContext, opts: BenchClusterOp
       keys,
       load: async (count, value) => {
         const fresh = Array.from({ length: count }, (_, i) => benchKey(i))
-        await preloadKeys(router.url, fresh, value)
+        await preloadBatched(router.url, fresh, value)
         keys.splice(0, keys.length, ...fresh)
       },
       stop: () => ctx.stop({ launched: processes, others: [] })

@@ -8,6 +8,7 @@ import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import type { Forwarder, ForwardRequest, KvMethod } from './forward'
 import type { RouterMetrics } from './metrics'
 import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
+import { exchange } from '../src/http/exchange'
 import { forwardedToBatchResult, readShardBatchReply, type ShardBatchReply } from './batch-results'
 
 /**
@@ -138,20 +139,13 @@ export class BatchForwarder {
 
   private async send (run: BatchRun, table: RoutingTable, url: string, idx: readonly number[]): Promise<ShardBatchReply> {
     const body = JSON.stringify({ ops: idx.map((i) => toWire(run.ops[i] as BatchOp, this.rid(run, i))) })
-    const res = await this.options.forwarder.pool(url).request({
+    const res = await exchange(this.options.forwarder.pool(url), {
       path: BATCH_PATH,
       method: 'POST',
       headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
       body
     })
-    let text: string
-    try {
-      text = await res.body.text()
-    } catch (err) {
-      res.body.destroy()
-      throw err
-    }
-    return readShardBatchReply(res.statusCode, text, idx.length, url)
+    return readShardBatchReply(res.status, res.body.toString('utf8'), idx.length, url)
   }
 
   /** Stores a sub-batch's final results; returns the indexes to retry (misdirected). */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { parseBatchBody, type BatchLimits } from '../src/protocol/batch'
+import { parseBatch, type BatchLimits } from '../src/protocol/batch'
+import { jsonBytes } from '../src/http/json-body'
 import { ShardKvError } from '../src/protocol/errors'
 import { BATCH_PATH, HEADER, REQUEST_ID_PATTERN } from '../src/protocol/wire'
 import type { BatchForwarder } from './batch-forward'
@@ -28,7 +29,7 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
   const { batches, metrics, limits, maxBatchBytes, isDraining } = options
 
   const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const ops = parseBatchBody(request.body, limits)
+    const ops = parseBatch(jsonBytes(request.body), limits)
     metrics.countBatch(ops)
     // A client that retries a batch sends its id again, so every write in it applies once.
     const clientId = request.headers[HEADER.requestId]

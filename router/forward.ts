@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { IncomingHttpHeaders } from 'node:http'
-import { Pool, type Dispatcher } from 'undici'
+import { Pool } from 'undici'
+import { exchange, poolOptions } from '../src/http/exchange'
 import type { Logger } from '../src/log'
 import { ShardKvError } from '../src/protocol/errors'
 import { kvPath } from '../src/protocol/key'
@@ -62,13 +63,8 @@ export interface ForwarderOptions {
 
 const FIRST_BACKOFF_MS = 5
 const MAX_BACKOFF_MS = 100
-/** Connecting on a LAN either works or is refused at once; a silent host is a retry. */
-const MAX_CONNECT_TIMEOUT_MS = 1000
-const KEEP_ALIVE_MS = 30_000
 
 type Headers = Record<string, string>
-
-const EMPTY = Buffer.alloc(0)
 
 function header (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value
@@ -82,14 +78,7 @@ export class Forwarder {
 
   constructor (options: ForwarderOptions) {
     this.options = options
-    this.poolOptions = {
-      connections: options.connections,
-      pipelining: 1,
-      keepAliveTimeout: KEEP_ALIVE_MS,
-      headersTimeout: options.upstreamTimeoutMs,
-      bodyTimeout: options.upstreamTimeoutMs,
-      connect: { timeout: Math.min(MAX_CONNECT_TIMEOUT_MS, options.upstreamTimeoutMs) }
-    }
+    this.poolOptions = poolOptions(options.connections, options.upstreamTimeoutMs)
   }
 
   async forward (req: ForwardRequest): Promise<ForwardResult> {
@@ -195,51 +184,8 @@ export class Forwarder {
   }
 
   private async attempt (pool: Pool, path: string, req: ForwardRequest, headers: Headers): Promise<ForwardResult> {
-    return await new Promise<ForwardResult>((resolve, reject) => {
-      pool.dispatch({ path, method: req.method, headers, body: req.body }, new CollectingHandler(resolve, reject))
-    })
-  }
-}
-
-/**
- * Buffers one upstream answer. `pool.request` would wrap every answer in a Readable
- * and a promise per body read; values are small and relayed whole, so the router
- * takes the chunks undici hands over (views of the socket's reads, not copies) and
- * joins them only when there is more than one.
- */
-class CollectingHandler implements Dispatcher.DispatchHandler {
-  private status = 0
-  private headers: IncomingHttpHeaders = {}
-  private chunks: Buffer[] = []
-  private size = 0
-
-  constructor (
-    private readonly resolve: (result: ForwardResult) => void,
-    private readonly reject: (err: Error) => void
-  ) {}
-
-  // undici tells the handler APIs apart by this method; it must exist even with nothing to do.
-  onRequestStart (): void {}
-
-  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    this.status = statusCode
-    this.headers = headers
-  }
-
-  onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.chunks.push(chunk)
-    this.size += chunk.length
-  }
-
-  onResponseEnd (): void {
-    const { chunks } = this
-    const body = chunks.length === 1 ? chunks[0] as Buffer : chunks.length === 0 ? EMPTY : Buffer.concat(chunks, this.size)
-    this.resolve(fromResponse(this.status, this.headers, body))
-  }
-
-  onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
-    this.chunks = []
-    this.reject(err)
+    const res = await exchange(pool, { path, method: req.method, headers, body: req.body })
+    return fromResponse(res.status, res.headers, res.body)
   }
 }
 

@@ -4,7 +4,8 @@ import type { Ownership } from '../src/membership/ownership'
 import { BATCH_PATH } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
-import { errorResult, parseBatchBody, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { jsonBytes } from '../src/http/json-body'
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import { requestOrigin, senderEpoch, servingView, type WriteQueue } from './serving'
@@ -69,7 +70,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
   }, async (request, reply) => {
     senderEpoch(request)
     const requestId = requestOrigin(request)
-    const ops = parseBatchBody(request.body, limits)
+    const ops = parseBatch(jsonBytes(request.body), limits)
     const view = servingView(store, ownership)
 
     const results: BatchResult[] = new Array(ops.length)

@@ -4,13 +4,13 @@ import type { RoutingTable } from '../membership/routing-table'
 import type { BatchOpWire } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
-import { exchange } from './dispatch'
+import { exchange, poolOptions } from '../http/exchange'
 import { KvError, UnavailableError } from './errors'
 import { MapSource } from './map-source'
 import { fromHttp, unavailableResult, type OpResult } from './results'
 import { batchResults, RoutedTransport, singleHeaders } from './routed'
 import {
-  Backoff, poolOptions, RequestCounter, sleep,
+  Backoff, RequestCounter, sleep,
   type KvMethod, type SingleRequest, type Transport
 } from './transport'
 import { classifyUpstreamError, describeUpstreamError, type UpstreamFailure } from '../http/upstream-errors'

@@ -2,11 +2,11 @@ import { Pool, type Dispatcher } from 'undici'
 import type { BatchOpWire, BatchResult } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
-import { exchange, type RawResponse } from './dispatch'
+import { exchange, poolOptions, type RawResponse } from '../http/exchange'
 import { UnavailableError } from './errors'
 import { errorOf, fromBatchResult, fromHttp, type OpResult } from './results'
 import {
-  Backoff, poolOptions, RequestCounter, sleep,
+  Backoff, RequestCounter, sleep,
   type SingleRequest, type Transport
 } from './transport'
 import { classifyUpstreamError, describeUpstreamError, upstreamErrorCode } from '../http/upstream-errors'

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import type { Pool } from 'undici'
 import type { BatchOpWire } from '../protocol/batch'
 import type { OpResult } from './results'
 
@@ -53,18 +52,6 @@ export function newRequestId (): string {
   return ID_PREFIX + (++idCounter).toString(36)
 }
 
-export function poolOptions (connections: number, timeoutMs: number): Pool.Options {
-  return {
-    connections,
-    // A failed-over node's sockets die with it; never queue behind a half-dead one.
-    pipelining: 1,
-    keepAliveTimeout: 30_000,
-    headersTimeout: timeoutMs,
-    bodyTimeout: timeoutMs,
-    // On a LAN a connect either works or is refused at once; a silent host is a retry.
-    connect: { timeout: Math.min(1000, timeoutMs) }
-  }
-}
 
 /** Exponential backoff from 10 ms to 200 ms, never past the deadline. */
 export class Backoff {

@@ -1,16 +1,19 @@
 import type { FastifyRequest } from 'fastify'
 import { ShardKvError } from '../protocol/errors'
 
-/** Admin and internal endpoints take JSON objects; the raw-bytes parser hands us a Buffer. */
-export function jsonBody (request: FastifyRequest): Record<string, unknown> {
-  const body = request.body
+/** A JSON request body, which the raw-bytes parser hands over as a Buffer. */
+export function jsonBytes (body: unknown): unknown {
   if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a JSON body is required')
-  let parsed: unknown
   try {
-    parsed = JSON.parse(body.toString('utf8'))
+    return JSON.parse(body.toString('utf8'))
   } catch {
     throw new ShardKvError('invalid_request', 'the body is not valid JSON')
   }
+}
+
+/** Admin and internal endpoints take JSON objects. */
+export function jsonBody (request: FastifyRequest): Record<string, unknown> {
+  const parsed = jsonBytes(request.body)
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ShardKvError('invalid_request', 'the body must be a JSON object')
   return parsed as Record<string, unknown>
 }

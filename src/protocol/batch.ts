@@ -153,18 +153,6 @@ export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
   return ops
 }
 
-/** Parses a raw request body (JSON bytes) and validates it as a batch: `parseBatch` for HTTP servers. */
-export function parseBatchBody (body: unknown, limits: BatchLimits): BatchOp[] {
-  if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a batch is a JSON body {"ops": [...]}')
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(body.toString('utf8'))
-  } catch {
-    throw new ShardKvError('invalid_request', 'the batch body is not valid JSON')
-  }
-  return parseBatch(parsed, limits)
-}
-
 /** An op as it goes on the wire again (router → shard), with its request id. */
 export function toWire (op: BatchOp, rid: string | undefined): BatchOpWire {
   const w: BatchOpWire = { op: op.op, key: op.key }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { HttpClient } from './http'
-import { describe, prng } from './history'
+import { describe, percentile, prng } from './history'
 import { b64, postBatch, type WireOp, type WireResult } from './batch'
 
 /**
@@ -124,7 +124,6 @@ export class BatchLoadGenerator {
 
   stats (): BatchLoadStats {
     const sorted = [...this.latencies].sort((a, b) => a - b)
-    const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0
     return {
       batches: this.batchesDone,
       ...this.counts,
@@ -132,7 +131,7 @@ export class BatchLoadGenerator {
       failures: [...this.failures],
       elapsedMs: this.started === 0 ? 0 : Date.now() - this.started,
       retriedByRouter: this.retried,
-      latencyMs: { p50: pct(0.5), p99: pct(0.99), max: sorted[sorted.length - 1] ?? 0 }
+      latencyMs: { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] ?? 0 }
     }
   }
 

@@ -74,7 +74,7 @@ export function prng (seed: number): () => number {
   }
 }
 
-function percentile (sorted: number[], p: number): number {
+export function percentile (sorted: number[], p: number): number {
   if (sorted.length === 0) return 0
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0
 }

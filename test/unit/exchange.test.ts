@@ -2,7 +2,7 @@ import t from 'tap'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Pool } from 'undici'
-import { exchange } from '../../src/client/dispatch'
+import { exchange } from '../../src/http/exchange'
 import { newRequestId } from '../../src/client/transport'
 import { REQUEST_ID_PATTERN } from '../../src/protocol/wire'
 

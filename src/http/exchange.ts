@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Dispatcher } from 'undici'
+import type { Dispatcher, Pool } from 'undici'
 
 /**
- * One whole HTTP exchange through `dispatcher.dispatch`, for the client's hot path.
+ * One whole HTTP exchange through `dispatcher.dispatch`, for the hot paths of the router
+ * (relaying to shard nodes) and the client.
  *
  * undici's `request()` wraps every response in a Readable stream (BodyReadable) inside
  * an AsyncResource, and `body.arrayBuffer()` then copies the bytes once more; for the
@@ -75,4 +76,18 @@ export function exchange (dispatcher: Dispatcher, opts: Dispatcher.DispatchOptio
     // dispatch reports a synchronous refusal (a closed pool) through onResponseError too.
     dispatcher.dispatch(opts, new CollectHandler(resolve, reject))
   })
+}
+
+/** The kept-alive pool settings of every data-plane caller (router → shard, client → router or shard). */
+export function poolOptions (connections: number, timeoutMs: number): Pool.Options {
+  return {
+    connections,
+    // A failed-over node's sockets die with it; never queue behind a half-dead one.
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    // On a LAN a connect either works or is refused at once; a silent host is a retry.
+    connect: { timeout: Math.min(1000, timeoutMs) }
+  }
 }
