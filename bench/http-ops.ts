@@ -1,4 +1,5 @@
-import { Pool, type Dispatcher } from 'undici'
+import { Pool } from 'undici'
+import { exchange, type RawResponse } from '../src/http/exchange'
 import { BATCH_PATH } from '../src/protocol/wire'
 import { kvPath } from '../src/protocol/key'
 import type { BatchOpWire, BatchResult } from '../src/protocol/batch'
@@ -8,7 +9,10 @@ import { pick, type Operation } from './engine'
  * Operations against an HTTP target (router, shard node or nginx) over one kept-alive
  * undici Pool per target with as many connections as load loops, so no request waits for
  * a connection. Every response body is read to the end: a target is measured serving the
- * whole answer, the same for all targets.
+ * whole answer, the same for all targets. Requests go through the same lean `exchange`
+ * the shardkv client uses, so the load generator spends as little CPU per request on an
+ * HTTP target (nginx, router, node) as on the direct client: on a 2-core machine its CPU
+ * comes out of the system under test, and unequal costs would skew the ratios.
  */
 
 export class BenchRequestError extends Error {
@@ -31,8 +35,7 @@ export class HttpTarget {
     const paths = keys.map(kvPath)
     return async () => {
       const path = pick(paths)
-      const res = await this.pool.request({ path, method: 'GET' })
-      await this.expect(res, 'GET', path, 200)
+      this.expect(await exchange(this.pool, { path, method: 'GET' }), 'GET', path, 200)
       return 1
     }
   }
@@ -43,8 +46,7 @@ export class HttpTarget {
     const headers = { 'content-type': 'application/octet-stream' }
     return async () => {
       const path = pick(paths)
-      const res = await this.pool.request({ path, method: 'PUT', body: value, headers })
-      await this.expect(res, 'PUT', path, 200, 201)
+      this.expect(await exchange(this.pool, { path, method: 'PUT', body: value, headers }), 'PUT', path, 200, 201)
       return 1
     }
   }
@@ -69,11 +71,11 @@ export class HttpTarget {
       for (let i = 0; i < size; i++) {
         ops[i] = kind === 'get' ? { op: 'get', key: pick(keys) } : { op: 'put', key: pick(keys), value: encoded ?? '' }
       }
-      const res = await this.pool.request({ path: BATCH_PATH, method: 'POST', body: JSON.stringify({ ops }), headers })
-      const text = await res.body.text()
-      if (res.statusCode !== 200) throw new BenchRequestError(res.statusCode, `POST ${BATCH_PATH} answered ${res.statusCode}: ${text.slice(0, 200)}`)
+      const res = await exchange(this.pool, { path: BATCH_PATH, method: 'POST', body: JSON.stringify({ ops }), headers })
+      const text = res.body.toString('utf8')
+      if (res.status !== 200) throw new BenchRequestError(res.status, `POST ${BATCH_PATH} answered ${res.status}: ${text.slice(0, 200)}`)
       const results = (JSON.parse(text) as { results?: BatchResult[] }).results
-      if (!Array.isArray(results) || results.length !== size) throw new BenchRequestError(res.statusCode, `POST ${BATCH_PATH}: expected ${size} results`)
+      if (!Array.isArray(results) || results.length !== size) throw new BenchRequestError(res.status, `POST ${BATCH_PATH}: expected ${size} results`)
       for (const r of results) {
         const ok = kind === 'get' ? r.status === 200 : r.status === 200 || r.status === 201
         if (!ok) throw new BenchRequestError(r.status, `POST ${BATCH_PATH}: an op answered ${r.status} ${r.error ?? ''}: ${r.message ?? ''}`)
@@ -86,12 +88,8 @@ export class HttpTarget {
     return this.pool.close()
   }
 
-  private async expect (res: Dispatcher.ResponseData, method: string, path: string, ...ok: number[]): Promise<void> {
-    if (ok.includes(res.statusCode)) {
-      await res.body.arrayBuffer()
-      return
-    }
-    const text = await res.body.text()
-    throw new BenchRequestError(res.statusCode, `${method} ${path} answered ${res.statusCode}: ${text.slice(0, 200)}`)
+  private expect (res: RawResponse, method: string, path: string, ...ok: number[]): void {
+    if (ok.includes(res.status)) return
+    throw new BenchRequestError(res.status, `${method} ${path} answered ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`)
   }
 }

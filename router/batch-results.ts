@@ -1,5 +1,5 @@
 import type { BatchOpName, BatchResult } from '../src/protocol/batch'
-import { isErrorCode, type ErrorCode } from '../src/protocol/errors'
+import { errorCodeOf } from '../src/protocol/errors'
 import type { ForwardResult } from './forward'
 
 /**
@@ -39,7 +39,7 @@ function validStatus (v: unknown): v is number {
 /** A shard's error body (or whatever it sent instead) as an op's result with the shard's status. */
 export function errorFromShard (status: number, body: unknown): BatchResult {
   const b = isObject(body) ? body : {}
-  const code: ErrorCode = isErrorCode(b.error) ? b.error : status >= 500 ? 'upstream_error' : 'invalid_request'
+  const code = errorCodeOf(status, b)
   const message = typeof b.message === 'string' ? b.message : `the shard answered HTTP ${status}`
   const result: BatchResult = { status, error: code, message }
   for (const [k, v] of Object.entries(b)) if (!INTERNAL_FIELDS.has(k)) result[k] = v

@@ -1,5 +1,5 @@
 import { request, type Dispatcher } from 'undici'
-import { ShardKvError, isErrorCode } from '../protocol/errors'
+import { ShardKvError, errorCodeOf } from '../protocol/errors'
 
 /**
  * JSON over HTTP for the client, scripts and coordinator: one place that turns an
@@ -26,7 +26,7 @@ export async function jsonRequest<T> (
   }
   if (res.statusCode >= 400) {
     const body = parsed as { error?: unknown, message?: unknown } | undefined
-    const code = isErrorCode(body?.error) ? body.error : res.statusCode >= 500 ? 'upstream_error' : 'invalid_request'
+    const code = errorCodeOf(res.statusCode, body)
     const message = typeof body?.message === 'string' ? body.message : `HTTP ${res.statusCode}`
     throw new ShardKvError(code, message, { status: res.statusCode })
   }

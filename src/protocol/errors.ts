@@ -61,3 +61,9 @@ export function isErrorCode (value: unknown): value is ErrorCode {
 export function errorBody (code: ErrorCode, message: string, details?: Record<string, unknown>): string {
   return JSON.stringify({ ...details, error: code, message })
 }
+
+/** The code of an error answer from another shardkv process: the one its body names, else one that fits its status. */
+export function errorCodeOf (status: number, body: unknown): ErrorCode {
+  const named = typeof body === 'object' && body !== null ? (body as { error?: unknown }).error : undefined
+  return isErrorCode(named) ? named : status >= 500 ? 'upstream_error' : 'invalid_request'
+}

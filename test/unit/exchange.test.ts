@@ -7,7 +7,7 @@ import { newRequestId } from '../../src/client/transport'
 import { REQUEST_ID_PATTERN } from '../../src/protocol/wire'
 
 /**
- * The client's hand-rolled response collector (dispatch.ts) against a plain node:http
+ * The shared response collector (src/http/exchange.ts) against a plain node:http
  * server on 127.0.0.1: whole bodies however they are chunked, informational responses
  * skipped, and undici's own errors when a response breaks off.
  */
