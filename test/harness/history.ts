@@ -130,6 +130,11 @@ export class LoadGenerator {
     return this.opsDone
   }
 
+  /** ms since the load started: the clock of `FailedRequest.at`. */
+  elapsedMs (): number {
+    return this.started === 0 ? 0 : Date.now() - this.started
+  }
+
   /** Resolves once at least n operations have completed (or the load ended). */
   waitForOps (n: number): Promise<void> {
     if (this.opsDone >= n || this.finished) return Promise.resolve()
