@@ -59,6 +59,7 @@ export class DirectTransport implements Transport {
     this.router = new RoutedTransport(routerUrl, { ...options, counter: this.counter })
     this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1 })
     this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs)
+    this.maps.onChange((table) => { this.closePoolsOutside(table) })
   }
 
   async send (req: SingleRequest): Promise<OpResult> {
@@ -131,6 +132,10 @@ export class DirectTransport implements Transport {
 
   requestCounts (): Record<string, number> {
     return this.counter.snapshot()
+  }
+
+  openPools (): string[] {
+    return [...this.pools.keys()]
   }
 
   /** The router's URL in requestCounts(). */
@@ -229,6 +234,21 @@ export class DirectTransport implements Transport {
     const h = singleHeaders(req)
     h[HEADER.epoch] = table.epochHeader
     return h
+  }
+
+  /**
+   * Closes the pools of nodes that left the map (a removed group, a replaced node), so a
+   * long-lived client does not keep their sockets. A request in flight on one finishes:
+   * close() is graceful, and a pool is only ever taken and dispatched on in the same tick.
+   */
+  private closePoolsOutside (table: RoutingTable): void {
+    const members = new Set<string>()
+    for (const g of table.map.groups) for (const n of g.nodes) members.add(n.url)
+    for (const [url, pool] of this.pools) {
+      if (members.has(url)) continue
+      this.pools.delete(url)
+      pool.close().catch(() => undefined)
+    }
   }
 
   private pool (url: string): Pool {

@@ -66,6 +66,8 @@ export interface ClientStats {
   mapFetches: number
   /** The map epoch routed by (direct mode, once loaded). */
   epoch: number | undefined
+  /** Nodes the client holds a connection pool to (direct mode); those that left the map are closed. */
+  openPools: string[]
 }
 
 function checkKey (key: string): void {
@@ -162,7 +164,8 @@ export class KvClient {
       mode: this.mode,
       requests: this.transport.requestCounts(),
       mapFetches: direct?.maps.fetches ?? 0,
-      epoch: direct?.maps.peek()?.epoch
+      epoch: direct?.maps.peek()?.epoch,
+      openPools: direct?.openPools() ?? []
     }
   }
 

@@ -22,6 +22,7 @@ export class MapSource {
   /** /cluster fetches made (for stats and tests). */
   fetches = 0
   private fetchedAt = 0
+  private readonly listeners: Array<(table: RoutingTable) => void> = []
 
   constructor (private readonly routerUrl: string, private readonly dispatcher: Dispatcher, private readonly timeoutMs: number) {}
 
@@ -72,11 +73,22 @@ export class MapSource {
     } catch {
       return // not a map: the caller refreshes from the router as usual
     }
-    if (this.table === undefined || table.epoch > this.table.epoch) this.table = table
+    if (this.table === undefined || table.epoch > this.table.epoch) this.adopt(table)
   }
 
   peek (): RoutingTable | undefined {
     return this.table
+  }
+
+  /** Calls `listener` with every table that replaces the current one. */
+  onChange (listener: (table: RoutingTable) => void): void {
+    this.listeners.push(listener)
+  }
+
+  private adopt (table: RoutingTable): void {
+    if (table === this.table) return
+    this.table = table
+    for (const listener of this.listeners) listener(table)
   }
 
   private async fetch (): Promise<RoutingTable> {
@@ -92,7 +104,9 @@ export class MapSource {
       if (this.table !== undefined) return this.table
       throw new UnavailableError('unavailable', `cannot load the cluster map from ${this.routerUrl}: ${(err as Error).message}`)
     }
-    if (this.table === undefined || table.epoch >= this.table.epoch) this.table = table
-    return this.table
+    const held = this.table
+    if (held !== undefined && table.epoch < held.epoch) return held
+    this.adopt(table)
+    return table
   }
 }

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { startCluster, clusterOutput, sleep } from '../harness/cluster'
 import { startReplicatedCluster, allInSync } from '../harness/replicated'
-import { addGroup, clusterView, keyRange, preload, startGroupNode, waitForRebalance } from '../harness/rebalance'
+import { addGroup, clusterView, keyRange, preload, removeGroup, startGroupNode, waitForRebalance } from '../harness/rebalance'
 import { ClientLoad } from '../harness/client-load'
 import { createClient } from '../../src/client'
 import { RoutingTable } from '../../src/membership/routing-table'
@@ -124,6 +124,46 @@ t.test('direct mode across a failover: writes succeed again, nothing acknowledge
     t.ok((stats.requests[replicaUrl] ?? 0) > 50, `the promoted node got requests directly (${stats.requests[replicaUrl] ?? 0})`)
     t.ok(stats.mapFetches >= 2, `the client refreshed its map (${stats.mapFetches} fetches)`)
     t.equal(stats.epoch, view.epoch, 'and routes by the map that names the new primary')
+  } finally {
+    load.stop()
+    await running.catch(() => undefined)
+  }
+})
+
+t.test('direct mode across a remove-shard: keys follow the drain, and the removed node\'s pool is closed', async (t) => {
+  const c = await startCluster(t, { name: 'client-remove', shards: 3, workers: 1 })
+  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const kv = createClient({ url: c.routerUrl, mode: 'direct' })
+  const reader = createClient({ url: c.routerUrl, mode: 'routed' })
+  t.teardown(async () => { await kv.close(); await reader.close() })
+  const load = new ClientLoad(kv, { clients: 4, keysPerClient: 40, durationMs: 60_000, maxOpsPerClient: 50_000 })
+  const running = load.run()
+  try {
+    await load.waitForOps(300)
+    const view = await clusterView(c.http, c.routerUrl)
+    const leaving = view.groups.find((g) => g.id === 'g2')!.nodes[0]!.url
+    t.ok(kv.stats().openPools.includes(leaving), `the client talks to g2 directly (${leaving})`)
+    const removing = await removeGroup(c.http, c.routerUrl, 'g2')
+    t.equal(removing.status, 202, `remove accepted: ${removing.text.slice(0, 200)}`)
+    await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { what: 'the drain of g2', timeoutMs: 60_000 })
+    const settled = await clusterView(c.http, c.routerUrl)
+    // The client learns the settled map from a 421 or its handover poll; give it some traffic to do so.
+    const deadline = Date.now() + 20_000
+    while (kv.stats().epoch !== settled.epoch && Date.now() < deadline) await sleep(50)
+    await load.waitForOps(load.ops + 200)
+    load.stop()
+    await running
+    t.comment(`load: ${load.summary()}`)
+    t.equal(load.failed, 0, 'no call failed across the drain')
+    const stats = kv.stats()
+    t.equal(stats.epoch, settled.epoch, `the client follows the map to epoch ${settled.epoch}`)
+    t.notOk(stats.openPools.includes(leaving), `the removed node's pool is closed (open: ${stats.openPools.join(', ')})`)
+    t.ok(stats.openPools.length >= 1 && stats.openPools.length <= 2, 'the pools of the remaining primaries stay open')
+
+    const report = await load.verify(reader)
+    t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
+    t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+    t.ok(report.ok, `history: ${report.text}`)
   } finally {
     load.stop()
     await running.catch(() => undefined)

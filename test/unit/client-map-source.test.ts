@@ -25,3 +25,18 @@ t.test('a map offered with a 421 is adopted only when it is newer and valid', as
   t.equal((await maps.refresh(base.epoch)).epoch, base.epoch + 2, 'a caller that saw an older epoch gets the offered map without a fetch')
   t.equal(maps.fetches, 0, 'no /cluster fetch was made')
 })
+
+t.test('onChange hears every table that replaces the current one, and nothing else', async (t) => {
+  const agent = new Agent()
+  t.teardown(async () => { await agent.close() })
+  const maps = new MapSource('http://127.0.0.1:9', agent, 200)
+  const heard: number[] = []
+  maps.onChange((table) => { heard.push(table.epoch) })
+  const base = initialMap([{ id: 'g1', url: 'http://127.0.0.1:7001', weight: 1 }], RING)
+  maps.offer(base)
+  maps.offer(base)
+  maps.offer({ ...base, epoch: base.epoch + 1 })
+  maps.offer({ ...base, epoch: base.epoch - 1 })
+  maps.offer('garbage')
+  t.same(heard, [base.epoch, base.epoch + 1], 'the first map and the newer one, once each')
+})
