@@ -1,5 +1,5 @@
 import type { BatchOpName, BatchResult } from '../src/protocol/batch'
-import { errorCodeOf } from '../src/protocol/errors'
+import { errorBody, errorCodeOf } from '../src/protocol/errors'
 import type { ForwardResult } from './forward'
 
 /**
@@ -78,4 +78,35 @@ export function forwardedToBatchResult (op: BatchOpName, res: ForwardResult): Ba
     out.value = res.body.toString('base64')
   }
   return out
+}
+
+/** The Content-Type a shard node gives its JSON answers (fastify's, for a string body). */
+const SHARD_JSON_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * A shard's answer to a coalesced batch of gets (see read-coalescer.ts), as the result
+ * each single GET would have relayed — same status, Content-Type, ETag, node and body —
+ * for the reads it can stand for: a value (200) and an absence (404, with the tombstone
+ * signal). Undefined for any other read, and for every read of an answer that is not a
+ * well-formed 200: those go through the single-key path.
+ */
+export function coalescedReadResults (status: number, body: Buffer, count: number, node: string | string[] | undefined): Array<ForwardResult | undefined> {
+  const none = new Array<ForwardResult | undefined>(count).fill(undefined)
+  if (status !== 200) return none
+  const parsed = parseJson(body.toString('utf8'))
+  const results = isObject(parsed) ? parsed.results : undefined
+  if (!Array.isArray(results) || results.length !== count) return none
+  const nodeId = typeof node === 'string' ? node : undefined
+  return results.map((r: unknown): ForwardResult | undefined => {
+    if (!isObject(r)) return undefined
+    if (r.status === 200 && typeof r.value === 'string' && typeof r.etag === 'string' && typeof r.contentType === 'string') {
+      const value = Buffer.from(r.value, 'base64')
+      return { status: 200, contentType: r.contentType, contentLength: String(value.length), etag: r.etag, node: nodeId, body: value, retries: 0, tombstone: false }
+    }
+    if (r.status === 404 && r.error === 'not_found' && typeof r.message === 'string') {
+      const text = Buffer.from(errorBody('not_found', r.message))
+      return { status: 404, contentType: SHARD_JSON_TYPE, contentLength: String(text.length), etag: undefined, node: nodeId, body: text, retries: 0, tombstone: r.tombstone === true }
+    }
+    return undefined
+  })
 }

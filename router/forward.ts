@@ -34,6 +34,13 @@ export interface ForwardRequest {
   contentType: string | undefined
   ifMatch: string | undefined
   ifNoneMatch: string | undefined
+  /** Upstream timeouts this request already met elsewhere (a coalesced read's batch): at most one is retried. */
+  priorTimeouts?: number
+}
+
+/** What serves a data request: the Forwarder itself, or the ReadCoalescer in front of it. */
+export interface KvForward {
+  forward: (req: ForwardRequest) => Promise<ForwardResult>
 }
 
 export interface ForwardResult {
@@ -70,7 +77,7 @@ function header (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value
 }
 
-export class Forwarder {
+export class Forwarder implements KvForward {
   private readonly options: ForwarderOptions
   private readonly pools = new Map<string, Pool>()
   private readonly poolOptions: Pool.Options
@@ -88,7 +95,7 @@ export class Forwarder {
     let retries = 0
     let backoff = FIRST_BACKOFF_MS
     let copiedAtEpoch = -1
-    let timeouts = 0
+    let timeouts = req.priorTimeouts ?? 0
     for (;;) {
       const table = this.options.table()
       const url = table.ownerOf(req.key)

@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks'
 import type { Logger } from '../src/log'
 import { ShardKvError, errorBody } from '../src/protocol/errors'
 import { KV_PREFIX } from '../src/protocol/wire'
-import type { Forwarder, KvMethod } from './forward'
+import type { KvForward, KvMethod } from './forward'
 import { answerOf, forwardKv } from './kv-routes'
 import type { RouterMetrics } from './metrics'
 
@@ -18,7 +18,7 @@ import type { RouterMetrics } from './metrics'
  */
 
 export interface KvFastPathOptions {
-  forwarder: Forwarder
+  forwarder: KvForward
   maxValueBytes: number
   metrics: RouterMetrics
   log: Logger

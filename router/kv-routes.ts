@@ -5,7 +5,7 @@ import { ShardKvError } from '../src/protocol/errors'
 import { keyFromUrl } from '../src/protocol/key'
 import { parseEtagList } from '../src/protocol/preconditions'
 import { DEFAULT_CONTENT_TYPE, HEADER, KV_PREFIX, REQUEST_ID_PATTERN } from '../src/protocol/wire'
-import type { Forwarder, ForwardResult, KvMethod } from './forward'
+import type { KvForward, ForwardResult, KvMethod } from './forward'
 
 /**
  * The data API as the router serves it: check what can be checked without the
@@ -19,7 +19,7 @@ import type { Forwarder, ForwardResult, KvMethod } from './forward'
  */
 
 export interface KvRoutesOptions {
-  forwarder: Forwarder
+  forwarder: KvForward
   maxValueBytes: number
   /** True once the router drains: answers then close their connection. */
   isDraining: () => boolean
@@ -29,7 +29,7 @@ const EMPTY = Buffer.alloc(0)
 const OCTET_STREAM = 'application/octet-stream'
 
 /** Validates a data request (throws `ShardKvError` on bad input) and forwards it to the key's owner. */
-export async function forwardKv (forwarder: Forwarder, method: KvMethod, rawUrl: string, h: IncomingHttpHeaders, body: Buffer | null, maxValueBytes: number): Promise<ForwardResult> {
+export async function forwardKv (forwarder: KvForward, method: KvMethod, rawUrl: string, h: IncomingHttpHeaders, body: Buffer | null, maxValueBytes: number): Promise<ForwardResult> {
   // The raw URL, not fastify's decoded params: router, shard and client must agree
   // byte for byte on what the key is (see src/protocol/key.ts).
   const key = keyFromUrl(rawUrl)

@@ -116,7 +116,8 @@ export class RouterMetrics {
     if (del > 0) this.batchOps.delete.inc(del)
   }
 
-  countBatchUpstream (path: 'group' | 'single'): void {
+  /** group/single: a client batch's sub-batch or moving key; coalesced: a batch of single GETs (read-coalescer.ts). */
+  countBatchUpstream (path: 'group' | 'single' | 'coalesced'): void {
     this.batchUpstream.inc({ path })
   }
 

@@ -7,6 +7,7 @@ import type { Logger } from '../src/log'
 import { registerAdminRoutes } from './admin-routes'
 import { Coordinator } from './coordinator'
 import { refuseOversizedUploads } from './expect-continue'
+import { ReadCoalescer } from './read-coalescer'
 import { Forwarder } from './forward'
 import { registerKvRoutes } from './kv-routes'
 import { kvFastPath } from './kv-fast-path'
@@ -49,6 +50,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     nodes: coord.nodes
   })
 
+  const reads = new ReadCoalescer({ forwarder, table: () => coord.table, maxKeys: config.readCoalesceMaxKeys, metrics })
+
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
   const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes) })
   app.addHook('onResponse', (request, reply, done) => {
@@ -56,8 +59,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     done()
   })
   let draining = false
-  registerKvRoutes(app, { forwarder, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
-  serveAheadOfFastify(app.server, kvFastPath({ forwarder, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining }))
+  registerKvRoutes(app, { forwarder: reads, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
+  serveAheadOfFastify(app.server, kvFastPath({ forwarder: reads, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining }))
   registerBatchRoutes(app, {
     batches: new BatchForwarder({ table: () => coord.table, forwarder, retryTimeoutMs: config.retryTimeoutMs, metrics, log }),
     metrics,

@@ -72,6 +72,7 @@ export const ROUTER_OPTIONS = {
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },
   retryTimeoutMs: { flag: 'retry-timeout-ms', env: 'SHARDKV_RETRY_TIMEOUT_MS', kind: 'integer', default: 3000, min: 0, help: 'How long the router keeps retrying a request whose shard connection was refused or reset.' },
   upstreamTimeoutMs: { flag: 'upstream-timeout-ms', env: 'SHARDKV_UPSTREAM_TIMEOUT_MS', kind: 'integer', default: 6000, min: 1, help: 'Longest wait for a shard\'s response headers.' },
+  readCoalesceMaxKeys: { flag: 'read-coalesce-max-keys', env: 'SHARDKV_READ_COALESCE_MAX_KEYS', kind: 'integer', default: 64, min: 1, help: 'Most concurrent GETs for one primary the router sends upstream as one batch; 1 sends every GET alone.' },
   connections: { flag: 'connections', env: 'SHARDKV_UPSTREAM_CONNECTIONS', kind: 'integer', default: 64, min: 1, help: 'Kept-alive connections per shard node in the router\'s undici pool.' },
   rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
   rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 20000, min: 0, help: 'Throttle on rows scanned per second during a rebalance, to bound client latency (0: unthrottled).' },

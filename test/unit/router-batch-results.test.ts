@@ -1,5 +1,5 @@
 import t from 'tap'
-import { errorFromShard, forwardedToBatchResult, readShardBatchReply } from '../../router/batch-results'
+import { coalescedReadResults, errorFromShard, forwardedToBatchResult, readShardBatchReply } from '../../router/batch-results'
 import type { ForwardResult } from '../../router/forward'
 
 function forwarded (over: Partial<ForwardResult>): ForwardResult {
@@ -41,4 +41,30 @@ t.test('single-key answers as batch results', async (t) => {
     { status: 404, error: 'not_found', message: 'none' }, 'no tombstone flag')
   t.same(forwardedToBatchResult('put', forwarded({ status: 412, body: Buffer.from('{"error":"precondition_failed","message":"m","current":"\\"c\\""}') })),
     { status: 412, error: 'precondition_failed', message: 'm', current: '"c"' }, 'the current etag travels')
+})
+
+t.test('coalescedReadResults: values and absences become single-GET answers; anything else goes alone', async (t) => {
+  const body = (v: unknown): Buffer => Buffer.from(JSON.stringify(v))
+  const reply = body({
+    results: [
+      { status: 200, etag: '"n1.1.7"', contentType: 'text/plain', value: Buffer.from('héllo').toString('base64') },
+      { status: 404, error: 'not_found', message: 'no value is stored under this key' },
+      { status: 404, error: 'not_found', message: 'no value is stored under this key', tombstone: true },
+      { status: 421, error: 'misdirected', message: 'not here', epoch: 3 },
+      { status: 413, error: 'batch_too_large', message: 'read this key alone' },
+      { status: 200, etag: '"x"', value: 'AAAA' },
+      'not an object'
+    ]
+  })
+  const out = coalescedReadResults(200, reply, 7, 'n1')
+  t.same(out[0], { status: 200, contentType: 'text/plain', contentLength: '6', etag: '"n1.1.7"', node: 'n1', body: Buffer.from('héllo'), retries: 0, tombstone: false }, 'a value, with its length in bytes')
+  const notFound = '{"error":"not_found","message":"no value is stored under this key"}'
+  t.same(out[1], { status: 404, contentType: 'application/json; charset=utf-8', contentLength: String(notFound.length), etag: undefined, node: 'n1', body: Buffer.from(notFound), retries: 0, tombstone: false }, 'an absence, with the shard\'s JSON error body')
+  t.equal(out[2]?.tombstone, true, 'a deleted key keeps its tombstone signal')
+  t.same(out.slice(3), [undefined, undefined, undefined, undefined], 'misdirected, over the limit, malformed: each goes through the single-key path')
+
+  t.same(coalescedReadResults(421, body({ error: 'misdirected' }), 2, 'n1'), [undefined, undefined], 'a refused batch sends every read alone')
+  t.same(coalescedReadResults(200, Buffer.from('{not json'), 2, 'n1'), [undefined, undefined], 'an unreadable answer sends every read alone')
+  t.same(coalescedReadResults(200, body({ results: [] }), 2, 'n1'), [undefined, undefined], 'an answer of the wrong length sends every read alone')
+  t.equal(coalescedReadResults(200, reply, 7, ['a', 'b'])[0]?.node, undefined, 'a repeated node header is not relayed')
 })
