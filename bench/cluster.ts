@@ -20,6 +20,8 @@ export interface BenchClusterOptions {
   synchronous?: string
   /** Node flags for the router process (e.g. --cpu-prof). */
   routerNodeArgs?: string[]
+  /** Extra router flags (e.g. --read-coalesce-max-keys 1). */
+  routerArgs?: string[]
 }
 
 export interface BenchCluster {
@@ -64,7 +66,8 @@ export async function startBenchCluster (ctx: BenchContext, opts: BenchClusterOp
       dataDir: join(dir, 'router'),
       logFile: join(dir, 'logs', 'router.log'),
       groups: shards.map((s, i) => groupSpec(ids[i] as string, s)),
-      nodeArgs: opts.routerNodeArgs
+      nodeArgs: opts.routerNodeArgs,
+      extraArgs: opts.routerArgs
     }))
     const keys: string[] = []
     return {

@@ -24,7 +24,7 @@ export interface BenchOptions {
   batchSize: number
   /** Scenarios to run, in suite order. */
   only: ScenarioId[]
-  /** Start the peer scenario's router under `node --cpu-prof`, profiles kept in this directory. */
+  /** Start the peer and batch scenarios' routers under `node --cpu-prof`, profiles kept in this directory. */
   cpuProf: string | undefined
   /** Keep the temp dir (data and logs) for inspection. */
   keep: boolean
@@ -42,7 +42,8 @@ Scenarios (in this order; pick some with --only):
                 against single-key GET and PUT keys/s in the same cluster
   scaling       routed GET and PUT with 1, 2, 3 and 4 groups
   peer          one shard node behind nginx (hash $request_uri consistent, keepalive),
-                behind the router and under the direct client, back to back
+                behind the router and under the direct client, back to back; then both
+                again with read coalescing off (one upstream request per GET)
   group-commit  durable PUT (synchronous=FULL) with group commit versus
                 --group-commit-max-ops 1 (one transaction per write)
 Prints a table and the target ratios, and writes JSON to bench/results/.
@@ -59,7 +60,7 @@ Options:
   --workers N        worker processes per shard node (default 1)
   --batch-size N     keys per batch (default 100)
   --only LIST        comma-separated scenarios to run (default: all)
-  --cpu-prof DIR     run the peer scenario's router under node --cpu-prof, profiles in DIR
+  --cpu-prof DIR     run the peer and batch scenarios' routers under node --cpu-prof, profiles in DIR
   --keep             keep the temp dir (data, logs) instead of removing it
   --help             show this text`
 

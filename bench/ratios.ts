@@ -49,6 +49,8 @@ export const RATIOS: readonly RatioSpec[] = [
   { id: 'batch-vs-single', label: 'batch GET keys/s / single GET keys/s', num: { scenario: 'batch', name: 'batch GET' }, den: { scenario: 'batch', name: 'GET' }, per: 'keys', min: 10 },
   { id: 'group-commit', label: 'durable PUT, group commit / 1 tx per write', num: { scenario: 'group-commit', name: 'PUT group commit' }, den: { scenario: 'group-commit', name: 'PUT 1 tx/write' }, per: 'req', min: 3 },
   { id: 'batch-put-vs-single', label: 'batch PUT keys/s / single PUT keys/s', num: { scenario: 'batch', name: 'batch PUT' }, den: { scenario: 'batch', name: 'PUT' }, per: 'keys' },
+  { id: 'routed-1-per-request-vs-nginx', label: 'routed GET, coalescing off / nginx GET', num: { scenario: 'peer', name: 'router GET 1/req' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req' },
+  { id: 'direct-1-per-request-vs-nginx', label: 'direct GET, coalescing off / nginx GET', num: { scenario: 'peer', name: 'direct GET 1/req' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req' },
   { id: 'router-vs-node', label: 'routed GET / same node direct (the hop)', num: { scenario: 'peer', name: 'router GET' }, den: { scenario: 'peer', name: 'node GET' }, per: 'req' },
   { id: 'nginx-vs-node', label: 'nginx GET / same node direct', num: { scenario: 'peer', name: 'nginx GET' }, den: { scenario: 'peer', name: 'node GET' }, per: 'req' },
   { id: 'routed-vs-direct-get', label: 'routed GET / direct client GET (N groups)', num: { scenario: 'routed', name: 'GET' }, den: { scenario: 'direct', name: 'GET' }, per: 'req' },

@@ -70,7 +70,7 @@ async function bench (suite: Suite): Promise<number> {
     skipped: suite.skipped
   })
   console.log(`\nresults: ${file}`)
-  if (opts.cpuProf !== undefined) console.log(`router CPU profiles (peer scenario): ${opts.cpuProf}`)
+  if (opts.cpuProf !== undefined) console.log(`router CPU profiles (peer and batch scenarios): ${opts.cpuProf}`)
 
   // Numbers from a run with failed requests would mislead: make the run fail visibly.
   const failures = suite.failures()

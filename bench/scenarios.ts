@@ -61,8 +61,8 @@ function http (url: string, suite: Suite, closeLater: (c: Closer) => void): Http
   return t
 }
 
-function client (suite: Suite, routerUrl: string, closeLater: (c: Closer) => void): KvClient {
-  const c = directClient(routerUrl, suite.ctx.opts.connections)
+function client (suite: Suite, routerUrl: string, closeLater: (c: Closer) => void, readCoalesceMaxKeys?: number): KvClient {
+  const c = directClient(routerUrl, suite.ctx.opts.connections, readCoalesceMaxKeys)
   closeLater(() => c.close())
   return c
 }
@@ -100,10 +100,16 @@ async function node (suite: Suite): Promise<void> {
   })
 }
 
+/** Node flags that profile a scenario's router when --cpu-prof is given. */
+function profiled (suite: Suite): string[] | undefined {
+  const dir = suite.ctx.opts.cpuProf
+  return dir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${resolve(dir)}`]
+}
+
 /** 4: batches through the router against single keys, same cluster, back to back. */
 async function batch (suite: Suite): Promise<void> {
   const { groups, batchSize, valueBytes } = suite.ctx.opts
-  await withCluster(suite, { name: 'batch', groups, preload: true }, async (cluster, closeLater) => {
+  await withCluster(suite, { name: 'batch', groups, preload: true, routerNodeArgs: profiled(suite) }, async (cluster, closeLater) => {
     const router = http(cluster.routerUrl, suite, closeLater)
     const target = `router → ${groupsLabel(groups)}`
     const batchTarget = `${target}, ${batchSize}/batch`
@@ -136,8 +142,7 @@ async function peer (suite: Suite): Promise<void> {
   const { ctx } = suite
   const nginx = ensureNginx(resolve(ctx.tmp, 'apt-get.log'))
   if ('skip' in nginx) suite.skip('peer', 'nginx GET', nginx.skip)
-  const routerNodeArgs = ctx.opts.cpuProf === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${resolve(ctx.opts.cpuProf)}`]
-  await withCluster(suite, { name: 'peer', groups: 1, preload: true, routerNodeArgs }, async (cluster, closeLater) => {
+  await withCluster(suite, { name: 'peer', groups: 1, preload: true, routerNodeArgs: profiled(suite) }, async (cluster, closeLater) => {
     const nodeUrl = cluster.nodes[0]?.url ?? ''
     let proxy: NginxProcess | undefined
     if ('path' in nginx) {
@@ -150,6 +155,11 @@ async function peer (suite: Suite): Promise<void> {
     await suite.measure('peer', 'router GET', 'router → one node', http(cluster.routerUrl, suite, closeLater).get(keys))
     await suite.measure('peer', 'direct GET', 'direct client → one node', clientGet(client(suite, cluster.routerUrl, closeLater), keys))
     await suite.measure('peer', 'node GET', 'one node, no proxy', http(nodeUrl, suite, closeLater).get(keys))
+    // Without read coalescing: one upstream request per GET, as nginx does it.
+    await suite.measure('peer', 'direct GET 1/req', 'direct client, coalescing off', clientGet(client(suite, cluster.routerUrl, closeLater, 1), keys))
+  })
+  await withCluster(suite, { name: 'peer-1-per-request', groups: 1, preload: true, routerArgs: ['--read-coalesce-max-keys', '1'] }, async (cluster, closeLater) => {
+    await suite.measure('peer', 'router GET 1/req', 'router, coalescing off → one node', http(cluster.routerUrl, suite, closeLater).get(cluster.keys))
   })
 }
 

@@ -7,7 +7,7 @@ import { BATCH_PATH, HEADER } from '../protocol/wire'
 import { exchange, poolOptions } from '../http/exchange'
 import { KvError, UnavailableError } from './errors'
 import { MapSource } from './map-source'
-import { fromHttp, unavailableResult, type OpResult } from './results'
+import { coalescedGetResults, fromHttp, unavailableResult, type OpResult } from './results'
 import { batchResults, RoutedTransport, singleHeaders } from './routed'
 import {
   Backoff, RequestCounter, sleep,
@@ -35,6 +35,8 @@ import { classifyUpstreamError, describeUpstreamError, type UpstreamFailure } fr
 
 export interface DirectOptions {
   routerUrl: string
+  /** Most concurrent plain GETs for one primary sent as one batch; 1: every GET alone. */
+  readCoalesceMaxKeys: number
   connections: number
   retryTimeoutMs: number
   timeoutMs: number
@@ -42,6 +44,12 @@ export interface DirectOptions {
 
 const METHOD_OF: Record<BatchOpWire['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
 const EMPTY = Buffer.alloc(0)
+
+interface PendingRead {
+  req: SingleRequest
+  resolve: (result: OpResult) => void
+  reject: (err: unknown) => void
+}
 
 export class DirectTransport implements Transport {
   readonly maps: MapSource
@@ -53,6 +61,8 @@ export class DirectTransport implements Transport {
   /** The headers of a plain GET (only the epoch) for the table they were built for. */
   private plainTable: RoutingTable | undefined
   private plainHeaders: Record<string, string> = {}
+  private pendingReads: PendingRead[] = []
+  private readsScheduled = false
 
   constructor (private readonly options: DirectOptions) {
     const routerUrl = new URL(options.routerUrl).origin
@@ -62,7 +72,74 @@ export class DirectTransport implements Transport {
     this.maps.onChange((table) => { this.closePoolsOutside(table) })
   }
 
+  /**
+   * Plain GETs made in one turn of the event loop go to each primary as one POST /batch
+   * of gets (auto-pipelining, as ioredis does it), answered exactly as single GETs: only
+   * values and absences are taken from the batch; any other outcome, and keys a rebalance
+   * is moving, go through the single-key path with its retries. A lone GET goes alone.
+   */
   async send (req: SingleRequest): Promise<OpResult> {
+    if (req.method !== 'GET' || this.options.readCoalesceMaxKeys < 2 || req.ifMatch !== undefined || req.ifNoneMatch !== undefined) return await this.sendOne(req)
+    return await new Promise((resolve, reject) => {
+      this.pendingReads.push({ req, resolve, reject })
+      if (!this.readsScheduled) {
+        this.readsScheduled = true
+        setImmediate(this.flushReads)
+      }
+    })
+  }
+
+  private readonly flushReads = (): void => {
+    this.readsScheduled = false
+    const reads = this.pendingReads
+    this.pendingReads = []
+    const table = this.maps.now()
+    if (reads.length === 1 || table === undefined) {
+      for (const r of reads) this.readAlone(r)
+      return
+    }
+    const plan = planBatch(table, reads.map((r) => r.req.key))
+    for (const i of plan.single) this.readAlone(reads[i] as PendingRead)
+    for (const i of plan.unowned) this.readAlone(reads[i] as PendingRead)
+    const max = this.options.readCoalesceMaxKeys
+    for (const [url, indexes] of plan.byPrimary) {
+      for (let start = 0; start < indexes.length; start += max) {
+        const part = indexes.slice(start, start + max).map((i) => reads[i] as PendingRead)
+        if (part.length === 1) this.readAlone(part[0] as PendingRead)
+        else void this.readTogether(url, table, part)
+      }
+    }
+  }
+
+  private readAlone (read: PendingRead): void {
+    this.sendOne(read.req).then(read.resolve, read.reject)
+  }
+
+  private async readTogether (url: string, table: RoutingTable, reads: PendingRead[]): Promise<void> {
+    let answers: Array<OpResult | undefined>
+    try {
+      this.counter.add(url)
+      const res = await exchange(this.pool(url), {
+        path: BATCH_PATH,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
+        body: JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.req.key })) })
+      })
+      if (res.status === 421 || (res.status === 200 && res.body.includes('"map":'))) this.maps.offer(mapOf(res.body))
+      answers = coalescedGetResults(res.status, res.body, reads.length)
+    } catch {
+      // The single-key path retries, refreshes the map or gives up, as for any GET.
+      answers = []
+    }
+    for (let i = 0; i < reads.length; i++) {
+      const read = reads[i] as PendingRead
+      const answer = answers[i]
+      if (answer !== undefined) read.resolve(answer)
+      else this.readAlone(read)
+    }
+  }
+
+  private async sendOne (req: SingleRequest): Promise<OpResult> {
     const deadline = Date.now() + this.options.retryTimeoutMs
     // Made on the first failure: most calls never need one.
     let backoff: Backoff | undefined

@@ -35,6 +35,11 @@ export interface ClientOptions {
   maxBatchOps?: number
   /** About this many bytes of JSON per batch request. Default 16 MiB, the servers' default limit. */
   maxBatchBytes?: number
+  /**
+   * Direct mode: most concurrent get() calls for one primary sent as one batch of gets
+   * (they answer exactly as single GETs). Default 64; 1 sends every get alone.
+   */
+  readCoalesceMaxKeys?: number
 }
 
 export interface PutOptions {
@@ -101,7 +106,7 @@ export class KvClient {
       retryTimeoutMs: options.retryTimeoutMs ?? 5000,
       timeoutMs: options.timeoutMs ?? 10_000
     }
-    if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, ...common })
+    if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, readCoalesceMaxKeys: options.readCoalesceMaxKeys ?? 64, ...common })
     else if (this.mode === 'routed') this.transport = new RoutedTransport(options.url, common)
     else throw new TypeError(`mode must be 'routed' or 'direct', not ${String(options.mode)}`)
     this.maxBatchOps = options.maxBatchOps ?? BATCH_DEFAULTS.maxOps

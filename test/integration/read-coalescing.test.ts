@@ -2,6 +2,8 @@ import t from 'tap'
 import { startCluster, clusterOutput } from '../harness/cluster'
 import type { HttpResponse } from '../harness/http'
 import { LoadGenerator, formatStats } from '../harness/history'
+import { ClientLoad } from '../harness/client-load'
+import { createClient, KvError } from '../../src/client'
 
 /**
  * The router sends concurrent plain GETs upstream as one batch per primary
@@ -87,4 +89,44 @@ t.test('coalesced reads under a concurrent read/write load: no stale read, nothi
   t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
   t.equal(report.lostWrites.length, 0, `every key reads back its last acknowledged state\n${report.text}`)
   t.ok(report.ok, `history checks out: ${JSON.stringify(report.counts)}\n${report.text}`)
+})
+
+t.test('the direct client coalesces concurrent gets per primary; each answers as it would alone', async (t) => {
+  const c = await startCluster(t, { name: 'coalesce-client', shards: 2, workers: 1 })
+  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const kv = createClient({ url: c.routerUrl, mode: 'direct' })
+  const alone = createClient({ url: c.routerUrl, mode: 'direct', readCoalesceMaxKeys: 1 })
+  t.teardown(async () => { await kv.close(); await alone.close() })
+  const keys = Array.from({ length: 40 }, (_, i) => `cc/${i}`)
+  for (const [i, key] of keys.entries()) {
+    if (i % 4 === 3) continue // absent keys
+    await kv.put(key, Buffer.from(`value ${i} ☃`), { contentType: i % 2 === 0 ? 'text/plain; charset=utf-8' : 'application/octet-stream' })
+  }
+  await kv.delete(keys[0] as string)
+  const describe = (r: unknown): unknown => r instanceof KvError ? { error: r.code, status: r.status, message: r.message } : r
+  const settle = async (client: typeof kv, key: string): Promise<unknown> => describe(await client.get(key).catch((err: unknown) => err))
+
+  const expected: unknown[] = []
+  for (const key of keys) expected.push(await settle(alone, key))
+  const nodeRequestsBefore = Object.values(kv.stats().requests).reduce((a, b) => a + b, 0)
+  const rounds = 5
+  const together = await Promise.all(Array.from({ length: rounds }, async () => await Promise.all(keys.map(async (key) => await settle(kv, key)))))
+  const sent = Object.values(kv.stats().requests).reduce((a, b) => a + b, 0) - nodeRequestsBefore
+  t.ok(sent < rounds * keys.length / 4, `${rounds * keys.length} concurrent gets took ${sent} requests`)
+  const differ = together.flatMap((round) => round.map((r, i) => JSON.stringify(r) === JSON.stringify(expected[i]) ? undefined : `${keys[i] ?? ''}: ${JSON.stringify(r)} vs ${JSON.stringify(expected[i])}`)).filter((d) => d !== undefined)
+  t.same(differ.slice(0, 5), [], `every coalesced get equals the get sent alone (${differ.length} differ)`)
+  t.equal((expected[0] as { status?: number }).status, 404, 'a deleted key is not found')
+  t.equal((expected[3] as { status?: number }).status, 404, 'an absent key is not found')
+
+  // A read/write history through the coalescing client.
+  const reader = createClient({ url: c.routerUrl, mode: 'routed' })
+  t.teardown(async () => { await reader.close() })
+  const load = new ClientLoad(kv, { clients: 16, keysPerClient: 4, durationMs: 5_000, maxOpsPerClient: 20_000 })
+  await load.run()
+  t.comment(`load: ${load.summary()}`)
+  t.equal(load.failed, 0, 'no call failed')
+  const report = await load.verify(reader)
+  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
+  t.ok(report.ok, `history: ${report.text}`)
 })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { chunkOps, fromBatchResult, fromHttp, toDeleteResult, toEntry, toPutResult, unavailableResult } from '../../src/client/results'
+import { chunkOps, coalescedGetResults, fromBatchResult, fromHttp, toDeleteResult, toEntry, toPutResult, unavailableResult } from '../../src/client/results'
 import { batchResults } from '../../src/client/routed'
 import { KvError, NotFoundError, PreconditionFailedError, UnavailableError, ValueTooLargeError } from '../../src/client/errors'
 import { Backoff, newRequestId } from '../../src/client/transport'
@@ -63,4 +63,27 @@ t.test('transport helpers', async (t) => {
   t.same([b.step(0), b.step(0), b.step(0), b.step(0), b.step(0), b.step(0)], [10, 20, 40, 80, 160, 200], 'doubles up to 200 ms')
   t.equal(b.step(900), undefined, 'never past the deadline')
   for (let i = 0; i < 20; i++) t.match(newRequestId(), REQUEST_ID_PATTERN)
+})
+
+t.test('coalesced gets: a value or an absence answers as the single GET would; anything else is sent alone', async (t) => {
+  const notFound = { error: 'not_found', message: 'no value is stored under this key' }
+  const body = Buffer.from(JSON.stringify({
+    results: [
+      { status: 200, etag: '"e1"', contentType: 'text/plain', value: Buffer.from('hi').toString('base64') },
+      { status: 404, ...notFound, tombstone: true },
+      { status: 421, error: 'misdirected', message: 'x' },
+      { status: 413, error: 'batch_too_large', message: 'read alone' },
+      null
+    ]
+  }))
+  const out = coalescedGetResults(200, body, 5)
+  const single200 = fromHttp(200, { etag: '"e1"', 'content-type': 'text/plain' }, Buffer.from('hi'))
+  t.same(out[0], single200, 'a value equals the single GET\'s result')
+  t.same(out[1], fromHttp(404, { 'content-type': 'application/json; charset=utf-8' }, Buffer.from(JSON.stringify(notFound))), 'an absence equals the single GET\'s result (error body, no tombstone field)')
+  const err = toEntry(out[1]!)
+  t.ok(err instanceof NotFoundError, 'and becomes a NotFoundError')
+  t.same(out.slice(2), [undefined, undefined, undefined], 'the rest go alone')
+  t.same(coalescedGetResults(421, body, 5), new Array(5).fill(undefined), 'a refused batch: every read alone')
+  t.same(coalescedGetResults(200, Buffer.from('nope'), 1), [undefined], 'not JSON: every read alone')
+  t.same(coalescedGetResults(200, Buffer.from('{"results":[]}'), 2), [undefined, undefined], 'wrong count: every read alone')
 })
