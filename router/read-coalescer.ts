@@ -1,6 +1,6 @@
 import { exchange } from '../src/http/exchange'
 import { classifyUpstreamError } from '../src/http/upstream-errors'
-import { planBatch } from '../src/membership/batch-plan'
+import { ReadCoalescing, type PendingRead } from '../src/membership/read-coalescing'
 import type { RoutingTable } from '../src/membership/routing-table'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { coalescedReadResults } from './batch-results'
@@ -37,84 +37,44 @@ export interface ReadCoalescerOptions {
   metrics: RouterMetrics
 }
 
-interface PendingRead {
-  req: ForwardRequest
-  resolve: (result: ForwardResult) => void
-  reject: (err: unknown) => void
-}
+type Read = PendingRead<ForwardRequest, ForwardResult>
 
-const JSON_HEADERS_BASE = { 'content-type': 'application/json' }
+const JSON_CONTENT_TYPE = 'application/json'
 
 export class ReadCoalescer implements KvForward {
-  private pending: PendingRead[] = []
-  private scheduled = false
+  private readonly queue: ReadCoalescing<ForwardRequest, ForwardResult>
 
-  constructor (private readonly options: ReadCoalescerOptions) {}
+  constructor (private readonly options: ReadCoalescerOptions) {
+    this.queue = new ReadCoalescing({
+      maxKeys: options.maxKeys,
+      table: options.table,
+      alone: (read) => { options.forwarder.forward(read.req).then(read.resolve, read.reject) },
+      together: async (url, table, reads) => await this.batch(url, table, reads)
+    })
+  }
 
   forward (req: ForwardRequest): Promise<ForwardResult> {
     if (this.options.maxKeys < 2 || req.method !== 'GET' || req.ifMatch !== undefined || req.ifNoneMatch !== undefined) {
       return this.options.forwarder.forward(req)
     }
-    return new Promise((resolve, reject) => {
-      this.pending.push({ req, resolve, reject })
-      if (!this.scheduled) {
-        this.scheduled = true
-        setImmediate(this.flush)
-      }
-    })
+    return this.queue.read(req.key, req)
   }
 
-  private readonly flush = (): void => {
-    this.scheduled = false
-    const reads = this.pending
-    this.pending = []
-    if (reads.length === 1) {
-      this.single(reads[0] as PendingRead)
-      return
-    }
-    const table = this.options.table()
-    const plan = planBatch(table, reads.map((r) => r.req.key))
-    for (const i of plan.single) this.single(reads[i] as PendingRead)
-    for (const i of plan.unowned) this.single(reads[i] as PendingRead)
-    const max = this.options.maxKeys
-    for (const [url, indexes] of plan.byPrimary) {
-      for (let start = 0; start < indexes.length; start += max) {
-        const part = indexes.slice(start, start + max).map((i) => reads[i] as PendingRead)
-        if (part.length === 1) this.single(part[0] as PendingRead)
-        else void this.batch(table, url, part)
-      }
-    }
-  }
-
-  private single (read: PendingRead, priorTimeouts = 0): void {
-    const req = priorTimeouts === 0 ? read.req : { ...read.req, priorTimeouts }
-    this.options.forwarder.forward(req).then(read.resolve, read.reject)
-  }
-
-  private async batch (table: RoutingTable, url: string, reads: PendingRead[]): Promise<void> {
+  private async batch (url: string, table: RoutingTable, reads: readonly Read[]): Promise<Array<ForwardResult | undefined>> {
     this.options.metrics.countBatchUpstream('coalesced')
-    let answers: Array<ForwardResult | undefined>
     try {
-      const body = JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.req.key })) })
       const res = await exchange(this.options.forwarder.pool(url), {
         path: BATCH_PATH,
         method: 'POST',
-        headers: { ...JSON_HEADERS_BASE, [HEADER.epoch]: table.epochHeader },
-        body
+        headers: { 'content-type': JSON_CONTENT_TYPE, [HEADER.epoch]: table.epochHeader },
+        body: JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.key })) })
       })
-      answers = coalescedReadResults(res.status, res.body, reads.length, res.headers[HEADER.node])
+      return coalescedReadResults(res.status, res.body, reads.length, res.headers[HEADER.node])
     } catch (err) {
-      // The single-key path decides what the failure means (retry, give up, 502); a timeout
-      // here counts as its one allowed timeout, so a hung node is not waited on three times.
-      const timeouts = classifyUpstreamError(err) === 'timeout' ? 1 : 0
-      for (const r of reads) this.single(r, timeouts)
-      return
-    }
-    for (let i = 0; i < reads.length; i++) {
-      const read = reads[i] as PendingRead
-      const answer = answers[i]
-      if (answer !== undefined) read.resolve(answer)
-      else this.single(read)
+      // Every read goes alone, and the single-key path decides what the failure means; a
+      // timeout here counts as its one allowed timeout, so a hung node is not waited on three times.
+      if (classifyUpstreamError(err) === 'timeout') for (const r of reads) r.req = { ...r.req, priorTimeouts: 1 }
+      return []
     }
   }
 }

@@ -1,5 +1,6 @@
 import { Pool } from 'undici'
 import { planBatch } from '../membership/batch-plan'
+import { ReadCoalescing, type PendingRead } from '../membership/read-coalescing'
 import type { RoutingTable } from '../membership/routing-table'
 import type { BatchOpWire } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
@@ -45,11 +46,6 @@ export interface DirectOptions {
 const METHOD_OF: Record<BatchOpWire['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
 const EMPTY = Buffer.alloc(0)
 
-interface PendingRead {
-  req: SingleRequest
-  resolve: (result: OpResult) => void
-  reject: (err: unknown) => void
-}
 
 export class DirectTransport implements Transport {
   readonly maps: MapSource
@@ -61,8 +57,7 @@ export class DirectTransport implements Transport {
   /** The headers of a plain GET (only the epoch) for the table they were built for. */
   private plainTable: RoutingTable | undefined
   private plainHeaders: Record<string, string> = {}
-  private pendingReads: PendingRead[] = []
-  private readsScheduled = false
+  private readonly reads: ReadCoalescing<SingleRequest, OpResult>
 
   constructor (private readonly options: DirectOptions) {
     const routerUrl = new URL(options.routerUrl).origin
@@ -70,6 +65,12 @@ export class DirectTransport implements Transport {
     this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1 })
     this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs)
     this.maps.onChange((table) => { this.closePoolsOutside(table) })
+    this.reads = new ReadCoalescing({
+      maxKeys: options.readCoalesceMaxKeys,
+      table: () => this.maps.now(),
+      alone: (read) => { this.sendOne(read.req).then(read.resolve, read.reject) },
+      together: async (url, table, reads) => await this.readTogether(url, table, reads)
+    })
   }
 
   /**
@@ -80,63 +81,21 @@ export class DirectTransport implements Transport {
    */
   async send (req: SingleRequest): Promise<OpResult> {
     if (req.method !== 'GET' || this.options.readCoalesceMaxKeys < 2 || req.ifMatch !== undefined || req.ifNoneMatch !== undefined) return await this.sendOne(req)
-    return await new Promise((resolve, reject) => {
-      this.pendingReads.push({ req, resolve, reject })
-      if (!this.readsScheduled) {
-        this.readsScheduled = true
-        setImmediate(this.flushReads)
-      }
+    return await this.reads.read(req.key, req)
+  }
+
+  private async readTogether (url: string, table: RoutingTable, reads: ReadonlyArray<PendingRead<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {
+    this.counter.add(url)
+    const res = await exchange(this.pool(url), {
+      path: BATCH_PATH,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
+      body: JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.key })) })
     })
-  }
-
-  private readonly flushReads = (): void => {
-    this.readsScheduled = false
-    const reads = this.pendingReads
-    this.pendingReads = []
-    const table = this.maps.now()
-    if (reads.length === 1 || table === undefined) {
-      for (const r of reads) this.readAlone(r)
-      return
-    }
-    const plan = planBatch(table, reads.map((r) => r.req.key))
-    for (const i of plan.single) this.readAlone(reads[i] as PendingRead)
-    for (const i of plan.unowned) this.readAlone(reads[i] as PendingRead)
-    const max = this.options.readCoalesceMaxKeys
-    for (const [url, indexes] of plan.byPrimary) {
-      for (let start = 0; start < indexes.length; start += max) {
-        const part = indexes.slice(start, start + max).map((i) => reads[i] as PendingRead)
-        if (part.length === 1) this.readAlone(part[0] as PendingRead)
-        else void this.readTogether(url, table, part)
-      }
-    }
-  }
-
-  private readAlone (read: PendingRead): void {
-    this.sendOne(read.req).then(read.resolve, read.reject)
-  }
-
-  private async readTogether (url: string, table: RoutingTable, reads: PendingRead[]): Promise<void> {
-    let answers: Array<OpResult | undefined>
-    try {
-      this.counter.add(url)
-      const res = await exchange(this.pool(url), {
-        path: BATCH_PATH,
-        method: 'POST',
-        headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
-        body: JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.req.key })) })
-      })
-      if (res.status === 421 || (res.status === 200 && res.body.includes('"map":'))) this.maps.offer(mapOf(res.body))
-      answers = coalescedGetResults(res.status, res.body, reads.length)
-    } catch {
-      // The single-key path retries, refreshes the map or gives up, as for any GET.
-      answers = []
-    }
-    for (let i = 0; i < reads.length; i++) {
-      const read = reads[i] as PendingRead
-      const answer = answers[i]
-      if (answer !== undefined) read.resolve(answer)
-      else this.readAlone(read)
-    }
+    if (res.status === 421 || (res.status === 200 && res.body.includes('"map":'))) this.maps.offer(mapOf(res.body))
+    // A failed exchange throws: every read then goes alone, and the single-key path retries,
+    // refreshes the map or gives up, as for any GET.
+    return coalescedGetResults(res.status, res.body, reads.length)
   }
 
   private async sendOne (req: SingleRequest): Promise<OpResult> {

@@ -1,0 +1,86 @@
+import { planBatch } from './batch-plan'
+import type { RoutingTable } from './routing-table'
+
+/**
+ * The queue behind read coalescing, shared by the router (router/read-coalescer.ts)
+ * and the direct client (src/client/direct.ts): reads made in one turn of the event
+ * loop are planned together on the next one, and each primary gets its share as one
+ * batch of at most `maxKeys` gets. A lone read, a key a rebalance is moving, a key no
+ * group owns, and a read of an answer that could not stand for it all go `alone`,
+ * through the caller's single-key path with its own retries.
+ */
+
+export interface PendingRead<Req, Res> {
+  /** What `alone` sends; the sender may replace it (e.g. to carry what the batch attempt learned). */
+  req: Req
+  readonly key: string
+  resolve: (result: Res) => void
+  reject: (err: unknown) => void
+}
+
+export interface ReadCoalescingOptions<Req, Res> {
+  maxKeys: number
+  /** The table to plan by; undefined (none loaded yet) sends every read alone. */
+  table: () => RoutingTable | undefined
+  /** Sends one read through the single-key path and settles it. */
+  alone: (read: PendingRead<Req, Res>) => void
+  /**
+   * Sends reads of one primary as one batch. Returns an answer per read, in order;
+   * undefined entries (or a shorter array) send those reads alone. Must not throw.
+   */
+  together: (url: string, table: RoutingTable, reads: ReadonlyArray<PendingRead<Req, Res>>) => Promise<ReadonlyArray<Res | undefined>>
+}
+
+export class ReadCoalescing<Req, Res> {
+  private pending: Array<PendingRead<Req, Res>> = []
+  private scheduled = false
+
+  constructor (private readonly options: ReadCoalescingOptions<Req, Res>) {}
+
+  read (key: string, req: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ req, key, resolve, reject })
+      if (!this.scheduled) {
+        this.scheduled = true
+        setImmediate(this.flush)
+      }
+    })
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false
+    const reads = this.pending
+    this.pending = []
+    const { alone, maxKeys } = this.options
+    const table = this.options.table()
+    if (reads.length === 1 || table === undefined) {
+      for (const r of reads) alone(r)
+      return
+    }
+    const plan = planBatch(table, reads.map((r) => r.key))
+    for (const i of plan.single) alone(reads[i] as PendingRead<Req, Res>)
+    for (const i of plan.unowned) alone(reads[i] as PendingRead<Req, Res>)
+    for (const [url, indexes] of plan.byPrimary) {
+      for (let start = 0; start < indexes.length; start += maxKeys) {
+        const part = indexes.slice(start, start + maxKeys).map((i) => reads[i] as PendingRead<Req, Res>)
+        if (part.length === 1) alone(part[0] as PendingRead<Req, Res>)
+        else void this.send(url, table, part)
+      }
+    }
+  }
+
+  private async send (url: string, table: RoutingTable, reads: Array<PendingRead<Req, Res>>): Promise<void> {
+    let answers: ReadonlyArray<Res | undefined>
+    try {
+      answers = await this.options.together(url, table, reads)
+    } catch {
+      answers = []
+    }
+    for (let i = 0; i < reads.length; i++) {
+      const read = reads[i] as PendingRead<Req, Res>
+      const answer = answers[i]
+      if (answer !== undefined) read.resolve(answer)
+      else this.options.alone(read)
+    }
+  }
+}
