@@ -1,4 +1,4 @@
-import type { BatchOpName, BatchResult } from '../src/protocol/batch'
+import { getAnswers, type BatchOpName, type BatchResult } from '../src/protocol/batch'
 import { errorBody, errorCodeOf } from '../src/protocol/errors'
 import type { ForwardResult } from './forward'
 
@@ -86,27 +86,16 @@ const SHARD_JSON_TYPE = 'application/json; charset=utf-8'
 /**
  * A shard's answer to a coalesced batch of gets (see read-coalescer.ts), as the result
  * each single GET would have relayed — same status, Content-Type, ETag, node and body —
- * for the reads it can stand for: a value (200) and an absence (404, with the tombstone
- * signal). Undefined for any other read, and for every read of an answer that is not a
- * well-formed 200: those go through the single-key path.
+ * for the reads it can stand for (see getAnswers); undefined for the others.
  */
 export function coalescedReadResults (status: number, body: Buffer, count: number, node: string | string[] | undefined): Array<ForwardResult | undefined> {
-  const none = new Array<ForwardResult | undefined>(count).fill(undefined)
-  if (status !== 200) return none
-  const parsed = parseJson(body.toString('utf8'))
-  const results = isObject(parsed) ? parsed.results : undefined
-  if (!Array.isArray(results) || results.length !== count) return none
   const nodeId = typeof node === 'string' ? node : undefined
-  return results.map((r: unknown): ForwardResult | undefined => {
-    if (!isObject(r)) return undefined
-    if (r.status === 200 && typeof r.value === 'string' && typeof r.etag === 'string' && typeof r.contentType === 'string') {
-      const value = Buffer.from(r.value, 'base64')
-      return { status: 200, contentType: r.contentType, contentLength: String(value.length), etag: r.etag, node: nodeId, body: value, retries: 0, tombstone: false }
+  return getAnswers(status, body, count).map((a): ForwardResult | undefined => {
+    if (a === undefined) return undefined
+    if (a.found) {
+      return { status: 200, contentType: a.contentType, contentLength: String(a.value.length), etag: a.etag, node: nodeId, body: a.value, retries: 0, tombstone: false }
     }
-    if (r.status === 404 && r.error === 'not_found' && typeof r.message === 'string') {
-      const text = Buffer.from(errorBody('not_found', r.message))
-      return { status: 404, contentType: SHARD_JSON_TYPE, contentLength: String(text.length), etag: undefined, node: nodeId, body: text, retries: 0, tombstone: r.tombstone === true }
-    }
-    return undefined
+    const text = Buffer.from(errorBody('not_found', a.message))
+    return { status: 404, contentType: SHARD_JSON_TYPE, contentLength: String(text.length), etag: undefined, node: nodeId, body: text, retries: 0, tombstone: a.tombstone }
   })
 }

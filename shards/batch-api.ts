@@ -6,7 +6,7 @@ import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
 import { errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
 import { jsonBytes } from '../src/http/json-body'
-import type { ShardMetrics } from './metrics'
+import { countBatch, type ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import { requestOrigin, senderEpoch, servingView, type WriteQueue } from './serving'
 
@@ -35,7 +35,6 @@ export interface BatchApiContext {
   maxBatchBytes: number
   maxValueBytes: number
 }
-
 
 /** The request id op i's write is recorded under: its own, else derived from the request's. */
 function opOrigin (op: BatchOp, index: number, requestId: string | undefined): string | undefined {
@@ -114,12 +113,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
     }
     await replicated(maxSeq)
 
-    metrics.batches.inc()
-    for (const op of ops) {
-      metrics.batchOps.inc({ op: op.op })
-      if (op.op === 'get') metrics.reads.inc()
-      else metrics.writes.inc()
-    }
+    countBatch(metrics, ops)
     const body: { results: BatchResult[], map?: unknown } = { results }
     if (misdirected) body.map = ownership.installed()
     return reply.code(200).type('application/json').send(JSON.stringify(body))

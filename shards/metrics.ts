@@ -52,6 +52,25 @@ export function createWorkerMetrics (): ShardMetrics {
   }
 }
 
+/**
+ * Counts an answered batch: once per op kind, not per op (coalesced router reads make
+ * this a hot path, and each labelled inc looks its series up again).
+ */
+export function countBatch (metrics: ShardMetrics, ops: ReadonlyArray<{ op: 'get' | 'put' | 'delete' }>): void {
+  let gets = 0
+  let puts = 0
+  for (const o of ops) {
+    if (o.op === 'get') gets++
+    else if (o.op === 'put') puts++
+  }
+  const deletes = ops.length - gets - puts
+  metrics.batches.inc()
+  if (gets > 0) { metrics.batchOps.inc({ op: 'get' }, gets); metrics.reads.inc(gets) }
+  if (puts > 0) metrics.batchOps.inc({ op: 'put' }, puts)
+  if (deletes > 0) metrics.batchOps.inc({ op: 'delete' }, deletes)
+  if (puts + deletes > 0) metrics.writes.inc(puts + deletes)
+}
+
 export interface SupervisorMetrics {
   registry: Registry
   aggregator: AggregatorRegistry<RegistryContentType>

@@ -1,4 +1,4 @@
-import type { BatchOpWire, BatchResult } from '../protocol/batch'
+import { getAnswers, type BatchOpWire, type BatchResult } from '../protocol/batch'
 import { DEFAULT_CONTENT_TYPE } from '../protocol/wire'
 import { errorFromResponse, UnavailableError, type KvError } from './errors'
 
@@ -75,31 +75,15 @@ const NODE_JSON_TYPE = 'application/json; charset=utf-8'
 
 /**
  * A node's answer to a coalesced batch of gets, as the OpResult each single GET would
- * have given, for the reads it can stand for: a value (200) or an absence (404).
- * Undefined for any other read, and for every read of an answer that is not a
- * well-formed 200: those are sent again alone.
+ * have given, for the reads it can stand for (see getAnswers); undefined for the others,
+ * which are sent again alone.
  */
 export function coalescedGetResults (status: number, body: Buffer, count: number): Array<OpResult | undefined> {
-  const none = new Array<OpResult | undefined>(count).fill(undefined)
-  if (status !== 200) return none
-  let parsed: { results?: unknown }
-  try {
-    parsed = JSON.parse(body.toString('utf8')) as { results?: unknown }
-  } catch {
-    return none
-  }
-  if (typeof parsed !== 'object' || parsed === null || !Array.isArray(parsed.results) || parsed.results.length !== count) return none
-  return (parsed.results as unknown[]).map((raw): OpResult | undefined => {
-    if (typeof raw !== 'object' || raw === null) return undefined
-    const r = raw as BatchResult
-    if (r.status === 200 && typeof r.value === 'string' && typeof r.etag === 'string' && typeof r.contentType === 'string') {
-      return { status: 200, etag: r.etag, contentType: r.contentType, value: Buffer.from(r.value, 'base64') }
-    }
+  return getAnswers(status, body, count).map((a): OpResult | undefined => {
+    if (a === undefined) return undefined
+    if (a.found) return { status: 200, etag: a.etag, contentType: a.contentType, value: a.value }
     // The error body a single GET gets, without the batch's shard → router fields.
-    if (r.status === 404 && r.error === 'not_found' && typeof r.message === 'string') {
-      return { status: 404, contentType: NODE_JSON_TYPE, error: { error: r.error, message: r.message } }
-    }
-    return undefined
+    return { status: 404, contentType: NODE_JSON_TYPE, error: { error: 'not_found', message: a.message } }
   })
 }
 

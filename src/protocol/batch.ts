@@ -169,3 +169,36 @@ export function toWire (op: BatchOp, rid: string | undefined): BatchOpWire {
 export function errorResult (err: ShardKvError): BatchResult {
   return { ...err.details, status: err.status, error: err.code, message: err.message }
 }
+
+/** What one get of a coalesced batch can stand for: a value, or an absence (404 not_found). */
+export type GetAnswer =
+  | { found: true, value: Buffer, etag: string, contentType: string }
+  | { found: false, message: string, tombstone: boolean }
+
+/**
+ * A node's answer to a batch of gets only (read coalescing), read for what each single
+ * GET would have answered: a value (200) or an absence (404). Undefined for any other
+ * result, and for every result of an answer that is not a well-formed 200 with `count`
+ * results; the sender then reads those keys alone.
+ */
+export function getAnswers (status: number, body: Buffer, count: number): Array<GetAnswer | undefined> {
+  const none = new Array<GetAnswer | undefined>(count).fill(undefined)
+  if (status !== 200) return none
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(body.toString('utf8'))
+  } catch {
+    return none
+  }
+  const results = typeof parsed === 'object' && parsed !== null ? (parsed as { results?: unknown }).results : undefined
+  if (!Array.isArray(results) || results.length !== count) return none
+  return results.map((raw: unknown): GetAnswer | undefined => {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined
+    const r = raw as BatchResult
+    if (r.status === 200 && typeof r.value === 'string' && typeof r.etag === 'string' && typeof r.contentType === 'string') {
+      return { found: true, value: Buffer.from(r.value, 'base64'), etag: r.etag, contentType: r.contentType }
+    }
+    if (r.status === 404 && r.error === 'not_found' && typeof r.message === 'string') return { found: false, message: r.message, tombstone: r.tombstone === true }
+    return undefined
+  })
+}

@@ -3,6 +3,7 @@ import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { HttpClient } from './http'
 import { describe, percentile, prng } from './history'
 import { b64, postBatch, type WireOp, type WireResult } from './batch'
+import { Progress } from './progress'
 
 /**
  * The batch counterpart of LoadGenerator (./history.ts): C clients, each owning a disjoint
@@ -62,8 +63,7 @@ export class BatchLoadGenerator {
   private started = 0
   private finished = false
   private running: Promise<BatchLoadStats> | undefined
-  private batchesDone = 0
-  private readonly waiters: Array<{ n: number, resolve: () => void }> = []
+  private readonly progress = new Progress()
   private readonly failures: FailedOp[] = []
   private failedOps = 0
   private retried = 0
@@ -103,7 +103,7 @@ export class BatchLoadGenerator {
       this.started = Date.now()
       await Promise.all(Array.from({ length: this.opts.clients }, async (_, c) => await this.client(c)))
       this.finished = true
-      for (const w of this.waiters.splice(0)) w.resolve()
+      this.progress.end()
       return this.stats()
     })()
     return this.running
@@ -114,18 +114,17 @@ export class BatchLoadGenerator {
   }
 
   completedBatches (): number {
-    return this.batchesDone
+    return this.progress.done
   }
 
   waitForBatches (n: number): Promise<void> {
-    if (this.batchesDone >= n || this.finished) return Promise.resolve()
-    return new Promise((resolve) => this.waiters.push({ n, resolve }))
+    return this.progress.waitFor(n)
   }
 
   stats (): BatchLoadStats {
     const sorted = [...this.latencies].sort((a, b) => a - b)
     return {
-      batches: this.batchesDone,
+      batches: this.progress.done,
       ...this.counts,
       failedOps: this.failedOps,
       failures: [...this.failures],
@@ -158,14 +157,7 @@ export class BatchLoadGenerator {
         return { op: 'delete', key }
       })
       await this.send(c, ops)
-      this.batchesDone++
-      for (let i = this.waiters.length - 1; i >= 0; i--) {
-        const w = this.waiters[i] as { n: number, resolve: () => void }
-        if (this.batchesDone >= w.n) {
-          this.waiters.splice(i, 1)
-          w.resolve()
-        }
-      }
+      this.progress.bump()
     }
   }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { KvError, NotFoundError, type KvClient } from '../../src/client'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
+import { Progress } from './progress'
 
 /**
  * The history-checked load of test/harness/history.ts, driven through the TypeScript
@@ -31,7 +32,6 @@ export class ClientLoad {
   readonly checker = new HistoryChecker()
   readonly failures: ClientFailure[] = []
   failed = 0
-  ops = 0
   /** Completion time (ms since start) of every acknowledged write, by key. */
   readonly ackTimes: Array<{ key: string, at: number }> = []
   private stopped = false
@@ -39,7 +39,7 @@ export class ClientLoad {
   private readonly prefix: string
   private readonly keysByClient: string[][]
   private running: Promise<void> | undefined
-  private waiters: Array<{ n: number, resolve: () => void }> = []
+  private readonly progress = new Progress()
 
   constructor (private readonly kv: KvClient, private readonly opts: ClientLoadOptions) {
     this.prefix = opts.keyPrefix ?? `cl${randomBytes(3).toString('hex')}`
@@ -49,10 +49,15 @@ export class ClientLoad {
     for (const keys of this.keysByClient) for (const k of keys) this.checker.track(k)
   }
 
+  /** Operations completed so far. */
+  get ops (): number {
+    return this.progress.done
+  }
+
   run (): Promise<void> {
     this.running ??= Promise.all(this.keysByClient.map(async (keys, c) => await this.client(c, keys))).then(() => {
       this.stopped = true
-      for (const w of this.waiters.splice(0)) w.resolve()
+      this.progress.end()
     })
     return this.running
   }
@@ -68,8 +73,8 @@ export class ClientLoad {
 
   /** Resolves once n operations have completed in all (or the load ended). */
   async waitForOps (n: number): Promise<void> {
-    if (this.ops >= n || this.stopped) return
-    await new Promise<void>((resolve) => this.waiters.push({ n, resolve }))
+    if (this.stopped) return
+    await this.progress.waitFor(n)
   }
 
   private async client (c: number, keys: string[]): Promise<void> {
@@ -82,14 +87,7 @@ export class ClientLoad {
       if (r < put) await this.put(key, `${this.prefix}|c${c}|n${n}|`)
       else if (r < put + get) await this.get(key)
       else await this.delete(key)
-      this.ops++
-      for (let i = this.waiters.length - 1; i >= 0; i--) {
-        const w = this.waiters[i] as { n: number, resolve: () => void }
-        if (this.ops >= w.n) {
-          this.waiters.splice(i, 1)
-          w.resolve()
-        }
-      }
+      this.progress.bump()
     }
   }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { HttpClient, type HttpResponse } from './http'
 import { kvPath } from '../../src/protocol/key'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
+import { Progress } from './progress'
 
 export * from './checker'
 
@@ -86,14 +87,13 @@ export class LoadGenerator {
   private readonly ownHttp: boolean
   private stopRequested = false
   private started = 0
-  private opsDone = 0
+  private readonly progress = new Progress()
   private running: Promise<LoadStats> | undefined
   private readonly failures: FailedRequest[] = []
   private failedCount = 0
   private retried = 0
   private readonly latencies: number[] = []
   private readonly opCounts = { puts: 0, gets: 0, deletes: 0 }
-  private readonly opWaiters: Array<{ n: number, resolve: () => void }> = []
 
   constructor (options: LoadOptions, http?: HttpClient) {
     if (options.clients < 1 || options.keysPerClient < 1) throw new RangeError('clients and keysPerClient must be >= 1')
@@ -127,7 +127,7 @@ export class LoadGenerator {
   }
 
   completedOps (): number {
-    return this.opsDone
+    return this.progress.done
   }
 
   /** ms since the load started: the clock of `FailedRequest.at`. */
@@ -137,8 +137,7 @@ export class LoadGenerator {
 
   /** Resolves once at least n operations have completed (or the load ended). */
   waitForOps (n: number): Promise<void> {
-    if (this.opsDone >= n || this.finished) return Promise.resolve()
-    return new Promise((resolve) => this.opWaiters.push({ n, resolve }))
+    return this.progress.waitFor(n)
   }
 
   private finished = false
@@ -151,14 +150,14 @@ export class LoadGenerator {
     const clients = Array.from({ length: this.opts.clients }, (_, c) => this.client(c))
     await Promise.all(clients)
     this.finished = true
-    for (const w of this.opWaiters.splice(0)) w.resolve()
+    this.progress.end()
     return this.stats()
   }
 
   stats (): LoadStats {
     const sorted = [...this.latencies].sort((a, b) => a - b)
     return {
-      ops: this.opsDone,
+      ops: this.progress.done,
       ...this.opCounts,
       failedRequests: this.failedCount,
       failures: [...this.failures],
@@ -203,16 +202,7 @@ export class LoadGenerator {
       if (pick < put) await this.doPut(c, key, this.value(c, counter++))
       else if (pick < put + get) await this.doGet(c, key)
       else await this.doDelete(c, key)
-      this.opsDone++
-      if (this.opWaiters.length > 0) {
-        for (let i = this.opWaiters.length - 1; i >= 0; i--) {
-          const w = this.opWaiters[i]!
-          if (this.opsDone >= w.n) {
-            this.opWaiters.splice(i, 1)
-            w.resolve()
-          }
-        }
-      }
+      this.progress.bump()
       if (this.opts.thinkMs > 0) await new Promise((resolve) => setTimeout(resolve, this.opts.thinkMs))
     }
   }

@@ -211,6 +211,31 @@ t.test('POST /batch on a shard node', async (t) => {
     t.equal((await http.get(node.url, keys[3]!)).status, 200, 'a refused key reads alone')
   })
 
+  t.test('the node counts a batch\'s ops by kind', async (t) => {
+    const counters = async (): Promise<Record<string, number>> => {
+      const text = (await http.request('GET', `${node.url}/metrics`)).text()
+      const read = (series: string): number => Number(new RegExp(`^${series.replace(/[{}"]/g, (ch) => `\\${ch}`)} (\\d+)`, 'm').exec(text)?.[1] ?? 0)
+      return {
+        batches: read('shardkv_shard_batches_total'),
+        get: read('shardkv_shard_batch_ops_total{op="get"}'),
+        put: read('shardkv_shard_batch_ops_total{op="put"}'),
+        delete: read('shardkv_shard_batch_ops_total{op="delete"}'),
+        reads: read('shardkv_shard_reads_total'),
+        writes: read('shardkv_shard_writes_total')
+      }
+    }
+    const before = await counters()
+    const keys = [own('count-0'), own('count-1'), own('count-2')]
+    await batch(t, c, node, [
+      { op: 'put', key: keys[0], value: b64('a') }, { op: 'put', key: keys[1], value: b64('b') },
+      { op: 'get', key: keys[0] }, { op: 'get', key: keys[1] }, { op: 'get', key: keys[2] },
+      { op: 'delete', key: keys[1] }
+    ])
+    const after = await counters()
+    const delta = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]))
+    t.same(delta, { batches: 1, get: 3, put: 2, delete: 1, reads: 3, writes: 3 }, 'one batch: 3 gets, 2 puts, 1 delete')
+  })
+
   t.test('a batch\'s writes survive SIGKILL of the whole node right after the ack', async (t) => {
     const keys = Array.from({ length: 200 }, () => own('atomic'))
     const gone = own('atomic-gone')
