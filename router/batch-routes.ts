@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { parseBatch, type BatchLimits } from '../src/protocol/batch'
 import { jsonBytes } from '../src/http/json-body'
 import { ShardKvError } from '../src/protocol/errors'
-import { BATCH_PATH, HEADER, REQUEST_ID_PATTERN } from '../src/protocol/wire'
+import { BATCH_PATH, HEADER } from '../src/protocol/wire'
+import { BATCH_ID_ROOM, newRequestId, requireRequestId } from '../src/protocol/request-id'
 import type { BatchForwarder } from './batch-forward'
 import type { RouterMetrics } from './metrics'
 
@@ -33,7 +33,7 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
     metrics.countBatch(ops)
     // A client that retries a batch sends its id again, so every write in it applies once.
     const clientId = request.headers[HEADER.requestId]
-    const batchId = typeof clientId === 'string' && clientId.length <= 64 && REQUEST_ID_PATTERN.test(clientId) ? clientId : randomUUID()
+    const batchId = clientId === undefined ? newRequestId() : requireRequestId(clientId, BATCH_ID_ROOM).id
     const { results, retries } = await batches.run(ops, batchId)
     if (retries > 0) reply.header(HEADER.retries, String(retries))
     if (isDraining()) reply.header('connection', 'close')

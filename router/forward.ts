@@ -106,10 +106,10 @@ export class Forwarder implements KvForward {
       const source = table.handoverSourceOf(req.key)
       try {
         // Copy on touch: a write to a key whose copy has not reached its new owner would be
-        // judged against nothing (a condition, or 201 Created for a key that exists), so the
-        // key is copied first (insert-if-absent). An unconditional DELETE needs no copy.
-        if (source !== undefined && copiedAtEpoch !== table.epoch &&
-            (req.method === 'PUT' || (req.method === 'DELETE' && (req.ifMatch !== undefined || req.ifNoneMatch !== undefined)))) {
+        // judged against nothing (a condition, or 201 Created for a key that exists), and a
+        // retry of a write the old owner applied would not be recognised; so the key's row
+        // (insert-if-absent) and its applied requests are copied first.
+        if (source !== undefined && copiedAtEpoch !== table.epoch && (req.method === 'PUT' || req.method === 'DELETE')) {
           await this.copyOnTouch(req.key, source, url)
           copiedAtEpoch = table.epoch
         }
@@ -171,8 +171,8 @@ export class Forwarder implements KvForward {
   }
 
   private async copyOnTouch (key: string, source: string, target: string): Promise<void> {
-    const row = await this.options.nodes.row(source, key)
-    if (row !== undefined) await this.options.nodes.importRows(target, [row])
+    const transfer = await this.options.nodes.keyTransfer(source, key)
+    if (transfer.rows.length > 0 || transfer.requests.length > 0) await this.options.nodes.importKeys(target, transfer)
   }
 
   /**

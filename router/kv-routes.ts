@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ShardKvError } from '../src/protocol/errors'
 import { keyFromUrl } from '../src/protocol/key'
 import { parseEtagList } from '../src/protocol/preconditions'
-import { DEFAULT_CONTENT_TYPE, HEADER, KV_PREFIX, REQUEST_ID_PATTERN } from '../src/protocol/wire'
+import { DEFAULT_CONTENT_TYPE, HEADER, KV_PREFIX } from '../src/protocol/wire'
+import { newRequestId, requireRequestId } from '../src/protocol/request-id'
 import type { KvForward, ForwardResult, KvMethod } from './forward'
 
 /**
@@ -41,9 +41,10 @@ export async function forwardKv (forwarder: KvForward, method: KvMethod, rawUrl:
   // while reading); this covers a limit of 0, which fastify cannot express.
   if (body !== null && body.length > maxValueBytes) throw valueTooLarge(maxValueBytes)
   const contentType = body === null ? undefined : h['content-type'] ?? DEFAULT_CONTENT_TYPE
-  // A client that retries a write sends the same request id again, so the shard applies it once.
+  // A client that retries a write sends the same request id again, so the shard applies it
+  // once; without one, the router's own id still makes its retries apply once.
   const clientId = h[HEADER.requestId]
-  const requestId = typeof clientId === 'string' && REQUEST_ID_PATTERN.test(clientId) ? clientId : randomUUID()
+  const requestId = clientId === undefined ? newRequestId() : requireRequestId(clientId).id
   return await forwarder.forward({ method, key, requestId, body, contentType, ifMatch, ifNoneMatch })
 }
 

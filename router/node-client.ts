@@ -1,7 +1,5 @@
 import { Agent } from 'undici'
-import { INTERNAL, INTERNAL_REPLICATION, type WireRow } from '../src/protocol/wire'
-
-export type { WireRow }
+import { INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
 import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
 import type { ClusterMap } from '../src/membership/map'
@@ -12,7 +10,6 @@ import type { ClusterMap } from '../src/membership/map'
  * apart from the data plane's, so a slow migration batch never queues client traffic.
  */
 
-export interface ScanReply { rows: WireRow[], next: number, scanned: number, done: boolean, epoch: number }
 export interface PurgeReply { deleted: number, next: string, done: boolean }
 export interface StatsReply { keys: number, tombstones: number, position: number }
 
@@ -30,12 +27,13 @@ export class NodeClient {
     return res.body.epoch
   }
 
-  async scan (nodeUrl: string, epoch: number, after: number, limit: number): Promise<ScanReply> {
-    return (await jsonRequest<ScanReply>(nodeUrl + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  async scan (nodeUrl: string, epoch: number, after: number, limit: number): Promise<WireScanReply> {
+    return (await jsonRequest<WireScanReply>(nodeUrl + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
-  async importRows (nodeUrl: string, rows: WireRow[]): Promise<{ inserted: number, skipped: number }> {
-    return (await jsonRequest<{ inserted: number, skipped: number }>(nodeUrl + INTERNAL.migrationImport, { method: 'POST', body: { rows }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  /** Copies keys to their new owner: rows insert-if-absent, applied requests, the request-id floor. */
+  async importKeys (nodeUrl: string, transfer: WireKeyTransfer): Promise<{ inserted: number, skipped: number }> {
+    return (await jsonRequest<{ inserted: number, skipped: number }>(nodeUrl + INTERNAL.migrationImport, { method: 'POST', body: transfer, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   async purge (nodeUrl: string, epoch: number, after: string, limit: number): Promise<PurgeReply> {
@@ -57,14 +55,9 @@ export class NodeClient {
     return (await jsonRequest<StatsReply>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
-  /** A key's whole row at a node (tombstone included), or undefined. */
-  async row (nodeUrl: string, key: string): Promise<WireRow | undefined> {
-    try {
-      return (await jsonRequest<WireRow>(nodeUrl + INTERNAL.rowPrefix + kvPath(key).slice(4), { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
-    } catch (err) {
-      if ((err as { code?: string }).code === 'not_found') return undefined
-      throw err
-    }
+  /** What copy on touch moves of a key: its row at a node (tombstone included, or none) and its applied requests. */
+  async keyTransfer (nodeUrl: string, key: string): Promise<WireKeyTransfer> {
+    return (await jsonRequest<WireKeyTransfer>(nodeUrl + INTERNAL.rowPrefix + kvPath(key).slice(4), { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   async close (): Promise<void> {

@@ -6,7 +6,8 @@ import { currentMembers } from '../src/membership/ownership'
 import { GroupRing } from '../src/ring/ring'
 import { readJson, writeJsonAtomic } from '../src/membership/json-file'
 import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState } from '../src/membership/rebalance'
-import type { NodeClient, WireRow } from './node-client'
+import type { NodeClient } from './node-client'
+import type { WireKeyTransfer } from '../src/protocol/wire'
 
 export const REBALANCE_FILE = 'rebalance.json'
 
@@ -166,19 +167,22 @@ export class Rebalancer {
         const source = primaryOf(map, sourceId)
         if (source === undefined) throw new Error(`source group ${sourceId} has no primary`)
         const batch = await this.opts.nodes.scan(source.url, map.epoch, progress.cursor, this.opts.batchSize)
-        const byTarget = new Map<string, WireRow[]>()
-        for (const row of batch.rows) {
-          const owner = ring.ownerOf(row.key)
-          if (owner === undefined || owner === sourceId) continue
-          let list = byTarget.get(owner)
-          if (list === undefined) byTarget.set(owner, (list = []))
-          list.push(row)
+        // Rows and the applied requests of moving keys go to the key's new owner together.
+        const byTarget = new Map<string, WireKeyTransfer>()
+        const forTarget = (key: string): WireKeyTransfer | undefined => {
+          const owner = ring.ownerOf(key)
+          if (owner === undefined || owner === sourceId) return undefined
+          let transfer = byTarget.get(owner)
+          if (transfer === undefined) byTarget.set(owner, (transfer = { rows: [], requests: [], floor: batch.floor }))
+          return transfer
         }
+        for (const row of batch.rows) forTarget(row.key)?.rows.push(row)
+        for (const request of batch.requests) forTarget(request.key)?.requests.push(request)
         let inserted = 0
-        for (const [targetId, rows] of byTarget) {
+        for (const [targetId, transfer] of byTarget) {
           const target = primaryOf(map, targetId)
           if (target === undefined) throw new Error(`target group ${targetId} has no primary`)
-          inserted += (await this.opts.nodes.importRows(target.url, rows)).inserted
+          inserted += (await this.opts.nodes.importKeys(target.url, transfer)).inserted
         }
         progress.cursor = batch.next
         progress.scanned += batch.scanned

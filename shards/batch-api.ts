@@ -1,14 +1,15 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { KvStore, OpOutcome, StoreOp } from '../src/storage/store'
 import type { Ownership } from '../src/membership/ownership'
-import { BATCH_PATH } from '../src/protocol/wire'
+import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
 import { errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
 import { jsonBytes } from '../src/http/json-body'
 import { countBatch, type ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
-import { requestOrigin, senderEpoch, servingView, type WriteQueue } from './serving'
+import { senderEpoch, servingView, stamped, type WriteQueue } from './serving'
+import { BATCH_ID_ROOM, batchOpRequestId, parseRequestId, requireRequestId, type RequestId } from '../src/protocol/request-id'
 
 /**
  * `POST /batch` on a shard node: a group's share of a client batch (src/protocol/batch.ts),
@@ -36,17 +37,17 @@ export interface BatchApiContext {
   maxValueBytes: number
 }
 
-/** The request id op i's write is recorded under: its own, else derived from the request's. */
-function opOrigin (op: BatchOp, index: number, requestId: string | undefined): string | undefined {
-  if (op.rid !== undefined) return op.rid
-  return requestId === undefined ? undefined : `${requestId}-${index}`
+/** The request id op i's write is recorded under: its own, else derived from the batch's. */
+function opRequestId (op: BatchOp, index: number, batchId: RequestId | undefined): RequestId | undefined {
+  if (op.rid !== undefined) return parseRequestId(op.rid)
+  return batchId === undefined ? undefined : { id: batchOpRequestId(batchId.id, index), issued: batchId.issued }
 }
 
-function toStoreOp (op: BatchOp, origin: string | undefined): StoreOp {
+function toStoreOp (op: BatchOp, id: RequestId | undefined): StoreOp {
   switch (op.op) {
     case 'get': return { op: 'get', key: op.key }
-    case 'put': return { op: 'put', key: op.key, value: op.value ?? Buffer.alloc(0), contentType: op.contentType ?? '', conditions: op.conditions, origin }
-    case 'delete': return { op: 'delete', key: op.key, conditions: op.conditions, origin }
+    case 'put': return stamped({ op: 'put', key: op.key, value: op.value ?? Buffer.alloc(0), contentType: op.contentType ?? '', conditions: op.conditions }, id)
+    case 'delete': return stamped({ op: 'delete', key: op.key, conditions: op.conditions }, id)
   }
 }
 
@@ -68,7 +69,8 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
     }
   }, async (request, reply) => {
     senderEpoch(request)
-    const requestId = requestOrigin(request)
+    const header = request.headers[HEADER.requestId]
+    const batchId = header === undefined ? undefined : requireRequestId(header, BATCH_ID_ROOM)
     const ops = parseBatch(jsonBytes(request.body), limits)
     const view = servingView(store, ownership)
 
@@ -83,7 +85,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
         misdirected = true
         continue
       }
-      storeOps.push(toStoreOp(op, opOrigin(op, i, requestId)))
+      storeOps.push(toStoreOp(op, opRequestId(op, i, batchId)))
       positions.push(i)
     }
 

@@ -7,7 +7,7 @@ import { formatEtag, notModified, parseEtagList } from '../src/protocol/precondi
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import type { MigrationStore } from '../src/storage/migration-store'
-import { requestOrigin, senderEpoch, servingView, writeConditions, type WriteQueue } from './serving'
+import { requestIdOf, senderEpoch, servingView, stamped, writeConditions, type WriteQueue } from './serving'
 
 /**
  * The data API as a shard node serves it: straight onto the node's KvStore.
@@ -100,10 +100,9 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     senderEpoch(request)
     servingView(store, ownership, key)
     const conditions = writeConditions(request)
-    const origin = requestOrigin(request)
-    const body = Buffer.isBuffer(request.body) ? request.body : EMPTY
+    const value = Buffer.isBuffer(request.body) ? request.body : EMPTY
     const contentType = request.headers['content-type'] ?? DEFAULT_CONTENT_TYPE
-    const outcome = await commitOne(writes, { op: 'put', key, value: body, contentType, conditions, origin })
+    const outcome = await commitOne(writes, stamped({ op: 'put', key, value, contentType, conditions }, requestIdOf(request)))
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
     await replicated(outcome.seq)
@@ -117,7 +116,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     const key = keyFromUrl(request.raw.url ?? '')
     senderEpoch(request)
     servingView(store, ownership, key)
-    const outcome = await commitOne(writes, { op: 'delete', key, conditions: writeConditions(request), origin: requestOrigin(request) })
+    const outcome = await commitOne(writes, stamped({ op: 'delete', key, conditions: writeConditions(request) }, requestIdOf(request)))
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
     await replicated(outcome.seq)

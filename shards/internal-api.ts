@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify'
-import { INTERNAL, type WireRow } from '../src/protocol/wire'
+import { INTERNAL, type WireScanReply } from '../src/protocol/wire'
+import { transferFromWire, transferToWire } from '../src/protocol/log-codec'
 import { ShardKvError } from '../src/protocol/errors'
 import { decodeKeySegment } from '../src/protocol/key'
 import { validateMap, MapError, type ClusterMap } from '../src/membership/map'
 import { currentMembers, type Ownership } from '../src/membership/ownership'
-import type { MigrationStore, MigratingRow } from '../src/storage/migration-store'
+import type { MigrationStore } from '../src/storage/migration-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
 import { jsonBody, integer } from '../src/http/json-body'
@@ -24,19 +25,6 @@ export interface InternalApiContext {
   onInstalled: (epoch: number) => void
   /** Resolves once rows up to `seq` are on the group's in-sync replicas. */
   replicated: (seq: number) => Promise<void>
-}
-
-export function toWireRow (r: MigratingRow): WireRow {
-  return { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, deleted: r.deleted }
-}
-
-function fromWireRow (value: unknown): MigratingRow {
-  const r = value as Partial<WireRow> | null
-  if (r === null || typeof r !== 'object' || typeof r.key !== 'string' || typeof r.value !== 'string' ||
-      typeof r.contentType !== 'string' || typeof r.version !== 'string' || r.version.length === 0) {
-    throw new ShardKvError('invalid_request', 'each row needs key, value (base64), contentType and version')
-  }
-  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true }
 }
 
 /**
@@ -107,20 +95,19 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
       return reply.code(409).send({ error: 'stale_epoch', message: `installed epoch is ${current.epoch}`, epoch: current.epoch })
     }
     const result = migration.scanMoving(after, limit, (key) => current.isMovingAway(key), maxBytes)
-    return reply.send({ rows: result.rows.map(toWireRow), next: result.next, scanned: result.scanned, done: result.done, epoch: current.epoch })
+    const answer: WireScanReply = { ...transferToWire(result), next: result.next, scanned: result.scanned, done: result.done, epoch: current.epoch }
+    return reply.send(answer)
   })
 
   app.post(INTERNAL.migrationImport, { bodyLimit: ctx.batchBodyLimit }, async (request, reply) => {
     const body = jsonBody(request)
-    if (!Array.isArray(body.rows)) throw new ShardKvError('invalid_request', 'rows must be an array')
-    const rows = body.rows.map(fromWireRow)
-    const result = migration.importIfAbsent(rows, (key) => {
+    const result = migration.importIfAbsent(transferFromWire(body), (key) => {
       const current = ownership.get()
       if (current.role !== 'primary' || current.access(key) !== 'owned') throw ownership.misdirected(key, current)
     })
     // Copied rows must be as durable as client writes before the source may purge them.
     if (result.maxSeq > 0) await ctx.replicated(result.maxSeq)
-    return reply.send({ inserted: result.inserted, skipped: result.skipped })
+    return reply.send({ inserted: result.inserted, skipped: result.skipped, requests: result.requests })
   })
 
   app.post(INTERNAL.migrationPurge, (request, reply) => {
@@ -145,9 +132,7 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     const url = request.raw.url ?? ''
     const q = url.indexOf('?')
     const key = decodeKeySegment(url.slice(INTERNAL.rowPrefix.length, q === -1 ? url.length : q))
-    const row = migration.row(key)
-    if (row === undefined) return reply.code(404).send({ error: 'not_found', message: 'no row for this key' })
-    return reply.send(toWireRow(row))
+    return reply.send(transferToWire(migration.keyTransfer(key)))
   })
 }
 

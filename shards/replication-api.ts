@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import { INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { judgeShipment } from '../src/replication/policy'
-import type { KvStore, ChangeRow } from '../src/storage/store'
+import type { KvStore } from '../src/storage/store'
+import { shipmentFromWire } from '../src/protocol/log-codec'
 import type { ReplicaStore } from '../src/storage/replica-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
@@ -20,17 +21,6 @@ export interface ReplicationApiContext {
   ownership: OwnershipCache
   log: Logger
   batchBodyLimit: number
-}
-
-interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted?: boolean, origin?: string | null }
-
-function fromWire (v: unknown): ChangeRow {
-  const r = v as Partial<WireChange> | null
-  if (r === null || typeof r !== 'object' || typeof r.key !== 'string' || typeof r.value !== 'string' ||
-      typeof r.contentType !== 'string' || typeof r.version !== 'string' || typeof r.seq !== 'number' || !Number.isInteger(r.seq)) {
-    throw new ShardKvError('invalid_request', 'each change needs key, value (base64), contentType, version and seq')
-  }
-  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true, origin: typeof r.origin === 'string' ? r.origin : null }
 }
 
 export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationApiContext): void {
@@ -60,8 +50,7 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
       case 'apply': {
         if (probe) return reply.send({ position: replica.position() })
         const to = integer(body.to, 'to', from, Number.MAX_SAFE_INTEGER)
-        if (!Array.isArray(body.rows)) throw new ShardKvError('invalid_request', 'rows must be an array')
-        const position = replica.apply(body.rows.map(fromWire), to)
+        const position = replica.apply(shipmentFromWire(body, to))
         return reply.send({ position })
       }
     }

@@ -3,7 +3,8 @@ import type { KvStore, OpOutcome, StoreOp } from '../src/storage/store'
 import type { GroupCommit } from '../src/storage/group-commit'
 import type { Ownership } from '../src/membership/ownership'
 import type { OwnershipCache } from './ownership-cache'
-import { HEADER, REQUEST_ID_PATTERN } from '../src/protocol/wire'
+import { HEADER } from '../src/protocol/wire'
+import { fingerprintOf, requireRequestId, type RequestId } from '../src/protocol/request-id'
 import { ShardKvError } from '../src/protocol/errors'
 import { parseEtagList, type WriteConditions } from '../src/protocol/preconditions'
 
@@ -23,14 +24,22 @@ export function writeConditions (request: FastifyRequest): WriteConditions {
   }
 }
 
-/** The request id a write is recorded under, so a retry is applied once (undefined: none sent). */
-export function requestOrigin (request: FastifyRequest): string | undefined {
+/** The request id sent with a write (undefined: none sent; a malformed one is a 400). */
+export function requestIdOf (request: FastifyRequest): RequestId | undefined {
   const id = request.headers[HEADER.requestId]
-  if (id === undefined) return undefined
-  if (typeof id !== 'string' || !REQUEST_ID_PATTERN.test(id)) {
-    throw new ShardKvError('invalid_header', `${HEADER.requestId} must be 1-80 characters of A-Z a-z 0-9 _ -`)
-  }
-  return id
+  return id === undefined ? undefined : requireRequestId(id)
+}
+
+type WriteOp = Extract<StoreOp, { op: 'put' | 'delete' }>
+
+/**
+ * A write op bound to the request id it is recorded under: the fingerprint is taken of
+ * the op exactly as the store will apply it, so a single-key write and the same write
+ * sent inside a batch (the router sends moving keys of a batch one by one) agree.
+ */
+export function stamped<T extends WriteOp> (op: T, id: RequestId | undefined): T {
+  if (id !== undefined) op.request = { id: id.id, issued: id.issued, fingerprint: fingerprintOf(op) }
+  return op
 }
 
 /** The sender's map epoch (undefined when it sent none: a direct client). */

@@ -5,6 +5,7 @@ import type { Ownership } from '../src/membership/ownership'
 import { INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { replicatedPosition, type ReplicaAck } from '../src/replication/policy'
 import { jsonRequest } from '../src/client/http'
+import { changeToWire, type WireShipment } from '../src/protocol/log-codec'
 
 /**
  * Runs in a primary node's supervisor: ships the change log (rows by seq) to every
@@ -32,7 +33,6 @@ export interface ShipperOptions {
   replicaTimeoutMs: number
 }
 
-interface ChangeWire { key: string, value: string, contentType: string, version: string, seq: number, deleted: boolean, origin: string | null }
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
@@ -139,7 +139,7 @@ export class Shipper {
         continue
       }
       try {
-        await this.shipOnce(link, local)
+        await this.shipOnce(link)
         link.failingSince = undefined
       } catch (err) {
         if (link.failingSince === undefined) {
@@ -153,16 +153,23 @@ export class Shipper {
     }
   }
 
-  private async shipOnce (link: ReplicaLink, local: number): Promise<void> {
+  private async shipOnce (link: ReplicaLink): Promise<void> {
     const { ownership } = this.opts.view()
     const from = link.acked
-    const raw = from < 0 ? [] : this.opts.store.changesSince(from, this.opts.batchRows)
-    const last = raw[raw.length - 1]
-    const to = from < 0 ? -1 : raw.length < this.opts.batchRows ? Math.max(local, last?.seq ?? from) : (last?.seq ?? from)
-    const rows: ChangeWire[] = raw.map((r) => ({ key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted, origin: r.origin ?? null }))
+    // Rows and applied-request records up to `to`, read in one snapshot (store.logWindow).
+    const window = from < 0 ? undefined : this.opts.store.logWindow(from, this.opts.batchRows)
+    const body: WireShipment = {
+      group: ownership.group ?? '',
+      term: ownership.term,
+      from,
+      to: window?.to ?? -1,
+      rows: window?.rows.map(changeToWire) ?? [],
+      requests: window?.requests ?? [],
+      floor: window?.floor ?? 0
+    }
     try {
       const res = await jsonRequest<{ position: number }>(link.url + INTERNAL_REPLICATION.apply, {
-        method: 'POST', body: { group: ownership.group, term: ownership.term, from, to, rows }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
+        method: 'POST', body, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
       })
       link.acked = res.body.position
     } catch (err) {

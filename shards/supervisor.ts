@@ -10,6 +10,7 @@ import { databasePath } from './paths'
 import { MigrationStore } from '../src/storage/migration-store'
 import { OwnershipCache } from './ownership-cache'
 import { Shipper } from './shipper'
+import { RequestExpiry } from './request-expiry'
 import { purgeAllForeign } from './internal-api'
 
 type Reason = 'initial' | 'crash' | 'rolling-restart'
@@ -34,6 +35,7 @@ export class Supervisor {
   private readonly ownership: OwnershipCache
   private readonly migration: MigrationStore
   private readonly shipper: Shipper
+  private expiry: RequestExpiry | undefined
   /** Last replicated position broadcast, handed to every new worker. */
   private replicated = -1
 
@@ -77,6 +79,8 @@ export class Supervisor {
       const purged = purgeAllForeign(this.migration, settled)
       if (purged > 0) this.log.info({ event: 'foreign-rows-purged', deleted: purged }, 'purged rows this group no longer owns')
     }
+    // The floor is set before any worker serves: an id older than the window is refused from the start.
+    this.expiry = new RequestExpiry({ store: this.store, log: this.log, windowMs: this.config.requestIdWindowMs, maxRecords: this.config.requestIdMax })
     await Promise.all(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
     this.shipper.refresh()
     // Installs notify us through the workers; this also catches one made while we were busy.
@@ -213,6 +217,7 @@ export class Supervisor {
     this.log.info({ event: 'shutdown-start', signal }, 'draining workers')
     await Promise.all(Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined).map(async (w) => await this.retire(w)))
     await this.shipper.stop()
+    this.expiry?.stop()
     this.log.info({ event: 'stopped' }, 'shard node stopped')
     this.store.close()
     process.exit(0)

@@ -4,6 +4,7 @@ import { ReadCoalescing, type PendingRead } from '../membership/read-coalescing'
 import type { RoutingTable } from '../membership/routing-table'
 import type { BatchOpWire } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
+import { batchOpRequestId } from '../protocol/request-id'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
 import { exchange, poolOptions } from '../http/exchange'
 import { KvError, UnavailableError } from './errors'
@@ -245,7 +246,7 @@ export class DirectTransport implements Transport {
   }
 
   private async viaRouter (op: BatchOpWire, batchId: string, index: number): Promise<OpResult> {
-    const req: SingleRequest = { method: METHOD_OF[op.op], key: op.key, requestId: op.rid ?? `${batchId}-${index}` }
+    const req: SingleRequest = { method: METHOD_OF[op.op], key: op.key, requestId: op.rid ?? batchOpRequestId(batchId, index) }
     if (op.value !== undefined) req.body = Buffer.from(op.value, 'base64')
     if (op.contentType !== undefined) req.contentType = op.contentType
     if (op.ifMatch !== undefined) req.ifMatch = op.ifMatch

@@ -7,6 +7,7 @@ import { KvError, toKvError } from './errors'
 import { chunkOps, toDeleteResult, toEntry, toPutResult, type KvEntry, type OpResult, type PutResult } from './results'
 import { RoutedTransport } from './routed'
 import { newRequestId, type SingleRequest, type Transport } from './transport'
+import { batchOpRequestId } from '../protocol/request-id'
 
 /**
  * The shardkv client: get/put/delete and their batch forms over either transport
@@ -186,7 +187,7 @@ export class KvClient {
     if (ops.length === 0) return []
     for (const op of ops) checkKey(op.key)
     const batchId = newRequestId()
-    ops.forEach((op, i) => { op.rid = `${batchId}-${i}` })
+    ops.forEach((op, i) => { op.rid = batchOpRequestId(batchId, i) })
     const chunks = chunkOps(ops, this.maxBatchOps, this.maxBatchBytes)
     const parts = await Promise.all(chunks.map(async (c) => await this.transport.batch(c.ops, chunks.length === 1 ? batchId : `${batchId}-c${c.start}`)))
     return parts.flat()

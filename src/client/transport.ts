@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import type { BatchOpWire } from '../protocol/batch'
 import type { OpResult } from './results'
 
@@ -35,23 +34,8 @@ export interface Transport {
   close: () => Promise<void>
 }
 
-/**
- * 96 random bits per process: ids from different processes (or a restarted one) cannot
- * meet, so the per-call part only has to be unique within this process.
- */
-const ID_PREFIX = randomBytes(12).toString('base64url')
-let idCounter = 0
-
-/**
- * `[A-Za-z0-9_-]{17,27}`: the process prefix and a base-36 counter. It fits the
- * request-id header with room for `-c<start>-<index>` in batch rids, and costs no
- * random bytes per call (a crypto-random id per call was a measurable share of the
- * direct client's CPU).
- */
-export function newRequestId (): string {
-  return ID_PREFIX + (++idCounter).toString(36)
-}
-
+/** Ids are the protocol's: issue time and 128 random bits (src/protocol/request-id.ts). */
+export { newRequestId } from '../protocol/request-id'
 
 /** Exponential backoff from 10 ms to 200 ms, never past the deadline. */
 export class Backoff {

@@ -56,6 +56,8 @@ export const SHARD_OPTIONS = {
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },
   replicaTimeoutMs: { flag: 'replica-timeout-ms', env: 'SHARDKV_REPLICA_TIMEOUT_MS', kind: 'integer', default: 1000, min: 50, help: 'A primary asks the coordinator to drop a replica from the in-sync set after it has failed this long.' },
   ackTimeoutMs: { flag: 'ack-timeout-ms', env: 'SHARDKV_ACK_TIMEOUT_MS', kind: 'integer', default: 5000, min: 50, help: 'How long a write waits for its replication before it is answered 503 (outcome unknown).' },
+  requestIdWindowMs: { flag: 'request-id-window-ms', env: 'SHARDKV_REQUEST_ID_WINDOW_MS', kind: 'integer', default: 600_000, min: 1000, help: 'How long a write\'s request id is remembered, so a retry of it is answered instead of applied again; older ids are refused (request_id_expired).' },
+  requestIdMax: { flag: 'request-id-max', env: 'SHARDKV_REQUEST_ID_MAX', kind: 'integer', default: 1_000_000, min: 1000, help: 'Most request ids a node remembers; past it the oldest are forgotten first (and refused like expired ones).' },
   replicationBatch: { flag: 'replication-batch', env: 'SHARDKV_REPLICATION_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per replication shipment.' },
   shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'SHARDKV_SHUTDOWN_TIMEOUT_MS', kind: 'integer', default: 10000, min: 0, help: 'How long a draining worker may take before it is killed (SIGTERM, SIGUSR2).' },
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }

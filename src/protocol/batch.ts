@@ -1,7 +1,8 @@
 import { ShardKvError } from './errors'
 import { validateKey } from './key'
 import { parseEtagList, type WriteConditions } from './preconditions'
-import { DEFAULT_CONTENT_TYPE, REQUEST_ID_PATTERN } from './wire'
+import { DEFAULT_CONTENT_TYPE } from './wire'
+import { parseRequestId, REQUEST_ID_GRAMMAR } from './request-id'
 
 /**
  * Batches: one request carrying many gets, puts and deletes, answered with one result
@@ -119,7 +120,7 @@ export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
     const ifMatch = optionalString(o, 'ifMatch', i)
     const ifNoneMatch = optionalString(o, 'ifNoneMatch', i)
     const rid = optionalString(o, 'rid', i)
-    if (rid !== undefined && !REQUEST_ID_PATTERN.test(rid)) throw invalid(i, 'rid must be 1-80 characters of A-Z a-z 0-9 _ -')
+    if (rid !== undefined && parseRequestId(rid) === undefined) throw invalid(i, `rid must be ${REQUEST_ID_GRAMMAR}`)
     let conditions: WriteConditions = {}
     if (op === 'get') {
       if (ifMatch !== undefined) throw invalid(i, 'a get takes no ifMatch')

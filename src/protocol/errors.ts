@@ -19,12 +19,20 @@ export const ERROR_STATUS = {
   value_too_large: 413,
   batch_too_large: 413,
   headers_too_large: 431,
+  /** A request id already applied to another operation (method, key, value, preconditions). */
+  idempotency_key_reused: 422,
   unsupported: 415,
   misdirected: 421,
   unavailable: 503,
   upstream_error: 502,
   upstream_timeout: 504,
-  internal: 500
+  internal: 500,
+  /**
+   * A request id older than the node's record of applied ids: an earlier attempt with
+   * it may have applied, and that can no longer be told. A 5xx because the outcome is
+   * unknown (a 4xx would say nothing changed); not retryable with the same id.
+   */
+  request_id_expired: 500
 } as const
 
 export type ErrorCode = keyof typeof ERROR_STATUS

@@ -34,7 +34,7 @@ export const INTERNAL = {
   migrationPurge: '/internal/migration/purge',
   /** Row counts of the node's partition (a full count: for progress estimates, not health checks). */
   stats: '/internal/stats',
-  /** `/internal/row/<key>`: a key's whole row, tombstone included (copy on touch). */
+  /** `/internal/row/<key>`: what copy on touch moves of a key (a WireKeyTransfer: its row, tombstone included, and its applied requests). */
   rowPrefix: '/internal/row/'
 } as const
 
@@ -48,17 +48,11 @@ export const INTERNAL_REPLICATION = {
   inSync: '/internal/replication/in-sync'
 } as const
 
-/**
- * A request id (`x-shardkv-request-id`, and a batch op's `rid`): what a node stores with a
- * write to recognise its retry. The router's batch ids are `<uuid>-<index>`.
- */
-export const REQUEST_ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/
-
 /** Internal headers, all lower-case as Node delivers them. */
 export const HEADER = {
   /** The cluster-map epoch the sender routes by (router → shard). */
   epoch: 'x-shardkv-epoch',
-  /** Identifies one client write so a retried write is applied at most once. */
+  /** Identifies one client write so a retried write is applied once (grammar: request-id.ts). */
   requestId: 'x-shardkv-request-id',
   /** Which shard node served the request (shard → router → client), for debugging. */
   node: 'x-shardkv-node',
@@ -90,4 +84,35 @@ export interface WireRow {
   contentType: string
   version: string
   deleted?: boolean
+}
+
+/** An applied-request record as replication, migration and copy on touch move it (storage/applied-requests.ts). */
+export interface WireAppliedRequest {
+  id: string
+  key: string
+  issued: number
+  fingerprint: string
+  seq: number
+  version: string
+  existed: boolean
+}
+
+/**
+ * What moves with keys to their new owner (a migration batch, or one key copied on
+ * touch): rows, the applied-request records of those keys, and the sender's
+ * request-id floor. `POST /internal/migration/import` takes it; `GET /internal/row/<key>`
+ * answers it (rows: the key's row, tombstone included, or none).
+ */
+export interface WireKeyTransfer {
+  rows: WireRow[]
+  requests: WireAppliedRequest[]
+  floor: number
+}
+
+/** `POST /internal/migration/scan`'s answer. */
+export interface WireScanReply extends WireKeyTransfer {
+  next: number
+  scanned: number
+  done: boolean
+  epoch: number
 }

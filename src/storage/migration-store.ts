@@ -1,12 +1,14 @@
 import type Database from 'better-sqlite3'
 import type { KvStore } from './store'
+import type { AppliedRequest } from './applied-requests'
 import { META } from './schema'
 
 /**
  * The storage side of rebalancing, over a node's KvStore: installing cluster maps,
  * reading the rows that move away, importing rows without overwriting newer ones,
- * and purging rows the node no longer owns. Ownership decisions come in as
- * predicates; this module only moves rows.
+ * and purging rows the node no longer owns. The applied-request records of moving
+ * keys move with them (a write retried at the new owner must be recognised there).
+ * Ownership decisions come in as predicates; this module only moves rows.
  */
 
 export interface MigratingRow {
@@ -17,8 +19,14 @@ export interface MigratingRow {
   deleted: boolean
 }
 
-export interface ScanResult {
+/** What moves with a key: its row (live only in a scan), its records, the sender's request-id floor. */
+export interface KeyTransfer {
   rows: MigratingRow[]
+  requests: AppliedRequest[]
+  floor: number
+}
+
+export interface ScanResult extends KeyTransfer {
   /** seq to pass as `after` for the next batch. */
   next: number
   /** Rows examined in this batch (moving or not). */
@@ -38,10 +46,11 @@ export interface InstalledMapRecord {
 
 interface RawRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
 
+export interface ImportResult { inserted: number, skipped: number, requests: number, maxSeq: number }
+
 export class MigrationStore {
   private readonly db: Database.Database
   private readonly store: KvStore
-  private readonly scanStmt: Database.Statement<[number, number], RawRow>
   private readonly existsStmt: Database.Statement<[string], { seq: number }>
   private readonly bumpStmt: Database.Statement<[], { value: number }>
   private readonly insertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
@@ -52,10 +61,9 @@ export class MigrationStore {
   constructor (store: KvStore) {
     this.store = store
     this.db = store.database
-    this.scanStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
     this.existsStmt = this.db.prepare('SELECT seq FROM kv WHERE key = ?')
     this.bumpStmt = this.db.prepare(`UPDATE meta SET value = value + 1 WHERE name = '${META.seq}' RETURNING value`)
-    this.insertStmt = this.db.prepare('INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, NULL)')
+    this.insertStmt = this.db.prepare('INSERT INTO kv (key, value, content_type, version, seq, deleted) VALUES (?, ?, ?, ?, ?, ?)')
     this.keysStmt = this.db.prepare('SELECT key FROM kv WHERE key > ? ORDER BY key LIMIT ?')
     this.deleteStmt = this.db.prepare('DELETE FROM kv WHERE key = ?')
     this.rowStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE key = ?')
@@ -89,44 +97,65 @@ export class MigrationStore {
     }
   }
 
-  /** The next batch of live rows (no tombstones) that `isMoving` selects, in seq order. */
+  /**
+   * The next batch of live rows (no tombstones) that `isMoving` selects, in seq order,
+   * with the applied-request records of moving keys in the same stretch of the log
+   * (tombstoned keys included: a retried DELETE must be recognised at the new owner).
+   */
   scanMoving (after: number, limit: number, isMoving: (key: string) => boolean, maxBytes: number): ScanResult {
-    const raw = this.scanStmt.all(after, limit)
+    const window = this.store.logWindow(after, limit)
     const rows: MigratingRow[] = []
-    let next = after
+    let next = window.to
     let bytes = 0
     let scanned = 0
-    for (const r of raw) {
+    let cut = false
+    for (const r of window.rows) {
       scanned++
-      next = r.seq
-      if (r.deleted === 0 && isMoving(r.key)) {
-        rows.push({ key: r.key, value: r.value, contentType: r.content_type, version: r.version, deleted: false })
+      if (!r.deleted && isMoving(r.key)) {
+        rows.push({ key: r.key, value: r.value, contentType: r.contentType, version: r.version, deleted: false })
         bytes += r.value.length + r.key.length
-        if (bytes >= maxBytes) break
+        if (bytes >= maxBytes && scanned < window.rows.length) {
+          next = r.seq
+          cut = true
+          break
+        }
       }
     }
-    return { rows, next, scanned, done: raw.length < limit && scanned === raw.length }
+    const requests = window.requests.filter((q) => q.seq <= next && isMoving(q.key))
+    return { rows, requests, floor: window.floor, next, scanned, done: window.complete && !cut }
   }
 
   /**
    * Inserts rows whose key has no row here (not even a tombstone): a key written or
    * deleted on this node since the fence is newer and wins. Each inserted row gets a
-   * fresh local seq, so it reaches this node's replicas like any write.
+   * fresh local seq, so it reaches this node's replicas like any write; so does each
+   * applied-request record not known here yet. The request-id floor rises to the sender's.
    */
-  importIfAbsent (rows: readonly MigratingRow[], accept: (key: string) => void): { inserted: number, skipped: number, maxSeq: number } {
-    return this.db.transaction(() => {
+  importIfAbsent (transfer: KeyTransfer, accept: (key: string) => void): ImportResult {
+    return this.db.transaction((): ImportResult => {
       let inserted = 0
+      let requests = 0
       let maxSeq = 0
-      for (const r of rows) {
-        accept(r.key)
-        if (this.existsStmt.get(r.key) !== undefined) continue
+      const nextSeq = (): number => {
         const seq = this.bumpStmt.get()?.value
         if (seq === undefined) throw new Error('the seq counter row is missing')
-        this.insertStmt.run(r.key, r.value, r.contentType, r.version, seq, r.deleted ? 1 : 0)
-        inserted++
         maxSeq = seq
+        return seq
       }
-      return { inserted, skipped: rows.length - inserted, maxSeq }
+      for (const r of transfer.rows) {
+        accept(r.key)
+        if (this.existsStmt.get(r.key) !== undefined) continue
+        this.insertStmt.run(r.key, r.value, r.contentType, r.version, nextSeq(), r.deleted ? 1 : 0)
+        inserted++
+      }
+      for (const q of transfer.requests) {
+        accept(q.key)
+        if (this.store.applied.has(q.id)) continue
+        this.store.applied.insertShipped({ ...q, seq: nextSeq() })
+        requests++
+      }
+      this.store.applied.raiseFloor(transfer.floor)
+      return { inserted, skipped: transfer.rows.length - inserted, requests, maxSeq }
     }).immediate()
   }
 
@@ -135,6 +164,14 @@ export class MigrationStore {
     const r = this.rowStmt.get(key)
     if (r === undefined) return undefined
     return { key: r.key, value: r.value, contentType: r.content_type, version: r.version, deleted: r.deleted === 1, seq: r.seq }
+  }
+
+  /** What copy on touch moves for one key: its row (tombstone included), its records, the floor. */
+  keyTransfer (key: string): KeyTransfer {
+    return this.db.transaction((): KeyTransfer => {
+      const row = this.row(key)
+      return { rows: row === undefined ? [] : [row], requests: this.store.applied.ofKey(key), floor: this.store.applied.floor() }
+    }).deferred()
   }
 
   /** Deletes (physically) the rows `isForeign` selects among the next `limit` keys after `afterKey`. */

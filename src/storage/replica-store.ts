@@ -1,24 +1,35 @@
 import type Database from 'better-sqlite3'
 import type { KvStore, ChangeRow } from './store'
+import type { AppliedRequest } from './applied-requests'
 import { META } from './schema'
 
 /**
  * The storage side of replication. A replica holds the primary's rows exactly,
  * seq included, so its position is the primary's seq it has reached and a promoted
- * replica continues the same sequence.
+ * replica continues the same sequence. It holds the primary's applied-request records
+ * the same way, so a retry that reaches it after a promotion is recognised.
  */
+
+export interface Shipment {
+  rows: readonly ChangeRow[]
+  requests: readonly AppliedRequest[]
+  /** The position the shipment brings the replica to. */
+  to: number
+  /** The primary's request-id floor. */
+  floor: number
+}
 export class ReplicaStore {
   private readonly db: Database.Database
   private readonly clearSeqStmt: Database.Statement<[number, string]>
-  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number, string | null]>
+  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
 
   constructor (private readonly store: KvStore) {
     this.db = store.database
     this.clearSeqStmt = this.db.prepare('DELETE FROM kv WHERE seq = ? AND key <> ?')
     this.upsertStmt = this.db.prepare(`
-      INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+      INSERT INTO kv (key, value, content_type, version, seq, deleted) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
-        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, origin = excluded.origin`)
+        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted`)
   }
 
   position (): number {
@@ -26,12 +37,15 @@ export class ReplicaStore {
   }
 
   /** Applies a contiguous shipment in one durable transaction; the position becomes `to`. */
-  apply (rows: readonly ChangeRow[], to: number): number {
+  apply (shipment: Shipment): number {
+    const { rows, requests, to } = shipment
     return this.db.transaction(() => {
       for (const r of rows) {
         this.clearSeqStmt.run(r.seq, r.key)
-        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0, r.origin ?? null)
+        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0)
       }
+      for (const r of requests) this.store.applied.insertShipped(r)
+      this.store.applied.raiseFloor(shipment.floor)
       this.store.writeMeta(META.seq, to)
       return to
     }).immediate()
@@ -41,6 +55,7 @@ export class ReplicaStore {
   wipe (term: number): void {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM kv').run()
+      this.store.applied.clear()
       this.store.writeMeta(META.seq, 0)
       this.store.writeMeta(META.term, term)
     }).immediate()

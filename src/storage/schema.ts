@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3'
  * so "rows with seq > N" is exactly what a replica or a migration target still needs
  * (DESIGN.md, Storage). Deletes leave tombstones for the same reason.
  */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -24,6 +24,22 @@ const MIGRATIONS: Record<number, string> = {
       name  TEXT NOT NULL PRIMARY KEY,
       value ANY
     ) STRICT, WITHOUT ROWID;
+  `,
+  // The record of applied request ids (src/storage/applied-requests.ts) replaces the
+  // per-row origin, which forgot a write's id as soon as a newer write replaced the row.
+  2: `
+    ALTER TABLE kv DROP COLUMN origin;
+    CREATE TABLE applied_requests (
+      id          TEXT    NOT NULL PRIMARY KEY,
+      key         TEXT    NOT NULL,
+      issued      INTEGER NOT NULL,
+      fingerprint TEXT    NOT NULL,
+      seq         INTEGER NOT NULL,
+      version     TEXT    NOT NULL,
+      existed     INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX applied_requests_by_seq ON applied_requests (seq);
+    CREATE INDEX applied_requests_by_key ON applied_requests (key);
   `
 }
 
@@ -36,7 +52,12 @@ export const META = {
   map: 'map',
   /** Until when (ms since the epoch) the coordinator lets this primary serve. */
   leaseUntil: 'lease_until',
-  createdAt: 'created_at'
+  createdAt: 'created_at',
+  /**
+   * Request ids issued before this (ms since the epoch) may have been applied and
+   * forgotten: they are refused, never applied (see applied-requests.ts).
+   */
+  requestFloor: 'request_floor'
 } as const
 
 /** Brings a database to SCHEMA_VERSION; safe when several processes race to do it. */

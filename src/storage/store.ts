@@ -4,6 +4,8 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { migrate, META } from './schema'
 import { writeAllowed, type WriteConditions } from '../protocol/preconditions'
+import type { RequestStamp } from '../protocol/request-id'
+import { AppliedRequests, type AppliedRequest } from './applied-requests'
 
 export type SynchronousLevel = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'
 
@@ -31,8 +33,21 @@ export interface ChangeRow {
   version: string
   seq: number
   deleted: boolean
-  /** The request id that wrote it (so a retry reaching a promoted replica is still recognised). */
-  origin?: string | null
+}
+
+/**
+ * A window of the change log: rows and applied-request records with after < seq <= to.
+ * Both streams are complete up to `to` (rows the log compacted away are superseded by
+ * newer ones), so a receiver that applies it stands exactly at `to`.
+ */
+export interface LogWindow {
+  rows: ChangeRow[]
+  requests: AppliedRequest[]
+  to: number
+  /** No more of either stream after `to` when the window was read. */
+  complete: boolean
+  /** The sender's request-id floor (receivers raise theirs to it). */
+  floor: number
 }
 
 export type WriteOutcome =
@@ -41,8 +56,8 @@ export type WriteOutcome =
 
 /** One operation of a multi-operation transaction (`applyOps`). */
 export type StoreOp =
-  | { op: 'put', key: string, value: Buffer, contentType: string, conditions?: WriteConditions, origin?: string | undefined }
-  | { op: 'delete', key: string, conditions?: WriteConditions, origin?: string | undefined }
+  | { op: 'put', key: string, value: Buffer, contentType: string, conditions?: WriteConditions, request?: RequestStamp | undefined }
+  | { op: 'delete', key: string, conditions?: WriteConditions, request?: RequestStamp | undefined }
   | { op: 'get', key: string }
 
 /**
@@ -55,10 +70,10 @@ export type OpOutcome =
   | { kind: 'read', found: StoredValue | undefined, tombstoneSeq: number | undefined }
   | { kind: 'refused', error: unknown }
 
-interface MetaRow { version: string, seq: number, deleted: number, origin: string | null }
+interface MetaRow { version: string, seq: number, deleted: number }
 interface ValueRow { value: Buffer, content_type: string, version: string, seq: number }
 interface ReadRow { value: Buffer | null, content_type: string, version: string, seq: number, deleted: number }
-interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number, origin: string | null }
+interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
 
 /**
  * Called inside every write transaction with the installed epoch read in that same
@@ -94,13 +109,16 @@ export class KvStore {
   private readonly getStmt: Database.Statement<[string], ValueRow>
   private readonly metaStmt: Database.Statement<[string], MetaRow>
   private readonly bumpSeqStmt: Database.Statement<[], { value: number }>
-  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number, string | null]>
+  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
   private readonly readMetaStmt: Database.Statement<[string], { value: unknown }>
   private readonly writeMetaStmt: Database.Statement<[string, unknown]>
   private readonly changesStmt: Database.Statement<[number, number], RawChangeRow>
   private readonly readRowStmt: Database.Statement<[string], ReadRow>
-  private readonly putTxn: (key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number) => WriteOutcome
-  private readonly writeOne: (key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number) => WriteOutcome
+  private readonly putTxn: (key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number) => WriteOutcome
+  private readonly writeOne: (key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number) => WriteOutcome
+  private readonly windowTxn: (after: number, limit: number) => LogWindow
+  /** The record of applied request ids (exactly-once writes). */
+  readonly applied: AppliedRequests
   private readonly opsTxn: Database.Transaction<(ops: readonly StoreOp[]) => OpOutcome[]>
   private term: number
   private guard: WriteGuard | undefined
@@ -125,26 +143,26 @@ export class KvStore {
     this.term = Number(this.readMeta(META.term) ?? 1)
 
     this.getStmt = this.db.prepare('SELECT value, content_type, version, seq FROM kv WHERE key = ? AND deleted = 0')
-    this.metaStmt = this.db.prepare('SELECT version, seq, deleted, origin FROM kv WHERE key = ?')
+    this.metaStmt = this.db.prepare('SELECT version, seq, deleted FROM kv WHERE key = ?')
     this.readRowStmt = this.db.prepare('SELECT value, content_type, version, seq, deleted FROM kv WHERE key = ?')
     this.bumpSeqStmt = this.db.prepare(`UPDATE meta SET value = value + 1 WHERE name = '${META.seq}' RETURNING value`)
     this.upsertStmt = this.db.prepare(`
-      INSERT INTO kv (key, value, content_type, version, seq, deleted, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
+      INSERT INTO kv (key, value, content_type, version, seq, deleted) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
-        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, origin = excluded.origin`)
-    this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted, origin FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
+        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted`)
+    this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
+    this.applied = new AppliedRequests(this.db)
 
     this.epochStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.epoch}'`)
     this.termStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.term}'`)
     this.fenceStmt = this.db.prepare(`SELECT (SELECT value FROM meta WHERE name = '${META.epoch}') AS epoch, (SELECT value FROM meta WHERE name = '${META.leaseUntil}') AS lease`)
-    const write = this.db.transaction((key: string, value: Buffer, contentType: string, cond: WriteConditions, origin: string | null, deleted: number): WriteOutcome => {
+    const write = this.db.transaction((key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number): WriteOutcome => {
       if (this.guard !== undefined) this.guard(key, this.epochStmt.get()?.value ?? 0)
+      // A retried request whose first attempt committed (here, or on the node this key or
+      // group came from): answer as the first did, and change nothing.
+      const first = request === undefined ? undefined : this.applied.check(request, key, Date.now())
+      if (first !== undefined) return { ok: true, version: first.version, seq: first.seq, replayed: true, existed: first.existed }
       const row = this.metaStmt.get(key)
-      // A retried request whose first attempt committed: answer as the first did. The
-      // origin column keeps the request id and whether that first attempt found a value.
-      if (origin !== null && row !== undefined && row.origin !== null && row.origin.length === origin.length + 2 && row.origin.startsWith(origin)) {
-        return { ok: true, version: row.version, seq: row.seq, replayed: true, existed: row.origin.endsWith('.1') }
-      }
       const current = row !== undefined && row.deleted === 0 ? row.version : undefined
       if (!writeAllowed(cond, current)) return { ok: false, reason: 'precondition_failed', current }
       const bumped = this.bumpSeqStmt.get()
@@ -153,7 +171,8 @@ export class KvStore {
       // The term is read here, not cached: a promotion changes it under running workers.
       const term = this.termStmt.get()?.value ?? 1
       const version = `${this.nodeId}.${term.toString(36)}.${seq.toString(36)}`
-      this.upsertStmt.run(key, value, contentType, version, seq, deleted, origin === null ? null : `${origin}.${current !== undefined ? 1 : 0}`)
+      this.upsertStmt.run(key, value, contentType, version, seq, deleted)
+      if (request !== undefined) this.applied.record(request, key, seq, version, current !== undefined)
       return { ok: true, version, seq, replayed: false, existed: current !== undefined }
     })
     this.putTxn = (...args) => write.immediate(...args)
@@ -161,6 +180,17 @@ export class KvStore {
     // refuses rolls back alone and the rest of the transaction goes on.
     this.writeOne = write
     this.opsTxn = this.db.transaction((ops: readonly StoreOp[]): OpOutcome[] => ops.map((op) => this.applyOne(op)))
+    const window = this.db.transaction((after: number, limit: number): LogWindow => {
+      const rows = this.changesSince(after, limit)
+      const requests = this.applied.after(after, limit)
+      const lastRow = rows.length === limit ? (rows[rows.length - 1] as ChangeRow).seq : Infinity
+      const lastRequest = requests.length === limit ? (requests[requests.length - 1] as AppliedRequest).seq : Infinity
+      const end = Math.min(lastRow, lastRequest)
+      const floor = this.applied.floor()
+      if (end === Infinity) return { rows, requests, to: Math.max(after, this.position()), complete: true, floor }
+      return { rows: rows.filter((r) => r.seq <= end), requests: requests.filter((r) => r.seq <= end), to: end, complete: false, floor }
+    })
+    this.windowTxn = (after, limit) => window.deferred(after, limit)
   }
 
   private applyOne (op: StoreOp): OpOutcome {
@@ -172,8 +202,8 @@ export class KvStore {
     }
     try {
       const outcome = op.op === 'put'
-        ? this.writeOne(op.key, op.value, op.contentType, op.conditions ?? {}, op.origin ?? null, 0)
-        : this.writeOne(op.key, EMPTY, '', op.conditions ?? {}, op.origin ?? null, 1)
+        ? this.writeOne(op.key, op.value, op.contentType, op.conditions ?? {}, op.request, 0)
+        : this.writeOne(op.key, EMPTY, '', op.conditions ?? {}, op.request, 1)
       return { kind: 'write', outcome }
     } catch (err) {
       // Some SQLite errors abort the whole transaction, not just the savepoint: then
@@ -230,13 +260,13 @@ export class KvStore {
   }
 
   /** Writes a value if the conditions hold, in one immediate transaction. */
-  put (key: string, value: Buffer, contentType: string, conditions: WriteConditions = {}, origin?: string): WriteOutcome {
-    return this.putTxn(key, value, contentType, conditions, origin ?? null, 0)
+  put (key: string, value: Buffer, contentType: string, conditions: WriteConditions = {}, request?: RequestStamp): WriteOutcome {
+    return this.putTxn(key, value, contentType, conditions, request, 0)
   }
 
   /** Deletes by writing a tombstone, so that the delete replicates and migrates like a write. */
-  delete (key: string, conditions: WriteConditions = {}, origin?: string): WriteOutcome {
-    return this.putTxn(key, EMPTY, '', conditions, origin ?? null, 1)
+  delete (key: string, conditions: WriteConditions = {}, request?: RequestStamp): WriteOutcome {
+    return this.putTxn(key, EMPTY, '', conditions, request, 1)
   }
 
   /**
@@ -255,8 +285,17 @@ export class KvStore {
   /** Rows (tombstones included) with seq > afterSeq, in seq order: the change log. */
   changesSince (afterSeq: number, limit: number): ChangeRow[] {
     return this.changesStmt.all(afterSeq, limit).map((r) => ({
-      key: r.key, value: r.value, contentType: r.content_type, version: r.version, seq: r.seq, deleted: r.deleted === 1, origin: r.origin
+      key: r.key, value: r.value, contentType: r.content_type, version: r.version, seq: r.seq, deleted: r.deleted === 1
     }))
+  }
+
+  /**
+   * The next window of the change log after `after`: at most `limit` rows and `limit`
+   * applied-request records, read in one snapshot. When either stream fills its limit,
+   * the window ends where that stream's last entry stands, and the other is cut there.
+   */
+  logWindow (after: number, limit: number): LogWindow {
+    return this.windowTxn(after, limit)
   }
 
   readMeta (name: string): unknown {

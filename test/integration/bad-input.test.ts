@@ -1,4 +1,5 @@
 import t from 'tap'
+import { newRequestId } from '../../src/protocol/request-id'
 import { startCluster, clusterOutput, isAlive } from '../harness/cluster'
 import { rawRequest, type RawResult } from '../harness/raw'
 import { kvPath } from '../../src/protocol/key'
@@ -156,19 +157,34 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
     })
   }
 
-  await t.test('a client-sent request id is an idempotency key; other internal headers are not trusted', async (t) => {
+  await t.test('a client-sent request id is an idempotency key bound to its operation; other internal headers are not trusted', async (t) => {
     const key = 'bi/internal-headers'
-    const h = { 'x-shardkv-request-id': 'client-chosen-id', 'content-type': 'text/plain' }
+    const id = newRequestId()
+    const h = { 'x-shardkv-request-id': id, 'content-type': 'text/plain' }
     const first = await http.put(c.routerUrl, key, 'first', h)
     const retried = await http.put(c.routerUrl, key, 'first', h)
     t.equal(first.status, 201)
     t.equal(retried.status, 201, 'a retry with the same request id is answered as the first attempt was')
     t.equal(retried.header('etag'), first.header('etag'), 'with the same ETag: it was not applied again')
-    const second = await http.put(c.routerUrl, key, 'second', { ...h, 'x-shardkv-request-id': 'another-id' })
+    const second = await http.put(c.routerUrl, key, 'second', { ...h, 'x-shardkv-request-id': newRequestId() })
     t.equal(second.status, 200, 'another request id is another write')
     t.equal((await http.get(c.routerUrl, key)).text(), 'second', 'and it is applied')
-    const invalid = await http.put(c.routerUrl, key, 'third', { ...h, 'x-shardkv-request-id': 'not valid!' })
-    t.equal(invalid.status, 200, 'an id that is not a valid request id is ignored (the router makes its own)')
+    // The same id with another operation is refused, never answered with the first one's result.
+    const reusedValue = await http.put(c.routerUrl, key, 'other value', h)
+    t.equal(reusedValue.status, 422, 'the same id with another value: 422')
+    t.equal(reusedValue.json<{ error: string }>().error, 'idempotency_key_reused')
+    const reusedDelete = await http.del(c.routerUrl, key, { 'x-shardkv-request-id': id })
+    t.equal(reusedDelete.status, 422, 'the same id for a DELETE: 422, nothing deleted')
+    t.equal((await http.get(c.routerUrl, key)).text(), 'second', 'neither changed the key')
+    for (const bad of ['not valid!', 'client-chosen-id', '1.short', `${'z'.repeat(12)}.abcdefghijkl`]) {
+      const invalid = await http.put(c.routerUrl, key, 'third', { ...h, 'x-shardkv-request-id': bad })
+      t.equal(invalid.status, 400, `a malformed request id (${bad}) is refused, as the nodes refuse it`)
+      t.equal(invalid.json<{ error: string }>().error, 'invalid_header')
+    }
+    const expired = await http.put(c.routerUrl, key, 'stale', { ...h, 'x-shardkv-request-id': newRequestId(Date.now() - 3_600_000) })
+    t.equal(expired.status, 500, 'an id older than the nodes\' window: outcome unknown (5xx), not applied')
+    t.equal(expired.json<{ error: string }>().error, 'request_id_expired')
+    t.equal((await http.get(c.routerUrl, key)).text(), 'second', 'the key still holds the acknowledged write')
     const bogus = await http.put(c.routerUrl, key, 'fourth', { 'x-shardkv-epoch': 'not-a-number', 'content-type': 'text/plain' })
     t.ok(bogus.status === 200 || bogus.status === 400, `a bogus client epoch header: 200 (ignored) or 400 (got ${bogus.status})`)
     await http.del(c.routerUrl, key)

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { newRequestId } from '../../src/protocol/request-id'
 import { startCluster, clusterOutput, type TestCluster, type ShardHandle } from '../harness/cluster'
 import type { HttpResponse } from '../harness/http'
 import { startReplicatedCluster, allInSync } from '../harness/replicated'
@@ -171,11 +172,12 @@ t.test('POST /batch on a shard node', async (t) => {
     const a = own('replay-a')
     const b = own('replay-b')
     const d = own('replay-d')
+    const rb1 = newRequestId()
     await http.put(node.url, d, 'to delete')
     const ops = [
-      { op: 'put', key: a, value: b64('A1'), ifNoneMatch: '*', rid: 'rb1-0' },
-      { op: 'put', key: b, value: b64('B1'), rid: 'rb1-1' },
-      { op: 'delete', key: d, ifMatch: '*', rid: 'rb1-2' }
+      { op: 'put', key: a, value: b64('A1'), ifNoneMatch: '*', rid: `${rb1}-0` },
+      { op: 'put', key: b, value: b64('B1'), rid: `${rb1}-1` },
+      { op: 'delete', key: d, ifMatch: '*', rid: `${rb1}-2` }
     ]
     const first = await batch(t, c, node, ops)
     t.same(first.results.map((x) => x.status), [201, 201, 204])
@@ -186,7 +188,7 @@ t.test('POST /batch on a shard node', async (t) => {
 
     // Without rids, the header's request id names each write as <id>-<index>.
     const e = own('replay-e')
-    const hdr = { [HEADER.requestId]: 'hdr-7' }
+    const hdr = { [HEADER.requestId]: newRequestId() }
     const h1 = await batch(t, c, node, [{ op: 'get', key: e }, { op: 'put', key: e, value: b64('E1'), ifNoneMatch: '*' }], hdr)
     t.same(h1.results.map((x) => x.status), [404, 201])
     const pos2 = (await c.health(node)).position

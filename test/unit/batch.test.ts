@@ -63,10 +63,11 @@ t.test('parseBatch refuses malformed batches as a whole', async (t) => {
 
 t.test('toWire round-trips through parseBatch, with the request id', async (t) => {
   const ops = parseBatch({ ops: [{ op: 'put', key: 'k', value: 'AAE=', contentType: 'text/plain', ifMatch: '"v"' }, { op: 'get', key: 'g' }] }, LIMITS)
-  const wire = ops.map((op, i) => toWire(op, `rid-${i}`))
-  t.same(wire[0], { op: 'put', key: 'k', value: 'AAE=', contentType: 'text/plain', ifMatch: '"v"', rid: 'rid-0' })
-  t.same(wire[1], { op: 'get', key: 'g', rid: 'rid-1' })
-  t.same(parseBatch({ ops: wire }, LIMITS).map((o) => o.rid), ['rid-0', 'rid-1'])
+  const wire = ops.map((op, i) => toWire(op, `kf0.batch0001-${i}`))
+  t.same(wire[0], { op: 'put', key: 'k', value: 'AAE=', contentType: 'text/plain', ifMatch: '"v"', rid: 'kf0.batch0001-0' })
+  t.same(wire[1], { op: 'get', key: 'g', rid: 'kf0.batch0001-1' })
+  t.same(parseBatch({ ops: wire }, LIMITS).map((o) => o.rid), ['kf0.batch0001-0', 'kf0.batch0001-1'])
+  refused(t, { ops: [{ op: 'put', key: 'k', value: 'AAE=', rid: 'rid-0' }] }, 'invalid_request', 'a rid without its issue time')
 })
 
 t.test('errorResult carries the code, status and details', async (t) => {

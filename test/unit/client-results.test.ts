@@ -4,7 +4,7 @@ import { batchResults } from '../../src/client/routed'
 import { KvError, NotFoundError, PreconditionFailedError, UnavailableError, ValueTooLargeError } from '../../src/client/errors'
 import { Backoff, newRequestId } from '../../src/client/transport'
 import { classifyUpstreamError as classifyFailure } from '../../src/http/upstream-errors'
-import { REQUEST_ID_PATTERN } from '../../src/protocol/wire'
+import { REQUEST_ID_PATTERN } from '../../src/protocol/request-id'
 import type { BatchOpWire } from '../../src/protocol/batch'
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v))

@@ -3,8 +3,6 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Pool } from 'undici'
 import { exchange } from '../../src/http/exchange'
-import { newRequestId } from '../../src/client/transport'
-import { REQUEST_ID_PATTERN } from '../../src/protocol/wire'
 
 /**
  * The shared response collector (src/http/exchange.ts) against a plain node:http
@@ -82,16 +80,3 @@ t.test('exchange collects whole responses', async (t) => {
   await t.rejects(exchange(pool, { path: '/none', method: 'GET' }), { code: /^UND_ERR_(CLOSED|DESTROYED)$/ }, 'a closed pool rejects rather than throwing')
 })
 
-t.test('request ids: header-safe, short, unique', async (t) => {
-  const seen = new Set<string>()
-  for (let i = 0; i < 10_000; i++) {
-    const id = newRequestId()
-    if (!REQUEST_ID_PATTERN.test(id) || id.length > 64) t.fail(`bad id ${id}`)
-    seen.add(id)
-  }
-  t.equal(seen.size, 10_000, 'no repeats within a process')
-  const a = newRequestId()
-  const b = newRequestId()
-  t.equal(a.slice(0, 16), b.slice(0, 16), 'a per-process prefix (96 random bits) keeps other processes\' ids apart')
-  t.ok(`${a}-c999999-999999`.length <= 64, 'room for the batch suffixes')
-})

@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { KvStore, StoreError, type WriteOutcome } from '../../src/storage/store'
+import { fingerprintOf, newRequestId, parseRequestId, type RequestStamp } from '../../src/protocol/request-id'
+import type { WriteConditions } from '../../src/protocol/preconditions'
 
 function tempDb (t: tap.Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-store-'))
@@ -14,6 +16,16 @@ function open (t: tap.Test, path: string, nodeId?: string): KvStore {
   const s = new KvStore({ path, nodeId, synchronous: 'NORMAL' })
   t.teardown(() => s.close())
   return s
+}
+
+/** A request id bound to a put (value given) or a delete, as a shard node stamps one. */
+function stampOf (id: string, key: string, value?: string, contentType = 'text/plain', conditions: WriteConditions = {}): RequestStamp {
+  const parsed = parseRequestId(id)
+  if (parsed === undefined) throw new Error(`bad test id ${id}`)
+  const op = value === undefined
+    ? { op: 'delete' as const, key, conditions }
+    : { op: 'put' as const, key, value: Buffer.from(value), contentType, conditions }
+  return { ...parsed, fingerprint: fingerprintOf(op) }
 }
 
 function ok (t: tap.Test, out: WriteOutcome, what: string): { version: string, seq: number, replayed: boolean, existed: boolean } {
@@ -95,30 +107,116 @@ t.test('conditions are evaluated inside the write', async (t) => {
   t.same(s.delete('absent', { ifMatch: '*' }), { ok: false, reason: 'precondition_failed', current: undefined }, 'DELETE If-Match * on absent fails')
 })
 
-t.test('a retried write with the same origin is answered, not applied again', async (t) => {
+t.test('a retried write with the same request id is answered, not applied again', async (t) => {
   const s = open(t, tempDb(t), 'n1')
-  const first = ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, 'req-1'), 'first attempt')
+  const [r1, r2, r3, r4] = [newRequestId(), newRequestId(), newRequestId(), newRequestId()]
+  const first = ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, stampOf(r1, 'k', 'a')), 'first attempt')
   const pos = s.position()
-  const retry = ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, 'req-1'), 'retry')
+  const retry = ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, stampOf(r1, 'k', 'a')), 'retry')
   t.equal(retry.replayed, true, 'flagged as replayed')
   t.equal(retry.version, first.version, 'same version')
   t.equal(retry.seq, first.seq, 'same seq')
   t.equal(s.position(), pos, 'nothing new written')
   // A retried conditional create must not fail its own condition.
-  const c1 = ok(t, s.put('c', Buffer.from('x'), 'text/plain', { ifNoneMatch: '*' }, 'req-2'), 'conditional create')
-  const c2 = ok(t, s.put('c', Buffer.from('x'), 'text/plain', { ifNoneMatch: '*' }, 'req-2'), 'retried conditional create')
+  const c1 = ok(t, s.put('c', Buffer.from('x'), 'text/plain', { ifNoneMatch: '*' }, stampOf(r2, 'c', 'x', 'text/plain', { ifNoneMatch: '*' })), 'conditional create')
+  const c2 = ok(t, s.put('c', Buffer.from('x'), 'text/plain', { ifNoneMatch: '*' }, stampOf(r2, 'c', 'x', 'text/plain', { ifNoneMatch: '*' })), 'retried conditional create')
   t.equal(c2.version, c1.version)
   t.equal(c1.existed, false, 'the first attempt created the key')
   // store.ts promises "answer as the first did": a replayed create must still say
   // created (existed: false), or the shard answers a retried 201 with 200.
   t.equal(c2.existed, c1.existed, 'the replay reports existed as the first attempt did')
-  const other = ok(t, s.put('k', Buffer.from('b'), 'text/plain', {}, 'req-3'), 'a new request id')
+  const other = ok(t, s.put('k', Buffer.from('b'), 'text/plain', {}, stampOf(r3, 'k', 'b')), 'a new request id')
   t.equal(other.replayed, false)
   t.not(other.version, first.version)
-  const d1 = ok(t, s.delete('k', {}, 'req-4'), 'delete')
-  const d2 = ok(t, s.delete('k', {}, 'req-4'), 'retried delete')
+  const d1 = ok(t, s.delete('k', {}, stampOf(r4, 'k')), 'delete')
+  const d2 = ok(t, s.delete('k', {}, stampOf(r4, 'k')), 'retried delete')
   t.equal(d2.replayed, true)
   t.equal(d2.version, d1.version)
+})
+
+t.test('a retry is recognised however many writes to the key came after it (issue 15)', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const del = newRequestId()
+  ok(t, s.put('k', Buffer.from('v0'), 'text/plain', {}, stampOf(newRequestId(), 'k', 'v0')), 'setup')
+  const d1 = ok(t, s.delete('k', {}, stampOf(del, 'k')), 'the delete applies')
+  const acked = ok(t, s.put('k', Buffer.from('v47'), 'text/plain', {}, stampOf(newRequestId(), 'k', 'v47')), 'a newer write is acknowledged')
+  ok(t, s.put('other', Buffer.from('x'), 'text/plain', {}, stampOf(newRequestId(), 'other', 'x')), 'writes to other keys too')
+  const retried = ok(t, s.delete('k', {}, stampOf(del, 'k')), 'the delete is retried')
+  t.equal(retried.replayed, true, 'answered from the record')
+  t.equal(retried.version, d1.version, 'with the first result')
+  t.equal(s.get('k')?.value.toString(), 'v47', 'the acknowledged write is not erased')
+  t.equal(s.get('k')?.version, acked.version)
+  // And a PUT retried after a newer PUT does not revert the key.
+  const put = newRequestId()
+  ok(t, s.put('k', Buffer.from('old'), 'text/plain', {}, stampOf(put, 'k', 'old')), 'a put')
+  ok(t, s.put('k', Buffer.from('new'), 'text/plain', {}, stampOf(newRequestId(), 'k', 'new')), 'a newer put')
+  t.equal(ok(t, s.put('k', Buffer.from('old'), 'text/plain', {}, stampOf(put, 'k', 'old')), 'retry').replayed, true)
+  t.equal(s.get('k')?.value.toString(), 'new', 'the retry did not revert the key')
+})
+
+t.test('a request id is bound to its operation: reused for another one it is refused', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const id = newRequestId()
+  ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, stampOf(id, 'k', 'a')), 'first use')
+  const pos = s.position()
+  const reuses: Array<[string, () => WriteOutcome]> = [
+    ['another value', () => s.put('k', Buffer.from('b'), 'text/plain', {}, stampOf(id, 'k', 'b'))],
+    ['another key', () => s.put('k2', Buffer.from('a'), 'text/plain', {}, stampOf(id, 'k2', 'a'))],
+    ['another content type', () => s.put('k', Buffer.from('a'), 'text/html', {}, stampOf(id, 'k', 'a', 'text/html'))],
+    ['a precondition', () => s.put('k', Buffer.from('a'), 'text/plain', { ifNoneMatch: '*' }, stampOf(id, 'k', 'a', 'text/plain', { ifNoneMatch: '*' }))],
+    ['a delete', () => s.delete('k', {}, stampOf(id, 'k'))]
+  ]
+  for (const [what, write] of reuses) {
+    t.throws(write, { code: 'idempotency_key_reused', status: 422 }, `the same id with ${what}: 422`)
+  }
+  t.equal(s.position(), pos, 'none of them wrote anything')
+  t.equal(s.get('k')?.value.toString(), 'a')
+})
+
+t.test('request ids expire with a floor: older ids are refused, never applied blind', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  const now = Date.now()
+  const old = newRequestId(now - 120_000)
+  ok(t, s.put('k', Buffer.from('a'), 'text/plain', {}, stampOf(old, 'k', 'a')), 'an id two minutes old is accepted')
+  const fresh = newRequestId(now)
+  ok(t, s.put('k', Buffer.from('b'), 'text/plain', {}, stampOf(fresh, 'k', 'b')), 'a fresh one')
+  const swept = s.applied.sweep(now, 60_000, 1_000_000)
+  t.equal(swept.deleted, 1, 'the sweep forgets the record older than the window')
+  t.equal(swept.floor, now - 60_000, 'and raises the floor to the window')
+  const pos = s.position()
+  t.throws(() => s.put('k', Buffer.from('a'), 'text/plain', {}, stampOf(old, 'k', 'a')), { code: 'request_id_expired', status: 500 }, 'its retry is refused as outcome unknown')
+  t.throws(() => s.put('k2', Buffer.from('z'), 'text/plain', {}, stampOf(newRequestId(now - 61_000), 'k2', 'z')), { code: 'request_id_expired' }, 'so is any id issued before the floor')
+  t.equal(s.position(), pos, 'nothing written')
+  t.equal(ok(t, s.put('k', Buffer.from('b'), 'text/plain', {}, stampOf(fresh, 'k', 'b')), 'replay').replayed, true, 'a record inside the window still answers')
+  t.throws(() => s.put('k3', Buffer.from('z'), 'text/plain', {}, stampOf(newRequestId(now + 3_600_000), 'k3', 'z')), { code: 'invalid_header' }, 'an id from an hour ahead is refused (clock)')
+  // The count bound: past maxRecords the oldest go, and the floor rises past them.
+  for (let i = 0; i < 5; i++) ok(t, s.put(`n${i}`, Buffer.from('x'), 'text/plain', {}, stampOf(newRequestId(now + i), `n${i}`, 'x')), 'fill')
+  const capped = s.applied.sweep(now, 60_000, 3)
+  t.equal(capped.deleted, 3, 'three records over the cap of three are forgotten')
+  t.equal(capped.floor, now + 2, 'the floor passes the newest forgotten id')
+  t.throws(() => s.put('n1', Buffer.from('x'), 'text/plain', {}, stampOf(newRequestId(now + 1), 'n1', 'x')), { code: 'request_id_expired' })
+  t.equal(ok(t, s.put('n4', Buffer.from('x'), 'text/plain', {}, stampOf(newRequestId(now + 4), 'n4', 'x')), 'kept').existed, true)
+})
+
+t.test('logWindow: rows and applied-request records, complete up to `to`', async (t) => {
+  const s = open(t, tempDb(t), 'n1')
+  // One hot key written 6 times: the log keeps 1 row but all 6 records.
+  for (let i = 0; i < 6; i++) ok(t, s.put('hot', Buffer.from(`v${i}`), 'text/plain', {}, stampOf(newRequestId(), 'hot', `v${i}`)), 'write')
+  ok(t, s.put('cold', Buffer.from('c'), 'text/plain'), 'a write without an id')
+  const all = s.logWindow(0, 100)
+  t.equal(all.complete, true)
+  t.equal(all.to, 7)
+  t.same(all.rows.map((r) => r.seq), [6, 7], 'rows: the compacted log')
+  t.same(all.requests.map((r) => r.seq), [1, 2, 3, 4, 5, 6], 'records: one per write with an id')
+  const part = s.logWindow(0, 4)
+  t.equal(part.complete, false, 'records fill the limit first')
+  t.equal(part.to, 4, 'the window ends at the last record that fit')
+  t.same(part.rows, [], 'and no row past it')
+  const rest = s.logWindow(part.to, 4)
+  t.same(rest.requests.map((r) => r.seq), [5, 6])
+  t.same(rest.rows.map((r) => r.seq), [6, 7])
+  t.equal(rest.to, 7)
+  t.equal(rest.complete, true)
 })
 
 t.test('node identity', async (t) => {
@@ -174,11 +272,12 @@ t.test('meta values persist', async (t) => {
 
 t.test('applyOps: many ops in one transaction, each applied as put/delete apply it', async (t) => {
   const s = open(t, tempDb(t), 'n1')
+  const r1 = newRequestId()
   const old = ok(t, s.put('k1', Buffer.from('old'), 'text/plain'), 'setup')
   ok(t, s.put('gone', Buffer.from('x'), 'text/plain'), 'setup')
   const out = s.applyOps([
     { op: 'get', key: 'k1' },
-    { op: 'put', key: 'k1', value: Buffer.from('new'), contentType: 'text/x', conditions: { ifMatch: [old.version] }, origin: 'r-1' },
+    { op: 'put', key: 'k1', value: Buffer.from('new'), contentType: 'text/x', conditions: { ifMatch: [old.version] }, request: stampOf(r1, 'k1', 'new', 'text/x', { ifMatch: [old.version] }) },
     { op: 'get', key: 'k1' },
     { op: 'put', key: 'k2', value: Buffer.from('v2'), contentType: 'text/plain', conditions: { ifMatch: ['stale'] } },
     { op: 'delete', key: 'gone' },
@@ -200,7 +299,7 @@ t.test('applyOps: many ops in one transaction, each applied as put/delete apply 
   t.equal(s.get('k2'), undefined, 'the refused write changed nothing')
   t.equal(s.get('k3')?.value.toString(), 'v3')
   // The same request id again: answered as the first time, not applied again.
-  const again = s.applyOps([{ op: 'put', key: 'k1', value: Buffer.from('new'), contentType: 'text/x', origin: 'r-1' }])
+  const again = s.applyOps([{ op: 'put', key: 'k1', value: Buffer.from('new'), contentType: 'text/x', conditions: { ifMatch: [old.version] }, request: stampOf(r1, 'k1', 'new', 'text/x', { ifMatch: [old.version] }) }])
   t.match(again[0], { kind: 'write', outcome: { ok: true, replayed: true, version: put?.version, existed: true } })
   t.same(s.applyOps([]), [])
 })
