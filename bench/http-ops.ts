@@ -1,6 +1,7 @@
 import { Pool } from 'undici'
 import { exchange, type RawResponse } from '../src/http/exchange'
-import { BATCH_PATH } from '../src/protocol/wire'
+import { BATCH_PATH, HEADER } from '../src/protocol/wire'
+import { newRequestId } from '../src/protocol/request-id'
 import { kvPath } from '../src/protocol/key'
 import type { BatchOpWire, BatchResult } from '../src/protocol/batch'
 import { pick, type Operation } from './engine'
@@ -40,12 +41,17 @@ export class HttpTarget {
     }
   }
 
-  /** PUT a random key; 200 or 201 expected. */
-  put (keys: readonly string[], value: Buffer): Operation {
+  /**
+   * PUT a random key; 200 or 201 expected. With `requestIds`, each PUT carries a fresh
+   * request id, as every write through a router or the client does (a node records it
+   * for exactly-once retries); without, it is a bare write to a node.
+   */
+  put (keys: readonly string[], value: Buffer, requestIds = false): Operation {
     const paths = keys.map(kvPath)
-    const headers = { 'content-type': 'application/octet-stream' }
+    const bare = { 'content-type': 'application/octet-stream' }
     return async () => {
       const path = pick(paths)
+      const headers = requestIds ? { ...bare, [HEADER.requestId]: newRequestId() } : bare
       this.expect(await exchange(this.pool, { path, method: 'PUT', body: value, headers }), 'PUT', path, 200, 201)
       return 1
     }

@@ -48,6 +48,7 @@ export const RATIOS: readonly RatioSpec[] = [
   { id: 'direct-vs-nginx', label: 'direct client GET / nginx GET (same node)', num: { scenario: 'peer', name: 'direct GET' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req', min: 1.0 },
   { id: 'batch-vs-single', label: 'batch GET keys/s / single GET keys/s', num: { scenario: 'batch', name: 'batch GET' }, den: { scenario: 'batch', name: 'GET' }, per: 'keys', min: 10 },
   { id: 'group-commit', label: 'durable PUT, group commit / 1 tx per write', num: { scenario: 'group-commit', name: 'PUT group commit' }, den: { scenario: 'group-commit', name: 'PUT 1 tx/write' }, per: 'req', min: 3 },
+  { id: 'request-ids', label: 'durable PUT with request ids / without (exactly-once record)', num: { scenario: 'group-commit', name: 'PUT group commit + request ids' }, den: { scenario: 'group-commit', name: 'PUT group commit' }, per: 'req' },
   { id: 'batch-put-vs-single', label: 'batch PUT keys/s / single PUT keys/s', num: { scenario: 'batch', name: 'batch PUT' }, den: { scenario: 'batch', name: 'PUT' }, per: 'keys' },
   { id: 'routed-1-per-request-vs-nginx', label: 'routed GET, coalescing off / nginx GET', num: { scenario: 'peer', name: 'router GET 1/req' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req' },
   { id: 'direct-1-per-request-vs-nginx', label: 'direct GET, coalescing off / nginx GET', num: { scenario: 'peer', name: 'direct GET 1/req' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req' },

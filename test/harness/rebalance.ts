@@ -8,6 +8,9 @@ import type { RebalanceProgress } from '../../src/membership/rebalance'
 import { kvPath } from '../../src/protocol/key'
 import { HttpClient, type HttpResponse, type RequestOptions } from './http'
 import type { TestCluster } from './cluster'
+import { rawRow } from './replication'
+
+export { rawRow }
 
 /**
  * Helpers for the rebalancing tests (test/integration/rebalance-*.test.ts): starting
@@ -209,15 +212,6 @@ export async function readAll (http: HttpClient, baseUrl: string, keys: readonly
 
 export async function nodeStats (http: HttpClient, nodeUrl: string): Promise<NodeStats> {
   return await http.getJson<NodeStats>(`${nodeUrl}/internal/stats`)
-}
-
-/** A key's raw row at a node (tombstones included) via the internal API, or undefined (404). */
-export async function rawRow (http: HttpClient, nodeUrl: string, key: string): Promise<{ value: string, version: string, deleted: boolean } | undefined> {
-  const res = await http.request('GET', `${nodeUrl}/internal/row/${kvPath(key).slice('/kv/'.length)}`)
-  if (res.status === 404) return undefined
-  if (res.status !== 200) throw new Error(`GET /internal/row for ${key} at ${nodeUrl}: ${res.status} ${res.text().slice(0, 200)}`)
-  const row = res.json<{ value: string, version: string, deleted?: boolean }>()
-  return { value: Buffer.from(row.value, 'base64').toString('utf8'), version: row.version, deleted: row.deleted === true }
 }
 
 /** Deterministic sample of up to n items. */

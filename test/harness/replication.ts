@@ -5,7 +5,7 @@ import { launchRouter, type LaunchedProcess } from '../../src/local/launcher'
 import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
 import type { RebalanceProgress } from '../../src/membership/rebalance'
 import { kvPath } from '../../src/protocol/key'
-import { HEADER } from '../../src/protocol/wire'
+import { HEADER, INTERNAL, KV_PREFIX, type WireKeyTransfer } from '../../src/protocol/wire'
 import { sandbox, startShardIn, shardHealth, isAlive, waitUntilDead, sleep, type Sandbox, type ShardHealth } from './cluster'
 import { HttpClient, type HttpResponse } from './http'
 import type { HistoryChecker } from './checker'
@@ -403,10 +403,10 @@ export interface RawRow { value: string, version: string, deleted: boolean }
 
 /** A key's raw row at a node (tombstones included), or undefined when it holds none. */
 export async function rawRow (http: HttpClient, url: string, key: string): Promise<RawRow | undefined> {
-  const res = await http.request('GET', `${url}/internal/row/${kvPath(key).slice('/kv/'.length)}`)
-  if (res.status === 404) return undefined
+  const res = await http.request('GET', `${url}${INTERNAL.rowPrefix}${kvPath(key).slice(KV_PREFIX.length)}`)
   if (res.status !== 200) throw new Error(`GET /internal/row for ${key} at ${url}: ${res.status} ${res.text().slice(0, 200)}`)
-  const row = res.json<{ value: string, version: string, deleted?: boolean }>()
+  const row = res.json<WireKeyTransfer>().rows[0]
+  if (row === undefined) return undefined
   return { value: Buffer.from(row.value, 'base64').toString('utf8'), version: row.version, deleted: row.deleted === true }
 }
 

@@ -70,11 +70,13 @@ t.test('computeRatios: only ratios whose scenarios ran, targets first', async (t
   const all = [
     m('scaling', 'GET 1 group', 1000), m('scaling', 'GET 4 groups', 2000),
     m('scaling', 'PUT 1 group', 500), m('scaling', 'PUT 4 groups', 1500),
-    m('group-commit', 'PUT group commit', 2700), m('group-commit', 'PUT 1 tx/write', 1000)
+    m('group-commit', 'PUT group commit', 2700), m('group-commit', 'PUT 1 tx/write', 1000),
+    m('group-commit', 'PUT group commit + request ids', 2430)
   ]
   const rs = computeRatios(all)
-  t.same(rs.map((r) => r.id), ['group-commit', 'scaling-get', 'scaling-put'])
-  t.same(rs.map((r) => r.verdict), ['miss', 'info', 'info'])
-  t.equal(rs[2]?.value, 3)
+  t.same(rs.map((r) => r.id), ['group-commit', 'request-ids', 'scaling-get', 'scaling-put'])
+  t.same(rs.map((r) => r.verdict), ['miss', 'info', 'info', 'info'])
+  t.equal(rs[1]?.value, 0.9)
+  t.equal(rs[3]?.value, 3)
   t.same(computeRatios([]), [], 'nothing ran, nothing to say')
 })
