@@ -45,7 +45,8 @@ Scenarios (in this order; pick some with --only):
                 behind the router and under the direct client, back to back; then both
                 again with read coalescing off (one upstream request per GET)
   group-commit  durable PUT (synchronous=FULL) with group commit versus
-                --group-commit-max-ops 1 (one transaction per write)
+                --group-commit-max-ops 1 (one transaction per write); and with
+                group commit, PUTs carrying request ids (the exactly-once record)
 Prints a table and the target ratios, and writes JSON to bench/results/.
 
 Options:

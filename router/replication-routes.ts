@@ -20,7 +20,7 @@ export interface ReplicationRoutesContext {
 
 function typed (err: unknown): never {
   if (err instanceof ReplicationMapError) {
-    throw new ShardKvError(err.code === 'stale_term' ? 'stale_epoch' : err.code, err.message)
+    throw new ShardKvError(err.code, err.message)
   }
   if (err instanceof MapError) throw new ShardKvError('invalid_request', err.message)
   throw err

@@ -68,7 +68,7 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     const previous = migration.installedMap()
     const installed = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), ...(coordinator !== undefined ? { coordinator } : {}), map })
     if (installed !== map.epoch) {
-      return reply.code(409).send({ error: 'stale_epoch', message: `epoch ${map.epoch} is older than the installed ${installed}`, epoch: installed })
+      throw new ShardKvError('stale_epoch', `epoch ${map.epoch} is older than the installed ${installed}`, { epoch: installed })
     }
     const now = ownership.get()
     if (installed === map.epoch && needsPurge(previous?.map, map)) {
@@ -92,7 +92,7 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     const limit = integer(body.limit, 'limit', 1, 10_000, 500)
     const maxBytes = integer(body.maxBytes, 'maxBytes', 1, 64 * 1024 * 1024, 4 * 1024 * 1024)
     if (typeof body.epoch === 'number' && body.epoch !== current.epoch) {
-      return reply.code(409).send({ error: 'stale_epoch', message: `installed epoch is ${current.epoch}`, epoch: current.epoch })
+      throw new ShardKvError('stale_epoch', `installed epoch is ${current.epoch}`, { epoch: current.epoch })
     }
     const result = migration.scanMoving(after, limit, (key) => current.isMovingAway(key), maxBytes)
     const answer: WireScanReply = { ...transferToWire(result), next: result.next, scanned: result.scanned, done: result.done, epoch: current.epoch }
@@ -114,7 +114,7 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     const body = jsonBody(request)
     const current = ownership.get()
     if (typeof body.epoch === 'number' && body.epoch !== current.epoch) {
-      return reply.code(409).send({ error: 'stale_epoch', message: `installed epoch is ${current.epoch}`, epoch: current.epoch })
+      throw new ShardKvError('stale_epoch', `installed epoch is ${current.epoch}`, { epoch: current.epoch })
     }
     if (current.epoch === 0 || migration.installedMap() === undefined) {
       throw new ShardKvError('invalid_request', 'no map is installed: nothing is foreign')

@@ -32,21 +32,21 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     const from = integer(body.from, 'from', -1, Number.MAX_SAFE_INTEGER)
     const current = ownership.get()
     if (current.role !== 'replica' || body.group !== current.group) {
-      return reply.code(409).send({ error: 'not_replica', message: `this node is not a replica of ${String(body.group)} at epoch ${current.epoch}`, term: current.term })
+      throw new ShardKvError('not_replica', `this node is not a replica of ${String(body.group)} at epoch ${current.epoch}`, { term: current.term })
     }
     // from = -1 is a probe: "where do you stand?" (after the same term checks).
     const probe = from === -1
     const verdict = judgeShipment({ term, from: probe ? replica.position() : from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
     switch (verdict) {
       case 'reject':
-        return reply.code(409).send({ error: 'stale_term', message: `the group is at term ${current.term}`, term: current.term })
+        throw new ShardKvError('stale_term', `the group is at term ${current.term}`, { term: current.term })
       case 'resync':
         ctx.log.warn({ event: 'replica-resync', term, dataTerm: store.currentTerm(), position: replica.position() }, 'data from an older term: full resync')
         replica.wipe(term)
         if (probe) return reply.send({ position: 0 })
-        return reply.code(409).send({ error: 'gap', message: 'resyncing from empty', position: 0 })
+        throw new ShardKvError('gap', 'resyncing from empty', { position: 0 })
       case 'gap':
-        return reply.code(409).send({ error: 'gap', message: `this replica is at ${replica.position()}`, position: replica.position() })
+        throw new ShardKvError('gap', `this replica is at ${replica.position()}`, { position: replica.position() })
       case 'apply': {
         if (probe) return reply.send({ position: replica.position() })
         const to = integer(body.to, 'to', from, Number.MAX_SAFE_INTEGER)
@@ -62,7 +62,7 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     const until = integer(body.leaseUntil, 'leaseUntil', 0, Number.MAX_SAFE_INTEGER)
     const current = ownership.get()
     if (current.role !== 'primary' || term !== current.term || body.group !== current.group) {
-      return reply.code(409).send({ error: 'stale_term', message: `not the primary of ${String(body.group)} at term ${term}`, term: current.term })
+      throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })
     }
     replica.setLease(until)
     return reply.send({ leaseUntil: until, position: store.position() })

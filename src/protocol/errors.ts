@@ -11,6 +11,12 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   conflict: 409,
   stale_epoch: 409,
+  /** A replication shipment or lease from a term the group has left. */
+  stale_term: 409,
+  /** A shipment that does not continue where the replica stands (the answer carries its `position`). */
+  gap: 409,
+  /** A shipment to a node that is not a replica of that group. */
+  not_replica: 409,
   group_exists: 409,
   rebalance_running: 409,
   last_group: 409,

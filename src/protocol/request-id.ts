@@ -1,4 +1,4 @@
-import { createHash, randomFillSync } from 'node:crypto'
+import { hash, randomFillSync } from 'node:crypto'
 import { ShardKvError } from './errors'
 import type { WriteConditions } from './preconditions'
 
@@ -93,12 +93,11 @@ function tags (set: WriteConditions['ifMatch']): string {
 
 /**
  * What a request id is bound to: the operation, its key, value digest, content type and
- * preconditions. 16 bytes of SHA-256, base64url: collisions between two operations
- * sent under one id are out of reach.
+ * preconditions. 132 bits of SHA-256 (22 base64url characters): collisions between two
+ * operations sent under one id are out of reach.
  */
 export function fingerprintOf (op: FingerprintedOp): string {
-  const h = createHash('sha256')
-  h.update(`${op.op}\n${op.key.length}:${op.key}\n${op.contentType ?? ''}\n${tags(op.conditions?.ifMatch)}\n${tags(op.conditions?.ifNoneMatch)}\n`)
-  if (op.value !== undefined) h.update(op.value)
-  return h.digest().toString('base64url', 0, 16)
+  const head = Buffer.from(`${op.op}\n${op.key.length}:${op.key}\n${op.contentType ?? ''}\n${tags(op.conditions?.ifMatch)}\n${tags(op.conditions?.ifNoneMatch)}\n`)
+  // One-shot hash: half the cost of a Hash object on the write path.
+  return hash('sha256', op.value === undefined ? head : Buffer.concat([head, op.value]), 'base64url').slice(0, 22)
 }
