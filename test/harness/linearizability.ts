@@ -629,3 +629,18 @@ export class LinHistory {
     return checkLinearizable(this.ops, { originMs: this.origin, ...options })
   }
 }
+
+/**
+ * A load's pairwise report (./checker.ts) with the linearizability search over the same
+ * load's history: a non-linearizable key fails `ok` and is explained in `text`; an
+ * inconclusive key is told in `text` (and counted in `linearizability`) without failing.
+ */
+export function withLinearizability<R extends { ok: boolean, text: string }> (report: R, lin: LinReport): R & { linearizability: LinReport } {
+  const clean = lin.violations.length === 0 && lin.inconclusive.length === 0
+  return {
+    ...report,
+    ok: report.ok && lin.ok,
+    text: clean ? report.text : `${report.text}\n${lin.text}`,
+    linearizability: lin
+  }
+}
