@@ -4,6 +4,7 @@ import { HttpClient } from './http'
 import { describe, percentile, prng } from './history'
 import { b64, postBatch, type WireOp, type WireResult } from './batch'
 import { Progress } from './progress'
+import { LinHistory, withLinearizability, type LinOp } from './linearizability'
 
 /**
  * The batch counterpart of LoadGenerator (./history.ts): C clients, each owning a disjoint
@@ -11,7 +12,9 @@ import { Progress } from './progress'
  * distinct keys of its client. Every op of a batch is invoked when the batch is sent and
  * completes when its answer arrives, so the HistoryChecker's per-key sequential model
  * holds: a write is pending from send to answer, then acknowledged (2xx), refused (a
- * definite 4xx) or unknown (5xx, a failed request); a get is checked against it.
+ * definite 4xx) or unknown (5xx, a failed request); a get is checked against it. Each op
+ * is also an op of a LinHistory (invoked when its batch is sent, completed when the
+ * answer arrives), and verify() runs the linearizability search over it too.
  */
 
 export interface BatchLoadOptions {
@@ -56,6 +59,7 @@ const CONTENT_TYPE = 'text/plain; charset=utf-8'
 
 export class BatchLoadGenerator {
   readonly checker = new HistoryChecker()
+  readonly lin = new LinHistory()
   private readonly opts: Required<BatchLoadOptions>
   private readonly http: HttpClient
   private readonly ownHttp: boolean
@@ -174,6 +178,9 @@ export class BatchLoadGenerator {
         this.checker.writeStarted(op.key, state(op))
       }
     }
+    const recs: LinOp[] = ops.map((op) => this.lin.invoke(op.op === 'put'
+      ? { key: op.key, client: c, kind: 'put', value: state(op) as string }
+      : { key: op.key, client: c, kind: op.op === 'get' ? 'get' : 'delete' }))
     const t0 = Date.now()
     let results: WireResult[] | undefined
     let whole = ''
@@ -189,6 +196,14 @@ export class BatchLoadGenerator {
     }
     ops.forEach((op, i) => {
       const r = results?.[i]
+      const rec = recs[i] as LinOp
+      if (r === undefined) this.lin.unknown(rec, whole.slice(0, 80))
+      else {
+        const answer: { got?: string, etag?: string } = {}
+        if (op.op === 'get' && r.status === 200) answer.got = Buffer.from(r.value ?? '', 'base64').toString('utf8')
+        if (r.etag !== undefined) answer.etag = r.etag
+        this.lin.ok(rec, r.status, answer)
+      }
       if (r === undefined) {
         if (op.op === 'get') this.checker.readFailed()
         else this.checker.writeUnknown(op.key, state(op))
@@ -231,11 +246,15 @@ export class BatchLoadGenerator {
       const again: string[] = []
       for (let i = 0; i < todo.length; i += 100) {
         const chunk = todo.slice(i, i + 100)
+        const recs = chunk.map((key) => this.lin.invoke({ key, client: 'verify', kind: 'get', note: 'read-back' }))
         try {
           const res = await postBatch(this.http, baseUrl, chunk.map((key) => ({ op: 'get', key })), this.opts.requestTimeoutMs)
           const results = res.status === 200 ? res.json<{ results: WireResult[] }>().results : undefined
           chunk.forEach((key, j) => {
             const r = results?.[j]
+            const rec = recs[j] as LinOp
+            if (r === undefined) this.lin.unknown(rec)
+            else this.lin.ok(rec, r.status, r.status === 200 ? { got: Buffer.from(r.value ?? '', 'base64').toString('utf8') } : {})
             if (r?.status === 200) got.set(key, Buffer.from(r.value ?? '', 'base64').toString('utf8'))
             else if (r?.status === 404) got.set(key, null)
             else {
@@ -244,6 +263,7 @@ export class BatchLoadGenerator {
             }
           })
         } catch (err) {
+          for (const rec of recs) this.lin.unknown(rec)
           for (const key of chunk) got.set(key, { error: describe(err) })
           again.push(...chunk)
         }
@@ -252,7 +272,7 @@ export class BatchLoadGenerator {
       if (todo.length > 0) await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)))
     }
     for (const key of keys) this.checker.finalState(key, got.has(key) ? got.get(key) as KeyState | { error: string } : { error: 'not read' })
-    return this.checker.report()
+    return withLinearizability(this.checker.report(), this.lin.check())
   }
 
   async close (): Promise<void> {

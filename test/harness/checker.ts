@@ -207,4 +207,6 @@ export interface HistoryReport {
   staleReads: Violation[]
   /** Human summary with the first violations, one per line. */
   text: string
+  /** The linearizability search over the same load (loads that record one; see ./linearizability.ts). */
+  linearizability?: import('./linearizability').LinReport
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { KvError, NotFoundError, type KvClient } from '../../src/client'
+import { KvError, NotFoundError, type KvClient, type PutResult } from '../../src/client'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { Progress } from './progress'
+import { LinHistory, withLinearizability } from './linearizability'
 
 /**
  * The history-checked load of test/harness/history.ts, driven through the TypeScript
@@ -10,6 +11,8 @@ import { Progress } from './progress'
  * Every call and its outcome goes to a HistoryChecker: a resolved write is
  * acknowledged, a PreconditionFailed/invalid refusal changed nothing, and any other
  * error (UnavailableError, a transport failure) leaves the write's outcome unknown.
+ * Each call is also an op of a LinHistory, and verify() runs the linearizability search
+ * over it too (a put's `created` is its 201).
  */
 
 export interface ClientLoadOptions {
@@ -30,6 +33,7 @@ const CONTENT_TYPE = 'text/plain; charset=utf-8'
 
 export class ClientLoad {
   readonly checker = new HistoryChecker()
+  readonly lin = new LinHistory()
   readonly failures: ClientFailure[] = []
   failed = 0
   /** Completion time (ms since start) of every acknowledged write, by key. */
@@ -84,9 +88,9 @@ export class ClientLoad {
     for (let n = 0; n < this.opts.maxOpsPerClient && !this.stopped && Date.now() < deadline; n++) {
       const key = keys[Math.floor(Math.random() * keys.length)] as string
       const r = Math.random() * (put + get + del)
-      if (r < put) await this.put(key, `${this.prefix}|c${c}|n${n}|`)
-      else if (r < put + get) await this.get(key)
-      else await this.delete(key)
+      if (r < put) await this.put(c, key, `${this.prefix}|c${c}|n${n}|`)
+      else if (r < put + get) await this.get(c, key)
+      else await this.delete(c, key)
       this.progress.bump()
     }
   }
@@ -96,37 +100,49 @@ export class ClientLoad {
     if (this.failures.length < 30) this.failures.push({ op, key, error: `${(err as Error).name}: ${(err as Error).message}`, at: Date.now() - this.t0 })
   }
 
-  private async write (op: 'put' | 'delete', key: string, state: KeyState, call: () => Promise<unknown>): Promise<void> {
+  private async write (c: number, op: 'put' | 'delete', key: string, state: KeyState, call: () => Promise<PutResult | undefined>): Promise<void> {
     this.checker.writeStarted(key, state)
+    const rec = this.lin.invoke(op === 'put' ? { key, client: c, kind: 'put', value: state as string } : { key, client: c, kind: 'delete' })
     try {
-      await call()
+      const result = await call()
+      if (result === undefined) this.lin.ok(rec, 204)
+      else this.lin.ok(rec, result.created ? 201 : 200, { etag: result.etag })
       this.checker.writeAcked(key, state)
       this.ackTimes.push({ key, at: Date.now() - this.t0 })
     } catch (err) {
       // A 4xx answer (other than an unavailable owner) is a definite refusal: nothing was applied.
-      if (err instanceof KvError && err.status < 500) this.checker.writeRefused(key, state)
-      else this.checker.writeUnknown(key, state)
+      if (err instanceof KvError && err.status < 500) {
+        this.lin.ok(rec, err.status)
+        this.checker.writeRefused(key, state)
+      } else {
+        this.lin.unknown(rec, String(err).slice(0, 80))
+        this.checker.writeUnknown(key, state)
+      }
       this.fail(op, key, err)
     }
   }
 
-  private async put (key: string, value: string): Promise<void> {
-    await this.write('put', key, value, async () => await this.kv.put(key, value, { contentType: CONTENT_TYPE }))
+  private async put (c: number, key: string, value: string): Promise<void> {
+    await this.write(c, 'put', key, value, async () => await this.kv.put(key, value, { contentType: CONTENT_TYPE }))
   }
 
-  private async delete (key: string): Promise<void> {
-    await this.write('delete', key, null, async () => { await this.kv.delete(key) })
+  private async delete (c: number, key: string): Promise<void> {
+    await this.write(c, 'delete', key, null, async () => { await this.kv.delete(key); return undefined })
   }
 
-  private async get (key: string): Promise<void> {
+  private async get (c: number, key: string): Promise<void> {
+    const rec = this.lin.invoke({ key, client: c, kind: 'get' })
     try {
       const e = await this.kv.get(key)
+      this.lin.ok(rec, 200, { got: e.value.toString('utf8'), etag: e.etag })
       this.checker.readResult(key, e.value.toString('utf8'), { expected: CONTENT_TYPE, got: e.contentType })
     } catch (err) {
       if (err instanceof NotFoundError) {
+        this.lin.ok(rec, 404)
         this.checker.readResult(key, null)
         return
       }
+      this.lin.unknown(rec)
       this.checker.readFailed()
       this.fail('get', key, err)
     }
@@ -137,10 +153,15 @@ export class ClientLoad {
     if (this.running !== undefined) await this.running
     let todo = this.checker.trackedKeys()
     for (let attempt = 0; attempt < 4 && todo.length > 0; attempt++) {
+      const recs = todo.map((key) => this.lin.invoke({ key, client: 'verify', kind: 'get', note: 'read-back' }))
       const got = await reader.getMany(todo)
       const retry: string[] = []
       todo.forEach((key, i) => {
         const r = got[i]
+        const rec = recs[i]!
+        if (r instanceof NotFoundError) this.lin.ok(rec, 404)
+        else if (r instanceof Error || r === undefined) this.lin.unknown(rec)
+        else this.lin.ok(rec, 200, { got: r.value.toString('utf8'), etag: r.etag })
         if (r instanceof NotFoundError) this.checker.finalState(key, null)
         else if (r instanceof Error || r === undefined) {
           if (attempt === 3) this.checker.finalState(key, { error: String(r) })
@@ -150,7 +171,7 @@ export class ClientLoad {
       todo = retry
       if (todo.length > 0) await new Promise((resolve) => setTimeout(resolve, 300 * (attempt + 1)))
     }
-    return this.checker.report()
+    return withLinearizability(this.checker.report(), this.lin.check())
   }
 
   summary (): string {

@@ -3,6 +3,7 @@ import { HttpClient, type HttpResponse } from './http'
 import { kvPath } from '../../src/protocol/key'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { Progress } from './progress'
+import { LinHistory, withLinearizability, type LinOp } from './linearizability'
 
 export * from './checker'
 
@@ -11,7 +12,9 @@ export * from './checker'
  * and doing PUT/GET/DELETE on them one at a time with values unique to the run, for
  * at most durationMs and at most maxOpsPerClient operations. Every request and its
  * outcome goes to a HistoryChecker (./checker.ts); verify() reads every key back at
- * the end. Failed client requests (network errors, timeouts, 5xx, unexpected
+ * the end. Every op is also recorded with its invocation and completion times in a
+ * LinHistory (./linearizability.ts), and verify() runs the linearizability search over
+ * it (with the read-backs) as well. Failed client requests (network errors, timeouts, 5xx, unexpected
  * statuses) are counted and the first ones kept for the test's message.
  */
 
@@ -82,6 +85,7 @@ export function percentile (sorted: number[], p: number): number {
 
 export class LoadGenerator {
   readonly checker = new HistoryChecker()
+  readonly lin = new LinHistory()
   readonly opts: Required<Omit<LoadOptions, 'seed'>> & { seed: number }
   private readonly http: HttpClient
   private readonly ownHttp: boolean
@@ -177,7 +181,7 @@ export class LoadGenerator {
     return this.opts.valueBytes > v.length ? v + 'x'.repeat(this.opts.valueBytes - v.length) : v
   }
 
-  private async send (method: string, key: string, body?: string): Promise<HttpResponse> {
+  private async send (method: string, key: string, body?: string, rec?: LinOp): Promise<HttpResponse> {
     const t = Date.now()
     const res = await this.http.request(method, this.opts.baseUrl + kvPath(key), {
       body,
@@ -186,6 +190,7 @@ export class LoadGenerator {
     })
     this.latencies.push(Date.now() - t)
     if (res.header('x-shardkv-retries') !== undefined) this.retried++
+    if (rec !== undefined) recordAnswer(this.lin, rec, res)
     return res
   }
 
@@ -210,8 +215,9 @@ export class LoadGenerator {
   private async doPut (c: number, key: string, value: string): Promise<void> {
     this.opCounts.puts++
     this.checker.writeStarted(key, value)
+    const rec = this.lin.invoke({ key, client: c, kind: 'put', value })
     try {
-      const res = await this.send('PUT', key, value)
+      const res = await this.send('PUT', key, value, rec)
       if (res.status === 200 || res.status === 201) {
         this.checker.writeAcked(key, value)
         return
@@ -219,6 +225,7 @@ export class LoadGenerator {
       this.checker.writeUnknown(key, value)
       this.fail({ client: c, op: 'put', key, status: res.status, error: res.text().slice(0, 200) })
     } catch (err) {
+      this.lin.unknown(rec, describe(err))
       this.checker.writeUnknown(key, value)
       this.fail({ client: c, op: 'put', key, error: describe(err) })
     }
@@ -227,8 +234,9 @@ export class LoadGenerator {
   private async doDelete (c: number, key: string): Promise<void> {
     this.opCounts.deletes++
     this.checker.writeStarted(key, null)
+    const rec = this.lin.invoke({ key, client: c, kind: 'delete' })
     try {
-      const res = await this.send('DELETE', key)
+      const res = await this.send('DELETE', key, undefined, rec)
       if (res.status === 204) {
         this.checker.writeAcked(key, null)
         return
@@ -236,6 +244,7 @@ export class LoadGenerator {
       this.checker.writeUnknown(key, null)
       this.fail({ client: c, op: 'delete', key, status: res.status, error: res.text().slice(0, 200) })
     } catch (err) {
+      this.lin.unknown(rec, describe(err))
       this.checker.writeUnknown(key, null)
       this.fail({ client: c, op: 'delete', key, error: describe(err) })
     }
@@ -243,8 +252,9 @@ export class LoadGenerator {
 
   private async doGet (c: number, key: string): Promise<void> {
     this.opCounts.gets++
+    const rec = this.lin.invoke({ key, client: c, kind: 'get' })
     try {
-      const res = await this.send('GET', key)
+      const res = await this.send('GET', key, undefined, rec)
       if (res.status === 200) {
         this.checker.readResult(key, res.text(), { expected: CONTENT_TYPE, got: res.header('content-type') })
       } else if (res.status === 404) {
@@ -254,6 +264,7 @@ export class LoadGenerator {
         this.fail({ client: c, op: 'get', key, status: res.status, error: res.text().slice(0, 200) })
       }
     } catch (err) {
+      this.lin.unknown(rec)
       this.checker.readFailed()
       this.fail({ client: c, op: 'get', key, error: describe(err) })
     }
@@ -273,12 +284,15 @@ export class LoadGenerator {
         const key = keys[next++]!
         let got: KeyState | { error: string } = { error: 'not read' }
         for (let attempt = 0; attempt < 4; attempt++) {
+          const rec = this.lin.invoke({ key, client: 'verify', kind: 'get', note: 'read-back' })
           try {
             const res = await this.http.request('GET', baseUrl + kvPath(key), { timeoutMs: this.opts.requestTimeoutMs })
+            recordAnswer(this.lin, rec, res)
             if (res.status === 200) { got = res.text(); break }
             if (res.status === 404) { got = null; break }
             got = { error: `status ${res.status}: ${res.text().slice(0, 200)}` }
           } catch (err) {
+            this.lin.unknown(rec)
             got = { error: describe(err) }
           }
           await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)))
@@ -287,13 +301,22 @@ export class LoadGenerator {
       }
     }
     await Promise.all(Array.from({ length: Math.min(concurrency, keys.length) }, worker))
-    return this.checker.report()
+    return withLinearizability(this.checker.report(), this.lin.check())
   }
 
   async close (): Promise<void> {
     this.stop()
     if (this.ownHttp) await this.http.close()
   }
+}
+
+/** Records an HTTP answer (status, body of a GET 200, ETag) for `rec` in `lin`. */
+export function recordAnswer (lin: LinHistory, rec: LinOp, res: HttpResponse): void {
+  const etag = res.header('etag')
+  const answer: { got?: string, etag?: string } = {}
+  if (rec.kind === 'get' && res.status === 200) answer.got = res.text()
+  if (etag !== undefined) answer.etag = etag
+  lin.ok(rec, res.status, answer)
 }
 
 export function describe (err: unknown): string {

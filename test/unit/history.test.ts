@@ -123,7 +123,7 @@ t.test('wrong content type on a correct value is reported', async (t) => {
 // ---------------------------------------------------------------------------------
 // The load generator end to end, against a fake store that can misbehave on purpose.
 
-type Mode = 'correct' | 'stale' | 'lossy' | 'flaky'
+type Mode = 'correct' | 'stale' | 'lossy' | 'flaky' | 'always-created'
 
 async function fakeStore (t: tap.Test, mode: Mode): Promise<string> {
   const data = new Map<string, { value: Buffer, type: string }>()
@@ -146,7 +146,8 @@ async function fakeStore (t: tap.Test, mode: Mode): Promise<string> {
           if (req.method === 'PUT') data.set(key, { value: Buffer.concat(chunks), type: req.headers['content-type'] ?? '' })
           else data.delete(key)
         }
-        if (req.method === 'PUT') res.writeHead(200, { etag: '"x"' }).end('{}')
+        const existed = previous.get(key) !== undefined
+        if (req.method === 'PUT') res.writeHead(mode === 'always-created' || (mode === 'correct' && !existed) ? 201 : 200).end('{}')
         else res.writeHead(204).end()
         return
       }
@@ -218,4 +219,20 @@ t.test('the load refuses non-loopback targets', async (t) => {
   const stats = await load.run()
   t.equal(stats.failedRequests, 1)
   t.match(stats.failures[0]?.error, /127\.0\.0\.1 only/)
+})
+
+t.test('load + verify: the linearizability search runs over the same history', async (t) => {
+  const { report } = await runLoad(t, 'correct')
+  t.ok(report.ok, report.text)
+  t.ok(report.linearizability !== undefined && report.linearizability.ops >= 600, `searched: ${report.linearizability?.text ?? ''}`)
+  t.equal(report.linearizability?.violations.length, 0)
+})
+
+t.test('load + verify against a store that answers 201 Created to keys it holds: only the linearizability search catches it', async (t) => {
+  const { report } = await runLoad(t, 'always-created', { mix: { put: 8, get: 1, delete: 1 } })
+  t.equal(report.violations.length, 0, 'the pairwise checker sees nothing wrong (values are right)')
+  t.notOk(report.ok, 'but the report is not ok')
+  t.ok((report.linearizability?.violations.length ?? 0) > 0, 'non-linearizable keys reported')
+  t.match(report.text, /NOT LINEARIZABLE key "h[0-9a-f]+\/c\d\/k\d"/)
+  t.match(report.text, /→ 201/)
 })
