@@ -3,8 +3,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ShardKvError } from '../src/protocol/errors'
 import { keyFromUrl } from '../src/protocol/key'
 import { parseEtagList } from '../src/protocol/preconditions'
-import { DEFAULT_CONTENT_TYPE, HEADER, KV_PREFIX } from '../src/protocol/wire'
+import { HEADER, KV_PREFIX } from '../src/protocol/wire'
 import { newRequestId, requireRequestId } from '../src/protocol/request-id'
+import { storedContentType } from '../src/protocol/content-type'
 import type { KvForward, ForwardResult, KvMethod } from './forward'
 
 /**
@@ -40,7 +41,7 @@ export async function forwardKv (forwarder: KvForward, method: KvMethod, rawUrl:
   // fastify's parser enforces the limit (before reading, from Content-Length, and
   // while reading); this covers a limit of 0, which fastify cannot express.
   if (body !== null && body.length > maxValueBytes) throw valueTooLarge(maxValueBytes)
-  const contentType = body === null ? undefined : h['content-type'] ?? DEFAULT_CONTENT_TYPE
+  const contentType = body === null ? undefined : storedContentType(h['content-type'])
   // A client that retries a write sends the same request id again, so the shard applies it
   // once; without one, the router's own id still makes its retries apply once.
   const clientId = h[HEADER.requestId]
@@ -64,6 +65,8 @@ export function answerOf (result: ForwardResult, method: string, draining: boole
   if (result.contentType !== undefined) headers['content-type'] = result.contentType
   if (result.etag !== undefined) headers.etag = result.etag
   if (result.node !== undefined) headers[HEADER.node] = result.node
+  // A stored value is the client's bytes: never let a browser sniff them into something else.
+  headers['x-content-type-options'] = 'nosniff'
   if (result.retries > 0) headers[HEADER.retries] = String(result.retries)
   if (draining) headers.connection = 'close'
   const status = result.status

@@ -53,7 +53,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const reads = new ReadCoalescer({ forwarder, table: () => coord.table, maxKeys: config.readCoalesceMaxKeys, metrics })
 
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
-  const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes) })
+  const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes), limits: config })
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeRequest(request.method, reply.statusCode, reply.elapsedTime)
     done()

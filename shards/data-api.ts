@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { KvStore, StoreOp, WriteOutcome } from '../src/storage/store'
 import { keyFromUrl } from '../src/protocol/key'
-import { KV_PREFIX, HEADER, DEFAULT_CONTENT_TYPE } from '../src/protocol/wire'
+import { KV_PREFIX, HEADER } from '../src/protocol/wire'
+import { storedContentType } from '../src/protocol/content-type'
 import { errorBody } from '../src/protocol/errors'
 import { formatEtag, notModified, parseEtagList } from '../src/protocol/preconditions'
 import type { ShardMetrics } from './metrics'
@@ -59,6 +60,8 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
 
   app.addHook('onRequest', (_request, reply, done) => {
     reply.header(HEADER.node, nodeId)
+    // A stored value is the client's bytes: never let a browser sniff them into something else.
+    reply.header('x-content-type-options', 'nosniff')
     if (ctx.isDraining()) reply.header('connection', 'close')
     done()
   })
@@ -101,7 +104,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     servingView(store, ownership, key)
     const conditions = writeConditions(request)
     const value = Buffer.isBuffer(request.body) ? request.body : EMPTY
-    const contentType = request.headers['content-type'] ?? DEFAULT_CONTENT_TYPE
+    const contentType = storedContentType(request.headers['content-type'])
     const outcome = await commitOne(writes, stamped({ op: 'put', key, value, contentType, conditions }, requestIdOf(request)))
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)

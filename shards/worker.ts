@@ -35,7 +35,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   const pendingMetrics = new Map<number, (text: string, error?: string) => void>()
   let nextMetricsId = 1
 
-  const app = createApiServer({ log, maxValueBytes: config.maxValueBytes })
+  const app = createApiServer({ log, maxValueBytes: config.maxValueBytes, limits: config })
   instrument(app, metrics)
   refuseOtherKvMethods(app)
   const migration = new MigrationStore(store)

@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ShardKvError, errorBody, type ErrorCode } from '../protocol/errors'
@@ -12,11 +13,49 @@ import { KV_PREFIX } from '../protocol/wire'
  * lying Content-Length) is answered with a 4xx instead of reaching a handler.
  */
 
+/**
+ * What one process's listener allows a client (every port is reachable by strangers):
+ * a slow client is cut, idle connections are closed, and their number is capped.
+ */
+export interface ListenerLimits {
+  headersTimeoutMs: number
+  requestTimeoutMs: number
+  idleTimeoutMs: number
+  maxConnections: number
+}
+
 export interface ApiServerOptions {
   log: Logger
   maxValueBytes: number
-  /** Keep-alive idle timeout; shorter than a client pool's so the client closes first. */
-  keepAliveTimeoutMs?: number
+  limits: ListenerLimits
+}
+
+/**
+ * Node checks its header and request timeouts every `connectionsCheckingInterval`
+ * (30 s by default), which would let a drip-feeding client hold a connection long past
+ * them: check every second.
+ */
+const TIMEOUT_CHECK_MS = 1000
+
+function limitedServer (limits: ListenerLimits, handler: (req: IncomingMessage, res: ServerResponse) => void): ReturnType<typeof createServer> {
+  const server = createServer({
+    headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.idleTimeoutMs,
+    connectionsCheckingInterval: TIMEOUT_CHECK_MS
+  }, handler)
+  // Counted here rather than with server.maxConnections, which a cluster worker's
+  // round-robin handle does not honour: shard workers get their sockets from the supervisor.
+  let open = 0
+  server.on('connection', (socket: Socket) => {
+    if (open >= limits.maxConnections) {
+      socket.destroy()
+      return
+    }
+    open++
+    socket.once('close', () => { open-- })
+  })
+  return server
 }
 
 export const KV_METHODS = 'GET, HEAD, PUT, DELETE'
@@ -45,7 +84,8 @@ function fromFastifyError (err: FastifyError): { status: number, code: ErrorCode
 
 const CLIENT_ERROR_RESPONSES: Record<string, { status: string, code: ErrorCode, message: string }> = {
   HPE_HEADER_OVERFLOW: { status: '431 Request Header Fields Too Large', code: 'headers_too_large', message: 'the request headers are too large' },
-  HPE_URI_TOO_LONG: { status: '414 URI Too Long', code: 'invalid_request', message: 'the request URI is too long' }
+  HPE_URI_TOO_LONG: { status: '414 URI Too Long', code: 'invalid_request', message: 'the request URI is too long' },
+  ERR_HTTP_REQUEST_TIMEOUT: { status: '408 Request Timeout', code: 'request_timeout', message: 'the request was not received in time' }
 }
 
 /** Answers requests Node's HTTP parser rejects, which never reach fastify. */
@@ -66,7 +106,7 @@ export function createApiServer (options: ApiServerOptions): FastifyInstance {
     // One line per notable event, not per request: the hot path stays allocation-light.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxValueBytes,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
+    serverFactory: (handler) => limitedServer(options.limits, handler),
     // Requests that arrive on a kept-alive connection while we drain are still served
     // (with Connection: close); a 503 there would be a failed client request.
     return503OnClosing: false,

@@ -1,8 +1,8 @@
 import { ShardKvError } from './errors'
 import { validateKey } from './key'
 import { parseEtagList, type WriteConditions } from './preconditions'
-import { DEFAULT_CONTENT_TYPE } from './wire'
 import { parseRequestId, REQUEST_ID_GRAMMAR } from './request-id'
+import { storedContentType } from './content-type'
 
 /**
  * Batches: one request carrying many gets, puts and deletes, answered with one result
@@ -143,9 +143,11 @@ export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
         throw new ShardKvError('value_too_large', `ops[${i}]: the value is larger than ${limits.maxValueBytes} bytes`, { index: i })
       }
       value = Buffer.from(v, 'base64')
-      const ct = optionalString(o, 'contentType', i)
-      if (ct !== undefined && (ct.length > 256 || !/^[\x21-\x7e][\x20-\x7e]*$/.test(ct))) throw invalid(i, 'contentType must be printable ASCII, at most 256 characters')
-      contentType = ct ?? DEFAULT_CONTENT_TYPE
+      try {
+        contentType = storedContentType(optionalString(o, 'contentType', i), 'contentType')
+      } catch (err) {
+        throw invalid(i, (err as Error).message)
+      }
     } else if (o.value !== undefined) {
       throw invalid(i, `a ${op} takes no value`)
     }

@@ -21,6 +21,7 @@ export const ERROR_STATUS = {
   rebalance_running: 409,
   last_group: 409,
   no_such_group: 404,
+  request_timeout: 408,
   precondition_failed: 412,
   value_too_large: 413,
   batch_too_large: 413,

@@ -1,0 +1,107 @@
+import t from 'tap'
+import { connect, type Socket } from 'node:net'
+import { startCluster, isAlive } from '../harness/cluster'
+
+/**
+ * Every port is reachable by strangers (issue 8, limits): a client that sends its
+ * headers or its body a byte at a time is cut within the configured timeouts (408 with
+ * a JSON error where an answer is possible), idle connections past the cap are closed at
+ * once, and none of it changes data or takes a process down. Stored content types are
+ * bounded, and values are served with `X-Content-Type-Options: nosniff`. Router and shard
+ * nodes share the listener setup (src/http/server.ts); both are probed.
+ */
+
+const LIMITS = ['--headers-timeout-ms', '1000', '--request-timeout-ms', '2000', '--max-connections', '40']
+
+interface Drip { status: number | undefined, body: string, closedAfterMs: number }
+
+/** Sends `head`, then one byte of `drip` every `everyMs` until the server closes the connection (or 20 s pass). */
+async function drip (url: string, head: string, drip: string, everyMs: number): Promise<Drip> {
+  const { hostname, port } = new URL(url)
+  return await new Promise((resolve) => {
+    const started = Date.now()
+    const socket = connect(Number(port), hostname)
+    let received = ''
+    let i = 0
+    const timer = setInterval(() => {
+      if (i < drip.length && socket.writable) socket.write(drip[i++] as string)
+    }, everyMs)
+    const stop = setTimeout(() => socket.destroy(), 20_000)
+    const done = (): void => {
+      clearInterval(timer)
+      clearTimeout(stop)
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(received)
+      resolve({ status: m === null ? undefined : Number(m[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4), closedAfterMs: Date.now() - started })
+    }
+    socket.on('data', (d) => { received += d.toString('latin1') })
+    socket.on('close', done)
+    socket.on('error', () => undefined)
+    socket.on('connect', () => socket.write(head))
+  })
+}
+
+/** Opens `n` idle connections; resolves with how many the server closed within `waitMs`. */
+async function flood (url: string, n: number, waitMs: number): Promise<{ sockets: Socket[], closedByServer: number }> {
+  const { hostname, port } = new URL(url)
+  const sockets: Socket[] = []
+  let closed = 0
+  await Promise.all(Array.from({ length: n }, async () => await new Promise<void>((resolve) => {
+    const s = connect(Number(port), hostname)
+    sockets.push(s)
+    s.on('connect', () => resolve())
+    s.on('error', () => resolve())
+    s.on('close', () => { closed++; resolve() })
+  })))
+  await new Promise((resolve) => setTimeout(resolve, waitMs))
+  return { sockets, closedByServer: closed }
+}
+
+t.test('slow clients are cut, connection floods are capped, stored content types are bounded', async (t) => {
+  const c = await startCluster(t, { name: 'limits', shards: 1, workers: 1, routerArgs: LIMITS, shardArgs: LIMITS })
+  const node = c.shards[0]
+  if (node === undefined) throw new Error('no shard')
+  const put = await c.http.put(c.routerUrl, 'lim/k', 'kept', { 'content-type': 'text/plain' })
+  t.equal(put.status, 201)
+  const pidsBefore = await c.pids()
+
+  for (const [name, url] of [['router', c.routerUrl], ['shard node', node.url]] as const) {
+    const headers = await drip(url, 'GET /kv/lim%2Fk HTTP/1.1\r\n', 'Host: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n', 200)
+    t.ok(headers.closedAfterMs < 6000, `${name}: a header drip is cut after ${headers.closedAfterMs} ms (headers timeout 1 s, checked every second)`)
+    t.equal(headers.status, 408, `${name}: answered 408`)
+    t.match(headers.body, /"error":"request_timeout"/, `${name}: with the JSON error`)
+
+    const body = await drip(url, 'PUT /kv/lim%2Fslow HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n', 'x'.repeat(100), 200)
+    t.ok(body.closedAfterMs < 8000, `${name}: a body drip is cut after ${body.closedAfterMs} ms (request timeout 2 s)`)
+    t.ok(body.status === 408 || body.status === undefined, `${name}: 408 or closed (got ${String(body.status)})`)
+
+    const { sockets, closedByServer } = await flood(url, 70, 1500)
+    t.ok(closedByServer >= 70 - 40 - 2, `${name}: of 70 idle connections, ${closedByServer} were closed at once (cap 40)`)
+    for (const s of sockets) s.destroy()
+    // The cap frees up as the flood goes away: a normal request is served again.
+    let served = 0
+    for (let attempt = 0; attempt < 50 && served === 0; attempt++) {
+      const res = await c.http.get(url === c.routerUrl ? c.routerUrl : node.url, 'lim/k').catch(() => undefined)
+      if (res?.status === 200 || res?.status === 421) served++
+      else await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    t.equal(served, 1, `${name}: serves again once the flood is gone`)
+  }
+
+  t.equal((await c.http.get(c.routerUrl, 'lim/slow')).status, 404, 'the cut PUT stored nothing')
+  const read = await c.http.get(c.routerUrl, 'lim/k')
+  t.equal(read.text(), 'kept', 'the stored value is untouched')
+  t.equal(read.header('x-content-type-options'), 'nosniff', 'values are served with nosniff (router)')
+  const direct = await c.http.get(node.url, 'lim/k')
+  t.equal(direct.header('x-content-type-options'), 'nosniff', 'and by the shard node')
+
+  for (const bad of [`text/plain; p=${'x'.repeat(250)}`, 'text/plain;\tcharset=utf-8']) {
+    const res = await c.http.put(c.routerUrl, 'lim/ct', 'v', { 'content-type': bad })
+    t.equal(res.status, 400, `a content type that is ${bad.length > 256 ? 'too long' : 'not printable ASCII'} is refused`)
+    t.equal(res.json<{ error: string }>().error, 'invalid_header')
+  }
+  t.equal((await c.http.get(c.routerUrl, 'lim/ct')).status, 404, 'and nothing was stored')
+
+  const pidsAfter = await c.pids()
+  t.same([...pidsAfter], [...pidsBefore], 'the same processes serve: nothing crashed')
+  for (const pids of pidsAfter.values()) for (const pid of pids) t.ok(isAlive(pid), `pid ${pid} alive`)
+})
