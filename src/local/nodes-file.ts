@@ -120,3 +120,29 @@ export function entryByUrl (nodes: readonly NodeEntry[], url: string): NodeEntry
   }
   return nodes.find((n) => n.port === port)
 }
+
+/**
+ * `<node data dir>/launch.json`: how a shard node was last started (host, port, group,
+ * workers), written by whoever starts it, so `npm run restart-node -- --data-dir DIR`
+ * can start it again the same way on any machine without a cluster launcher.
+ */
+export interface NodeLaunch {
+  host: string
+  port: number
+  group?: string
+  workers?: number
+  synchronous?: string
+}
+
+export const NODE_LAUNCH_FILE = 'launch.json'
+
+export function writeNodeLaunch (nodeDataDir: string, launch: NodeLaunch): void {
+  writeJsonAtomic(join(nodeDataDir, NODE_LAUNCH_FILE), launch)
+}
+
+export function readNodeLaunch (nodeDataDir: string): NodeLaunch | undefined {
+  const raw = readJson(join(nodeDataDir, NODE_LAUNCH_FILE)) as Partial<NodeLaunch> | undefined
+  if (raw === undefined) return undefined
+  if (typeof raw.host !== 'string' || !Number.isInteger(raw.port)) throw new Error(`${join(nodeDataDir, NODE_LAUNCH_FILE)} has no host and port`)
+  return raw as NodeLaunch
+}
