@@ -159,6 +159,37 @@ function initialNodes (opts: StartOptions): NodeEntry[] {
   }))
 }
 
+function say (line: string): void {
+  console.log(`start-local: ${line}`)
+}
+
+/** The supervised cluster, printing one line per supervisor event (first starts are in the summary). */
+function managedCluster (opts: StartOptions, logDir: string): ManagedCluster {
+  return new ManagedCluster({
+    dataDir: opts.dataDir,
+    host: HOST,
+    routerPort: opts.routerPort,
+    logDir,
+    policy: { ...PROCESS_RESTART_POLICY, firstDelayMs: opts.restartDelayMs },
+    onEvent: (e) => {
+      const line = describeEvent(e, (name) => shown(join(logDir, `${name}.log`)))
+      if (e.event === 'started' && !e.restart) return
+      if (e.event === 'crashed' || e.event === 'gave-up') console.error(`start-local: ${line}`)
+      else say(line)
+    },
+    onNotice: say
+  })
+}
+
+/** The nodes file's nodes; on a first start, the flags' (written as the nodes file). */
+function nodesToRun (cluster: ManagedCluster, opts: StartOptions): NodeEntry[] {
+  const hadNodesFile = readNodes(opts.dataDir) !== undefined
+  if (!hadNodesFile) warnIfMapDiffers(join(opts.dataDir, 'router'), new Map(initialNodes(opts).filter((n) => n.name === n.group).map((n) => [n.group, cluster.urlOf(n)])))
+  const nodes = cluster.desiredNodes(initialNodes(opts))
+  if (hadNodesFile) say(`running the ${nodes.length} shard nodes listed in ${shown(join(opts.dataDir, NODES_FILE))} (--groups and --replicas apply to a first start only)`)
+  return nodes
+}
+
 async function main (): Promise<number> {
   let opts: StartOptions | 'help'
   try {
@@ -174,21 +205,7 @@ async function main (): Promise<number> {
   }
 
   const logDir = join(opts.dataDir, 'logs')
-  const say = (line: string): void => console.log(`start-local: ${line}`)
-  const cluster = new ManagedCluster({
-    dataDir: opts.dataDir,
-    host: HOST,
-    routerPort: opts.routerPort,
-    logDir,
-    policy: { ...PROCESS_RESTART_POLICY, firstDelayMs: opts.restartDelayMs },
-    onEvent: (e) => {
-      const line = describeEvent(e, (name) => shown(join(logDir, `${name}.log`)))
-      if (e.event === 'started' && !e.restart) return
-      if (e.event === 'crashed' || e.event === 'gave-up') console.error(`start-local: ${line}`)
-      else say(line)
-    },
-    onNotice: say
-  })
+  const cluster = managedCluster(opts, logDir)
   const previous = readLauncherState(opts.dataDir)
   if (previous !== undefined && isAlive(previous.pid) && previous.pid !== process.pid) {
     console.error(`start-local: a launcher (pid ${previous.pid}) already runs this cluster in ${shown(opts.dataDir)}`)
@@ -196,10 +213,7 @@ async function main (): Promise<number> {
   }
   let nodes: NodeEntry[]
   try {
-    const hadNodesFile = readNodes(opts.dataDir) !== undefined
-    if (!hadNodesFile) warnIfMapDiffers(join(opts.dataDir, 'router'), new Map(initialNodes(opts).filter((n) => !n.name.includes('-r')).map((n) => [n.group, cluster.urlOf(n)])))
-    nodes = cluster.desiredNodes(initialNodes(opts))
-    if (hadNodesFile) say(`running the ${nodes.length} shard nodes listed in ${shown(join(opts.dataDir, NODES_FILE))} (--groups and --replicas apply to a first start only)`)
+    nodes = nodesToRun(cluster, opts)
   } catch (err) {
     console.error(`start-local: ${(err as Error).message}`)
     return 1

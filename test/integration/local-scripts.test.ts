@@ -81,6 +81,16 @@ t.test('add-shard and add-replica nodes belong to the npm start cluster: stopped
   t.same(read.errors, [], 'every key readable')
   t.same([...keys, ...more].filter((k) => read.values.get(k) !== (keys.includes(k) ? `v:${k}` : `w:${k}`)).slice(0, 10), [], 'every key written before reads back')
 
+  // The router is supervised too: SIGKILLed, it comes back on its port with its persisted map.
+  const state = JSON.parse(readFileSync(join(box.dir, 'launcher.json'), 'utf8')) as { nodes: Record<string, { pid: number | null }> }
+  const routerPid = state.nodes.router?.pid as number
+  process.kill(routerPid, 'SIGKILL')
+  await l.waitFor(/router restarted \(pid \d+\)/, 30_000)
+  v = await waitForView(box, allServing(['g1', 'g2']), 'every group serving after the router restart', 60_000)
+  const again = await readAll(box.http, box.routerUrl, keys.slice(0, 50))
+  t.same(again.errors, [], `the router (pid ${routerPid}) was SIGKILLed and restarted: keys read back through it`)
+  t.notOk(isAlive(routerPid), 'the old router is gone')
+
   // remove-replica stops the node through the launcher, which does not restart it.
   const removed = await runScript('remove-replica', [...common.slice(0, 4), '--group', 'g1', '--url', replicaUrl as string])
   t.equal(removed.code, 0, `remove-replica exits 0: ${removed.stderr.slice(-500)}`)
