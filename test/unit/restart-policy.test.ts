@@ -44,3 +44,10 @@ t.test('which exits are unexpected', async (t) => {
   ]
   for (const [status, want, why] of table) t.equal(isUnexpectedExit(status), want, why)
 })
+
+t.test('stress burners: on for onMs, off for offMs, repeating', async (t) => {
+  const { burnersOn } = await import('../../scripts/stress-tests')
+  const table: Array<[number, boolean]> = [[0, true], [19_999, true], [20_000, false], [29_999, false], [30_000, true], [55_000, false]]
+  for (const [ms, want] of table) t.equal(burnersOn(ms, 20_000, 10_000), want, `${ms} ms`)
+  t.equal(burnersOn(123_456, 20_000, 0), true, 'no pause: always on')
+})
