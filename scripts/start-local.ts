@@ -31,8 +31,9 @@ Options:
   --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/router, ./data/logs)
   --router-port N     router port (default 8080)
   --base-port N       first shard node port (default 7001)
-  --groups N          number of shard groups (default 3)
-  --replicas N        replica nodes per group (default 1; replica j of group i on base-port + 100*j + i - 1)
+  --groups N          number of shard groups (default 3)            } a first start only: afterwards
+  --replicas N        replica nodes per group (default 1; replica j  } <data-dir>/nodes.json says which
+                      of group i on base-port + 100*j + i - 1)       } nodes run
   --workers N         worker processes per shard node (default: available parallelism)
   --restart-delay-ms N  wait before restarting a process that died (default 500; later crashes back
                       off 1, 2, 4, 8 s; the 6th within two minutes gives up). Longer than a failover

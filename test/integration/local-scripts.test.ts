@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sleep, waitUntilDead, isAlive } from '../harness/cluster'
 import { localSandbox, ROOT, type LocalSandbox } from '../harness/local-launcher'
@@ -91,16 +91,45 @@ t.test('add-shard and add-replica nodes belong to the npm start cluster: stopped
   t.same(again.errors, [], `the router (pid ${routerPid}) was SIGKILLed and restarted: keys read back through it`)
   t.notOk(isAlive(routerPid), 'the old router is gone')
 
+  // replace-node (a replica whose disk is gone): out of the group, a fresh replica in its place.
+  rmSync(join(box.dir, 'g1-r1'), { recursive: true, force: true })
+  const replaced = await runScript('replace-node', [...common, '--group', 'g1', '--url', replicaUrl as string])
+  t.equal(replaced.code, 0, `replace-node exits 0: ${replaced.stderr.slice(-600)}`)
+  t.match(replaced.stderr, /launcher stopped g1-r1/, 'the launcher stopped the old replica')
+  const fresh = /replica node (g1-r\d+) is healthy at (http:\/\/\S+)/.exec(replaced.stderr)
+  const freshName = fresh?.[1] as string
+  const freshUrl = fresh?.[2] as string
+  t.ok(fresh !== null && freshUrl !== replicaUrl, `and started a fresh one, ${freshName} at ${freshUrl}`)
+  v = await waitForView(box, (x) => allServing(['g1', 'g2'])(x) && x.groups.find((g) => g.id === 'g1')?.nodes.some((n) => n.url === freshUrl && n.inSync === true) === true, `${freshName} in sync`, 60_000)
+  t.notOk(v.groups.some((g) => g.nodes.some((n) => n.url === replicaUrl)), `the old replica left the map: ${describeView(v)}`)
+
   // remove-replica stops the node through the launcher, which does not restart it.
-  const removed = await runScript('remove-replica', [...common.slice(0, 4), '--group', 'g1', '--url', replicaUrl as string])
+  const removed = await runScript('remove-replica', [...common.slice(0, 4), '--group', 'g1', '--url', freshUrl])
   t.equal(removed.code, 0, `remove-replica exits 0: ${removed.stderr.slice(-500)}`)
-  t.match(removed.stderr, /launcher stopped g1-r1/, 'the launcher stopped g1-r1')
+  t.match(removed.stderr, new RegExp(`launcher stopped ${freshName}`), `the launcher stopped ${freshName}`)
   await sleep(3000)
-  t.notMatch(l.output(), /g1-r1 restarted|g1-r1 .*exited unexpectedly/, 'and did not restart it')
-  t.notOk(box.processes().some((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('g1-r1')), 'no g1-r1 process runs')
+  t.notMatch(l.output(), /g1-r[12] restarted|g1-r[12] .*exited unexpectedly/, 'and restarted neither replica')
+  t.notOk(box.processes().some((pid) => /g1-r[12]/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))), 'no replica process runs')
+  const finalNodes = JSON.parse(readFileSync(join(box.dir, 'nodes.json'), 'utf8')) as { nodes: Array<{ name: string }> }
+  t.same(finalNodes.nodes.map((n) => n.name).sort(), ['g1', 'g2'], 'the nodes file has only g1 and g2')
 
   const last = box.processes()
   t.equal(await box.interrupt(l), 0, 'Ctrl-C again')
   await waitUntilDead(last, 15_000).catch(() => undefined)
   t.same(box.processes(), [], 'no process is left')
+
+  // By hand: restart-node starts g2 from its data dir alone (port and group from launch.json).
+  const g2 = JSON.parse(readFileSync(join(box.dir, 'g2', 'launch.json'), 'utf8')) as { port: number, group: string }
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'scripts', 'restart-node.js'), '--data-dir', join(box.dir, 'g2')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)))
+  let h: { status: string, group: string } | undefined
+  for (let i = 0; i < 150 && h?.status !== 'ok'; i++) {
+    await sleep(200)
+    h = await box.http.getJson<{ status: string, group: string }>(`http://127.0.0.1:${g2.port}/healthz`).catch(() => undefined)
+  }
+  t.equal(h?.group, 'g2', `restart-node brought g2 back on port ${g2.port}`)
+  child.kill('SIGTERM')
+  t.equal(await exited, 0, 'and stops it on SIGTERM')
+  await waitUntilDead(box.processes(), 15_000).catch(() => undefined)
+  t.same(box.processes(), [], 'nothing left')
 })
