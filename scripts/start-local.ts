@@ -25,16 +25,17 @@ base-port + i - 1) and a router in front of them. A node or the router that exit
 unexpectedly is restarted from its data directory (back-off; given up after a crash loop).
 Nodes added with add-shard / add-replica run under this launcher too. Ctrl-C stops the
 router, then the shards. Data stays in the data directory, so the next start serves the
-same keys and runs the same nodes (listed in <data-dir>/nodes.json).
+same keys and runs the same nodes (listed in <data-dir>/nodes.json, written on the first
+start from --groups, --replicas and --workers).
 
 Options:
   --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/router, ./data/logs)
   --router-port N     router port (default 8080)
   --base-port N       first shard node port (default 7001)
-  --groups N          number of shard groups (default 3)            } a first start only: afterwards
-  --replicas N        replica nodes per group (default 1; replica j  } <data-dir>/nodes.json says which
-                      of group i on base-port + 100*j + i - 1)       } nodes run
-  --workers N         worker processes per shard node (default: available parallelism)
+  --groups N          number of shard groups (default 3; first start only)
+  --replicas N        replica nodes per group (default 1; first start only; replica j of group i
+                      on base-port + 100*j + i - 1)
+  --workers N         worker processes per shard node (default: available parallelism; first start only)
   --restart-delay-ms N  wait before restarting a process that died (default 500; later crashes back
                       off 1, 2, 4, 8 s; the 6th within two minutes gives up). Longer than a failover
                       (about 3 s) makes a killed primary always come back as a replica.
