@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { join, resolve } from 'node:path'
 import { AdminClient } from '../src/client/admin'
 import { freePort, startDetachedShard, stopNode } from './shard-process'
-import { findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
+import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { validateWeight } from '../src/membership/map'
 import { watchRebalance } from './progress'
 import { runScript, UsageError } from './cli'
@@ -83,7 +83,7 @@ async function main (): Promise<number> {
   try {
     const nodes = values.url !== undefined
       ? { url: values.url, replicas: [] }
-      : await startGroupNodes(id, values['data-dir'] ?? join(values['cluster-dir'], id), { host: values.host, port, replicas: replicaCount, workers: values.workers !== undefined ? Number(values.workers) : undefined, launcher }, started)
+      : await startGroupNodes(id, values['data-dir'] ?? join(values['cluster-dir'], id), { host: values.host, port, replicas: replicaCount, workers: values.workers !== undefined ? Number(values.workers) : undefined, launcher, clusterDir: values['cluster-dir'] }, started)
     rebalance = await admin.addGroup(id, nodes.url, weight, nodes.replicas)
   } catch (err) {
     // Nodes we started belong to no group: do not leave them running.
@@ -101,7 +101,7 @@ async function main (): Promise<number> {
 interface StartedNode { url: string, pid: number, stop: () => Promise<unknown> }
 
 /** Starts the group's primary and replica nodes, recording each in `started` as soon as it runs. */
-async function startGroupNodes (id: string, dataDir: string, opts: { host: string, port: number, replicas: number, workers: number | undefined, launcher: LocalLauncher | undefined }, started: StartedNode[]): Promise<{ url: string, replicas: string[] }> {
+async function startGroupNodes (id: string, dataDir: string, opts: { host: string, port: number, replicas: number, workers: number | undefined, launcher: LocalLauncher | undefined, clusterDir: string }, started: StartedNode[]): Promise<{ url: string, replicas: string[] }> {
   for (let j = 0; j <= opts.replicas; j++) {
     const name = j === 0 ? id : `${id}-r${j}`
     const dir = resolve(j === 0 ? dataDir : `${dataDir}-r${j}`)
@@ -115,6 +115,7 @@ async function startGroupNodes (id: string, dataDir: string, opts: { host: strin
       process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid}), supervised by the launcher\n`)
       continue
     }
+    if (j === 0) process.stderr.write(detachedNotice(opts.clusterDir))
     const logFile = join(dataDir, '..', 'logs', `${name}.log`)
     process.stderr.write(`starting shard node ${name} (data ${dir}, log ${logFile}) ...\n`)
     const node = await startDetachedShard({ host: opts.host, port: j === 0 ? opts.port : 0, dataDir: dir, workers: opts.workers, logFile })

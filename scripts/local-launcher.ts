@@ -91,3 +91,8 @@ export async function releaseManagedNode (l: LocalLauncher, url: string, timeout
   }
   return { name: entry.name, stopped: false }
 }
+
+/** Said when a script starts a node itself: it will not belong to any `npm start`. */
+export function detachedNotice (clusterDir: string): string {
+  return `no npm start launcher runs in ${clusterDir} for this router: starting the node detached (it outlives npm start's Ctrl-C; pass --cluster-dir to hand it to a local cluster)\n`
+}

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs'
 import { AdminClient } from '../src/client/admin'
 import { runScript, UsageError } from './cli'
 import { freePort, startDetachedShard, health, stopNode } from './shard-process'
-import { findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
+import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { readNodes } from '../src/local/nodes-file'
 
 const HELP = `Usage: npm run add-replica -- --group ID [options]
@@ -92,6 +92,7 @@ async function main (mode: Mode): Promise<number> {
       let n = 1
       while (existsSync(join(values['cluster-dir'], `${group.id}-r${n}`))) n++
       const dataDir = values['data-dir'] ?? join(values['cluster-dir'], `${group.id}-r${n}`)
+      process.stderr.write(detachedNotice(values['cluster-dir']))
       const logFile = join(dataDir, '..', 'logs', `${basename(dataDir)}.log`)
       const node = await startDetachedShard({ host: '127.0.0.1', port: Number(values.port), dataDir, workers, logFile })
       process.stderr.write(`started replica node at ${node.url} (pid ${node.pid}, data ${dataDir})\n`)
