@@ -113,12 +113,22 @@ t.test('add-shard and add-replica nodes belong to the npm start cluster: stopped
   const finalNodes = JSON.parse(readFileSync(join(box.dir, 'nodes.json'), 'utf8')) as { nodes: Array<{ name: string }> }
   t.same(finalNodes.nodes.map((n) => n.name).sort(), ['g1', 'g2'], 'the nodes file has only g1 and g2')
 
+  // remove-shard drains g2, then the launcher stops its node for good.
+  const drained = await runScript('remove-shard', [...common.slice(0, 4), '--id', 'g2'])
+  t.equal(drained.code, 0, `remove-shard exits 0: ${drained.stderr.slice(-500)}`)
+  t.match(drained.stderr, /launcher stopped g2/, 'the launcher stopped g2')
+  await sleep(2000)
+  t.notMatch(l.output(), /g2 restarted|g2 .*exited unexpectedly/, 'and did not restart it')
+  const afterDrain = await readAll(box.http, box.routerUrl, [...keys, ...more])
+  t.same(afterDrain.errors, [], 'every key readable from g1 alone')
+  t.same([...keys, ...more].filter((k) => afterDrain.values.get(k) !== (keys.includes(k) ? `v:${k}` : `w:${k}`)).slice(0, 10), [], 'with its value')
+
   const last = box.processes()
   t.equal(await box.interrupt(l), 0, 'Ctrl-C again')
   await waitUntilDead(last, 15_000).catch(() => undefined)
   t.same(box.processes(), [], 'no process is left')
 
-  // By hand: restart-node starts g2 from its data dir alone (port and group from launch.json).
+  // By hand: restart-node starts a node from its data dir alone (port and group from launch.json).
   const g2 = JSON.parse(readFileSync(join(box.dir, 'g2', 'launch.json'), 'utf8')) as { port: number, group: string }
   const child = spawn(process.execPath, [join(ROOT, 'dist', 'scripts', 'restart-node.js'), '--data-dir', join(box.dir, 'g2')], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)))
