@@ -7,6 +7,10 @@ import { HealthChecker, type Health } from './health'
 import type { RouterMetrics } from './metrics'
 import { RoutingTable } from '../src/membership/routing-table'
 import { NodeClient } from './node-client'
+import { redundancyNotices, redundancyOf, type Redundancy } from '../src/replication/redundancy'
+
+/** How often a lasting `redundancy: none` is logged again. */
+const REDUNDANCY_REPEAT_MS = 30_000
 
 /**
  * The control plane of the router: the cluster map (persisted in the data dir), the
@@ -39,6 +43,10 @@ export interface GroupView {
   state: GroupState
   term: number
   points: number
+  /** In-sync replicas that are not known to be down: how many node losses the group survives. */
+  inSyncReplicas: number
+  /** `none` while the group has replicas but none in sync (the next primary loss loses it); see src/replication/redundancy.ts. */
+  redundancy: Redundancy
   nodes: NodeView[]
 }
 
@@ -73,6 +81,10 @@ export class Coordinator {
   private readonly pending: PendingMapFile
   private readonly log: Logger
   private readonly metrics: RouterMetrics | undefined
+  private readonly healthIntervalMs: number
+  private redundancyTimer: NodeJS.Timeout | undefined
+  /** Groups flagged `redundancy: none`: [since, last warned]. */
+  private flagged = new Map<string, [number, number]>()
 
   private constructor (map: ClusterMap, file: MapFile, options: CoordinatorOptions) {
     this.current = new RoutingTable(map)
@@ -80,6 +92,7 @@ export class Coordinator {
     this.pending = new PendingMapFile(options.dataDir)
     this.log = options.log
     this.metrics = options.metrics
+    this.healthIntervalMs = options.healthIntervalMs
     this.health = new HealthChecker({
       targets: () => this.current.nodes,
       intervalMs: options.healthIntervalMs,
@@ -265,28 +278,30 @@ export class Coordinator {
       groups: t.map.groups.map((g) => {
         const primary = g.nodes.find((n) => n.role === 'primary')
         const primaryPosition = primary !== undefined ? this.health.statusOf(primary.url).position : null
+        const nodes = g.nodes.map((n) => {
+          const s = this.health.statusOf(n.url)
+          const lag = n.role === 'replica' && s.position !== null && primaryPosition !== null ? Math.max(0, primaryPosition - s.position) : null
+          return {
+            url: n.url,
+            role: n.role,
+            ...(n.role === 'replica' ? { inSync: n.inSync === true } : {}),
+            health: s.health,
+            pid: s.pid,
+            nodeId: s.nodeId,
+            position: s.position,
+            lag,
+            lastCheckAt: s.lastCheckAt,
+            lastError: s.lastError
+          }
+        })
         return {
           id: g.id,
           weight: g.weight,
           state: g.state,
           term: termOf(g),
           points: t.points.get(g.id) ?? 0,
-          nodes: g.nodes.map((n) => {
-            const s = this.health.statusOf(n.url)
-            const lag = n.role === 'replica' && s.position !== null && primaryPosition !== null ? Math.max(0, primaryPosition - s.position) : null
-            return {
-              url: n.url,
-              role: n.role,
-              ...(n.role === 'replica' ? { inSync: n.inSync === true } : {}),
-              health: s.health,
-              pid: s.pid,
-              nodeId: s.nodeId,
-              position: s.position,
-              lag,
-              lastCheckAt: s.lastCheckAt,
-              lastError: s.lastError
-            }
-          })
+          ...redundancyOf(nodes),
+          nodes
         }
       })
     }
@@ -294,9 +309,25 @@ export class Coordinator {
 
   start (): void {
     this.health.start()
+    this.redundancyTimer = setInterval(() => this.logRedundancy(), Math.max(1000, 2 * this.healthIntervalMs))
+    this.redundancyTimer.unref()
+  }
+
+  /** A warning when a group has replicas but none in sync, repeated while it lasts; a line when it recovers. */
+  private logRedundancy (): void {
+    const groups = this.view().groups
+    const r = redundancyNotices(groups, this.flagged, Date.now(), REDUNDANCY_REPEAT_MS)
+    this.flagged = r.since
+    for (const w of r.warn) {
+      const g = groups.find((x) => x.id === w.group)
+      this.log.warn({ event: 'redundancy-none', group: w.group, forMs: w.forMs, replicas: g?.nodes.filter((n) => n.role === 'replica').map((n) => ({ url: n.url, inSync: n.inSync, health: n.health })) },
+        `group ${w.group} has no in-sync replica: its primary acknowledges writes alone, and losing it loses the group until it returns`)
+    }
+    for (const x of r.recovered) this.log.info({ event: 'redundancy-restored', group: x.group, afterMs: x.afterMs }, `group ${x.group} has an in-sync replica again`)
   }
 
   async close (): Promise<void> {
+    if (this.redundancyTimer !== undefined) clearInterval(this.redundancyTimer)
     await this.health.stop()
     await this.nodes.close()
   }

@@ -23,6 +23,13 @@ export interface NodeReplicationView {
   lag: number | null
 }
 
+export interface GroupRedundancyView {
+  group: string
+  inSyncReplicas: number
+  /** src/replication/redundancy.ts */
+  redundancy: string
+}
+
 interface RequestSeries {
   count: { inc: () => void }
   duration: { observe: (seconds: number) => void }
@@ -40,7 +47,7 @@ export class RouterMetrics {
   private readonly batchUpstream: Counter<'path'>
   private readonly series = new Map<string, RequestSeries[]>()
 
-  constructor (epoch: () => number, nodes: () => NodeReplicationView[] = () => []) {
+  constructor (epoch: () => number, nodes: () => NodeReplicationView[] = () => [], groups: () => GroupRedundancyView[] = () => []) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX })
     this.requests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'Requests answered by the router, by method and status class.', labelNames: ['method', 'status_class'], registers })
@@ -63,6 +70,26 @@ export class RouterMetrics {
       help: 'Upstream calls made for batches: one per group sub-batch (group), one per op on a moving key (single).',
       labelNames: ['path'],
       registers
+    })
+    void new Gauge({
+      name: `${PREFIX}group_in_sync_replicas`,
+      help: 'In-sync replicas (not known to be down) of each group: how many node losses it survives.',
+      labelNames: ['group'],
+      registers,
+      collect () {
+        this.reset()
+        for (const g of groups()) this.set({ group: g.group }, g.inSyncReplicas)
+      }
+    })
+    void new Gauge({
+      name: `${PREFIX}group_redundancy_none`,
+      help: '1 while a group has replicas but none in sync (losing its primary loses the group), else 0.',
+      labelNames: ['group'],
+      registers,
+      collect () {
+        this.reset()
+        for (const g of groups()) this.set({ group: g.group }, g.redundancy === 'none' ? 1 : 0)
+      }
     })
     void new Gauge({
       name: `${PREFIX}node_position`,

@@ -38,7 +38,11 @@ export interface RunningRouter {
 
 export async function startRouter (config: RouterConfig, log: Logger): Promise<RunningRouter> {
   // The epoch gauge reads the coordinator at scrape time, after both exist.
-  const metrics = new RouterMetrics(() => coord.epoch, () => coord.view().groups.flatMap((g) => g.nodes.map((n) => ({ group: g.id, url: n.url, role: n.role, position: n.position, lag: n.lag }))))
+  const metrics = new RouterMetrics(
+    () => coord.epoch,
+    () => coord.view().groups.flatMap((g) => g.nodes.map((n) => ({ group: g.id, url: n.url, role: n.role, position: n.position, lag: n.lag }))),
+    () => coord.view().groups.map((g) => ({ group: g.id, inSyncReplicas: g.inSyncReplicas, redundancy: g.redundancy }))
+  )
   const coord = Coordinator.fromConfig(config, log, metrics)
   const forwarder = new Forwarder({
     table: () => coord.table,

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { AdminClient } from '../src/client/admin'
-import { startDetachedShard, stopNode, type DetachedShard } from './shard-process'
+import { freePort, startDetachedShard, stopNode } from './shard-process'
+import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { validateWeight } from '../src/membership/map'
 import { watchRebalance } from './progress'
 import { runScript, UsageError } from './cli'
@@ -9,9 +10,12 @@ import { runScript, UsageError } from './cli'
 const HELP = `Usage: npm run add-shard -- [options]
 
 Adds a shard group to a running cluster and rebalances onto it while traffic flows.
-Unless --url names a node that is already running, it starts a new shard node
-(detached, logging to <data-dir>/../logs/<id>.log), waits until it is healthy,
-adds it through the router's admin API and shows the rebalance until it settles.
+Unless --url names a node that is already running, it starts a new shard node, waits
+until it is healthy, adds it through the router's admin API and shows the rebalance
+until it settles. When \`npm start\` runs the cluster (a launcher in --cluster-dir for
+this --router), the launcher starts and supervises the node: it stops with the
+cluster and starts again with the next \`npm start\`. Otherwise the node runs detached,
+logging to <data-dir>/../logs/<id>.log.
 
 Options:
   --router URL       router to talk to (default http://127.0.0.1:8080)
@@ -20,7 +24,8 @@ Options:
   --url URL          use this already running node instead of starting one
   --port P           port for the new node (default: a free one)
   --host H           address for the new node (default 127.0.0.1)
-  --data-dir DIR     data dir for the new node (default ./data/<id>)
+  --data-dir DIR     data dir for the new node (default <cluster-dir>/<id>)
+  --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
   --workers N        worker processes for the new node (default: available parallelism)
   --replicas N       also start N replica nodes for the group (default 0; ports free, data <data-dir>-rJ)
   --no-wait          return once the rebalance has started
@@ -36,6 +41,7 @@ async function main (): Promise<number> {
       port: { type: 'string', default: '0' },
       host: { type: 'string', default: '127.0.0.1' },
       'data-dir': { type: 'string' },
+      'cluster-dir': { type: 'string', default: 'data' },
       workers: { type: 'string' },
       replicas: { type: 'string', default: '0' },
       'no-wait': { type: 'boolean', default: false },
@@ -71,16 +77,17 @@ async function main (): Promise<number> {
   }
   if (cluster.groups.some((g) => g.id === id)) throw new UsageError(`group ${id} already exists`)
 
-  const started: DetachedShard[] = []
+  const started: StartedNode[] = []
+  const launcher = values.url === undefined ? findLocalLauncher(values['cluster-dir'], admin.routerUrl) : undefined
   let rebalance
   try {
     const nodes = values.url !== undefined
       ? { url: values.url, replicas: [] }
-      : await startGroupNodes(id, values['data-dir'] ?? join('data', id), { host: values.host, port, replicas: replicaCount, workers: values.workers !== undefined ? Number(values.workers) : undefined }, started)
+      : await startGroupNodes(id, values['data-dir'] ?? join(values['cluster-dir'], id), { host: values.host, port, replicas: replicaCount, workers: values.workers !== undefined ? Number(values.workers) : undefined, launcher, clusterDir: values['cluster-dir'] }, started)
     rebalance = await admin.addGroup(id, nodes.url, weight, nodes.replicas)
   } catch (err) {
     // Nodes we started belong to no group: do not leave them running.
-    await Promise.all(started.map(async (n) => await stopNode(n.pid)))
+    await Promise.all(started.map(async (n) => await n.stop()))
     throw err
   }
   const url = started[0]?.url ?? values.url
@@ -91,15 +98,28 @@ async function main (): Promise<number> {
   return 0
 }
 
+interface StartedNode { url: string, pid: number, stop: () => Promise<unknown> }
+
 /** Starts the group's primary and replica nodes, recording each in `started` as soon as it runs. */
-async function startGroupNodes (id: string, dataDir: string, opts: { host: string, port: number, replicas: number, workers: number | undefined }, started: DetachedShard[]): Promise<{ url: string, replicas: string[] }> {
+async function startGroupNodes (id: string, dataDir: string, opts: { host: string, port: number, replicas: number, workers: number | undefined, launcher: LocalLauncher | undefined, clusterDir: string }, started: StartedNode[]): Promise<{ url: string, replicas: string[] }> {
   for (let j = 0; j <= opts.replicas; j++) {
     const name = j === 0 ? id : `${id}-r${j}`
-    const dir = j === 0 ? dataDir : `${dataDir}-r${j}`
+    const dir = resolve(j === 0 ? dataDir : `${dataDir}-r${j}`)
+    const l = opts.launcher
+    if (l !== undefined) {
+      if (opts.host !== '127.0.0.1') throw new UsageError('nodes of a local cluster listen on 127.0.0.1 (drop --host)')
+      const port = j === 0 && opts.port !== 0 ? opts.port : await freePort(opts.host)
+      process.stderr.write(`asking the local cluster's launcher (pid ${l.pid}) to start shard node ${name} (port ${port}, data ${dir}) ...\n`)
+      const node = await startManagedNode(l, { name, group: id, port, dataDir: dir, ...(opts.workers === undefined ? {} : { workers: opts.workers }) })
+      started.push({ ...node, stop: async () => await releaseManagedNode(l, node.url) })
+      process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid}), supervised by the launcher\n`)
+      continue
+    }
+    if (j === 0) process.stderr.write(detachedNotice(opts.clusterDir))
     const logFile = join(dataDir, '..', 'logs', `${name}.log`)
     process.stderr.write(`starting shard node ${name} (data ${dir}, log ${logFile}) ...\n`)
     const node = await startDetachedShard({ host: opts.host, port: j === 0 ? opts.port : 0, dataDir: dir, workers: opts.workers, logFile })
-    started.push(node)
+    started.push({ ...node, stop: async () => await stopNode(node.pid) })
     process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid})\n`)
   }
   const [primary, ...replicas] = started

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { AdminClient } from '../src/client/admin'
 import { health, stopNode } from './shard-process'
+import { findLocalLauncher, releaseManagedNode } from './local-launcher'
 import { watchRebalance } from './progress'
 import { runScript, UsageError } from './cli'
 
@@ -8,12 +9,14 @@ const HELP = `Usage: npm run remove-shard -- --id ID [options]
 
 Drains a shard group out of a running cluster: its keys move to the remaining groups
 while traffic flows; a progress bar shows the rebalance. When it has settled, the
-group's node is stopped (SIGTERM to the pid it reports), unless --keep-node.
+group's nodes are stopped (through the launcher of a local cluster run by npm start,
+else SIGTERM to the pid each reports), unless --keep-node.
 
 Options:
   --router URL   router to talk to (default http://127.0.0.1:8080)
   --id ID        the group to remove (required)
   --keep-node    leave the drained node running
+  --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
   --no-wait      return once the rebalance has started
   --help         this text`
 
@@ -23,6 +26,7 @@ async function main (): Promise<number> {
       router: { type: 'string', default: 'http://127.0.0.1:8080' },
       id: { type: 'string' },
       'keep-node': { type: 'boolean', default: false },
+      'cluster-dir': { type: 'string', default: 'data' },
       'no-wait': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     },
@@ -43,7 +47,13 @@ async function main (): Promise<number> {
   const done = await watchRebalance(admin)
   process.stderr.write(`rebalance done: ${done.copied} rows moved off ${values.id}, ${done.deleted} purged\n`)
   if (values['keep-node']) return 0
+  const launcher = findLocalLauncher(values['cluster-dir'], admin.routerUrl)
   for (const node of group.nodes) {
+    const released = launcher === undefined ? undefined : await releaseManagedNode(launcher, node.url)
+    if (released !== undefined) {
+      process.stderr.write(released.stopped ? `the local cluster's launcher stopped ${released.name} (${node.url}); its data dir is kept\n` : `asked the launcher to stop ${released.name} (${node.url}); it has not stopped yet\n`)
+      continue
+    }
     const h = await health(node.url)
     if (h === undefined) continue
     const local = /^http:\/\/(127\.|localhost|\[::1\])/.test(node.url)

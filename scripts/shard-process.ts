@@ -5,6 +5,7 @@ import { createServer } from 'node:net'
 import { request } from 'undici'
 import { entryPoint } from '../src/local/launcher'
 import { HEALTH_PATH } from '../src/protocol/wire'
+import { writeNodeLaunch } from '../src/local/nodes-file'
 
 /**
  * Shard nodes that the operator scripts start must outlive the script: they run
@@ -60,7 +61,10 @@ export async function startDetachedShard (opts: { host: string, port: number, da
   while (Date.now() < deadline) {
     if (exited !== undefined) throw new Error(`the shard node exited with code ${String(exited)}; see ${opts.logFile}`)
     const h = await health(url)
-    if (h?.status === 'ok' && h.pid === pid) return { url, pid, logFile: opts.logFile }
+    if (h?.status === 'ok' && h.pid === pid) {
+      try { writeNodeLaunch(resolve(opts.dataDir), { host: opts.host, port, workers: opts.workers }) } catch { /* restart-node then needs --port */ }
+      return { url, pid, logFile: opts.logFile }
+    }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   try { process.kill(pid, 'SIGTERM') } catch {}

@@ -1,14 +1,19 @@
 import { isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
 import { MapFile } from '../src/membership/map-file'
-import { startLocalCluster, groupIds, type LocalCluster } from '../src/local/cluster'
-import { stopAll, type LaunchedProcess } from '../src/local/launcher'
+import { groupIds } from '../src/local/cluster'
+import { ManagedCluster } from '../src/local/managed-cluster'
+import { NODES_FILE, readLauncherState, readNodes, type NodeEntry } from '../src/local/nodes-file'
+import { describeEvent } from '../src/local/supervised'
+import { PROCESS_RESTART_POLICY } from '../src/supervision/restart-policy'
 import { assertPortsFree, PortBusyError } from '../src/local/ports'
 
 /**
  * `npm start`: the default local cluster — N shard nodes (groups g1..gN) and a router,
  * all on 127.0.0.1, data and logs under ./data. Data survives restarts: shard nodes
- * reopen their SQLite files and the router loads its persisted cluster map.
+ * reopen their SQLite files and the router loads its persisted cluster map. The nodes
+ * run are those of ./data/nodes.json (written from the flags on a first start, edited
+ * by add-shard and friends); every one is supervised (src/local/managed-cluster.ts).
  */
 
 const HOST = '127.0.0.1'
@@ -16,16 +21,24 @@ const HOST = '127.0.0.1'
 const HELP = `Usage: npm start -- [options]        (or: node dist/scripts/start-local.js [options])
 
 Starts a local shardkv cluster on ${HOST}: one shard node per group (g1..gN, group i on
-base-port + i - 1) and a router in front of them. Ctrl-C stops the router, then the shards.
-Data stays in the data directory, so the next start serves the same keys.
+base-port + i - 1) and a router in front of them. A node or the router that exits
+unexpectedly is restarted from its data directory (back-off; given up after a crash loop).
+Nodes added with add-shard / add-replica run under this launcher too. Ctrl-C stops the
+router, then the shards. Data stays in the data directory, so the next start serves the
+same keys and runs the same nodes (listed in <data-dir>/nodes.json, written on the first
+start from --groups, --replicas and --workers).
 
 Options:
   --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/router, ./data/logs)
   --router-port N     router port (default 8080)
   --base-port N       first shard node port (default 7001)
-  --groups N          number of shard groups (default 3)
-  --replicas N        replica nodes per group (default 1; replica j of group i on base-port + 100*j + i - 1)
-  --workers N         worker processes per shard node (default: available parallelism)
+  --groups N          number of shard groups (default 3; first start only)
+  --replicas N        replica nodes per group (default 1; first start only; replica j of group i
+                      on base-port + 100*j + i - 1)
+  --workers N         worker processes per shard node (default: available parallelism; first start only)
+  --restart-delay-ms N  wait before restarting a process that died (default 500; later crashes back
+                      off 1, 2, 4, 8 s; the 6th within two minutes gives up). Longer than a failover
+                      (about 3 s) makes a killed primary always come back as a replica.
   --help              show this text`
 
 interface StartOptions {
@@ -35,6 +48,7 @@ interface StartOptions {
   groups: number
   replicas: number
   workers: number | undefined
+  restartDelayMs: number
 }
 
 class UsageError extends Error {}
@@ -61,7 +75,8 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
         'base-port': { type: 'string' },
         groups: { type: 'string' },
         replicas: { type: 'string' },
-        workers: { type: 'string' }
+        workers: { type: 'string' },
+        'restart-delay-ms': { type: 'string' }
       }
     }).values
   } catch (err) {
@@ -74,7 +89,8 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     basePort: intFlag('base-port', values['base-port'], 7001, 1, 65535),
     groups: intFlag('groups', values.groups, 3, 1, 64),
     replicas: intFlag('replicas', values.replicas, 1, 0, 4),
-    workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 1, 1, 256)
+    workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 1, 1, 256),
+    restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000)
   }
   if (opts.groups > 100) throw new UsageError('--groups must be at most 100 (replica ports are base-port + 100*j)')
   if (opts.basePort + 100 * opts.replicas + opts.groups - 1 > 65535) throw new UsageError('--base-port + --groups runs past port 65535')
@@ -112,29 +128,68 @@ function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): voi
   console.warn(`         not the groups started now; the router keeps using its map. Remove ${shown(routerDir)} to start afresh.`)
 }
 
-function summary (cluster: LocalCluster, opts: StartOptions, logDir: string): string {
+function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string): string {
   const rows = [
-    { name: 'router', url: cluster.router.url, data: cluster.routerDataDir },
-    ...cluster.shards.flatMap((s) => [
-      { name: s.group, url: s.process.url, data: s.dataDir },
-      ...s.replicas.map((r) => ({ name: r.name, url: r.url, data: join(opts.dataDir, r.name) }))
-    ])
+    { name: 'router', url: cluster.routerUrl, data: join(opts.dataDir, 'router') },
+    ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), data: n.dataDir }))
   ]
   const urlWidth = Math.max(...rows.map((r) => r.url.length))
   const dataWidth = Math.max(...rows.map((r) => shown(r.data).length))
-  const base = cluster.router.url
+  const nameWidth = Math.max(8, ...rows.map((r) => r.name.length))
+  const groups = new Set(nodes.map((n) => n.group)).size
+  const base = cluster.routerUrl
   return [
-    `shardkv local cluster is up (${opts.groups} group${opts.groups === 1 ? '' : 's'}, a primary${opts.replicas === 0 ? '' : ` and ${opts.replicas} replica${opts.replicas === 1 ? '' : 's'}`} each)`,
+    `shardkv local cluster is up (${groups} group${groups === 1 ? '' : 's'}, ${nodes.length} shard node${nodes.length === 1 ? '' : 's'})`,
     '',
-    ...rows.map((r) => `  ${r.name.padEnd(8)} ${r.url.padEnd(urlWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
+    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
     '',
     'Try:',
     `  curl -i -X PUT -H 'content-type: text/plain' --data-binary 'hello' ${base}/kv/greeting`,
     `  curl -i ${base}/kv/greeting`,
     `  curl -s ${base}/cluster`,
     '',
+    `A node or the router that dies is restarted (with back-off). add-shard / add-replica nodes join this cluster.`,
     `Ctrl-C stops the router, then the shard nodes. Data stays in ${shown(opts.dataDir)}.`
   ].join('\n')
+}
+
+/** The nodes of a first start, from the flags: group i's replica j on base-port + 100*j + i. */
+function initialNodes (opts: StartOptions): NodeEntry[] {
+  return groupIds(opts.groups).flatMap((group, i) => Array.from({ length: 1 + opts.replicas }, (_, j) => {
+    const name = j === 0 ? group : `${group}-r${j}`
+    return { name, group, port: opts.basePort + 100 * j + i, dataDir: join(opts.dataDir, name), ...(opts.workers === undefined ? {} : { workers: opts.workers }) }
+  }))
+}
+
+function say (line: string): void {
+  console.log(`start-local: ${line}`)
+}
+
+/** The supervised cluster, printing one line per supervisor event (first starts are in the summary). */
+function managedCluster (opts: StartOptions, logDir: string): ManagedCluster {
+  return new ManagedCluster({
+    dataDir: opts.dataDir,
+    host: HOST,
+    routerPort: opts.routerPort,
+    logDir,
+    policy: { ...PROCESS_RESTART_POLICY, firstDelayMs: opts.restartDelayMs },
+    onEvent: (e) => {
+      const line = describeEvent(e, (name) => shown(join(logDir, `${name}.log`)))
+      if (e.event === 'started' && !e.restart) return
+      if (e.event === 'crashed' || e.event === 'gave-up') console.error(`start-local: ${line}`)
+      else say(line)
+    },
+    onNotice: say
+  })
+}
+
+/** The nodes file's nodes; on a first start, the flags' (written as the nodes file). */
+function nodesToRun (cluster: ManagedCluster, opts: StartOptions): NodeEntry[] {
+  const hadNodesFile = readNodes(opts.dataDir) !== undefined
+  if (!hadNodesFile) warnIfMapDiffers(join(opts.dataDir, 'router'), new Map(initialNodes(opts).filter((n) => n.name === n.group).map((n) => [n.group, cluster.urlOf(n)])))
+  const nodes = cluster.desiredNodes(initialNodes(opts))
+  if (hadNodesFile) say(`running the ${nodes.length} shard nodes listed in ${shown(join(opts.dataDir, NODES_FILE))} (--groups and --replicas apply to a first start only)`)
+  return nodes
 }
 
 async function main (): Promise<number> {
@@ -152,15 +207,22 @@ async function main (): Promise<number> {
   }
 
   const logDir = join(opts.dataDir, 'logs')
-  const ids = groupIds(opts.groups)
-  const planned = new Map(ids.map((id, i) => [id, `http://${HOST}:${opts.basePort + i}`]))
-  warnIfMapDiffers(join(opts.dataDir, 'router'), planned)
+  const cluster = managedCluster(opts, logDir)
+  const previous = readLauncherState(opts.dataDir)
+  if (previous !== undefined && isAlive(previous.pid) && previous.pid !== process.pid) {
+    console.error(`start-local: a launcher (pid ${previous.pid}) already runs this cluster in ${shown(opts.dataDir)}`)
+    return 1
+  }
+  let nodes: NodeEntry[]
+  try {
+    nodes = nodesToRun(cluster, opts)
+  } catch (err) {
+    console.error(`start-local: ${(err as Error).message}`)
+    return 1
+  }
 
   try {
-    await assertPortsFree(HOST, [
-      { name: 'router', port: opts.routerPort },
-      ...ids.flatMap((id, i) => Array.from({ length: 1 + opts.replicas }, (_, j) => ({ name: j === 0 ? id : `${id}-r${j}`, port: opts.basePort + 100 * j + i })))
-    ])
+    await assertPortsFree(HOST, [{ name: 'router', port: opts.routerPort }, ...nodes.map((n) => ({ name: n.name, port: n.port }))])
   } catch (err) {
     if (!(err instanceof PortBusyError)) throw err
     console.error(`start-local: ${err.message}.\nStop what uses ${err.busy.length === 1 ? 'it' : 'them'} (another \`npm start\`?) or choose other ports with --router-port / --base-port.`)
@@ -168,8 +230,7 @@ async function main (): Promise<number> {
   }
 
   // Children run in their own process group (detached) so Ctrl-C reaches only us and we
-  // stop them in order; every launched child is tracked from the moment it is up.
-  const launched: LaunchedProcess[] = []
+  // stop them in order. A stop cancels every pending restart first.
   let stopping = false
   const shutdown = async (why: string): Promise<never> => {
     if (stopping) {
@@ -179,53 +240,34 @@ async function main (): Promise<number> {
     }
     stopping = true
     console.log(`\n${why}: stopping the router, then the shard nodes...`)
-    // Routers first by role; stopAll orders it.
-    await stopAll(launched).catch((err: unknown) => console.error(`start-local: ${(err as Error).message}`))
+    await cluster.stop().catch((err: unknown) => console.error(`start-local: ${(err as Error).message}`))
     console.log(`stopped. Data kept in ${shown(opts.dataDir)}.`)
     process.exit(0)
   }
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { void shutdown(sig) })
 
-  const nodes = opts.groups * (1 + opts.replicas)
-  console.log(`starting ${nodes} shard node${nodes === 1 ? '' : 's'} (${opts.groups} group${opts.groups === 1 ? '' : 's'}) and a router (logs in ${shown(logDir)})...`)
-  let cluster: LocalCluster
+  console.log(`starting ${nodes.length} shard node${nodes.length === 1 ? '' : 's'} and a router (logs in ${shown(logDir)})...`)
   try {
-    cluster = await startLocalCluster({
-      dataDir: opts.dataDir,
-      groups: ids,
-      host: HOST,
-      basePort: opts.basePort,
-      routerPort: opts.routerPort,
-      workers: opts.workers,
-      replicas: opts.replicas,
-      logDir,
-      detached: true,
-      onLaunched: (p) => launched.push(p)
-    })
+    await cluster.start(nodes)
   } catch (err) {
     if (stopping) return 0
     console.error(`start-local: the cluster did not start: ${(err as Error).message}`)
-    await stopAll(launched).catch(() => undefined)
+    await cluster.stop().catch(() => undefined)
     return 1
   }
-  console.log(summary(cluster, opts, logDir))
-
-  // A child that dies on its own is reported, not hidden; the rest keep serving so the
-  // user can look around. When nothing is left, there is nothing to wait for.
-  let alive = launched.length
-  for (const p of launched) {
-    void p.exited.then((st) => {
-      alive--
-      if (stopping) return
-      console.error(`start-local: ${p.name} (pid ${p.pid}) exited unexpectedly (code ${st.code}, signal ${st.signal}); see ${shown(join(logDir, `${p.name}.log`))}`)
-      if (alive === 0) {
-        console.error('start-local: no process is left running')
-        process.exit(1)
-      }
-    })
-  }
-  // Runs until a signal: the children's pipes keep the event loop alive.
+  if (stopping) return 0
+  console.log(summary(cluster, nodes, opts, logDir))
+  // Runs until a signal: the supervisors' children and the nodes-file poll keep the event loop alive.
   return await new Promise<number>(() => {})
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {

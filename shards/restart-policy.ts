@@ -1,28 +1,18 @@
+import { decideRestart, WORKER_RESTART_POLICY, type RestartPolicyOptions } from '../src/supervision/restart-policy'
+
 /**
- * When to replace a crashed worker. A crash is replaced at once, so a single crash is
- * invisible; but a worker that dies on start (bad disk, corrupt file) must not
- * become a fork bomb, so repeated crashes within a window back off exponentially.
+ * When to replace a crashed worker: the shared pure policy (src/supervision/restart-policy.ts)
+ * with the crash history it needs. Workers are never given up on.
  */
-export interface RestartPolicyOptions {
-  windowMs: number
-  freeCrashes: number
-  baseDelayMs: number
-  maxDelayMs: number
-}
-
-export const DEFAULT_RESTART_POLICY: RestartPolicyOptions = { windowMs: 10_000, freeCrashes: 3, baseDelayMs: 100, maxDelayMs: 5_000 }
-
 export class RestartPolicy {
-  private readonly crashes: number[] = []
-  constructor (private readonly options: RestartPolicyOptions = DEFAULT_RESTART_POLICY) {}
+  private crashes: number[] = []
+  constructor (private readonly options: RestartPolicyOptions = WORKER_RESTART_POLICY) {}
 
   /** Records a crash at `now` and returns how long to wait before forking its replacement. */
   onCrash (now: number): number {
-    this.crashes.push(now)
-    while (this.crashes.length > 0 && (this.crashes[0] as number) < now - this.options.windowMs) this.crashes.shift()
-    const excess = this.crashes.length - this.options.freeCrashes
-    if (excess <= 0) return 0
-    return Math.min(this.options.maxDelayMs, this.options.baseDelayMs * 2 ** (excess - 1))
+    const { history, decision } = decideRestart(this.crashes, now, this.options)
+    this.crashes = history
+    return decision.action === 'restart' ? decision.delayMs : this.options.maxDelayMs
   }
 
   recentCrashes (): number {

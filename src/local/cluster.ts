@@ -3,8 +3,8 @@ import { groupSpec, launchRouter, launchShard, stopAll, type LaunchedProcess } f
 
 /**
  * A whole single-machine cluster: one shard node per group plus a router that knows
- * them. Shared by `npm start` (fixed ports, ./data) and the benchmark (free ports,
- * a temp dir) so both start the system the same way.
+ * them, started once and not supervised (the benchmark: free ports, a temp dir). `npm
+ * start` runs a supervised cluster instead (managed-cluster.ts), with the same launcher.
  */
 
 export interface LocalClusterOptions {

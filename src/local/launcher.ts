@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { LaunchError, spawnService, type LaunchedProcess } from './child'
+import { writeNodeLaunch } from './nodes-file'
 
 /**
  * Starts real shardkv processes (shard nodes and routers) for scripts, benchmarks and
@@ -101,13 +102,19 @@ async function launch (
   }
 }
 
-export function launchShard (opts: ShardLaunchOptions): Promise<LaunchedProcess> {
+export async function launchShard (opts: ShardLaunchOptions): Promise<LaunchedProcess> {
   const args: string[] = []
   flag(args, 'workers', opts.workers)
   flag(args, 'node-id', opts.nodeId)
   flag(args, 'group', opts.group)
   flag(args, 'synchronous', opts.synchronous)
-  return launch('shard', opts.name ?? opts.group ?? opts.nodeId ?? 'shard', opts, args)
+  const p = await launch('shard', opts.name ?? opts.group ?? opts.nodeId ?? 'shard', opts, args)
+  // Where it listens, for a restart by hand (npm run restart-node -- --data-dir DIR).
+  const url = new URL(p.url)
+  try {
+    writeNodeLaunch(resolve(opts.dataDir), { host: url.hostname, port: Number(url.port), group: opts.group, workers: opts.workers, synchronous: opts.synchronous })
+  } catch { /* a convenience: the node runs regardless */ }
+  return p
 }
 
 export function launchRouter (opts: RouterLaunchOptions): Promise<LaunchedProcess> {

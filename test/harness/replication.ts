@@ -36,7 +36,7 @@ export interface ReplNodeView {
   lastError: string | null
 }
 
-export interface ReplGroupView { id: string, weight: number, state: string, term: number, points?: number, nodes: ReplNodeView[] }
+export interface ReplGroupView { id: string, weight: number, state: string, term: number, points?: number, inSyncReplicas?: number, redundancy?: 'ok' | 'none' | 'unreplicated', nodes: ReplNodeView[] }
 
 export interface ReplClusterView {
   epoch: number

@@ -1,0 +1,3 @@
+import { runReplicaCommand } from './replica'
+
+runReplicaCommand('replace')

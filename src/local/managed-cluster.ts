@@ -1,0 +1,182 @@
+import { existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { launchRouter, launchShard, LaunchError } from './launcher'
+import { planReconcile, readNodes, writeLauncherState, writeNodes, LAUNCHER_FILE, type LauncherNodeState, type NodeEntry } from './nodes-file'
+import { SupervisedProcess, type SupervisorEvent } from './supervised'
+import type { RestartPolicyOptions } from '../supervision/restart-policy'
+
+/**
+ * The cluster `npm start` runs and owns: every shard node listed in its nodes file
+ * (src/local/nodes-file.ts) and a router, each a SupervisedProcess (restarted from the
+ * same data dir and port when it dies). The nodes file is polled: nodes the operator
+ * scripts add are started and supervised here, nodes they remove are stopped here, so
+ * every node of the local cluster lives and dies with the launcher.
+ */
+
+export interface ManagedClusterOptions {
+  dataDir: string
+  host: string
+  routerPort: number
+  logDir: string
+  policy?: RestartPolicyOptions
+  /** How often the nodes file is read (default 500 ms). */
+  pollMs?: number
+  onEvent: (event: SupervisorEvent) => void
+  /** A line for the operator about something other than one process (a bad nodes file). */
+  onNotice: (line: string) => void
+}
+
+interface Managed { entry: NodeEntry, sup: SupervisedProcess }
+
+export class ManagedCluster {
+  private readonly nodes = new Map<string, Managed>()
+  private router: SupervisedProcess | undefined
+  private timer: NodeJS.Timeout | undefined
+  private reconciling: Promise<void> = Promise.resolve()
+  private lastFile = ''
+  private stopped = false
+
+  constructor (private readonly opts: ManagedClusterOptions) {}
+
+  get routerUrl (): string {
+    return `http://${this.opts.host}:${this.opts.routerPort}`
+  }
+
+  urlOf (entry: NodeEntry): string {
+    return `http://${this.opts.host}:${entry.port}`
+  }
+
+  /** The nodes to run: the nodes file when there is one, else `initial` (written as the nodes file). */
+  desiredNodes (initial: NodeEntry[]): NodeEntry[] {
+    const persisted = readNodes(this.opts.dataDir)
+    if (persisted !== undefined) return persisted
+    writeNodes(this.opts.dataDir, initial)
+    return initial
+  }
+
+  /** Starts the nodes (each gets one attempt before the router starts), then the router, then polling. */
+  async start (nodes: readonly NodeEntry[]): Promise<void> {
+    this.lastFile = JSON.stringify(nodes)
+    for (const e of nodes) this.startNode(e)
+    await Promise.all([...this.nodes.values()].map(async (m) => await m.sup.firstAttempt))
+    if (this.stopped) return
+    const groups = new Map<string, string[]>()
+    for (const e of nodes) groups.set(e.group, [...(groups.get(e.group) ?? []), this.urlOf(e)])
+    this.router = new SupervisedProcess({
+      name: 'router',
+      role: 'router',
+      policy: this.opts.policy,
+      killGroupOnExit: true,
+      onEvent: (e) => this.event(e),
+      launch: async () => await launchRouter({
+        name: 'router',
+        host: this.opts.host,
+        port: this.opts.routerPort,
+        dataDir: join(this.opts.dataDir, 'router'),
+        // Used only for the first map; afterwards the router's persisted map rules.
+        groups: [...groups].map(([id, urls]) => `${id}=${urls.join('+')}`),
+        logFile: join(this.opts.logDir, 'router.log'),
+        detached: true
+      })
+    })
+    const ok = await this.router.firstAttempt
+    this.writeState()
+    if (!ok && !this.stopped) throw new Error('the router did not start (it is retried; see its log)')
+    this.timer = setInterval(() => { this.reconciling = this.reconciling.then(() => this.reconcile()) }, this.opts.pollMs ?? 500)
+  }
+
+  /** Every supervised process with its state (router first). */
+  processes (): Array<{ name: string, entry?: NodeEntry, sup: SupervisedProcess }> {
+    return [
+      ...(this.router === undefined ? [] : [{ name: 'router', sup: this.router }]),
+      ...[...this.nodes.values()].map((m) => ({ name: m.entry.name, entry: m.entry, sup: m.sup }))
+    ]
+  }
+
+  /** Operator stop: polling ends, the router stops, then every node (in parallel). */
+  async stop (timeoutMs?: number): Promise<void> {
+    this.stopped = true
+    if (this.timer !== undefined) clearInterval(this.timer)
+    await this.reconciling
+    await this.router?.stop(timeoutMs)
+    await Promise.all([...this.nodes.values()].map(async (m) => await m.sup.stop(timeoutMs)))
+    rmSync(join(this.opts.dataDir, LAUNCHER_FILE), { force: true })
+  }
+
+  private startNode (entry: NodeEntry): void {
+    let first = true
+    const sup = new SupervisedProcess({
+      name: entry.name,
+      role: 'shard',
+      policy: this.opts.policy,
+      killGroupOnExit: true,
+      onEvent: (e) => this.event(e),
+      launch: async () => {
+        // A restart never recreates a missing data dir: a node whose disk is gone must be
+        // replaced (it would come back empty under its old address), not restarted.
+        if (!first && !existsSync(entry.dataDir)) throw new LaunchError(`its data dir ${entry.dataDir} is gone`, '')
+        first = false
+        return await launchShard({
+          name: entry.name,
+          group: entry.group,
+          host: this.opts.host,
+          port: entry.port,
+          dataDir: entry.dataDir,
+          workers: entry.workers,
+          logFile: join(this.opts.logDir, `${entry.name}.log`),
+          detached: true
+        })
+      }
+    })
+    this.nodes.set(entry.name, { entry, sup })
+  }
+
+  private async reconcile (): Promise<void> {
+    if (this.stopped) return
+    let desired: NodeEntry[] | undefined
+    try {
+      desired = readNodes(this.opts.dataDir)
+    } catch (err) {
+      const text = `bad nodes file: ${(err as Error).message}`
+      if (text !== this.lastFile) this.opts.onNotice(`${text}; keeping the nodes as they are`)
+      this.lastFile = text
+      return
+    }
+    if (desired === undefined) return
+    const text = JSON.stringify(desired)
+    if (text === this.lastFile) return
+    this.lastFile = text
+    const running = new Map([...this.nodes].map(([name, m]) => [name, m.entry]))
+    const plan = planReconcile(desired, running)
+    for (const name of plan.stop) {
+      const m = this.nodes.get(name)
+      if (m === undefined) continue
+      this.opts.onNotice(`${name} was removed from the nodes file: stopping it`)
+      await m.sup.stop()
+      this.nodes.delete(name)
+    }
+    for (const e of plan.start) {
+      if (this.stopped) return
+      this.opts.onNotice(`${e.name} was added to the nodes file: starting it (group ${e.group}, port ${e.port}, data ${e.dataDir})`)
+      this.startNode(e)
+    }
+    this.writeState()
+  }
+
+  private event (e: SupervisorEvent): void {
+    this.opts.onEvent(e)
+    if (!this.stopped) this.writeState()
+  }
+
+  private writeState (): void {
+    const nodes: Record<string, LauncherNodeState> = {}
+    for (const { name, entry, sup } of this.processes()) {
+      nodes[name] = { state: sup.state, pid: sup.current?.pid ?? null, url: entry === undefined ? this.routerUrl : this.urlOf(entry) }
+    }
+    try {
+      writeLauncherState(this.opts.dataDir, { pid: process.pid, routerUrl: this.routerUrl, dataDir: this.opts.dataDir, nodes })
+    } catch (err) {
+      this.opts.onNotice(`cannot write ${LAUNCHER_FILE}: ${(err as Error).message}`)
+    }
+  }
+}

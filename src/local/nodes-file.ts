@@ -1,0 +1,148 @@
+import { join } from 'node:path'
+import { readJson, writeJsonAtomic } from '../membership/json-file'
+
+/**
+ * What a local cluster (`npm start`) runs, kept in its data dir so that it survives the
+ * launcher and is shared with the operator scripts:
+ *
+ * - `nodes.json` — the desired shard nodes (name, group, port, data dir, workers). The
+ *   launcher writes it on the first start; add-shard / add-replica add an entry and
+ *   remove-shard / remove-replica drop one. The launcher polls it and starts or stops
+ *   nodes to match, and the next `npm start` runs exactly these nodes.
+ * - `launcher.json` — written by the running launcher: its pid, the router's url and
+ *   each node's state, so a script can tell that a launcher owns the cluster and wait
+ *   for the node it asked for.
+ *
+ * A file rather than a control socket: the same file is the persisted desired state
+ * (what the next start runs) and the request channel, so there is one source of truth,
+ * nothing to keep listening, and a script that runs while the launcher restarts loses
+ * nothing. Writes are atomic (temp file + rename).
+ */
+
+export interface NodeEntry {
+  name: string
+  group: string
+  /** Fixed, so a restart comes back where the map says the node is. */
+  port: number
+  dataDir: string
+  workers?: number
+}
+
+export interface NodesFile {
+  nodes: NodeEntry[]
+}
+
+export interface LauncherNodeState {
+  state: string
+  pid: number | null
+  url: string
+}
+
+export interface LauncherState {
+  pid: number
+  routerUrl: string
+  dataDir: string
+  nodes: Record<string, LauncherNodeState>
+}
+
+export const NODES_FILE = 'nodes.json'
+export const LAUNCHER_FILE = 'launcher.json'
+
+function isEntry (v: unknown): v is NodeEntry {
+  const e = v as Partial<NodeEntry>
+  return typeof e === 'object' && e !== null && typeof e.name === 'string' && typeof e.group === 'string' &&
+    Number.isInteger(e.port) && typeof e.dataDir === 'string' && (e.workers === undefined || Number.isInteger(e.workers))
+}
+
+/** The desired nodes, or undefined when the file does not exist yet. Throws on a malformed file. */
+export function readNodes (dataDir: string): NodeEntry[] | undefined {
+  const path = join(dataDir, NODES_FILE)
+  const raw = readJson(path) as Partial<NodesFile> | undefined
+  if (raw === undefined) return undefined
+  if (!Array.isArray(raw.nodes) || !raw.nodes.every(isEntry)) throw new Error(`${path} is not a nodes file ({"nodes": [{name, group, port, dataDir}]})`)
+  return raw.nodes
+}
+
+export function writeNodes (dataDir: string, nodes: readonly NodeEntry[]): void {
+  writeJsonAtomic(join(dataDir, NODES_FILE), { nodes })
+}
+
+/** Read, edit, write (scripts; the launcher only writes the file on a first start). */
+export function updateNodes (dataDir: string, edit: (nodes: NodeEntry[]) => NodeEntry[]): NodeEntry[] {
+  const next = edit([...(readNodes(dataDir) ?? [])])
+  writeNodes(dataDir, next)
+  return next
+}
+
+export function readLauncherState (dataDir: string): LauncherState | undefined {
+  try {
+    return readJson(join(dataDir, LAUNCHER_FILE)) as LauncherState | undefined
+  } catch {
+    return undefined
+  }
+}
+
+export function writeLauncherState (dataDir: string, state: LauncherState): void {
+  writeJsonAtomic(join(dataDir, LAUNCHER_FILE), state)
+}
+
+/**
+ * What the launcher must do to run `desired` when `running` (by name) is supervised:
+ * start what is new, stop what is gone, restart (stop then start) what changed its
+ * port, data dir or workers.
+ */
+export function planReconcile (desired: readonly NodeEntry[], running: ReadonlyMap<string, NodeEntry>): { start: NodeEntry[], stop: string[] } {
+  const wanted = new Map(desired.map((e) => [e.name, e]))
+  const stop: string[] = []
+  const start: NodeEntry[] = []
+  for (const [name, entry] of running) {
+    const w = wanted.get(name)
+    if (w === undefined || !sameEntry(w, entry)) stop.push(name)
+  }
+  for (const e of desired) {
+    const r = running.get(e.name)
+    if (r === undefined || !sameEntry(r, e)) start.push(e)
+  }
+  return { start, stop }
+}
+
+function sameEntry (a: NodeEntry, b: NodeEntry): boolean {
+  return a.group === b.group && a.port === b.port && a.dataDir === b.dataDir && a.workers === b.workers
+}
+
+/** The entry of the node at `url` (http://host:port), matched by port. */
+export function entryByUrl (nodes: readonly NodeEntry[], url: string): NodeEntry | undefined {
+  let port: number
+  try {
+    port = Number(new URL(url).port)
+  } catch {
+    return undefined
+  }
+  return nodes.find((n) => n.port === port)
+}
+
+/**
+ * `<node data dir>/launch.json`: how a shard node was last started (host, port, group,
+ * workers), written by whoever starts it, so `npm run restart-node -- --data-dir DIR`
+ * can start it again the same way on any machine without a cluster launcher.
+ */
+export interface NodeLaunch {
+  host: string
+  port: number
+  group?: string
+  workers?: number
+  synchronous?: string
+}
+
+export const NODE_LAUNCH_FILE = 'launch.json'
+
+export function writeNodeLaunch (nodeDataDir: string, launch: NodeLaunch): void {
+  writeJsonAtomic(join(nodeDataDir, NODE_LAUNCH_FILE), launch)
+}
+
+export function readNodeLaunch (nodeDataDir: string): NodeLaunch | undefined {
+  const raw = readJson(join(nodeDataDir, NODE_LAUNCH_FILE)) as Partial<NodeLaunch> | undefined
+  if (raw === undefined) return undefined
+  if (typeof raw.host !== 'string' || !Number.isInteger(raw.port)) throw new Error(`${join(nodeDataDir, NODE_LAUNCH_FILE)} has no host and port`)
+  return raw as NodeLaunch
+}

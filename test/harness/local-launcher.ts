@@ -1,0 +1,117 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Test } from 'tap'
+import { isPortFree } from '../../src/local/ports'
+import { HttpClient } from './http'
+import { isAlive, sleep, waitUntilDead } from './cluster'
+
+/**
+ * `npm start` (dist/scripts/start-local.js) as an operator runs it, for the self-healing
+ * tests: a launcher child in a temp data dir on free fixed ports, its output collected,
+ * stopped with SIGINT like Ctrl-C. The teardown (registered before anything starts)
+ * SIGINTs every launcher still running, then SIGKILLs any process whose command line
+ * names the temp dir (nodes, workers, routers — they all carry their data dir) and
+ * removes the dir.
+ */
+
+export const ROOT = resolve(__dirname, '..', '..')
+const START = join(ROOT, 'dist', 'scripts', 'start-local.js')
+
+export interface Launcher {
+  child: ChildProcess
+  pid: number
+  /** Everything printed so far (stdout and stderr). */
+  output: () => string
+  /** Resolves with the exit code (null when killed by a signal). */
+  exited: Promise<number | null>
+  /** Waits until the output matches. */
+  waitFor: (re: RegExp, timeoutMs: number) => Promise<RegExpMatchArray>
+}
+
+export interface LocalSandbox {
+  dir: string
+  http: HttpClient
+  routerPort: number
+  basePort: number
+  routerUrl: string
+  start: (args?: string[]) => Promise<Launcher>
+  /** Ctrl-C: SIGINT and wait for the launcher to exit. */
+  interrupt: (l: Launcher, timeoutMs?: number) => Promise<number | null>
+  /** PIDs of live processes that name the sandbox dir on their command line. */
+  processes: () => number[]
+}
+
+/** Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas) and the router's, all free. */
+async function freePorts (groups: number, replicas: number): Promise<{ routerPort: number, basePort: number }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const basePort = 20_000 + Math.floor(Math.random() * 30_000)
+    const routerPort = basePort + 50
+    const ports = [routerPort]
+    for (let j = 0; j <= replicas; j++) for (let i = 0; i < groups + 4; i++) ports.push(basePort + 100 * j + i)
+    if ((await Promise.all(ports.map(async (p) => await isPortFree('127.0.0.1', p)))).every(Boolean)) return { routerPort, basePort }
+  }
+  throw new Error('no free port range')
+}
+
+export function processesUsing (dir: string): number[] {
+  const out: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) out.push(Number(entry))
+    } catch { /* gone */ }
+  }
+  return out.filter((pid) => pid !== process.pid && isAlive(pid))
+}
+
+export async function localSandbox (t: Test, name: string, shape: { groups: number, replicas: number }): Promise<LocalSandbox> {
+  const dir = mkdtempSync(join(tmpdir(), `shardkv-${name}-`))
+  const http = new HttpClient({ connections: 32 })
+  const launchers: Launcher[] = []
+  t.teardown(async () => {
+    for (const l of launchers) if (isAlive(l.pid)) { try { process.kill(l.pid, 'SIGINT') } catch {} }
+    await waitUntilDead(launchers.map((l) => l.pid), 20_000).catch(() => undefined)
+    const left = processesUsing(dir)
+    for (const pid of left) { try { process.kill(pid, 'SIGKILL') } catch {} }
+    await waitUntilDead(left, 5000).catch(() => undefined)
+    await http.close().catch(() => undefined)
+    if (t.passing() === false) for (const l of launchers) t.comment(`launcher ${l.pid} output:\n${l.output().slice(-4000)}`)
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const { routerPort, basePort } = await freePorts(shape.groups, shape.replicas)
+  const start = async (args: string[] = []): Promise<Launcher> => {
+    const child = spawn(process.execPath, [START, '--data-dir', dir, '--router-port', String(routerPort), '--base-port', String(basePort),
+      '--groups', String(shape.groups), '--replicas', String(shape.replicas), '--workers', '1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let text = ''
+    const waiters = new Set<() => void>()
+    const onData = (d: Buffer): void => { text += d.toString(); for (const w of [...waiters]) w() }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { for (const w of [...waiters]) w(); resolve(code) }))
+    let done = false
+    void exited.then(() => { done = true })
+    const waitFor = async (re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> => await new Promise((resolve, reject) => {
+      const check = (): void => {
+        const m = re.exec(text)
+        if (m !== null) { finish(); resolve(m); return }
+        if (done) { finish(); reject(new Error(`the launcher exited before printing ${String(re)}:\n${text.slice(-3000)}`)) }
+      }
+      const timer = setTimeout(() => { finish(); reject(new Error(`no ${String(re)} within ${timeoutMs} ms:\n${text.slice(-3000)}`)) }, timeoutMs)
+      const finish = (): void => { clearTimeout(timer); waiters.delete(check) }
+      waiters.add(check)
+      check()
+    })
+    const l: Launcher = { child, pid: child.pid ?? -1, output: () => text, exited, waitFor }
+    launchers.push(l)
+    return l
+  }
+  const interrupt = async (l: Launcher, timeoutMs = 30_000): Promise<number | null> => {
+    try { process.kill(l.pid, 'SIGINT') } catch {}
+    const code = await Promise.race([l.exited, sleep(timeoutMs).then(() => 'timeout' as const)])
+    if (code === 'timeout') throw new Error(`the launcher did not exit within ${timeoutMs} ms of SIGINT`)
+    return code
+  }
+  return { dir, http, routerPort, basePort, routerUrl: `http://127.0.0.1:${routerPort}`, start, interrupt, processes: () => processesUsing(dir) }
+}
