@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path'
-import { entryByUrl, readLauncherState, readNodes, updateNodes, type NodeEntry } from '../src/local/nodes-file'
+import { entryByUrl, readLauncherState, processAlive, readNodes, updateNodes, type NodeEntry } from '../src/local/nodes-file'
 import { health } from './shard-process'
 
 /**
@@ -14,15 +14,6 @@ export interface LocalLauncher {
   dataDir: string
   routerUrl: string
   pid: number
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 function sameUrl (a: string, b: string): boolean {
@@ -40,7 +31,7 @@ function sameUrl (a: string, b: string): boolean {
 export function findLocalLauncher (clusterDir: string, routerUrl: string): LocalLauncher | undefined {
   const dataDir = resolve(clusterDir)
   const state = readLauncherState(dataDir)
-  if (state === undefined || !alive(state.pid) || !sameUrl(state.routerUrl, routerUrl)) return undefined
+  if (state === undefined || !processAlive(state.pid) || !sameUrl(state.routerUrl, routerUrl)) return undefined
   return { dataDir, routerUrl: state.routerUrl, pid: state.pid }
 }
 
@@ -56,7 +47,7 @@ export async function startManagedNode (l: LocalLauncher, entry: NodeEntry, time
   const withdraw = (): void => { updateNodes(l.dataDir, (all) => all.filter((n) => n.name !== entry.name)) }
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    if (!alive(l.pid)) {
+    if (!processAlive(l.pid)) {
       withdraw()
       throw new Error(`the local cluster's launcher (pid ${l.pid}) is gone`)
     }
@@ -85,7 +76,7 @@ export async function releaseManagedNode (l: LocalLauncher, url: string, timeout
   updateNodes(l.dataDir, (all) => all.filter((n) => n.name !== entry.name))
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    if (!alive(l.pid)) return { name: entry.name, stopped: false }
+    if (!processAlive(l.pid)) return { name: entry.name, stopped: false }
     if (readLauncherState(l.dataDir)?.nodes[entry.name] === undefined) return { name: entry.name, stopped: true }
     await sleep(200)
   }

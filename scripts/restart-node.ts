@@ -3,7 +3,7 @@ import { existsSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { entryPoint } from '../src/local/launcher'
-import { readLauncherState, readNodeLaunch, readNodes } from '../src/local/nodes-file'
+import { readLauncherState, processAlive, readNodeLaunch, readNodes } from '../src/local/nodes-file'
 import { runScript, UsageError } from './cli'
 
 const HELP = `Usage: npm run restart-node -- --data-dir DIR [options]
@@ -45,7 +45,7 @@ async function main (): Promise<number> {
   if (!existsSync(dataDir) || !statSync(dataDir).isDirectory()) throw new UsageError(`${dataDir} is not a directory: a node whose disk is gone is replaced, not restarted (npm run replace-node)`)
   const owner = readLauncherState(dirname(dataDir))
   const entry = (readNodes(dirname(dataDir)) ?? []).find((n) => n.dataDir === dataDir)
-  if (owner !== undefined && entry !== undefined && alive(owner.pid)) {
+  if (owner !== undefined && entry !== undefined && processAlive(owner.pid)) {
     throw new UsageError(`${entry.name} belongs to the local cluster whose launcher (pid ${owner.pid}) runs in ${dirname(dataDir)}; it restarts the node itself (state: ${owner.nodes[entry.name]?.state ?? 'unknown'})`)
   }
   const launch = readNodeLaunch(dataDir)
@@ -63,15 +63,6 @@ async function main (): Promise<number> {
   process.on('SIGTERM', () => child.kill('SIGTERM'))
   process.on('SIGINT', () => { /* the node got it too and drains */ })
   return await new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal === null ? 1 : 128))))
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 runScript('restart-node', main)

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { MapFile } from '../src/membership/map-file'
 import { groupIds } from '../src/local/cluster'
 import { ManagedCluster } from '../src/local/managed-cluster'
-import { NODES_FILE, readLauncherState, readNodes, type NodeEntry } from '../src/local/nodes-file'
+import { NODES_FILE, readLauncherState, processAlive, readNodes, type NodeEntry } from '../src/local/nodes-file'
 import { describeEvent } from '../src/local/supervised'
 import { PROCESS_RESTART_POLICY } from '../src/supervision/restart-policy'
 import { assertPortsFree, PortBusyError } from '../src/local/ports'
@@ -209,7 +209,7 @@ async function main (): Promise<number> {
   const logDir = join(opts.dataDir, 'logs')
   const cluster = managedCluster(opts, logDir)
   const previous = readLauncherState(opts.dataDir)
-  if (previous !== undefined && isAlive(previous.pid) && previous.pid !== process.pid) {
+  if (previous !== undefined && processAlive(previous.pid) && previous.pid !== process.pid) {
     console.error(`start-local: a launcher (pid ${previous.pid}) already runs this cluster in ${shown(opts.dataDir)}`)
     return 1
   }
@@ -259,15 +259,6 @@ async function main (): Promise<number> {
   console.log(summary(cluster, nodes, opts, logDir))
   // Runs until a signal: the supervisors' children and the nodes-file poll keep the event loop alive.
   return await new Promise<number>(() => {})
-}
-
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 main().then((code) => { process.exitCode = code }, (err: unknown) => {

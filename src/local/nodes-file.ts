@@ -82,6 +82,16 @@ export function readLauncherState (dataDir: string): LauncherState | undefined {
   }
 }
 
+/** Whether a process (a launcher named in launcher.json) still runs; EPERM means it does, as another user's. */
+export function processAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 export function writeLauncherState (dataDir: string, state: LauncherState): void {
   writeJsonAtomic(join(dataDir, LAUNCHER_FILE), state)
 }

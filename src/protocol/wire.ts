@@ -90,10 +90,13 @@ export interface WireRow {
 export interface WireAppliedRequest {
   id: string
   key: string
+  /** When the sender issued the id (ms since the epoch): what expiry goes by. */
   issued: number
   fingerprint: string
+  /** The write's seq on the node that holds the record (an imported record gets a fresh local seq, like imported rows). */
   seq: number
   version: string
+  /** The key held a value before the write (a PUT answered 200, not 201). */
   existed: boolean
 }
 

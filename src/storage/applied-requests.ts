@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3'
 import { META } from './schema'
 import { ShardKvError } from '../protocol/errors'
 import type { RequestStamp } from '../protocol/request-id'
+import type { WireAppliedRequest } from '../protocol/wire'
 
 /**
  * The record of applied request ids: exactly-once writes across retries, failovers and
@@ -27,18 +28,8 @@ import type { RequestStamp } from '../protocol/request-id'
  * an id that another node has already forgotten applying.
  */
 
-export interface AppliedRequest {
-  id: string
-  key: string
-  /** When the sender issued the id (ms since the epoch): what expiry goes by. */
-  issued: number
-  fingerprint: string
-  /** The write's seq here (an imported record gets a fresh local seq, like imported rows). */
-  seq: number
-  version: string
-  /** The key held a value before the write (a PUT answered 200, not 201). */
-  existed: boolean
-}
+/** One record (the wire shape is the stored one; src/protocol/wire.ts documents its fields). */
+export type AppliedRequest = WireAppliedRequest
 
 interface RawApplied { id: string, key: string, issued: number, fingerprint: string, seq: number, version: string, existed: number }
 
