@@ -108,9 +108,9 @@ export class Forwarder implements KvForward {
         // Copy on touch: a write to a key whose copy has not reached its new owner would be
         // judged against nothing (a condition, or 201 Created for a key that exists), and a
         // retry of a write the old owner applied would not be recognised; so the key's row
-        // (insert-if-absent) and its applied requests are copied first.
+        // (insert-if-absent) and the record of this request id are copied first.
         if (source !== undefined && copiedAtEpoch !== table.epoch && (req.method === 'PUT' || req.method === 'DELETE')) {
-          await this.copyOnTouch(req.key, source, url)
+          await this.copyOnTouch(req.key, req.requestId, source, url)
           copiedAtEpoch = table.epoch
         }
         let result = await this.attempt(this.pool(url), path, req, headers)
@@ -170,8 +170,8 @@ export class Forwarder implements KvForward {
     await Promise.all(pools.map(async (p) => { await p.close() }))
   }
 
-  private async copyOnTouch (key: string, source: string, target: string): Promise<void> {
-    const transfer = await this.options.nodes.keyTransfer(source, key)
+  private async copyOnTouch (key: string, requestId: string, source: string, target: string): Promise<void> {
+    const transfer = await this.options.nodes.keyTransfer(source, key, requestId)
     if (transfer.rows.length > 0 || transfer.requests.length > 0) await this.options.nodes.importKeys(target, transfer)
   }
 

@@ -55,9 +55,10 @@ export class NodeClient {
     return (await jsonRequest<StatsReply>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
-  /** What copy on touch moves of a key: its row at a node (tombstone included, or none) and its applied requests. */
-  async keyTransfer (nodeUrl: string, key: string): Promise<WireKeyTransfer> {
-    return (await jsonRequest<WireKeyTransfer>(nodeUrl + INTERNAL.rowPrefix + kvPath(key).slice(4), { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  /** What copy on touch moves of a key: its row at a node (tombstone included, or none) and the record of `requestId`. */
+  async keyTransfer (nodeUrl: string, key: string, requestId: string): Promise<WireKeyTransfer> {
+    const url = `${nodeUrl}${INTERNAL.rowPrefix}${kvPath(key).slice(4)}?request=${encodeURIComponent(requestId)}`
+    return (await jsonRequest<WireKeyTransfer>(url, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   async close (): Promise<void> {

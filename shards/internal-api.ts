@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { INTERNAL, type WireScanReply } from '../src/protocol/wire'
 import { transferFromWire, transferToWire } from '../src/protocol/log-codec'
+import { requireRequestId } from '../src/protocol/request-id'
 import { ShardKvError } from '../src/protocol/errors'
 import { decodeKeySegment } from '../src/protocol/key'
 import { validateMap, MapError, type ClusterMap } from '../src/membership/map'
@@ -132,7 +133,8 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     const url = request.raw.url ?? ''
     const q = url.indexOf('?')
     const key = decodeKeySegment(url.slice(INTERNAL.rowPrefix.length, q === -1 ? url.length : q))
-    return reply.send(transferToWire(migration.keyTransfer(key)))
+    const requestId = (request.query as { request?: unknown }).request
+    return reply.send(transferToWire(migration.keyTransfer(key, requestId === undefined ? undefined : requireRequestId(requestId).id)))
   })
 }
 

@@ -34,7 +34,7 @@ export const INTERNAL = {
   migrationPurge: '/internal/migration/purge',
   /** Row counts of the node's partition (a full count: for progress estimates, not health checks). */
   stats: '/internal/stats',
-  /** `/internal/row/<key>`: what copy on touch moves of a key (a WireKeyTransfer: its row, tombstone included, and its applied requests). */
+  /** `/internal/row/<key>?request=<id>`: what copy on touch moves of a key (a WireKeyTransfer: its row, tombstone included, and the record of request `<id>`). */
   rowPrefix: '/internal/row/'
 } as const
 
@@ -103,8 +103,8 @@ export interface WireAppliedRequest {
 /**
  * What moves with keys to their new owner (a migration batch, or one key copied on
  * touch): rows, the applied-request records of those keys, and the sender's
- * request-id floor. `POST /internal/migration/import` takes it; `GET /internal/row/<key>`
- * answers it (rows: the key's row, tombstone included, or none).
+ * request-id floor. `POST /internal/migration/import` takes it; `GET /internal/row/<key>?request=<id>`
+ * answers it (rows: the key's row, tombstone included, or none; requests: the record of `<id>`, if any).
  */
 export interface WireKeyTransfer {
   rows: WireRow[]

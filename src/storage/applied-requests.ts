@@ -17,8 +17,8 @@ import type { WireAppliedRequest } from '../protocol/wire'
  *
  * The rows travel with the data: ordered by seq they are part of the change log that
  * replication ships (a replica holds every record up to its position, so a promoted
- * replica knows every id its old primary acknowledged), and migration and copy on
- * touch carry the records of moving keys to their new owner.
+ * replica knows every id its old primary acknowledged); migration carries the records
+ * of moving keys to their new owner, and copy on touch the record of the write it is for.
  *
  * They are kept for a window (`--request-id-window`, longer than any retry budget by
  * orders of magnitude) and at most `--request-id-max` of them. Expiry moves the node's
@@ -49,7 +49,6 @@ export class AppliedRequests {
   private readonly insertStmt: Database.Statement<[string, string, number, string, number, string, number]>
   private readonly insertIgnoreStmt: Database.Statement<[string, string, number, string, number, string, number]>
   private readonly afterStmt: Database.Statement<[number, number], RawApplied>
-  private readonly byKeyStmt: Database.Statement<[string], RawApplied>
   private readonly floorStmt: Database.Statement<[], { value: number }>
   private readonly setFloorStmt: Database.Statement<[number]>
   private readonly sweepStmt: Database.Statement<[number, number]>
@@ -64,7 +63,6 @@ export class AppliedRequests {
     this.insertStmt = db.prepare(`INSERT INTO applied_requests (${cols}) VALUES (?, ?, ?, ?, ?, ?, ?)`)
     this.insertIgnoreStmt = db.prepare(`INSERT OR IGNORE INTO applied_requests (${cols}) VALUES (?, ?, ?, ?, ?, ?, ?)`)
     this.afterStmt = db.prepare(`SELECT ${cols} FROM applied_requests WHERE seq > ? ORDER BY seq LIMIT ?`)
-    this.byKeyStmt = db.prepare(`SELECT ${cols} FROM applied_requests WHERE key = ?`)
     this.floorStmt = db.prepare(`SELECT value FROM meta WHERE name = '${META.requestFloor}'`)
     this.setFloorStmt = db.prepare(`INSERT INTO meta (name, value) VALUES ('${META.requestFloor}', ?)
       ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)`)
@@ -109,9 +107,14 @@ export class AppliedRequests {
     return this.afterStmt.all(after, limit).map(fromRaw)
   }
 
-  /** Every record of one key (copy on touch carries them with the row). */
-  ofKey (key: string): AppliedRequest[] {
-    return this.byKeyStmt.all(key).map(fromRaw)
+  /**
+   * The record of one request id, when it wrote `key` (copy on touch carries the record
+   * of the write it is for; the others of the key move with the migration scan). No
+   * index by key: it would cost every write a random b-tree insert.
+   */
+  ofRequest (id: string, key: string): AppliedRequest[] {
+    const found = this.lookupStmt.get(id)
+    return found !== undefined && found.key === key ? [fromRaw(found)] : []
   }
 
   /** A replica stores its primary's records as they are (seq included); true when new. */

@@ -166,11 +166,16 @@ export class MigrationStore {
     return { key: r.key, value: r.value, contentType: r.content_type, version: r.version, deleted: r.deleted === 1, seq: r.seq }
   }
 
-  /** What copy on touch moves for one key: its row (tombstone included), its records, the floor. */
-  keyTransfer (key: string): KeyTransfer {
+  /**
+   * What copy on touch moves for one key: its row (tombstone included), the record of
+   * the request id the touching write carries (so its retry is recognised at the new
+   * owner), and the floor.
+   */
+  keyTransfer (key: string, requestId: string | undefined): KeyTransfer {
     return this.db.transaction((): KeyTransfer => {
       const row = this.row(key)
-      return { rows: row === undefined ? [] : [row], requests: this.store.applied.ofKey(key), floor: this.store.applied.floor() }
+      const requests = requestId === undefined ? [] : this.store.applied.ofRequest(requestId, key)
+      return { rows: row === undefined ? [] : [row], requests, floor: this.store.applied.floor() }
     }).deferred()
   }
 

@@ -39,7 +39,6 @@ const MIGRATIONS: Record<number, string> = {
       existed     INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX applied_requests_by_seq ON applied_requests (seq);
-    CREATE INDEX applied_requests_by_key ON applied_requests (key);
   `
 }
 

@@ -124,7 +124,9 @@ t.test('a moving key\'s records go with it: scan + import, and copy on touch', a
   // Copy on touch of one key: its row (insert-if-absent) and its records.
   const touched = put('m/touched', 'a')
   touched.run(source)
-  const one = transferFromWire(JSON.parse(JSON.stringify(transferToWire(sourceMigration.keyTransfer('m/touched')))) as Record<string, unknown>)
+  t.same(sourceMigration.keyTransfer('m/touched', newRequestId()).requests, [], 'an unknown id: no record')
+  t.same(sourceMigration.keyTransfer('m/other', touched.stamp.id).requests, [], 'an id of another key: no record')
+  const one = transferFromWire(JSON.parse(JSON.stringify(transferToWire(sourceMigration.keyTransfer('m/touched', touched.stamp.id)))) as Record<string, unknown>)
   t.equal(one.rows.length, 1)
   t.equal(one.requests.length, 1)
   const imported = targetMigration.importIfAbsent(one, () => undefined)
