@@ -31,6 +31,8 @@ export class Supervisor {
   private readonly leaving = new Set<number>()
   private port: number
   private shuttingDown = false
+  /** Until the first workers listen, a worker that dies is not replaced: start() decides. */
+  private starting = true
   private rolling = false
   private readonly ownership: OwnershipCache
   private readonly migration: MigrationStore
@@ -68,10 +70,6 @@ export class Supervisor {
   async start (): Promise<void> {
     cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal))
     cluster.on('message', (worker, msg: unknown) => this.onMessage(worker, msg))
-    // Workers share the primary's listening handle only when they ask for the same
-    // port, and a port-0 handle would get a new port if every worker died. So port 0
-    // is resolved once, here, to a concrete free port that every fork then uses.
-    if (this.port === 0) this.port = await freePort(this.config.host)
     // A node that was down may have missed a rebalance's purge: rows its group no longer
     // owns must not survive to be served (or to shadow newer copies) after a promotion.
     const settled = this.ownership.get()
@@ -81,7 +79,7 @@ export class Supervisor {
     }
     // The floor is set before any worker serves: an id older than the window is refused from the start.
     this.expiry = new RequestExpiry({ store: this.store, log: this.log, windowMs: this.config.requestIdWindowMs, maxRecords: this.config.requestIdMax })
-    await Promise.all(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
+    await this.forkInitialWorkers()
     this.shipper.refresh()
     // Installs notify us through the workers; this also catches one made while we were busy.
     setInterval(() => this.shipper.refresh(), 1000).unref()
@@ -90,6 +88,27 @@ export class Supervisor {
     process.on('SIGINT', () => { void this.shutdown('SIGINT') })
     const url = `http://${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.port}`
     this.log.info({ event: 'listening', service: 'shard', url, workers: this.liveWorkers().length, dataDir: this.config.dataDir }, `shard node ${this.store.nodeId} listening on ${url}`)
+  }
+
+  /**
+   * Workers share the primary's listening handle only when they ask for the same port,
+   * and a port-0 handle would get a new port if every worker died. So port 0 is resolved
+   * here to a concrete free port that every fork then uses — and, since another process
+   * may take that port between the probe and the workers' bind, resolved again (a few
+   * times) when the first workers fail to listen.
+   */
+  private async forkInitialWorkers (): Promise<void> {
+    const pickPort = this.port === 0
+    for (let attempt = 1; ; attempt++) {
+      if (pickPort) this.port = await freePort(this.config.host)
+      const forks = await Promise.allSettled(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
+      const failed = forks.find((f): f is PromiseRejectedResult => f.status === 'rejected')
+      if (failed === undefined) break
+      if (!pickPort || attempt >= 3) throw failed.reason
+      this.log.warn({ event: 'listen-retry', port: this.port, attempt, err: (failed.reason as Error).message }, 'workers could not listen on the probed port; trying another')
+      await Promise.all(this.liveWorkers().map(async (w) => await this.retire(w)))
+    }
+    this.starting = false
   }
 
   private liveWorkers (): Worker[] {
@@ -133,7 +152,7 @@ export class Supervisor {
   private onExit (worker: Worker, code: number | null, signal: string | null): void {
     // Whatever the reason, the live list changes now (not when a replacement listens).
     this.broadcastWorkers()
-    if (this.leaving.delete(worker.id) || this.shuttingDown) return
+    if (this.leaving.delete(worker.id) || this.shuttingDown || this.starting) return
     const delay = this.restartPolicy.onCrash(Date.now())
     this.log.error({ event: 'worker-crashed', workerPid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died unexpectedly; replacing it')
     const replace = (): void => {

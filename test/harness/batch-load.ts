@@ -4,7 +4,8 @@ import { HttpClient } from './http'
 import { describe, percentile, prng } from './history'
 import { b64, postBatch, type WireOp, type WireResult } from './batch'
 import { Progress } from './progress'
-import { LinHistory, withLinearizability, type LinOp } from './linearizability'
+import { LinHistory, withLinearizability } from './linearizability-history'
+import type { LinOp } from './linearizability'
 
 /**
  * The batch counterpart of LoadGenerator (./history.ts): C clients, each owning a disjoint

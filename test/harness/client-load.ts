@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { KvError, NotFoundError, type KvClient, type PutResult } from '../../src/client'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { Progress } from './progress'
-import { LinHistory, withLinearizability } from './linearizability'
+import { LinHistory, withLinearizability } from './linearizability-history'
 
 /**
  * The history-checked load of test/harness/history.ts, driven through the TypeScript

@@ -3,7 +3,8 @@ import { HttpClient, type HttpResponse } from './http'
 import { kvPath } from '../../src/protocol/key'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { Progress } from './progress'
-import { LinHistory, withLinearizability, type LinOp } from './linearizability'
+import { LinHistory, withLinearizability } from './linearizability-history'
+import type { LinOp } from './linearizability'
 
 export * from './checker'
 

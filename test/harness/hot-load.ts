@@ -3,7 +3,8 @@ import { HttpClient } from './http'
 import { kvPath } from '../../src/protocol/key'
 import { describe, percentile, prng } from './history'
 import { Progress } from './progress'
-import { LinHistory, type LinOp, type LinOptions, type LinReport } from './linearizability'
+import { LinHistory } from './linearizability-history'
+import type { LinOp, LinOptions, LinReport } from './linearizability'
 
 /**
  * A hot-key load: C clients sharing a few keys, each client doing PUT (values unique to

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { checkKey, checkLinearizable, describeOp, LinHistory, type LinOp } from '../harness/linearizability'
+import { checkKey, describeOp, type LinOp } from '../harness/linearizability'
+import { checkLinearizable, LinHistory } from '../harness/linearizability-history'
 import { prng } from '../harness/history'
 
 /**
