@@ -36,10 +36,17 @@ export interface ShipperOptions {
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
+/** How long after an in-sync ask the primary asks again while the map does not list the replica. */
+const IN_SYNC_RETRY_MS = 2000
+
 class ReplicaLink implements ReplicaAck {
   acked = -1
   /** Asked the coordinator to mark in-sync: waited for from then on. */
   pending = false
+  /** An in-sync ask is in flight. */
+  asking = false
+  /** When the last in-sync ask went out (an unanswered or refused one is asked again). */
+  askedAt = 0
   /** The coordinator confirmed it out of the set; ignore until the map says in-sync again. */
   dropped = false
   failingSince: number | undefined
@@ -199,14 +206,24 @@ export class Shipper {
     }
   }
 
+  /**
+   * A caught-up replica the map does not list as in-sync is asked for — again every
+   * IN_SYNC_RETRY_MS while the map still does not list it: an ask that failed (the
+   * coordinator was unreachable, or answered late) must not leave the group without a
+   * replica it may promote. It stays in the ack set meanwhile (pending): waiting for it
+   * is always safe, and the coordinator may have applied an ask whose answer was lost.
+   */
   private considerInSync (link: ReplicaLink, local: number): void {
     const { ownership, coordinator } = this.opts.view()
     const inMap = ownership.peers.find((p) => p.url === link.url)?.inSync === true
-    if (inMap || link.pending || link.failingSince !== undefined || link.acked < local || coordinator === undefined) return
+    if (inMap || link.asking || link.failingSince !== undefined || link.acked < local || coordinator === undefined) return
+    if (link.pending && Date.now() - link.askedAt < IN_SYNC_RETRY_MS) return
+    if (!link.pending) this.opts.log.info({ event: 'replica-caught-up', replica: link.url, position: link.acked }, 'replica caught up; asking to mark it in-sync')
     link.pending = true
     link.dropped = false
-    this.opts.log.info({ event: 'replica-caught-up', replica: link.url, position: link.acked }, 'replica caught up; asking to mark it in-sync')
-    void this.askCoordinator(coordinator, link, true)
+    link.asking = true
+    link.askedAt = Date.now()
+    void this.askCoordinator(coordinator, link, true).finally(() => { link.asking = false })
   }
 
   private async considerDrop (link: ReplicaLink): Promise<void> {
