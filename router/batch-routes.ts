@@ -29,7 +29,7 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
   const { batches, metrics, limits, maxBatchBytes, isDraining } = options
 
   const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const ops = parseBatch(jsonBytes(request.body), limits)
+    const ops = parseBatch(jsonBytes(request), limits)
     metrics.countBatch(ops)
     // A client that retries a batch sends its id again, so every write in it applies once.
     const clientId = request.headers[HEADER.requestId]

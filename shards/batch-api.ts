@@ -71,7 +71,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
     senderEpoch(request)
     const header = request.headers[HEADER.requestId]
     const batchId = header === undefined ? undefined : requireRequestId(header, BATCH_ID_ROOM)
-    const ops = parseBatch(jsonBytes(request.body), limits)
+    const ops = parseBatch(jsonBytes(request), limits)
     const view = servingView(store, ownership)
 
     const results: BatchResult[] = new Array(ops.length)

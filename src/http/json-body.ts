@@ -1,8 +1,18 @@
 import type { FastifyRequest } from 'fastify'
 import { ShardKvError } from '../protocol/errors'
 
-/** A JSON request body, which the raw-bytes parser hands over as a Buffer. */
-export function jsonBytes (body: unknown): unknown {
+const JSON_MEDIA_TYPE = /^application\/json\s*(;|$)/i
+
+/**
+ * A JSON request body, which the raw-bytes parser hands over as a Buffer. JSON
+ * endpoints take `Content-Type: application/json` only: a browser sends that cross-site
+ * only after a CORS preflight, which nothing here answers, so no page a user visits can
+ * post a batch or an admin call as an HTML form would.
+ */
+export function jsonBytes (request: FastifyRequest): unknown {
+  const type = request.headers['content-type']
+  if (type === undefined || !JSON_MEDIA_TYPE.test(type)) throw new ShardKvError('unsupported', 'this endpoint takes Content-Type: application/json')
+  const body = request.body
   if (!Buffer.isBuffer(body) || body.length === 0) throw new ShardKvError('invalid_request', 'a JSON body is required')
   try {
     return JSON.parse(body.toString('utf8'))
@@ -13,7 +23,7 @@ export function jsonBytes (body: unknown): unknown {
 
 /** Admin and internal endpoints take JSON objects. */
 export function jsonBody (request: FastifyRequest): Record<string, unknown> {
-  const parsed = jsonBytes(request.body)
+  const parsed = jsonBytes(request)
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new ShardKvError('invalid_request', 'the body must be a JSON object')
   return parsed as Record<string, unknown>
 }

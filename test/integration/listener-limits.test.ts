@@ -1,13 +1,15 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { startCluster, isAlive } from '../harness/cluster'
+import { ADMIN, BATCH_PATH, CLUSTER_PATH } from '../../src/protocol/wire'
 
 /**
  * Every port is reachable by strangers (issue 8, limits): a client that sends its
  * headers or its body a byte at a time is cut within the configured timeouts (408 with
  * a JSON error where an answer is possible), idle connections past the cap are closed at
  * once, and none of it changes data or takes a process down. Stored content types are
- * bounded, and values are served with `X-Content-Type-Options: nosniff`. Router and shard
+ * bounded, values are served with `X-Content-Type-Options: nosniff`, and JSON endpoints
+ * refuse any other content type (no cross-site form posts). Router and shard
  * nodes share the listener setup (src/http/server.ts); both are probed.
  */
 
@@ -100,6 +102,17 @@ t.test('slow clients are cut, connection floods are capped, stored content types
     t.equal(res.json<{ error: string }>().error, 'invalid_header')
   }
   t.equal((await c.http.get(c.routerUrl, 'lim/ct')).status, 404, 'and nothing was stored')
+
+  // JSON endpoints take application/json only: no cross-site form post reaches them.
+  const batch = JSON.stringify({ ops: [{ op: 'put', key: 'lim/form', value: 'dg==' }] })
+  for (const [what, url] of [['router batch', c.routerUrl + BATCH_PATH], ['node batch', node.url + BATCH_PATH], ['admin', c.routerUrl + ADMIN.groups]] as const) {
+    for (const type of ['text/plain', 'application/x-www-form-urlencoded', undefined]) {
+      const res = await c.http.request('POST', url, { body: what === 'admin' ? JSON.stringify({ id: 'g9', url: node.url }) : batch, headers: type === undefined ? {} : { 'content-type': type } })
+      t.equal(res.status, 415, `${what} with ${type ?? 'no'} Content-Type: 415`)
+    }
+  }
+  t.equal((await c.http.get(c.routerUrl, 'lim/form')).status, 404, 'no refused batch wrote anything')
+  t.equal((await c.http.getJson<{ groups: unknown[] }>(c.routerUrl + CLUSTER_PATH)).groups.length, 1, 'no refused admin call added a group')
 
   const pidsAfter = await c.pids()
   t.same([...pidsAfter], [...pidsBefore], 'the same processes serve: nothing crashed')
