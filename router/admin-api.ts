@@ -1,10 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { jsonBody } from '../src/http/json-body'
-import { ADMIN, HEALTH_PATH } from '../src/protocol/wire'
+import { ADMIN } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { planAdd, planRemove, RebalanceError } from '../src/membership/rebalance'
 import { normalizeNodeUrl, MapError, type ClusterMap } from '../src/membership/map'
-import { jsonRequest } from '../src/client/http'
 import type { Rebalancer } from './rebalancer'
 import type { NodeClient } from './node-client'
 
@@ -53,11 +52,7 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     // The new node must answer, and must not hold keys: a node that still has rows
     // from an earlier life would serve them as current once it owns their keys.
     for (const node of [plan.spec?.url ?? url, ...(plan.spec?.replicas ?? [])]) {
-      try {
-        await jsonRequest(node + HEALTH_PATH, { timeoutMs: 3000 })
-      } catch (err) {
-        throw new ShardKvError('invalid_request', `the node ${node} is not healthy: ${(err as Error).message}`)
-      }
+      await ctx.nodes.probe(node)
       const stats = await ctx.nodes.stats(node)
       if (stats.keys > 0) throw new ShardKvError('conflict', `the node ${node} already holds ${stats.keys} keys; start the new group on empty data dirs`)
     }

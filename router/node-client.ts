@@ -1,5 +1,6 @@
-import { Agent } from 'undici'
-import { INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
+import { Agent, request } from 'undici'
+import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
+import { ShardKvError } from '../src/protocol/errors'
 import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
 import type { ClusterMap } from '../src/membership/map'
@@ -10,6 +11,9 @@ import type { ClusterMap } from '../src/membership/map'
  * apart from the data plane's, so a slow migration batch never queues client traffic.
  */
 
+/** Most of a probed address's answer the router reads. */
+const PROBE_MAX_BYTES = 64 * 1024
+
 export interface PurgeReply { deleted: number, next: string, done: boolean }
 export interface StatsReply { keys: number, tombstones: number, position: number }
 
@@ -18,6 +22,32 @@ export class NodeClient {
 
   constructor (private readonly timeoutMs = 30_000) {
     this.agent = new Agent({ connections: 8, keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+  }
+
+  /**
+   * Checks that `nodeUrl` answers /healthz as a shardkv shard node before an admin call
+   * puts it in the map. The URL comes from the caller, so nothing the address answers is
+   * relayed (no port-scan or response oracle), and at most 64 KiB of it is read.
+   */
+  async probe (nodeUrl: string): Promise<void> {
+    const refused = new ShardKvError('invalid_request', `${nodeUrl} does not answer as a shardkv shard node`)
+    try {
+      const res = await request(nodeUrl + HEALTH_PATH, { dispatcher: this.agent, headersTimeout: 3000, bodyTimeout: 3000 })
+      const chunks: Buffer[] = []
+      let size = 0
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length
+        if (size > PROBE_MAX_BYTES) {
+          res.body.destroy()
+          throw refused
+        }
+        chunks.push(chunk as Buffer)
+      }
+      const health = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { nodeId?: unknown, role?: unknown } | null
+      if (res.statusCode !== 200 || typeof health?.nodeId !== 'string' || typeof health.role !== 'string') throw refused
+    } catch {
+      throw refused
+    }
   }
 
   /** Installs `map` on a node, telling it which group and which node (`self`) it is. */

@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify'
-import { ADMIN, HEALTH_PATH, INTERNAL_REPLICATION } from '../src/protocol/wire'
+import { ADMIN, INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { normalizeNodeUrl, MapError, type ClusterMap } from '../src/membership/map'
 import { addReplica, removeReplica, setInSync, ReplicationMapError } from '../src/replication/map-changes'
-import { jsonRequest } from '../src/client/http'
 import type { NodeClient } from './node-client'
 import { jsonBody } from '../src/http/json-body'
 
@@ -51,11 +50,7 @@ export function registerReplicationRoutes (app: FastifyInstance, ctx: Replicatio
     } catch (err) {
       typed(err)
     }
-    try {
-      await jsonRequest(url + HEALTH_PATH, { timeoutMs: 3000 })
-    } catch (err) {
-      throw new ShardKvError('invalid_request', `the node ${url} is not healthy: ${(err as Error).message}`)
-    }
+    await ctx.nodes.probe(url)
     try {
       const map = await ctx.transition(`${id}: add replica ${url}`, (current) => addReplica(current, id, url))
       return await reply.code(201).send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { connect, type Socket } from 'node:net'
+import { connect, type AddressInfo, type Socket } from 'node:net'
+import { createServer } from 'node:http'
 import { startCluster, isAlive } from '../harness/cluster'
 import { ADMIN, BATCH_PATH, CLUSTER_PATH } from '../../src/protocol/wire'
 
@@ -9,7 +10,8 @@ import { ADMIN, BATCH_PATH, CLUSTER_PATH } from '../../src/protocol/wire'
  * a JSON error where an answer is possible), idle connections past the cap are closed at
  * once, and none of it changes data or takes a process down. Stored content types are
  * bounded, values are served with `X-Content-Type-Options: nosniff`, and JSON endpoints
- * refuse any other content type (no cross-site form posts). Router and shard
+ * refuse any other content type (no cross-site form posts); an admin call naming a URL
+ * that is not a shardkv node relays nothing of what that address answered. Router and shard
  * nodes share the listener setup (src/http/server.ts); both are probed.
  */
 
@@ -113,6 +115,21 @@ t.test('slow clients are cut, connection floods are capped, stored content types
   }
   t.equal((await c.http.get(c.routerUrl, 'lim/form')).status, 404, 'no refused batch wrote anything')
   t.equal((await c.http.getJson<{ groups: unknown[] }>(c.routerUrl + CLUSTER_PATH)).groups.length, 1, 'no refused admin call added a group')
+
+  // An admin call names a URL the router connects to: nothing that address answers is relayed.
+  const stranger = createServer((_req, res) => { res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"internal","message":"SECRET-from-the-stranger"}') })
+  await new Promise<void>((resolve) => stranger.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { stranger.close() })
+  const strangerUrl = `http://127.0.0.1:${(stranger.address() as AddressInfo).port}`
+  for (const [what, url, body] of [
+    ['add a group', c.routerUrl + ADMIN.groups, { id: 'g9', url: strangerUrl }],
+    ['add a replica', `${c.routerUrl}${ADMIN.groups}/g1/replicas`, { url: strangerUrl }]
+  ] as const) {
+    const res = await c.http.request('POST', url, { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+    t.equal(res.status, 400, `${what} at a non-shardkv address: 400`)
+    t.notMatch(res.text(), /SECRET/, `${what}: nothing the address answered is relayed (${res.text().slice(0, 160)})`)
+  }
+  t.equal((await c.http.getJson<{ groups: Array<{ nodes: unknown[] }> }>(c.routerUrl + CLUSTER_PATH)).groups[0]?.nodes.length, 1, 'the map did not change')
 
   const pidsAfter = await c.pids()
   t.same([...pidsAfter], [...pidsBefore], 'the same processes serve: nothing crashed')
