@@ -55,6 +55,7 @@ async function freePorts (groups: number, replicas: number): Promise<{ routerPor
   throw new Error('no free port range')
 }
 
+/** PIDs of live processes whose command line names `dir` (a detached node and its workers carry their data dir in argv). */
 export function processesUsing (dir: string): number[] {
   const out: number[] = []
   for (const entry of readdirSync('/proc')) {

@@ -1,11 +1,12 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createServer } from 'node:net'
 import { startCluster, clusterOutput, isAlive, sleep, waitUntilDead } from '../harness/cluster'
 import { checkPlacement, clusterView, keyRange, preload, readAll } from '../harness/rebalance'
+import { processesUsing } from '../harness/local-launcher'
 
 /**
  * The operator scripts (scripts/add-shard.ts, scripts/remove-shard.ts) as an operator
@@ -54,17 +55,6 @@ async function deadPort (): Promise<number> {
   })
 }
 
-/** PIDs of live processes whose command line names `dir` (a detached node and its workers carry their data dir in argv). */
-function processesUsing (dir: string): number[] {
-  const out: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(dir)) out.push(Number(entry))
-    } catch { /* gone */ }
-  }
-  return out.filter((pid) => pid !== process.pid && isAlive(pid))
-}
 
 t.test('add-shard and remove-shard against a live cluster', async (t) => {
   const c = await startCluster(t, { name: 'rb-scripts', shards: 3, workers: 1 })
