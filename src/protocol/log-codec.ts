@@ -35,7 +35,7 @@ function isSeq (v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
 }
 
-export function appliedRequestFromWire (v: unknown): AppliedRequest {
+function appliedRequestFromWire (v: unknown): AppliedRequest {
   const r = v as Partial<WireAppliedRequest> | null
   if (r === null || typeof r !== 'object' || typeof r.id !== 'string' || parseRequestId(r.id) === undefined ||
       typeof r.key !== 'string' || !isSeq(r.issued) || typeof r.fingerprint !== 'string' || r.fingerprint.length > 64 ||
@@ -57,11 +57,11 @@ function floorFromWire (v: unknown): number {
   return v
 }
 
-export function rowToWire (r: MigratingRow): WireRow {
+function rowToWire (r: MigratingRow): WireRow {
   return { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, deleted: r.deleted }
 }
 
-export function rowFromWire (value: unknown): MigratingRow {
+function rowFromWire (value: unknown): MigratingRow {
   const r = value as Partial<WireRow> | null
   if (r === null || typeof r !== 'object' || typeof r.key !== 'string' || typeof r.value !== 'string' ||
       typeof r.contentType !== 'string' || typeof r.version !== 'string' || r.version.length === 0) {

@@ -38,7 +38,7 @@ export interface SweepResult { deleted: number, floor: number }
 const SWEEP_BATCH = 5000
 
 /** Ids may come from a client whose clock runs ahead, but not by more than this. */
-export const MAX_ISSUE_AHEAD_MS = 10 * 60_000
+const MAX_ISSUE_AHEAD_MS = 10 * 60_000
 
 function fromRaw (r: RawApplied): AppliedRequest {
   return { id: r.id, key: r.key, issued: r.issued, fingerprint: r.fingerprint, seq: r.seq, version: r.version, existed: r.existed === 1 }
