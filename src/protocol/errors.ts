@@ -6,6 +6,10 @@ export const ERROR_STATUS = {
   invalid_key: 400,
   invalid_header: 400,
   invalid_request: 400,
+  /** No credential, or one that is not valid (peer secret, client token, client certificate). */
+  unauthenticated: 401,
+  /** A valid credential whose roles or key prefix do not cover the request. */
+  forbidden: 403,
   not_found: 404,
   no_route: 404,
   method_not_allowed: 405,
@@ -29,6 +33,8 @@ export const ERROR_STATUS = {
   /** A request id already applied to another operation (method, key, value, preconditions). */
   idempotency_key_reused: 422,
   unsupported: 415,
+  /** Past a per-token or per-address rate limit; the answer carries Retry-After. */
+  rate_limited: 429,
   misdirected: 421,
   unavailable: 503,
   upstream_error: 502,

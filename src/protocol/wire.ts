@@ -61,7 +61,12 @@ export const HEADER = {
   /** Shard → router on a 404: the key has a tombstone here (so no fallback read is needed). */
   tombstone: 'x-shardkv-tombstone',
   /** Set by the router on a response when it retried the upstream call. */
-  retries: 'x-shardkv-retries'
+  retries: 'x-shardkv-retries',
+  /**
+   * The cluster secret, on every peer request (coordinator, routers, shard nodes to
+   * each other, including the router's forwarded data requests). See src/auth/peer.ts.
+   */
+  peerAuth: 'x-shardkv-peer-auth'
 } as const
 
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
