@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path'
-import { groupSpec, launchRouter, launchShard, stopAll, type LaunchedProcess } from './launcher'
+import { groupSpec, launchRouter, launchShard, stopAll, type LaunchCredentials, type LaunchedProcess } from './launcher'
+import { peerPortFor } from './nodes-file'
 
 /**
  * A whole single-machine cluster: one shard node per group plus a router that knows
@@ -28,6 +29,11 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv
   shardArgs?: string[]
   routerArgs?: string[]
+  /**
+   * Given to every process (make them with ensureCredentials of src/local/credentials.ts).
+   * Absent: an unauthenticated cluster — what the benchmarks measure their baseline on.
+   */
+  credentials?: LaunchCredentials
   /** Called as soon as each process is up, so a signal handler can stop a half-started cluster. */
   onLaunched?: (process: LaunchedProcess) => void
 }
@@ -58,7 +64,8 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
   const ids = groupIds(opts.groups)
   if (ids.length === 0) throw new RangeError('a cluster needs at least one group')
   const logFile = (name: string): string | undefined => opts.logDir === undefined ? undefined : join(opts.logDir, `${name}.log`)
-  const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env }
+  const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env, credentials: opts.credentials }
+  const peerPort = (port: number): number => peerPortFor(port) ?? 0
 
   const replicaCount = opts.replicas ?? 0
   const launched: LaunchedProcess[] = []
@@ -69,6 +76,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
       group,
       dataDir: join(dataDir, name),
       port: opts.basePort === undefined || opts.basePort === 0 ? 0 : port,
+      peerPort: opts.basePort === undefined || opts.basePort === 0 ? 0 : peerPort(port),
       workers: opts.workers,
       synchronous: opts.synchronous,
       extraArgs: opts.shardArgs,
@@ -102,6 +110,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
       name: 'router',
       dataDir: routerDataDir,
       port: opts.routerPort ?? 0,
+      peerPort: peerPort(opts.routerPort ?? 0),
       groups: shards.map((s) => groupSpec(s.group, s.process, undefined, s.replicas)),
       extraArgs: opts.routerArgs,
       logFile: logFile('router')
