@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { join, resolve } from 'node:path'
 import { AdminClient } from '../src/client/admin'
 import { freePeerPort, freePort, startDetachedShard, stopNode } from './shard-process'
-import { adminToken, nodeCredentials, TOKEN_HELP, TOKEN_OPTION } from './auth'
+import { adminToken, nodeCredentials, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { validateWeight } from '../src/membership/map'
 import { watchRebalance } from './progress'
@@ -31,7 +31,7 @@ Options:
   --workers N        worker processes for the new node (default: available parallelism)
   --replicas N       also start N replica nodes for the group (default 0; ports free, data <data-dir>-rJ)
   --no-wait          return once the rebalance has started
-${TOKEN_HELP}
+${tokenHelp(21)}
   --help             this text`
 
 async function main (): Promise<number> {

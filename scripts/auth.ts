@@ -15,7 +15,10 @@ export const TOKEN_ENV = 'SHARDKV_TOKEN'
 
 /** The `--token` option and its help line, shared by the scripts that call the admin API. */
 export const TOKEN_OPTION = { token: { type: 'string' } } as const
-export const TOKEN_HELP = `  --token T        admin token (default: $${TOKEN_ENV}, else <cluster-dir>/admin-token when it exists)`
+/** The help line of --token, its text starting at `column` like the script's other options. */
+export function tokenHelp (column: number): string {
+  return `  ${'--token T'.padEnd(column - 2)}admin token (default: $${TOKEN_ENV}, else <cluster-dir>/admin-token when it exists)`
+}
 
 /** The admin token: --token, else $SHARDKV_TOKEN, else <cluster-dir>/admin-token; undefined when none is set. */
 export function adminToken (flag: string | undefined, clusterDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {

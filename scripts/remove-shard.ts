@@ -4,7 +4,7 @@ import { health, stopNode } from './shard-process'
 import { findLocalLauncher, releaseManagedNode } from './local-launcher'
 import { watchRebalance } from './progress'
 import { runScript, UsageError } from './cli'
-import { adminToken, TOKEN_HELP, TOKEN_OPTION } from './auth'
+import { adminToken, tokenHelp, TOKEN_OPTION } from './auth'
 
 const HELP = `Usage: npm run remove-shard -- --id ID [options]
 
@@ -19,7 +19,7 @@ Options:
   --keep-node    leave the drained node running
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
   --no-wait      return once the rebalance has started
-${TOKEN_HELP}
+${tokenHelp(17)}
   --help         this text`
 
 async function main (): Promise<number> {

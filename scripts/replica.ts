@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs'
 import { AdminClient } from '../src/client/admin'
 import { runScript, UsageError } from './cli'
 import { freePeerPort, freePort, startDetachedShard, health, stopNode } from './shard-process'
-import { adminToken, nodeCredentials, TOKEN_HELP, TOKEN_OPTION } from './auth'
+import { adminToken, nodeCredentials, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { readNodes } from '../src/local/nodes-file'
 
@@ -32,7 +32,7 @@ Options:
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
   --workers N      add: worker processes for the new node
   --keep-node      remove: leave the node running
-${TOKEN_HELP}
+${tokenHelp(19)}
   --help           this text`
 
 type Mode = 'add' | 'remove' | 'replace'
