@@ -11,8 +11,8 @@ const HELP = `Usage: npm run restart-node -- --data-dir DIR [options]
 
 Starts a shard node again from its data directory, in the foreground, as it last ran
 (host, port, peer port, group, workers and credentials files come from DIR/launch.json,
-written whenever a node is started by npm start, add-shard or add-replica; a node without
-recorded credentials gets those of the cluster dir above DIR, as add-shard would give it). It prints the equivalent
+written whenever a node is started by npm start, add-shard or add-replica; without
+recorded credentials it gets those of the cluster dir above DIR). It prints the equivalent
 \`node dist/shards/main.js ...\` line, so the same works on any machine. A node that
 was a primary and was replaced meanwhile learns it from the coordinator, resyncs from
 the new primary and rejoins as a replica. Ctrl-C stops it.
