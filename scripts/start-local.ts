@@ -144,9 +144,10 @@ function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): voi
 
 function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string, creds: LocalCredentials | undefined): string {
   const rows = [
-    { name: 'router', url: cluster.routerUrl, data: join(opts.dataDir, 'router') },
-    ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), data: n.dataDir }))
+    { name: 'router', url: cluster.routerUrl, peer: readNodesFile(opts.dataDir)?.router?.peerPort, data: join(opts.dataDir, 'router') },
+    ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), peer: n.peerPort, data: n.dataDir }))
   ]
+  const peerWidth = Math.max(...rows.map((r) => String(r.peer ?? '-').length))
   const urlWidth = Math.max(...rows.map((r) => r.url.length))
   const dataWidth = Math.max(...rows.map((r) => shown(r.data).length))
   const nameWidth = Math.max(8, ...rows.map((r) => r.name.length))
@@ -157,7 +158,7 @@ function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: St
   return [
     `shardkv local cluster is up (${groups} group${groups === 1 ? '' : 's'}, ${nodes.length} shard node${nodes.length === 1 ? '' : 's'})`,
     '',
-    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
+    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  peer ${String(r.peer ?? '-').padEnd(peerWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
     '',
     ...credentialLines(creds),
     'Try:',

@@ -6,6 +6,9 @@ import { peerPortFor } from './nodes-file'
  * A whole single-machine cluster: one shard node per group plus a router that knows
  * them, started once and not supervised (the benchmark: free ports, a temp dir). `npm
  * start` runs a supervised cluster instead (managed-cluster.ts), with the same launcher.
+ * With fixed ports every process also gets a peer listener on its port + 10000, as npm
+ * start gives them. With free ports it gets none: the benchmarks restart a killed node on
+ * its data port alone, and a free peer port would change under the map's feet.
  */
 
 export interface LocalClusterOptions {
@@ -65,7 +68,6 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
   if (ids.length === 0) throw new RangeError('a cluster needs at least one group')
   const logFile = (name: string): string | undefined => opts.logDir === undefined ? undefined : join(opts.logDir, `${name}.log`)
   const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env, credentials: opts.credentials }
-  const peerPort = (port: number): number => peerPortFor(port) ?? 0
 
   const replicaCount = opts.replicas ?? 0
   const launched: LaunchedProcess[] = []
@@ -76,7 +78,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
       group,
       dataDir: join(dataDir, name),
       port: opts.basePort === undefined || opts.basePort === 0 ? 0 : port,
-      peerPort: opts.basePort === undefined || opts.basePort === 0 ? 0 : peerPort(port),
+      peerPort: opts.basePort === undefined || opts.basePort === 0 ? undefined : peerPortFor(port),
       workers: opts.workers,
       synchronous: opts.synchronous,
       extraArgs: opts.shardArgs,
@@ -110,7 +112,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
       name: 'router',
       dataDir: routerDataDir,
       port: opts.routerPort ?? 0,
-      peerPort: peerPort(opts.routerPort ?? 0),
+      peerPort: peerPortFor(opts.routerPort ?? 0),
       groups: shards.map((s) => groupSpec(s.group, s.process, undefined, s.replicas)),
       extraArgs: opts.routerArgs,
       logFile: logFile('router')
