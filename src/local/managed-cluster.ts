@@ -38,6 +38,8 @@ export class ManagedCluster {
   private timer: NodeJS.Timeout | undefined
   private reconciling: Promise<void> = Promise.resolve()
   private lastFile = ''
+  /** From the nodes file (desiredNodes), so that every restart of the router listens on the same one. */
+  private routerPeerPort: number | undefined
   private stopped = false
 
   constructor (private readonly opts: ManagedClusterOptions) {}
@@ -59,6 +61,7 @@ export class ManagedCluster {
     const file = readNodesFile(this.opts.dataDir)
     const nodes = (file?.nodes ?? initial).map((n) => n.peerPort !== undefined ? n : { ...n, peerPort: peerPortFor(n.port) })
     const routerPeerPort = file?.router?.peerPort ?? peerPortFor(this.opts.routerPort)
+    this.routerPeerPort = routerPeerPort
     const router = routerPeerPort === undefined ? {} : { router: { peerPort: routerPeerPort } }
     if (JSON.stringify({ nodes, ...router }) !== JSON.stringify(file)) writeNodesFile(this.opts.dataDir, { nodes, ...router })
     return nodes
@@ -87,8 +90,7 @@ export class ManagedCluster {
         groups: [...groups].map(([id, urls]) => `${id}=${urls.join('+')}`),
         logFile: join(this.opts.logDir, 'router.log'),
         detached: true,
-        // Read at each launch: the nodes file is where the router's peer port is kept.
-        peerPort: readNodesFile(this.opts.dataDir)?.router?.peerPort,
+        peerPort: this.routerPeerPort,
         credentials: this.opts.credentials
       })
     })
