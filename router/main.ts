@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig, ROUTER_OPTIONS, usage, type RouterConfig } from '../src/config/options'
 import { createLogger, type Logger } from '../src/log'
+import { protectedModeRefusal } from '../src/auth/protected-mode'
 import type { ListeningEvent } from '../src/protocol/wire'
 import { startRouter, type RunningRouter } from './server'
 
@@ -60,6 +61,11 @@ async function main (): Promise<void> {
     return
   }
   const config = configOrExit()
+  const refusal = protectedModeRefusal({ host: config.host, hasSecret: config.clusterSecretFile !== '', hasTokens: config.tokensFile !== '', insecure: config.insecure })
+  if (refusal !== undefined) {
+    process.stderr.write(`shardkv router: ${refusal}\n`)
+    process.exit(1)
+  }
   const log = createLogger({ component: 'router' }, config.logLevel)
   installCrashHandlers(log)
   let router: RunningRouter

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
 import { join, resolve } from 'node:path'
 import { AdminClient } from '../src/client/admin'
-import { freePort, startDetachedShard, stopNode } from './shard-process'
+import { freePeerPort, freePort, startDetachedShard, stopNode } from './shard-process'
+import { adminToken, nodeCredentials, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { validateWeight } from '../src/membership/map'
 import { watchRebalance } from './progress'
@@ -15,7 +16,8 @@ until it is healthy, adds it through the router's admin API and shows the rebala
 until it settles. When \`npm start\` runs the cluster (a launcher in --cluster-dir for
 this --router), the launcher starts and supervises the node: it stops with the
 cluster and starts again with the next \`npm start\`. Otherwise the node runs detached,
-logging to <data-dir>/../logs/<id>.log.
+logging to <data-dir>/../logs/<id>.log. The admin token and the credentials files for new
+nodes come from --cluster-dir (where npm start keeps them), unless given.
 
 Options:
   --router URL       router to talk to (default http://127.0.0.1:8080)
@@ -29,6 +31,7 @@ Options:
   --workers N        worker processes for the new node (default: available parallelism)
   --replicas N       also start N replica nodes for the group (default 0; ports free, data <data-dir>-rJ)
   --no-wait          return once the rebalance has started
+${tokenHelp(21)}
   --help             this text`
 
 async function main (): Promise<number> {
@@ -45,7 +48,8 @@ async function main (): Promise<number> {
       workers: { type: 'string' },
       replicas: { type: 'string', default: '0' },
       'no-wait': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false }
+      help: { type: 'boolean', default: false },
+      ...TOKEN_OPTION
     },
     strict: true
   })
@@ -64,7 +68,7 @@ async function main (): Promise<number> {
   const replicaCount = Number(values.replicas)
   if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new UsageError('--replicas must be an integer from 0 to 8')
   if (values.url !== undefined && replicaCount > 0) throw new UsageError('--replicas starts nodes; with --url, add replicas afterwards with add-replica')
-  const admin = new AdminClient(values.router.replace(/\/$/, ''))
+  const admin = new AdminClient(values.router.replace(/\/$/, ''), { token: adminToken(values.token, values['cluster-dir']) })
   const cluster = await admin.cluster()
   if (cluster.rebalance !== undefined && cluster.rebalance !== null && cluster.rebalance.phase !== 'done') {
     throw new UsageError(`a rebalance (${cluster.rebalance.id}) is still running; wait for it to finish`)
@@ -109,8 +113,9 @@ async function startGroupNodes (id: string, dataDir: string, opts: { host: strin
     if (l !== undefined) {
       if (opts.host !== '127.0.0.1') throw new UsageError('nodes of a local cluster listen on 127.0.0.1 (drop --host)')
       const port = j === 0 && opts.port !== 0 ? opts.port : await freePort(opts.host)
-      process.stderr.write(`asking the local cluster's launcher (pid ${l.pid}) to start shard node ${name} (port ${port}, data ${dir}) ...\n`)
-      const node = await startManagedNode(l, { name, group: id, port, dataDir: dir, ...(opts.workers === undefined ? {} : { workers: opts.workers }) })
+      const peerPort = await freePeerPort(opts.host, port)
+      process.stderr.write(`asking the local cluster's launcher (pid ${l.pid}) to start shard node ${name} (port ${port}, peer port ${peerPort}, data ${dir}) ...\n`)
+      const node = await startManagedNode(l, { name, group: id, port, peerPort, dataDir: dir, ...(opts.workers === undefined ? {} : { workers: opts.workers }) })
       started.push({ ...node, stop: async () => await releaseManagedNode(l, node.url) })
       process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid}), supervised by the launcher\n`)
       continue
@@ -118,7 +123,7 @@ async function startGroupNodes (id: string, dataDir: string, opts: { host: strin
     if (j === 0) process.stderr.write(detachedNotice(opts.clusterDir))
     const logFile = join(dataDir, '..', 'logs', `${name}.log`)
     process.stderr.write(`starting shard node ${name} (data ${dir}, log ${logFile}) ...\n`)
-    const node = await startDetachedShard({ host: opts.host, port: j === 0 ? opts.port : 0, dataDir: dir, workers: opts.workers, logFile })
+    const node = await startDetachedShard({ host: opts.host, port: j === 0 ? opts.port : 0, dataDir: dir, workers: opts.workers, logFile, credentials: nodeCredentials(opts.clusterDir) })
     started.push({ ...node, stop: async () => await stopNode(node.pid) })
     process.stderr.write(`shard node ${name} is healthy at ${node.url} (pid ${node.pid})\n`)
   }

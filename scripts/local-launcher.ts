@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path'
-import { entryByUrl, readLauncherState, processAlive, readNodes, updateNodes, type NodeEntry } from '../src/local/nodes-file'
+import { entryByUrl, readLauncherState, processAlive, readNodes, readNodesFile, updateNodes, type NodeEntry } from '../src/local/nodes-file'
 import { health } from './shard-process'
 
 /**
@@ -40,9 +40,13 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 /** Asks the launcher to run `entry` and waits until the node is healthy. On failure the request is withdrawn. */
 export async function startManagedNode (l: LocalLauncher, entry: NodeEntry, timeoutMs = 60_000): Promise<{ url: string, pid: number }> {
   const url = `http://127.0.0.1:${entry.port}`
-  const nodes = readNodes(l.dataDir) ?? []
+  const file = readNodesFile(l.dataDir)
+  const nodes = file?.nodes ?? []
   if (nodes.some((n) => n.name === entry.name)) throw new Error(`the local cluster already has a node named ${entry.name} (${join(l.dataDir, 'nodes.json')})`)
-  if (nodes.some((n) => n.port === entry.port)) throw new Error(`the local cluster already has a node on port ${entry.port}`)
+  const taken = new Set([...nodes.flatMap((n) => [n.port, n.peerPort]), file?.router?.peerPort].filter((p) => p !== undefined))
+  for (const port of [entry.port, entry.peerPort]) {
+    if (port !== undefined && taken.has(port)) throw new Error(`the local cluster already has a node on port ${port}`)
+  }
   updateNodes(l.dataDir, (all) => [...all, entry])
   const withdraw = (): void => { updateNodes(l.dataDir, (all) => all.filter((n) => n.name !== entry.name)) }
   const deadline = Date.now() + timeoutMs

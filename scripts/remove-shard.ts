@@ -4,6 +4,7 @@ import { health, stopNode } from './shard-process'
 import { findLocalLauncher, releaseManagedNode } from './local-launcher'
 import { watchRebalance } from './progress'
 import { runScript, UsageError } from './cli'
+import { adminToken, tokenHelp, TOKEN_OPTION } from './auth'
 
 const HELP = `Usage: npm run remove-shard -- --id ID [options]
 
@@ -18,6 +19,7 @@ Options:
   --keep-node    leave the drained node running
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
   --no-wait      return once the rebalance has started
+${tokenHelp(17)}
   --help         this text`
 
 async function main (): Promise<number> {
@@ -28,7 +30,8 @@ async function main (): Promise<number> {
       'keep-node': { type: 'boolean', default: false },
       'cluster-dir': { type: 'string', default: 'data' },
       'no-wait': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false }
+      help: { type: 'boolean', default: false },
+      ...TOKEN_OPTION
     },
     strict: true
   })
@@ -37,7 +40,7 @@ async function main (): Promise<number> {
     return 0
   }
   if (values.id === undefined) throw new UsageError('--id is required (see --help)')
-  const admin = new AdminClient(values.router.replace(/\/$/, ''))
+  const admin = new AdminClient(values.router.replace(/\/$/, ''), { token: adminToken(values.token, values['cluster-dir']) })
   const cluster = await admin.cluster()
   const group = cluster.groups.find((g) => g.id === values.id)
   if (group === undefined) throw new UsageError(`group ${values.id} does not exist (groups: ${cluster.groups.map((g) => g.id).join(', ')})`)

@@ -3,7 +3,8 @@ import { basename, join, resolve } from 'node:path'
 import { existsSync } from 'node:fs'
 import { AdminClient } from '../src/client/admin'
 import { runScript, UsageError } from './cli'
-import { freePort, startDetachedShard, health, stopNode } from './shard-process'
+import { freePeerPort, freePort, startDetachedShard, health, stopNode } from './shard-process'
+import { adminToken, nodeCredentials, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { readNodes } from '../src/local/nodes-file'
 
@@ -31,6 +32,7 @@ Options:
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
   --workers N      add: worker processes for the new node
   --keep-node      remove: leave the node running
+${tokenHelp(19)}
   --help           this text`
 
 type Mode = 'add' | 'remove' | 'replace'
@@ -46,7 +48,8 @@ async function main (mode: Mode): Promise<number> {
       'cluster-dir': { type: 'string', default: 'data' },
       workers: { type: 'string' },
       'keep-node': { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false }
+      help: { type: 'boolean', default: false },
+      ...TOKEN_OPTION
     },
     strict: true
   })
@@ -55,7 +58,7 @@ async function main (mode: Mode): Promise<number> {
     return 0
   }
   if (values.group === undefined) throw new UsageError('--group is required (see --help)')
-  const admin = new AdminClient(values.router.replace(/\/$/, ''))
+  const admin = new AdminClient(values.router.replace(/\/$/, ''), { token: adminToken(values.token, values['cluster-dir']) })
   const cluster = await admin.cluster()
   const group = cluster.groups.find((g) => g.id === values.group)
   if (group === undefined) throw new UsageError(`group ${values.group} does not exist (groups: ${cluster.groups.map((g) => g.id).join(', ')})`)
@@ -84,7 +87,8 @@ async function main (mode: Mode): Promise<number> {
       const name = `${group.id}-r${n}`
       const dataDir = resolve(values['data-dir'] ?? join(values['cluster-dir'], name))
       const port = Number(values.port) !== 0 ? Number(values.port) : await freePort('127.0.0.1')
-      const node = await startManagedNode(launcher, { name, group: group.id, port, dataDir, ...(workers === undefined ? {} : { workers }) })
+      const peerPort = await freePeerPort('127.0.0.1', port)
+      const node = await startManagedNode(launcher, { name, group: group.id, port, peerPort, dataDir, ...(workers === undefined ? {} : { workers }) })
       process.stderr.write(`replica node ${name} is healthy at ${node.url} (pid ${node.pid}, data ${dataDir}), supervised by the local cluster's launcher\n`)
       url = node.url
       release = async () => await releaseManagedNode(launcher, node.url)
@@ -94,7 +98,7 @@ async function main (mode: Mode): Promise<number> {
       const dataDir = values['data-dir'] ?? join(values['cluster-dir'], `${group.id}-r${n}`)
       process.stderr.write(detachedNotice(values['cluster-dir']))
       const logFile = join(dataDir, '..', 'logs', `${basename(dataDir)}.log`)
-      const node = await startDetachedShard({ host: '127.0.0.1', port: Number(values.port), dataDir, workers, logFile })
+      const node = await startDetachedShard({ host: '127.0.0.1', port: Number(values.port), dataDir, workers, logFile, credentials: nodeCredentials(values['cluster-dir']) })
       process.stderr.write(`started replica node at ${node.url} (pid ${node.pid}, data ${dataDir})\n`)
       url = node.url
       release = async () => await stopNode(node.pid)

@@ -5,12 +5,14 @@ import { parseArgs } from 'node:util'
 import { entryPoint } from '../src/local/launcher'
 import { readLauncherState, processAlive, readNodeLaunch, readNodes } from '../src/local/nodes-file'
 import { runScript, UsageError } from './cli'
+import { nodeCredentials } from './auth'
 
 const HELP = `Usage: npm run restart-node -- --data-dir DIR [options]
 
 Starts a shard node again from its data directory, in the foreground, as it last ran
-(host, port, group and workers come from DIR/launch.json, written whenever a node is
-started by npm start, add-shard or add-replica). It prints the equivalent
+(host, port, peer port, group, workers and credentials files come from DIR/launch.json,
+written whenever a node is started by npm start, add-shard or add-replica; without
+recorded credentials it gets those of the cluster dir above DIR). It prints the equivalent
 \`node dist/shards/main.js ...\` line, so the same works on any machine. A node that
 was a primary and was replaced meanwhile learns it from the coordinator, resyncs from
 the new primary and rejoins as a replica. Ctrl-C stops it.
@@ -24,6 +26,24 @@ Options:
   --host H         override the address
   --workers N      override the worker count
   --help           this text`
+
+/** The node's flags: as launch.json recorded them, overridden by the options given. */
+function nodeArgs (dataDir: string, values: { port?: string | undefined, host?: string | undefined, workers?: string | undefined }): string[] {
+  const launch = readNodeLaunch(dataDir)
+  const port = values.port ?? (launch === undefined ? undefined : String(launch.port))
+  if (port === undefined) throw new UsageError(`${dataDir} has no launch.json: say --port (and --group if it matters)`)
+  const args = ['--data-dir', dataDir, '--port', port, '--host', values.host ?? launch?.host ?? '127.0.0.1']
+  if (launch?.group !== undefined) args.push('--group', launch.group)
+  const workers = values.workers ?? (launch?.workers === undefined ? undefined : String(launch.workers))
+  if (workers !== undefined) args.push('--workers', workers)
+  if (launch?.synchronous !== undefined) args.push('--synchronous', launch.synchronous)
+  if (launch?.peerPort !== undefined) args.push('--peer-port', String(launch.peerPort))
+  const creds = launch?.clusterSecretFile !== undefined && launch.tokensFile !== undefined
+    ? { clusterSecretFile: launch.clusterSecretFile, tokensFile: launch.tokensFile }
+    : nodeCredentials(dirname(dataDir))
+  if (creds !== undefined) args.push('--cluster-secret-file', creds.clusterSecretFile, '--tokens-file', creds.tokensFile)
+  return args
+}
 
 async function main (): Promise<number> {
   const { values } = parseArgs({
@@ -48,14 +68,7 @@ async function main (): Promise<number> {
   if (owner !== undefined && entry !== undefined && processAlive(owner.pid)) {
     throw new UsageError(`${entry.name} belongs to the local cluster whose launcher (pid ${owner.pid}) runs in ${dirname(dataDir)}; it restarts the node itself (state: ${owner.nodes[entry.name]?.state ?? 'unknown'})`)
   }
-  const launch = readNodeLaunch(dataDir)
-  const port = values.port ?? (launch === undefined ? undefined : String(launch.port))
-  if (port === undefined) throw new UsageError(`${dataDir} has no launch.json: say --port (and --group if it matters)`)
-  const args = ['--data-dir', dataDir, '--port', port, '--host', values.host ?? launch?.host ?? '127.0.0.1']
-  if (launch?.group !== undefined) args.push('--group', launch.group)
-  const workers = values.workers ?? (launch?.workers === undefined ? undefined : String(launch.workers))
-  if (workers !== undefined) args.push('--workers', workers)
-  if (launch?.synchronous !== undefined) args.push('--synchronous', launch.synchronous)
+  const args = nodeArgs(dataDir, values)
   const script = entryPoint('shards')
   process.stderr.write(`restart-node: node ${script} ${args.join(' ')}\n`)
   const child = spawn(process.execPath, [script, ...args], { stdio: 'inherit' })

@@ -3,9 +3,10 @@ import { mkdirSync, openSync, closeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { createServer } from 'node:net'
 import { request } from 'undici'
-import { entryPoint } from '../src/local/launcher'
+import { entryPoint, type LaunchCredentials } from '../src/local/launcher'
 import { HEALTH_PATH } from '../src/protocol/wire'
-import { writeNodeLaunch } from '../src/local/nodes-file'
+import { peerPortFor, writeNodeLaunch } from '../src/local/nodes-file'
+import { isPortFree } from '../src/local/ports'
 
 /**
  * Shard nodes that the operator scripts start must outlive the script: they run
@@ -30,6 +31,16 @@ export async function freePort (host: string): Promise<number> {
   })
 }
 
+/** A peer port for a node on `dataPort`: data port + 10000 as `npm start` gives them when free, else any free port. */
+export async function freePeerPort (host: string, dataPort: number): Promise<number> {
+  const usual = peerPortFor(dataPort)
+  if (usual !== undefined && await isPortFree(host, usual)) return usual
+  for (;;) {
+    const port = await freePort(host)
+    if (port !== dataPort) return port
+  }
+}
+
 export interface HealthReport { status: string, pid: number, nodeId: string, workerPids?: number[] }
 
 export async function health (url: string): Promise<HealthReport | undefined> {
@@ -42,15 +53,33 @@ export async function health (url: string): Promise<HealthReport | undefined> {
   }
 }
 
-export async function startDetachedShard (opts: { host: string, port: number, dataDir: string, workers?: number, logFile: string, timeoutMs?: number }): Promise<DetachedShard> {
+export interface DetachedShardOptions {
+  host: string
+  /** 0: a free one. */
+  port: number
+  dataDir: string
+  workers?: number | undefined
+  logFile: string
+  timeoutMs?: number
+  /** The cluster's credentials files (scripts/auth.ts nodeCredentials); absent: none. */
+  credentials?: LaunchCredentials | undefined
+}
+
+function shardArgs (opts: DetachedShardOptions, port: number, peerPort: number): string[] {
+  const args = [entryPoint('shards'), '--host', opts.host, '--port', String(port), '--peer-port', String(peerPort), '--data-dir', opts.dataDir]
+  if (opts.workers !== undefined) args.push('--workers', String(opts.workers))
+  if (opts.credentials !== undefined) args.push('--cluster-secret-file', opts.credentials.clusterSecretFile, '--tokens-file', opts.credentials.tokensFile)
+  return args
+}
+
+export async function startDetachedShard (opts: DetachedShardOptions): Promise<DetachedShard> {
   const port = opts.port === 0 ? await freePort(opts.host) : opts.port
   const url = `http://${opts.host}:${port}`
   if (await health(url) !== undefined) throw new Error(`something already answers on ${url}`)
   mkdirSync(dirname(resolve(opts.logFile)), { recursive: true })
+  const peerPort = await freePeerPort(opts.host, port)
   const fd = openSync(opts.logFile, 'a')
-  const args = [entryPoint('shards'), '--host', opts.host, '--port', String(port), '--data-dir', opts.dataDir]
-  if (opts.workers !== undefined) args.push('--workers', String(opts.workers))
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd] })
+  const child = spawn(process.execPath, shardArgs(opts, port, peerPort), { detached: true, stdio: ['ignore', fd, fd] })
   closeSync(fd)
   const pid = child.pid
   if (pid === undefined) throw new Error('the shard node did not start')
@@ -62,7 +91,9 @@ export async function startDetachedShard (opts: { host: string, port: number, da
     if (exited !== undefined) throw new Error(`the shard node exited with code ${String(exited)}; see ${opts.logFile}`)
     const h = await health(url)
     if (h?.status === 'ok' && h.pid === pid) {
-      try { writeNodeLaunch(resolve(opts.dataDir), { host: opts.host, port, workers: opts.workers }) } catch { /* restart-node then needs --port */ }
+      try {
+        writeNodeLaunch(resolve(opts.dataDir), { host: opts.host, port, workers: opts.workers, peerPort, ...opts.credentials })
+      } catch { /* restart-node then needs --port */ }
       return { url, pid, logFile: opts.logFile }
     }
     await new Promise((resolve) => setTimeout(resolve, 100))

@@ -3,10 +3,11 @@ import { parseArgs } from 'node:util'
 import { MapFile } from '../src/membership/map-file'
 import { groupIds } from '../src/local/cluster'
 import { ManagedCluster } from '../src/local/managed-cluster'
-import { NODES_FILE, readLauncherState, processAlive, readNodes, type NodeEntry } from '../src/local/nodes-file'
+import { NODES_FILE, readLauncherState, processAlive, readNodes, readNodesFile, type NodeEntry } from '../src/local/nodes-file'
 import { describeEvent } from '../src/local/supervised'
 import { PROCESS_RESTART_POLICY } from '../src/supervision/restart-policy'
 import { assertPortsFree, PortBusyError } from '../src/local/ports'
+import { ensureCredentials, type LocalCredentials } from '../src/local/credentials'
 
 /**
  * `npm start`: the default local cluster — N shard nodes (groups g1..gN) and a router,
@@ -14,6 +15,8 @@ import { assertPortsFree, PortBusyError } from '../src/local/ports'
  * reopen their SQLite files and the router loads its persisted cluster map. The nodes
  * run are those of ./data/nodes.json (written from the flags on a first start, edited
  * by add-shard and friends); every one is supervised (src/local/managed-cluster.ts).
+ * Secure by default: every process gets the cluster secret and the tokens file of
+ * the data dir (src/local/credentials.ts), made on the first start.
  */
 
 const HOST = '127.0.0.1'
@@ -26,7 +29,13 @@ unexpectedly is restarted from its data directory (back-off; given up after a cr
 Nodes added with add-shard / add-replica run under this launcher too. Ctrl-C stops the
 router, then the shards. Data stays in the data directory, so the next start serves the
 same keys and runs the same nodes (listed in <data-dir>/nodes.json, written on the first
-start from --groups, --replicas and --workers).
+start from --groups, --replicas and --workers). Each process also gets a peer port for
+the internal API (its port + 10000; kept in nodes.json).
+
+Secure by default: the first start creates <data-dir>/cluster-secret (what the processes
+authenticate each other with), <data-dir>/tokens.json (client tokens, hashes only) and an
+admin token, printed once and kept in <data-dir>/admin-token (mode 0600). Send it as
+\`Authorization: Bearer <token>\`; the scripts (add-shard, ...) read it from there.
 
 Options:
   --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/router, ./data/logs)
@@ -39,6 +48,8 @@ Options:
   --restart-delay-ms N  wait before restarting a process that died (default 500; later crashes back
                       off 1, 2, 4, 8 s; the 6th within two minutes gives up). Longer than a failover
                       (about 3 s) makes a killed primary always come back as a replica.
+  --insecure          start without the cluster secret and tokens file (anyone on this machine
+                      can use the cluster; for comparisons and benchmarks)
   --help              show this text`
 
 interface StartOptions {
@@ -49,6 +60,7 @@ interface StartOptions {
   replicas: number
   workers: number | undefined
   restartDelayMs: number
+  insecure: boolean
 }
 
 class UsageError extends Error {}
@@ -76,7 +88,8 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
         groups: { type: 'string' },
         replicas: { type: 'string' },
         workers: { type: 'string' },
-        'restart-delay-ms': { type: 'string' }
+        'restart-delay-ms': { type: 'string' },
+        insecure: { type: 'boolean' }
       }
     }).values
   } catch (err) {
@@ -90,7 +103,8 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     groups: intFlag('groups', values.groups, 3, 1, 64),
     replicas: intFlag('replicas', values.replicas, 1, 0, 4),
     workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 1, 1, 256),
-    restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000)
+    restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000),
+    insecure: values.insecure === true
   }
   if (opts.groups > 100) throw new UsageError('--groups must be at most 100 (replica ports are base-port + 100*j)')
   if (opts.basePort + 100 * opts.replicas + opts.groups - 1 > 65535) throw new UsageError('--base-port + --groups runs past port 65535')
@@ -128,29 +142,45 @@ function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): voi
   console.warn(`         not the groups started now; the router keeps using its map. Remove ${shown(routerDir)} to start afresh.`)
 }
 
-function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string): string {
+function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string, creds: LocalCredentials | undefined): string {
   const rows = [
-    { name: 'router', url: cluster.routerUrl, data: join(opts.dataDir, 'router') },
-    ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), data: n.dataDir }))
+    { name: 'router', url: cluster.routerUrl, peer: readNodesFile(opts.dataDir)?.router?.peerPort, data: join(opts.dataDir, 'router') },
+    ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), peer: n.peerPort, data: n.dataDir }))
   ]
+  const peerWidth = Math.max(...rows.map((r) => String(r.peer ?? '-').length))
   const urlWidth = Math.max(...rows.map((r) => r.url.length))
   const dataWidth = Math.max(...rows.map((r) => shown(r.data).length))
   const nameWidth = Math.max(8, ...rows.map((r) => r.name.length))
   const groups = new Set(nodes.map((n) => n.group)).size
   const base = cluster.routerUrl
+  // Double quotes: the shell runs $(cat ...) inside them, so the line works as printed.
+  const auth = creds === undefined ? '' : `-H "Authorization: Bearer $(cat ${shown(creds.adminTokenFile)})" `
   return [
     `shardkv local cluster is up (${groups} group${groups === 1 ? '' : 's'}, ${nodes.length} shard node${nodes.length === 1 ? '' : 's'})`,
     '',
-    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
+    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  peer ${String(r.peer ?? '-').padEnd(peerWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
     '',
+    ...credentialLines(creds),
     'Try:',
-    `  curl -i -X PUT -H 'content-type: text/plain' --data-binary 'hello' ${base}/kv/greeting`,
-    `  curl -i ${base}/kv/greeting`,
-    `  curl -s ${base}/cluster`,
+    `  curl -i ${auth}-X PUT -H 'content-type: text/plain' --data-binary 'hello' ${base}/kv/greeting`,
+    `  curl -i ${auth}${base}/kv/greeting`,
+    `  curl -s ${auth}${base}/cluster`,
     '',
     `A node or the router that dies is restarted (with back-off). add-shard / add-replica nodes join this cluster.`,
     `Ctrl-C stops the router, then the shard nodes. Data stays in ${shown(opts.dataDir)}.`
   ].join('\n')
+}
+
+/**
+ * Where the credentials are; the admin token itself only on the start that made it (the
+ * file is its one copy: whoever runs \`npm start\` again reads it from there).
+ */
+function credentialLines (creds: LocalCredentials | undefined): string[] {
+  if (creds === undefined) return ['Credentials: none (--insecure).', '']
+  const lines = creds.createdAdminToken === undefined
+    ? [`Admin token: in ${shown(creds.adminTokenFile)}.`]
+    : [`Admin token (shown this once; kept in ${shown(creds.adminTokenFile)}, mode 0600):`, `  ${creds.createdAdminToken}`]
+  return [...lines, `Cluster secret: ${shown(creds.clusterSecretFile)}. Client tokens: ${shown(creds.tokensFile)}.`, '']
 }
 
 /** The nodes of a first start, from the flags: group i's replica j on base-port + 100*j + i. */
@@ -166,8 +196,9 @@ function say (line: string): void {
 }
 
 /** The supervised cluster, printing one line per supervisor event (first starts are in the summary). */
-function managedCluster (opts: StartOptions, logDir: string): ManagedCluster {
+function managedCluster (opts: StartOptions, logDir: string, creds: LocalCredentials | undefined): ManagedCluster {
   return new ManagedCluster({
+    ...(creds === undefined ? {} : { credentials: { clusterSecretFile: creds.clusterSecretFile, tokensFile: creds.tokensFile } }),
     dataDir: opts.dataDir,
     host: HOST,
     routerPort: opts.routerPort,
@@ -192,6 +223,61 @@ function nodesToRun (cluster: ManagedCluster, opts: StartOptions): NodeEntry[] {
   return nodes
 }
 
+/** Every port the cluster will listen on, named, peer ports included. */
+function plannedPorts (opts: StartOptions, nodes: readonly NodeEntry[]): Array<{ name: string, port: number }> {
+  const routerPeer = readNodesFile(opts.dataDir)?.router?.peerPort
+  return [
+    { name: 'router', port: opts.routerPort },
+    ...(routerPeer === undefined ? [] : [{ name: 'router peer', port: routerPeer }]),
+    ...nodes.flatMap((n) => [{ name: n.name, port: n.port }, ...(n.peerPort === undefined ? [] : [{ name: `${n.name} peer`, port: n.peerPort }])])
+  ]
+}
+
+/** The data dir's credentials (created on a first start), or undefined with --insecure. */
+function credentials (opts: StartOptions): LocalCredentials | undefined {
+  if (opts.insecure) {
+    say('--insecure: no cluster secret, no client tokens; anything on this machine can read and change the cluster')
+    return undefined
+  }
+  const creds = ensureCredentials(opts.dataDir)
+  for (const w of creds.warnings) console.warn(`start-local: warning: ${w}`)
+  return creds
+}
+
+/** Everything before the first process starts; an exit code when the cluster must not start. */
+async function prepare (opts: StartOptions, logDir: string): Promise<{ cluster: ManagedCluster, nodes: NodeEntry[], creds: LocalCredentials | undefined } | number> {
+  const previous = readLauncherState(opts.dataDir)
+  if (previous !== undefined && processAlive(previous.pid) && previous.pid !== process.pid) {
+    console.error(`start-local: a launcher (pid ${previous.pid}) already runs this cluster in ${shown(opts.dataDir)}`)
+    return 1
+  }
+  let creds: LocalCredentials | undefined
+  let cluster: ManagedCluster
+  let nodes: NodeEntry[]
+  try {
+    creds = credentials(opts)
+    cluster = managedCluster(opts, logDir, creds)
+    nodes = nodesToRun(cluster, opts)
+  } catch (err) {
+    console.error(`start-local: ${(err as Error).message}`)
+    return 1
+  }
+  const ports = plannedPorts(opts, nodes)
+  const clash = ports.find((p, i) => ports.findIndex((q) => q.port === p.port) !== i)
+  if (clash !== undefined) {
+    console.error(`start-local: port ${clash.port} is planned for both ${ports.find((q) => q.port === clash.port)?.name ?? '?'} and ${clash.name}; choose other ports with --router-port / --base-port`)
+    return 1
+  }
+  try {
+    await assertPortsFree(HOST, ports)
+  } catch (err) {
+    if (!(err instanceof PortBusyError)) throw err
+    console.error(`start-local: ${err.message}.\nStop what uses ${err.busy.length === 1 ? 'it' : 'them'} (another \`npm start\`?) or choose other ports with --router-port / --base-port.`)
+    return 1
+  }
+  return { cluster, nodes, creds }
+}
+
 async function main (): Promise<number> {
   let opts: StartOptions | 'help'
   try {
@@ -205,29 +291,11 @@ async function main (): Promise<number> {
     console.log(HELP)
     return 0
   }
-
   const logDir = join(opts.dataDir, 'logs')
-  const cluster = managedCluster(opts, logDir)
-  const previous = readLauncherState(opts.dataDir)
-  if (previous !== undefined && processAlive(previous.pid) && previous.pid !== process.pid) {
-    console.error(`start-local: a launcher (pid ${previous.pid}) already runs this cluster in ${shown(opts.dataDir)}`)
-    return 1
-  }
-  let nodes: NodeEntry[]
-  try {
-    nodes = nodesToRun(cluster, opts)
-  } catch (err) {
-    console.error(`start-local: ${(err as Error).message}`)
-    return 1
-  }
-
-  try {
-    await assertPortsFree(HOST, [{ name: 'router', port: opts.routerPort }, ...nodes.map((n) => ({ name: n.name, port: n.port }))])
-  } catch (err) {
-    if (!(err instanceof PortBusyError)) throw err
-    console.error(`start-local: ${err.message}.\nStop what uses ${err.busy.length === 1 ? 'it' : 'them'} (another \`npm start\`?) or choose other ports with --router-port / --base-port.`)
-    return 1
-  }
+  const prepared = await prepare(opts, logDir)
+  if (typeof prepared === 'number') return prepared
+  const { cluster, nodes, creds } = prepared
+  const dataDir = opts.dataDir
 
   // Children run in their own process group (detached) so Ctrl-C reaches only us and we
   // stop them in order. A stop cancels every pending restart first.
@@ -241,7 +309,7 @@ async function main (): Promise<number> {
     stopping = true
     console.log(`\n${why}: stopping the router, then the shard nodes...`)
     await cluster.stop().catch((err: unknown) => console.error(`start-local: ${(err as Error).message}`))
-    console.log(`stopped. Data kept in ${shown(opts.dataDir)}.`)
+    console.log(`stopped. Data kept in ${shown(dataDir)}.`)
     process.exit(0)
   }
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { void shutdown(sig) })
@@ -256,7 +324,7 @@ async function main (): Promise<number> {
     return 1
   }
   if (stopping) return 0
-  console.log(summary(cluster, nodes, opts, logDir))
+  console.log(summary(cluster, nodes, opts, logDir, creds))
   // Runs until a signal: the supervisors' children and the nodes-file poll keep the event loop alive.
   return await new Promise<number>(() => {})
 }

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster'
 import { ConfigError, loadConfig, SHARD_OPTIONS, usage, type ShardConfig } from '../src/config/options'
 import { Supervisor } from './supervisor'
+import { protectedModeRefusal } from '../src/auth/protected-mode'
 import { runWorker } from './worker'
 import { WORKER_CONFIG_ENV } from './ipc'
 
@@ -20,6 +21,12 @@ async function main (): Promise<void> {
         process.exit(2)
       }
       throw err
+    }
+    // Checked by the supervisor, before any worker forks and listens.
+    const refusal = protectedModeRefusal({ host: config.host, hasSecret: config.clusterSecretFile !== '', hasTokens: config.tokensFile !== '', insecure: config.insecure })
+    if (refusal !== undefined) {
+      process.stderr.write(`shardkv shard: ${refusal}\n`)
+      process.exit(1)
     }
     await new Supervisor(config).start()
   } else {

@@ -18,34 +18,38 @@ export interface ClusterView {
   rebalance?: RebalanceProgress | null
 }
 
-/** The router's admin API, as the scripts use it. */
+/** The router's admin API, as the scripts use it; `token` (an admin token) is sent as a Bearer credential. */
 export class AdminClient {
-  constructor (readonly routerUrl: string) {}
+  private readonly headers: Record<string, string>
+
+  constructor (readonly routerUrl: string, opts: { token?: string | undefined } = {}) {
+    this.headers = opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` }
+  }
 
   async cluster (): Promise<ClusterView> {
-    return (await jsonRequest<ClusterView>(this.routerUrl + CLUSTER_PATH)).body
+    return (await jsonRequest<ClusterView>(this.routerUrl + CLUSTER_PATH, { headers: this.headers })).body
   }
 
   async addGroup (id: string, url: string, weight: number, replicas: string[] = []): Promise<RebalanceProgress> {
-    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(this.routerUrl + ADMIN.groups, { method: 'POST', body: { id, url, weight, replicas } })
+    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(this.routerUrl + ADMIN.groups, { method: 'POST', body: { id, url, weight, replicas }, headers: this.headers })
     return res.body.rebalance
   }
 
   async addReplica (group: string, url: string): Promise<void> {
-    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas`, { method: 'POST', body: { url } })
+    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas`, { method: 'POST', body: { url }, headers: this.headers })
   }
 
   async removeReplica (group: string, url: string): Promise<void> {
-    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas?url=${encodeURIComponent(url)}`, { method: 'DELETE' })
+    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas?url=${encodeURIComponent(url)}`, { method: 'DELETE', headers: this.headers })
   }
 
   async removeGroup (id: string): Promise<RebalanceProgress> {
-    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(id)}`, { method: 'DELETE' })
+    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(id)}`, { method: 'DELETE', headers: this.headers })
     return res.body.rebalance
   }
 
   async rebalance (): Promise<RebalanceProgress | null> {
-    return (await jsonRequest<{ rebalance: RebalanceProgress | null }>(this.routerUrl + ADMIN.rebalance)).body.rebalance
+    return (await jsonRequest<{ rebalance: RebalanceProgress | null }>(this.routerUrl + ADMIN.rebalance, { headers: this.headers })).body.rebalance
   }
 
   /** Polls until the rebalance is done, reporting progress; rejects if it reports an error for too long. */

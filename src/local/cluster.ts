@@ -1,10 +1,14 @@
 import { join, resolve } from 'node:path'
-import { groupSpec, launchRouter, launchShard, stopAll, type LaunchedProcess } from './launcher'
+import { groupSpec, launchRouter, launchShard, stopAll, type LaunchCredentials, type LaunchedProcess } from './launcher'
+import { peerPortFor } from './nodes-file'
 
 /**
  * A whole single-machine cluster: one shard node per group plus a router that knows
  * them, started once and not supervised (the benchmark: free ports, a temp dir). `npm
  * start` runs a supervised cluster instead (managed-cluster.ts), with the same launcher.
+ * With fixed ports every process also gets a peer listener on its port + 10000, as npm
+ * start gives them. With free ports it gets none: the benchmarks restart a killed node on
+ * its data port alone, and a free peer port would change under the map's feet.
  */
 
 export interface LocalClusterOptions {
@@ -28,6 +32,11 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv
   shardArgs?: string[]
   routerArgs?: string[]
+  /**
+   * Given to every process (make them with ensureCredentials of src/local/credentials.ts).
+   * Absent: an unauthenticated cluster — what the benchmarks measure their baseline on.
+   */
+  credentials?: LaunchCredentials
   /** Called as soon as each process is up, so a signal handler can stop a half-started cluster. */
   onLaunched?: (process: LaunchedProcess) => void
 }
@@ -58,7 +67,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
   const ids = groupIds(opts.groups)
   if (ids.length === 0) throw new RangeError('a cluster needs at least one group')
   const logFile = (name: string): string | undefined => opts.logDir === undefined ? undefined : join(opts.logDir, `${name}.log`)
-  const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env }
+  const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env, credentials: opts.credentials }
 
   const replicaCount = opts.replicas ?? 0
   const launched: LaunchedProcess[] = []
@@ -69,6 +78,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
       group,
       dataDir: join(dataDir, name),
       port: opts.basePort === undefined || opts.basePort === 0 ? 0 : port,
+      peerPort: opts.basePort === undefined || opts.basePort === 0 ? undefined : peerPortFor(port),
       workers: opts.workers,
       synchronous: opts.synchronous,
       extraArgs: opts.shardArgs,
@@ -102,6 +112,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
       name: 'router',
       dataDir: routerDataDir,
       port: opts.routerPort ?? 0,
+      peerPort: peerPortFor(opts.routerPort ?? 0),
       groups: shards.map((s) => groupSpec(s.group, s.process, undefined, s.replicas)),
       extraArgs: opts.routerArgs,
       logFile: logFile('router')

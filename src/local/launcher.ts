@@ -30,6 +30,15 @@ interface CommonOptions {
   readyTimeoutMs?: number
   /** Start in its own process group (ignores the terminal's Ctrl-C); see SpawnSpec. Default false. */
   detached?: boolean
+  /** The peer listener's port (`--peer-port`); absent: internal endpoints on the data port. */
+  peerPort?: number
+  /** Files every process of a secured cluster is given (src/local/credentials.ts); absent: none. */
+  credentials?: LaunchCredentials
+}
+
+export interface LaunchCredentials {
+  clusterSecretFile: string
+  tokensFile: string
 }
 
 export interface ShardLaunchOptions extends CommonOptions {
@@ -77,6 +86,9 @@ async function launch (
   const port = opts.port ?? 0
   const args = ['--port', String(port), '--data-dir', dataDir]
   flag(args, 'host', opts.host)
+  flag(args, 'peer-port', opts.peerPort)
+  flag(args, 'cluster-secret-file', opts.credentials?.clusterSecretFile)
+  flag(args, 'tokens-file', opts.credentials?.tokensFile)
   args.push(...roleArgs, ...(opts.extraArgs ?? []))
   // spawnService runs `node <script> <args>`; node's own flags must precede the script
   // (NODE_OPTIONS refuses some, --cpu-prof among them), so the first flag takes its place.
@@ -112,7 +124,7 @@ export async function launchShard (opts: ShardLaunchOptions): Promise<LaunchedPr
   // Where it listens, for a restart by hand (npm run restart-node -- --data-dir DIR).
   const url = new URL(p.url)
   try {
-    writeNodeLaunch(resolve(opts.dataDir), { host: url.hostname, port: Number(url.port), group: opts.group, workers: opts.workers, synchronous: opts.synchronous })
+    writeNodeLaunch(resolve(opts.dataDir), { host: url.hostname, port: Number(url.port), group: opts.group, workers: opts.workers, synchronous: opts.synchronous, peerPort: opts.peerPort, ...opts.credentials })
   } catch { /* a convenience: the node runs regardless */ }
   return p
 }

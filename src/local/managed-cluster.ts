@@ -1,7 +1,7 @@
 import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { launchRouter, launchShard, LaunchError } from './launcher'
-import { planReconcile, readNodes, writeLauncherState, writeNodes, LAUNCHER_FILE, type LauncherNodeState, type NodeEntry } from './nodes-file'
+import { launchRouter, launchShard, LaunchError, type LaunchCredentials } from './launcher'
+import { peerPortFor, planReconcile, readNodes, readNodesFile, writeLauncherState, writeNodesFile, LAUNCHER_FILE, type LauncherNodeState, type NodeEntry } from './nodes-file'
 import { SupervisedProcess, type SupervisorEvent } from './supervised'
 import type { RestartPolicyOptions } from '../supervision/restart-policy'
 
@@ -10,7 +10,9 @@ import type { RestartPolicyOptions } from '../supervision/restart-policy'
  * (src/local/nodes-file.ts) and a router, each a SupervisedProcess (restarted from the
  * same data dir and port when it dies). The nodes file is polled: nodes the operator
  * scripts add are started and supervised here, nodes they remove are stopped here, so
- * every node of the local cluster lives and dies with the launcher.
+ * every node of the local cluster lives and dies with the launcher. Every process is
+ * given the cluster's credentials files (src/local/credentials.ts) and its peer port from
+ * the nodes file.
  */
 
 export interface ManagedClusterOptions {
@@ -24,6 +26,8 @@ export interface ManagedClusterOptions {
   onEvent: (event: SupervisorEvent) => void
   /** A line for the operator about something other than one process (a bad nodes file). */
   onNotice: (line: string) => void
+  /** Given to every process; absent: an unauthenticated cluster (`npm start -- --insecure`). */
+  credentials?: LaunchCredentials
 }
 
 interface Managed { entry: NodeEntry, sup: SupervisedProcess }
@@ -34,6 +38,8 @@ export class ManagedCluster {
   private timer: NodeJS.Timeout | undefined
   private reconciling: Promise<void> = Promise.resolve()
   private lastFile = ''
+  /** From the nodes file (desiredNodes), so that every restart of the router listens on the same one. */
+  private routerPeerPort: number | undefined
   private stopped = false
 
   constructor (private readonly opts: ManagedClusterOptions) {}
@@ -46,12 +52,19 @@ export class ManagedCluster {
     return `http://${this.opts.host}:${entry.port}`
   }
 
-  /** The nodes to run: the nodes file when there is one, else `initial` (written as the nodes file). */
+  /**
+   * The nodes to run: the nodes file when there is one, else `initial`. Written back
+   * when it was missing or lacked peer ports (a file from before them), so the ports
+   * chosen now are the ports of every later start.
+   */
   desiredNodes (initial: NodeEntry[]): NodeEntry[] {
-    const persisted = readNodes(this.opts.dataDir)
-    if (persisted !== undefined) return persisted
-    writeNodes(this.opts.dataDir, initial)
-    return initial
+    const file = readNodesFile(this.opts.dataDir)
+    const nodes = (file?.nodes ?? initial).map((n) => n.peerPort !== undefined ? n : { ...n, peerPort: peerPortFor(n.port) })
+    const routerPeerPort = file?.router?.peerPort ?? peerPortFor(this.opts.routerPort)
+    this.routerPeerPort = routerPeerPort
+    const router = routerPeerPort === undefined ? {} : { router: { peerPort: routerPeerPort } }
+    if (JSON.stringify({ nodes, ...router }) !== JSON.stringify(file)) writeNodesFile(this.opts.dataDir, { nodes, ...router })
+    return nodes
   }
 
   /** Starts the nodes (each gets one attempt before the router starts), then the router, then polling. */
@@ -76,7 +89,9 @@ export class ManagedCluster {
         // Used only for the first map; afterwards the router's persisted map rules.
         groups: [...groups].map(([id, urls]) => `${id}=${urls.join('+')}`),
         logFile: join(this.opts.logDir, 'router.log'),
-        detached: true
+        detached: true,
+        peerPort: this.routerPeerPort,
+        credentials: this.opts.credentials
       })
     })
     const ok = await this.router.firstAttempt
@@ -124,7 +139,9 @@ export class ManagedCluster {
           dataDir: entry.dataDir,
           workers: entry.workers,
           logFile: join(this.opts.logDir, `${entry.name}.log`),
-          detached: true
+          detached: true,
+          peerPort: entry.peerPort,
+          credentials: this.opts.credentials
         })
       }
     })
@@ -180,3 +197,4 @@ export class ManagedCluster {
     }
   }
 }
+

@@ -5,8 +5,8 @@ import { readJson, writeJsonAtomic } from '../membership/json-file'
  * What a local cluster (`npm start`) runs, kept in its data dir so that it survives the
  * launcher and is shared with the operator scripts:
  *
- * - `nodes.json` — the desired shard nodes (name, group, port, data dir, workers). The
- *   launcher writes it on the first start; add-shard / add-replica add an entry and
+ * - `nodes.json` — the desired shard nodes (name, group, port, peer port, data dir,
+ *   workers) and the router's peer port. The launcher writes it on the first start; add-shard / add-replica add an entry and
  *   remove-shard / remove-replica drop one. The launcher polls it and starts or stops
  *   nodes to match, and the next `npm start` runs exactly these nodes.
  * - `launcher.json` — written by the running launcher: its pid, the router's url and
@@ -24,12 +24,29 @@ export interface NodeEntry {
   group: string
   /** Fixed, so a restart comes back where the map says the node is. */
   port: number
+  /** The peer listener's port (`--peer-port`), fixed for the same reason; absent in files from before peer ports. */
+  peerPort?: number
   dataDir: string
   workers?: number
 }
 
 export interface NodesFile {
   nodes: NodeEntry[]
+  /** The router's peer listener port, kept so that a restart advertises the same one. */
+  router?: { peerPort: number }
+}
+
+/**
+ * Where a local cluster puts a process's peer listener: its data port + 10000, as Redis
+ * puts its cluster bus, so a port says which process it belongs to. Ports that would
+ * run past 65535 (nodes the scripts add on free high ports) get a free port instead.
+ */
+export const PEER_PORT_OFFSET = 10_000
+
+/** The peer port a local cluster gives the process on `port`; undefined past 65535. */
+export function peerPortFor (port: number): number | undefined {
+  const peer = port + PEER_PORT_OFFSET
+  return port > 0 && peer <= 65535 ? peer : undefined
 }
 
 export interface LauncherNodeState {
@@ -51,26 +68,34 @@ export const LAUNCHER_FILE = 'launcher.json'
 function isEntry (v: unknown): v is NodeEntry {
   const e = v as Partial<NodeEntry>
   return typeof e === 'object' && e !== null && typeof e.name === 'string' && typeof e.group === 'string' &&
-    Number.isInteger(e.port) && typeof e.dataDir === 'string' && (e.workers === undefined || Number.isInteger(e.workers))
+    Number.isInteger(e.port) && typeof e.dataDir === 'string' && (e.workers === undefined || Number.isInteger(e.workers)) &&
+    (e.peerPort === undefined || Number.isInteger(e.peerPort))
 }
 
-/** The desired nodes, or undefined when the file does not exist yet. Throws on a malformed file. */
-export function readNodes (dataDir: string): NodeEntry[] | undefined {
+/** The whole nodes file, or undefined when it does not exist yet. Throws on a malformed file. */
+export function readNodesFile (dataDir: string): NodesFile | undefined {
   const path = join(dataDir, NODES_FILE)
   const raw = readJson(path) as Partial<NodesFile> | undefined
   if (raw === undefined) return undefined
   if (!Array.isArray(raw.nodes) || !raw.nodes.every(isEntry)) throw new Error(`${path} is not a nodes file ({"nodes": [{name, group, port, dataDir}]})`)
-  return raw.nodes
+  if (raw.router !== undefined && !Number.isInteger(raw.router?.peerPort)) throw new Error(`${path}: "router" must be {"peerPort": <port>}`)
+  return { nodes: raw.nodes, ...(raw.router === undefined ? {} : { router: raw.router }) }
 }
 
-export function writeNodes (dataDir: string, nodes: readonly NodeEntry[]): void {
-  writeJsonAtomic(join(dataDir, NODES_FILE), { nodes })
+/** The desired nodes, or undefined when the file does not exist yet. Throws on a malformed file. */
+export function readNodes (dataDir: string): NodeEntry[] | undefined {
+  return readNodesFile(dataDir)?.nodes
 }
 
-/** Read, edit, write (scripts; the launcher only writes the file on a first start). */
+export function writeNodesFile (dataDir: string, file: NodesFile): void {
+  writeJsonAtomic(join(dataDir, NODES_FILE), file)
+}
+
+/** Read, edit the nodes, write (scripts; the launcher only writes the file on a first start). The router entry is kept. */
 export function updateNodes (dataDir: string, edit: (nodes: NodeEntry[]) => NodeEntry[]): NodeEntry[] {
-  const next = edit([...(readNodes(dataDir) ?? [])])
-  writeNodes(dataDir, next)
+  const file = readNodesFile(dataDir)
+  const next = edit([...(file?.nodes ?? [])])
+  writeNodesFile(dataDir, { ...file, nodes: next })
   return next
 }
 
@@ -99,7 +124,7 @@ export function writeLauncherState (dataDir: string, state: LauncherState): void
 /**
  * What the launcher must do to run `desired` when `running` (by name) is supervised:
  * start what is new, stop what is gone, restart (stop then start) what changed its
- * port, data dir or workers.
+ * port, peer port, data dir or workers.
  */
 export function planReconcile (desired: readonly NodeEntry[], running: ReadonlyMap<string, NodeEntry>): { start: NodeEntry[], stop: string[] } {
   const wanted = new Map(desired.map((e) => [e.name, e]))
@@ -117,7 +142,7 @@ export function planReconcile (desired: readonly NodeEntry[], running: ReadonlyM
 }
 
 function sameEntry (a: NodeEntry, b: NodeEntry): boolean {
-  return a.group === b.group && a.port === b.port && a.dataDir === b.dataDir && a.workers === b.workers
+  return a.group === b.group && a.port === b.port && a.peerPort === b.peerPort && a.dataDir === b.dataDir && a.workers === b.workers
 }
 
 /** The entry of the node at `url` (http://host:port), matched by port. */
@@ -133,7 +158,7 @@ export function entryByUrl (nodes: readonly NodeEntry[], url: string): NodeEntry
 
 /**
  * `<node data dir>/launch.json`: how a shard node was last started (host, port, group,
- * workers), written by whoever starts it, so `npm run restart-node -- --data-dir DIR`
+ * workers, peer port, credentials files), written by whoever starts it, so `npm run restart-node -- --data-dir DIR`
  * can start it again the same way on any machine without a cluster launcher.
  */
 export interface NodeLaunch {
@@ -142,6 +167,9 @@ export interface NodeLaunch {
   group?: string
   workers?: number
   synchronous?: string
+  peerPort?: number
+  clusterSecretFile?: string
+  tokensFile?: string
 }
 
 export const NODE_LAUNCH_FILE = 'launch.json'

@@ -37,8 +37,14 @@ export function assertLoopback (url: string | URL): URL {
 export class HttpClient {
   private readonly agent: Agent
   private closed = false
+  private readonly defaultHeaders: (() => Record<string, string>) | undefined
 
-  constructor (opts: { connections?: number } = {}) {
+  /**
+   * `headers`: what every request carries under its own headers (a bearer token), asked
+   * per request because a test may learn it after making the client (npm start writes it).
+   */
+  constructor (opts: { connections?: number, headers?: () => Record<string, string> } = {}) {
+    this.defaultHeaders = opts.headers
     this.agent = new Agent({
       connections: opts.connections ?? 32,
       keepAliveTimeout: 4_000,
@@ -60,7 +66,7 @@ export class HttpClient {
       origin: u.origin,
       path,
       method: method as any,
-      headers: opts.headers,
+      headers: this.defaultHeaders === undefined ? opts.headers : { ...this.defaultHeaders(), ...opts.headers },
       body: opts.body,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,

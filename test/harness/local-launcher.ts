@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
 import { isPortFree } from '../../src/local/ports'
+import { PEER_PORT_OFFSET } from '../../src/local/nodes-file'
+import { credentialPaths } from '../../src/local/credentials'
 import { HttpClient } from './http'
 import { isAlive, sleep, waitUntilDead } from './cluster'
 
@@ -13,7 +15,8 @@ import { isAlive, sleep, waitUntilDead } from './cluster'
  * stopped with SIGINT like Ctrl-C. The teardown (registered before anything starts)
  * SIGINTs every launcher still running, then SIGKILLs any process whose command line
  * names the temp dir (nodes, workers, routers — they all carry their data dir) and
- * removes the dir.
+ * removes the dir. Its HTTP client sends the admin token npm start wrote (once it has),
+ * as every client of a secured cluster must.
  */
 
 export const ROOT = resolve(__dirname, '..', '..')
@@ -41,15 +44,18 @@ export interface LocalSandbox {
   interrupt: (l: Launcher, timeoutMs?: number) => Promise<number | null>
   /** PIDs of live processes that name the sandbox dir on their command line. */
   processes: () => number[]
+  /** The admin token npm start wrote in the sandbox dir, if it has. */
+  token: () => string | undefined
 }
 
-/** Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas) and the router's, all free. */
+/** Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas) and the router's, all free, and their peer ports (+10000). */
 async function freePorts (groups: number, replicas: number): Promise<{ routerPort: number, basePort: number }> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const basePort = 20_000 + Math.floor(Math.random() * 30_000)
     const routerPort = basePort + 50
     const ports = [routerPort]
     for (let j = 0; j <= replicas; j++) for (let i = 0; i < groups + 4; i++) ports.push(basePort + 100 * j + i)
+    ports.push(...ports.map((p) => p + PEER_PORT_OFFSET))
     if ((await Promise.all(ports.map(async (p) => await isPortFree('127.0.0.1', p)))).every(Boolean)) return { routerPort, basePort }
   }
   throw new Error('no free port range')
@@ -67,9 +73,29 @@ export function processesUsing (dir: string): number[] {
   return out.filter((pid) => pid !== process.pid && isAlive(pid))
 }
 
+/** A live process's argv (empty once it is gone). */
+export function commandLine (pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '')
+  } catch {
+    return []
+  }
+}
+
 export async function localSandbox (t: Test, name: string, shape: { groups: number, replicas: number }): Promise<LocalSandbox> {
   const dir = mkdtempSync(join(tmpdir(), `shardkv-${name}-`))
-  const http = new HttpClient({ connections: 32 })
+  let token: string | undefined
+  const readToken = (): string | undefined => {
+    try {
+      token ??= readFileSync(credentialPaths(dir).adminTokenFile, 'utf8').trim()
+    } catch { /* not written (yet, or --insecure) */ }
+    return token
+  }
+  const auth = (): Record<string, string> => {
+    const tk = readToken()
+    return tk === undefined ? {} : { authorization: `Bearer ${tk}` }
+  }
+  const http = new HttpClient({ connections: 32, headers: auth })
   const launchers: Launcher[] = []
   t.teardown(async () => {
     for (const l of launchers) if (isAlive(l.pid)) { try { process.kill(l.pid, 'SIGINT') } catch {} }
@@ -114,5 +140,5 @@ export async function localSandbox (t: Test, name: string, shape: { groups: numb
     if (code === 'timeout') throw new Error(`the launcher did not exit within ${timeoutMs} ms of SIGINT`)
     return code
   }
-  return { dir, http, routerPort, basePort, routerUrl: `http://127.0.0.1:${routerPort}`, start, interrupt, processes: () => processesUsing(dir) }
+  return { dir, http, routerPort, basePort, routerUrl: `http://127.0.0.1:${routerPort}`, start, interrupt, processes: () => processesUsing(dir), token: readToken }
 }

@@ -73,7 +73,8 @@ t.test('SIGKILL of a primary on npm start: failover, then the launcher brings th
   t.equal(groupOf(v, 'g1').redundancy, 'ok', `g1 is redundant: ${describeView(v)}`)
   t.equal(groupOf(v, 'g1').inSyncReplicas, 1, 'with one in-sync replica')
 
-  const load = new LoadGenerator({ baseUrl: box.routerUrl, clients: 6, keysPerClient: 10, durationMs: 200_000, maxOpsPerClient: 8000, requestTimeoutMs: 25_000 })
+  // On the sandbox's client: it carries the admin token.
+  const load = new LoadGenerator({ baseUrl: box.routerUrl, clients: 6, keysPerClient: 10, durationMs: 200_000, maxOpsPerClient: 8000, requestTimeoutMs: 25_000 }, box.http)
   t.teardown(async () => { await load.close() })
   const running = load.run()
   try {

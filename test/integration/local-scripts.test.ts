@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sleep, waitUntilDead, isAlive } from '../harness/cluster'
-import { localSandbox, ROOT, type LocalSandbox } from '../harness/local-launcher'
+import { commandLine, localSandbox, ROOT, type LocalSandbox } from '../harness/local-launcher'
+import { credentialPaths } from '../../src/local/credentials'
 import { keyRange, preload, readAll } from '../harness/rebalance'
 import { describeView, type ReplClusterView } from '../harness/replication'
 
@@ -11,8 +12,19 @@ import { describeView, type ReplClusterView } from '../harness/replication'
  * The local cluster owns every node in its map: add-shard and add-replica, run against
  * `npm start`, hand their nodes to its launcher (through the nodes file), so Ctrl-C
  * stops them with the rest and the next `npm start` runs them again, with their data.
- * remove-replica stops its node through the launcher, which does not undo it.
+ * remove-replica stops its node through the launcher, which does not undo it. The
+ * cluster runs with credentials (npm start's default): the scripts send the admin token
+ * they find in the cluster dir, and the nodes they add get the cluster's credentials
+ * files and a peer port, as the nodes npm start runs do.
  */
+
+/** The credentials flags and peer port of the live shard processes whose argv names `dataDir`. */
+function nodeFlags (box: LocalSandbox, dataDir: string): Array<Record<string, string | undefined>> {
+  return box.processes().map(commandLine).filter((args) => args.includes(dataDir) && args.some((a) => a.endsWith('dist/shards/main.js'))).map((args) => {
+    const value = (flag: string): string | undefined => { const i = args.indexOf(flag); return i === -1 ? undefined : args[i + 1] }
+    return { secret: value('--cluster-secret-file'), tokens: value('--tokens-file'), peerPort: value('--peer-port') }
+  })
+}
 
 interface ScriptResult { code: number | null, stderr: string }
 
@@ -63,8 +75,15 @@ t.test('add-shard and add-replica nodes belong to the npm start cluster: stopped
   t.pass(describeView(v))
   const more = keyRange('own2', 200)
   await preload(box.http, box.routerUrl, more, (k) => `w:${k}`)
-  const nodesFile = JSON.parse(readFileSync(join(box.dir, 'nodes.json'), 'utf8')) as { nodes: Array<{ name: string }> }
+  const nodesFile = JSON.parse(readFileSync(join(box.dir, 'nodes.json'), 'utf8')) as { nodes: Array<{ name: string, dataDir: string, peerPort?: number }> }
   t.same(nodesFile.nodes.map((n) => n.name).sort(), ['g1', 'g1-r1', 'g2'], 'the nodes file lists every node')
+  const creds = credentialPaths(box.dir)
+  for (const n of nodesFile.nodes.filter((e) => e.name !== 'g1')) {
+    t.ok(Number.isInteger(n.peerPort), `${n.name}, added by a script, has a peer port in the nodes file (${String(n.peerPort)})`)
+    const flags = nodeFlags(box, n.dataDir)
+    t.ok(flags.length >= 1, `${n.name} runs`)
+    t.same([...new Set(flags.map((f) => JSON.stringify(f)))], [JSON.stringify({ secret: creds.clusterSecretFile, tokens: creds.tokensFile, peerPort: String(n.peerPort) })], `${n.name} runs with the cluster's credentials files and its peer port`)
+  }
 
   const pids = box.processes()
   t.equal(await box.interrupt(l), 0, 'Ctrl-C: the launcher exits 0')
@@ -138,6 +157,8 @@ t.test('add-shard and add-replica nodes belong to the npm start cluster: stopped
     h = await box.http.getJson<{ status: string, group: string }>(`http://127.0.0.1:${g2.port}/healthz`).catch(() => undefined)
   }
   t.equal(h?.group, 'g2', `restart-node brought g2 back on port ${g2.port}`)
+  const restarted = nodeFlags(box, join(box.dir, 'g2'))
+  t.match(restarted[0], { secret: creds.clusterSecretFile, tokens: creds.tokensFile, peerPort: /^\d+$/ }, 'with its credentials files and peer port from launch.json')
   child.kill('SIGTERM')
   t.equal(await exited, 0, 'and stops it on SIGTERM')
   await waitUntilDead(box.processes(), 15_000).catch(() => undefined)

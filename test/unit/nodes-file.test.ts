@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { entryByUrl, planReconcile, readNodes, updateNodes, type NodeEntry } from '../../src/local/nodes-file'
+import { entryByUrl, peerPortFor, planReconcile, readNodes, readNodesFile, updateNodes, writeNodesFile, type NodeEntry } from '../../src/local/nodes-file'
 
 const g1: NodeEntry = { name: 'g1', group: 'g1', port: 7001, dataDir: '/d/g1' }
 const r1: NodeEntry = { name: 'g1-r1', group: 'g1', port: 7101, dataDir: '/d/g1-r1' }
@@ -16,6 +16,7 @@ t.test('planReconcile: start what is new, stop what is gone, restart what change
     ['add-shard', [g1, r1, g2], running(g1, r1), { start: ['g2'], stop: [] }],
     ['remove-replica', [g1], running(g1, r1), { start: [], stop: ['g1-r1'] }],
     ['a changed port restarts', [g1, { ...r1, port: 7201 }], running(g1, r1), { start: ['g1-r1'], stop: ['g1-r1'] }],
+    ['a changed peer port restarts', [g1, { ...r1, peerPort: 17101 }], running(g1, r1), { start: ['g1-r1'], stop: ['g1-r1'] }],
     ['changed workers restart', [{ ...g2, workers: 2 }], running(g2), { start: ['g2'], stop: ['g2'] }],
     ['everything gone', [], running(g1, r1, g2), { start: [], stop: ['g1', 'g1-r1', 'g2'] }]
   ]
@@ -40,4 +41,18 @@ t.test('the nodes file: absent, written, edited, refused when malformed', async 
   t.same(readNodes(dir), [g1, r1], 'edits accumulate')
   writeFileSync(join(dir, 'nodes.json'), '{"nodes": [{"name": "x"}]}')
   t.throws(() => readNodes(dir), /not a nodes file/, 'a malformed entry is refused')
+})
+
+t.test('peer ports: data port + 10000, none past 65535; the router\'s entry survives the scripts\' edits', async (t) => {
+  t.equal(peerPortFor(7001), 17001)
+  t.equal(peerPortFor(55535), 65535)
+  t.equal(peerPortFor(55536), undefined, 'past 65535: none')
+  t.equal(peerPortFor(0), undefined, 'a free port has no fixed peer port')
+  const dir = mkdtempSync(join(tmpdir(), 'shardkv-nodes-file-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeNodesFile(dir, { nodes: [{ ...g1, peerPort: 17001 }], router: { peerPort: 18080 } })
+  updateNodes(dir, (all) => [...all, r1])
+  t.same(readNodesFile(dir), { nodes: [{ ...g1, peerPort: 17001 }, r1], router: { peerPort: 18080 } }, 'an add keeps the router\'s peer port')
+  writeFileSync(join(dir, 'nodes.json'), '{"nodes": [], "router": {"peerPort": "x"}}')
+  t.throws(() => readNodes(dir), /"router" must be/, 'a malformed router entry is refused')
 })

@@ -1,0 +1,53 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { credentialPaths } from '../src/local/credentials'
+import type { LaunchCredentials } from '../src/local/launcher'
+
+/**
+ * What the operator scripts authenticate with, found where `npm start` keeps it
+ * (src/local/credentials.ts) so that they work against a local cluster without being
+ * told anything: the admin token for the router's admin API, and the credentials
+ * files for the shard nodes they start. A cluster without them (`npm start --
+ * --insecure`, a hand-made one) gets requests without credentials, as before.
+ */
+
+export const TOKEN_ENV = 'SHARDKV_TOKEN'
+
+/** The `--token` option and its help line, shared by the scripts that call the admin API. */
+export const TOKEN_OPTION = { token: { type: 'string' } } as const
+/** The help line of --token, its text starting at `column` like the script's other options. */
+export function tokenHelp (column: number): string {
+  return `  ${'--token T'.padEnd(column - 2)}admin token (default: $${TOKEN_ENV}, else <cluster-dir>/admin-token when it exists)`
+}
+
+/** The admin token: --token, else $SHARDKV_TOKEN, else <cluster-dir>/admin-token; undefined when none is set. */
+export function adminToken (flag: string | undefined, clusterDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const given = flag ?? env[TOKEN_ENV]
+  if (given !== undefined && given.trim() !== '') return given.trim()
+  const path = credentialPaths(resolve(clusterDir)).adminTokenFile
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new Error(`cannot read the admin token ${path}: ${(err as Error).message} (or pass --token)`)
+  }
+  return text.trim() === '' ? undefined : text.trim()
+}
+
+/**
+ * The credentials files a node started by a script gets: $SHARDKV_CLUSTER_SECRET_FILE /
+ * $SHARDKV_TOKENS_FILE (what the node itself would read), else the cluster dir's own
+ * files when both exist; undefined when there are none (an unauthenticated cluster).
+ */
+export function nodeCredentials (clusterDir: string, env: NodeJS.ProcessEnv = process.env): LaunchCredentials | undefined {
+  const local = credentialPaths(resolve(clusterDir))
+  const clusterSecretFile = nonEmpty(env.SHARDKV_CLUSTER_SECRET_FILE) ?? (existsSync(local.clusterSecretFile) ? local.clusterSecretFile : undefined)
+  const tokensFile = nonEmpty(env.SHARDKV_TOKENS_FILE) ?? (existsSync(local.tokensFile) ? local.tokensFile : undefined)
+  if (clusterSecretFile === undefined || tokensFile === undefined) return undefined
+  return { clusterSecretFile: resolve(clusterSecretFile), tokensFile: resolve(tokensFile) }
+}
+
+function nonEmpty (value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value
+}
