@@ -3,6 +3,8 @@ import { ConfigError, loadConfig, SHARD_OPTIONS, usage, type ShardConfig } from 
 import { Supervisor } from './supervisor'
 import { runWorker } from './worker'
 import { WORKER_CONFIG_ENV } from './ipc'
+import { TokenStore } from '../src/auth/tokens'
+import { loadListenerTls } from '../src/http/server'
 
 /** Entry point of a shard node: `node dist/shards/main.js [options]`. */
 async function main (): Promise<void> {
@@ -21,6 +23,9 @@ async function main (): Promise<void> {
       }
       throw err
     }
+    // Files the workers read: refused here, once, with the file's name, rather than by every worker.
+    if (config.tokensFile !== '') new TokenStore(config.tokensFile)
+    loadListenerTls(config.tlsCert, config.tlsKey)
     await new Supervisor(config).start()
   } else {
     const raw = process.env[WORKER_CONFIG_ENV]

@@ -34,7 +34,8 @@ export type Action = 'read' | 'write' | 'admin'
 export const TOKEN_PREFIX = 'skv_'
 const TOKEN_PATTERN = /^skv_[A-Za-z0-9_-]{43}$/
 const HASH_PATTERN = /^[0-9a-f]{64}$/
-const NAME_PATTERN = /^[A-Za-z0-9_.@-]{1,64}$/
+/** A principal's name: in the tokens file, and in `x-shardkv-principal` from a router. */
+export const NAME_PATTERN = /^[A-Za-z0-9_.@-]{1,64}$/
 /** Caps on what an untrusted file may make this process hold. */
 const MAX_TOKENS = 10_000
 const MAX_PREFIX = 1024
@@ -116,15 +117,21 @@ export type Refusal = string | undefined
  * Pure: the table test in test/unit/tokens.test.ts is its specification. A batch is
  * judged whole: any key outside the prefix refuses all of it.
  */
-export function authorize (principal: Principal, action: Action, keys: readonly string[] = []): Refusal {
+export function authorize (principal: Principal, action: Action, keys: string | readonly string[] = []): Refusal {
   if (!principal.roles.has(action)) return `${principal.name} lacks the ${action} role`
   const prefix = principal.prefix
   if (prefix !== undefined && action !== 'admin') {
+    // One key (the single-key path) is checked without wrapping it in an array.
+    if (typeof keys === 'string') return keys.startsWith(prefix) ? undefined : outsidePrefix(principal, prefix)
     for (const key of keys) {
-      if (!key.startsWith(prefix)) return `${principal.name} may only touch keys under ${JSON.stringify(prefix)}`
+      if (!key.startsWith(prefix)) return outsidePrefix(principal, prefix)
     }
   }
   return undefined
+}
+
+function outsidePrefix (principal: Principal, prefix: string): string {
+  return `${principal.name} may only touch keys under ${JSON.stringify(prefix)}`
 }
 
 /**

@@ -24,7 +24,8 @@ export class MapSource {
   private fetchedAt = 0
   private readonly listeners: Array<(table: RoutingTable) => void> = []
 
-  constructor (private readonly routerUrl: string, private readonly dispatcher: Dispatcher, private readonly timeoutMs: number) {}
+  constructor (private readonly routerUrl: string, private readonly dispatcher: Dispatcher, private readonly timeoutMs: number,
+    private readonly headers: Readonly<Record<string, string>> = {}) {}
 
   /** The current table, fetching the map on first use. */
   async current (): Promise<RoutingTable> {
@@ -96,7 +97,7 @@ export class MapSource {
     this.fetchedAt = Date.now()
     let table: RoutingTable
     try {
-      const res = await jsonRequest<unknown>(this.routerUrl + CLUSTER_PATH, { dispatcher: this.dispatcher, timeoutMs: this.timeoutMs })
+      const res = await jsonRequest<unknown>(this.routerUrl + CLUSTER_PATH, { dispatcher: this.dispatcher, timeoutMs: this.timeoutMs, headers: this.headers })
       // validateMap checks the map's shape and ignores the runtime fields /cluster adds beside it.
       table = new RoutingTable(validateMap(res.body))
     } catch (err) {
