@@ -6,8 +6,8 @@ import { ShardKvError } from '../protocol/errors'
  * One object serves both the fastify routes (an onRequest hook) and the GET fast path,
  * so a client cannot double its allowance by mixing GETs with other requests.
  *
- * Fixed windows, aligned for every key at once: when a window ends, every counter is
- * dropped together. That bounds memory by the addresses and tokens seen in one window,
+ * Fixed windows, shared by every key: a window opens with the first request after the
+ * last one closed, and when it ends every counter is dropped together. That bounds memory by the addresses and tokens seen in one window,
  * needs no sweeper timer, and costs one Map lookup per limit per request. A client
  * can burst up to twice its limit across a window boundary — acceptable for a limit
  * meant to stop floods, not to meter.
@@ -51,7 +51,7 @@ export class RateLimiter {
     if (now >= this.windowEnd) {
       this.byIp.clear()
       this.byToken.clear()
-      this.windowEnd = now - (now % this.options.windowMs) + this.options.windowMs
+      this.windowEnd = now + this.options.windowMs
     }
     const n = (counts.get(key) ?? 0) + 1
     counts.set(key, n)
