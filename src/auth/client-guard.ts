@@ -77,9 +77,9 @@ export class ClientGuard {
     if (tokens === undefined) return null
     const auth = headers.authorization
     if (auth === undefined) throw new ShardKvError('unauthenticated', 'this endpoint needs Authorization: Bearer <token>', undefined, CHALLENGE)
-    const principal = auth.length > BEARER.length && auth.slice(0, BEARER.length).toLowerCase() === BEARER
-      ? tokens.lookup(auth.slice(BEARER.length))
-      : undefined
+    // The scheme is case-insensitive; the usual spelling is checked without allocating.
+    const bearer = auth.startsWith('Bearer ') || (auth.length > BEARER.length && auth.slice(0, BEARER.length).toLowerCase() === BEARER)
+    const principal = bearer ? tokens.lookup(auth.slice(BEARER.length)) : undefined
     if (principal === undefined) throw new ShardKvError('unauthenticated', 'the bearer token is not valid', undefined, CHALLENGE_INVALID)
     this.limits?.chargeToken(principal.name)
     return principal
