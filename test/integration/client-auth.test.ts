@@ -136,6 +136,11 @@ t.test('roles, prefixes, principals and reloads', async (t) => {
     const owner = table.ownerOf('app1/reused') as string
     t.equal((await h.put(owner, 'app1/reused', 'first', headers(T.app1b))).status, 422, 'direct to the node, as app1b')
     t.equal((await h.put(owner, 'app1/reused', 'first', headers(T.app1))).status, 201, 'direct to the node, as app1: the replay')
+    // x-shardkv-principal is believed only with the cluster secret.
+    t.equal((await h.put(owner, 'app1/reused', 'first', { ...headers(T.app1b), [HEADER.principal]: 'app1' })).status, 422, 'a client cannot claim another principal')
+    const secret = readFileSync(join(c.tmp, 'secret'), 'utf8')
+    t.equal((await h.put(owner, 'app1/reused', 'first', { [HEADER.peerAuth]: secret, [HEADER.requestId]: id, [HEADER.principal]: 'app1' })).status, 201, 'a peer (router) can: the replay')
+    t.equal((await h.put(owner, 'app1/reused', 'first', { [HEADER.peerAuth]: secret, [HEADER.requestId]: id, [HEADER.principal]: 'app1b' })).status, 422, 'and for app1b it is a reuse')
     t.equal((await h.get(r, 'app1/reused', bearer(T.app1))).text(), 'first', 'the first write is intact')
   })
 
