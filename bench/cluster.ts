@@ -22,6 +22,8 @@ export interface BenchClusterOptions {
   routerNodeArgs?: string[]
   /** Extra router flags (e.g. --read-coalesce-max-keys 1). */
   routerArgs?: string[]
+  /** What the preload presents to the router (a token, a CA for an https router). */
+  credentials?: { token?: string, ca?: Buffer }
 }
 
 export interface BenchCluster {
@@ -78,7 +80,7 @@ export async function startBenchCluster (ctx: BenchContext, opts: BenchClusterOp
       keys,
       load: async (count, value) => {
         const fresh = Array.from({ length: count }, (_, i) => benchKey(i))
-        await preloadBatched(router.url, fresh, value)
+        await preloadBatched(router.url, fresh, value, opts.credentials)
         keys.splice(0, keys.length, ...fresh)
       },
       stop: () => ctx.stop({ launched: processes, others: [] })

@@ -24,19 +24,29 @@ export class BenchRequestError extends Error {
   }
 }
 
+/** A client token (sent as Bearer on every request) and a CA for an https target. */
+export interface TargetCredentials {
+  token?: string
+  ca?: Buffer
+}
+
 export class HttpTarget {
   private readonly pool: Pool
+  /** Headers every request carries (the token), built once. */
+  private readonly auth: Readonly<Record<string, string>> | undefined
 
-  constructor (readonly url: string, connections: number) {
-    this.pool = new Pool(url, { connections, pipelining: 1 })
+  constructor (readonly url: string, connections: number, credentials: TargetCredentials = {}) {
+    this.pool = new Pool(url, { connections, pipelining: 1, ...(credentials.ca === undefined ? {} : { connect: { ca: credentials.ca } }) })
+    this.auth = credentials.token === undefined ? undefined : { authorization: `Bearer ${credentials.token}` }
   }
 
   /** GET a random key; 200 expected. */
   get (keys: readonly string[]): Operation {
     const paths = keys.map(kvPath)
+    const headers = this.auth
     return async () => {
       const path = pick(paths)
-      this.expect(await exchange(this.pool, { path, method: 'GET' }), 'GET', path, 200)
+      this.expect(await exchange(this.pool, { path, method: 'GET', headers }), 'GET', path, 200)
       return 1
     }
   }
@@ -48,7 +58,7 @@ export class HttpTarget {
    */
   put (keys: readonly string[], value: Buffer, requestIds = false): Operation {
     const paths = keys.map(kvPath)
-    const bare = { 'content-type': 'application/octet-stream' }
+    const bare = { ...this.auth, 'content-type': 'application/octet-stream' }
     return async () => {
       const path = pick(paths)
       const headers = requestIds ? { ...bare, [HEADER.requestId]: newRequestId() } : bare
@@ -71,7 +81,7 @@ export class HttpTarget {
    */
   batch (kind: 'get' | 'put', keys: readonly string[], size: number, value?: Buffer): Operation {
     const encoded = value?.toString('base64')
-    const headers = { 'content-type': 'application/json' }
+    const headers = { ...this.auth, 'content-type': 'application/json' }
     return async () => {
       const ops: BatchOpWire[] = new Array(size)
       for (let i = 0; i < size; i++) {

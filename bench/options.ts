@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 
 /** Command line of `npm run bench`. Pure: parsing only, no I/O. */
 
-export const SCENARIOS = ['routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit'] as const
+export const SCENARIOS = ['routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit', 'auth'] as const
 export type ScenarioId = typeof SCENARIOS[number]
 
 export interface BenchOptions {
@@ -47,6 +47,9 @@ Scenarios (in this order; pick some with --only):
   group-commit  durable PUT (synchronous=FULL) with group commit versus
                 --group-commit-max-ops 1 (one transaction per write); and with
                 group commit, PUTs carrying request ids (the exactly-once record)
+  auth          routed GET and PUT (--groups groups) plain, then with client tokens and
+                the cluster secret, with an HTTPS client listener, and with both: the
+                cost of the trust boundary, as ratios to the plain run
 Prints a table and the target ratios, and writes JSON to bench/results/.
 
 Options:

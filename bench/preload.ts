@@ -57,8 +57,8 @@ export async function preload (baseUrl: string, keys: readonly string[], value: 
  * is most of its set-up time. Any failed write aborts: numbers over a half-loaded store
  * would mislead.
  */
-export async function preloadBatched (routerUrl: string, keys: readonly string[], value: Buffer): Promise<void> {
-  const client = createClient({ url: routerUrl, connections: 8 })
+export async function preloadBatched (routerUrl: string, keys: readonly string[], value: Buffer, credentials: { token?: string, ca?: Buffer } = {}): Promise<void> {
+  const client = createClient({ url: routerUrl, connections: 8, token: credentials.token, ca: credentials.ca })
   try {
     const results = await client.putMany(keys.map((key) => ({ key, value })))
     const bad = results.findIndex((r) => r instanceof KvError)

@@ -57,8 +57,21 @@ export const RATIOS: readonly RatioSpec[] = [
   { id: 'routed-vs-direct-get', label: 'routed GET / direct client GET (N groups)', num: { scenario: 'routed', name: 'GET' }, den: { scenario: 'direct', name: 'GET' }, per: 'req' },
   { id: 'routed-vs-direct-put', label: 'routed PUT / direct client PUT (N groups)', num: { scenario: 'routed', name: 'PUT' }, den: { scenario: 'direct', name: 'PUT' }, per: 'req' },
   { id: 'scaling-get', label: 'routed GET, 4 groups / 1 group', num: { scenario: 'scaling', name: 'GET 4 groups' }, den: { scenario: 'scaling', name: 'GET 1 group' }, per: 'req' },
-  { id: 'scaling-put', label: 'routed PUT, 4 groups / 1 group', num: { scenario: 'scaling', name: 'PUT 4 groups' }, den: { scenario: 'scaling', name: 'PUT 1 group' }, per: 'req' }
+  { id: 'scaling-put', label: 'routed PUT, 4 groups / 1 group', num: { scenario: 'scaling', name: 'PUT 4 groups' }, den: { scenario: 'scaling', name: 'PUT 1 group' }, per: 'req' },
+  ...trustBoundaryRatios()
 ]
+
+/** The cost of client auth (tokens + cluster secret) and of an HTTPS client listener on routed GET and PUT. */
+function trustBoundaryRatios (): RatioSpec[] {
+  const variants = [['auth', 'tokens + cluster secret'], ['TLS', 'HTTPS client listener'], ['auth+TLS', 'both']] as const
+  return variants.flatMap(([v, what]) => (['GET', 'PUT'] as const).map((op) => ({
+    id: `${v.toLowerCase().replace('+', '-')}-${op.toLowerCase()}`,
+    label: `routed ${op}, ${what} / without`,
+    num: { scenario: 'auth' as const, name: `${v} ${op}` },
+    den: { scenario: 'auth' as const, name: op },
+    per: 'req' as const
+  })))
+}
 
 export function findMeasurement (all: readonly Measurement[], ref: Ref): Measurement | undefined {
   return all.find((m) => m.scenario === ref.scenario && m.name === ref.name)

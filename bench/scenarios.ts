@@ -3,7 +3,8 @@ import { BATCH_DEFAULTS } from '../src/protocol/batch'
 import type { KvClient } from '../src/client'
 import { clientGet, clientMixed, clientPut, directClient } from './client-ops'
 import { startBenchCluster, HOST, type BenchCluster, type BenchClusterOptions } from './cluster'
-import { HttpTarget } from './http-ops'
+import { HttpTarget, type TargetCredentials } from './http-ops'
+import { authVariants } from './auth'
 import { benchKey } from './preload'
 import { ensureNginx, startNginx, type NginxProcess } from './nginx'
 import type { ScenarioId } from './options'
@@ -55,8 +56,8 @@ function groupsLabel (n: number): string {
   return `${n} group${n === 1 ? '' : 's'}`
 }
 
-function http (url: string, suite: Suite, closeLater: (c: Closer) => void): HttpTarget {
-  const t = new HttpTarget(url, suite.ctx.opts.connections)
+function http (url: string, suite: Suite, closeLater: (c: Closer) => void, credentials?: TargetCredentials): HttpTarget {
+  const t = new HttpTarget(url, suite.ctx.opts.connections, credentials)
   closeLater(() => t.close())
   return t
 }
@@ -184,6 +185,24 @@ async function groupCommit (suite: Suite): Promise<void> {
   }
 }
 
+/**
+ * 8: routed GET and PUT without client auth, with tokens and the cluster secret (the
+ * router authenticates each request, forwards as a peer; nodes check the secret), with
+ * an HTTPS client listener, and with both: one cluster each, back to back.
+ */
+async function auth (suite: Suite): Promise<void> {
+  const { groups } = suite.ctx.opts
+  for (const v of authVariants(resolve(suite.ctx.tmp, 'auth-credentials'))) {
+    const name = `auth-${v.label.trim().replace('+', '-').toLowerCase() || 'plain'}`
+    await withCluster(suite, { name, groups, preload: true, shardArgs: v.shardArgs, routerArgs: v.routerArgs, credentials: v.credentials }, async (cluster, closeLater) => {
+      const router = http(cluster.routerUrl, suite, closeLater, v.credentials)
+      const target = `router → ${groupsLabel(groups)}${v.label === '' ? '' : `, ${v.label.trim()}`}`
+      await suite.measure('auth', `${v.label}GET`, target, router.get(cluster.keys))
+      await suite.measure('auth', `${v.label}PUT`, target, router.put(cluster.keys, value(suite)))
+    })
+  }
+}
+
 export const SCENARIO_RUNNERS: Record<ScenarioId, (suite: Suite) => Promise<void>> = {
   routed,
   direct,
@@ -191,5 +210,6 @@ export const SCENARIO_RUNNERS: Record<ScenarioId, (suite: Suite) => Promise<void
   batch,
   scaling,
   peer,
-  'group-commit': groupCommit
+  'group-commit': groupCommit,
+  auth
 }

@@ -38,6 +38,8 @@ export interface BatchForwarderOptions {
 /** One client batch in flight. */
 interface BatchRun {
   ops: readonly BatchOp[]
+  /** The authenticated client (x-shardkv-principal upstream; binds every op's rid). */
+  principal: string | undefined
   keys: readonly string[]
   id: string
   results: Array<BatchResult | undefined>
@@ -58,9 +60,10 @@ export class BatchForwarder {
   constructor (private readonly options: BatchForwarderOptions) {}
 
   /** Runs a validated batch; every op gets a result, in the client's order. Never throws for one op's failure. */
-  async run (ops: readonly BatchOp[], id: string): Promise<BatchOutcome> {
+  async run (ops: readonly BatchOp[], id: string, principal?: string): Promise<BatchOutcome> {
     const run: BatchRun = {
       ops,
+      principal,
       keys: ops.map((o) => o.key),
       id,
       results: new Array(ops.length),
@@ -139,12 +142,9 @@ export class BatchForwarder {
 
   private async send (run: BatchRun, table: RoutingTable, url: string, idx: readonly number[]): Promise<ShardBatchReply> {
     const body = JSON.stringify({ ops: idx.map((i) => toWire(run.ops[i] as BatchOp, this.rid(run, i))) })
-    const res = await exchange(this.options.forwarder.pool(url), {
-      path: BATCH_PATH,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
-      body
-    })
+    const headers: Record<string, string> = { ...this.options.forwarder.peerHeaders, 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader }
+    if (run.principal !== undefined) headers[HEADER.principal] = run.principal
+    const res = await exchange(this.options.forwarder.pool(url), { path: BATCH_PATH, method: 'POST', headers, body })
     return readShardBatchReply(res.status, res.body.toString('utf8'), idx.length, url)
   }
 
@@ -175,7 +175,8 @@ export class BatchForwarder {
       body: op.op === 'put' ? (op.value ?? Buffer.alloc(0)) : null,
       contentType: op.op === 'put' ? op.contentType : undefined,
       ifMatch: op.ifMatch,
-      ifNoneMatch: op.ifNoneMatch
+      ifNoneMatch: op.ifNoneMatch,
+      principal: run.principal
     }
     try {
       const result = await this.options.forwarder.forward(req)

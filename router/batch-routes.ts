@@ -4,6 +4,7 @@ import { jsonBytes } from '../src/http/json-body'
 import { ShardKvError } from '../src/protocol/errors'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { BATCH_ID_ROOM, newRequestId, requireRequestId } from '../src/protocol/request-id'
+import { authorizeOps, principalName } from '../src/auth/client-guard'
 import type { BatchForwarder } from './batch-forward'
 import type { RouterMetrics } from './metrics'
 
@@ -30,11 +31,12 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
 
   const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const ops = parseBatch(jsonBytes(request), limits)
+    authorizeOps(request.principal, ops)
     metrics.countBatch(ops)
     // A client that retries a batch sends its id again, so every write in it applies once.
     const clientId = request.headers[HEADER.requestId]
     const batchId = clientId === undefined ? newRequestId() : requireRequestId(clientId, BATCH_ID_ROOM).id
-    const { results, retries } = await batches.run(ops, batchId)
+    const { results, retries } = await batches.run(ops, batchId, principalName(request.principal))
     if (retries > 0) reply.header(HEADER.retries, String(retries))
     if (isDraining()) reply.header('connection', 'close')
     return reply.code(200).type('application/json').send(JSON.stringify({ results }))

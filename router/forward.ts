@@ -36,6 +36,8 @@ export interface ForwardRequest {
   ifNoneMatch: string | undefined
   /** Upstream timeouts this request already met elsewhere (a coalesced read's batch): at most one is retried. */
   priorTimeouts?: number
+  /** The authenticated client it is made for (sent as x-shardkv-principal: it binds the request id). */
+  principal?: string
 }
 
 /** What serves a data request: the Forwarder itself, or the ReadCoalescer in front of it. */
@@ -66,6 +68,11 @@ export interface ForwarderOptions {
   log: Logger
   /** Control-plane client, for copy on touch during a rebalance. */
   nodes: NodeClient
+  /**
+   * The cluster secret's header (src/auth/peer.ts), on every data request: a node with
+   * a tokens file takes the router as a peer that has authorized its client already.
+   */
+  peerHeaders?: Readonly<Record<string, string>>
 }
 
 const FIRST_BACKOFF_MS = 5
@@ -83,14 +90,18 @@ export class Forwarder implements KvForward {
   private readonly poolOptions: Pool.Options
   private closed = false
 
+  /** Headers every upstream data request carries (the peer secret), for the batch and coalescing paths too. */
+  readonly peerHeaders: Readonly<Record<string, string>>
+
   constructor (options: ForwarderOptions) {
     this.options = options
     this.poolOptions = poolOptions(options.connections, options.upstreamTimeoutMs)
+    this.peerHeaders = options.peerHeaders ?? {}
   }
 
   async forward (req: ForwardRequest): Promise<ForwardResult> {
     const path = kvPath(req.key)
-    const headers = upstreamHeaders(req)
+    const headers = upstreamHeaders(req, this.options.peerHeaders)
     const deadline = Date.now() + this.options.retryTimeoutMs
     let retries = 0
     let backoff = FIRST_BACKOFF_MS
@@ -196,8 +207,9 @@ export class Forwarder implements KvForward {
   }
 }
 
-function upstreamHeaders (req: ForwardRequest): Headers {
-  const h: Headers = { [HEADER.requestId]: req.requestId, [HEADER.epoch]: '' }
+function upstreamHeaders (req: ForwardRequest, peer: Readonly<Record<string, string>> | undefined): Headers {
+  const h: Headers = peer === undefined ? { [HEADER.requestId]: req.requestId, [HEADER.epoch]: '' } : { ...peer, [HEADER.requestId]: req.requestId, [HEADER.epoch]: '' }
+  if (req.principal !== undefined) h[HEADER.principal] = req.principal
   if (req.contentType !== undefined) h['content-type'] = req.contentType
   if (req.ifMatch !== undefined) h['if-match'] = req.ifMatch
   if (req.ifNoneMatch !== undefined) h['if-none-match'] = req.ifNoneMatch

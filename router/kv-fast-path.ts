@@ -6,6 +6,7 @@ import { KV_PREFIX } from '../src/protocol/wire'
 import type { KvForward, KvMethod } from './forward'
 import { answerOf, forwardKv } from './kv-routes'
 import type { RouterMetrics } from './metrics'
+import type { ClientGuard } from '../src/auth/client-guard'
 
 /**
  * The data plane's bodiless requests (GET, HEAD, and DELETE without a body), served
@@ -23,6 +24,8 @@ export interface KvFastPathOptions {
   metrics: RouterMetrics
   log: Logger
   isDraining: () => boolean
+  /** Client authentication and rate limits; undefined when neither is configured (no cost). */
+  guard?: ClientGuard
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8'
@@ -30,11 +33,14 @@ const JSON_TYPE = 'application/json; charset=utf-8'
 /** Returns a request listener that answers what it takes and returns false for the rest. */
 export function kvFastPath (options: KvFastPathOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
   const { forwarder, maxValueBytes, metrics, log, isDraining } = options
+  const guard = options.guard?.active === true ? options.guard : undefined
 
   const serve = async (req: IncomingMessage, res: ServerResponse, method: KvMethod, url: string, start: number): Promise<void> => {
     let status: number
     try {
-      const result = await forwardKv(forwarder, method, url, req.headers, null, maxValueBytes)
+      // The same check as fastify's onRequest hook (client-guard.ts): one header, one hash, one Map lookup.
+      const principal = guard === undefined ? null : guard.authenticate(req.headers, req.socket.remoteAddress)
+      const result = await forwardKv(forwarder, method, url, req.headers, null, maxValueBytes, principal)
       const answer = answerOf(result, method, isDraining())
       res.writeHead(result.status, answer.headers)
       res.end(answer.body)
@@ -68,6 +74,7 @@ export function kvFastPath (options: KvFastPathOptions): (req: IncomingMessage, 
       body = errorBody('internal', 'internal error')
     }
     const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) }
+    if (err instanceof ShardKvError && err.headers !== undefined) Object.assign(headers, err.headers)
     if (isDraining()) headers.connection = 'close'
     res.writeHead(status, headers)
     res.end(body)

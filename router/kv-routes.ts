@@ -7,6 +7,8 @@ import { HEADER, KV_PREFIX } from '../src/protocol/wire'
 import { newRequestId, requireRequestId } from '../src/protocol/request-id'
 import { storedContentType } from '../src/protocol/content-type'
 import type { KvForward, ForwardResult, KvMethod } from './forward'
+import { authorizeKey, principalName } from '../src/auth/client-guard'
+import type { Principal } from '../src/auth/tokens'
 
 /**
  * The data API as the router serves it: check what can be checked without the
@@ -29,11 +31,16 @@ export interface KvRoutesOptions {
 const EMPTY = Buffer.alloc(0)
 const OCTET_STREAM = 'application/octet-stream'
 
-/** Validates a data request (throws `ShardKvError` on bad input) and forwards it to the key's owner. */
-export async function forwardKv (forwarder: KvForward, method: KvMethod, rawUrl: string, h: IncomingHttpHeaders, body: Buffer | null, maxValueBytes: number): Promise<ForwardResult> {
+/**
+ * Validates a data request (throws `ShardKvError` on bad input or a key outside the
+ * principal's roles or prefix) and forwards it to the key's owner. `principal`: the
+ * authenticated client (null: clients are not authenticated).
+ */
+export async function forwardKv (forwarder: KvForward, method: KvMethod, rawUrl: string, h: IncomingHttpHeaders, body: Buffer | null, maxValueBytes: number, principal: Principal | null): Promise<ForwardResult> {
   // The raw URL, not fastify's decoded params: router, shard and client must agree
   // byte for byte on what the key is (see src/protocol/key.ts).
   const key = keyFromUrl(rawUrl)
+  if (principal !== null) authorizeKey(principal, method === 'GET' || method === 'HEAD' ? 'read' : 'write', key)
   const ifMatch = h['if-match']
   const ifNoneMatch = h['if-none-match']
   if (ifMatch !== undefined) parseEtagList(ifMatch, 'If-Match')
@@ -46,7 +53,7 @@ export async function forwardKv (forwarder: KvForward, method: KvMethod, rawUrl:
   // once; without one, the router's own id still makes its retries apply once.
   const clientId = h[HEADER.requestId]
   const requestId = clientId === undefined ? newRequestId() : requireRequestId(clientId).id
-  return await forwarder.forward({ method, key, requestId, body, contentType, ifMatch, ifNoneMatch })
+  return await forwarder.forward({ method, key, requestId, body, contentType, ifMatch, ifNoneMatch, principal: principalName(principal) })
 }
 
 export interface KvAnswer {
@@ -97,7 +104,7 @@ export function registerKvRoutes (app: FastifyInstance, options: KvRoutesOptions
       // No body at all (no Content-Length, no Transfer-Encoding) skips the parser: an empty value.
       body = Buffer.isBuffer(request.body) ? request.body : EMPTY
     }
-    const result = await forwardKv(forwarder, method, request.raw.url ?? '', request.headers, body, maxValueBytes)
+    const result = await forwardKv(forwarder, method, request.raw.url ?? '', request.headers, body, maxValueBytes, request.principal)
     const answer = answerOf(result, method, isDraining())
     reply.code(result.status).headers(answer.headers)
     return reply.send(answer.body)

@@ -53,6 +53,8 @@ function installSignalHandlers (router: RunningRouter, log: Logger): void {
   }
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
+  // SIGHUP re-reads the tokens file (revoke or add a token without a restart).
+  process.on('SIGHUP', () => { router.reloadTokens() })
 }
 
 async function main (): Promise<void> {

@@ -66,7 +66,9 @@ export class ReadCoalescer implements KvForward {
       const res = await exchange(this.options.forwarder.pool(url), {
         path: BATCH_PATH,
         method: 'POST',
-        headers: { 'content-type': JSON_CONTENT_TYPE, [HEADER.epoch]: table.epochHeader },
+        // Reads of several principals share one batch: no x-shardkv-principal (the router has
+        // authorized each read, and reads bind no request id), only the peer secret.
+        headers: { ...this.options.forwarder.peerHeaders, 'content-type': JSON_CONTENT_TYPE, [HEADER.epoch]: table.epochHeader },
         body: JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.key })) })
       })
       return coalescedReadResults(res.status, res.body, reads.length, res.headers[HEADER.node])

@@ -2,7 +2,11 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RouterConfig } from '../src/config/options'
-import { createApiServer } from '../src/http/server'
+import { createApiServer, loadListenerTls } from '../src/http/server'
+import { ClientGuard, installClientGuard } from '../src/auth/client-guard'
+import { TokenStore } from '../src/auth/tokens'
+import { RateLimiter } from '../src/auth/rate-limit'
+import { loadPeerSecret } from '../src/auth/peer'
 import type { Logger } from '../src/log'
 import { registerAdminRoutes } from './admin-routes'
 import { Coordinator } from './coordinator'
@@ -34,6 +38,8 @@ export interface RunningRouter {
   coordinator: Coordinator
   /** Stops accepting, lets in-flight requests finish, then closes the upstream pools. */
   close: () => Promise<void>
+  /** Re-reads the tokens file (SIGHUP); false when it is not configured or the file is bad (old tokens kept). */
+  reloadTokens: () => boolean
 }
 
 export async function startRouter (config: RouterConfig, log: Logger): Promise<RunningRouter> {
@@ -44,7 +50,13 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     () => coord.view().groups.map((g) => ({ group: g.id, inSyncReplicas: g.inSyncReplicas, redundancy: g.redundancy }))
   )
   const coord = Coordinator.fromConfig(config, log, metrics)
+  const guard = new ClientGuard({
+    tokens: config.tokensFile === '' ? undefined : new TokenStore(config.tokensFile, log),
+    limits: new RateLimiter({ perToken: config.rateLimitPerToken, perIp: config.rateLimitPerIp, windowMs: config.rateLimitWindowMs })
+  })
+  const tls = loadListenerTls(config.tlsCert, config.tlsKey)
   const forwarder = new Forwarder({
+    peerHeaders: config.clusterSecretFile === '' ? undefined : loadPeerSecret(config.clusterSecretFile).headers,
     table: () => coord.table,
     connections: config.connections,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
@@ -57,14 +69,15 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const reads = new ReadCoalescer({ forwarder, table: () => coord.table, maxKeys: config.readCoalesceMaxKeys, metrics })
 
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
-  const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes), limits: config })
+  const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes), limits: config, tls })
+  installClientGuard(app, guard)
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeRequest(request.method, reply.statusCode, reply.elapsedTime)
     done()
   })
   let draining = false
   registerKvRoutes(app, { forwarder: reads, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
-  serveAheadOfFastify(app.server, kvFastPath({ forwarder: reads, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining }))
+  serveAheadOfFastify(app.server, kvFastPath({ forwarder: reads, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining, guard }))
   registerBatchRoutes(app, {
     batches: new BatchForwarder({ table: () => coord.table, forwarder, retryTimeoutMs: config.retryTimeoutMs, metrics, log }),
     metrics,
@@ -103,7 +116,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     await Promise.allSettled([app.close(), forwarder.close(), coord.close()])
     throw err
   }
-  const url = listenUrl(app.server.address() as AddressInfo)
+  const url = listenUrl(app.server.address() as AddressInfo, tls !== undefined)
   coord.setAdvertisedUrl(url)
   coord.start()
   failover.start()
@@ -137,7 +150,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     await closing
   }
 
-  return { url, coordinator: coord, close }
+  return { url, coordinator: coord, close, reloadTokens: () => guard.reload() }
 }
 
 /**
@@ -187,9 +200,9 @@ async function installOnStartup (coord: Coordinator, log: Logger, stopped: () =>
 }
 
 /** A URL a local client can connect to (an unspecified bind address becomes loopback). */
-function listenUrl (address: AddressInfo): string {
+function listenUrl (address: AddressInfo, https: boolean): string {
   let host = address.address
   if (host === '0.0.0.0') host = '127.0.0.1'
   if (host === '::') host = '::1'
-  return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+  return `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`
 }

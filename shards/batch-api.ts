@@ -6,6 +6,7 @@ import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
 import { errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
 import { jsonBytes } from '../src/http/json-body'
+import { authorizeOps, principalName } from '../src/auth/client-guard'
 import { countBatch, type ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import { senderEpoch, servingView, stamped, type WriteQueue } from './serving'
@@ -43,11 +44,11 @@ function opRequestId (op: BatchOp, index: number, batchId: RequestId | undefined
   return batchId === undefined ? undefined : { id: batchOpRequestId(batchId.id, index), issued: batchId.issued }
 }
 
-function toStoreOp (op: BatchOp, id: RequestId | undefined): StoreOp {
+function toStoreOp (op: BatchOp, id: RequestId | undefined, principal: string | undefined): StoreOp {
   switch (op.op) {
     case 'get': return { op: 'get', key: op.key }
-    case 'put': return stamped({ op: 'put', key: op.key, value: op.value ?? Buffer.alloc(0), contentType: op.contentType ?? '', conditions: op.conditions }, id)
-    case 'delete': return stamped({ op: 'delete', key: op.key, conditions: op.conditions }, id)
+    case 'put': return stamped({ op: 'put', key: op.key, value: op.value ?? Buffer.alloc(0), contentType: op.contentType ?? '', conditions: op.conditions }, id, principal)
+    case 'delete': return stamped({ op: 'delete', key: op.key, conditions: op.conditions }, id, principal)
   }
 }
 
@@ -72,6 +73,8 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
     const header = request.headers[HEADER.requestId]
     const batchId = header === undefined ? undefined : requireRequestId(header, BATCH_ID_ROOM)
     const ops = parseBatch(jsonBytes(request), limits)
+    authorizeOps(request.principal, ops)
+    const principal = principalName(request.principal)
     const view = servingView(store, ownership)
 
     const results: BatchResult[] = new Array(ops.length)
@@ -85,7 +88,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
         misdirected = true
         continue
       }
-      storeOps.push(toStoreOp(op, opRequestId(op, i, batchId)))
+      storeOps.push(toStoreOp(op, opRequestId(op, i, batchId), principal))
       positions.push(i)
     }
 

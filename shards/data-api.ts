@@ -8,6 +8,7 @@ import { formatEtag, notModified, parseEtagList } from '../src/protocol/precondi
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import type { MigrationStore } from '../src/storage/migration-store'
+import { authorizeKey, principalName } from '../src/auth/client-guard'
 import { requestIdOf, senderEpoch, servingView, stamped, writeConditions, type WriteQueue } from './serving'
 
 /**
@@ -68,6 +69,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
 
   const read = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const key = keyFromUrl(request.raw.url ?? '')
+    authorizeKey(request.principal, 'read', key)
     const epoch = senderEpoch(request)
     const ifNoneMatch = parseEtagList(request.headers['if-none-match'], 'If-None-Match')
     const current = servingView(store, ownership, key)
@@ -100,12 +102,13 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
 
   app.put(`${KV_PREFIX}*`, async (request, reply) => {
     const key = keyFromUrl(request.raw.url ?? '')
+    authorizeKey(request.principal, 'write', key)
     senderEpoch(request)
     servingView(store, ownership, key)
     const conditions = writeConditions(request)
     const value = Buffer.isBuffer(request.body) ? request.body : EMPTY
     const contentType = storedContentType(request.headers['content-type'])
-    const outcome = await commitOne(writes, stamped({ op: 'put', key, value, contentType, conditions }, requestIdOf(request)))
+    const outcome = await commitOne(writes, stamped({ op: 'put', key, value, contentType, conditions }, requestIdOf(request), principalName(request.principal)))
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
     await replicated(outcome.seq)
@@ -117,9 +120,10 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
 
   app.delete(`${KV_PREFIX}*`, async (request, reply) => {
     const key = keyFromUrl(request.raw.url ?? '')
+    authorizeKey(request.principal, 'write', key)
     senderEpoch(request)
     servingView(store, ownership, key)
-    const outcome = await commitOne(writes, stamped({ op: 'delete', key, conditions: writeConditions(request) }, requestIdOf(request)))
+    const outcome = await commitOne(writes, stamped({ op: 'delete', key, conditions: writeConditions(request) }, requestIdOf(request), principalName(request.principal)))
     metrics.writes.inc()
     if (!outcome.ok) return preconditionFailed(reply, outcome)
     await replicated(outcome.seq)

@@ -9,6 +9,8 @@ export type SupervisorMessage =
   | { type: 'shardkv:metrics-reply', id: number, text: string, error?: string }
   /** The highest seq every replica in the ack set has durably applied. */
   | { type: 'shardkv:replicated', position: number }
+  /** SIGHUP reached the supervisor: re-read the tokens file. */
+  | { type: 'shardkv:reload-tokens' }
 
 export type WorkerMessage =
   | { type: 'shardkv:metrics-request', id: number }

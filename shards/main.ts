@@ -4,6 +4,8 @@ import { Supervisor } from './supervisor'
 import { protectedModeRefusal } from '../src/auth/protected-mode'
 import { runWorker } from './worker'
 import { WORKER_CONFIG_ENV } from './ipc'
+import { TokenStore } from '../src/auth/tokens'
+import { loadListenerTls } from '../src/http/server'
 
 /** Entry point of a shard node: `node dist/shards/main.js [options]`. */
 async function main (): Promise<void> {
@@ -28,6 +30,9 @@ async function main (): Promise<void> {
       process.stderr.write(`shardkv shard: ${refusal}\n`)
       process.exit(1)
     }
+    // Files the workers read: refused here, once, with the file's name, rather than by every worker.
+    if (config.tokensFile !== '') new TokenStore(config.tokensFile)
+    loadListenerTls(config.tlsCert, config.tlsKey)
     await new Supervisor(config).start()
   } else {
     const raw = process.env[WORKER_CONFIG_ENV]

@@ -35,10 +35,12 @@ type WriteOp = Extract<StoreOp, { op: 'put' | 'delete' }>
 /**
  * A write op bound to the request id it is recorded under: the fingerprint is taken of
  * the op exactly as the store will apply it, so a single-key write and the same write
- * sent inside a batch (the router sends moving keys of a batch one by one) agree.
+ * sent inside a batch (the router sends moving keys of a batch one by one) agree; and
+ * of the principal it is made for (src/auth/client-guard.ts), so two clients cannot
+ * share one id.
  */
-export function stamped<T extends WriteOp> (op: T, id: RequestId | undefined): T {
-  if (id !== undefined) op.request = { id: id.id, issued: id.issued, fingerprint: fingerprintOf(op) }
+export function stamped<T extends WriteOp> (op: T, id: RequestId | undefined, principal?: string): T {
+  if (id !== undefined) op.request = { id: id.id, issued: id.issued, fingerprint: fingerprintOf(principal === undefined ? op : { ...op, principal }) }
   return op
 }
 

@@ -84,9 +84,14 @@ export class Supervisor {
     // Installs notify us through the workers; this also catches one made while we were busy.
     setInterval(() => this.shipper.refresh(), 1000).unref()
     process.on('SIGUSR2', () => { void this.rollingRestart() })
+    // The workers hold the tokens (they authenticate); the supervisor only relays.
+    process.on('SIGHUP', () => {
+      this.log.info({ event: 'reload-tokens' }, 'SIGHUP: workers re-read the tokens file')
+      this.send({ type: 'shardkv:reload-tokens' })
+    })
     process.on('SIGTERM', () => { void this.shutdown('SIGTERM') })
     process.on('SIGINT', () => { void this.shutdown('SIGINT') })
-    const url = `http://${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.port}`
+    const url = `${this.config.tlsCert === '' ? 'http' : 'https'}://${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.port}`
     this.log.info({ event: 'listening', service: 'shard', url, workers: this.liveWorkers().length, dataDir: this.config.dataDir }, `shard node ${this.store.nodeId} listening on ${url}`)
   }
 

@@ -2,7 +2,10 @@ import type { FastifyInstance } from 'fastify'
 import type { ShardConfig } from '../src/config/options'
 import { createLogger, type Logger } from '../src/log'
 import { KvStore } from '../src/storage/store'
-import { createApiServer, refuseOtherKvMethods } from '../src/http/server'
+import { createApiServer, loadListenerTls, refuseOtherKvMethods } from '../src/http/server'
+import { ClientGuard, installClientGuard } from '../src/auth/client-guard'
+import { TokenStore } from '../src/auth/tokens'
+import { loadPeerSecret } from '../src/auth/peer'
 import { HEALTH_PATH, METRICS_PATH } from '../src/protocol/wire'
 import { registerDataApi } from './data-api'
 import { registerBatchApi } from './batch-api'
@@ -35,7 +38,13 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   const pendingMetrics = new Map<number, (text: string, error?: string) => void>()
   let nextMetricsId = 1
 
-  const app = createApiServer({ log, maxValueBytes: config.maxValueBytes, limits: config })
+  const app = createApiServer({ log, maxValueBytes: config.maxValueBytes, limits: config, tls: loadListenerTls(config.tlsCert, config.tlsKey) })
+  // Direct clients present tokens; routers present the cluster secret (and name their client).
+  const guard = new ClientGuard({
+    tokens: config.tokensFile === '' ? undefined : new TokenStore(config.tokensFile, log),
+    peer: config.clusterSecretFile === '' ? undefined : loadPeerSecret(config.clusterSecretFile)
+  })
+  installClientGuard(app, guard)
   instrument(app, metrics)
   refuseOtherKvMethods(app)
   const migration = new MigrationStore(store)
@@ -134,8 +143,13 @@ export async function runWorker (config: ShardConfig): Promise<void> {
       case 'shardkv:metrics-reply':
         pendingMetrics.get(m.id)?.(m.text, m.error)
         break
+      case 'shardkv:reload-tokens':
+        guard.reload()
+        break
     }
   })
+  // The supervisor relays its SIGHUP; one sent to the whole process group lands here too.
+  process.on('SIGHUP', () => { guard.reload() })
   process.on('disconnect', () => {
     log.warn({ event: 'supervisor-gone' }, 'the supervisor is gone; exiting')
     process.exit(1)

@@ -1,6 +1,8 @@
 import { ADMIN, CLUSTER_PATH } from '../protocol/wire'
 import type { RebalanceProgress } from '../membership/rebalance'
+import { Agent, type Dispatcher } from 'undici'
 import { jsonRequest } from './http'
+import { credentialHeaders, type Credentials } from './transport'
 
 /** What `GET /cluster` returns (the map plus what the coordinator observes). */
 export interface ClusterView {
@@ -18,38 +20,51 @@ export interface ClusterView {
   rebalance?: RebalanceProgress | null
 }
 
-/** The router's admin API, as the scripts use it; `token` (an admin token) is sent as a Bearer credential. */
+/** The router's admin API, as the scripts use it. */
 export class AdminClient {
-  private readonly headers: Record<string, string>
+  private readonly headers: Readonly<Record<string, string>>
+  /** Only for a private CA (`ca`); otherwise undici's global dispatcher. */
+  private readonly dispatcher: Dispatcher | undefined
 
-  constructor (readonly routerUrl: string, opts: { token?: string | undefined } = {}) {
-    this.headers = opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` }
+  /** `credentials`: an admin token, and the CA of an https router. */
+  constructor (readonly routerUrl: string, credentials: Credentials = {}) {
+    this.headers = credentialHeaders(credentials)
+    this.dispatcher = credentials.ca === undefined ? undefined : new Agent({ connect: { ca: credentials.ca } })
+  }
+
+  /** Closes the connections of a client made with a `ca` (nothing to do otherwise). */
+  async close (): Promise<void> {
+    await this.dispatcher?.close()
+  }
+
+  private async call<T> (url: string, options: { method?: Dispatcher.HttpMethod, body?: unknown } = {}): Promise<{ status: number, body: T }> {
+    return await jsonRequest<T>(url, { ...options, headers: this.headers, dispatcher: this.dispatcher })
   }
 
   async cluster (): Promise<ClusterView> {
-    return (await jsonRequest<ClusterView>(this.routerUrl + CLUSTER_PATH, { headers: this.headers })).body
+    return (await this.call<ClusterView>(this.routerUrl + CLUSTER_PATH)).body
   }
 
   async addGroup (id: string, url: string, weight: number, replicas: string[] = []): Promise<RebalanceProgress> {
-    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(this.routerUrl + ADMIN.groups, { method: 'POST', body: { id, url, weight, replicas }, headers: this.headers })
+    const res = await this.call<{ rebalance: RebalanceProgress }>(this.routerUrl + ADMIN.groups, { method: 'POST', body: { id, url, weight, replicas } })
     return res.body.rebalance
   }
 
   async addReplica (group: string, url: string): Promise<void> {
-    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas`, { method: 'POST', body: { url }, headers: this.headers })
+    await this.call(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas`, { method: 'POST', body: { url } })
   }
 
   async removeReplica (group: string, url: string): Promise<void> {
-    await jsonRequest(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas?url=${encodeURIComponent(url)}`, { method: 'DELETE', headers: this.headers })
+    await this.call(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas?url=${encodeURIComponent(url)}`, { method: 'DELETE' })
   }
 
   async removeGroup (id: string): Promise<RebalanceProgress> {
-    const res = await jsonRequest<{ rebalance: RebalanceProgress }>(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(id)}`, { method: 'DELETE', headers: this.headers })
+    const res = await this.call<{ rebalance: RebalanceProgress }>(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(id)}`, { method: 'DELETE' })
     return res.body.rebalance
   }
 
   async rebalance (): Promise<RebalanceProgress | null> {
-    return (await jsonRequest<{ rebalance: RebalanceProgress | null }>(this.routerUrl + ADMIN.rebalance, { headers: this.headers })).body.rebalance
+    return (await this.call<{ rebalance: RebalanceProgress | null }>(this.routerUrl + ADMIN.rebalance)).body.rebalance
   }
 
   /** Polls until the rebalance is done, reporting progress; rejects if it reports an error for too long. */

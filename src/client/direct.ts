@@ -6,13 +6,13 @@ import type { BatchOpWire } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
 import { batchOpRequestId } from '../protocol/request-id'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
-import { exchange, poolOptions } from '../http/exchange'
+import { exchange } from '../http/exchange'
 import { KvError, UnavailableError } from './errors'
 import { MapSource } from './map-source'
 import { coalescedGetResults, fromHttp, unavailableResult, type OpResult } from './results'
 import { batchResults, RoutedTransport, singleHeaders } from './routed'
 import {
-  Backoff, RequestCounter, sleep,
+  Backoff, clientPoolOptions, credentialHeaders, type Credentials, RequestCounter, sleep,
   type KvMethod, type SingleRequest, type Transport
 } from './transport'
 import { classifyUpstreamError, describeUpstreamError, type UpstreamFailure } from '../http/upstream-errors'
@@ -42,6 +42,7 @@ export interface DirectOptions {
   connections: number
   retryTimeoutMs: number
   timeoutMs: number
+  credentials?: Credentials
 }
 
 const METHOD_OF: Record<BatchOpWire['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
@@ -59,12 +60,16 @@ export class DirectTransport implements Transport {
   private plainTable: RoutingTable | undefined
   private plainHeaders: Record<string, string> = {}
   private readonly reads: ReadCoalescing<SingleRequest, OpResult>
+  /** The token's header, on /cluster reads and on every request to a shard node too. */
+  private readonly auth: Readonly<Record<string, string>>
 
   constructor (private readonly options: DirectOptions) {
     const routerUrl = new URL(options.routerUrl).origin
+    this.auth = credentialHeaders(options.credentials)
     this.router = new RoutedTransport(routerUrl, { ...options, counter: this.counter })
-    this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1 })
-    this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs)
+    const ca = options.credentials?.ca
+    this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1, ...(ca === undefined ? {} : { connect: { ca } }) })
+    this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs, this.auth)
     this.maps.onChange((table) => { this.closePoolsOutside(table) })
     this.reads = new ReadCoalescing({
       maxKeys: options.readCoalesceMaxKeys,
@@ -90,7 +95,7 @@ export class DirectTransport implements Transport {
     const res = await exchange(this.pool(url), {
       path: BATCH_PATH,
       method: 'POST',
-      headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
+      headers: { ...this.auth, 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
       body: JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.key })) })
     })
     if (res.status === 421 || (res.status === 200 && res.body.includes('"map":'))) this.maps.offer(mapOf(res.body))
@@ -214,7 +219,7 @@ export class DirectTransport implements Transport {
       const res = await exchange(this.pool(url), {
         path: BATCH_PATH,
         method: 'POST',
-        headers: { 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader, [HEADER.requestId]: batchId },
+        headers: { ...this.auth, 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader, [HEADER.requestId]: batchId },
         body: JSON.stringify({ ops: indexes.map((i) => ops[i]) })
       })
       status = res.status
@@ -263,12 +268,12 @@ export class DirectTransport implements Transport {
   private headers (req: SingleRequest, table: RoutingTable): Record<string, string> {
     if (req.method === 'GET' && req.requestId === undefined && req.ifMatch === undefined && req.ifNoneMatch === undefined) {
       if (this.plainTable !== table) {
-        this.plainHeaders = Object.freeze({ [HEADER.epoch]: table.epochHeader }) as Record<string, string>
+        this.plainHeaders = Object.freeze({ ...this.auth, [HEADER.epoch]: table.epochHeader }) as Record<string, string>
         this.plainTable = table
       }
       return this.plainHeaders
     }
-    const h = singleHeaders(req)
+    const h = singleHeaders(req, this.auth)
     h[HEADER.epoch] = table.epochHeader
     return h
   }
@@ -292,7 +297,7 @@ export class DirectTransport implements Transport {
     let pool = this.pools.get(url)
     if (pool === undefined) {
       if (this.closed) throw new UnavailableError('unavailable', 'the client is closed')
-      pool = new Pool(url, poolOptions(this.options.connections, this.options.timeoutMs))
+      pool = new Pool(url, clientPoolOptions(this.options.connections, this.options.timeoutMs, this.options.credentials))
       this.pools.set(url, pool)
     }
     return pool

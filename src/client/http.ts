@@ -7,11 +7,11 @@ import { ShardKvError, errorCodeOf } from '../protocol/errors'
  */
 export async function jsonRequest<T> (
   url: string,
-  options: { method?: Dispatcher.HttpMethod, body?: unknown, dispatcher?: Dispatcher, timeoutMs?: number, headers?: Record<string, string> } = {}
+  options: { method?: Dispatcher.HttpMethod, body?: unknown, dispatcher?: Dispatcher, timeoutMs?: number, headers?: Readonly<Record<string, string>> } = {}
 ): Promise<{ status: number, body: T }> {
   const res = await request(url, {
     method: options.method ?? 'GET',
-    headers: { ...options.headers, ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: options.body !== undefined ? { ...options.headers, 'content-type': 'application/json' } : { ...options.headers },
     body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
     dispatcher: options.dispatcher,
     headersTimeout: options.timeoutMs ?? 10_000,

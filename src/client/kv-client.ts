@@ -41,6 +41,10 @@ export interface ClientOptions {
    * (they answer exactly as single GETs). Default 64; 1 sends every get alone.
    */
   readCoalesceMaxKeys?: number
+  /** A client token (`skv_...`): sent as `Authorization: Bearer` on every request, to the router and (direct mode) to shard nodes. */
+  token?: string
+  /** PEM CA bundle that https servers' certificates must chain to (a private CA, a self-signed certificate). */
+  ca?: string | Buffer
 }
 
 export interface PutOptions {
@@ -105,7 +109,8 @@ export class KvClient {
     const common = {
       connections: options.connections ?? 16,
       retryTimeoutMs: options.retryTimeoutMs ?? 5000,
-      timeoutMs: options.timeoutMs ?? 10_000
+      timeoutMs: options.timeoutMs ?? 10_000,
+      credentials: { token: options.token, ca: options.ca }
     }
     if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, readCoalesceMaxKeys: options.readCoalesceMaxKeys ?? 64, ...common })
     else if (this.mode === 'routed') this.transport = new RoutedTransport(options.url, common)

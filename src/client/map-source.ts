@@ -1,7 +1,8 @@
 import { validateMap } from '../membership/map'
 import { RoutingTable } from '../membership/routing-table'
 import { CLUSTER_PATH } from '../protocol/wire'
-import { UnavailableError } from './errors'
+import { toKvError, UnavailableError } from './errors'
+import { ShardKvError } from '../protocol/errors'
 import { jsonRequest } from './http'
 import type { Dispatcher } from 'undici'
 
@@ -24,7 +25,8 @@ export class MapSource {
   private fetchedAt = 0
   private readonly listeners: Array<(table: RoutingTable) => void> = []
 
-  constructor (private readonly routerUrl: string, private readonly dispatcher: Dispatcher, private readonly timeoutMs: number) {}
+  constructor (private readonly routerUrl: string, private readonly dispatcher: Dispatcher, private readonly timeoutMs: number,
+    private readonly headers: Readonly<Record<string, string>> = {}) {}
 
   /** The current table, fetching the map on first use. */
   async current (): Promise<RoutingTable> {
@@ -96,10 +98,12 @@ export class MapSource {
     this.fetchedAt = Date.now()
     let table: RoutingTable
     try {
-      const res = await jsonRequest<unknown>(this.routerUrl + CLUSTER_PATH, { dispatcher: this.dispatcher, timeoutMs: this.timeoutMs })
+      const res = await jsonRequest<unknown>(this.routerUrl + CLUSTER_PATH, { dispatcher: this.dispatcher, timeoutMs: this.timeoutMs, headers: this.headers })
       // validateMap checks the map's shape and ignores the runtime fields /cluster adds beside it.
       table = new RoutingTable(validateMap(res.body))
     } catch (err) {
+      // A refused credential is the caller's to fix, not a passing outage: say so.
+      if (err instanceof ShardKvError && (err.code === 'unauthenticated' || err.code === 'forbidden')) throw toKvError(err)
       // Keep routing by the map we have: the router may be restarting while the nodes serve.
       if (this.table !== undefined) return this.table
       throw new UnavailableError('unavailable', `cannot load the cluster map from ${this.routerUrl}: ${(err as Error).message}`)

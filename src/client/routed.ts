@@ -2,12 +2,12 @@ import { Pool, type Dispatcher } from 'undici'
 import type { BatchOpWire, BatchResult } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
-import { exchange, poolOptions, type RawResponse } from '../http/exchange'
+import { exchange, type RawResponse } from '../http/exchange'
 import { UnavailableError } from './errors'
 import { errorOf, fromBatchResult, fromHttp, type OpResult } from './results'
 import {
-  Backoff, RequestCounter, sleep,
-  type SingleRequest, type Transport
+  Backoff, RequestCounter, clientPoolOptions, credentialHeaders, sleep,
+  type Credentials, type SingleRequest, type Transport
 } from './transport'
 import { classifyUpstreamError, describeUpstreamError, upstreamErrorCode } from '../http/upstream-errors'
 
@@ -27,12 +27,13 @@ export interface RoutedOptions {
   /** Per request: the longest wait for response headers and between body chunks. */
   timeoutMs: number
   counter?: RequestCounter
+  credentials?: Credentials
 }
 
 type Headers = Record<string, string>
 
-export function singleHeaders (req: SingleRequest): Headers {
-  const h: Headers = {}
+export function singleHeaders (req: SingleRequest, auth: Readonly<Headers>): Headers {
+  const h: Headers = { ...auth }
   if (req.requestId !== undefined) h[HEADER.requestId] = req.requestId
   if (req.method === 'PUT' && req.contentType !== undefined) h['content-type'] = req.contentType
   if (req.ifMatch !== undefined) h['if-match'] = req.ifMatch
@@ -44,11 +45,13 @@ export class RoutedTransport implements Transport {
   readonly url: string
   private readonly pool: Pool
   private readonly counter: RequestCounter
+  private readonly auth: Readonly<Headers>
   private closed = false
 
   constructor (url: string, private readonly options: RoutedOptions) {
     this.url = new URL(url).origin
-    this.pool = new Pool(this.url, poolOptions(options.connections, options.timeoutMs))
+    this.pool = new Pool(this.url, clientPoolOptions(options.connections, options.timeoutMs, options.credentials))
+    this.auth = credentialHeaders(options.credentials)
     this.counter = options.counter ?? new RequestCounter()
   }
 
@@ -56,7 +59,7 @@ export class RoutedTransport implements Transport {
     const res = await this.call({
       path: kvPath(req.key),
       method: req.method,
-      headers: singleHeaders(req),
+      headers: singleHeaders(req, this.auth),
       body: req.method === 'PUT' ? req.body ?? Buffer.alloc(0) : null
     })
     return fromHttp(res.status, res.headers, res.body)
@@ -66,7 +69,7 @@ export class RoutedTransport implements Transport {
     const res = await this.call({
       path: BATCH_PATH,
       method: 'POST',
-      headers: { 'content-type': 'application/json', [HEADER.requestId]: batchId },
+      headers: { ...this.auth, 'content-type': 'application/json', [HEADER.requestId]: batchId },
       body: JSON.stringify({ ops })
     })
     return batchResults(res, ops.length)

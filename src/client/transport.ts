@@ -1,5 +1,7 @@
 import type { BatchOpWire } from '../protocol/batch'
 import type { OpResult } from './results'
+import type { Pool } from 'undici'
+import { poolOptions } from '../http/exchange'
 
 /**
  * What the client needs from the network, in two implementations: RoutedTransport
@@ -32,6 +34,29 @@ export interface Transport {
   /** Requests sent per base URL (router or node), retries included. */
   requestCounts: () => Record<string, number>
   close: () => Promise<void>
+}
+
+/** How a client proves who it is and whom it trusts (ClientOptions `token` and `ca`). */
+export interface Credentials {
+  /** Sent as `Authorization: Bearer <token>` on every request (router, /cluster, shard nodes). */
+  token?: string
+  /** PEM CA bundle the servers' certificates must chain to (https URLs); default: the system's. */
+  ca?: string | Buffer
+}
+
+/** The headers every request carries for these credentials (built once per client, not per request). */
+export function credentialHeaders (credentials: Credentials | undefined): Readonly<Record<string, string>> {
+  const token = credentials?.token
+  const headers: Record<string, string> = {}
+  if (token !== undefined) headers.authorization = `Bearer ${token}`
+  return Object.freeze(headers)
+}
+
+/** A pool's options, verifying TLS servers against the credentials' CA when one is given. */
+export function clientPoolOptions (connections: number, timeoutMs: number, credentials: Credentials | undefined): Pool.Options {
+  const options = poolOptions(connections, timeoutMs)
+  if (credentials?.ca !== undefined) options.connect = { ...(options.connect as object), ca: credentials.ca }
+  return options
 }
 
 /** Ids are the protocol's: issue time and 128 random bits (src/protocol/request-id.ts). */

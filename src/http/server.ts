@@ -1,5 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import { readFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ShardKvError, errorBody, type ErrorCode } from '../protocol/errors'
@@ -24,10 +26,32 @@ export interface ListenerLimits {
   maxConnections: number
 }
 
+/** PEM certificate and key of an HTTPS client listener (`--tls-cert`, `--tls-key`). */
+export interface ListenerTls {
+  cert: Buffer
+  key: Buffer
+}
+
 export interface ApiServerOptions {
   log: Logger
   maxValueBytes: number
   limits: ListenerLimits
+  /** Serve HTTPS with this certificate (undefined: plain HTTP). */
+  tls?: ListenerTls
+}
+
+/** Reads `--tls-cert`/`--tls-key` (both or neither); undefined when neither is set. Throws naming the file. */
+export function loadListenerTls (certPath: string, keyPath: string): ListenerTls | undefined {
+  if (certPath === '' && keyPath === '') return undefined
+  if (certPath === '' || keyPath === '') throw new Error('--tls-cert and --tls-key go together')
+  const read = (path: string): Buffer => {
+    try {
+      return readFileSync(path)
+    } catch (err) {
+      throw new Error(`cannot read ${path}: ${(err as Error).message}`)
+    }
+  }
+  return { cert: read(certPath), key: read(keyPath) }
 }
 
 /**
@@ -37,13 +61,18 @@ export interface ApiServerOptions {
  */
 const TIMEOUT_CHECK_MS = 1000
 
-function limitedServer (limits: ListenerLimits, handler: (req: IncomingMessage, res: ServerResponse) => void): ReturnType<typeof createServer> {
-  const server = createServer({
+function limitedServer (limits: ListenerLimits, tls: ListenerTls | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void): ReturnType<typeof createServer> {
+  const http = {
     headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.idleTimeoutMs,
     connectionsCheckingInterval: TIMEOUT_CHECK_MS
-  }, handler)
+  }
+  // An https.Server is an http.Server over TLS sockets: the same limits and handlers apply.
+  const server = tls === undefined
+    ? createServer(http, handler)
+    // A TLS handshake is part of sending the request's head: bounded by the same timeout.
+    : createHttpsServer({ ...http, cert: tls.cert, key: tls.key, handshakeTimeout: http.headersTimeout }, handler) as unknown as ReturnType<typeof createServer>
   // Counted here rather than with server.maxConnections, which a cluster worker's
   // round-robin handle does not honour: shard workers get their sockets from the supervisor.
   let open = 0
@@ -106,7 +135,7 @@ export function createApiServer (options: ApiServerOptions): FastifyInstance {
     // One line per notable event, not per request: the hot path stays allocation-light.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxValueBytes,
-    serverFactory: (handler) => limitedServer(options.limits, handler),
+    serverFactory: (handler) => limitedServer(options.limits, options.tls, handler),
     // Requests that arrive on a kept-alive connection while we drain are still served
     // (with Connection: close); a 503 there would be a failed client request.
     return503OnClosing: false,
@@ -130,6 +159,7 @@ export function createApiServer (options: ApiServerOptions): FastifyInstance {
 
   app.setErrorHandler((err: FastifyError | ShardKvError, request, reply) => {
     if (err instanceof ShardKvError) {
+      if (err.headers !== undefined) reply.headers(err.headers)
       return reply.code(err.status).type('application/json').send(JSON.stringify(err.toBody()))
     }
     const mapped = fromFastifyError(err)

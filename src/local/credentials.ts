@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { loadPeerSecret } from '../auth/peer'
+import { hashToken, isTokenShaped, newToken } from '../auth/tokens'
 
 /**
  * The credentials of a local cluster (`npm start`), kept in its data dir so every
@@ -30,19 +31,6 @@ export interface LocalCredentials {
   createdAdminToken?: string
   /** Said to the operator: a credentials file others can read, an admin-token file that is gone. */
   warnings: string[]
-}
-
-const TOKEN_PATTERN = /^skv_[A-Za-z0-9_-]{43}$/
-
-// Stand-ins for newToken()/hashToken() of src/auth/tokens.ts (branch clientauth), to be
-// replaced by imports of those when it merges: `skv_` + 256 random bits in base64url,
-// and the sha256 hex of the whole token, as the tokens file stores it.
-function newToken (): string {
-  return `skv_${randomBytes(32).toString('base64url')}`
-}
-
-function hashToken (token: string): string {
-  return createHash('sha256').update(token).digest('hex')
 }
 
 /** The paths of a data dir's credentials (whether or not they exist). */
@@ -87,7 +75,7 @@ function exists (path: string): boolean {
 
 function readAdminToken (path: string): string {
   const token = readFileSync(path, 'utf8').trim()
-  if (!TOKEN_PATTERN.test(token)) throw new Error(`${path} does not hold a shardkv token (skv_ and 43 base64url characters)`)
+  if (!isTokenShaped(token)) throw new Error(`${path} does not hold a shardkv token (skv_ and 43 base64url characters)`)
   return token
 }
 

@@ -61,13 +61,16 @@ export class ShardKvError extends Error {
   readonly code: ErrorCode
   readonly status: number
   readonly details: Record<string, unknown> | undefined
+  /** Response headers the answer must carry (`WWW-Authenticate` on a 401, `Retry-After` on a 429). */
+  readonly headers: Readonly<Record<string, string>> | undefined
 
-  constructor (code: ErrorCode, message: string, details?: Record<string, unknown>) {
+  constructor (code: ErrorCode, message: string, details?: Record<string, unknown>, headers?: Readonly<Record<string, string>>) {
     super(message)
     this.name = 'ShardKvError'
     this.code = code
     this.status = ERROR_STATUS[code]
     this.details = details
+    this.headers = headers
   }
 
   toBody (): ErrorBody {

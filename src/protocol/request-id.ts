@@ -85,6 +85,8 @@ export interface FingerprintedOp {
   value?: Buffer
   contentType?: string
   conditions?: WriteConditions
+  /** The authenticated principal the write is made for (undefined: none, auth off). */
+  principal?: string
 }
 
 function tags (set: WriteConditions['ifMatch']): string {
@@ -92,12 +94,17 @@ function tags (set: WriteConditions['ifMatch']): string {
 }
 
 /**
- * What a request id is bound to: the operation, its key, value digest, content type and
- * preconditions. 132 bits of SHA-256 (22 base64url characters): collisions between two
- * operations sent under one id are out of reach.
+ * What a request id is bound to: the principal, the operation, its key, value digest,
+ * content type and preconditions. 132 bits of SHA-256 (22 base64url characters):
+ * collisions between two operations sent under one id are out of reach. The principal
+ * makes one id reused by two clients a 422 even for the same operation: the second
+ * client must not be told its write succeeded when it was the first's. Without a
+ * principal the fingerprint is what it was before principals existed, so records
+ * already stored keep matching.
  */
 export function fingerprintOf (op: FingerprintedOp): string {
-  const head = Buffer.from(`${op.op}\n${op.key.length}:${op.key}\n${op.contentType ?? ''}\n${tags(op.conditions?.ifMatch)}\n${tags(op.conditions?.ifNoneMatch)}\n`)
+  const who = op.principal === undefined || op.principal === '' ? '' : `@${op.principal.length}:${op.principal}\n`
+  const head = Buffer.from(`${who}${op.op}\n${op.key.length}:${op.key}\n${op.contentType ?? ''}\n${tags(op.conditions?.ifMatch)}\n${tags(op.conditions?.ifNoneMatch)}\n`)
   // One-shot hash: half the cost of a Hash object on the write path.
   return hash('sha256', op.value === undefined ? head : Buffer.concat([head, op.value]), 'base64url').slice(0, 22)
 }

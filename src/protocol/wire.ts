@@ -66,7 +66,13 @@ export const HEADER = {
    * The cluster secret, on every peer request (coordinator, routers, shard nodes to
    * each other, including the router's forwarded data requests). See src/auth/peer.ts.
    */
-  peerAuth: 'x-shardkv-peer-auth'
+  peerAuth: 'x-shardkv-peer-auth',
+  /**
+   * Router → shard: the name of the client principal a forwarded request is made for
+   * (it goes into the request-id fingerprint). Believed only on a request that carries
+   * the cluster secret; ignored otherwise.
+   */
+  principal: 'x-shardkv-principal'
 } as const
 
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'

@@ -23,6 +23,12 @@ export interface ClusterOptions {
   synchronous?: string
   /** Temp dir prefix. */
   name?: string
+  /**
+   * Called with the cluster's temp dir before anything starts: writes files the processes
+   * need (a tokens file, a cluster secret, certificates) there and returns the flags
+   * naming them, added to shardArgs / routerArgs. The teardown removes the dir with them.
+   */
+  prepare?: (tmp: string) => { shardArgs?: string[], routerArgs?: string[] }
 }
 
 export interface ShardHealth {
@@ -173,6 +179,9 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
   const n = opts.shards ?? 3
   const box = sandbox(t, opts.name ?? 'it')
   const { tmp, http, launched } = box
+  const prepared = opts.prepare?.(tmp) ?? {}
+  const shardArgs = [...(opts.shardArgs ?? []), ...(prepared.shardArgs ?? [])]
+  const routerArgs = [...(opts.routerArgs ?? []), ...(prepared.routerArgs ?? [])]
 
   const health = async (shard: ShardHandle): Promise<ShardHealth> => await shardHealth(box, shard.url)
 
@@ -184,7 +193,7 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
     workers: opts.workers,
     synchronous: opts.synchronous,
     env: opts.env,
-    extraArgs: opts.shardArgs
+    extraArgs: shardArgs
   })
 
   const shards: ShardHandle[] = await Promise.all(Array.from({ length: n }, async (_, i) => {
@@ -201,7 +210,7 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
     port: 0,
     groups: shards.map((s) => `${s.group}=${s.url}`),
     env: { SHARDKV_LOG_LEVEL: 'info', ...opts.env },
-    extraArgs: opts.routerArgs,
+    extraArgs: routerArgs,
     readyTimeoutMs: 60_000
   })
   launched.push(router)

@@ -49,8 +49,14 @@ t.test('fingerprints bind an id to one operation', async (t) => {
     { ...put, conditions: { ifNoneMatch: '*' as const } },
     { op: 'delete' as const, key: 'k' },
     // Field boundaries are unambiguous: a key ending in a newline is not a shifted content type.
-    { ...put, key: 'k\ntext/plain', contentType: '' }
+    { ...put, key: 'k\ntext/plain', contentType: '' },
+    // The principal: one id reused by two clients is refused even for the same operation.
+    { ...put, principal: 'app1' },
+    { ...put, principal: 'app2' },
+    { ...put, principal: 'app1', key: 'k\n' }
   ]
   const prints = new Set([base, ...others.map(fingerprintOf)])
   t.equal(prints.size, others.length + 1, 'any difference gives another fingerprint')
+  t.equal(fingerprintOf({ ...put, principal: '' }), base, 'no principal (auth off): the fingerprint records stored before principals had')
+  t.equal(base, 'Mk5oZ_JrWEHKcedFAian8E', 'unchanged from before principals existed')
 })
