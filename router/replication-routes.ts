@@ -25,7 +25,11 @@ function typed (err: unknown): never {
   throw err
 }
 
-export function registerReplicationRoutes (app: FastifyInstance, ctx: ReplicationRoutesContext): void {
+/**
+ * Primaries' in-sync asks: an internal endpoint, registered where the router serves
+ * peers (its peer listener, or a secret-guarded scope of the client listener).
+ */
+export function registerInSyncRoute (app: FastifyInstance, ctx: Pick<ReplicationRoutesContext, 'transition'>): void {
   app.post(INTERNAL_REPLICATION.inSync, async (request, reply) => {
     const body = jsonBody(request)
     const { group, url, inSync, term } = body
@@ -39,7 +43,10 @@ export function registerReplicationRoutes (app: FastifyInstance, ctx: Replicatio
       typed(err)
     }
   })
+}
 
+/** The admin calls that add or remove a replica (client listener). */
+export function registerReplicationRoutes (app: FastifyInstance, ctx: ReplicationRoutesContext): void {
   app.post(`${ADMIN.groups}/:id/replicas`, async (request, reply) => {
     const { id } = request.params as { id: string }
     const body = jsonBody(request)

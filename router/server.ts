@@ -16,7 +16,10 @@ import { registerBatchRoutes } from './batch-routes'
 import { RouterMetrics } from './metrics'
 import { Rebalancer } from './rebalancer'
 import { registerAdminApi } from './admin-api'
-import { registerReplicationRoutes } from './replication-routes'
+import { registerInSyncRoute, registerReplicationRoutes } from './replication-routes'
+import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '../src/auth/peer'
+import { peerServerTls } from '../src/auth/tls'
+import type { FastifyInstance } from 'fastify'
 import { FailoverMonitor } from './failover'
 
 /**
@@ -31,6 +34,8 @@ const DRAIN_GRACE_MS = 100
 
 export interface RunningRouter {
   url: string
+  /** Where peers reach this router's internal endpoint (the client URL without a peer port). */
+  peerUrl: string
   coordinator: Coordinator
   /** Stops accepting, lets in-flight requests finish, then closes the upstream pools. */
   close: () => Promise<void>
@@ -43,7 +48,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     () => coord.view().groups.flatMap((g) => g.nodes.map((n) => ({ group: g.id, url: n.url, role: n.role, position: n.position, lag: n.lag }))),
     () => coord.view().groups.map((g) => ({ group: g.id, inSyncReplicas: g.inSyncReplicas, redundancy: g.redundancy }))
   )
-  const coord = Coordinator.fromConfig(config, log, metrics)
+  const credentials = loadPeerCredentials(config)
+  const coord = Coordinator.fromConfig(config, log, metrics, credentials)
   const forwarder = new Forwarder({
     table: () => coord.table,
     connections: config.connections,
@@ -84,6 +90,11 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes })
   const transition = async (reason: string, compute: Parameters<Coordinator['transition']>[1]): ReturnType<Coordinator['transition']> => await coord.transition(reason, compute)
   registerReplicationRoutes(app, { transition, nodes: coord.nodes })
+  const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
+  void (peerApp ?? app).register(async (scope) => {
+    requirePeerSecret(scope, credentials.secret)
+    registerInSyncRoute(scope, { transition })
+  })
   const failover = new FailoverMonitor({
     map: () => coord.map(),
     transition,
@@ -99,12 +110,15 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
 
   try {
     await app.listen({ host: config.host, port: config.port })
+    await peerApp?.listen({ host: config.host, port: config.peerPort })
   } catch (err) {
-    await Promise.allSettled([app.close(), forwarder.close(), coord.close()])
+    await Promise.allSettled([app.close(), peerApp?.close(), forwarder.close(), coord.close()])
     throw err
   }
   const url = listenUrl(app.server.address() as AddressInfo)
-  coord.setAdvertisedUrl(url)
+  // Shard nodes ask the coordinator (in-sync changes) where peers are served.
+  const peerUrl = peerApp === undefined ? url : listenUrl(peerApp.server.address() as AddressInfo, credentials.tls !== undefined)
+  coord.setAdvertisedUrl(peerUrl)
   coord.start()
   failover.start()
   let stopping = false
@@ -125,7 +139,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
       sweeper.unref()
       try {
         // fastify waits for in-flight requests, which still need the pools; close those after.
-        await app.close()
+        await Promise.all([app.close(), peerApp?.close()])
       } finally {
         clearInterval(sweeper)
       }
@@ -137,7 +151,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     await closing
   }
 
-  return { url, coordinator: coord, close }
+  return { url, peerUrl, coordinator: coord, close }
 }
 
 /**
@@ -187,9 +201,14 @@ async function installOnStartup (coord: Coordinator, log: Logger, stopped: () =>
 }
 
 /** A URL a local client can connect to (an unspecified bind address becomes loopback). */
-function listenUrl (address: AddressInfo): string {
+function listenUrl (address: AddressInfo, tls = false): string {
   let host = address.address
   if (host === '0.0.0.0') host = '127.0.0.1'
   if (host === '::') host = '::1'
-  return `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+}
+
+/** The router's peer listener: the client listener's HTTP edge, HTTPS with client certificates under peer TLS. */
+function peerServer (config: RouterConfig, log: Logger, credentials: PeerCredentials): FastifyInstance {
+  return createApiServer({ log, maxValueBytes: 1024 * 1024, limits: config, ...(credentials.tls !== undefined ? { tls: peerServerTls(credentials.tls) } : {}) })
 }

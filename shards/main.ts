@@ -3,6 +3,7 @@ import { ConfigError, loadConfig, SHARD_OPTIONS, usage, type ShardConfig } from 
 import { Supervisor } from './supervisor'
 import { runWorker } from './worker'
 import { WORKER_CONFIG_ENV } from './ipc'
+import { loadPeerCredentials, type PeerCredentials } from '../src/auth/peer'
 
 /** Entry point of a shard node: `node dist/shards/main.js [options]`. */
 async function main (): Promise<void> {
@@ -12,8 +13,10 @@ async function main (): Promise<void> {
       return
     }
     let config: ShardConfig
+    let credentials: PeerCredentials
     try {
       config = loadConfig(SHARD_OPTIONS)
+      credentials = loadPeerCredentials(config)
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`shardkv shard: ${err.message} (see --help)\n`)
@@ -21,7 +24,7 @@ async function main (): Promise<void> {
       }
       throw err
     }
-    await new Supervisor(config).start()
+    await new Supervisor(config, credentials).start()
   } else {
     const raw = process.env[WORKER_CONFIG_ENV]
     if (raw === undefined) throw new Error(`worker started without ${WORKER_CONFIG_ENV}`)

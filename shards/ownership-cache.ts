@@ -12,6 +12,7 @@ import type { MigrationStore } from '../src/storage/migration-store'
 export class OwnershipCache {
   private current: Ownership = new Ownership(undefined, undefined)
   private coordinatorUrl: string | undefined
+  private selfUrl: string | undefined
 
   constructor (private readonly store: KvStore, private readonly migration: MigrationStore) {}
 
@@ -27,9 +28,16 @@ export class OwnershipCache {
     return this.coordinatorUrl
   }
 
+  /** This node's URL in the installed map (what it signs its shipments with). */
+  self (): string | undefined {
+    this.get()
+    return this.selfUrl
+  }
+
   private reload (): void {
     const record = this.migration.installedMap()
     this.coordinatorUrl = record?.coordinator
+    this.selfUrl = record?.self
     if (record === undefined) {
       this.current = new Ownership(undefined, undefined)
       return

@@ -1,5 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyError } from 'fastify'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { TlsOptions } from 'node:tls'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ShardKvError, errorBody, type ErrorCode } from '../protocol/errors'
@@ -28,6 +30,8 @@ export interface ApiServerOptions {
   log: Logger
   maxValueBytes: number
   limits: ListenerLimits
+  /** Serve HTTPS with these options (a peer listener's mutual TLS: src/auth/tls.ts). */
+  tls?: TlsOptions
 }
 
 /**
@@ -37,13 +41,15 @@ export interface ApiServerOptions {
  */
 const TIMEOUT_CHECK_MS = 1000
 
-function limitedServer (limits: ListenerLimits, handler: (req: IncomingMessage, res: ServerResponse) => void): ReturnType<typeof createServer> {
-  const server = createServer({
+function limitedServer (limits: ListenerLimits, handler: (req: IncomingMessage, res: ServerResponse) => void, tls?: TlsOptions): ReturnType<typeof createServer> {
+  const options = {
     headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.idleTimeoutMs,
     connectionsCheckingInterval: TIMEOUT_CHECK_MS
-  }, handler)
+  }
+  // An https.Server is an http.Server to everything below (and to fastify).
+  const server = tls === undefined ? createServer(options, handler) : createHttpsServer({ ...options, ...tls }, handler) as unknown as ReturnType<typeof createServer>
   // Counted here rather than with server.maxConnections, which a cluster worker's
   // round-robin handle does not honour: shard workers get their sockets from the supervisor.
   let open = 0
@@ -106,7 +112,7 @@ export function createApiServer (options: ApiServerOptions): FastifyInstance {
     // One line per notable event, not per request: the hot path stays allocation-light.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxValueBytes,
-    serverFactory: (handler) => limitedServer(options.limits, handler),
+    serverFactory: (handler) => limitedServer(options.limits, handler, options.tls),
     // Requests that arrive on a kept-alive connection while we drain are still served
     // (with Connection: close); a 503 there would be a failed client request.
     return503OnClosing: false,
