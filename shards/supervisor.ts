@@ -43,7 +43,7 @@ export class Supervisor {
   private expiry: RequestExpiry | undefined
   /** Last replicated position broadcast, handed to every new worker. */
   private replicated = -1
-
+  /** Whether the peer listener wants mutual TLS (reported in the listening line). */
   private readonly peerTls: boolean
 
   constructor (config: ShardConfig, credentials: PeerCredentials) {
@@ -111,7 +111,11 @@ export class Supervisor {
     const pickPeerPort = this.peerPort === 0
     for (let attempt = 1; ; attempt++) {
       if (pickPort) this.port = await freePort(this.config.host)
-      if (pickPeerPort) this.peerPort = await freePort(this.config.host)
+      // A closed probe's port may come back at once: the two listeners need two ports.
+      if (pickPeerPort) {
+        do this.peerPort = await freePort(this.config.host)
+        while (this.peerPort === this.port)
+      }
       const forks = await Promise.allSettled(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
       const failed = forks.find((f): f is PromiseRejectedResult => f.status === 'rejected')
       if (failed === undefined) break

@@ -79,7 +79,9 @@ export const NO_PEER_CREDENTIALS: PeerCredentials = Object.freeze({ secret: unde
  * Every process reads them itself (a shard supervisor and each of its workers), so no
  * secret travels through an environment variable or IPC. Throws ConfigError.
  */
-export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile: string, peerPort: number }): PeerCredentials {
+export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile: string, port: number, peerPort: number }): PeerCredentials {
+  // One port for both would hand peers' and clients' connections to whichever listener the kernel picks.
+  if (config.peerPort > 0 && config.peerPort === config.port) throw new ConfigError(`--peer-port ${config.peerPort} is the data port; give the peer listener its own port (or -1)`)
   let secret: PeerSecret | undefined
   if (config.clusterSecretFile !== '') {
     try {

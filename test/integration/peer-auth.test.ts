@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
-import { sleep } from '../harness/cluster'
+import { join } from 'node:path'
+import { sandbox, sleep, startShardIn } from '../harness/cluster'
 import { peerAuth, peerCall, type PeerAuth } from '../harness/peer-auth'
 import {
   startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
@@ -174,3 +175,25 @@ async function waitForMapPeers (auth: PeerAuth, p: Peers, timeoutMs: number, pee
   }
   return last
 }
+
+t.test('peer auth on one node: without a peer port the data port guards its internal API; a peer port is shared by every worker', async (t) => {
+  const box = sandbox(t, 'peer-auth-node')
+  const auth = peerAuth({ peerPort: false })
+  const args = auth.setup(box.tmp).shardArgs
+  const start = async (name: string, extra: string[]): Promise<string> => (await startShardIn(box, { group: 'g1', nodeId: name, dataDir: join(box.tmp, name), port: 0, workers: 2, extraArgs: [...args, ...extra] })).url
+  const onData = await start('on-data', [])
+  for (const [who, headers] of STRANGERS) {
+    const res = await peerCall('GET', onData + INTERNAL.stats, { headers })
+    t.equal(`${res.status} ${String(res.body?.error)}`, '401 unauthenticated', `--peer-port -1: /internal/stats on the data port with ${who}: 401`)
+  }
+  t.equal((await peerCall('GET', onData + INTERNAL.stats, { headers: auth.headers() })).status, 200, '--peer-port -1: with the secret: 200')
+  const health = await peerCall('GET', onData + '/healthz')
+  t.same([health.status, health.body?.peerPort, health.body?.peerTls], [200, undefined, false], '/healthz stays open and reports no peer port')
+
+  const withPeer = await start('with-peer', ['--peer-port', '0'])
+  const h = (await peerCall('GET', withPeer + '/healthz')).body as { peerPort: number, workerPids: number[] }
+  t.equal(h.workerPids.length, 2, 'two workers')
+  const answers = await Promise.all(Array.from({ length: 8 }, async () => (await peerCall('GET', `http://127.0.0.1:${h.peerPort}${INTERNAL.stats}`, { headers: auth.headers() })).status))
+  t.same(answers, Array(8).fill(200), 'the peer port answers on every connection (both workers listen on it)')
+  t.equal((await peerCall('GET', withPeer + INTERNAL.stats, { headers: auth.headers() })).status, 404, 'and the data port has no internal API')
+})

@@ -54,7 +54,7 @@ t.test('loadPeerCredentials: nothing configured, secret only, half a TLS setup, 
   writeFileSync(secret, SECRET)
   const pem = join(dir, 'x.pem')
   writeFileSync(pem, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n')
-  const none = { clusterSecretFile: '', peerTlsCert: '', peerTlsKey: '', peerTlsCa: '', peerPort: -1 }
+  const none = { clusterSecretFile: '', peerTlsCert: '', peerTlsKey: '', peerTlsCa: '', port: 7001, peerPort: -1 }
   t.same(loadPeerCredentials(none), { secret: undefined, tls: undefined })
   t.equal(loadPeerCredentials({ ...none, clusterSecretFile: secret }).secret?.value, SECRET)
   t.throws(() => loadPeerCredentials({ ...none, peerTlsCert: pem, peerPort: 0 }), /--peer-tls-cert, --peer-tls-key and --peer-tls-ca together; missing --peer-tls-key, --peer-tls-ca/)
@@ -62,6 +62,8 @@ t.test('loadPeerCredentials: nothing configured, secret only, half a TLS setup, 
   t.same(loadPeerTls({ peerTlsCert: pem, peerTlsKey: pem, peerTlsCa: pem })?.ca, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n')
   t.throws(() => loadPeerTls({ peerTlsCert: pem, peerTlsKey: join(dir, 'nope'), peerTlsCa: pem }), /--peer-tls-key/)
   t.throws(() => loadPeerCredentials({ ...none, clusterSecretFile: join(dir, 'nope') }), /cannot read/)
+  t.throws(() => loadPeerCredentials({ ...none, peerPort: 7001 }), /is the data port/)
+  t.doesNotThrow(() => loadPeerCredentials({ ...none, port: 0, peerPort: 0 }), 'both picked: two different free ports')
 })
 
 t.test('judgeShipmentSender: only the primary of the replica\'s map', async (t) => {
