@@ -6,6 +6,7 @@ import {
   startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
   type ReplCluster, type ReplNode
 } from '../harness/replication'
+import { addGroup, waitForRebalance } from '../harness/rebalance'
 import { HEADER, INTERNAL, INTERNAL_REPLICATION } from '../../src/protocol/wire'
 import { kvPath } from '../../src/protocol/key'
 
@@ -19,7 +20,9 @@ import { kvPath } from '../../src/protocol/key'
  *    with a client token, answers 401, and on the data port 404; nothing changes
  *    (installed epochs, row counts, positions, values);
  *  - with the right secret, a shipment from a node that is not the group's primary, a
- *    map from another coordinator and a lease from another coordinator are refused.
+ *    map from another coordinator and a lease from another coordinator are refused;
+ *  - a group added through the admin API gets its keys over the peer listeners
+ *    (migration scan, import, purge, stats).
  */
 
 const KEYS = Array.from({ length: 12 }, (_, i) => `peer-auth/${i}`)
@@ -160,7 +163,21 @@ t.test('peer auth: secret and peer ports on a replicated cluster; strangers get 
     'the new primary\'s map has the old primary\'s new peer port')
   await writeAll(c, 'v3')
   t.same(await readAll(c), KEYS.map((k) => `200 v3:${k}`), 'writes after the rejoin go through')
+  await rebalanceOverPeers(t, c, auth, peerOf)
 })
+
+async function rebalanceOverPeers (t: Test, c: ReplCluster, auth: PeerAuth, peerOf: Map<string, string>): Promise<void> {
+  const g2 = await c.addNode('g2', 'g2')
+  peerOf.set(g2.url, await peerUrlOf(c, g2))
+  const added = await addGroup(c.http, c.routerUrl, { id: 'g2', url: g2.url })
+  t.equal(added.status, 202, `POST /admin/groups g2 accepted: ${added.text.slice(0, 200)}`)
+  await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { what: 'done', timeoutMs: 120_000 })
+  t.same(await readAll(c), KEYS.map((k) => `200 v3:${k}`), 'after adding g2 every key reads back')
+  const counts = await Promise.all([...new Set([primaryUrl(await c.view(), 'g1'), g2.url])].map(async (url) =>
+    (await peerCall('GET', `${peerOf.get(url) as string}${INTERNAL.stats}`, { headers: auth.headers() })).body?.keys as number))
+  t.ok((counts[1] ?? 0) > 0, `g2 holds keys it got over the peer listeners (${String(counts[1])})`)
+  t.equal((counts[0] ?? 0) + (counts[1] ?? 0), KEYS.length, 'and g1 gave them up (purged)')
+}
 
 /** The nodes of the map installed on `p.primary`, as "url peer", once every one has the peer `peerOf` says. */
 async function waitForMapPeers (auth: PeerAuth, p: Peers, timeoutMs: number, peerOf = p.peerOf): Promise<string[]> {
