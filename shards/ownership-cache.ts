@@ -28,6 +28,15 @@ export class OwnershipCache {
     return this.coordinatorUrl
   }
 
+  /**
+   * Reads the installed record again even at the same epoch: a coordinator that moved
+   * re-installs the installed epoch under its new URL (src/auth/senders.ts), and the
+   * shipper must ask that one.
+   */
+  invalidate (): void {
+    this.reload()
+  }
+
   /** This node's URL in the installed map (what it signs its shipments with). */
   self (): string | undefined {
     this.get()

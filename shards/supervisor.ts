@@ -195,6 +195,7 @@ export class Supervisor {
       return
     }
     if (m.type === 'shardkv:map-installed') {
+      this.ownership.invalidate()
       this.shipper.refresh()
       return
     }
