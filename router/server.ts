@@ -93,7 +93,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
   void (peerApp ?? app).register(async (scope) => {
     requirePeerSecret(scope, credentials.secret)
-    registerInSyncRoute(scope, { transition })
+    registerInSyncRoute(scope, { transition, senderChecks: credentials.secret !== undefined })
   })
   const failover = new FailoverMonitor({
     map: () => coord.map(),

@@ -255,10 +255,10 @@ export class Shipper {
   }
 
   private async askCoordinator (coordinator: string, link: ReplicaLink, inSync: boolean): Promise<boolean> {
-    const { ownership } = this.opts.view()
+    const { ownership, self } = this.opts.view()
     try {
       await jsonRequest(coordinator + INTERNAL_REPLICATION.inSync, {
-        method: 'POST', body: { group: ownership.group, url: link.url, inSync, term: ownership.term }, dispatcher: this.agent, timeoutMs: 10_000
+        method: 'POST', body: { group: ownership.group, url: link.url, inSync, term: ownership.term, sender: self }, dispatcher: this.agent, timeoutMs: 10_000
       })
       this.opts.log.info({ event: inSync ? 'replica-in-sync' : 'replica-dropped', replica: link.url }, inSync ? 'replica marked in-sync' : 'replica dropped from the in-sync set')
       return true

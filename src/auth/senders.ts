@@ -21,6 +21,17 @@ export function judgeShipmentSender (sender: unknown, primary: string | undefine
   return OK
 }
 
+/**
+ * An in-sync change is asked only by the group's primary in the coordinator's map (its
+ * shipper; `sender` is its URL). A deposed primary fails the term check after this;
+ * one naming a node that is not the primary at all is no honest peer.
+ */
+export function judgeInSyncAsker (sender: unknown, primary: string | undefined): SenderVerdict {
+  if (typeof sender !== 'string') return { ok: false, reason: 'the in-sync change does not name its sender' }
+  if (sender !== primary) return { ok: false, reason: `${sender} is not the group's primary (${String(primary)})` }
+  return OK
+}
+
 export interface InstalledCoordinator {
   epoch: number
   /** The coordinator URL the installed map's installer gave (absent before any install). */

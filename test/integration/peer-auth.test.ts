@@ -19,8 +19,8 @@ import { kvPath } from '../../src/protocol/key'
  *  - every internal endpoint, on the peer port without the secret, with a wrong one or
  *    with a client token, answers 401, and on the data port 404; nothing changes
  *    (installed epochs, row counts, positions, values);
- *  - with the right secret, a shipment from a node that is not the group's primary, a
- *    map from another coordinator and a lease from another coordinator are refused;
+ *  - with the right secret, a shipment or an in-sync change from a node that is not the
+ *    group's primary, a map or a lease from another coordinator are refused;
  *  - a group added through the admin API gets its keys over the peer listeners
  *    (migration scan, import, purge, stats).
  */
@@ -126,6 +126,8 @@ async function forgeWithSecret (t: Test, auth: PeerAuth, p: Peers, epoch: number
   t.equal(`${install.status} ${String(install.body?.error)}`, '403 forbidden', 'a map from another coordinator, with the secret: 403')
   const lease = await peerCall('POST', primaryPeer + INTERNAL_REPLICATION.lease, { headers: auth.headers(), body: { group: 'g1', term: 1, leaseUntil: 0, coordinator: 'http://127.0.0.1:1' } })
   t.equal(`${lease.status} ${String(lease.body?.error)}`, '403 forbidden', 'a lease from another coordinator, with the secret: 403')
+  const drop = await peerCall('POST', p.routerPeer + INTERNAL_REPLICATION.inSync, { headers: auth.headers(), body: { group: 'g1', url: p.replica.url, inSync: false, term: 1, sender: p.replica.url } })
+  t.equal(`${drop.status} ${String(drop.body?.error)}`, '403 forbidden', 'an in-sync change asked by a node that is not the primary, with the secret: 403')
 }
 
 t.test('peer auth: secret and peer ports on a replicated cluster; strangers get 401/404 and change nothing; failover works', async (t) => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadPeerCredentials, loadPeerSecret, PeerSecret } from '../../src/auth/peer'
 import { loadPeerTls } from '../../src/auth/tls'
-import { judgeLeaseGrantor, judgeMapInstaller, judgeShipmentSender } from '../../src/auth/senders'
+import { judgeInSyncAsker, judgeLeaseGrantor, judgeMapInstaller, judgeShipmentSender } from '../../src/auth/senders'
 import { HEADER } from '../../src/protocol/wire'
 
 const SECRET = 'a'.repeat(20) + 'B'.repeat(23)
@@ -76,6 +76,7 @@ t.test('judgeShipmentSender: only the primary of the replica\'s map', async (t) 
     ['a map without a primary for this node', primary, undefined, false]
   ]
   for (const [name, sender, p, ok] of table) t.equal(judgeShipmentSender(sender, p).ok, ok, name)
+  for (const [name, sender, p, ok] of table) t.equal(judgeInSyncAsker(sender, p).ok, ok, `in-sync: ${name}`)
 })
 
 t.test('judgeMapInstaller and judgeLeaseGrantor: only the known coordinator; the first install on the secret alone', async (t) => {
