@@ -1,13 +1,14 @@
 import { ConfigError, type RouterConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
 import { MapFile, PendingMapFile } from '../src/membership/map-file'
-import { initialMap, parseGroupSpec, termOf, validateMap, type ClusterMap, type GroupSpec, type GroupState, type NodeRole } from '../src/membership/map'
+import { fillPeers, initialMap, parseGroupSpec, termOf, validateMap, withReportedPeer, type ClusterMap, type GroupSpec, type GroupState, type NodeRole } from '../src/membership/map'
 import type { RingParams } from '../src/ring/ring'
 import { HealthChecker, type Health } from './health'
 import type { RouterMetrics } from './metrics'
 import { RoutingTable } from '../src/membership/routing-table'
 import { NodeClient } from './node-client'
 import { redundancyNotices, redundancyOf, type Redundancy } from '../src/replication/redundancy'
+import type { PeerCredentials } from '../src/auth/peer'
 
 /** How often a lasting `redundancy: none` is logged again. */
 const REDUNDANCY_REPEAT_MS = 30_000
@@ -64,17 +65,20 @@ export interface CoordinatorOptions {
   healthIntervalMs: number
   log: Logger
   metrics?: RouterMetrics
+  credentials?: PeerCredentials
 }
 
 export class Coordinator {
   readonly health: HealthChecker
   /** Control-plane client for shard nodes' internal API (installs, migration). */
-  readonly nodes = new NodeClient()
+  readonly nodes: NodeClient
   private current: RoutingTable
   /** Map transitions run one at a time: each starts from the map the previous one published. */
   private transitions: Promise<unknown> = Promise.resolve()
   /** Nodes being brought up to the current epoch (so a slow install is not repeated every check). */
   private readonly syncing = new Set<string>()
+  /** Nodes whose reported peer URL is being written into the map. */
+  private readonly peerUpdates = new Set<string>()
   private advertisedUrl: string | undefined
   private readonly file: MapFile
   /** The map of a transition being installed (durable until it is published). */
@@ -93,17 +97,21 @@ export class Coordinator {
     this.log = options.log
     this.metrics = options.metrics
     this.healthIntervalMs = options.healthIntervalMs
+    this.nodes = new NodeClient({ credentials: options.credentials, mapPeerOf: (url) => this.mapPeerOf(url) })
     this.health = new HealthChecker({
       targets: () => this.current.nodes,
       intervalMs: options.healthIntervalMs,
       log: options.log,
       onChange: (t, s) => this.metrics?.setNodeHealth(t.group, t.url, s.health === 'up'),
-      onCheck: (t, s) => this.catchUp(t.url, t.group, s.epoch)
+      onCheck: (t, s) => {
+        if (s.peer !== null) this.recordPeer(t.url, s.peer)
+        this.catchUp(t.url, t.group, s.epoch)
+      }
     })
   }
 
-  static fromConfig (config: RouterConfig, log: Logger, metrics?: RouterMetrics): Coordinator {
-    return Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics })
+  static fromConfig (config: RouterConfig, log: Logger, metrics?: RouterMetrics, credentials?: PeerCredentials): Coordinator {
+    return Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics, credentials })
   }
 
   /**
@@ -182,6 +190,31 @@ export class Coordinator {
   /** The URL shard nodes reach this coordinator at (for in-sync changes), once listening. */
   setAdvertisedUrl (url: string): void {
     this.advertisedUrl = url
+    this.nodes.coordinatorUrl = url
+  }
+
+  private mapPeerOf (url: string): string | undefined {
+    for (const g of this.current.map.groups) {
+      const node = g.nodes.find((n) => n.url === url)
+      if (node !== undefined) return node.peer
+    }
+    return undefined
+  }
+
+  /**
+   * A node's /healthz told where its internal API is: calls go there from now on, and
+   * when the map says otherwise (it was put in the map before it reported a peer port,
+   * or restarted on another one) a transition writes it into the map, where its group's
+   * primary finds it for shipments.
+   */
+  private recordPeer (url: string, peer: string): void {
+    this.nodes.learnPeer(url, peer)
+    if (this.peerUpdates.has(url) || withReportedPeer(this.current.map, url, peer) === this.current.map) return
+    this.peerUpdates.add(url)
+    this.transition(`peer of ${url} is ${peer}`, (current) => withReportedPeer(current, url, peer)).then(
+      () => this.log.info({ event: 'node-peer-changed', url, peer }, 'the map has the node\'s peer URL'),
+      (err: Error) => this.log.warn({ event: 'node-peer-change-failed', url, peer, err: err.message }, 'could not write the node\'s peer URL into the map')
+    ).finally(() => this.peerUpdates.delete(url))
   }
 
   /**
@@ -196,8 +229,10 @@ export class Coordinator {
   async transition (reason: string, compute: (current: ClusterMap) => ClusterMap): Promise<ClusterMap> {
     const run = this.transitions.then(async () => {
       const before = this.current.map
-      const next = compute(before)
+      let next = compute(before)
       if (next !== before) {
+        // Nodes entering the map get the peer URL they reported when probed.
+        next = fillPeers(next, (url) => this.nodes.peerOf(url))
         if (next.epoch <= before.epoch) throw new Error(`a transition must raise the epoch (${before.epoch} -> ${next.epoch})`)
         validateMap(next)
       }

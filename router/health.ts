@@ -1,12 +1,14 @@
 import { Agent, request } from 'undici'
 import type { Logger } from '../src/log'
 import { HEALTH_PATH } from '../src/protocol/wire'
+import { peerUrlOf } from '../src/membership/map'
 
 /**
  * Periodic `GET /healthz` of every shard node in the map. It only observes: what
  * the coordinator does about a node that stays down (failover) is a later decision
  * built on `statusOf`. A round checks all nodes in parallel and the next round is
  * scheduled when it ends, so a slow node can never pile up overlapping checks.
+ * /healthz is open, so checks carry no peer secret (nothing a node needs to prove).
  */
 
 export type Health = 'up' | 'down' | 'unknown'
@@ -20,6 +22,8 @@ export interface NodeStatus {
   position: number | null
   /** The map epoch installed on the node. */
   epoch: number | null
+  /** Where the node serves its internal API (peerUrlOf its /healthz): its peer listener, else its data URL. */
+  peer: string | null
   lastCheckAt: string | null
   lastError: string | null
 }
@@ -45,6 +49,7 @@ const UNKNOWN: NodeStatus = Object.freeze({
   nodeId: null,
   position: null,
   epoch: null,
+  peer: null,
   lastCheckAt: null,
   lastError: null
 })
@@ -169,6 +174,7 @@ export class HealthChecker {
       nodeId: typeof body.nodeId === 'string' ? body.nodeId : null,
       position: numberOrNull(body.position),
       epoch: numberOrNull(body.epoch),
+      peer: peerUrlOf(url, body),
       lastCheckAt,
       lastError: ok ? null : `status ${String(body.status)}`
     }

@@ -80,7 +80,7 @@ async function main (): Promise<void> {
   }
   installSignalHandlers(router, log)
   const listening: ListeningEvent = { event: 'listening', service: 'router', url: router.url }
-  log.info({ ...listening, epoch: router.coordinator.epoch }, `router listening on ${router.url}`)
+  log.info({ ...listening, ...(router.peerUrl !== router.url ? { peerUrl: router.peerUrl } : {}), epoch: router.coordinator.epoch }, `router listening on ${router.url}`)
 }
 
 void main()

@@ -1,14 +1,20 @@
-import { Agent, request } from 'undici'
+import { Agent, request, type Dispatcher } from 'undici'
 import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
-import type { ClusterMap } from '../src/membership/map'
+import { peerUrlOf, type ClusterMap } from '../src/membership/map'
+import { NO_PEER_CREDENTIALS, peerDispatcher, type PeerCredentials } from '../src/auth/peer'
 
 /**
  * The coordinator's and router's client for shard nodes' internal API (control
  * plane): map installs, migration batches, copy on touch. Its own kept-alive pool,
  * apart from the data plane's, so a slow migration batch never queues client traffic.
+ *
+ * Callers name nodes by their data URL (their identity in the map); the calls go to
+ * the node's peer listener. Where that is comes from the node's own /healthz (learned
+ * at every health check, or by a probe before the first call), else from the map: a
+ * node restarted on another peer port is reached before the map says so.
  */
 
 /** Most of a probed address's answer the router reads. */
@@ -17,22 +23,57 @@ const PROBE_MAX_BYTES = 64 * 1024
 export interface PurgeReply { deleted: number, next: string, done: boolean }
 export interface StatsReply { keys: number, tombstones: number, position: number }
 
-export class NodeClient {
-  private readonly agent: Agent
+export interface NodeClientOptions {
+  timeoutMs?: number
+  credentials?: PeerCredentials
+  /** The peer URL the current map gives a node, if any. */
+  mapPeerOf?: (url: string) => string | undefined
+}
 
-  constructor (private readonly timeoutMs = 30_000) {
-    this.agent = new Agent({ connections: 8, keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+export class NodeClient {
+  private readonly agent: Dispatcher
+  /**
+   * For /healthz probes, without the secret: the endpoint is open, and a probed URL
+   * comes from an admin call (it may be anyone's until it has answered as a node).
+   */
+  private readonly plain = new Agent({ connections: 2, keepAliveTimeout: 10_000 })
+  private readonly timeoutMs: number
+  private readonly mapPeerOf: (url: string) => string | undefined
+  /** Data URL -> peer URL, as the node's /healthz last told it. */
+  private readonly learned = new Map<string, string>()
+  /** The coordinator's advertised URL: leases name it (nodes take leases from their map's coordinator only). */
+  coordinatorUrl: string | undefined
+
+  constructor (options: NodeClientOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? 30_000
+    this.mapPeerOf = options.mapPeerOf ?? (() => undefined)
+    this.agent = peerDispatcher(options.credentials ?? NO_PEER_CREDENTIALS, { connections: 8, keepAliveTimeout: 30_000, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs })
+  }
+
+  /** Records where a node's internal API is, from a health check of it. */
+  learnPeer (url: string, peer: string): void {
+    this.learned.set(url, peer)
+  }
+
+  /** Where a node's internal API is, as far as known without asking it. */
+  peerOf (url: string): string | undefined {
+    return this.learned.get(url) ?? this.mapPeerOf(url)
+  }
+
+  private async target (url: string): Promise<string> {
+    return this.peerOf(url) ?? await this.probe(url)
   }
 
   /**
    * Checks that `nodeUrl` answers /healthz as a shardkv shard node before an admin call
    * puts it in the map. The URL comes from the caller, so nothing the address answers is
    * relayed (no port-scan or response oracle), and at most 64 KiB of it is read.
+   * Resolves with the node's peer URL (its data URL when it has no peer listener).
    */
-  async probe (nodeUrl: string): Promise<void> {
+  async probe (nodeUrl: string): Promise<string> {
     const refused = new ShardKvError('invalid_request', `${nodeUrl} does not answer as a shardkv shard node`)
     try {
-      const res = await request(nodeUrl + HEALTH_PATH, { dispatcher: this.agent, headersTimeout: 3000, bodyTimeout: 3000 })
+      const res = await request(nodeUrl + HEALTH_PATH, { dispatcher: this.plain, headersTimeout: 3000, bodyTimeout: 3000 })
       const chunks: Buffer[] = []
       let size = 0
       for await (const chunk of res.body) {
@@ -43,8 +84,11 @@ export class NodeClient {
         }
         chunks.push(chunk as Buffer)
       }
-      const health = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { nodeId?: unknown, role?: unknown } | null
+      const health = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { nodeId?: unknown, role?: unknown, peerPort?: unknown, peerTls?: unknown } | null
       if (res.statusCode !== 200 || typeof health?.nodeId !== 'string' || typeof health.role !== 'string') throw refused
+      const peer = peerUrlOf(nodeUrl, health)
+      this.learned.set(nodeUrl, peer)
+      return peer
     } catch {
       throw refused
     }
@@ -53,45 +97,46 @@ export class NodeClient {
   /** Installs `map` on a node, telling it which group and which node (`self`) it is. */
   async installMap (nodeUrl: string, group: string, map: ClusterMap, coordinator?: string, timeoutMs = 5000): Promise<number> {
     const body = { group, self: nodeUrl, map, ...(coordinator !== undefined ? { coordinator } : {}) }
-    const res = await jsonRequest<{ epoch: number }>(nodeUrl + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs })
+    const res = await jsonRequest<{ epoch: number }>(await this.target(nodeUrl) + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs })
     return res.body.epoch
   }
 
   async scan (nodeUrl: string, epoch: number, after: number, limit: number): Promise<WireScanReply> {
-    return (await jsonRequest<WireScanReply>(nodeUrl + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<WireScanReply>(await this.target(nodeUrl) + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   /** Copies keys to their new owner: rows insert-if-absent, applied requests, the request-id floor. */
   async importKeys (nodeUrl: string, transfer: WireKeyTransfer): Promise<{ inserted: number, skipped: number }> {
-    return (await jsonRequest<{ inserted: number, skipped: number }>(nodeUrl + INTERNAL.migrationImport, { method: 'POST', body: transfer, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<{ inserted: number, skipped: number }>(await this.target(nodeUrl) + INTERNAL.migrationImport, { method: 'POST', body: transfer, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   async purge (nodeUrl: string, epoch: number, after: string, limit: number): Promise<PurgeReply> {
-    return (await jsonRequest<PurgeReply>(nodeUrl + INTERNAL.migrationPurge, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<PurgeReply>(await this.target(nodeUrl) + INTERNAL.migrationPurge, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   /** The epoch of the map installed on a node (0: none). */
   async installedEpoch (nodeUrl: string): Promise<number> {
-    const res = await jsonRequest<{ epoch: number }>(nodeUrl + INTERNAL.map, { dispatcher: this.agent, timeoutMs: 3000 })
+    const res = await jsonRequest<{ epoch: number }>(await this.target(nodeUrl) + INTERNAL.map, { dispatcher: this.agent, timeoutMs: 3000 })
     return typeof res.body.epoch === 'number' ? res.body.epoch : 0
   }
 
   /** Grants the primary of `group` at `term` the right to serve until `leaseUntil` (ms since the epoch). */
   async lease (nodeUrl: string, group: string, term: number, leaseUntil: number, timeoutMs: number): Promise<void> {
-    await jsonRequest(nodeUrl + INTERNAL_REPLICATION.lease, { method: 'POST', body: { group, term, leaseUntil }, dispatcher: this.agent, timeoutMs })
+    const body = { group, term, leaseUntil, ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}) }
+    await jsonRequest(await this.target(nodeUrl) + INTERNAL_REPLICATION.lease, { method: 'POST', body, dispatcher: this.agent, timeoutMs })
   }
 
   async stats (nodeUrl: string): Promise<StatsReply> {
-    return (await jsonRequest<StatsReply>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<StatsReply>(await this.target(nodeUrl) + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   /** What copy on touch moves of a key: its row at a node (tombstone included, or none) and the record of `requestId`. */
   async keyTransfer (nodeUrl: string, key: string, requestId: string): Promise<WireKeyTransfer> {
-    const url = `${nodeUrl}${INTERNAL.rowPrefix}${kvPath(key).slice(4)}?request=${encodeURIComponent(requestId)}`
+    const url = `${await this.target(nodeUrl)}${INTERNAL.rowPrefix}${kvPath(key).slice(4)}?request=${encodeURIComponent(requestId)}`
     return (await jsonRequest<WireKeyTransfer>(url, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
   async close (): Promise<void> {
-    await this.agent.close()
+    await Promise.all([this.agent.close(), this.plain.close()])
   }
 }

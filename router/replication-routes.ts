@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import { ADMIN, INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
-import { normalizeNodeUrl, MapError, type ClusterMap } from '../src/membership/map'
+import { normalizeNodeUrl, primaryOf, MapError, type ClusterMap } from '../src/membership/map'
+import { judgeInSyncAsker } from '../src/auth/senders'
 import { addReplica, removeReplica, setInSync, ReplicationMapError } from '../src/replication/map-changes'
 import type { NodeClient } from './node-client'
 import { jsonBody } from '../src/http/json-body'
@@ -25,7 +26,13 @@ function typed (err: unknown): never {
   throw err
 }
 
-export function registerReplicationRoutes (app: FastifyInstance, ctx: ReplicationRoutesContext): void {
+/**
+ * Primaries' in-sync asks: an internal endpoint, registered where the router serves
+ * peers (its peer listener, or a secret-guarded scope of the client listener). With
+ * `senderChecks` (a cluster secret is configured) only the group's primary in the
+ * current map may ask (403 otherwise); without a secret a claim would prove nothing.
+ */
+export function registerInSyncRoute (app: FastifyInstance, ctx: Pick<ReplicationRoutesContext, 'transition'> & { senderChecks: boolean }): void {
   app.post(INTERNAL_REPLICATION.inSync, async (request, reply) => {
     const body = jsonBody(request)
     const { group, url, inSync, term } = body
@@ -33,13 +40,21 @@ export function registerReplicationRoutes (app: FastifyInstance, ctx: Replicatio
       throw new ShardKvError('invalid_request', 'group, url, inSync and term are required')
     }
     try {
-      const map = await ctx.transition(`${group}: ${url} ${inSync ? 'joins' : 'leaves'} the in-sync set`, (current) => setInSync(current, group, url, inSync, term))
+      const map = await ctx.transition(`${group}: ${url} ${inSync ? 'joins' : 'leaves'} the in-sync set`, (current) => {
+        // Judged against the map the change applies to (transitions are serialized).
+        const verdict = ctx.senderChecks ? judgeInSyncAsker(body.sender, primaryOf(current, group)?.url) : { ok: true as const }
+        if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
+        return setInSync(current, group, url, inSync, term)
+      })
       return await reply.send({ epoch: map.epoch })
     } catch (err) {
       typed(err)
     }
   })
+}
 
+/** The admin calls that add or remove a replica (client listener). */
+export function registerReplicationRoutes (app: FastifyInstance, ctx: ReplicationRoutesContext): void {
   app.post(`${ADMIN.groups}/:id/replicas`, async (request, reply) => {
     const { id } = request.params as { id: string }
     const body = jsonBody(request)

@@ -6,7 +6,6 @@ import { createApiServer, loadListenerTls } from '../src/http/server'
 import { ClientGuard, installClientGuard } from '../src/auth/client-guard'
 import { TokenStore } from '../src/auth/tokens'
 import { RateLimiter } from '../src/auth/rate-limit'
-import { loadPeerSecret } from '../src/auth/peer'
 import type { Logger } from '../src/log'
 import { registerAdminRoutes } from './admin-routes'
 import { Coordinator } from './coordinator'
@@ -20,7 +19,10 @@ import { registerBatchRoutes } from './batch-routes'
 import { RouterMetrics } from './metrics'
 import { Rebalancer } from './rebalancer'
 import { registerAdminApi } from './admin-api'
-import { registerReplicationRoutes } from './replication-routes'
+import { registerInSyncRoute, registerReplicationRoutes } from './replication-routes'
+import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '../src/auth/peer'
+import { peerServerTls } from '../src/auth/tls'
+import type { FastifyInstance } from 'fastify'
 import { FailoverMonitor } from './failover'
 
 /**
@@ -35,6 +37,8 @@ const DRAIN_GRACE_MS = 100
 
 export interface RunningRouter {
   url: string
+  /** Where peers reach this router's internal endpoint (the client URL without a peer port). */
+  peerUrl: string
   coordinator: Coordinator
   /** Stops accepting, lets in-flight requests finish, then closes the upstream pools. */
   close: () => Promise<void>
@@ -49,14 +53,15 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     () => coord.view().groups.flatMap((g) => g.nodes.map((n) => ({ group: g.id, url: n.url, role: n.role, position: n.position, lag: n.lag }))),
     () => coord.view().groups.map((g) => ({ group: g.id, inSyncReplicas: g.inSyncReplicas, redundancy: g.redundancy }))
   )
-  const coord = Coordinator.fromConfig(config, log, metrics)
+  const credentials = loadPeerCredentials(config)
+  const coord = Coordinator.fromConfig(config, log, metrics, credentials)
   const guard = new ClientGuard({
     tokens: config.tokensFile === '' ? undefined : new TokenStore(config.tokensFile, log),
     limits: new RateLimiter({ perToken: config.rateLimitPerToken, perIp: config.rateLimitPerIp, windowMs: config.rateLimitWindowMs })
   })
   const tls = loadListenerTls(config.tlsCert, config.tlsKey)
   const forwarder = new Forwarder({
-    peerHeaders: config.clusterSecretFile === '' ? undefined : loadPeerSecret(config.clusterSecretFile).headers,
+    peerHeaders: credentials.secret?.headers,
     table: () => coord.table,
     connections: config.connections,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
@@ -97,6 +102,11 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes })
   const transition = async (reason: string, compute: Parameters<Coordinator['transition']>[1]): ReturnType<Coordinator['transition']> => await coord.transition(reason, compute)
   registerReplicationRoutes(app, { transition, nodes: coord.nodes })
+  const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
+  void (peerApp ?? app).register(async (scope) => {
+    requirePeerSecret(scope, credentials.secret)
+    registerInSyncRoute(scope, { transition, senderChecks: credentials.secret !== undefined })
+  })
   const failover = new FailoverMonitor({
     map: () => coord.map(),
     transition,
@@ -112,12 +122,15 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
 
   try {
     await app.listen({ host: config.host, port: config.port })
+    await peerApp?.listen({ host: config.host, port: config.peerPort })
   } catch (err) {
-    await Promise.allSettled([app.close(), forwarder.close(), coord.close()])
+    await Promise.allSettled([app.close(), peerApp?.close(), forwarder.close(), coord.close()])
     throw err
   }
   const url = listenUrl(app.server.address() as AddressInfo, tls !== undefined)
-  coord.setAdvertisedUrl(url)
+  // Shard nodes ask the coordinator (in-sync changes) where peers are served.
+  const peerUrl = peerApp === undefined ? url : listenUrl(peerApp.server.address() as AddressInfo, credentials.tls !== undefined)
+  coord.setAdvertisedUrl(peerUrl)
   coord.start()
   failover.start()
   let stopping = false
@@ -138,7 +151,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
       sweeper.unref()
       try {
         // fastify waits for in-flight requests, which still need the pools; close those after.
-        await app.close()
+        await Promise.all([app.close(), peerApp?.close()])
       } finally {
         clearInterval(sweeper)
       }
@@ -150,7 +163,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     await closing
   }
 
-  return { url, coordinator: coord, close, reloadTokens: () => guard.reload() }
+  return { url, peerUrl, coordinator: coord, close, reloadTokens: () => guard.reload() }
 }
 
 /**
@@ -200,9 +213,14 @@ async function installOnStartup (coord: Coordinator, log: Logger, stopped: () =>
 }
 
 /** A URL a local client can connect to (an unspecified bind address becomes loopback). */
-function listenUrl (address: AddressInfo, https: boolean): string {
+function listenUrl (address: AddressInfo, tls = false): string {
   let host = address.address
   if (host === '0.0.0.0') host = '127.0.0.1'
   if (host === '::') host = '::1'
-  return `${https ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+  return `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`
+}
+
+/** The router's peer listener: the client listener's HTTP edge, HTTPS with client certificates under peer TLS. */
+function peerServer (config: RouterConfig, log: Logger, credentials: PeerCredentials): FastifyInstance {
+  return createApiServer({ log, maxValueBytes: 1024 * 1024, limits: config, ...(credentials.tls !== undefined ? { tls: peerServerTls(credentials.tls) } : {}) })
 }

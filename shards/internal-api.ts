@@ -10,6 +10,7 @@ import type { MigrationStore } from '../src/storage/migration-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
 import { jsonBody, integer } from '../src/http/json-body'
+import { judgeMapInstaller } from '../src/auth/senders'
 
 /**
  * The shard node's internal API: what the coordinator uses to install maps and
@@ -21,6 +22,11 @@ export interface InternalApiContext {
   ownership: OwnershipCache
   log: Logger
   batchBodyLimit: number
+  /**
+   * Check who installs maps (src/auth/senders.ts). Only with a cluster secret: without
+   * one any sender can claim any coordinator URL, so a claim would prove nothing.
+   */
+  senderChecks: boolean
   stats: () => { keys: number, tombstones: number, position: number }
   adoptTerm: (term: number) => void
   onInstalled: (epoch: number) => void
@@ -67,6 +73,10 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     }
     const coordinator = typeof body.coordinator === 'string' ? body.coordinator : undefined
     const previous = migration.installedMap()
+    if (ctx.senderChecks) {
+      const verdict = judgeMapInstaller(previous, { epoch: map.epoch, coordinator })
+      if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
+    }
     const installed = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), ...(coordinator !== undefined ? { coordinator } : {}), map })
     if (installed !== map.epoch) {
       throw new ShardKvError('stale_epoch', `epoch ${map.epoch} is older than the installed ${installed}`, { epoch: installed })

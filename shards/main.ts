@@ -6,6 +6,7 @@ import { runWorker } from './worker'
 import { WORKER_CONFIG_ENV } from './ipc'
 import { TokenStore } from '../src/auth/tokens'
 import { loadListenerTls } from '../src/http/server'
+import { loadPeerCredentials, type PeerCredentials } from '../src/auth/peer'
 
 /** Entry point of a shard node: `node dist/shards/main.js [options]`. */
 async function main (): Promise<void> {
@@ -15,8 +16,10 @@ async function main (): Promise<void> {
       return
     }
     let config: ShardConfig
+    let credentials: PeerCredentials
     try {
       config = loadConfig(SHARD_OPTIONS)
+      credentials = loadPeerCredentials(config)
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`shardkv shard: ${err.message} (see --help)\n`)
@@ -33,7 +36,7 @@ async function main (): Promise<void> {
     // Files the workers read: refused here, once, with the file's name, rather than by every worker.
     if (config.tokensFile !== '') new TokenStore(config.tokensFile)
     loadListenerTls(config.tlsCert, config.tlsKey)
-    await new Supervisor(config).start()
+    await new Supervisor(config, credentials).start()
   } else {
     const raw = process.env[WORKER_CONFIG_ENV]
     if (raw === undefined) throw new Error(`worker started without ${WORKER_CONFIG_ENV}`)

@@ -12,6 +12,7 @@ import type { MigrationStore } from '../src/storage/migration-store'
 export class OwnershipCache {
   private current: Ownership = new Ownership(undefined, undefined)
   private coordinatorUrl: string | undefined
+  private selfUrl: string | undefined
 
   constructor (private readonly store: KvStore, private readonly migration: MigrationStore) {}
 
@@ -27,9 +28,25 @@ export class OwnershipCache {
     return this.coordinatorUrl
   }
 
+  /**
+   * Reads the installed record again even at the same epoch: a coordinator that moved
+   * re-installs the installed epoch under its new URL (src/auth/senders.ts), and the
+   * shipper must ask that one.
+   */
+  invalidate (): void {
+    this.reload()
+  }
+
+  /** This node's URL in the installed map (what it signs its shipments with). */
+  self (): string | undefined {
+    this.get()
+    return this.selfUrl
+  }
+
   private reload (): void {
     const record = this.migration.installedMap()
     this.coordinatorUrl = record?.coordinator
+    this.selfUrl = record?.self
     if (record === undefined) {
       this.current = new Ownership(undefined, undefined)
       return

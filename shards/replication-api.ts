@@ -8,11 +8,19 @@ import type { ReplicaStore } from '../src/storage/replica-store'
 import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
 import { jsonBody, integer } from '../src/http/json-body'
+import { judgeLeaseGrantor, judgeShipmentSender } from '../src/auth/senders'
+import type { MigrationStore } from '../src/storage/migration-store'
 
 /**
  * The receiving end of replication on a replica node, and the lease a primary holds.
  * A shipment is applied only from the primary of the group's current term, and only
  * when it continues exactly where this replica stands.
+ *
+ * A shipment names its sender (the primary's URL in the map). One from a node that is
+ * not the group's primary in this replica's installed map is refused 409 `stale_term`,
+ * not 403: between peers that hold the secret the usual cause is honest — maps reach
+ * nodes at different moments — and it is the answer a deposed primary already gets for
+ * its old term; nothing is applied either way.
  */
 
 export interface ReplicationApiContext {
@@ -21,6 +29,9 @@ export interface ReplicationApiContext {
   ownership: OwnershipCache
   log: Logger
   batchBodyLimit: number
+  migration: MigrationStore
+  /** Check who grants leases (only with a cluster secret; see internal-api.ts). */
+  senderChecks: boolean
 }
 
 export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationApiContext): void {
@@ -36,6 +47,9 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     }
     // from = -1 is a probe: "where do you stand?" (after the same term checks).
     const probe = from === -1
+    const primary = current.peers.find((p) => p.role === 'primary')?.url
+    const sender = judgeShipmentSender(body.sender, primary)
+    if (!sender.ok) throw new ShardKvError('stale_term', sender.reason, { term: current.term })
     const verdict = judgeShipment({ term, from: probe ? replica.position() : from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
     switch (verdict) {
       case 'reject':
@@ -60,6 +74,10 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     const body = jsonBody(request)
     const term = integer(body.term, 'term', 1, Number.MAX_SAFE_INTEGER)
     const until = integer(body.leaseUntil, 'leaseUntil', 0, Number.MAX_SAFE_INTEGER)
+    if (ctx.senderChecks) {
+      const verdict = judgeLeaseGrantor(ctx.migration.installedMap(), body.coordinator)
+      if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
+    }
     const current = ownership.get()
     if (current.role !== 'primary' || term !== current.term || body.group !== current.group) {
       throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })

@@ -1,4 +1,4 @@
-import { Agent } from 'undici'
+import type { Dispatcher } from 'undici'
 import type { Logger } from '../src/log'
 import type { KvStore } from '../src/storage/store'
 import type { Ownership } from '../src/membership/ownership'
@@ -6,6 +6,7 @@ import { INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { replicatedPosition, type ReplicaAck } from '../src/replication/policy'
 import { jsonRequest } from '../src/client/http'
 import { changeToWire, type WireShipment } from '../src/protocol/log-codec'
+import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
 
 /**
  * Runs in a primary node's supervisor: ships the change log (rows by seq) to every
@@ -17,11 +18,17 @@ import { changeToWire, type WireShipment } from '../src/protocol/log-codec'
  * leaves the set only through the coordinator: after `replicaTimeoutMs` of failures
  * the shipper asks the coordinator to drop it, and until that is confirmed writes
  * keep waiting (no write is acknowledged without a replica that may be promoted).
+ *
+ * Shipments go to a replica's peer listener (`peer ?? url` in the map), name this node
+ * as their sender (replicas take them only from the primary in their map), and carry
+ * the peer credentials, as do in-sync asks to the coordinator's advertised URL.
  */
 
 export interface ShipperView {
   ownership: Ownership
   coordinator: string | undefined
+  /** This node's URL in the installed map: the sender a replica checks a shipment by. */
+  self: string | undefined
 }
 
 export interface ShipperOptions {
@@ -31,6 +38,7 @@ export interface ShipperOptions {
   broadcast: (position: number) => void
   batchRows: number
   replicaTimeoutMs: number
+  credentials: PeerCredentials
 }
 
 
@@ -71,11 +79,18 @@ class ReplicaLink implements ReplicaAck {
 
 export class Shipper {
   private readonly links = new Map<string, ReplicaLink>()
-  private readonly agent = new Agent({ connections: 2, keepAliveTimeout: 30_000 })
+  private readonly agent: Dispatcher
   private replicated = -1
   private stopped = false
 
-  constructor (private readonly opts: ShipperOptions) {}
+  constructor (private readonly opts: ShipperOptions) {
+    this.agent = peerDispatcher(opts.credentials, { connections: 2, keepAliveTimeout: 30_000 })
+  }
+
+  /** Where a replica takes shipments: its peer listener, else its data URL. */
+  private target (link: ReplicaLink): string {
+    return this.opts.view().ownership.peers.find((p) => p.url === link.url)?.peer ?? link.url
+  }
 
   /** Reconciles the links with the installed map (call on every install). */
   refresh (): void {
@@ -161,13 +176,14 @@ export class Shipper {
   }
 
   private async shipOnce (link: ReplicaLink): Promise<void> {
-    const { ownership } = this.opts.view()
+    const { ownership, self } = this.opts.view()
     const from = link.acked
     // Rows and applied-request records up to `to`, read in one snapshot (store.logWindow).
     const window = from < 0 ? undefined : this.opts.store.logWindow(from, this.opts.batchRows)
     const body: WireShipment = {
       group: ownership.group ?? '',
       term: ownership.term,
+      ...(self !== undefined ? { sender: self } : {}),
       from,
       to: window?.to ?? -1,
       rows: window?.rows.map(changeToWire) ?? [],
@@ -175,7 +191,7 @@ export class Shipper {
       floor: window?.floor ?? 0
     }
     try {
-      const res = await jsonRequest<{ position: number }>(link.url + INTERNAL_REPLICATION.apply, {
+      const res = await jsonRequest<{ position: number }>(this.target(link) + INTERNAL_REPLICATION.apply, {
         method: 'POST', body, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
       })
       link.acked = res.body.position
@@ -195,10 +211,10 @@ export class Shipper {
 
   /** Asks a replica where it stands (an empty shipment from -1). */
   private async probe (link: ReplicaLink): Promise<number | undefined> {
-    const { ownership } = this.opts.view()
+    const { ownership, self } = this.opts.view()
     try {
-      const res = await jsonRequest<{ position: number }>(link.url + INTERNAL_REPLICATION.apply, {
-        method: 'POST', body: { group: ownership.group, term: ownership.term, from: -1, to: -1, rows: [] }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
+      const res = await jsonRequest<{ position: number }>(this.target(link) + INTERNAL_REPLICATION.apply, {
+        method: 'POST', body: { group: ownership.group, term: ownership.term, sender: self, from: -1, to: -1, rows: [] }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
       })
       return res.body.position
     } catch {
@@ -239,10 +255,10 @@ export class Shipper {
   }
 
   private async askCoordinator (coordinator: string, link: ReplicaLink, inSync: boolean): Promise<boolean> {
-    const { ownership } = this.opts.view()
+    const { ownership, self } = this.opts.view()
     try {
       await jsonRequest(coordinator + INTERNAL_REPLICATION.inSync, {
-        method: 'POST', body: { group: ownership.group, url: link.url, inSync, term: ownership.term }, dispatcher: this.agent, timeoutMs: 10_000
+        method: 'POST', body: { group: ownership.group, url: link.url, inSync, term: ownership.term, sender: self }, dispatcher: this.agent, timeoutMs: 10_000
       })
       this.opts.log.info({ event: inSync ? 'replica-in-sync' : 'replica-dropped', replica: link.url }, inSync ? 'replica marked in-sync' : 'replica dropped from the in-sync set')
       return true

@@ -12,6 +12,7 @@ import { OwnershipCache } from './ownership-cache'
 import { Shipper } from './shipper'
 import { RequestExpiry } from './request-expiry'
 import { purgeAllForeign } from './internal-api'
+import type { PeerCredentials } from '../src/auth/peer'
 
 type Reason = 'initial' | 'crash' | 'rolling-restart'
 
@@ -30,6 +31,8 @@ export class Supervisor {
   /** Workers we asked to exit: their exit is not a crash. */
   private readonly leaving = new Set<number>()
   private port: number
+  /** The peer listener's port (-1: internal endpoints on the data port); resolved like `port`. */
+  private peerPort: number
   private shuttingDown = false
   /** Until the first workers listen, a worker that dies is not replaced: start() decides. */
   private starting = true
@@ -40,11 +43,15 @@ export class Supervisor {
   private expiry: RequestExpiry | undefined
   /** Last replicated position broadcast, handed to every new worker. */
   private replicated = -1
+  /** Whether the peer listener wants mutual TLS (reported in the listening line). */
+  private readonly peerTls: boolean
 
-  constructor (config: ShardConfig) {
+  constructor (config: ShardConfig, credentials: PeerCredentials) {
     this.config = config
+    this.peerTls = credentials.tls !== undefined
     this.store = new KvStore({ path: databasePath(config.dataDir), synchronous: config.synchronous as 'FULL', busyTimeoutMs: config.busyTimeoutMs, nodeId: config.nodeId })
     this.port = config.port
+    this.peerPort = config.peerPort
     this.log = createLogger({ component: 'shard', nodeId: this.store.nodeId }, config.logLevel, () => {
       if (this.ownership === undefined || !this.store.isOpen) return {}
       const o = this.ownership.get()
@@ -55,7 +62,8 @@ export class Supervisor {
     this.ownership = new OwnershipCache(this.store, this.migration)
     this.shipper = new Shipper({
       store: this.store,
-      view: () => ({ ownership: this.ownership.get(), coordinator: this.ownership.coordinator() }),
+      view: () => ({ ownership: this.ownership.get(), coordinator: this.ownership.coordinator(), self: this.ownership.self() }),
+      credentials,
       log: this.log,
       broadcast: (position) => { this.replicated = position; this.send({ type: 'shardkv:replicated', position }) },
       batchRows: config.replicationBatch,
@@ -92,7 +100,8 @@ export class Supervisor {
     process.on('SIGTERM', () => { void this.shutdown('SIGTERM') })
     process.on('SIGINT', () => { void this.shutdown('SIGINT') })
     const url = `${this.config.tlsCert === '' ? 'http' : 'https'}://${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.port}`
-    this.log.info({ event: 'listening', service: 'shard', url, workers: this.liveWorkers().length, dataDir: this.config.dataDir }, `shard node ${this.store.nodeId} listening on ${url}`)
+    const peer = this.peerPort >= 0 ? { peerPort: this.peerPort, peerTls: this.peerTls } : {}
+    this.log.info({ event: 'listening', service: 'shard', url, ...peer, workers: this.liveWorkers().length, dataDir: this.config.dataDir }, `shard node ${this.store.nodeId} listening on ${url}`)
   }
 
   /**
@@ -104,12 +113,18 @@ export class Supervisor {
    */
   private async forkInitialWorkers (): Promise<void> {
     const pickPort = this.port === 0
+    const pickPeerPort = this.peerPort === 0
     for (let attempt = 1; ; attempt++) {
       if (pickPort) this.port = await freePort(this.config.host)
+      // A closed probe's port may come back at once: the two listeners need two ports.
+      if (pickPeerPort) {
+        do this.peerPort = await freePort(this.config.host)
+        while (this.peerPort === this.port)
+      }
       const forks = await Promise.allSettled(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
       const failed = forks.find((f): f is PromiseRejectedResult => f.status === 'rejected')
       if (failed === undefined) break
-      if (!pickPort || attempt >= 3) throw failed.reason
+      if ((!pickPort && !pickPeerPort) || attempt >= 3) throw failed.reason
       this.log.warn({ event: 'listen-retry', port: this.port, attempt, err: (failed.reason as Error).message }, 'workers could not listen on the probed port; trying another')
       await Promise.all(this.liveWorkers().map(async (w) => await this.retire(w)))
     }
@@ -122,14 +137,17 @@ export class Supervisor {
 
   /** Forks a worker and resolves once it listens; rejects if it dies first. */
   private async fork (reason: Reason): Promise<Worker> {
-    const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify({ ...this.config, port: this.port }) })
+    const worker = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify({ ...this.config, port: this.port, peerPort: this.peerPort }) })
     // A message to a worker that is dying fails with EPIPE on the Worker object; without a
     // listener that would crash the supervisor. Its exit is handled in onExit.
     worker.on('error', (err: Error) => {
       this.log.warn({ event: 'worker-ipc-error', workerPid: worker.process.pid, err: err.message }, 'could not reach a worker')
     })
     await new Promise<void>((resolve, reject) => {
-      const onListening = (): void => {
+      // A worker with a peer listener listens twice (peer port first): it serves once the data port listens.
+      const onListening = (address: { port: number }): void => {
+        if (address.port !== this.port) return
+        worker.off('listening', onListening)
         worker.off('exit', onExit)
         resolve()
       }
@@ -137,7 +155,7 @@ export class Supervisor {
         worker.off('listening', onListening)
         reject(new Error(`worker ${worker.process.pid ?? '?'} exited (code ${String(code)}, signal ${String(signal)}) before listening`))
       }
-      worker.once('listening', onListening)
+      worker.on('listening', onListening)
       worker.once('exit', onExit)
     })
     if (reason !== 'initial') this.metrics.replaced.inc({ reason })
@@ -182,6 +200,7 @@ export class Supervisor {
       return
     }
     if (m.type === 'shardkv:map-installed') {
+      this.ownership.invalidate()
       this.shipper.refresh()
       return
     }

@@ -5,7 +5,6 @@ import { KvStore } from '../src/storage/store'
 import { createApiServer, loadListenerTls, refuseOtherKvMethods } from '../src/http/server'
 import { ClientGuard, installClientGuard } from '../src/auth/client-guard'
 import { TokenStore } from '../src/auth/tokens'
-import { loadPeerSecret } from '../src/auth/peer'
 import { HEALTH_PATH, METRICS_PATH } from '../src/protocol/wire'
 import { registerDataApi } from './data-api'
 import { registerBatchApi } from './batch-api'
@@ -20,6 +19,8 @@ import { registerInternalApi } from './internal-api'
 import { registerReplicationApi } from './replication-api'
 import { ReplicationGate } from './replication-gate'
 import { ReplicaStore } from '../src/storage/replica-store'
+import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '../src/auth/peer'
+import { peerServerTls } from '../src/auth/tls'
 
 /**
  * One worker process of a shard node: a fastify server on the node's shared port
@@ -38,14 +39,19 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   const pendingMetrics = new Map<number, (text: string, error?: string) => void>()
   let nextMetricsId = 1
 
+  // Read here too (not handed over by the supervisor): the secret never travels in env or IPC.
+  const credentials = loadPeerCredentials(config)
   const app = createApiServer({ log, maxValueBytes: config.maxValueBytes, limits: config, tls: loadListenerTls(config.tlsCert, config.tlsKey) })
   // Direct clients present tokens; routers present the cluster secret (and name their client).
   const guard = new ClientGuard({
     tokens: config.tokensFile === '' ? undefined : new TokenStore(config.tokensFile, log),
-    peer: config.clusterSecretFile === '' ? undefined : loadPeerSecret(config.clusterSecretFile)
+    peer: credentials.secret
   })
   installClientGuard(app, guard)
   instrument(app, metrics)
+  // With a peer port the internal API lives only there (the data port answers 404 for it).
+  const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
+  if (peerApp !== undefined) instrument(peerApp, metrics)
   refuseOtherKvMethods(app)
   const migration = new MigrationStore(store)
   const ownership = new OwnershipCache(store, migration)
@@ -82,17 +88,23 @@ export async function runWorker (config: ShardConfig): Promise<void> {
     maxBatchBytes: config.maxBatchBytes,
     maxValueBytes: config.maxValueBytes
   })
-  registerInternalApi(app, {
-    migration,
-    ownership,
-    log,
-    batchBodyLimit,
-    stats: () => store.stats(),
-    adoptTerm: (term) => replica.adoptTerm(term),
-    onInstalled: (epoch) => send({ type: 'shardkv:map-installed', epoch }),
-    replicated
+  // One encapsulated scope holds every internal route, so the secret check runs for
+  // them alone and never on the data path.
+  void (peerApp ?? app).register(async (scope) => {
+    requirePeerSecret(scope, credentials.secret)
+    registerInternalApi(scope, {
+      migration,
+      ownership,
+      log,
+      batchBodyLimit,
+      senderChecks: credentials.secret !== undefined,
+      stats: () => store.stats(),
+      adoptTerm: (term) => replica.adoptTerm(term),
+      onInstalled: (epoch) => send({ type: 'shardkv:map-installed', epoch }),
+      replicated
+    })
+    registerReplicationApi(scope, { store, replica, ownership, migration, log, batchBodyLimit, senderChecks: credentials.secret !== undefined })
   })
-  registerReplicationApi(app, { store, replica, ownership, log, batchBodyLimit })
 
   app.get(HEALTH_PATH, (_request, reply) => {
     void reply.send({
@@ -108,7 +120,10 @@ export async function runWorker (config: ShardConfig): Promise<void> {
       term: ownership.get().term,
       dataTerm: store.currentTerm(),
       role: ownership.get().role,
-      replicated: gate.replicated
+      replicated: gate.replicated,
+      // What the coordinator derives this node's peer URL from (peerUrlOf in src/membership/map.ts).
+      ...(config.peerPort >= 0 ? { peerPort: config.peerPort } : {}),
+      peerTls: peerApp !== undefined && credentials.tls !== undefined
     })
   })
 
@@ -132,7 +147,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
     const m = msg as SupervisorMessage
     switch (m.type) {
       case 'shardkv:drain':
-        void drain(app, store, log, () => { draining = true })
+        void drain([app, ...(peerApp !== undefined ? [peerApp] : [])], store, log, () => { draining = true })
         break
       case 'shardkv:workers':
         workerPids = m.pids
@@ -155,8 +170,15 @@ export async function runWorker (config: ShardConfig): Promise<void> {
     process.exit(1)
   })
 
+  // The peer listener first: the supervisor counts a worker as started when the data port listens.
+  if (peerApp !== undefined) await peerApp.listen({ port: config.peerPort, host: config.host })
   await app.listen({ port: config.port, host: config.host })
   log.debug({ event: 'worker-listening' }, 'worker listening')
+}
+
+/** The peer listener: the same HTTP edge as the data port (limits, errors), HTTPS with client certificates under peer TLS. */
+function peerServer (config: ShardConfig, log: Logger, credentials: PeerCredentials): FastifyInstance {
+  return createApiServer({ log, maxValueBytes: config.maxValueBytes, limits: config, ...(credentials.tls !== undefined ? { tls: peerServerTls(credentials.tls) } : {}) })
 }
 
 function send (msg: WorkerMessage): void {
@@ -172,14 +194,14 @@ function instrument (app: FastifyInstance, metrics: ShardMetrics): void {
 }
 
 let draining = false
-async function drain (app: FastifyInstance, store: KvStore, log: Logger, markDraining: () => void): Promise<void> {
+async function drain (apps: FastifyInstance[], store: KvStore, log: Logger, markDraining: () => void): Promise<void> {
   if (draining) return
   draining = true
   markDraining()
   // fastify.close stops accepting, closes idle keep-alive connections and waits for
   // in-flight requests; those answer with Connection: close (see data-api.ts).
   try {
-    await app.close()
+    await Promise.all(apps.map(async (app) => await app.close()))
   } catch (err) {
     log.error({ err, event: 'drain-failed' }, 'closing the server failed')
   }

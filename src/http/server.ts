@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { readFileSync } from 'node:fs'
+import type { TlsOptions } from 'node:tls'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ShardKvError, errorBody, type ErrorCode } from '../protocol/errors'
@@ -36,8 +37,8 @@ export interface ApiServerOptions {
   log: Logger
   maxValueBytes: number
   limits: ListenerLimits
-  /** Serve HTTPS with this certificate (undefined: plain HTTP). */
-  tls?: ListenerTls
+  /** Serve HTTPS with these options: a client listener's certificate (loadListenerTls) or a peer listener's mutual TLS (src/auth/tls.ts). */
+  tls?: TlsOptions
 }
 
 /** Reads `--tls-cert`/`--tls-key` (both or neither); undefined when neither is set. Throws naming the file. */
@@ -61,7 +62,7 @@ export function loadListenerTls (certPath: string, keyPath: string): ListenerTls
  */
 const TIMEOUT_CHECK_MS = 1000
 
-function limitedServer (limits: ListenerLimits, tls: ListenerTls | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void): ReturnType<typeof createServer> {
+function limitedServer (limits: ListenerLimits, tls: TlsOptions | undefined, handler: (req: IncomingMessage, res: ServerResponse) => void): ReturnType<typeof createServer> {
   const http = {
     headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
     requestTimeout: limits.requestTimeoutMs,
@@ -72,7 +73,7 @@ function limitedServer (limits: ListenerLimits, tls: ListenerTls | undefined, ha
   const server = tls === undefined
     ? createServer(http, handler)
     // A TLS handshake is part of sending the request's head: bounded by the same timeout.
-    : createHttpsServer({ ...http, cert: tls.cert, key: tls.key, handshakeTimeout: http.headersTimeout }, handler) as unknown as ReturnType<typeof createServer>
+    : createHttpsServer({ ...http, ...tls, handshakeTimeout: http.headersTimeout }, handler) as unknown as ReturnType<typeof createServer>
   // Counted here rather than with server.maxConnections, which a cluster worker's
   // round-robin handle does not honour: shard workers get their sockets from the supervisor.
   let open = 0

@@ -18,6 +18,12 @@ export interface NodeInfo {
    * write. Only the coordinator changes it; only an in-sync replica may be promoted.
    */
   inSync?: boolean
+  /**
+   * Where the node serves its internal API (`http(s)://host:port`) when that is a peer
+   * listener apart from `url`; internal calls go to `peer ?? url`. `url` stays the node's
+   * identity (what `self`, shipments and in-sync changes name).
+   */
+  peer?: string
 }
 
 export interface GroupInfo {
@@ -71,8 +77,32 @@ export function normalizeNodeUrl (raw: string): string {
   } catch {
     throw new MapError(`"${raw}" is not a URL`)
   }
-  if (url.protocol !== 'http:') throw new MapError(`node url "${raw}" must use http:`)
-  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') throw new MapError(`node url "${raw}" must be an origin (http://host:port)`)
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new MapError(`node url "${raw}" must use http: or https:`)
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new MapError(`node url "${raw}" must be an origin (http(s)://host:port)`)
+  }
+  return url.origin
+}
+
+/** What a node's /healthz says about its peer listener. */
+export interface PeerHealth {
+  /** Absent (or not a port) when internal endpoints are on the data port. */
+  peerPort?: unknown
+  peerTls?: unknown
+}
+
+/**
+ * The peer origin of a node: its data URL's host with the peer port its /healthz
+ * reports (https when the peer listener wants mutual TLS), or the data URL itself
+ * when the node has no peer listener. The host is the one the coordinator already
+ * reaches the node at, so a node cannot point peers elsewhere by what it reports.
+ */
+export function peerUrlOf (dataUrl: string, health: PeerHealth): string {
+  const port = health.peerPort
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return dataUrl
+  const url = new URL(dataUrl)
+  url.protocol = health.peerTls === true ? 'https:' : 'http:'
+  url.port = String(port)
   return url.origin
 }
 
@@ -140,6 +170,7 @@ export function validateMap (value: unknown): ClusterMap {
     let primaries = 0
     for (const n of g.nodes) {
       normalizeNodeUrl(n.url)
+      if (n.peer !== undefined && (typeof n.peer !== 'string' || normalizeNodeUrl(n.peer) !== n.peer)) throw new MapError(`group "${g.id}" node ${n.url} has a peer that is not an origin`)
       if (n.role === 'primary') primaries++
       else if (n.role !== 'replica') throw new MapError(`group "${g.id}" node ${n.url} has unknown role`)
     }
@@ -167,4 +198,37 @@ export function primaryOf (map: ClusterMap, groupId: string): NodeInfo | undefin
 /** The ring that places keys under this map: its active groups. */
 export function ringOf (map: ClusterMap): GroupRing {
   return ringFor(map.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), map.ring)
+}
+
+/** The map's `peer` for a node whose /healthz says `reported` (peerUrlOf): none when that is the data URL. */
+function peerEntry (url: string, reported: string | undefined): string | undefined {
+  return reported === undefined || reported === url ? undefined : reported
+}
+
+/**
+ * `map` at the next epoch with node `url`'s peer set from what it reported, or `map`
+ * itself when the map already agrees (or does not list the node): the decision the
+ * coordinator makes after every health check.
+ */
+export function withReportedPeer (map: ClusterMap, url: string, reported: string): ClusterMap {
+  const peer = peerEntry(url, reported)
+  const listed = map.groups.some((g) => g.nodes.some((n) => n.url === url && n.peer !== peer))
+  if (!listed) return map
+  return {
+    ...map,
+    epoch: map.epoch + 1,
+    groups: map.groups.map((g) => ({ ...g, nodes: g.nodes.map((n) => n.url !== url ? n : withPeer(n, peer)) }))
+  }
+}
+
+/** `map` (same epoch) with a peer filled in for every node that has none and whose peer is known. */
+export function fillPeers (map: ClusterMap, known: (url: string) => string | undefined): ClusterMap {
+  const missing = (n: NodeInfo): string | undefined => n.peer === undefined ? peerEntry(n.url, known(n.url)) : undefined
+  if (!map.groups.some((g) => g.nodes.some((n) => missing(n) !== undefined))) return map
+  return { ...map, groups: map.groups.map((g) => ({ ...g, nodes: g.nodes.map((n) => missing(n) === undefined ? n : withPeer(n, missing(n))) })) }
+}
+
+function withPeer (node: NodeInfo, peer: string | undefined): NodeInfo {
+  const { peer: _old, ...rest } = node
+  return peer === undefined ? rest : { ...rest, peer }
 }

@@ -18,6 +18,8 @@ export interface WireChange { key: string, value: string, contentType: string, v
 
 /** `POST /internal/replication/apply`'s body: `from = -1` is a probe ("where do you stand?"). */
 export interface WireShipment {
+  /** The shipping primary's URL in the map (replicas take shipments from their map's primary only). */
+  sender?: string
   group: string
   term: number
   from: number

@@ -83,6 +83,11 @@ export interface ReplClusterOptions {
   synchronous?: string
   /** Groups whose initial primary the cluster (coordinator, routers, replicas) reaches only through a TcpProxy. */
   proxyPrimaries?: string[]
+  /**
+   * Runs in the cluster's temp dir before anything starts (to write secrets, certificates…);
+   * the flags it returns are added for every shard node and the router. See peer-auth.ts.
+   */
+  setup?: (tmp: string) => { shardArgs?: string[], routerArgs?: string[] }
 }
 
 /**
@@ -253,6 +258,9 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
   const { tmp, http } = box
   const nodes: ReplNode[] = []
   const frozen = new Set<number>()
+  const extra = opts.setup?.(tmp) ?? {}
+  const shardArgs = [...(opts.shardArgs ?? []), ...(extra.shardArgs ?? [])]
+  const routerArgs = [...(opts.routerArgs ?? []), ...(extra.routerArgs ?? [])]
 
   const launchNode = async (node: Pick<ReplNode, 'group' | 'nodeId' | 'dataDir' | 'port'>): Promise<LaunchedProcess> => await startShardIn(box, {
     group: node.group,
@@ -261,7 +269,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     port: node.port,
     workers: opts.workers ?? 1,
     synchronous: opts.synchronous ?? 'NORMAL',
-    extraArgs: opts.shardArgs
+    extraArgs: shardArgs
   })
 
   const proxies: TcpProxy[] = []
@@ -305,7 +313,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     port: 0,
     groups: started.map((members, i) => `${groupIds[i] as string}=${members.map((n) => n.url).join('+')}`),
     env: { SHARDKV_LOG_LEVEL: 'info' },
-    extraArgs: opts.routerArgs,
+    extraArgs: routerArgs,
     readyTimeoutMs: 60_000
   })
   box.launched.push(router)

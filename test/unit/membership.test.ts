@@ -30,13 +30,14 @@ t.test('parseGroupSpec', async (t) => {
   t.same(parseGroupSpec('g_2-b=http://127.0.0.1:7002/@0.5'), { id: 'g_2-b', url: 'http://127.0.0.1:7002', weight: 0.5 }, 'trailing slash normalized, fractional weight')
   t.same(parseGroupSpec('G9=http://localhost:80@1000'), { id: 'G9', url: 'http://localhost', weight: 1000 }, 'default port dropped by URL origin')
   const bad = [
-    'g1', '=http://127.0.0.1:7001', 'g1=', 'g1=127.0.0.1:7001', 'g1=ftp://127.0.0.1:7001', 'g1=https://127.0.0.1:7001',
+    'g1', '=http://127.0.0.1:7001', 'g1=', 'g1=127.0.0.1:7001', 'g1=ftp://127.0.0.1:7001',
     'g1=http://127.0.0.1:7001/path', 'g1=http://127.0.0.1:7001?x=1', 'g1=http://127.0.0.1:7001@0', 'g1=http://127.0.0.1:7001@-1',
     'g1=http://127.0.0.1:7001@abc', 'g1=http://127.0.0.1:7001@1001', '_g=http://127.0.0.1:7001', '-g=http://127.0.0.1:7001',
     'g 1=http://127.0.0.1:7001', 'g/1=http://127.0.0.1:7001', `${'g'.repeat(64)}=http://127.0.0.1:7001`, 'g1=not a url'
   ]
   for (const spec of bad) mapError(t, () => parseGroupSpec(spec), JSON.stringify(spec))
   t.equal(normalizeNodeUrl('http://127.0.0.1:7001/'), 'http://127.0.0.1:7001')
+  t.same(parseGroupSpec('g1=https://127.0.0.1:7001'), { id: 'g1', url: 'https://127.0.0.1:7001', weight: 1 }, 'https nodes (TLS data ports)')
 })
 
 t.test('initialMap', async (t) => {
