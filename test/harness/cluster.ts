@@ -120,9 +120,10 @@ export interface Sandbox {
   seenWorkerPids: Set<number>
 }
 
-export function sandbox (t: tap.Test, name: string): Sandbox {
+/** `headers`: what the sandbox's HTTP client sends on every request (a bearer token once client auth is on). */
+export function sandbox (t: tap.Test, name: string, headers?: () => Record<string, string>): Sandbox {
   const tmp = mkdtempSync(join(tmpdir(), `shardkv-${name}-`))
-  const box: Sandbox = { tmp, http: new HttpClient({ connections: 64 }), launched: [], seenWorkerPids: new Set() }
+  const box: Sandbox = { tmp, http: new HttpClient({ connections: 64, headers }), launched: [], seenWorkerPids: new Set() }
   t.teardown(async () => {
     const routers = box.launched.filter((p) => p.role === 'router')
     const shards = box.launched.filter((p) => p.role === 'shard')

@@ -88,6 +88,8 @@ export interface ReplClusterOptions {
    * the flags it returns are added for every shard node and the router. See peer-auth.ts.
    */
   setup?: (tmp: string) => { shardArgs?: string[], routerArgs?: string[] }
+  /** Headers the cluster's own HTTP client (views, health, the tests' requests) sends, e.g. an admin token. */
+  clientHeaders?: () => Record<string, string>
 }
 
 /**
@@ -254,7 +256,7 @@ export function keysOwnedBy (view: Pick<ReplClusterView, 'groups' | 'ring'>, gro
 }
 
 export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions): Promise<ReplCluster> {
-  const box = sandbox(t, opts.name)
+  const box = sandbox(t, opts.name, opts.clientHeaders)
   const { tmp, http } = box
   const nodes: ReplNode[] = []
   const frozen = new Set<number>()

@@ -1,7 +1,8 @@
 import t from 'tap'
-import { connect, type AddressInfo, type Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { createServer } from 'node:http'
 import { startCluster, isAlive } from '../harness/cluster'
+import { drip, flood } from '../harness/adversary'
 import { ADMIN, BATCH_PATH, CLUSTER_PATH } from '../../src/protocol/wire'
 
 /**
@@ -16,49 +17,6 @@ import { ADMIN, BATCH_PATH, CLUSTER_PATH } from '../../src/protocol/wire'
  */
 
 const LIMITS = ['--headers-timeout-ms', '1000', '--request-timeout-ms', '2000', '--max-connections', '40']
-
-interface Drip { status: number | undefined, body: string, closedAfterMs: number }
-
-/** Sends `head`, then one byte of `drip` every `everyMs` until the server closes the connection (or 20 s pass). */
-async function drip (url: string, head: string, drip: string, everyMs: number): Promise<Drip> {
-  const { hostname, port } = new URL(url)
-  return await new Promise((resolve) => {
-    const started = Date.now()
-    const socket = connect(Number(port), hostname)
-    let received = ''
-    let i = 0
-    const timer = setInterval(() => {
-      if (i < drip.length && socket.writable) socket.write(drip[i++] as string)
-    }, everyMs)
-    const stop = setTimeout(() => socket.destroy(), 20_000)
-    const done = (): void => {
-      clearInterval(timer)
-      clearTimeout(stop)
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(received)
-      resolve({ status: m === null ? undefined : Number(m[1]), body: received.slice(received.indexOf('\r\n\r\n') + 4), closedAfterMs: Date.now() - started })
-    }
-    socket.on('data', (d) => { received += d.toString('latin1') })
-    socket.on('close', done)
-    socket.on('error', () => undefined)
-    socket.on('connect', () => socket.write(head))
-  })
-}
-
-/** Opens `n` idle connections; resolves with how many the server closed within `waitMs`. */
-async function flood (url: string, n: number, waitMs: number): Promise<{ sockets: Socket[], closedByServer: number }> {
-  const { hostname, port } = new URL(url)
-  const sockets: Socket[] = []
-  let closed = 0
-  await Promise.all(Array.from({ length: n }, async () => await new Promise<void>((resolve) => {
-    const s = connect(Number(port), hostname)
-    sockets.push(s)
-    s.on('connect', () => resolve())
-    s.on('error', () => resolve())
-    s.on('close', () => { closed++; resolve() })
-  })))
-  await new Promise((resolve) => setTimeout(resolve, waitMs))
-  return { sockets, closedByServer: closed }
-}
 
 t.test('slow clients are cut, connection floods are capped, stored content types are bounded', async (t) => {
   const c = await startCluster(t, { name: 'limits', shards: 1, workers: 1, routerArgs: LIMITS, shardArgs: LIMITS })
