@@ -1,3 +1,4 @@
+import { ShardKvError } from '../protocol/errors'
 import { ringFor, RING_DEFAULTS, type GroupRing, type RingMember, type RingParams } from '../ring/ring'
 
 /**
@@ -50,10 +51,10 @@ export interface GroupSpec {
   replicas?: string[]
 }
 
-export class MapError extends Error {
-  readonly code = 'ERR_SHARDKV_MAP'
+/** A map or group spec that is not valid; answered as 400 invalid_request wherever it surfaces in a request. */
+export class MapError extends ShardKvError {
   constructor (message: string) {
-    super(message)
+    super('invalid_request', message)
     this.name = 'MapError'
   }
 }
