@@ -1,3 +1,5 @@
+import { CONTROL_ANSWER_MAX_BYTES } from '../src/protocol/limits'
+import { readCapped } from '../src/http/capped-body'
 import { Agent, request } from 'undici'
 import type { Logger } from '../src/log'
 import { HEALTH_PATH } from '../src/protocol/wire'
@@ -161,7 +163,7 @@ export class HealthChecker {
       await res.body.dump()
       return { ...previous, health: 'down', lastCheckAt, lastError: `HTTP ${res.statusCode}` }
     }
-    const body = await res.body.json() as Record<string, unknown>
+    const body = JSON.parse((await readCapped(res, CONTROL_ANSWER_MAX_BYTES, url + HEALTH_PATH)).toString('utf8')) as Record<string, unknown>
     const ok = body.status === 'ok'
     return {
       health: ok ? 'up' : 'down',

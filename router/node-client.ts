@@ -1,6 +1,8 @@
 import { Agent, request } from 'undici'
 import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
+import { CONTROL_ANSWER_MAX_BYTES, INTERNAL_BODY_CEILING } from '../src/protocol/limits'
+import { readCapped } from '../src/http/capped-body'
 import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
 import type { ClusterMap } from '../src/membership/map'
@@ -10,9 +12,6 @@ import type { ClusterMap } from '../src/membership/map'
  * plane): map installs, migration batches, copy on touch. Its own kept-alive pool,
  * apart from the data plane's, so a slow migration batch never queues client traffic.
  */
-
-/** Most of a probed address's answer the router reads. */
-const PROBE_MAX_BYTES = 64 * 1024
 
 export interface PurgeReply { deleted: number, next: string, done: boolean }
 export interface StatsReply { keys: number, tombstones: number, position: number }
@@ -27,23 +26,13 @@ export class NodeClient {
   /**
    * Checks that `nodeUrl` answers /healthz as a shardkv shard node before an admin call
    * puts it in the map. The URL comes from the caller, so nothing the address answers is
-   * relayed (no port-scan or response oracle), and at most 64 KiB of it is read.
+   * relayed (no port-scan or response oracle), and at most CONTROL_ANSWER_MAX_BYTES of it is read.
    */
   async probe (nodeUrl: string): Promise<void> {
     const refused = new ShardKvError('invalid_request', `${nodeUrl} does not answer as a shardkv shard node`)
     try {
       const res = await request(nodeUrl + HEALTH_PATH, { dispatcher: this.agent, headersTimeout: 3000, bodyTimeout: 3000 })
-      const chunks: Buffer[] = []
-      let size = 0
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length
-        if (size > PROBE_MAX_BYTES) {
-          res.body.destroy()
-          throw refused
-        }
-        chunks.push(chunk as Buffer)
-      }
-      const health = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { nodeId?: unknown, role?: unknown } | null
+      const health = JSON.parse((await readCapped(res, CONTROL_ANSWER_MAX_BYTES, nodeUrl)).toString('utf8')) as { nodeId?: unknown, role?: unknown } | null
       if (res.statusCode !== 200 || typeof health?.nodeId !== 'string' || typeof health.role !== 'string') throw refused
     } catch {
       throw refused
@@ -58,7 +47,7 @@ export class NodeClient {
   }
 
   async scan (nodeUrl: string, epoch: number, after: number, limit: number): Promise<WireScanReply> {
-    return (await jsonRequest<WireScanReply>(nodeUrl + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<WireScanReply>(nodeUrl + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: INTERNAL_BODY_CEILING })).body
   }
 
   /** Copies keys to their new owner: rows insert-if-absent, applied requests, the request-id floor. */
@@ -82,13 +71,13 @@ export class NodeClient {
   }
 
   async stats (nodeUrl: string): Promise<StatsReply> {
-    return (await jsonRequest<StatsReply>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<StatsReply>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: CONTROL_ANSWER_MAX_BYTES })).body
   }
 
   /** What copy on touch moves of a key: its row at a node (tombstone included, or none) and the record of `requestId`. */
   async keyTransfer (nodeUrl: string, key: string, requestId: string): Promise<WireKeyTransfer> {
     const url = `${nodeUrl}${INTERNAL.rowPrefix}${kvPath(key).slice(4)}?request=${encodeURIComponent(requestId)}`
-    return (await jsonRequest<WireKeyTransfer>(url, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<WireKeyTransfer>(url, { dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: INTERNAL_BODY_CEILING })).body
   }
 
   async close (): Promise<void> {

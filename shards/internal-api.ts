@@ -1,3 +1,4 @@
+import { MAP_BODY_LIMIT } from '../src/protocol/limits'
 import type { FastifyInstance } from 'fastify'
 import { INTERNAL, type WireScanReply } from '../src/protocol/wire'
 import { transferFromWire, transferToWire } from '../src/protocol/log-codec'
@@ -50,7 +51,7 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     return reply.send(record ?? { epoch: 0, group: null, map: null })
   })
 
-  app.put(INTERNAL.map, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
+  app.put(INTERNAL.map, { bodyLimit: MAP_BODY_LIMIT }, (request, reply) => {
     const body = jsonBody(request)
     if (typeof body.group !== 'string') throw new ShardKvError('invalid_request', 'group is required')
     // A MapError is a 400 invalid_request.

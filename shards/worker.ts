@@ -1,3 +1,4 @@
+import { internalBodyLimit } from '../src/protocol/limits'
 import type { FastifyInstance } from 'fastify'
 import type { ShardConfig } from '../src/config/options'
 import { createLogger, type Logger } from '../src/log'
@@ -47,7 +48,8 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   }
   const replica = new ReplicaStore(store)
   const gate = new ReplicationGate(config.ackTimeoutMs)
-  const batchBodyLimit = Math.max(64 * 1024 * 1024, config.maxValueBytes * 4)
+  // Migration imports and replication shipments: bounded by policy (src/protocol/limits.ts).
+  const batchBodyLimit = internalBodyLimit(config.maxValueBytes)
   // A primary with replicas answers for seq n only once the supervisor reports n replicated.
   const replicated = async (seq: number): Promise<void> => {
     if (ownership.get().peers.length === 0 || seq <= gate.replicated) return

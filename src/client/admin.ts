@@ -1,3 +1,4 @@
+import { CLUSTER_VIEW_MAX_BYTES } from '../protocol/limits'
 import { ADMIN, CLUSTER_PATH } from '../protocol/wire'
 import type { RebalanceProgress } from '../membership/rebalance'
 import { jsonRequest } from './http'
@@ -23,7 +24,7 @@ export class AdminClient {
   constructor (readonly routerUrl: string) {}
 
   async cluster (): Promise<ClusterView> {
-    return (await jsonRequest<ClusterView>(this.routerUrl + CLUSTER_PATH)).body
+    return (await jsonRequest<ClusterView>(this.routerUrl + CLUSTER_PATH, { maxBytes: CLUSTER_VIEW_MAX_BYTES })).body
   }
 
   async addGroup (id: string, url: string, weight: number, replicas: string[] = []): Promise<RebalanceProgress> {

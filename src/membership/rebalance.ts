@@ -1,6 +1,6 @@
 import { ShardKvError } from '../protocol/errors'
 import type { RingMember } from '../ring/ring'
-import { validateGroupId, validateWeight, normalizeNodeUrl, MapError, type ClusterMap, type GroupSpec } from './map'
+import { checkMapBounds, validateGroupId, validateWeight, normalizeNodeUrl, MapError, type ClusterMap, type GroupSpec } from './map'
 import { currentMembers } from './ownership'
 
 /**
@@ -125,6 +125,7 @@ export function planAdd (map: ClusterMap, spec: GroupSpec & { replicas?: string[
   if (new Set(urls).size !== urls.length) throw new RebalanceError('invalid_request', 'a node is listed twice')
   const full = { ...spec, url: urls[0] as string, replicas: urls.slice(1) }
   const next = applyAdd(map, full)
+  checkMapBounds(next)
   const state = freshState('add', spec.id, map, next, now, full)
   if (sameMembers(state.previous, currentMembers(next))) throw new RebalanceError('invalid_request', 'the ring would not change')
   return state
