@@ -1,3 +1,4 @@
+import type { NodeHealth } from '../src/protocol/cluster-view'
 import { CONTROL_ANSWER_MAX_BYTES } from '../src/protocol/limits'
 import { readCapped } from '../src/http/capped-body'
 import { Agent, request } from 'undici'
@@ -11,7 +12,7 @@ import { HEALTH_PATH } from '../src/protocol/wire'
  * scheduled when it ends, so a slow node can never pile up overlapping checks.
  */
 
-export type Health = 'up' | 'down' | 'unknown'
+export type Health = NodeHealth
 
 export interface NodeStatus {
   health: Health

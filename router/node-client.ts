@@ -1,3 +1,4 @@
+import type { NodeStats } from '../src/protocol/node-answers'
 import { Agent, request } from 'undici'
 import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
@@ -14,7 +15,6 @@ import type { ClusterMap } from '../src/membership/map'
  */
 
 export interface PurgeReply { deleted: number, next: string, done: boolean }
-export interface StatsReply { keys: number, tombstones: number, position: number }
 
 export class NodeClient {
   private readonly agent: Agent
@@ -70,8 +70,8 @@ export class NodeClient {
     await jsonRequest(nodeUrl + INTERNAL_REPLICATION.lease, { method: 'POST', body: { group, term, leaseUntil }, dispatcher: this.agent, timeoutMs })
   }
 
-  async stats (nodeUrl: string): Promise<StatsReply> {
-    return (await jsonRequest<StatsReply>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: CONTROL_ANSWER_MAX_BYTES })).body
+  async stats (nodeUrl: string): Promise<NodeStats> {
+    return (await jsonRequest<NodeStats>(nodeUrl + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: CONTROL_ANSWER_MAX_BYTES })).body
   }
 
   /** What copy on touch moves of a key: its row at a node (tombstone included, or none) and the record of `requestId`. */

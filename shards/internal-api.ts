@@ -1,3 +1,4 @@
+import type { NodeStats } from '../src/protocol/node-answers'
 import { MAP_BODY_LIMIT } from '../src/protocol/limits'
 import type { FastifyInstance } from 'fastify'
 import { INTERNAL, type WireScanReply } from '../src/protocol/wire'
@@ -22,7 +23,7 @@ export interface InternalApiContext {
   ownership: OwnershipCache
   log: Logger
   batchBodyLimit: number
-  stats: () => { keys: number, tombstones: number, position: number }
+  stats: () => NodeStats
   adoptTerm: (term: number) => void
   onInstalled: (epoch: number) => void
   /** Resolves once rows up to `seq` are on the group's in-sync replicas. */

@@ -1,3 +1,4 @@
+import type { ShardHealth } from '../src/protocol/node-answers'
 import { internalBodyLimit } from '../src/protocol/limits'
 import type { FastifyInstance } from 'fastify'
 import type { ShardConfig } from '../src/config/options'
@@ -88,7 +89,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   registerReplicationApi(app, { store, replica, ownership, log, batchBodyLimit })
 
   app.get(HEALTH_PATH, (_request, reply) => {
-    void reply.send({
+    const health: ShardHealth = {
       status: draining ? 'draining' : 'ok',
       service: 'shard',
       nodeId: store.nodeId,
@@ -102,7 +103,8 @@ export async function runWorker (config: ShardConfig): Promise<void> {
       dataTerm: store.currentTerm(),
       role: ownership.get().role,
       replicated: gate.replicated
-    })
+    }
+    void reply.send(health)
   })
 
   app.get(METRICS_PATH, async (_request, reply) => {

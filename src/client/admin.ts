@@ -2,22 +2,10 @@ import { CLUSTER_VIEW_MAX_BYTES } from '../protocol/limits'
 import { ADMIN, CLUSTER_PATH } from '../protocol/wire'
 import type { RebalanceProgress } from '../membership/rebalance'
 import { jsonRequest } from './http'
+import type { ClusterView } from '../protocol/cluster-view'
 
-/** What `GET /cluster` returns (the map plus what the coordinator observes). */
-export interface ClusterView {
-  epoch: number
-  ring: { vnodesPerWeight: number, algorithm: string }
-  groups: Array<{
-    id: string
-    weight: number
-    state: string
-    points?: number
-    term?: number
-    nodes: Array<{ url: string, role: string, inSync?: boolean, health?: string, pid?: number, nodeId?: string, position?: number, lag?: number | null }>
-  }>
-  handover?: { previous: Array<{ id: string, weight: number }> }
-  rebalance?: RebalanceProgress | null
-}
+/** What `GET /cluster` returns: one type, src/protocol/cluster-view.ts. */
+export type { ClusterView }
 
 /** The router's admin API, as the scripts use it. */
 export class AdminClient {
