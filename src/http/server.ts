@@ -66,10 +66,11 @@ function sendError (reply: FastifyReply, err: ShardKvError): FastifyReply {
 }
 
 /** Maps fastify's own coded errors (body parsing, limits) to catalogue errors. */
-function fromFastifyError (err: FastifyError): ShardKvError | undefined {
+function fromFastifyError (err: FastifyError, url: string): ShardKvError | undefined {
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new ShardKvError('value_too_large', 'the value is larger than the configured limit')
+      // Also internal bodies past their cap (src/protocol/limits.ts): the same code, truer words.
+      return new ShardKvError('value_too_large', url.startsWith(KV_PREFIX) ? 'the value is larger than the configured limit' : 'the request body is larger than the limit of this endpoint')
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new ShardKvError('invalid_request', 'the request body does not match its Content-Length')
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -132,7 +133,7 @@ export function createApiServer (options: ApiServerOptions): FastifyInstance {
   app.setErrorHandler((err: FastifyError | ShardKvError, request, reply) => {
     // Domain errors (MapError, RebalanceError, ...) are ShardKvErrors carrying their code.
     if (err instanceof ShardKvError) return sendError(reply, err)
-    const mapped = fromFastifyError(err)
+    const mapped = fromFastifyError(err, request.raw.url ?? '')
     if (mapped !== undefined) return sendError(reply, mapped)
     request.log.error({ err, event: 'request-failed', url: request.raw.url, method: request.method }, 'request failed')
     return sendError(reply, new ShardKvError('internal', 'internal error'))
