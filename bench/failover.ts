@@ -5,9 +5,10 @@ import { parseArgs } from 'node:util'
 import { Agent, request } from 'undici'
 import { startLocalCluster, type LocalCluster } from '../src/local/cluster'
 import { launchShard, stopAll, type LaunchedProcess } from '../src/local/launcher'
-import { GroupRing, type RingParams } from '../src/ring/ring'
+import { GroupRing } from '../src/ring/ring'
 import { kvPath } from '../src/protocol/key'
 import { CLUSTER_PATH, HEALTH_PATH } from '../src/protocol/wire'
+import type { ClusterView } from '../src/protocol/cluster-view'
 import { runScenario, type ScenarioResult, type Stoppable } from './load'
 
 /**
@@ -90,8 +91,6 @@ function parseOptions (argv: string[]): Options | 'help' {
   }
 }
 
-interface NodeView { url: string, role: 'primary' | 'replica', inSync?: boolean, health: string, lag: number | null }
-interface ClusterView { epoch: number, ring: RingParams, groups: Array<{ id: string, weight: number, state: string, term: number, nodes: NodeView[] }> }
 
 /** A shard node this run started, with what it takes to start it again. */
 interface Node { name: string, group: string, dataDir: string, port: number, url: string, proc: LaunchedProcess }

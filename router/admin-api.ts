@@ -2,28 +2,21 @@ import type { FastifyInstance } from 'fastify'
 import { jsonBody } from '../src/http/json-body'
 import { ADMIN } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
-import { planAdd, planRemove, RebalanceError } from '../src/membership/rebalance'
-import { normalizeNodeUrl, MapError, type ClusterMap } from '../src/membership/map'
+import { planAdd, planRemove } from '../src/membership/rebalance'
+import { normalizeNodeUrl, type ClusterMap } from '../src/membership/map'
 import type { Rebalancer } from './rebalancer'
 import type { NodeClient } from './node-client'
 
 /**
  * The coordinator's admin API: add a group, drain a group, watch the rebalance.
- * Requests are validated in full before anything changes; refusals are typed 4xx.
+ * Requests are validated in full before anything changes; refusals are typed 4xx
+ * (RebalanceError and MapError carry their catalogue code to the central handler).
  */
 
 export interface AdminContext {
   currentMap: () => ClusterMap
   rebalancer: Rebalancer
   nodes: NodeClient
-}
-
-function typed (err: unknown): never {
-  if (err instanceof RebalanceError) {
-    throw new ShardKvError(err.code === 'invalid_group' ? 'invalid_request' : err.code, err.message)
-  }
-  if (err instanceof MapError) throw new ShardKvError('invalid_request', err.message)
-  throw err
 }
 
 export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void {
@@ -37,18 +30,8 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     const replicas = body.replicas ?? []
     if (!Array.isArray(replicas) || !replicas.every((r): r is string => typeof r === 'string')) throw new ShardKvError('invalid_request', 'replicas must be an array of node urls')
     if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
-    let url: string
-    try {
-      url = normalizeNodeUrl(body.url)
-    } catch (err) {
-      typed(err)
-    }
-    let plan
-    try {
-      plan = planAdd(ctx.currentMap(), { id, url, weight, replicas })
-    } catch (err) {
-      typed(err)
-    }
+    const url = normalizeNodeUrl(body.url)
+    const plan = planAdd(ctx.currentMap(), { id, url, weight, replicas })
     // The new node must answer, and must not hold keys: a node that still has rows
     // from an earlier life would serve them as current once it owns their keys.
     for (const node of [plan.spec?.url ?? url, ...(plan.spec?.replicas ?? [])]) {
@@ -56,27 +39,14 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
       const stats = await ctx.nodes.stats(node)
       if (stats.keys > 0) throw new ShardKvError('conflict', `the node ${node} already holds ${stats.keys} keys; start the new group on empty data dirs`)
     }
-    try {
-      return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
-    } catch (err) {
-      typed(err)
-    }
+    return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
   })
 
   app.delete(`${ADMIN.groups}/:id`, async (request, reply) => {
     const { id } = request.params as { id: string }
     if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
-    let plan
-    try {
-      plan = planRemove(ctx.currentMap(), id)
-    } catch (err) {
-      typed(err)
-    }
-    try {
-      return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
-    } catch (err) {
-      typed(err)
-    }
+    const plan = planRemove(ctx.currentMap(), id)
+    return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
   })
 
   app.get(ADMIN.rebalance, (_request, reply) => reply.send({ rebalance: ctx.rebalancer.progress() }))

@@ -3,6 +3,7 @@ import { CLUSTER_PATH, HEALTH_PATH, METRICS_PATH } from '../src/protocol/wire'
 import type { Coordinator } from './coordinator'
 import type { RouterMetrics } from './metrics'
 import type { RebalanceProgress } from '../src/membership/rebalance'
+import type { ClusterView } from '../src/protocol/cluster-view'
 
 /** `GET /healthz`, `GET /metrics` and `GET /cluster` (the admin calls that change things are in admin-api.ts). */
 export function registerAdminRoutes (app: FastifyInstance, coordinator: Coordinator, metrics: RouterMetrics, rebalance: () => RebalanceProgress | null): void {
@@ -16,6 +17,7 @@ export function registerAdminRoutes (app: FastifyInstance, coordinator: Coordina
   })
 
   app.get(CLUSTER_PATH, (_request, reply) => {
-    void reply.send({ ...coordinator.view(), ...(coordinator.map().handover !== undefined ? { handover: coordinator.map().handover } : {}), rebalance: rebalance() })
+    const view: ClusterView = { ...coordinator.view(), ...(coordinator.map().handover !== undefined ? { handover: coordinator.map().handover } : {}), rebalance: rebalance() }
+    void reply.send(view)
   })
 }

@@ -1,4 +1,4 @@
-import { getAnswers, type BatchOpName, type BatchResult } from '../src/protocol/batch'
+import { codedResult, getAnswers, type BatchOpName, type BatchResult } from '../src/protocol/batch'
 import { errorBody, errorCodeOf } from '../src/protocol/errors'
 import type { ForwardResult } from './forward'
 
@@ -62,7 +62,7 @@ export function readShardBatchReply (status: number, text: string, count: number
   if (!Array.isArray(results) || results.length !== count || !results.every((r) => isObject(r) && validStatus(r.status))) {
     return {
       kind: 'failed',
-      result: { status: 502, error: 'upstream_error', message: `shard ${url} answered the batch with a malformed body (want {"results": [${count} results]})` }
+      result: codedResult('upstream_error', `shard ${url} answered the batch with a malformed body (want {"results": [${count} results]})`)
     }
   }
   return { kind: 'ok', results: (results as Array<Record<string, unknown>>).map(fromShardResult) }

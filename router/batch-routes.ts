@@ -48,9 +48,9 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
     bodyLimit: maxBatchBytes,
     handler: handle,
     errorHandler: (err: FastifyError | ShardKvError, _request, reply) => {
+      // The server-wide handler calls any oversized body a value_too_large; here it is the batch.
       if (!(err instanceof ShardKvError) && err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-        const tooLarge = new ShardKvError('batch_too_large', `a batch body is at most ${maxBatchBytes} bytes`, { maxBytes: maxBatchBytes })
-        return reply.code(tooLarge.status).type('application/json').send(JSON.stringify(tooLarge.toBody()))
+        throw new ShardKvError('batch_too_large', `a batch body is at most ${maxBatchBytes} bytes`, { maxBytes: maxBatchBytes })
       }
       // Everything else is answered like any other route's error.
       throw err
@@ -61,8 +61,8 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
     url: BATCH_PATH,
     exposeHeadRoute: false,
     handler: async (request, reply) => {
-      const err = new ShardKvError('method_not_allowed', `${request.method} is not allowed on ${BATCH_PATH}; use POST`)
-      return reply.code(err.status).header('allow', 'POST').type('application/json').send(JSON.stringify(err.toBody()))
+      reply.header('allow', 'POST')
+      throw new ShardKvError('method_not_allowed', `${request.method} is not allowed on ${BATCH_PATH}; use POST`)
     }
   })
 }

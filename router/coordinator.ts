@@ -1,14 +1,14 @@
 import { ConfigError, type RouterConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
 import { MapFile, PendingMapFile } from '../src/membership/map-file'
-import { fillPeers, initialMap, parseGroupSpec, termOf, validateMap, withReportedPeer, type ClusterMap, type GroupSpec, type GroupState, type NodeRole } from '../src/membership/map'
-import type { RingParams } from '../src/ring/ring'
-import { HealthChecker, type Health } from './health'
+import { fillPeers, initialMap, parseGroupSpec, termOf, validateMap, withReportedPeer, type ClusterMap, type GroupSpec } from '../src/membership/map'
+import { HealthChecker } from './health'
 import type { RouterMetrics } from './metrics'
 import { RoutingTable } from '../src/membership/routing-table'
 import { NodeClient } from './node-client'
-import { redundancyNotices, redundancyOf, type Redundancy } from '../src/replication/redundancy'
+import { redundancyNotices, redundancyOf } from '../src/replication/redundancy'
 import type { PeerCredentials } from '../src/auth/peer'
+import type { ClusterView, GroupView, NodeView } from '../src/protocol/cluster-view'
 
 /** How often a lasting `redundancy: none` is logged again. */
 const REDUNDANCY_REPEAT_MS = 30_000
@@ -22,41 +22,6 @@ const REDUNDANCY_REPEAT_MS = 30_000
  * routes by a map it could lose in a crash. Rebalancing, failover and the admin API
  * are meant to be built on that method.
  */
-
-export interface NodeView {
-  url: string
-  role: NodeRole
-  /** Replicas: whether the primary waits for it (only in-sync replicas may be promoted). */
-  inSync?: boolean
-  /** Replicas: seqs behind the primary, as last reported by both. */
-  lag: number | null
-  health: Health
-  pid: number | null
-  nodeId: string | null
-  position: number | null
-  lastCheckAt: string | null
-  lastError: string | null
-}
-
-export interface GroupView {
-  id: string
-  weight: number
-  state: GroupState
-  term: number
-  points: number
-  /** In-sync replicas that are not known to be down: how many node losses the group survives. */
-  inSyncReplicas: number
-  /** `none` while the group has replicas but none in sync (the next primary loss loses it); see src/replication/redundancy.ts. */
-  redundancy: Redundancy
-  nodes: NodeView[]
-}
-
-/** The body of `GET /cluster`. */
-export interface ClusterView {
-  epoch: number
-  ring: RingParams
-  groups: GroupView[]
-}
 
 export interface CoordinatorOptions {
   dataDir: string
@@ -310,10 +275,10 @@ export class Coordinator {
     return {
       epoch: t.epoch,
       ring: { ...t.map.ring },
-      groups: t.map.groups.map((g) => {
+      groups: t.map.groups.map((g): GroupView => {
         const primary = g.nodes.find((n) => n.role === 'primary')
         const primaryPosition = primary !== undefined ? this.health.statusOf(primary.url).position : null
-        const nodes = g.nodes.map((n) => {
+        const nodes = g.nodes.map((n): NodeView => {
           const s = this.health.statusOf(n.url)
           const lag = n.role === 'replica' && s.position !== null && primaryPosition !== null ? Math.max(0, primaryPosition - s.position) : null
           return {

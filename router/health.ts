@@ -1,3 +1,6 @@
+import type { NodeHealth } from '../src/protocol/cluster-view'
+import { CONTROL_ANSWER_MAX_BYTES } from '../src/protocol/limits'
+import { readCapped } from '../src/http/capped-body'
 import { Agent, request } from 'undici'
 import type { Logger } from '../src/log'
 import { HEALTH_PATH } from '../src/protocol/wire'
@@ -11,7 +14,7 @@ import { peerUrlOf } from '../src/membership/map'
  * /healthz is open, so checks carry no peer secret (nothing a node needs to prove).
  */
 
-export type Health = 'up' | 'down' | 'unknown'
+export type Health = NodeHealth
 
 export interface NodeStatus {
   health: Health
@@ -166,7 +169,7 @@ export class HealthChecker {
       await res.body.dump()
       return { ...previous, health: 'down', lastCheckAt, lastError: `HTTP ${res.statusCode}` }
     }
-    const body = await res.body.json() as Record<string, unknown>
+    const body = JSON.parse((await readCapped(res, CONTROL_ANSWER_MAX_BYTES, url + HEALTH_PATH)).toString('utf8')) as Record<string, unknown>
     const ok = body.status === 'ok'
     return {
       health: ok ? 'up' : 'down',

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { BatchOp } from '../src/protocol/batch'
 import { METRIC_PREFIX } from '../src/protocol/wire'
+import type { GroupView, NodeView } from '../src/protocol/cluster-view'
 
 /**
  * The router's Prometheus metrics, in a registry of its own (not prom-client's global
@@ -15,20 +16,9 @@ import { METRIC_PREFIX } from '../src/protocol/wire'
 const PREFIX = `${METRIC_PREFIX}router_`
 const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
-export interface NodeReplicationView {
-  group: string
-  url: string
-  role: string
-  position: number | null
-  lag: number | null
-}
-
-export interface GroupRedundancyView {
-  group: string
-  inSyncReplicas: number
-  /** src/replication/redundancy.ts */
-  redundancy: string
-}
+/** The parts of the cluster view (src/protocol/cluster-view.ts) the replication gauges show. */
+export type NodeReplicationView = Pick<NodeView, 'url' | 'role' | 'position' | 'lag'> & { group: string }
+export type GroupRedundancyView = Pick<GroupView, 'inSyncReplicas' | 'redundancy'> & { group: string }
 
 interface RequestSeries {
   count: { inc: () => void }

@@ -1,6 +1,9 @@
+import type { NodeStats } from '../src/protocol/node-answers'
 import { Agent, request, type Dispatcher } from 'undici'
 import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
+import { CONTROL_ANSWER_MAX_BYTES, INTERNAL_BODY_CEILING } from '../src/protocol/limits'
+import { readCapped } from '../src/http/capped-body'
 import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
 import { peerUrlOf, type ClusterMap } from '../src/membership/map'
@@ -17,11 +20,7 @@ import { NO_PEER_CREDENTIALS, peerDispatcher, type PeerCredentials } from '../sr
  * node restarted on another peer port is reached before the map says so.
  */
 
-/** Most of a probed address's answer the router reads. */
-const PROBE_MAX_BYTES = 64 * 1024
-
 export interface PurgeReply { deleted: number, next: string, done: boolean }
-export interface StatsReply { keys: number, tombstones: number, position: number }
 
 export interface NodeClientOptions {
   timeoutMs?: number
@@ -67,24 +66,14 @@ export class NodeClient {
   /**
    * Checks that `nodeUrl` answers /healthz as a shardkv shard node before an admin call
    * puts it in the map. The URL comes from the caller, so nothing the address answers is
-   * relayed (no port-scan or response oracle), and at most 64 KiB of it is read.
+   * relayed (no port-scan or response oracle), and at most CONTROL_ANSWER_MAX_BYTES of it is read.
    * Resolves with the node's peer URL (its data URL when it has no peer listener).
    */
   async probe (nodeUrl: string): Promise<string> {
     const refused = new ShardKvError('invalid_request', `${nodeUrl} does not answer as a shardkv shard node`)
     try {
       const res = await request(nodeUrl + HEALTH_PATH, { dispatcher: this.plain, headersTimeout: 3000, bodyTimeout: 3000 })
-      const chunks: Buffer[] = []
-      let size = 0
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length
-        if (size > PROBE_MAX_BYTES) {
-          res.body.destroy()
-          throw refused
-        }
-        chunks.push(chunk as Buffer)
-      }
-      const health = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { nodeId?: unknown, role?: unknown, peerPort?: unknown, peerTls?: unknown } | null
+      const health = JSON.parse((await readCapped(res, CONTROL_ANSWER_MAX_BYTES, nodeUrl)).toString('utf8')) as { nodeId?: unknown, role?: unknown, peerPort?: unknown, peerTls?: unknown } | null
       if (res.statusCode !== 200 || typeof health?.nodeId !== 'string' || typeof health.role !== 'string') throw refused
       const peer = peerUrlOf(nodeUrl, health)
       this.learned.set(nodeUrl, peer)
@@ -102,7 +91,7 @@ export class NodeClient {
   }
 
   async scan (nodeUrl: string, epoch: number, after: number, limit: number): Promise<WireScanReply> {
-    return (await jsonRequest<WireScanReply>(await this.target(nodeUrl) + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<WireScanReply>(await this.target(nodeUrl) + INTERNAL.migrationScan, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: INTERNAL_BODY_CEILING })).body
   }
 
   /** Copies keys to their new owner: rows insert-if-absent, applied requests, the request-id floor. */
@@ -126,14 +115,14 @@ export class NodeClient {
     await jsonRequest(await this.target(nodeUrl) + INTERNAL_REPLICATION.lease, { method: 'POST', body, dispatcher: this.agent, timeoutMs })
   }
 
-  async stats (nodeUrl: string): Promise<StatsReply> {
-    return (await jsonRequest<StatsReply>(await this.target(nodeUrl) + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+  async stats (nodeUrl: string): Promise<NodeStats> {
+    return (await jsonRequest<NodeStats>(await this.target(nodeUrl) + INTERNAL.stats, { dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: CONTROL_ANSWER_MAX_BYTES })).body
   }
 
   /** What copy on touch moves of a key: its row at a node (tombstone included, or none) and the record of `requestId`. */
   async keyTransfer (nodeUrl: string, key: string, requestId: string): Promise<WireKeyTransfer> {
     const url = `${await this.target(nodeUrl)}${INTERNAL.rowPrefix}${kvPath(key).slice(4)}?request=${encodeURIComponent(requestId)}`
-    return (await jsonRequest<WireKeyTransfer>(url, { dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
+    return (await jsonRequest<WireKeyTransfer>(url, { dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: INTERNAL_BODY_CEILING })).body
   }
 
   async close (): Promise<void> {

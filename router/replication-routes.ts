@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { ADMIN, INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
-import { normalizeNodeUrl, primaryOf, MapError, type ClusterMap } from '../src/membership/map'
+import { normalizeNodeUrl, primaryOf, type ClusterMap } from '../src/membership/map'
 import { judgeInSyncAsker } from '../src/auth/senders'
-import { addReplica, removeReplica, setInSync, ReplicationMapError } from '../src/replication/map-changes'
+import { addReplica, removeReplica, setInSync } from '../src/replication/map-changes'
 import type { NodeClient } from './node-client'
 import { jsonBody } from '../src/http/json-body'
 
@@ -16,14 +16,6 @@ import { jsonBody } from '../src/http/json-body'
 export interface ReplicationRoutesContext {
   transition: (reason: string, compute: (current: ClusterMap) => ClusterMap) => Promise<ClusterMap>
   nodes: NodeClient
-}
-
-function typed (err: unknown): never {
-  if (err instanceof ReplicationMapError) {
-    throw new ShardKvError(err.code, err.message)
-  }
-  if (err instanceof MapError) throw new ShardKvError('invalid_request', err.message)
-  throw err
 }
 
 /**
@@ -39,17 +31,13 @@ export function registerInSyncRoute (app: FastifyInstance, ctx: Pick<Replication
     if (typeof group !== 'string' || typeof url !== 'string' || typeof inSync !== 'boolean' || typeof term !== 'number') {
       throw new ShardKvError('invalid_request', 'group, url, inSync and term are required')
     }
-    try {
-      const map = await ctx.transition(`${group}: ${url} ${inSync ? 'joins' : 'leaves'} the in-sync set`, (current) => {
-        // Judged against the map the change applies to (transitions are serialized).
-        const verdict = ctx.senderChecks ? judgeInSyncAsker(body.sender, primaryOf(current, group)?.url) : { ok: true as const }
-        if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
-        return setInSync(current, group, url, inSync, term)
-      })
-      return await reply.send({ epoch: map.epoch })
-    } catch (err) {
-      typed(err)
-    }
+    const map = await ctx.transition(`${group}: ${url} ${inSync ? 'joins' : 'leaves'} the in-sync set`, (current) => {
+      // Judged against the map the change applies to (transitions are serialized).
+      const verdict = ctx.senderChecks ? judgeInSyncAsker(body.sender, primaryOf(current, group)?.url) : { ok: true as const }
+      if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
+      return setInSync(current, group, url, inSync, term)
+    })
+    return await reply.send({ epoch: map.epoch })
   })
 }
 
@@ -59,30 +47,17 @@ export function registerReplicationRoutes (app: FastifyInstance, ctx: Replicatio
     const { id } = request.params as { id: string }
     const body = jsonBody(request)
     if (typeof body.url !== 'string') throw new ShardKvError('invalid_request', 'url (the replica node) is required')
-    let url: string
-    try {
-      url = normalizeNodeUrl(body.url)
-    } catch (err) {
-      typed(err)
-    }
+    const url = normalizeNodeUrl(body.url)
     await ctx.nodes.probe(url)
-    try {
-      const map = await ctx.transition(`${id}: add replica ${url}`, (current) => addReplica(current, id, url))
-      return await reply.code(201).send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })
-    } catch (err) {
-      typed(err)
-    }
+    const map = await ctx.transition(`${id}: add replica ${url}`, (current) => addReplica(current, id, url))
+    return await reply.code(201).send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })
   })
 
   app.delete(`${ADMIN.groups}/:id/replicas`, async (request, reply) => {
     const { id } = request.params as { id: string }
     const { url } = request.query as { url?: string }
     if (typeof url !== 'string') throw new ShardKvError('invalid_request', 'the url query parameter names the replica')
-    try {
-      const map = await ctx.transition(`${id}: remove replica ${url}`, (current) => removeReplica(current, id, url))
-      return await reply.send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })
-    } catch (err) {
-      typed(err)
-    }
+    const map = await ctx.transition(`${id}: remove replica ${url}`, (current) => removeReplica(current, id, url))
+    return await reply.send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })
   })
 }

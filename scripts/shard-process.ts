@@ -1,3 +1,4 @@
+import type { ShardHealth } from '../src/protocol/node-answers'
 import { spawn } from 'node:child_process'
 import { mkdirSync, openSync, closeSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -41,12 +42,11 @@ export async function freePeerPort (host: string, dataPort: number): Promise<num
   }
 }
 
-export interface HealthReport { status: string, pid: number, nodeId: string, workerPids?: number[] }
 
-export async function health (url: string): Promise<HealthReport | undefined> {
+export async function health (url: string): Promise<ShardHealth | undefined> {
   try {
     const res = await request(url + HEALTH_PATH, { headersTimeout: 2000, bodyTimeout: 2000 })
-    const body = await res.body.json() as HealthReport
+    const body = await res.body.json() as ShardHealth
     return res.statusCode === 200 ? body : undefined
   } catch {
     return undefined

@@ -1,10 +1,10 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
 import type { KvStore, OpOutcome, StoreOp } from '../src/storage/store'
 import type { Ownership } from '../src/membership/ownership'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
-import { errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { codedResult, errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
 import { jsonBytes } from '../src/http/json-body'
 import { authorizeOps, principalName } from '../src/auth/client-guard'
 import { countBatch, type ShardMetrics } from './metrics'
@@ -53,7 +53,7 @@ function toStoreOp (op: BatchOp, id: RequestId | undefined, principal: string | 
 }
 
 function misdirectedResult (view: Ownership): BatchResult {
-  return { status: 421, error: 'misdirected', message: `group ${view.group ?? '?'} does not serve this key at epoch ${view.epoch}`, epoch: view.epoch, group: view.group }
+  return codedResult('misdirected', `group ${view.group ?? '?'} does not serve this key at epoch ${view.epoch}`, { epoch: view.epoch, group: view.group })
 }
 
 export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): void {
@@ -63,10 +63,9 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
   app.post(BATCH_PATH, {
     bodyLimit: ctx.maxBatchBytes,
     // The server-wide handler calls any oversized body a value_too_large; here it is the batch.
-    errorHandler: (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+    errorHandler: (err: FastifyError) => {
       if (err.code !== 'FST_ERR_CTP_BODY_TOO_LARGE') throw err
-      const e = new ShardKvError('batch_too_large', `a batch body is at most ${ctx.maxBatchBytes} bytes`, { maxBytes: ctx.maxBatchBytes })
-      return reply.code(e.status).type('application/json').send(JSON.stringify(e.toBody()))
+      throw new ShardKvError('batch_too_large', `a batch body is at most ${ctx.maxBatchBytes} bytes`, { maxBytes: ctx.maxBatchBytes })
     }
   }, async (request, reply) => {
     senderEpoch(request)
@@ -108,7 +107,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
       if (result.value !== undefined) {
         valueBytes += result.value.length
         if (valueBytes > ctx.maxBatchBytes) {
-          result = { status: 413, error: 'batch_too_large', message: `the batch's answer would exceed ${ctx.maxBatchBytes} bytes; read this key alone`, maxBytes: ctx.maxBatchBytes }
+          result = codedResult('batch_too_large', `the batch's answer would exceed ${ctx.maxBatchBytes} bytes; read this key alone`, { maxBytes: ctx.maxBatchBytes })
           seq = 0
         }
       }
@@ -130,7 +129,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
       if (out.found !== undefined) {
         return { result: { status: 200, etag: formatEtag(out.found.version), contentType: out.found.contentType, value: out.found.value.toString('base64') }, seq: out.found.seq }
       }
-      const result: BatchResult = { status: 404, error: 'not_found', message: 'no value is stored under this key' }
+      const result = codedResult('not_found', 'no value is stored under this key')
       // Not even an absence is shown before it is replicated: a failover could undo it.
       if (out.tombstoneSeq !== undefined) result.tombstone = true
       return { result, seq: out.tombstoneSeq ?? 0 }
@@ -140,11 +139,11 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
       if (err instanceof ShardKvError && err.code === 'misdirected') return { result: misdirectedResult(ownership.get()), seq: 0 }
       if (err instanceof ShardKvError) return { result: errorResult(err), seq: 0 }
       request.log.error({ err, event: 'batch-op-failed', key: op.key }, 'a batch op failed')
-      return { result: { status: 500, error: 'internal', message: 'internal error' }, seq: 0 }
+      return { result: codedResult('internal', 'internal error'), seq: 0 }
     }
     const w = out.outcome
     if (!w.ok) {
-      return { result: { status: 412, error: 'precondition_failed', message: 'the precondition on the current version failed', current: w.current === undefined ? null : formatEtag(w.current) }, seq: 0 }
+      return { result: codedResult('precondition_failed', 'the precondition on the current version failed', { current: w.current === undefined ? null : formatEtag(w.current) }), seq: 0 }
     }
     if (op.op === 'delete') return { result: { status: 204 }, seq: w.seq }
     return { result: { status: w.existed ? 200 : 201, etag: formatEtag(w.version) }, seq: w.seq }

@@ -3,7 +3,7 @@ import type { KvStore, StoreOp, WriteOutcome } from '../src/storage/store'
 import { keyFromUrl } from '../src/protocol/key'
 import { KV_PREFIX, HEADER } from '../src/protocol/wire'
 import { storedContentType } from '../src/protocol/content-type'
-import { errorBody } from '../src/protocol/errors'
+import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag, notModified, parseEtagList } from '../src/protocol/preconditions'
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
@@ -43,10 +43,10 @@ export async function commitOne (writes: WriteQueue, op: StoreOp): Promise<Write
   return result.outcome
 }
 
-function preconditionFailed (reply: FastifyReply, outcome: Extract<WriteOutcome, { ok: false }>): FastifyReply {
-  const body = errorBody('precondition_failed', 'the precondition on the current version failed',
-    outcome.current === undefined ? { current: null } : { current: formatEtag(outcome.current) })
-  return reply.code(412).type('application/json').send(body)
+/** A refused write's 412; the body names the current version (null: no value) so the client can retry against it. */
+function preconditionFailed (outcome: Extract<WriteOutcome, { ok: false }>): ShardKvError {
+  return new ShardKvError('precondition_failed', 'the precondition on the current version failed',
+    { current: outcome.current === undefined ? null : formatEtag(outcome.current) })
 }
 
 export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): void {
@@ -89,7 +89,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
         await replicated(tombstone.seq)
         reply.header(HEADER.tombstone, '1')
       }
-      return reply.code(404).type('application/json').send(errorBody('not_found', 'no value is stored under this key'))
+      throw new ShardKvError('not_found', 'no value is stored under this key')
     }
     await replicated(found.seq)
     const etag = formatEtag(found.version)
@@ -110,7 +110,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     const contentType = storedContentType(request.headers['content-type'])
     const outcome = await commitOne(writes, stamped({ op: 'put', key, value, contentType, conditions }, requestIdOf(request), principalName(request.principal)))
     metrics.writes.inc()
-    if (!outcome.ok) return preconditionFailed(reply, outcome)
+    if (!outcome.ok) throw preconditionFailed(outcome)
     await replicated(outcome.seq)
     return reply.code(outcome.existed ? 200 : 201)
       .header('etag', formatEtag(outcome.version))
@@ -125,7 +125,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     servingView(store, ownership, key)
     const outcome = await commitOne(writes, stamped({ op: 'delete', key, conditions: writeConditions(request) }, requestIdOf(request), principalName(request.principal)))
     metrics.writes.inc()
-    if (!outcome.ok) return preconditionFailed(reply, outcome)
+    if (!outcome.ok) throw preconditionFailed(outcome)
     await replicated(outcome.seq)
     return reply.code(204).send()
   })

@@ -1,10 +1,12 @@
+import type { NodeStats } from '../src/protocol/node-answers'
+import { MAP_BODY_LIMIT } from '../src/protocol/limits'
 import type { FastifyInstance } from 'fastify'
 import { INTERNAL, type WireScanReply } from '../src/protocol/wire'
 import { transferFromWire, transferToWire } from '../src/protocol/log-codec'
 import { requireRequestId } from '../src/protocol/request-id'
 import { ShardKvError } from '../src/protocol/errors'
 import { decodeKeySegment } from '../src/protocol/key'
-import { validateMap, MapError, type ClusterMap } from '../src/membership/map'
+import { validateMap, type ClusterMap } from '../src/membership/map'
 import { currentMembers, type Ownership } from '../src/membership/ownership'
 import type { MigrationStore } from '../src/storage/migration-store'
 import type { OwnershipCache } from './ownership-cache'
@@ -27,7 +29,7 @@ export interface InternalApiContext {
    * one any sender can claim any coordinator URL, so a claim would prove nothing.
    */
   senderChecks: boolean
-  stats: () => { keys: number, tombstones: number, position: number }
+  stats: () => NodeStats
   adoptTerm: (term: number) => void
   onInstalled: (epoch: number) => void
   /** Resolves once rows up to `seq` are on the group's in-sync replicas. */
@@ -56,16 +58,11 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
     return reply.send(record ?? { epoch: 0, group: null, map: null })
   })
 
-  app.put(INTERNAL.map, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
+  app.put(INTERNAL.map, { bodyLimit: MAP_BODY_LIMIT }, (request, reply) => {
     const body = jsonBody(request)
     if (typeof body.group !== 'string') throw new ShardKvError('invalid_request', 'group is required')
-    let map
-    try {
-      map = validateMap(body.map)
-    } catch (err) {
-      if (err instanceof MapError) throw new ShardKvError('invalid_request', err.message)
-      throw err
-    }
+    // A MapError is a 400 invalid_request.
+    const map = validateMap(body.map)
     if (!map.groups.some((g) => g.id === body.group)) throw new ShardKvError('invalid_request', `group ${body.group as string} is not in the map`)
     const self = typeof body.self === 'string' ? body.self : undefined
     if (self !== undefined && !map.groups.some((g) => g.id === body.group && g.nodes.some((n) => n.url === self))) {

@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici'
 import type { Logger } from '../src/log'
 import type { KvStore } from '../src/storage/store'
 import type { Ownership } from '../src/membership/ownership'
-import { INTERNAL_REPLICATION } from '../src/protocol/wire'
+import { INTERNAL_REPLICATION, type WireInSyncChange } from '../src/protocol/wire'
 import { replicatedPosition, type ReplicaAck } from '../src/replication/policy'
 import { jsonRequest } from '../src/client/http'
 import { changeToWire, type WireShipment } from '../src/protocol/log-codec'
@@ -256,9 +256,12 @@ export class Shipper {
 
   private async askCoordinator (coordinator: string, link: ReplicaLink, inSync: boolean): Promise<boolean> {
     const { ownership, self } = this.opts.view()
+    // A node outside every group has no in-sync set to change (the coordinator would refuse it).
+    if (ownership.group === undefined) return false
+    const change: WireInSyncChange = { group: ownership.group, url: link.url, inSync, term: ownership.term, sender: self }
     try {
       await jsonRequest(coordinator + INTERNAL_REPLICATION.inSync, {
-        method: 'POST', body: { group: ownership.group, url: link.url, inSync, term: ownership.term, sender: self }, dispatcher: this.agent, timeoutMs: 10_000
+        method: 'POST', body: change, dispatcher: this.agent, timeoutMs: 10_000
       })
       this.opts.log.info({ event: inSync ? 'replica-in-sync' : 'replica-dropped', replica: link.url }, inSync ? 'replica marked in-sync' : 'replica dropped from the in-sync set')
       return true

@@ -1,3 +1,5 @@
+import type { ShardHealth } from '../src/protocol/node-answers'
+import { internalBodyLimit } from '../src/protocol/limits'
 import type { FastifyInstance } from 'fastify'
 import type { ShardConfig } from '../src/config/options'
 import { createLogger, type Logger } from '../src/log'
@@ -62,7 +64,8 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   }
   const replica = new ReplicaStore(store)
   const gate = new ReplicationGate(config.ackTimeoutMs)
-  const batchBodyLimit = Math.max(64 * 1024 * 1024, config.maxValueBytes * 4)
+  // Migration imports and replication shipments: bounded by policy (src/protocol/limits.ts).
+  const batchBodyLimit = internalBodyLimit(config.maxValueBytes)
   // A primary with replicas answers for seq n only once the supervisor reports n replicated.
   const replicated = async (seq: number): Promise<void> => {
     if (ownership.get().peers.length === 0 || seq <= gate.replicated) return
@@ -107,7 +110,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
   })
 
   app.get(HEALTH_PATH, (_request, reply) => {
-    void reply.send({
+    const health: ShardHealth = {
       status: draining ? 'draining' : 'ok',
       service: 'shard',
       nodeId: store.nodeId,
@@ -124,7 +127,8 @@ export async function runWorker (config: ShardConfig): Promise<void> {
       // What the coordinator derives this node's peer URL from (peerUrlOf in src/membership/map.ts).
       ...(config.peerPort >= 0 ? { peerPort: config.peerPort } : {}),
       peerTls: peerApp !== undefined && credentials.tls !== undefined
-    })
+    }
+    void reply.send(health)
   })
 
   app.get(METRICS_PATH, async (_request, reply) => {

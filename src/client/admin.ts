@@ -1,24 +1,13 @@
+import { CLUSTER_VIEW_MAX_BYTES } from '../protocol/limits'
 import { ADMIN, CLUSTER_PATH } from '../protocol/wire'
 import type { RebalanceProgress } from '../membership/rebalance'
 import { Agent, type Dispatcher } from 'undici'
 import { jsonRequest } from './http'
 import { credentialHeaders, type Credentials } from './transport'
+import type { ClusterView } from '../protocol/cluster-view'
 
-/** What `GET /cluster` returns (the map plus what the coordinator observes). */
-export interface ClusterView {
-  epoch: number
-  ring: { vnodesPerWeight: number, algorithm: string }
-  groups: Array<{
-    id: string
-    weight: number
-    state: string
-    points?: number
-    term?: number
-    nodes: Array<{ url: string, role: string, inSync?: boolean, health?: string, pid?: number, nodeId?: string, position?: number, lag?: number | null }>
-  }>
-  handover?: { previous: Array<{ id: string, weight: number }> }
-  rebalance?: RebalanceProgress | null
-}
+/** What `GET /cluster` returns: one type, src/protocol/cluster-view.ts. */
+export type { ClusterView }
 
 /** The router's admin API, as the scripts use it. */
 export class AdminClient {
@@ -37,12 +26,12 @@ export class AdminClient {
     await this.dispatcher?.close()
   }
 
-  private async call<T> (url: string, options: { method?: Dispatcher.HttpMethod, body?: unknown } = {}): Promise<{ status: number, body: T }> {
+  private async call<T> (url: string, options: { method?: Dispatcher.HttpMethod, body?: unknown, maxBytes?: number } = {}): Promise<{ status: number, body: T }> {
     return await jsonRequest<T>(url, { ...options, headers: this.headers, dispatcher: this.dispatcher })
   }
 
   async cluster (): Promise<ClusterView> {
-    return (await this.call<ClusterView>(this.routerUrl + CLUSTER_PATH)).body
+    return (await this.call<ClusterView>(this.routerUrl + CLUSTER_PATH, { maxBytes: CLUSTER_VIEW_MAX_BYTES })).body
   }
 
   async addGroup (id: string, url: string, weight: number, replicas: string[] = []): Promise<RebalanceProgress> {

@@ -1,13 +1,16 @@
 import { request, type Dispatcher } from 'undici'
 import { ShardKvError, errorCodeOf } from '../protocol/errors'
+import { JSON_ANSWER_MAX_BYTES } from '../protocol/limits'
+import { readCapped } from '../http/capped-body'
 
 /**
  * JSON over HTTP for the client, scripts and coordinator: one place that turns an
- * error response into a ShardKvError carrying the server's code.
+ * error response into a ShardKvError carrying the server's code. At most `maxBytes`
+ * (default JSON_ANSWER_MAX_BYTES) of the answer is read; past it, 502 upstream_error.
  */
 export async function jsonRequest<T> (
   url: string,
-  options: { method?: Dispatcher.HttpMethod, body?: unknown, dispatcher?: Dispatcher, timeoutMs?: number, headers?: Readonly<Record<string, string>> } = {}
+  options: { method?: Dispatcher.HttpMethod, body?: unknown, dispatcher?: Dispatcher, timeoutMs?: number, headers?: Readonly<Record<string, string>>, maxBytes?: number } = {}
 ): Promise<{ status: number, body: T }> {
   const res = await request(url, {
     method: options.method ?? 'GET',
@@ -17,7 +20,7 @@ export async function jsonRequest<T> (
     headersTimeout: options.timeoutMs ?? 10_000,
     bodyTimeout: options.timeoutMs ?? 10_000
   })
-  const text = await res.body.text()
+  const text = (await readCapped(res, options.maxBytes ?? JSON_ANSWER_MAX_BYTES, `${options.method ?? 'GET'} ${url}`)).toString('utf8')
   let parsed: unknown
   try {
     parsed = text === '' ? undefined : JSON.parse(text)

@@ -1,3 +1,4 @@
+import { CLUSTER_VIEW_MAX_BYTES } from '../protocol/limits'
 import { validateMap } from '../membership/map'
 import { RoutingTable } from '../membership/routing-table'
 import { CLUSTER_PATH } from '../protocol/wire'
@@ -98,7 +99,7 @@ export class MapSource {
     this.fetchedAt = Date.now()
     let table: RoutingTable
     try {
-      const res = await jsonRequest<unknown>(this.routerUrl + CLUSTER_PATH, { dispatcher: this.dispatcher, timeoutMs: this.timeoutMs, headers: this.headers })
+      const res = await jsonRequest<unknown>(this.routerUrl + CLUSTER_PATH, { dispatcher: this.dispatcher, timeoutMs: this.timeoutMs, headers: this.headers, maxBytes: CLUSTER_VIEW_MAX_BYTES })
       // validateMap checks the map's shape and ignores the runtime fields /cluster adds beside it.
       table = new RoutingTable(validateMap(res.body))
     } catch (err) {

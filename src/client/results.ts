@@ -1,5 +1,6 @@
 import { getAnswers, type BatchOpWire, type BatchResult } from '../protocol/batch'
 import { DEFAULT_CONTENT_TYPE } from '../protocol/wire'
+import { errorObject } from '../protocol/errors'
 import { errorFromResponse, UnavailableError, type KvError } from './errors'
 
 /**
@@ -60,7 +61,7 @@ export function fromHttp (status: number, headers: Record<string, string | strin
 /** One result of a batch response as an OpResult. */
 export function fromBatchResult (raw: BatchResult | undefined): OpResult {
   if (raw === undefined || typeof raw !== 'object' || raw === null || typeof raw.status !== 'number') {
-    return { status: 502, error: { error: 'upstream_error', message: 'the batch response has no result for this operation' } }
+    return { status: 502, error: errorObject('upstream_error', 'the batch response has no result for this operation') }
   }
   const r: OpResult = { status: raw.status }
   if (typeof raw.etag === 'string') r.etag = raw.etag
@@ -83,13 +84,13 @@ export function coalescedGetResults (status: number, body: Buffer, count: number
     if (a === undefined) return undefined
     if (a.found) return { status: 200, etag: a.etag, contentType: a.contentType, value: a.value }
     // The error body a single GET gets, without the batch's shard → router fields.
-    return { status: 404, contentType: NODE_JSON_TYPE, error: { error: 'not_found', message: a.message } }
+    return { status: 404, contentType: NODE_JSON_TYPE, error: errorObject('not_found', a.message) }
   })
 }
 
 /** A transport failure as the result of an operation that never got an answer. */
 export function unavailableResult (message: string): OpResult {
-  return { status: 503, error: { error: 'unavailable', message } }
+  return { status: 503, error: errorObject('unavailable', message) }
 }
 
 export function errorOf (r: OpResult): KvError {

@@ -90,24 +90,27 @@ function limitedServer (limits: ListenerLimits, tls: TlsOptions | undefined, han
 
 export const KV_METHODS = 'GET, HEAD, PUT, DELETE'
 
-function sendError (reply: FastifyReply, status: number, code: ErrorCode, message: string): FastifyReply {
-  return reply.code(status).type('application/json').send(errorBody(code, message))
+/** The one place a fastify reply turns into an error answer: status and body from the catalogue. */
+function sendError (reply: FastifyReply, err: ShardKvError): FastifyReply {
+  if (err.headers !== undefined) reply.headers(err.headers)
+  return reply.code(err.status).type('application/json').send(JSON.stringify(err.toBody()))
 }
 
-/** Maps fastify's own coded errors (body parsing, limits) to our error codes. */
-function fromFastifyError (err: FastifyError): { status: number, code: ErrorCode, message: string } | undefined {
+/** Maps fastify's own coded errors (body parsing, limits) to catalogue errors. */
+function fromFastifyError (err: FastifyError, url: string): ShardKvError | undefined {
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { status: 413, code: 'value_too_large', message: 'the value is larger than the configured limit' }
+      // Also internal bodies past their cap (src/protocol/limits.ts): the same code, truer words.
+      return new ShardKvError('value_too_large', url.startsWith(KV_PREFIX) ? 'the value is larger than the configured limit' : 'the request body is larger than the limit of this endpoint')
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return { status: 400, code: 'invalid_request', message: 'the request body does not match its Content-Length' }
+      return new ShardKvError('invalid_request', 'the request body does not match its Content-Length')
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_INVALID_TYPE':
-      return { status: 415, code: 'unsupported', message: err.message }
+      return new ShardKvError('unsupported', err.message)
   }
   const status = err.statusCode
   if (status !== undefined && status >= 400 && status < 500) {
-    return { status, code: status === 413 ? 'value_too_large' : 'invalid_request', message: err.message }
+    return new ShardKvError(status === 413 ? 'value_too_large' : 'invalid_request', err.message)
   }
   return undefined
 }
@@ -145,9 +148,9 @@ export function createApiServer (options: ApiServerOptions): FastifyInstance {
     frameworkErrors: (err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
       const isKey = request.raw.url?.startsWith(KV_PREFIX) === true
       if (err.code === 'FST_ERR_BAD_URL') {
-        return sendError(reply, 400, isKey ? 'invalid_key' : 'invalid_request', isKey ? 'the key is not valid percent-encoded UTF-8' : 'the URL is malformed')
+        return sendError(reply, new ShardKvError(isKey ? 'invalid_key' : 'invalid_request', isKey ? 'the key is not valid percent-encoded UTF-8' : 'the URL is malformed'))
       }
-      return sendError(reply, 400, 'invalid_request', err.message)
+      return sendError(reply, new ShardKvError('invalid_request', err.message))
     }
   })
 
@@ -159,21 +162,19 @@ export function createApiServer (options: ApiServerOptions): FastifyInstance {
   })
 
   app.setErrorHandler((err: FastifyError | ShardKvError, request, reply) => {
-    if (err instanceof ShardKvError) {
-      if (err.headers !== undefined) reply.headers(err.headers)
-      return reply.code(err.status).type('application/json').send(JSON.stringify(err.toBody()))
-    }
-    const mapped = fromFastifyError(err)
-    if (mapped !== undefined) return sendError(reply, mapped.status, mapped.code, mapped.message)
+    // Domain errors (MapError, RebalanceError, ...) are ShardKvErrors carrying their code.
+    if (err instanceof ShardKvError) return sendError(reply, err)
+    const mapped = fromFastifyError(err, request.raw.url ?? '')
+    if (mapped !== undefined) return sendError(reply, mapped)
     request.log.error({ err, event: 'request-failed', url: request.raw.url, method: request.method }, 'request failed')
-    return sendError(reply, 500, 'internal', 'internal error')
+    return sendError(reply, new ShardKvError('internal', 'internal error'))
   })
 
   app.setNotFoundHandler((request, reply) => {
     if (request.raw.url?.startsWith(KV_PREFIX) === true) {
-      return sendError(reply.header('allow', KV_METHODS), 405, 'method_not_allowed', `${request.method} is not allowed on a key; use ${KV_METHODS}`)
+      return sendError(reply.header('allow', KV_METHODS), methodNotAllowed(request.method))
     }
-    return sendError(reply, 404, 'no_route', `no route for ${request.method} ${request.raw.url ?? ''}`)
+    return sendError(reply, new ShardKvError('no_route', `no route for ${request.method} ${request.raw.url ?? ''}`))
   })
 
   return app as unknown as FastifyInstance
@@ -184,8 +185,13 @@ export function refuseOtherKvMethods (app: FastifyInstance): void {
   app.route({
     method: ['POST', 'PATCH', 'OPTIONS'],
     url: `${KV_PREFIX}*`,
-    handler: (request, reply) => sendError(reply.header('allow', KV_METHODS), 405, 'method_not_allowed', `${request.method} is not allowed on a key; use ${KV_METHODS}`)
+    handler: (request, reply) => {
+      reply.header('allow', KV_METHODS)
+      throw methodNotAllowed(request.method)
+    }
   })
 }
 
-export { sendError }
+function methodNotAllowed (method: string): ShardKvError {
+  return new ShardKvError('method_not_allowed', `${method} is not allowed on a key; use ${KV_METHODS}`)
+}

@@ -1,4 +1,6 @@
-import { ringFor, RING_DEFAULTS, type GroupRing, type RingMember, type RingParams } from '../ring/ring'
+import { ShardKvError } from '../protocol/errors'
+import { MAX_GROUPS, MAX_RING_VNODES } from '../protocol/limits'
+import { ringFor, vnodesFor, RING_DEFAULTS, type GroupRing, type RingMember, type RingParams } from '../ring/ring'
 
 /**
  * The cluster map: which groups exist, their weights and nodes, under an epoch.
@@ -56,21 +58,22 @@ export interface GroupSpec {
   replicas?: string[]
 }
 
-export class MapError extends Error {
-  readonly code = 'ERR_SHARDKV_MAP'
+/** A map or group spec that is not valid; answered as 400 invalid_request wherever it surfaces in a request. */
+export class MapError extends ShardKvError {
   constructor (message: string) {
-    super(message)
+    super('invalid_request', message)
     this.name = 'MapError'
   }
 }
 
 const GROUP_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/
 
-export function validateGroupId (id: string): void {
-  if (!GROUP_ID.test(id)) throw new MapError(`group id "${id}" must be 1-63 characters of A-Z a-z 0-9 _ - (not starting with _ or -)`)
+export function validateGroupId (id: unknown): asserts id is string {
+  if (typeof id !== 'string' || !GROUP_ID.test(id)) throw new MapError(`group id ${shown(id)} must be 1-63 characters of A-Z a-z 0-9 _ - (not starting with _ or -)`)
 }
 
-export function normalizeNodeUrl (raw: string): string {
+export function normalizeNodeUrl (raw: unknown): string {
+  if (typeof raw !== 'string') throw new MapError(`a node url must be a string, not ${shown(raw)}`)
   let url: URL
   try {
     url = new URL(raw)
@@ -106,8 +109,8 @@ export function peerUrlOf (dataUrl: string, health: PeerHealth): string {
   return url.origin
 }
 
-export function validateWeight (weight: number): void {
-  if (!Number.isFinite(weight) || weight <= 0 || weight > 1000) throw new MapError(`weight ${weight} must be a number in (0, 1000]`)
+export function validateWeight (weight: unknown): asserts weight is number {
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0 || weight > 1000) throw new MapError(`weight ${shown(weight)} must be a number in (0, 1000]`)
 }
 
 /** Parses `id=primaryUrl[+replicaUrl...][@weight]`, the form of `--group` flags. */
@@ -136,7 +139,7 @@ export function initialMap (specs: readonly GroupSpec[], ring: RingParams = RING
     if (seen.has(s.id)) throw new MapError(`group "${s.id}" is given twice`)
     seen.add(s.id)
   }
-  return {
+  const map: ClusterMap = {
     epoch: 1,
     ring,
     groups: specs.map((s) => ({
@@ -146,45 +149,81 @@ export function initialMap (specs: readonly GroupSpec[], ring: RingParams = RING
       nodes: [{ url: s.url, role: 'primary' }, ...(s.replicas ?? []).map((url) => ({ url, role: 'replica' as const, inSync: false }))]
     }))
   }
+  checkMapBounds(map)
+  return map
 }
 
-/** Checks the shape of a map read from disk or the network. */
+/** A value in a refusal's text, without trusting it to convert itself (a map is untrusted input). */
+function shown (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? value.slice(0, 80) + '…' : value)
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value)
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/**
+ * Refuses a map past MAX_GROUPS groups or MAX_RING_VNODES virtual nodes (either ring of a
+ * handover): every process that installs it builds its ring in memory.
+ */
+export function checkMapBounds (map: Pick<ClusterMap, 'ring' | 'groups' | 'handover'>): void {
+  if (map.groups.length > MAX_GROUPS) throw new MapError(`a map has at most ${MAX_GROUPS} groups, not ${map.groups.length}`)
+  for (const members of [map.groups, map.handover?.previous ?? []]) {
+    const vnodes = members.reduce((sum, m) => sum + vnodesFor(m.weight, map.ring), 0)
+    if (vnodes > MAX_RING_VNODES) {
+      throw new MapError(`the ring would have ${vnodes} virtual nodes (weights × vnodesPerWeight ${map.ring.vnodesPerWeight}); at most ${MAX_RING_VNODES} are allowed`)
+    }
+  }
+}
+
+function validateGroup (g: unknown, ids: Set<string>): void {
+  if (!isObject(g)) throw new MapError(`a group must be an object, not ${shown(g)}`)
+  validateGroupId(g.id)
+  if (ids.has(g.id)) throw new MapError(`group "${g.id}" appears twice`)
+  ids.add(g.id)
+  validateWeight(g.weight)
+  if (g.state !== 'active' && g.state !== 'joining' && g.state !== 'draining') throw new MapError(`group "${g.id}" has unknown state ${shown(g.state)}`)
+  if (g.term !== undefined && (!Number.isInteger(g.term) || (g.term as number) < 1)) throw new MapError(`group "${g.id}" term must be an integer >= 1`)
+  if (!Array.isArray(g.nodes) || g.nodes.length === 0) throw new MapError(`group "${g.id}" has no nodes`)
+  let primaries = 0
+  for (const n of g.nodes as unknown[]) {
+    if (!isObject(n)) throw new MapError(`group "${g.id}" has a node that is not an object`)
+    normalizeNodeUrl(n.url)
+    if (n.peer !== undefined && (typeof n.peer !== 'string' || normalizeNodeUrl(n.peer) !== n.peer)) throw new MapError(`group "${g.id}" node ${shown(n.url)} has a peer that is not an origin`)
+    if (n.role === 'primary') primaries++
+    else if (n.role !== 'replica') throw new MapError(`group "${g.id}" node ${shown(n.url)} has unknown role`)
+  }
+  if (primaries !== 1) throw new MapError(`group "${g.id}" must have exactly one primary`)
+}
+
+/** Checks the shape and size of a map read from disk or the network; throws MapError (400) for anything else. */
 export function validateMap (value: unknown): ClusterMap {
-  const m = value as Partial<ClusterMap> | null
-  if (m === null || typeof m !== 'object') throw new MapError('the map is not an object')
-  if (!Number.isInteger(m.epoch) || (m.epoch as number) < 0) throw new MapError('map.epoch must be a non-negative integer')
-  const ring = m.ring as Partial<RingParams> | undefined
-  if (ring === undefined || !Number.isInteger(ring.vnodesPerWeight) || (ring.vnodesPerWeight as number) < 1 || ring.algorithm !== 'md5') {
+  if (!isObject(value)) throw new MapError('the map is not an object')
+  const m = value
+  if (!Number.isSafeInteger(m.epoch) || (m.epoch as number) < 0) throw new MapError('map.epoch must be a non-negative integer')
+  const ring = m.ring
+  if (!isObject(ring) || !Number.isSafeInteger(ring.vnodesPerWeight) || (ring.vnodesPerWeight as number) < 1 || ring.algorithm !== 'md5') {
     throw new MapError('map.ring must be { vnodesPerWeight: integer >= 1, algorithm: "md5" }')
   }
   if (!Array.isArray(m.groups)) throw new MapError('map.groups must be an array')
+  // Before the per-group checks: a huge array is refused without walking it.
+  if (m.groups.length > MAX_GROUPS) throw new MapError(`a map has at most ${MAX_GROUPS} groups, not ${m.groups.length}`)
   const ids = new Set<string>()
-  for (const g of m.groups as GroupInfo[]) {
-    validateGroupId(g.id)
-    if (ids.has(g.id)) throw new MapError(`group "${g.id}" appears twice`)
-    ids.add(g.id)
-    validateWeight(g.weight)
-    if (!['active', 'joining', 'draining'].includes(g.state)) throw new MapError(`group "${g.id}" has unknown state "${String(g.state)}"`)
-    if (g.term !== undefined && (!Number.isInteger(g.term) || g.term < 1)) throw new MapError(`group "${g.id}" term must be an integer >= 1`)
-    if (!Array.isArray(g.nodes) || g.nodes.length === 0) throw new MapError(`group "${g.id}" has no nodes`)
-    let primaries = 0
-    for (const n of g.nodes) {
-      normalizeNodeUrl(n.url)
-      if (n.peer !== undefined && (typeof n.peer !== 'string' || normalizeNodeUrl(n.peer) !== n.peer)) throw new MapError(`group "${g.id}" node ${n.url} has a peer that is not an origin`)
-      if (n.role === 'primary') primaries++
-      else if (n.role !== 'replica') throw new MapError(`group "${g.id}" node ${n.url} has unknown role`)
-    }
-    if (primaries !== 1) throw new MapError(`group "${g.id}" must have exactly one primary`)
-  }
+  for (const g of m.groups as unknown[]) validateGroup(g, ids)
   if (m.handover !== undefined) {
-    const prev = (m.handover as { previous?: unknown }).previous
-    if (!Array.isArray(prev)) throw new MapError('map.handover.previous must be an array of ring members')
-    for (const p of prev as RingMember[]) {
+    const prev = isObject(m.handover) ? m.handover.previous : undefined
+    if (!Array.isArray(prev) || prev.length > MAX_GROUPS) throw new MapError(`map.handover.previous must be an array of at most ${MAX_GROUPS} ring members`)
+    for (const p of prev as unknown[]) {
+      if (!isObject(p)) throw new MapError('a ring member must be an object')
       validateGroupId(p.id)
       validateWeight(p.weight)
     }
   }
-  return m as ClusterMap
+  const map = m as unknown as ClusterMap
+  checkMapBounds(map)
+  return map
 }
 
 export function termOf (group: GroupInfo): number {

@@ -1,5 +1,6 @@
+import { ShardKvError } from '../protocol/errors'
 import type { RingMember } from '../ring/ring'
-import { validateGroupId, validateWeight, normalizeNodeUrl, MapError, type ClusterMap, type GroupSpec } from './map'
+import { checkMapBounds, validateGroupId, validateWeight, normalizeNodeUrl, MapError, type ClusterMap, type GroupSpec } from './map'
 import { currentMembers } from './ownership'
 
 /**
@@ -57,12 +58,12 @@ export interface RebalanceState {
   lastError?: string
 }
 
-export class RebalanceError extends Error {
-  readonly code: 'group_exists' | 'no_such_group' | 'last_group' | 'rebalance_running' | 'invalid_group'
+/** A refused plan, carrying the catalogue code the admin API answers with. */
+export class RebalanceError extends ShardKvError {
+  declare readonly code: 'group_exists' | 'no_such_group' | 'last_group' | 'rebalance_running' | 'invalid_request'
   constructor (code: RebalanceError['code'], message: string) {
-    super(message)
+    super(code, message)
     this.name = 'RebalanceError'
-    this.code = code
   }
 }
 
@@ -115,16 +116,18 @@ export function planAdd (map: ClusterMap, spec: GroupSpec & { replicas?: string[
     validateWeight(spec.weight)
     urls = [spec.url, ...(spec.replicas ?? [])].map(normalizeNodeUrl)
   } catch (err) {
-    throw new RebalanceError('invalid_group', (err as MapError).message)
+    throw new RebalanceError('invalid_request', (err as MapError).message)
   }
   if (map.groups.some((g) => g.id === spec.id)) throw new RebalanceError('group_exists', `group ${spec.id} already exists`)
   for (const url of urls) {
     if (map.groups.some((g) => g.nodes.some((n) => n.url === url))) throw new RebalanceError('group_exists', `node ${url} already serves a group`)
   }
-  if (new Set(urls).size !== urls.length) throw new RebalanceError('invalid_group', 'a node is listed twice')
+  if (new Set(urls).size !== urls.length) throw new RebalanceError('invalid_request', 'a node is listed twice')
   const full = { ...spec, url: urls[0] as string, replicas: urls.slice(1) }
-  const state = freshState('add', spec.id, map, applyAdd(map, full), now, full)
-  if (sameMembers(state.previous, currentMembers(applyAdd(map, full)))) throw new RebalanceError('invalid_group', 'the ring would not change')
+  const next = applyAdd(map, full)
+  checkMapBounds(next)
+  const state = freshState('add', spec.id, map, next, now, full)
+  if (sameMembers(state.previous, currentMembers(next))) throw new RebalanceError('invalid_request', 'the ring would not change')
   return state
 }
 

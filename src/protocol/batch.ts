@@ -1,4 +1,4 @@
-import { ShardKvError } from './errors'
+import { ERROR_STATUS, errorObject, ShardKvError, type ErrorCode } from './errors'
 import { validateKey } from './key'
 import { parseEtagList, type WriteConditions } from './preconditions'
 import { parseRequestId, REQUEST_ID_GRAMMAR } from './request-id'
@@ -170,7 +170,12 @@ export function toWire (op: BatchOp, rid: string | undefined): BatchOpWire {
 
 /** The result for an op that failed with a coded error. */
 export function errorResult (err: ShardKvError): BatchResult {
-  return { ...err.details, status: err.status, error: err.code, message: err.message }
+  return codedResult(err.code, err.message, err.details)
+}
+
+/** The result for an op refused with a catalogue code (no Error built: one op of many). */
+export function codedResult (code: ErrorCode, message: string, details?: Record<string, unknown>): BatchResult {
+  return { ...errorObject(code, message, details), status: ERROR_STATUS[code] }
 }
 
 /** What one get of a coalesced batch can stand for: a value, or an absence (404 not_found). */

@@ -1,6 +1,11 @@
 /**
- * Error codes of the HTTP API. Every error response is
- * `{"error": "<code>", "message": "<human text>"}` with the status below.
+ * Error codes of the HTTP API: the one catalogue, as fastify's lib/errors.js. Every
+ * error response is `{"error": "<code>", "message": "<human text>"}` (plus the fields
+ * a code documents, e.g. gap's `position`) with the status below. Routes throw a
+ * ShardKvError (or a domain error that is one) and the central handler in
+ * src/http/server.ts answers it; the few raw-response paths (the GET fast path, the
+ * parser's client errors, 100-continue refusals) build bodies with errorBody below.
+ * test/unit/error-path.test.ts fails on an error body built anywhere else.
  */
 export const ERROR_STATUS = {
   invalid_key: 400,
@@ -74,7 +79,7 @@ export class ShardKvError extends Error {
   }
 
   toBody (): ErrorBody {
-    return { ...this.details, error: this.code, message: this.message }
+    return errorObject(this.code, this.message, this.details)
   }
 }
 
@@ -82,8 +87,14 @@ export function isErrorCode (value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_STATUS, value)
 }
 
+/** An error body as an object; `details` cannot override the code or the message. */
+export function errorObject (code: ErrorCode, message: string, details?: Record<string, unknown>): ErrorBody {
+  return { ...details, error: code, message }
+}
+
+/** An error body as JSON text, for the paths that write raw responses. */
 export function errorBody (code: ErrorCode, message: string, details?: Record<string, unknown>): string {
-  return JSON.stringify({ ...details, error: code, message })
+  return JSON.stringify(errorObject(code, message, details))
 }
 
 /** The code of an error answer from another shardkv process: the one its body names, else one that fits its status. */

@@ -130,3 +130,16 @@ export interface WireScanReply extends WireKeyTransfer {
   done: boolean
   epoch: number
 }
+
+/**
+ * `POST /internal/replication/in-sync` (primary → coordinator): a replica of `group` joins
+ * (`inSync: true`) or leaves the set the primary waits for, asked at the primary's `term`.
+ */
+export interface WireInSyncChange {
+  group: string
+  url: string
+  inSync: boolean
+  term: number
+  /** The asking primary's data URL: with a cluster secret, only the group's primary may ask (src/auth/senders.ts). */
+  sender?: string
+}

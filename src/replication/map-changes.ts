@@ -1,13 +1,15 @@
+import { ShardKvError } from '../protocol/errors'
 import { termOf, normalizeNodeUrl, type ClusterMap, type GroupInfo } from '../membership/map'
 
 /**
  * Replication's changes to the cluster map, as pure functions. Each returns a new map
- * with the next epoch, or throws ReplicationMapError with a code the API maps to 4xx.
+ * with the next epoch, or throws ReplicationMapError, whose catalogue code is the API's 4xx answer.
  */
 
-export class ReplicationMapError extends Error {
-  constructor (readonly code: 'no_such_group' | 'stale_term' | 'invalid_request' | 'conflict', message: string) {
-    super(message)
+export class ReplicationMapError extends ShardKvError {
+  declare readonly code: 'no_such_group' | 'stale_term' | 'invalid_request' | 'conflict'
+  constructor (code: ReplicationMapError['code'], message: string) {
+    super(code, message)
     this.name = 'ReplicationMapError'
   }
 }

@@ -1,6 +1,7 @@
 import { BATCH_PATH } from '../../src/protocol/wire'
 import type { HttpClient, HttpResponse } from './http'
-import { ringOf, type ClusterView } from './rebalance'
+import { ringOf } from './rebalance'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**
  * Helpers for batch tests: POST /batch raw (so tests send exactly the bytes they mean),

@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import type { ShardHealth } from '../../src/protocol/node-answers'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
@@ -31,18 +32,7 @@ export interface ClusterOptions {
   prepare?: (tmp: string) => { shardArgs?: string[], routerArgs?: string[] }
 }
 
-export interface ShardHealth {
-  status: string
-  role: string
-  nodeId: string
-  group: string
-  pid: number
-  workerPid: number
-  workerPids: number[]
-  position: number
-  epoch: number
-  term: number
-}
+export type { ShardHealth }
 
 export interface ShardHandle {
   group: string

@@ -5,6 +5,8 @@ import type { Test } from 'tap'
 import { launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
 import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
 import type { RebalanceProgress } from '../../src/membership/rebalance'
+import type { ClusterView } from '../../src/protocol/cluster-view'
+import type { NodeStats } from '../../src/protocol/node-answers'
 import { HttpClient, type HttpResponse, type RequestOptions } from './http'
 import type { TestCluster } from './cluster'
 import { rawRow } from './replication'
@@ -20,16 +22,6 @@ export { rawRow }
  * nothing about how the router or the nodes decide ownership.
  */
 
-export interface NodeView { url: string, role: string, health?: string, pid: number | null, nodeId?: string | null, position?: number | null }
-export interface GroupView { id: string, weight: number, state: string, points?: number, nodes: NodeView[] }
-export interface ClusterView {
-  epoch: number
-  ring: RingParams
-  groups: GroupView[]
-  handover?: { previous: RingMember[] }
-  rebalance?: RebalanceProgress | null
-}
-export interface NodeStats { keys: number, tombstones: number, position: number }
 export type Phase = RebalanceProgress['phase']
 
 export const PHASE_ORDER: readonly Phase[] = ['fencing', 'copying', 'settling', 'purging', 'finishing', 'done']

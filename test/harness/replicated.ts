@@ -1,4 +1,5 @@
 import type tap from 'tap'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 import { join } from 'node:path'
 import { launchRouter, type LaunchedProcess } from '../../src/local/launcher'
 import { sandbox, startShardIn, shardHealth, waitUntilDead, sleep, type Sandbox, type ShardHealth } from './cluster'
@@ -18,8 +19,6 @@ export interface ReplicatedNode {
   proc: LaunchedProcess
 }
 
-export interface ClusterViewNode { url: string, role: string, inSync?: boolean, health: string, position: number | null, lag: number | null }
-export interface ClusterView { epoch: number, groups: Array<{ id: string, term: number, nodes: ClusterViewNode[] }> }
 
 export interface ReplicatedCluster {
   box: Sandbox
@@ -30,7 +29,7 @@ export interface ReplicatedCluster {
   /** Polls GET /cluster until `pred` holds. */
   waitForView: (pred: (v: ClusterView) => boolean, what: string, timeoutMs?: number) => Promise<ClusterView>
   node: (url: string) => ReplicatedNode
-  health: (node: ReplicatedNode) => Promise<ShardHealth & { role: string, dataTerm?: number }>
+  health: (node: ReplicatedNode) => Promise<ShardHealth>
   killHard: (node: ReplicatedNode) => Promise<void>
   restart: (node: ReplicatedNode) => Promise<void>
 }
@@ -73,7 +72,7 @@ export async function startReplicatedCluster (t: tap.Test, opts: { name: string,
       if (n === undefined) throw new Error(`no node at ${url}`)
       return n
     },
-    health: async (node) => await shardHealth(box, node.url) as ShardHealth & { role: string, dataTerm?: number },
+    health: async (node) => await shardHealth(box, node.url),
     killHard: async (node) => {
       const h = await shardHealth(box, node.url)
       const pids = [h.pid, ...h.workerPids]

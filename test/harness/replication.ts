@@ -3,7 +3,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net'
 import type { Test } from 'tap'
 import { launchRouter, type LaunchedProcess } from '../../src/local/launcher'
 import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
-import type { RebalanceProgress } from '../../src/membership/rebalance'
+import type { ClusterView, GroupView, NodeView } from '../../src/protocol/cluster-view'
+import type { NodeStats } from '../../src/protocol/node-answers'
 import { kvPath } from '../../src/protocol/key'
 import { HEADER, INTERNAL, KV_PREFIX, type WireKeyTransfer } from '../../src/protocol/wire'
 import { sandbox, startShardIn, shardHealth, isAlive, waitUntilDead, sleep, type Sandbox, type ShardHealth } from './cluster'
@@ -23,35 +24,6 @@ import type { HistoryChecker } from './checker'
  * continued by a teardown that runs before it, so nothing is left stopped.
  */
 
-export interface ReplNodeView {
-  url: string
-  role: 'primary' | 'replica'
-  inSync?: boolean
-  health: 'up' | 'down' | 'unknown'
-  pid: number | null
-  nodeId: string | null
-  position: number | null
-  lag: number | null
-  lastCheckAt: string | null
-  lastError: string | null
-}
-
-export interface ReplGroupView { id: string, weight: number, state: string, term: number, points?: number, inSyncReplicas?: number, redundancy?: 'ok' | 'none' | 'unreplicated', nodes: ReplNodeView[] }
-
-export interface ReplClusterView {
-  epoch: number
-  ring: RingParams
-  groups: ReplGroupView[]
-  handover?: { previous: RingMember[] }
-  rebalance?: RebalanceProgress | null
-}
-
-export interface ReplHealth extends ShardHealth {
-  dataTerm: number
-  replicated: number
-}
-
-export interface NodeStats { keys: number, tombstones: number, position: number }
 
 /** One shard node of the test cluster; `url` and `port` stay the same across restarts. */
 export interface ReplNode {
@@ -174,10 +146,10 @@ export interface ReplCluster {
   /** Every shard node ever started (initial ones first). */
   nodes: ReplNode[]
   byUrl: (url: string) => ReplNode
-  view: () => Promise<ReplClusterView>
+  view: () => Promise<ClusterView>
   /** Polls GET /cluster (every 100 ms) until `pred` holds; throws with the last view after timeoutMs. */
-  waitForView: (pred: (v: ReplClusterView) => boolean, what: string, timeoutMs?: number) => Promise<ReplClusterView>
-  health: (node: ReplNode) => Promise<ReplHealth>
+  waitForView: (pred: (v: ClusterView) => boolean, what: string, timeoutMs?: number) => Promise<ClusterView>
+  health: (node: ReplNode) => Promise<ShardHealth>
   /** Supervisor PID and worker PIDs, from the node's own /healthz (checked against the launched PID). */
   pidsOf: (node: ReplNode) => Promise<number[]>
   /** SIGKILL the supervisor and every worker at once; `at` is when the signals were sent. */
@@ -196,23 +168,23 @@ export interface ReplCluster {
   output: (lines?: number) => string
 }
 
-export function groupOf (view: Pick<ReplClusterView, 'groups'>, id: string): ReplGroupView {
+export function groupOf (view: Pick<ClusterView, 'groups'>, id: string): GroupView {
   const g = view.groups.find((x) => x.id === id)
   if (g === undefined) throw new Error(`group ${id} is not in the map`)
   return g
 }
 
-export function primaryUrl (view: Pick<ReplClusterView, 'groups'>, id: string): string {
+export function primaryUrl (view: Pick<ClusterView, 'groups'>, id: string): string {
   const n = groupOf(view, id).nodes.find((x) => x.role === 'primary')
   if (n === undefined) throw new Error(`group ${id} has no primary`)
   return n.url
 }
 
-export function replicaUrls (view: Pick<ReplClusterView, 'groups'>, id: string): string[] {
+export function replicaUrls (view: Pick<ClusterView, 'groups'>, id: string): string[] {
   return groupOf(view, id).nodes.filter((x) => x.role === 'replica').map((x) => x.url)
 }
 
-export function nodeView (view: Pick<ReplClusterView, 'groups'>, url: string): ReplNodeView | undefined {
+export function nodeView (view: Pick<ClusterView, 'groups'>, url: string): NodeView | undefined {
   for (const g of view.groups) {
     const n = g.nodes.find((x) => x.url === url)
     if (n !== undefined) return n
@@ -221,30 +193,30 @@ export function nodeView (view: Pick<ReplClusterView, 'groups'>, url: string): R
 }
 
 /** A replica that is in the in-sync set, answers health checks and has no lag. */
-export function replicaCaughtUp (view: Pick<ReplClusterView, 'groups'>, url: string): boolean {
+export function replicaCaughtUp (view: Pick<ClusterView, 'groups'>, url: string): boolean {
   const n = nodeView(view, url)
   return n !== undefined && n.role === 'replica' && n.inSync === true && n.health === 'up' && n.lag === 0
 }
 
 /** Every replica of every group is in the in-sync set and up. */
-export function allReplicasInSync (view: Pick<ReplClusterView, 'groups'>): boolean {
+export function allReplicasInSync (view: Pick<ClusterView, 'groups'>): boolean {
   return view.groups.every((g) => g.nodes.every((n) => n.role === 'primary' || (n.inSync === true && n.health === 'up')))
 }
 
 /** One line per group: term, then each node's role, health, inSync, position and lag. */
-export function describeView (view: ReplClusterView): string {
+export function describeView (view: ClusterView): string {
   return `epoch ${view.epoch}; ` + view.groups.map((g) => `${g.id} term ${g.term}: ` + g.nodes.map((n) =>
     `${n.url} ${n.role}${n.role === 'replica' ? (n.inSync === true ? ' in-sync' : ' out-of-sync') : ''} ${n.health} pos=${String(n.position)} lag=${String(n.lag)}`).join(', ')).join(' | ') +
     (view.rebalance === undefined || view.rebalance === null ? '' : ` | rebalance ${view.rebalance.phase}`)
 }
 
 /** The ring that places keys under a published map (its active groups). */
-export function ringOfView (view: Pick<ReplClusterView, 'groups' | 'ring'>): GroupRing {
+export function ringOfView (view: Pick<ClusterView, 'groups' | 'ring'>): GroupRing {
   return new GroupRing(view.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), view.ring)
 }
 
 /** `n` keys named `${prefix}/<i>` that the ring of `view` gives to `group`. */
-export function keysOwnedBy (view: Pick<ReplClusterView, 'groups' | 'ring'>, group: string, n: number, prefix: string): string[] {
+export function keysOwnedBy (view: Pick<ClusterView, 'groups' | 'ring'>, group: string, n: number, prefix: string): string[] {
   const ring = ringOfView(view)
   const out: string[] = []
   for (let i = 0; out.length < n; i++) {
@@ -327,11 +299,11 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     return n
   }
 
-  const view = async (): Promise<ReplClusterView> => await http.getJson<ReplClusterView>(`${routerUrl}/cluster`)
+  const view = async (): Promise<ClusterView> => await http.getJson<ClusterView>(`${routerUrl}/cluster`)
 
-  const waitForView = async (pred: (v: ReplClusterView) => boolean, what: string, timeoutMs = 30_000): Promise<ReplClusterView> => {
+  const waitForView = async (pred: (v: ClusterView) => boolean, what: string, timeoutMs = 30_000): Promise<ClusterView> => {
     const deadline = Date.now() + timeoutMs
-    let last: ReplClusterView | undefined
+    let last: ClusterView | undefined
     let lastErr: unknown
     while (Date.now() < deadline) {
       try {
@@ -346,7 +318,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
   }
 
   // Straight to the node (not through its proxy): a partitioned node still answers here.
-  const health = async (node: ReplNode): Promise<ReplHealth> => await shardHealth(box, node.realUrl) as ReplHealth
+  const health = async (node: ReplNode): Promise<ShardHealth> => await shardHealth(box, node.realUrl)
 
   const pidsOf = async (node: ReplNode): Promise<number[]> => {
     const h = await health(node)

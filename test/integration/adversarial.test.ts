@@ -210,7 +210,7 @@ async function routerPeerUrl (c: ReplCluster): Promise<string> {
 
 async function waitForOps (load: LoadGenerator, n: number): Promise<void> {
   const deadline = Date.now() + 60_000
-  while (load.checker.counts().acked < n) {
+  while (load.checker.counts.writesAcked < n) {
     if (Date.now() > deadline) throw new Error(`the workload acknowledged fewer than ${n} writes in a minute`)
     await sleep(100)
   }

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 import { startCluster, clusterOutput, isAlive, sleep, type TestCluster, type ShardHandle } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { GroupRing } from '../../src/ring/ring'
@@ -10,7 +11,6 @@ import { kvPath } from '../../src/protocol/key'
  * dir and port. Shard nodes run with the default synchronous level (FULL).
  */
 
-interface ClusterView { ring: { vnodesPerWeight: number, algorithm: 'md5' }, groups: Array<{ id: string, weight: number, state: string }> }
 
 async function ownerRing (c: TestCluster): Promise<GroupRing> {
   const view = await c.http.getJson<ClusterView>(`${c.routerUrl}/cluster`)

@@ -4,8 +4,9 @@ import { sleep } from '../harness/cluster'
 import { addGroup, admin, waitForRebalance, rebalanceProgress, preload, readAll, pool } from '../harness/rebalance'
 import {
   startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
-  ringOfView, compareReplica, nodeStats, rawRow, type ReplClusterView
+  ringOfView, compareReplica, nodeStats, rawRow
 } from '../harness/replication'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**
  * A failover in the middle of a rebalance (DESIGN guarantees 1-3 together): two groups
@@ -52,7 +53,7 @@ t.test('the new group\'s primary dies while the rebalance copies to it: its repl
 
     // Wait for the copy to be under way and the new replica to be in sync (only an in-sync replica may take over).
     const seen = new Set<string>()
-    let killView: ReplClusterView | undefined
+    let killView: ClusterView | undefined
     const deadline = Date.now() + 60_000
     while (Date.now() < deadline) {
       const p = await rebalanceProgress(c.http, c.routerUrl)

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 import { startCluster, clusterOutput, type TestCluster, type ShardHandle } from '../harness/cluster'
 import { GroupRing } from '../../src/ring/ring'
 
@@ -10,7 +11,6 @@ import { GroupRing } from '../../src/ring/ring'
  * several clients never both succeed against the same version).
  */
 
-interface ClusterView { ring: { vnodesPerWeight: number, algorithm: 'md5' }, groups: Array<{ id: string, weight: number, state: string }> }
 
 async function ownedKeys (c: TestCluster, node: ShardHandle, prefix: string, count: number): Promise<string[]> {
   const view = await c.http.getJson<ClusterView>(`${c.routerUrl}/cluster`)

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { sleep, waitUntilDead } from '../harness/cluster'
 import { localSandbox, type LocalSandbox } from '../harness/local-launcher'
-import { allReplicasInSync, describeView, groupOf, nodeView, primaryUrl, type ReplClusterView } from '../harness/replication'
+import { allReplicasInSync, describeView, groupOf, nodeView, primaryUrl } from '../harness/replication'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**
  * Issue 14, as an operator sees it on `npm start`: SIGKILL the primary of g1 under a
@@ -17,13 +18,13 @@ import { allReplicasInSync, describeView, groupOf, nodeView, primaryUrl, type Re
  * No acknowledged write is lost, no read is stale.
  */
 
-async function view (box: LocalSandbox): Promise<ReplClusterView> {
-  return await box.http.getJson<ReplClusterView>(`${box.routerUrl}/cluster`)
+async function view (box: LocalSandbox): Promise<ClusterView> {
+  return await box.http.getJson<ClusterView>(`${box.routerUrl}/cluster`)
 }
 
-async function waitForView (box: LocalSandbox, pred: (v: ReplClusterView) => boolean, what: string, timeoutMs: number, onView?: (v: ReplClusterView) => void): Promise<ReplClusterView> {
+async function waitForView (box: LocalSandbox, pred: (v: ClusterView) => boolean, what: string, timeoutMs: number, onView?: (v: ClusterView) => void): Promise<ClusterView> {
   const deadline = Date.now() + timeoutMs
-  let last: ReplClusterView | undefined
+  let last: ClusterView | undefined
   while (Date.now() < deadline) {
     try {
       last = await view(box)
@@ -60,7 +61,7 @@ async function logLine (path: string, re: RegExp, timeoutMs: number): Promise<st
   return text
 }
 
-const backInSync = (url: string) => (v: ReplClusterView): boolean => {
+const backInSync = (url: string) => (v: ClusterView): boolean => {
   const n = nodeView(v, url)
   return n?.role === 'replica' && n.inSync === true && n.health === 'up'
 }

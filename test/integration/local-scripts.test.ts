@@ -6,7 +6,8 @@ import { sleep, waitUntilDead, isAlive } from '../harness/cluster'
 import { commandLine, localSandbox, ROOT, type LocalSandbox } from '../harness/local-launcher'
 import { credentialPaths } from '../../src/local/credentials'
 import { keyRange, preload, readAll } from '../harness/rebalance'
-import { describeView, type ReplClusterView } from '../harness/replication'
+import { describeView } from '../harness/replication'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**
  * The local cluster owns every node in its map: add-shard and add-replica, run against
@@ -38,12 +39,12 @@ async function runScript (name: string, args: string[], timeoutMs = 120_000): Pr
   return { code, stderr }
 }
 
-async function waitForView (box: LocalSandbox, pred: (v: ReplClusterView) => boolean, what: string, timeoutMs: number): Promise<ReplClusterView> {
+async function waitForView (box: LocalSandbox, pred: (v: ClusterView) => boolean, what: string, timeoutMs: number): Promise<ClusterView> {
   const deadline = Date.now() + timeoutMs
-  let last: ReplClusterView | undefined
+  let last: ClusterView | undefined
   while (Date.now() < deadline) {
     try {
-      last = await box.http.getJson<ReplClusterView>(`${box.routerUrl}/cluster`)
+      last = await box.http.getJson<ClusterView>(`${box.routerUrl}/cluster`)
       if (pred(last)) return last
     } catch { /* starting */ }
     await sleep(200)
@@ -51,7 +52,7 @@ async function waitForView (box: LocalSandbox, pred: (v: ReplClusterView) => boo
   throw new Error(`not within ${timeoutMs} ms: ${what}; last view: ${last === undefined ? 'none' : describeView(last)}`)
 }
 
-const allServing = (groups: string[]) => (v: ReplClusterView): boolean =>
+const allServing = (groups: string[]) => (v: ClusterView): boolean =>
   groups.every((id) => v.groups.some((g) => g.id === id)) &&
   v.groups.every((g) => g.nodes.every((n) => n.health === 'up' && (n.role === 'primary' || n.inSync === true)))
 

@@ -6,8 +6,9 @@ import { startCluster, clusterOutput, type TestCluster } from '../harness/cluste
 import type { HttpClient } from '../harness/http'
 import {
   addGroup, admin, checkPlacement, clusterView, keyRange, preload, primaryOf, rawRow, readAll, rebalanceProgress,
-  removeGroup, ringOf, startGroupNode, startRouterAt, waitForRebalance, type ClusterView
+  removeGroup, ringOf, startGroupNode, startRouterAt, waitForRebalance
 } from '../harness/rebalance'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 import { GroupRing } from '../../src/ring/ring'
 
 /**

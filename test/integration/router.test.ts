@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 import { join } from 'node:path'
 import { connect } from 'node:net'
 import { once } from 'node:events'
@@ -12,10 +13,6 @@ import { HttpClient } from '../harness/http'
  * configuration it must refuse.
  */
 
-interface ClusterView {
-  epoch: number
-  groups: Array<{ id: string, weight: number, state: string, nodes: Array<{ url: string, role: string, health: string, pid: number | null, nodeId: string | null, position: number | null }> }>
-}
 
 async function startRouterIn (c: TestCluster, args: { groups?: string[], extraArgs?: string[], dataDir?: string }): Promise<LaunchedProcess> {
   const p = await launchRouter({

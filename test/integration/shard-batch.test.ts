@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 import { newRequestId } from '../../src/protocol/request-id'
 import { startCluster, clusterOutput, type TestCluster, type ShardHandle } from '../harness/cluster'
 import type { HttpResponse } from '../harness/http'
@@ -19,7 +20,6 @@ const MAX_BYTES = 64 * 1024
 interface Result { status: number, etag?: string, contentType?: string, value?: string, tombstone?: boolean, error?: string, message?: string, current?: string | null, epoch?: number, map?: unknown }
 interface BatchAnswer { results: Result[], map?: { epoch: number } }
 
-interface ClusterView { epoch: number, ring: { vnodesPerWeight: number, algorithm: 'md5' }, groups: Array<{ id: string, weight: number, state: string }> }
 
 async function ownerRing (c: TestCluster): Promise<GroupRing> {
   const view = await c.http.getJson<ClusterView>(`${c.routerUrl}/cluster`)
