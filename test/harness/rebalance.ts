@@ -6,12 +6,11 @@ import { launchRouter, launchShard, type LaunchedProcess } from '../../src/local
 import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
 import type { RebalanceProgress } from '../../src/membership/rebalance'
 import type { ClusterView } from '../../src/protocol/cluster-view'
-import type { NodeStats } from '../../src/protocol/node-answers'
 import { HttpClient, type HttpResponse, type RequestOptions } from './http'
 import type { TestCluster } from './cluster'
-import { rawRow } from './replication'
+import { nodeStats, rawRow } from './replication'
 
-export { rawRow }
+export { nodeStats, rawRow }
 
 /**
  * Helpers for the rebalancing tests (test/integration/rebalance-*.test.ts): starting
@@ -201,9 +200,6 @@ export async function readAll (http: HttpClient, baseUrl: string, keys: readonly
   return { values, errors }
 }
 
-export async function nodeStats (http: HttpClient, nodeUrl: string): Promise<NodeStats> {
-  return await http.getJson<NodeStats>(`${nodeUrl}/internal/stats`)
-}
 
 /** Deterministic sample of up to n items. */
 export function sample<T> (items: readonly T[], n: number): T[] {

@@ -377,15 +377,27 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
   return { box, tmp, http, router, routerUrl, nodes, byUrl, view, waitForView, health, pidsOf, killHard, killPids, freeze, thaw, restart, addNode, output }
 }
 
+/**
+ * Where a node serves its internal API: its peer listener when its /healthz reports one
+ * (nodes started by the scripts have one), else its data port. Asked every time: a node
+ * restarted by a test may come back on another peer port.
+ */
+export async function internalUrl (http: HttpClient, url: string): Promise<string> {
+  const health = await http.getJson<ShardHealth>(`${url}/healthz`)
+  if (health.peerPort === undefined) return url
+  const u = new URL(url)
+  return `${u.protocol}//${u.hostname}:${health.peerPort}`
+}
+
 export async function nodeStats (http: HttpClient, url: string): Promise<NodeStats> {
-  return await http.getJson<NodeStats>(`${url}/internal/stats`)
+  return await http.getJson<NodeStats>(`${await internalUrl(http, url)}${INTERNAL.stats}`)
 }
 
 export interface RawRow { value: string, version: string, deleted: boolean }
 
 /** A key's raw row at a node (tombstones included), or undefined when it holds none. */
 export async function rawRow (http: HttpClient, url: string, key: string): Promise<RawRow | undefined> {
-  const res = await http.request('GET', `${url}${INTERNAL.rowPrefix}${kvPath(key).slice(KV_PREFIX.length)}`)
+  const res = await http.request('GET', `${await internalUrl(http, url)}${INTERNAL.rowPrefix}${kvPath(key).slice(KV_PREFIX.length)}`)
   if (res.status !== 200) throw new Error(`GET /internal/row for ${key} at ${url}: ${res.status} ${res.text().slice(0, 200)}`)
   const row = res.json<WireKeyTransfer>().rows[0]
   if (row === undefined) return undefined
