@@ -94,3 +94,17 @@ export function ensureTls (dataDir: string): LocalTlsFiles & { created: boolean 
   }
   return { ...paths, created: true }
 }
+
+/**
+ * Whether a local cluster runs with TLS, and its files: `--tls` on a first start (no
+ * nodes file yet) chooses it, the nodes file's `"tls": true` keeps it on every later
+ * start. Switching an existing cluster is refused: its persisted map, its scripts and
+ * its clients name the other scheme.
+ */
+export function decideLocalTls (dataDir: string, flag: boolean, recorded: { exists: boolean, tls: boolean }): (LocalTlsFiles & { created: boolean }) | undefined {
+  if (flag && recorded.exists && !recorded.tls) {
+    throw new Error(`${dataDir} holds a cluster started without --tls (its map names http:// URLs); start it without --tls, or remove ${dataDir} to start afresh with TLS`)
+  }
+  if (!flag && !recorded.tls) return undefined
+  return ensureTls(dataDir)
+}
