@@ -27,7 +27,10 @@ export interface LocalTlsFiles {
   key: string
 }
 
-export class OpensslMissingError extends Error {}
+/** The openssl command is not installed: said to the operator in one line. */
+export class OpensslMissingError extends Error {
+  override readonly name = 'OpensslMissingError'
+}
 
 /** Where a data dir's TLS files are (whether or not they exist). */
 export function tlsPaths (dataDir: string): LocalTlsFiles {
