@@ -20,7 +20,7 @@ nodes come from --cluster-dir (where npm start keeps them), unless given.
 
 Options:
   --router URL       router to talk to (default http://127.0.0.1:8080; https when
-                   <cluster-dir>/tls/ca.pem exists, which is then trusted)
+                     <cluster-dir>/tls/ca.pem exists, which is then trusted)
   --id ID            group id (default: g<N+1> for the next free N)
   --weight W         ring weight (default 1)
   --url URL          use this already running node instead of starting one

@@ -14,7 +14,7 @@ else SIGTERM to the pid each reports), unless --keep-node.
 
 Options:
   --router URL   router to talk to (default http://127.0.0.1:8080; https when
-                   <cluster-dir>/tls/ca.pem exists, which is then trusted)
+                 <cluster-dir>/tls/ca.pem exists, which is then trusted)
   --id ID        the group to remove (required)
   --keep-node    leave the drained node running
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
