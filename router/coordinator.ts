@@ -67,6 +67,7 @@ export class Coordinator {
       targets: () => this.current.nodes,
       intervalMs: options.healthIntervalMs,
       log: options.log,
+      peerTls: options.credentials?.tls,
       onChange: (t, s) => this.metrics?.setNodeHealth(t.group, t.url, s.health === 'up'),
       onCheck: (t, s) => {
         if (s.peer !== null) this.recordPeer(t.url, s.peer)

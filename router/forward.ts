@@ -10,6 +10,7 @@ import type { RouterMetrics } from './metrics'
 import type { RoutingTable } from '../src/membership/routing-table'
 import type { NodeClient } from './node-client'
 import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
+import { withPeerTls, type PeerTls } from '../src/auth/tls'
 
 /**
  * The data plane: one kept-alive undici Pool per shard node, and the retry loop.
@@ -73,6 +74,8 @@ export interface ForwarderOptions {
    * a tokens file takes the router as a peer that has authorized its client already.
    */
   peerHeaders?: Readonly<Record<string, string>>
+  /** The peer TLS (src/auth/tls.ts): what verifies shard nodes' HTTPS data ports, and what the router presents there. */
+  peerTls?: PeerTls
 }
 
 const FIRST_BACKOFF_MS = 5
@@ -95,7 +98,7 @@ export class Forwarder implements KvForward {
 
   constructor (options: ForwarderOptions) {
     this.options = options
-    this.poolOptions = poolOptions(options.connections, options.upstreamTimeoutMs)
+    this.poolOptions = withPeerTls(poolOptions(options.connections, options.upstreamTimeoutMs), options.peerTls)
     this.peerHeaders = options.peerHeaders ?? {}
   }
 

@@ -4,6 +4,7 @@ import { readCapped } from '../src/http/capped-body'
 import { Agent, request } from 'undici'
 import type { Logger } from '../src/log'
 import { HEALTH_PATH } from '../src/protocol/wire'
+import { withPeerTls, type PeerTls } from '../src/auth/tls'
 import { peerUrlOf } from '../src/membership/map'
 
 /**
@@ -44,6 +45,8 @@ export interface HealthCheckerOptions {
   onChange?: (target: HealthTarget, status: NodeStatus) => void
   /** Called after every check that reached the node. */
   onCheck?: (target: HealthTarget, status: NodeStatus) => void
+  /** Verifies nodes' HTTPS data ports (src/auth/tls.ts withPeerTls); absent: plain HTTP or the system CAs. */
+  peerTls?: PeerTls
 }
 
 const UNKNOWN: NodeStatus = Object.freeze({
@@ -91,7 +94,7 @@ export class HealthChecker {
   constructor (options: HealthCheckerOptions) {
     this.options = options
     this.timeoutMs = checkTimeoutMs(options.intervalMs)
-    this.agent = new Agent({ connections: 1, pipelining: 1, connect: { timeout: this.timeoutMs } })
+    this.agent = new Agent(withPeerTls({ connections: 1, pipelining: 1, connect: { timeout: this.timeoutMs } }, options.peerTls))
   }
 
   start (): void {

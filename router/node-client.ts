@@ -8,6 +8,7 @@ import { jsonRequest } from '../src/client/http'
 import { kvPath } from '../src/protocol/key'
 import { peerUrlOf, type ClusterMap } from '../src/membership/map'
 import { NO_PEER_CREDENTIALS, peerDispatcher, type PeerCredentials } from '../src/auth/peer'
+import { withPeerTls } from '../src/auth/tls'
 
 /**
  * The coordinator's and router's client for shard nodes' internal API (control
@@ -35,7 +36,7 @@ export class NodeClient {
    * For /healthz probes, without the secret: the endpoint is open, and a probed URL
    * comes from an admin call (it may be anyone's until it has answered as a node).
    */
-  private readonly plain = new Agent({ connections: 2, keepAliveTimeout: 10_000 })
+  private readonly plain: Agent
   private readonly timeoutMs: number
   private readonly mapPeerOf: (url: string) => string | undefined
   /** Data URL -> peer URL, as the node's /healthz last told it. */
@@ -46,6 +47,8 @@ export class NodeClient {
   constructor (options: NodeClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 30_000
     this.mapPeerOf = options.mapPeerOf ?? (() => undefined)
+    // Its certificate is public, so presenting it to an address an admin named gives nothing away.
+    this.plain = new Agent(withPeerTls({ connections: 2, keepAliveTimeout: 10_000 }, options.credentials?.tls))
     this.agent = peerDispatcher(options.credentials ?? NO_PEER_CREDENTIALS, { connections: 8, keepAliveTimeout: 30_000, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs })
   }
 

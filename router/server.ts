@@ -62,6 +62,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const tls = loadListenerTls(config.tlsCert, config.tlsKey)
   const forwarder = new Forwarder({
     peerHeaders: credentials.secret?.headers,
+    peerTls: credentials.tls,
     table: () => coord.table,
     connections: config.connections,
     upstreamTimeoutMs: config.upstreamTimeoutMs,

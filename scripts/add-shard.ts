@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util'
 import { join, resolve } from 'node:path'
-import { AdminClient } from '../src/client/admin'
 import { freePeerPort, freePort, startDetachedShard, stopNode } from './shard-process'
-import { adminToken, nodeCredentials, tokenHelp, TOKEN_OPTION } from './auth'
+import { nodeCredentials, scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { validateWeight } from '../src/membership/map'
 import { watchRebalance } from './progress'
@@ -20,7 +19,8 @@ logging to <data-dir>/../logs/<id>.log. The admin token and the credentials file
 nodes come from --cluster-dir (where npm start keeps them), unless given.
 
 Options:
-  --router URL       router to talk to (default http://127.0.0.1:8080)
+  --router URL       router to talk to (default http://127.0.0.1:8080; https when
+                     <cluster-dir>/tls/ca.pem exists, which is then trusted)
   --id ID            group id (default: g<N+1> for the next free N)
   --weight W         ring weight (default 1)
   --url URL          use this already running node instead of starting one
@@ -37,7 +37,7 @@ ${tokenHelp(21)}
 async function main (): Promise<number> {
   const { values } = parseArgs({
     options: {
-      router: { type: 'string', default: 'http://127.0.0.1:8080' },
+      router: { type: 'string' },
       id: { type: 'string' },
       weight: { type: 'string', default: '1' },
       url: { type: 'string' },
@@ -68,7 +68,7 @@ async function main (): Promise<number> {
   const replicaCount = Number(values.replicas)
   if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new UsageError('--replicas must be an integer from 0 to 8')
   if (values.url !== undefined && replicaCount > 0) throw new UsageError('--replicas starts nodes; with --url, add replicas afterwards with add-replica')
-  const admin = new AdminClient(values.router.replace(/\/$/, ''), { token: adminToken(values.token, values['cluster-dir']) })
+  const admin = scriptAdmin(values)
   const cluster = await admin.cluster()
   if (cluster.rebalance !== undefined && cluster.rebalance !== null && cluster.rebalance.phase !== 'done') {
     throw new UsageError(`a rebalance (${cluster.rebalance.id}) is still running; wait for it to finish`)

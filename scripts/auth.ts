@@ -1,14 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { AdminClient } from '../src/client/admin'
 import { credentialPaths } from '../src/local/credentials'
+import { existingTls } from '../src/local/certificates'
 import type { LaunchCredentials } from '../src/local/launcher'
 
 /**
  * What the operator scripts authenticate with, found where `npm start` keeps it
  * (src/local/credentials.ts) so that they work against a local cluster without being
  * told anything: the admin token for the router's admin API, and the credentials
- * files for the shard nodes they start. A cluster without them (`npm start --
- * --insecure`, a hand-made one) gets requests without credentials, as before.
+ * files for the shard nodes they start; with `npm start -- --tls`, the local CA to trust
+ * the router and the nodes by, and the certificate for the nodes they start. A cluster
+ * without them (`npm start -- --insecure`, a hand-made one) gets requests without
+ * credentials, as before.
  */
 
 export const TOKEN_ENV = 'SHARDKV_TOKEN'
@@ -35,6 +39,24 @@ export function adminToken (flag: string | undefined, clusterDir: string, env: N
   return text.trim() === '' ? undefined : text.trim()
 }
 
+/** The PEM of the local CA of `npm start -- --tls` in the cluster dir, when there is one. */
+export function clusterCa (clusterDir: string): string | undefined {
+  const tls = existingTls(resolve(clusterDir))
+  return tls === undefined ? undefined : readFileSync(tls.ca, 'utf8')
+}
+
+/** The router's URL: --router, else the default port on 127.0.0.1 (https when the cluster dir has a local CA). */
+export function routerUrl (flag: string | undefined, clusterDir: string): string {
+  if (flag !== undefined) return flag.replace(/\/$/, '')
+  return `${existingTls(resolve(clusterDir)) === undefined ? 'http' : 'https'}://127.0.0.1:8080`
+}
+
+/** The admin client a script uses: its --router and --token, and the cluster dir's token and CA by default. */
+export function scriptAdmin (values: { router?: string | undefined, token?: string | undefined, 'cluster-dir': string }): AdminClient {
+  const clusterDir = values['cluster-dir']
+  return new AdminClient(routerUrl(values.router, clusterDir), { token: adminToken(values.token, clusterDir), ca: clusterCa(clusterDir) })
+}
+
 /**
  * The credentials files a node started by a script gets: $SHARDKV_CLUSTER_SECRET_FILE /
  * $SHARDKV_TOKENS_FILE (what the node itself would read), else the cluster dir's own
@@ -45,7 +67,13 @@ export function nodeCredentials (clusterDir: string, env: NodeJS.ProcessEnv = pr
   const clusterSecretFile = nonEmpty(env.SHARDKV_CLUSTER_SECRET_FILE) ?? (existsSync(local.clusterSecretFile) ? local.clusterSecretFile : undefined)
   const tokensFile = nonEmpty(env.SHARDKV_TOKENS_FILE) ?? (existsSync(local.tokensFile) ? local.tokensFile : undefined)
   if (clusterSecretFile === undefined || tokensFile === undefined) return undefined
-  return { clusterSecretFile: resolve(clusterSecretFile), tokensFile: resolve(tokensFile) }
+  // A node of a TLS cluster must serve HTTPS too: the router and the nodes' peers expect it.
+  const tls = existingTls(resolve(clusterDir))
+  return {
+    clusterSecretFile: resolve(clusterSecretFile),
+    tokensFile: resolve(tokensFile),
+    ...(tls === undefined ? {} : { tlsCertFile: tls.cert, tlsKeyFile: tls.key, tlsCaFile: tls.ca })
+  }
 }
 
 function nonEmpty (value: string | undefined): string | undefined {

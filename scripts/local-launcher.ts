@@ -1,6 +1,8 @@
 import { join, resolve } from 'node:path'
 import { entryByUrl, readLauncherState, processAlive, readNodes, readNodesFile, updateNodes, type NodeEntry } from '../src/local/nodes-file'
 import { health } from './shard-process'
+import { existingTls } from '../src/local/certificates'
+import { readFileSync } from 'node:fs'
 
 /**
  * The scripts' side of a local cluster run by `npm start`: when a launcher runs in the
@@ -14,6 +16,8 @@ export interface LocalLauncher {
   dataDir: string
   routerUrl: string
   pid: number
+  /** The local CA (npm start -- --tls): its nodes serve https and are verified by it. */
+  ca?: string
 }
 
 function sameUrl (a: string, b: string): boolean {
@@ -32,14 +36,15 @@ export function findLocalLauncher (clusterDir: string, routerUrl: string): Local
   const dataDir = resolve(clusterDir)
   const state = readLauncherState(dataDir)
   if (state === undefined || !processAlive(state.pid) || !sameUrl(state.routerUrl, routerUrl)) return undefined
-  return { dataDir, routerUrl: state.routerUrl, pid: state.pid }
+  const tls = existingTls(dataDir)
+  return { dataDir, routerUrl: state.routerUrl, pid: state.pid, ...(tls === undefined ? {} : { ca: readFileSync(tls.ca, 'utf8') }) }
 }
 
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Asks the launcher to run `entry` and waits until the node is healthy. On failure the request is withdrawn. */
 export async function startManagedNode (l: LocalLauncher, entry: NodeEntry, timeoutMs = 60_000): Promise<{ url: string, pid: number }> {
-  const url = `http://127.0.0.1:${entry.port}`
+  const url = `${l.ca === undefined ? 'http' : 'https'}://127.0.0.1:${entry.port}`
   const file = readNodesFile(l.dataDir)
   const nodes = file?.nodes ?? []
   if (nodes.some((n) => n.name === entry.name)) throw new Error(`the local cluster already has a node named ${entry.name} (${join(l.dataDir, 'nodes.json')})`)
@@ -61,7 +66,7 @@ export async function startManagedNode (l: LocalLauncher, entry: NodeEntry, time
       throw new Error(`the launcher could not start ${entry.name}; see ${join(l.dataDir, 'logs', `${entry.name}.log`)} and the npm start output`)
     }
     if (s?.state === 'running' && s.pid !== null) {
-      const h = await health(url)
+      const h = await health(url, l.ca)
       if (h?.status === 'ok' && h.pid === s.pid) return { url, pid: s.pid }
     }
     await sleep(200)

@@ -1,10 +1,9 @@
 import { parseArgs } from 'node:util'
-import { AdminClient } from '../src/client/admin'
 import { health, stopNode } from './shard-process'
 import { findLocalLauncher, releaseManagedNode } from './local-launcher'
 import { watchRebalance } from './progress'
 import { runScript, UsageError } from './cli'
-import { adminToken, tokenHelp, TOKEN_OPTION } from './auth'
+import { clusterCa, scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 
 const HELP = `Usage: npm run remove-shard -- --id ID [options]
 
@@ -14,7 +13,8 @@ group's nodes are stopped (through the launcher of a local cluster run by npm st
 else SIGTERM to the pid each reports), unless --keep-node.
 
 Options:
-  --router URL   router to talk to (default http://127.0.0.1:8080)
+  --router URL   router to talk to (default http://127.0.0.1:8080; https when
+                 <cluster-dir>/tls/ca.pem exists, which is then trusted)
   --id ID        the group to remove (required)
   --keep-node    leave the drained node running
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
@@ -25,7 +25,7 @@ ${tokenHelp(17)}
 async function main (): Promise<number> {
   const { values } = parseArgs({
     options: {
-      router: { type: 'string', default: 'http://127.0.0.1:8080' },
+      router: { type: 'string' },
       id: { type: 'string' },
       'keep-node': { type: 'boolean', default: false },
       'cluster-dir': { type: 'string', default: 'data' },
@@ -40,7 +40,7 @@ async function main (): Promise<number> {
     return 0
   }
   if (values.id === undefined) throw new UsageError('--id is required (see --help)')
-  const admin = new AdminClient(values.router.replace(/\/$/, ''), { token: adminToken(values.token, values['cluster-dir']) })
+  const admin = scriptAdmin(values)
   const cluster = await admin.cluster()
   const group = cluster.groups.find((g) => g.id === values.id)
   if (group === undefined) throw new UsageError(`group ${values.id} does not exist (groups: ${cluster.groups.map((g) => g.id).join(', ')})`)
@@ -57,9 +57,9 @@ async function main (): Promise<number> {
       process.stderr.write(released.stopped ? `the local cluster's launcher stopped ${released.name} (${node.url}); its data dir is kept\n` : `asked the launcher to stop ${released.name} (${node.url}); it has not stopped yet\n`)
       continue
     }
-    const h = await health(node.url)
+    const h = await health(node.url, clusterCa(values['cluster-dir']))
     if (h === undefined) continue
-    const local = /^http:\/\/(127\.|localhost|\[::1\])/.test(node.url)
+    const local = /^https?:\/\/(127\.|localhost|\[::1\])/.test(node.url)
     if (!local) {
       process.stderr.write(`node ${node.url} is not on this machine; stop it there\n`)
       continue

@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util'
 import { basename, join, resolve } from 'node:path'
 import { existsSync } from 'node:fs'
-import { AdminClient } from '../src/client/admin'
+import type { AdminClient } from '../src/client/admin'
 import { runScript, UsageError } from './cli'
 import { freePeerPort, freePort, startDetachedShard, health, stopNode } from './shard-process'
-import { adminToken, nodeCredentials, tokenHelp, TOKEN_OPTION } from './auth'
+import { clusterCa, nodeCredentials, scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { readNodes } from '../src/local/nodes-file'
 
@@ -24,7 +24,8 @@ removed from the group and a fresh replica is added in its place (new data dir, 
 port). A dead primary is first replaced by the coordinator's failover.
 
 Options:
-  --router URL     router to talk to (default http://127.0.0.1:8080)
+  --router URL     router to talk to (default http://127.0.0.1:8080; https when
+                   <cluster-dir>/tls/ca.pem exists, which is then trusted)
   --group ID       the group (required)
   --url URL        add: use this running node; remove, replace: the replica to remove
   --port P         add: port for the new node (default: a free one)
@@ -40,7 +41,7 @@ type Mode = 'add' | 'remove' | 'replace'
 async function main (mode: Mode): Promise<number> {
   const { values } = parseArgs({
     options: {
-      router: { type: 'string', default: 'http://127.0.0.1:8080' },
+      router: { type: 'string' },
       group: { type: 'string' },
       url: { type: 'string' },
       port: { type: 'string', default: '0' },
@@ -58,7 +59,7 @@ async function main (mode: Mode): Promise<number> {
     return 0
   }
   if (values.group === undefined) throw new UsageError('--group is required (see --help)')
-  const admin = new AdminClient(values.router.replace(/\/$/, ''), { token: adminToken(values.token, values['cluster-dir']) })
+  const admin = scriptAdmin(values)
   const cluster = await admin.cluster()
   const group = cluster.groups.find((g) => g.id === values.group)
   if (group === undefined) throw new UsageError(`group ${values.group} does not exist (groups: ${cluster.groups.map((g) => g.id).join(', ')})`)
@@ -71,7 +72,7 @@ async function main (mode: Mode): Promise<number> {
     const node = group.nodes.find((n) => n.url === url)
     if (node === undefined) throw new UsageError(`${url} is not a node of ${group.id}`)
     if (node.role === 'primary') throw new UsageError(`${url} is ${group.id}'s primary; replace it once a replica has taken over (the coordinator fails over when the primary stays down)`)
-    await removeNode(admin, group.id, url, launcher, false)
+    await removeNode(admin, group.id, url, launcher, false, clusterCa(values['cluster-dir']))
     values.url = undefined
     mode = 'add'
   }
@@ -115,12 +116,12 @@ async function main (mode: Mode): Promise<number> {
   }
 
   if (values.url === undefined) throw new UsageError('--url names the replica to remove')
-  await removeNode(admin, group.id, values.url.replace(/\/$/, ''), launcher, values['keep-node'])
+  await removeNode(admin, group.id, values.url.replace(/\/$/, ''), launcher, values['keep-node'], clusterCa(values['cluster-dir']))
   return 0
 }
 
 /** Takes the replica out of the group, then stops its node (unless keepNode): through the local launcher, else by pid. */
-async function removeNode (admin: AdminClient, groupId: string, url: string, launcher: LocalLauncher | undefined, keepNode: boolean): Promise<void> {
+async function removeNode (admin: AdminClient, groupId: string, url: string, launcher: LocalLauncher | undefined, keepNode: boolean, ca: string | undefined): Promise<void> {
   await admin.removeReplica(groupId, url)
   process.stderr.write(`removed replica ${url} from ${groupId}\n`)
   if (keepNode) return
@@ -129,8 +130,8 @@ async function removeNode (admin: AdminClient, groupId: string, url: string, lau
     process.stderr.write(released.stopped ? `the local cluster's launcher stopped ${released.name} (${url}); its data dir is kept\n` : `asked the launcher to stop ${released.name} (${url}); it has not stopped yet\n`)
     return
   }
-  const h = await health(url)
-  if (h !== undefined && /^http:\/\/(127\.|localhost|\[::1\])/.test(url)) {
+  const h = await health(url, ca)
+  if (h !== undefined && /^https?:\/\/(127\.|localhost|\[::1\])/.test(url)) {
     const stopped = await stopNode(h.pid)
     process.stderr.write(stopped ? `stopped node ${url} (pid ${h.pid})\n` : `node ${url} (pid ${h.pid}) did not stop in time\n`)
   }

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { entryPoint } from '../src/local/launcher'
+import { credentialArgs, entryPoint } from '../src/local/launcher'
 import { readLauncherState, processAlive, readNodeLaunch, readNodes } from '../src/local/nodes-file'
 import { runScript, UsageError } from './cli'
 import { nodeCredentials } from './auth'
@@ -10,7 +10,7 @@ import { nodeCredentials } from './auth'
 const HELP = `Usage: npm run restart-node -- --data-dir DIR [options]
 
 Starts a shard node again from its data directory, in the foreground, as it last ran
-(host, port, peer port, group, workers and credentials files come from DIR/launch.json,
+(host, port, peer port, group, workers, credentials and TLS files come from DIR/launch.json,
 written whenever a node is started by npm start, add-shard or add-replica; without
 recorded credentials it gets those of the cluster dir above DIR). It prints the equivalent
 \`node dist/shards/main.js ...\` line, so the same works on any machine. A node that
@@ -39,9 +39,9 @@ function nodeArgs (dataDir: string, values: { port?: string | undefined, host?: 
   if (launch?.synchronous !== undefined) args.push('--synchronous', launch.synchronous)
   if (launch?.peerPort !== undefined) args.push('--peer-port', String(launch.peerPort))
   const creds = launch?.clusterSecretFile !== undefined && launch.tokensFile !== undefined
-    ? { clusterSecretFile: launch.clusterSecretFile, tokensFile: launch.tokensFile }
+    ? { clusterSecretFile: launch.clusterSecretFile, tokensFile: launch.tokensFile, tlsCertFile: launch.tlsCertFile, tlsKeyFile: launch.tlsKeyFile, tlsCaFile: launch.tlsCaFile }
     : nodeCredentials(dirname(dataDir))
-  if (creds !== undefined) args.push('--cluster-secret-file', creds.clusterSecretFile, '--tokens-file', creds.tokensFile)
+  args.push(...credentialArgs(creds))
   return args
 }
 

@@ -1,10 +1,10 @@
 import type { ShardHealth } from '../src/protocol/node-answers'
 import { spawn } from 'node:child_process'
-import { mkdirSync, openSync, closeSync } from 'node:fs'
+import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { createServer } from 'node:net'
-import { request } from 'undici'
-import { entryPoint, type LaunchCredentials } from '../src/local/launcher'
+import { Agent, request } from 'undici'
+import { credentialArgs, entryPoint, type LaunchCredentials } from '../src/local/launcher'
 import { HEALTH_PATH } from '../src/protocol/wire'
 import { peerPortFor, writeNodeLaunch } from '../src/local/nodes-file'
 import { isPortFree } from '../src/local/ports'
@@ -43,13 +43,17 @@ export async function freePeerPort (host: string, dataPort: number): Promise<num
 }
 
 
-export async function health (url: string): Promise<ShardHealth | undefined> {
+/** A node's /healthz, or undefined when it does not answer; `ca`: the PEM an https node is verified by. */
+export async function health (url: string, ca?: string): Promise<ShardHealth | undefined> {
+  const dispatcher = ca === undefined ? undefined : new Agent({ connect: { ca } })
   try {
-    const res = await request(url + HEALTH_PATH, { headersTimeout: 2000, bodyTimeout: 2000 })
+    const res = await request(url + HEALTH_PATH, { headersTimeout: 2000, bodyTimeout: 2000, dispatcher })
     const body = await res.body.json() as ShardHealth
     return res.statusCode === 200 ? body : undefined
   } catch {
     return undefined
+  } finally {
+    await dispatcher?.close()
   }
 }
 
@@ -68,14 +72,15 @@ export interface DetachedShardOptions {
 function shardArgs (opts: DetachedShardOptions, port: number, peerPort: number): string[] {
   const args = [entryPoint('shards'), '--host', opts.host, '--port', String(port), '--peer-port', String(peerPort), '--data-dir', opts.dataDir]
   if (opts.workers !== undefined) args.push('--workers', String(opts.workers))
-  if (opts.credentials !== undefined) args.push('--cluster-secret-file', opts.credentials.clusterSecretFile, '--tokens-file', opts.credentials.tokensFile)
+  args.push(...credentialArgs(opts.credentials))
   return args
 }
 
 export async function startDetachedShard (opts: DetachedShardOptions): Promise<DetachedShard> {
   const port = opts.port === 0 ? await freePort(opts.host) : opts.port
-  const url = `http://${opts.host}:${port}`
-  if (await health(url) !== undefined) throw new Error(`something already answers on ${url}`)
+  const ca = opts.credentials?.tlsCaFile === undefined ? undefined : readFileSync(opts.credentials.tlsCaFile, 'utf8')
+  const url = `${ca === undefined ? 'http' : 'https'}://${opts.host}:${port}`
+  if (await health(url, ca) !== undefined) throw new Error(`something already answers on ${url}`)
   mkdirSync(dirname(resolve(opts.logFile)), { recursive: true })
   const peerPort = await freePeerPort(opts.host, port)
   const fd = openSync(opts.logFile, 'a')
@@ -89,7 +94,7 @@ export async function startDetachedShard (opts: DetachedShardOptions): Promise<D
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000)
   while (Date.now() < deadline) {
     if (exited !== undefined) throw new Error(`the shard node exited with code ${String(exited)}; see ${opts.logFile}`)
-    const h = await health(url)
+    const h = await health(url, ca)
     if (h?.status === 'ok' && h.pid === pid) {
       try {
         writeNodeLaunch(resolve(opts.dataDir), { host: opts.host, port, workers: opts.workers, peerPort, ...opts.credentials })

@@ -8,6 +8,10 @@ import { describeEvent } from '../src/local/supervised'
 import { PROCESS_RESTART_POLICY } from '../src/supervision/restart-policy'
 import { assertPortsFree, PortBusyError } from '../src/local/ports'
 import { ensureCredentials, type LocalCredentials } from '../src/local/credentials'
+import { decideLocalTls, type LocalTlsFiles } from '../src/local/certificates'
+
+/** What npm start gives its processes: the credentials files, and the TLS files with --tls. */
+type Credentials = LocalCredentials & { tls?: LocalTlsFiles }
 
 /**
  * `npm start`: the default local cluster — N shard nodes (groups g1..gN) and a router,
@@ -48,6 +52,9 @@ Options:
   --restart-delay-ms N  wait before restarting a process that died (default 500; later crashes back
                       off 1, 2, 4, 8 s; the 6th within two minutes gives up). Longer than a failover
                       (about 3 s) makes a killed primary always come back as a replica.
+  --tls               HTTPS on every listener and mutual TLS between the processes, with a CA
+                      and certificate made by openssl in <data-dir>/tls on the first start
+                      (clients trust <data-dir>/tls/ca.pem); kept on every later start
   --insecure          start without the cluster secret and tokens file (anyone on this machine
                       can use the cluster; for comparisons and benchmarks)
   --help              show this text`
@@ -61,6 +68,7 @@ interface StartOptions {
   workers: number | undefined
   restartDelayMs: number
   insecure: boolean
+  tls: boolean
 }
 
 class UsageError extends Error {}
@@ -89,7 +97,8 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
         replicas: { type: 'string' },
         workers: { type: 'string' },
         'restart-delay-ms': { type: 'string' },
-        insecure: { type: 'boolean' }
+        insecure: { type: 'boolean' },
+        tls: { type: 'boolean' }
       }
     }).values
   } catch (err) {
@@ -104,8 +113,11 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     replicas: intFlag('replicas', values.replicas, 1, 0, 4),
     workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 1, 1, 256),
     restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000),
-    insecure: values.insecure === true
+    insecure: values.insecure === true,
+    tls: values.tls === true
   }
+  // Peer mutual TLS without the secret would be half a trust boundary; --insecure means none.
+  if (opts.tls && opts.insecure) throw new UsageError('--tls and --insecure do not go together')
   if (opts.groups > 100) throw new UsageError('--groups must be at most 100 (replica ports are base-port + 100*j)')
   if (opts.basePort + 100 * opts.replicas + opts.groups - 1 > 65535) throw new UsageError('--base-port + --groups runs past port 65535')
   const shardPorts = opts.basePort + opts.groups - 1
@@ -142,7 +154,7 @@ function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): voi
   console.warn(`         not the groups started now; the router keeps using its map. Remove ${shown(routerDir)} to start afresh.`)
 }
 
-function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string, creds: LocalCredentials | undefined): string {
+function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string, creds: Credentials | undefined): string {
   const rows = [
     { name: 'router', url: cluster.routerUrl, peer: readNodesFile(opts.dataDir)?.router?.peerPort, data: join(opts.dataDir, 'router') },
     ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), peer: n.peerPort, data: n.dataDir }))
@@ -154,7 +166,8 @@ function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: St
   const groups = new Set(nodes.map((n) => n.group)).size
   const base = cluster.routerUrl
   // Double quotes: the shell runs $(cat ...) inside them, so the line works as printed.
-  const auth = creds === undefined ? '' : `-H "Authorization: Bearer $(cat ${shown(creds.adminTokenFile)})" `
+  const auth = (creds === undefined ? '' : `-H "Authorization: Bearer $(cat ${shown(creds.adminTokenFile)})" `) +
+    (creds?.tls === undefined ? '' : `--cacert ${shown(creds.tls.ca)} `)
   return [
     `shardkv local cluster is up (${groups} group${groups === 1 ? '' : 's'}, ${nodes.length} shard node${nodes.length === 1 ? '' : 's'})`,
     '',
@@ -175,12 +188,13 @@ function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: St
  * Where the credentials are; the admin token itself only on the start that made it (the
  * file is its one copy: whoever runs \`npm start\` again reads it from there).
  */
-function credentialLines (creds: LocalCredentials | undefined): string[] {
+function credentialLines (creds: Credentials | undefined): string[] {
   if (creds === undefined) return ['Credentials: none (--insecure).', '']
+  const tls = creds.tls === undefined ? [] : [`TLS: every listener serves HTTPS; clients trust the local CA ${shown(creds.tls.ca)}.`]
   const lines = creds.createdAdminToken === undefined
     ? [`Admin token: in ${shown(creds.adminTokenFile)}.`]
     : [`Admin token (shown this once; kept in ${shown(creds.adminTokenFile)}, mode 0600):`, `  ${creds.createdAdminToken}`]
-  return [...lines, `Cluster secret: ${shown(creds.clusterSecretFile)}. Client tokens: ${shown(creds.tokensFile)}.`, '']
+  return [...lines, `Cluster secret: ${shown(creds.clusterSecretFile)}. Client tokens: ${shown(creds.tokensFile)}.`, ...tls, '']
 }
 
 /** The nodes of a first start, from the flags: group i's replica j on base-port + 100*j + i. */
@@ -196,9 +210,10 @@ function say (line: string): void {
 }
 
 /** The supervised cluster, printing one line per supervisor event (first starts are in the summary). */
-function managedCluster (opts: StartOptions, logDir: string, creds: LocalCredentials | undefined): ManagedCluster {
+function managedCluster (opts: StartOptions, logDir: string, creds: Credentials | undefined): ManagedCluster {
+  const tls = creds?.tls === undefined ? {} : { tlsCertFile: creds.tls.cert, tlsKeyFile: creds.tls.key, tlsCaFile: creds.tls.ca }
   return new ManagedCluster({
-    ...(creds === undefined ? {} : { credentials: { clusterSecretFile: creds.clusterSecretFile, tokensFile: creds.tokensFile } }),
+    ...(creds === undefined ? {} : { credentials: { clusterSecretFile: creds.clusterSecretFile, tokensFile: creds.tokensFile, ...tls } }),
     dataDir: opts.dataDir,
     host: HOST,
     routerPort: opts.routerPort,
@@ -233,25 +248,29 @@ function plannedPorts (opts: StartOptions, nodes: readonly NodeEntry[]): Array<{
   ]
 }
 
-/** The data dir's credentials (created on a first start), or undefined with --insecure. */
-function credentials (opts: StartOptions): LocalCredentials | undefined {
+/** The data dir's credentials and TLS files (created on a first start), or undefined with --insecure. */
+function credentials (opts: StartOptions): Credentials | undefined {
+  const file = readNodesFile(opts.dataDir)
   if (opts.insecure) {
+    if (file?.tls === true) throw new Error(`${shown(opts.dataDir)} holds a cluster started with --tls: it needs its credentials (drop --insecure)`)
     say('--insecure: no cluster secret, no client tokens; anything on this machine can read and change the cluster')
     return undefined
   }
   const creds = ensureCredentials(opts.dataDir)
   for (const w of creds.warnings) console.warn(`start-local: warning: ${w}`)
-  return creds
+  const tls = decideLocalTls(opts.dataDir, opts.tls, { exists: file !== undefined, tls: file?.tls === true })
+  if (tls?.created === true) say(`made a local CA and a certificate for 127.0.0.1 in ${shown(tls.dir)} (clients trust ${shown(tls.ca)})`)
+  return { ...creds, ...(tls === undefined ? {} : { tls }) }
 }
 
 /** Everything before the first process starts; an exit code when the cluster must not start. */
-async function prepare (opts: StartOptions, logDir: string): Promise<{ cluster: ManagedCluster, nodes: NodeEntry[], creds: LocalCredentials | undefined } | number> {
+async function prepare (opts: StartOptions, logDir: string): Promise<{ cluster: ManagedCluster, nodes: NodeEntry[], creds: Credentials | undefined } | number> {
   const previous = readLauncherState(opts.dataDir)
   if (previous !== undefined && processAlive(previous.pid) && previous.pid !== process.pid) {
     console.error(`start-local: a launcher (pid ${previous.pid}) already runs this cluster in ${shown(opts.dataDir)}`)
     return 1
   }
-  let creds: LocalCredentials | undefined
+  let creds: Credentials | undefined
   let cluster: ManagedCluster
   let nodes: NodeEntry[]
   try {

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { HEADER } from '../protocol/wire'
 import { ShardKvError } from '../protocol/errors'
 import { ConfigError } from '../config/options'
-import { loadPeerTls, peerClientTls, type PeerTls, type PeerTlsFlags } from './tls'
+import { loadPeerTls, withPeerTls, type PeerTls, type PeerTlsFlags } from './tls'
 
 /**
  * The cluster secret: what makes a request a peer request (coordinator → node,
@@ -102,7 +102,7 @@ export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile:
  * so no call site can forget either.
  */
 export function peerDispatcher (credentials: PeerCredentials, options: Agent.Options = {}): Dispatcher {
-  const agent = new Agent(credentials.tls === undefined ? options : { ...options, connect: { ...options.connect, ...peerClientTls(credentials.tls) } })
+  const agent = new Agent(withPeerTls(options, credentials.tls))
   const secret = credentials.secret
   if (secret === undefined) return agent
   return agent.compose((dispatch) => (opts, handler) => dispatch({ ...opts, headers: withHeaders(opts.headers, secret.headers) }, handler))

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { SecureContextOptions, TlsOptions } from 'node:tls'
+import type { Agent } from 'undici'
 import { ConfigError } from '../config/options'
 
 /**
@@ -52,4 +53,18 @@ export function peerServerTls (tls: PeerTls): TlsOptions {
 /** undici `connect` options for a peer client: present our certificate, trust only the CA. */
 export function peerClientTls (tls: PeerTls): SecureContextOptions & { rejectUnauthorized: true } {
   return { cert: tls.cert, key: tls.key, ca: tls.ca, rejectUnauthorized: true }
+}
+
+/**
+ * undici Agent or Pool options with the peer TLS added to their `connect` (unchanged
+ * without peer TLS). For every connection a process opens to another process of its
+ * cluster: peer listeners, and also shard nodes' data ports, which a router reaches as
+ * a peer — a cluster with peer TLS serves its data ports over HTTPS with certificates
+ * of the same CA (npm start -- --tls), so the peer CA is what verifies them. The
+ * client certificate is presented there too; a data listener does not ask for one.
+ */
+export function withPeerTls<T extends Agent.Options> (options: T, tls: PeerTls | undefined): T {
+  if (tls === undefined) return options
+  const connect = typeof options.connect === 'object' && options.connect !== null ? options.connect : {}
+  return { ...options, connect: { ...connect, ...peerClientTls(tls) } }
 }

@@ -39,6 +39,25 @@ interface CommonOptions {
 export interface LaunchCredentials {
   clusterSecretFile: string
   tokensFile: string
+  /**
+   * PEM files (npm start -- --tls, src/local/certificates.ts): the certificate serves
+   * the client (data) listener over HTTPS and, with the CA, the peer listener and every
+   * peer client over mutual TLS. All three or none.
+   */
+  tlsCertFile?: string
+  tlsKeyFile?: string
+  tlsCaFile?: string
+}
+
+/** The flags that hand a process the credentials files (secret, tokens, TLS). */
+export function credentialArgs (creds: LaunchCredentials | undefined): string[] {
+  if (creds === undefined) return []
+  const args = ['--cluster-secret-file', creds.clusterSecretFile, '--tokens-file', creds.tokensFile]
+  const { tlsCertFile: cert, tlsKeyFile: key, tlsCaFile: ca } = creds
+  if (cert !== undefined && key !== undefined && ca !== undefined) {
+    args.push('--tls-cert', cert, '--tls-key', key, '--peer-tls-cert', cert, '--peer-tls-key', key, '--peer-tls-ca', ca)
+  }
+  return args
 }
 
 export interface ShardLaunchOptions extends CommonOptions {
@@ -87,8 +106,7 @@ async function launch (
   const args = ['--port', String(port), '--data-dir', dataDir]
   flag(args, 'host', opts.host)
   flag(args, 'peer-port', opts.peerPort)
-  flag(args, 'cluster-secret-file', opts.credentials?.clusterSecretFile)
-  flag(args, 'tokens-file', opts.credentials?.tokensFile)
+  args.push(...credentialArgs(opts.credentials))
   args.push(...roleArgs, ...(opts.extraArgs ?? []))
   // spawnService runs `node <script> <args>`; node's own flags must precede the script
   // (NODE_OPTIONS refuses some, --cpu-prof among them), so the first flag takes its place.

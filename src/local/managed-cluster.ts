@@ -11,8 +11,8 @@ import type { RestartPolicyOptions } from '../supervision/restart-policy'
  * same data dir and port when it dies). The nodes file is polled: nodes the operator
  * scripts add are started and supervised here, nodes they remove are stopped here, so
  * every node of the local cluster lives and dies with the launcher. Every process is
- * given the cluster's credentials files (src/local/credentials.ts) and its peer port from
- * the nodes file.
+ * given the cluster's credentials files (src/local/credentials.ts; with --tls also the
+ * certificates of src/local/certificates.ts) and its peer port from the nodes file.
  */
 
 export interface ManagedClusterOptions {
@@ -44,12 +44,17 @@ export class ManagedCluster {
 
   constructor (private readonly opts: ManagedClusterOptions) {}
 
+  /** Whether every process serves HTTPS (credentials with TLS files: npm start -- --tls). */
+  get tls (): boolean {
+    return this.opts.credentials?.tlsCertFile !== undefined
+  }
+
   get routerUrl (): string {
-    return `http://${this.opts.host}:${this.opts.routerPort}`
+    return `${this.tls ? 'https' : 'http'}://${this.opts.host}:${this.opts.routerPort}`
   }
 
   urlOf (entry: NodeEntry): string {
-    return `http://${this.opts.host}:${entry.port}`
+    return `${this.tls ? 'https' : 'http'}://${this.opts.host}:${entry.port}`
   }
 
   /**
@@ -63,7 +68,8 @@ export class ManagedCluster {
     const routerPeerPort = file?.router?.peerPort ?? peerPortFor(this.opts.routerPort)
     this.routerPeerPort = routerPeerPort
     const router = routerPeerPort === undefined ? {} : { router: { peerPort: routerPeerPort } }
-    if (JSON.stringify({ nodes, ...router }) !== JSON.stringify(file)) writeNodesFile(this.opts.dataDir, { nodes, ...router })
+    const next = { nodes, ...router, ...(this.tls ? { tls: true } : {}) }
+    if (JSON.stringify(next) !== JSON.stringify(file)) writeNodesFile(this.opts.dataDir, next)
     return nodes
   }
 

@@ -34,6 +34,11 @@ export interface NodesFile {
   nodes: NodeEntry[]
   /** The router's peer listener port, kept so that a restart advertises the same one. */
   router?: { peerPort: number }
+  /**
+   * Every process serves HTTPS and peers use mutual TLS (`npm start -- --tls`, files in
+   * <data-dir>/tls). Decided on the first start and kept: the map names https URLs.
+   */
+  tls?: boolean
 }
 
 /**
@@ -79,7 +84,8 @@ export function readNodesFile (dataDir: string): NodesFile | undefined {
   if (raw === undefined) return undefined
   if (!Array.isArray(raw.nodes) || !raw.nodes.every(isEntry)) throw new Error(`${path} is not a nodes file ({"nodes": [{name, group, port, dataDir}]})`)
   if (raw.router !== undefined && !Number.isInteger(raw.router?.peerPort)) throw new Error(`${path}: "router" must be {"peerPort": <port>}`)
-  return { nodes: raw.nodes, ...(raw.router === undefined ? {} : { router: raw.router }) }
+  if (raw.tls !== undefined && typeof raw.tls !== 'boolean') throw new Error(`${path}: "tls" must be true or false`)
+  return { nodes: raw.nodes, ...(raw.router === undefined ? {} : { router: raw.router }), ...(raw.tls === true ? { tls: true } : {}) }
 }
 
 /** The desired nodes, or undefined when the file does not exist yet. Throws on a malformed file. */
@@ -145,7 +151,7 @@ function sameEntry (a: NodeEntry, b: NodeEntry): boolean {
   return a.group === b.group && a.port === b.port && a.peerPort === b.peerPort && a.dataDir === b.dataDir && a.workers === b.workers
 }
 
-/** The entry of the node at `url` (http://host:port), matched by port. */
+/** The entry of the node at `url` (http(s)://host:port), matched by port. */
 export function entryByUrl (nodes: readonly NodeEntry[], url: string): NodeEntry | undefined {
   let port: number
   try {
@@ -170,6 +176,10 @@ export interface NodeLaunch {
   peerPort?: number
   clusterSecretFile?: string
   tokensFile?: string
+  /** HTTPS and peer mutual TLS (src/local/launcher.ts LaunchCredentials). */
+  tlsCertFile?: string
+  tlsKeyFile?: string
+  tlsCaFile?: string
 }
 
 export const NODE_LAUNCH_FILE = 'launch.json'
