@@ -37,6 +37,8 @@ interface GroupLease {
 
 export class FailoverMonitor {
   private readonly leases = new Map<string, GroupLease>()
+  /** Groups in a planned switchover: no lease grants and no failover until released. */
+  private readonly held = new Set<string>()
   /** A restarted coordinator does not know what its previous run granted: assume a lease from now. */
   private readonly startedAt = Date.now()
   private timer: NodeJS.Timeout | undefined
@@ -67,11 +69,28 @@ export class FailoverMonitor {
     await this.tick
   }
 
+  /**
+   * Stops granting leases to the group's primary (and failing it over) and resolves once
+   * no grant is in flight: after this, a lease the coordinator sets on the primary (a
+   * revocation) cannot be overtaken by a renewal from a round that was already running.
+   */
+  async hold (groupId: string): Promise<void> {
+    this.held.add(groupId)
+    await this.tick
+  }
+
+  /** Resumes leases for the group (from its current map entry: a new primary gets a new lease). */
+  release (groupId: string): void {
+    this.held.delete(groupId)
+    this.leases.delete(groupId)
+  }
+
   private async round (): Promise<void> {
     const map = this.opts.map()
     const live = new Set<string>()
     await Promise.all(map.groups.filter((g) => g.nodes.length > 1).map(async (g) => {
       live.add(g.id)
+      if (this.held.has(g.id)) return
       const primary = primaryOf(map, g.id)
       if (primary === undefined) return
       const term = termOf(g)

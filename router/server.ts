@@ -24,6 +24,7 @@ import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '..
 import { peerServerTls } from '../src/auth/tls'
 import type { FastifyInstance } from 'fastify'
 import { FailoverMonitor } from './failover'
+import { registerSwitchoverRoute, Switchover } from './switchover'
 
 /**
  * A router process's HTTP side: the data API forwarded to shard primaries, plus
@@ -118,6 +119,17 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     missedChecks: config.failoverAfter,
     onFailover: (group) => metrics.countFailover(group)
   })
+  registerSwitchoverRoute(app, new Switchover({
+    map: () => coord.map(),
+    transition,
+    nodes: coord.nodes,
+    statusOf: (url) => coord.health.statusOf(url),
+    leases: failover,
+    rebalancing: () => rebalancer.isRunning(),
+    log,
+    // Clients' writes wait (retried 421s) while the replica catches up: give up well within their retry budget.
+    catchUpTimeoutMs: Math.max(1000, Math.floor(config.retryTimeoutMs / 2))
+  }))
   refuseOversizedUploads(app.server, config.maxValueBytes)
 
   try {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { INTERNAL_REPLICATION } from '../src/protocol/wire'
+import { INTERNAL_REPLICATION, type WireLeaseReply } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { judgeShipment } from '../src/replication/policy'
 import type { KvStore } from '../src/storage/store'
@@ -83,6 +83,7 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
       throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })
     }
     replica.setLease(until)
-    return reply.send({ leaseUntil: until, position: store.position() })
+    const answer: WireLeaseReply = { leaseUntil: until, position: store.position() }
+    return reply.send(answer)
   })
 }

@@ -73,3 +73,46 @@ export function judgeShipment (shipment: { term: number, from: number }, replica
   if (shipment.from !== replica.position) return 'gap'
   return 'apply'
 }
+
+/** What the coordinator knows when an operator asks for a planned switchover. */
+export interface SwitchoverState {
+  /** The group's nodes as the map lists them (undefined: no such group). */
+  nodes: ReadonlyArray<{ url: string, role: 'primary' | 'replica', inSync?: boolean }> | undefined
+  /** The replica the operator named (`to`), if any (normalized). */
+  to: string | undefined
+  /** A rebalance is running, or another switchover of this group is. */
+  busy: 'rebalance' | 'switchover' | undefined
+  /** Whether the health checker last saw each node up. */
+  healthy: (url: string) => boolean
+}
+
+export type SwitchoverDecision =
+  | { ok: true, from: string, to: string }
+  | { ok: false, code: 'no_such_group' | 'conflict' | 'rebalance_running' | 'invalid_request', reason: string }
+
+/**
+ * Whether a planned switchover may start, and to whom. Only an in-sync, healthy replica
+ * may take over: it holds every acknowledged write, so catching up to the fenced
+ * primary's final position is a short wait, never a resync. Without `to` the choice is
+ * the first such replica by url (any in-sync replica is as good: the catch-up levels them).
+ */
+export function judgeSwitchover (s: SwitchoverState): SwitchoverDecision {
+  if (s.nodes === undefined) return { ok: false, code: 'no_such_group', reason: 'the group does not exist' }
+  if (s.busy === 'rebalance') return { ok: false, code: 'rebalance_running', reason: 'a rebalance is running; switch over when it has finished' }
+  if (s.busy === 'switchover') return { ok: false, code: 'conflict', reason: 'a switchover of this group is already running' }
+  const primary = s.nodes.find((n) => n.role === 'primary')
+  if (primary === undefined) return { ok: false, code: 'conflict', reason: 'the group has no primary' }
+  if (!s.healthy(primary.url)) return { ok: false, code: 'conflict', reason: `the primary ${primary.url} is not up (a failover, not a switchover, replaces a lost primary)` }
+  const replicas = s.nodes.filter((n) => n.role === 'replica')
+  if (replicas.length === 0) return { ok: false, code: 'conflict', reason: 'the group has no replica to switch over to' }
+  if (s.to !== undefined) {
+    const named = replicas.find((n) => n.url === s.to)
+    if (named === undefined) return { ok: false, code: 'invalid_request', reason: `${s.to} is not a replica of the group` }
+    if (named.inSync !== true) return { ok: false, code: 'conflict', reason: `${s.to} is not in sync` }
+    if (!s.healthy(named.url)) return { ok: false, code: 'conflict', reason: `${s.to} is not up` }
+    return { ok: true, from: primary.url, to: named.url }
+  }
+  const eligible = replicas.filter((n) => n.inSync === true && s.healthy(n.url)).map((n) => n.url).sort()
+  if (eligible.length === 0) return { ok: false, code: 'conflict', reason: 'the group has no in-sync, healthy replica' }
+  return { ok: true, from: primary.url, to: eligible[0] as string }
+}
