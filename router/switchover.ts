@@ -21,9 +21,11 @@ import type { NodeStatus } from './health'
  *     Clients' writes get a retryable 421 (lease_expired), which the router retries;
  *  3. catch up: the chosen replica — in sync, so it already holds every acknowledged
  *     write — applies the primary's shipments up to that position;
- *  4. promote under term+1 (one transition: installed on every node, then published).
+ *  4. handoff: the fenced primary records that the replica takes over term+1 from that
+ *     position (checked there in one transaction with its log position);
+ *  5. promote under term+1 (one transition: installed on every node, then published).
  *     The old primary is installed as a replica of the new term; the monitor grants the
- *     new primary its first lease on its next round.
+ *     new primary its first lease at once.
  *
  * At no instant do two nodes acknowledge writes: the old primary stops at step 2, and the
  * new one serves only under a lease the monitor grants after step 4 has published the map.
@@ -32,10 +34,11 @@ import type { NodeStatus } from './health'
  * its in-sync replicas (the chosen one among them) hold, and the chosen one refuses its
  * shipments once it has the new term's map.
  *
- * Limit: the old primary rejoins by the same path as after a failover — its data is from
- * the old term, so the new primary's first shipment makes it resync from empty, and it is
- * marked in-sync again once caught up. (Keeping its data, which is exactly the new
- * primary's prefix, is left for later.)
+ * The old primary keeps its data: its log is exactly the new primary's up to the handoff
+ * position, so the new primary's first shipment finds it there (keepsDataAfterHandoff in
+ * src/replication/policy.ts) and it is marked in-sync again as soon as it has caught up —
+ * no resync. Should the handoff not be recorded (the call failed), it resyncs from empty,
+ * as after a failover: slower, equally safe.
  */
 
 export interface SwitchoverContext {
@@ -75,6 +78,7 @@ export class Switchover {
       await this.ctx.leases.hold(groupId)
       const position = await this.fence(groupId, decision.from, term)
       await this.catchUp(groupId, decision.to, position)
+      await this.handoff(groupId, decision.from, decision.to, term, position)
       const next = await this.promote(groupId, decision.from, decision.to, term)
       const reply: WireSwitchoverReply = { group: groupId, from: decision.from, to: decision.to, term: term + 1, epoch: next.epoch, position, tookMs: Date.now() - started }
       this.ctx.log.warn({ event: 'switchover', ...reply }, `switched ${groupId} over from ${decision.from} to ${decision.to} (term ${term + 1})`)
@@ -112,6 +116,15 @@ export class Switchover {
         throw new ShardKvError('unavailable', `the replica ${replica} did not reach position ${position} (at ${last ?? 'unknown'}) within ${this.ctx.catchUpTimeoutMs} ms; ${groupId} keeps its primary`)
       }
       await sleep(10)
+    }
+  }
+
+  /** Best effort: without the record the old primary resyncs, which costs time, not safety. */
+  private async handoff (groupId: string, from: string, to: string, term: number, position: number): Promise<void> {
+    try {
+      await this.ctx.nodes.handoff(from, { group: groupId, term, nextTerm: term + 1, primary: to, position })
+    } catch (err) {
+      this.ctx.log.warn({ event: 'handoff-failed', group: groupId, primary: from, err: (err as Error).message }, 'the old primary could not record the handoff; it will resync from the new primary')
     }
   }
 

@@ -70,12 +70,26 @@ export const INTERNAL_REPLICATION = {
   /** coordinator → primary: `{group, term, leaseUntil}` (ms since the epoch; 0 revokes); answers a WireLeaseReply. */
   lease: '/internal/replication/lease',
   /** primary → coordinator: `{group, url, inSync, term}`; answered once the new map is installed. */
-  inSync: '/internal/replication/in-sync'
+  inSync: '/internal/replication/in-sync',
+  /** coordinator → fenced primary, in a planned switchover: a WireHandoff; 409 when it is not fenced or not at that position. */
+  handoff: '/internal/replication/handoff'
 } as const
 
 /** The primary's answer to a lease: the lease it now holds and its log position, read after the lease was written. */
 export interface WireLeaseReply {
   leaseUntil: number
+  position: number
+}
+
+/**
+ * `POST /internal/replication/handoff`: the primary of `group` at `term`, fenced, records that
+ * `primary` takes over under `nextTerm` from `position` (see Handoff in src/replication/policy.ts).
+ */
+export interface WireHandoff {
+  group: string
+  term: number
+  nextTerm: number
+  primary: string
   position: number
 }
 

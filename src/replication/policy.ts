@@ -66,6 +66,29 @@ export function mayFailOver (missedChecks: number, threshold: number, leaseUntil
  */
 export type ShipmentVerdict = 'apply' | 'resync' | 'reject' | 'gap'
 
+/**
+ * What a primary fenced for a planned switchover records before the promotion: the term
+ * and the node that will take over, and the position both hold (the new primary caught
+ * up to it; the fenced one can write nothing past it).
+ */
+export interface Handoff {
+  term: number
+  primary: string
+  position: number
+}
+
+/**
+ * Whether a replica whose data is from an older term may keep it for `shipment` instead
+ * of resyncing: only when it recorded a handoff to exactly this term and this primary
+ * and still stands exactly at the handoff position. Its rows up to there are then the
+ * new primary's rows up to there (one primary's log, in one term, shipped in order). A
+ * later write on it (an abandoned switchover) moves its position, another node promoted
+ * to that term has another log: both resync as after any failover.
+ */
+export function keepsDataAfterHandoff (handoff: Handoff | undefined, shipment: { term: number }, replica: { primary: string | undefined, position: number }): boolean {
+  return handoff !== undefined && handoff.term === shipment.term && handoff.primary === replica.primary && handoff.position === replica.position
+}
+
 export function judgeShipment (shipment: { term: number, from: number }, replica: { groupTerm: number, dataTerm: number, position: number }): ShipmentVerdict {
   if (shipment.term < replica.groupTerm) return 'reject'
   if (shipment.term > replica.groupTerm) return 'reject'

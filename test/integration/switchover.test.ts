@@ -10,7 +10,7 @@ import type { HttpResponse } from '../harness/http'
  * Planned switchover (issue 11 item 2): under a history-checked load, the primary of g1
  * hands its role to its in-sync replica through the admin API, and back again; g2 is
  * switched over by the script. Every time: the replica is primary under term + 1, the old
- * primary comes back as an in-sync replica, and no client request fails — the fenced
+ * primary comes back as an in-sync replica without a resync, and no client request fails — the fenced
  * primary answers 421 (lease_expired), which the router retries until the new primary
  * serves. At the end every acknowledged write reads back and the history is linearizable.
  */
@@ -57,6 +57,9 @@ t.test('planned switchover under load: no failed request, nothing lost, the old 
     ]
     let term = 1
     for (const leg of legs) {
+      // The old primary keeps its data (it holds exactly the new primary's log up to the
+      // handoff): the new primary's first shipment finds it there instead of resyncing it.
+      const rejoin = c.byUrl(leg.from).proc.waitForEvent((e) => e.event === 'replica-kept-data' || e.event === 'replica-resync', 30_000)
       const sent = Date.now()
       const res = await switchover(c, 'g1', leg.body)
       const answered = Date.now()
@@ -77,6 +80,9 @@ t.test('planned switchover under load: no failed request, nothing lost, the old 
       view = await c.waitForView((v) => replicaCaughtUp(v, leg.from), `${leg.from} back as an in-sync replica of g1`, 60_000)
       t.pass(`the old primary is an in-sync replica again: ${describeView(view)}`)
       t.equal(nodeView(view, leg.from)?.role, 'replica', 'listed as a replica')
+      t.equal((await rejoin).event, 'replica-kept-data', 'it kept its data: no resync')
+      const old = await c.health(c.byUrl(leg.from))
+      t.same({ role: old.role, term: old.term, dataTerm: old.dataTerm }, { role: 'replica', term, dataTerm: term }, 'a replica of the new term, holding data of the new term')
     }
 
     // The script, once, on g2, while the load goes on.

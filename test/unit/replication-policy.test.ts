@@ -1,5 +1,5 @@
 import t from 'tap'
-import { replicatedPosition, choosePromotion, mayFailOver, judgeShipment, judgeSwitchover, type SwitchoverState } from '../../src/replication/policy'
+import { replicatedPosition, choosePromotion, mayFailOver, judgeShipment, judgeSwitchover, keepsDataAfterHandoff, type SwitchoverState } from '../../src/replication/policy'
 import { promote, setInSync, addReplica, removeReplica, ReplicationMapError } from '../../src/replication/map-changes'
 import { initialMap, termOf, type ClusterMap } from '../../src/membership/map'
 import { Ownership } from '../../src/membership/ownership'
@@ -121,4 +121,17 @@ t.test('judgeSwitchover: who may take over, and every refusal', async (t) => {
     t.equal(d.ok ? `ok ${d.to}` : d.code, want, name)
     if (d.ok) t.equal(d.from, P, `${name}: from the primary`)
   }
+})
+
+t.test('keepsDataAfterHandoff: only the recorded term, primary and position', async (t) => {
+  const h = { term: 3, primary: R1, position: 40 }
+  const rows: Array<[string, Parameters<typeof keepsDataAfterHandoff>, boolean]> = [
+    ['exactly the handoff', [h, { term: 3 }, { primary: R1, position: 40 }], true],
+    ['no handoff recorded', [undefined, { term: 3 }, { primary: R1, position: 40 }], false],
+    ['another term (a later failover)', [h, { term: 4 }, { primary: R1, position: 40 }], false],
+    ['another node promoted to that term', [h, { term: 3 }, { primary: R2, position: 40 }], false],
+    ['written past the handoff (an abandoned switchover)', [h, { term: 3 }, { primary: R1, position: 41 }], false],
+    ['no primary known', [h, { term: 3 }, { primary: undefined, position: 40 }], false]
+  ]
+  for (const [name, args, want] of rows) t.equal(keepsDataAfterHandoff(...args), want, name)
 })
