@@ -2,7 +2,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { LoadGenerator, formatStats } from '../harness/history'
-import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, type ReplCluster } from '../harness/replication'
+import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, ringOfView, compareReplica, type ReplCluster } from '../harness/replication'
 import { switchoverPath, type WireSwitchoverReply } from '../../src/protocol/wire'
 import type { HttpResponse } from '../harness/http'
 
@@ -106,6 +106,16 @@ t.test('planned switchover under load: no failed request, nothing lost, the old 
     t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
     t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
     t.ok(report.ok, `history: ${report.text}; counts ${JSON.stringify(report.counts)}`)
+
+    // The replicas that kept their data hold exactly their primaries' rows.
+    view = await c.view()
+    const ring = ringOfView(view)
+    for (const g of ['g1', 'g2']) {
+      const keys = load.checker.trackedKeys().filter((k) => ring.ownerOf(k) === g)
+      const cmp = await compareReplica(c.http, primaryUrl(view, g), replicaUrls(view, g)[0] as string, keys)
+      t.same(cmp.mismatches, [], `${g}: ${keys.length} keys, the same row on the primary and its replica`)
+      t.same([cmp.replica.keys, cmp.replica.tombstones, cmp.replica.position], [cmp.primary.keys, cmp.primary.tombstones, cmp.primary.position], `${g}: same counts and position (${JSON.stringify(cmp.primary)})`)
+    }
   } finally {
     load.stop()
     await running.catch(() => undefined)
