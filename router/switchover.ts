@@ -60,6 +60,11 @@ export class Switchover {
 
   constructor (private readonly ctx: SwitchoverContext) {}
 
+  /** A switchover is under way (a rebalance waits for it: its copies would move the fenced primary's log). */
+  isRunning (): boolean {
+    return this.running.size > 0
+  }
+
   async run (groupId: string, rawTo: string | undefined): Promise<WireSwitchoverReply> {
     const to = rawTo === undefined ? undefined : normalizeNodeUrl(rawTo)
     const group = this.ctx.map().groups.find((g) => g.id === groupId)
