@@ -17,7 +17,9 @@ import { preload, benchKey } from './preload'
  *     p99 during the rebalance versus before it (same load, one run);
  *  2. failover: time from SIGKILL of a primary to the first successful write to its
  *     group, median of several kills;
- *  3. replication: PUT throughput with one replica per group versus none.
+ *  3. replication: PUT throughput with one replica per group versus none;
+ *  4. switchover: time of a planned switchover (fence to published map) and the PUT
+ *     load's p99, max and errors across several switchovers, versus the same load without.
  */
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -103,6 +105,38 @@ async function failoverBench (dir: string, kills: number): Promise<Record<string
   }
 }
 
+async function waitInSync (admin: AdminClient): Promise<void> {
+  while (!(await admin.cluster()).groups.every((g) => g.nodes.every((n) => n.role === 'primary' || (n.inSync === true && n.health === 'up')))) await sleep(50)
+}
+
+async function switchoverBench (dir: string, rounds: number, seconds: number): Promise<Record<string, unknown>> {
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'so'), groups: 1, replicas: 1, workers: 1 })
+  try {
+    const admin = new AdminClient(cluster.router.url)
+    await waitInSync(admin)
+    const paths = Array.from({ length: 2000 }, (_, i) => benchKey(i)).map(kvPath)
+    const scenario = { name: 'PUT', target: 'router', url: cluster.router.url, method: 'PUT' as const, paths, body: Buffer.alloc(100, 'z') }
+    const before = await runScenario({ ...scenario, name: 'PUT without switchover' }, { connections: 16, durationS: seconds })
+    const load = runScenario({ ...scenario, name: 'PUT across switchovers' }, { connections: 16, durationS: seconds })
+    const tookMs: number[] = []
+    const callMs: number[] = []
+    // Spread over the measured load; each starts once the previous old primary is in sync again.
+    for (let i = 0; i < rounds; i++) {
+      await sleep((seconds * 1000) / (rounds + 1) / 2)
+      const t0 = Date.now()
+      const done = await admin.switchover('g1')
+      callMs.push(Date.now() - t0)
+      tookMs.push(done.tookMs)
+      await waitInSync(admin)
+    }
+    const during = await load
+    const sorted = [...tookMs].sort((a, b) => a - b)
+    return { rounds, tookMs, adminCallMs: callMs, medianTookMs: sorted[Math.floor(sorted.length / 2)], putWithout: { ...summary(before), maxMs: round(before.latencyMs.max) }, putAcross: { ...summary(during), maxMs: round(during.latencyMs.max) } }
+  } finally {
+    await cluster.stop()
+  }
+}
+
 async function replicationBench (dir: string, seconds: number): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {}
   const rates: number[] = []
@@ -136,20 +170,25 @@ function round (n: number): number {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, help: { type: 'boolean', default: false } } })
+  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, help: { type: 'boolean', default: false } } })
   if (values.help) {
-    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3]\n')
+    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover]\n')
     return
   }
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-bench-ops-'))
   const results: Record<string, unknown> = { node: process.version, cores: availableParallelism() }
   try {
-    results.rebalance = await rebalanceBench(dir, Number(values.keys), Number(values.seconds))
-    process.stdout.write(`rebalance: ${JSON.stringify(results.rebalance)}\n`)
-    results.failover = await failoverBench(dir, Number(values.kills))
-    process.stdout.write(`failover: ${JSON.stringify(results.failover)}\n`)
-    results.replication = await replicationBench(dir, Number(values.seconds))
-    process.stdout.write(`replication: ${JSON.stringify(results.replication)}\n`)
+    const runs: Record<string, () => Promise<Record<string, unknown>>> = {
+      rebalance: async () => await rebalanceBench(dir, Number(values.keys), Number(values.seconds)),
+      failover: async () => await failoverBench(dir, Number(values.kills)),
+      replication: async () => await replicationBench(dir, Number(values.seconds)),
+      switchover: async () => await switchoverBench(dir, Number(values.switchovers), Number(values.seconds))
+    }
+    for (const [name, run] of Object.entries(runs)) {
+      if (values.only !== undefined && values.only !== name) continue
+      results[name] = await run()
+      process.stdout.write(`${name}: ${JSON.stringify(results[name])}\n`)
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

@@ -17,6 +17,13 @@ export interface AdminContext {
   currentMap: () => ClusterMap
   rebalancer: Rebalancer
   nodes: NodeClient
+  /** A planned switchover is under way: a rebalance waits for it. */
+  switchingOver: () => boolean
+}
+
+function refuseWhileBusy (ctx: AdminContext): void {
+  if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
+  if (ctx.switchingOver()) throw new ShardKvError('conflict', 'a switchover is running; wait for it to finish')
 }
 
 export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void {
@@ -29,7 +36,7 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     if (typeof weight !== 'number') throw new ShardKvError('invalid_request', 'weight must be a number')
     const replicas = body.replicas ?? []
     if (!Array.isArray(replicas) || !replicas.every((r): r is string => typeof r === 'string')) throw new ShardKvError('invalid_request', 'replicas must be an array of node urls')
-    if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
+    refuseWhileBusy(ctx)
     const url = normalizeNodeUrl(body.url)
     const plan = planAdd(ctx.currentMap(), { id, url, weight, replicas })
     // The new node must answer, and must not hold keys: a node that still has rows
@@ -44,7 +51,7 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
 
   app.delete(`${ADMIN.groups}/:id`, async (request, reply) => {
     const { id } = request.params as { id: string }
-    if (ctx.rebalancer.isRunning()) throw new ShardKvError('rebalance_running', 'a rebalance is still running; wait for it to finish')
+    refuseWhileBusy(ctx)
     const plan = planRemove(ctx.currentMap(), id)
     return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
   })

@@ -37,6 +37,10 @@ interface GroupLease {
 
 export class FailoverMonitor {
   private readonly leases = new Map<string, GroupLease>()
+  /** Groups in a planned switchover: no lease grants and no failover until released. */
+  private readonly held = new Set<string>()
+  /** Grants sent by release(), outside the rounds: hold() waits for them as for a round. */
+  private readonly releaseGrants = new Map<string, Promise<unknown>>()
   /** A restarted coordinator does not know what its previous run granted: assume a lease from now. */
   private readonly startedAt = Date.now()
   private timer: NodeJS.Timeout | undefined
@@ -67,19 +71,54 @@ export class FailoverMonitor {
     await this.tick
   }
 
+  /**
+   * Stops granting leases to the group's primary (and failing it over) and resolves once
+   * no grant is in flight: after this, a lease the coordinator sets on the primary (a
+   * revocation) cannot be overtaken by a renewal from a round that was already running.
+   */
+  async hold (groupId: string): Promise<void> {
+    this.held.add(groupId)
+    await Promise.all([this.tick, this.releaseGrants.get(groupId)])
+  }
+
+  /**
+   * Resumes leases for the group, granting one at once: clients' writes wait (retried 421s)
+   * until the primary in the current map — the promoted one, or the old one after an
+   * abandoned switchover — holds a lease, and the next round may be an interval away.
+   */
+  release (groupId: string): void {
+    this.held.delete(groupId)
+    this.leases.delete(groupId)
+    const map = this.opts.map()
+    const group = map.groups.find((g) => g.id === groupId)
+    const primary = primaryOf(map, groupId)
+    if (this.stopped || group === undefined || primary === undefined || group.nodes.length < 2) return
+    const lease = this.leaseFor(groupId, primary.url, termOf(group))
+    const granting = this.grant(groupId, lease).finally(() => {
+      if (this.releaseGrants.get(groupId) === granting) this.releaseGrants.delete(groupId)
+    })
+    this.releaseGrants.set(groupId, granting)
+  }
+
+  private leaseFor (groupId: string, primary: string, term: number): GroupLease {
+    let lease = this.leases.get(groupId)
+    if (lease === undefined || lease.primary !== primary || lease.term !== term) {
+      lease = { primary, term, until: this.startedAt + this.opts.leaseMs, failures: 0, firstFailureAt: undefined, waitingLogged: false }
+      this.leases.set(groupId, lease)
+    }
+    return lease
+  }
+
   private async round (): Promise<void> {
     const map = this.opts.map()
     const live = new Set<string>()
     await Promise.all(map.groups.filter((g) => g.nodes.length > 1).map(async (g) => {
       live.add(g.id)
+      if (this.held.has(g.id)) return
       const primary = primaryOf(map, g.id)
       if (primary === undefined) return
       const term = termOf(g)
-      let lease = this.leases.get(g.id)
-      if (lease === undefined || lease.primary !== primary.url || lease.term !== term) {
-        lease = { primary: primary.url, term, until: this.startedAt + this.opts.leaseMs, failures: 0, firstFailureAt: undefined, waitingLogged: false }
-        this.leases.set(g.id, lease)
-      }
+      const lease = this.leaseFor(g.id, primary.url, term)
       if (lease.failures >= this.opts.missedChecks && this.answeredSince(primary.url, lease.firstFailureAt)) {
         // It was only slow (or started late): it holds no lease now, so granting one is safe.
         this.opts.log.info({ event: 'primary-recovered', group: g.id, primary: primary.url }, 'primary answers again; resuming its lease')

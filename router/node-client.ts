@@ -1,6 +1,6 @@
-import type { NodeStats } from '../src/protocol/node-answers'
+import type { NodeStats, ShardHealth } from '../src/protocol/node-answers'
 import { Agent, request, type Dispatcher } from 'undici'
-import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireKeyTransfer, type WireScanReply } from '../src/protocol/wire'
+import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireHandoff, type WireKeyTransfer, type WireLeaseReply, type WireScanReply } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { CONTROL_ANSWER_MAX_BYTES, INTERNAL_BODY_CEILING } from '../src/protocol/limits'
 import { readCapped } from '../src/http/capped-body'
@@ -113,9 +113,20 @@ export class NodeClient {
   }
 
   /** Grants the primary of `group` at `term` the right to serve until `leaseUntil` (ms since the epoch). */
-  async lease (nodeUrl: string, group: string, term: number, leaseUntil: number, timeoutMs: number): Promise<void> {
+  async lease (nodeUrl: string, group: string, term: number, leaseUntil: number, timeoutMs: number): Promise<WireLeaseReply> {
     const body = { group, term, leaseUntil, ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}) }
-    await jsonRequest(await this.target(nodeUrl) + INTERNAL_REPLICATION.lease, { method: 'POST', body, dispatcher: this.agent, timeoutMs })
+    return (await jsonRequest<WireLeaseReply>(await this.target(nodeUrl) + INTERNAL_REPLICATION.lease, { method: 'POST', body, dispatcher: this.agent, timeoutMs })).body
+  }
+
+  /** Tells a fenced primary who takes over from which position (a planned switchover). */
+  async handoff (nodeUrl: string, handoff: WireHandoff): Promise<void> {
+    const body = { ...handoff, ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}) }
+    await jsonRequest(await this.target(nodeUrl) + INTERNAL_REPLICATION.handoff, { method: 'POST', body, dispatcher: this.agent, timeoutMs: 5000 })
+  }
+
+  /** A node's /healthz answer (its replication position, role, term), fresh: not the health checker's last view. */
+  async health (nodeUrl: string, timeoutMs = 2000): Promise<ShardHealth> {
+    return (await jsonRequest<ShardHealth>(nodeUrl + HEALTH_PATH, { dispatcher: this.plain, timeoutMs, maxBytes: CONTROL_ANSWER_MAX_BYTES })).body
   }
 
   async stats (nodeUrl: string): Promise<NodeStats> {

@@ -24,6 +24,7 @@ import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '..
 import { peerServerTls } from '../src/auth/tls'
 import type { FastifyInstance } from 'fastify'
 import { FailoverMonitor } from './failover'
+import { registerSwitchoverRoute, Switchover } from './switchover'
 
 /**
  * A router process's HTTP side: the data API forwarded to shard primaries, plus
@@ -100,7 +101,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     rowsPerSecond: config.rebalanceRowsPerSec
   })
   registerAdminRoutes(app, coord, metrics, () => rebalancer.progress())
-  registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes })
+  // The switchover is made below, with the failover monitor whose leases it holds.
+  registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes, switchingOver: () => switchover.isRunning() })
   const transition = async (reason: string, compute: Parameters<Coordinator['transition']>[1]): ReturnType<Coordinator['transition']> => await coord.transition(reason, compute)
   registerReplicationRoutes(app, { transition, nodes: coord.nodes })
   const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
@@ -119,6 +121,18 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     missedChecks: config.failoverAfter,
     onFailover: (group) => metrics.countFailover(group)
   })
+  const switchover = new Switchover({
+    map: () => coord.map(),
+    transition,
+    nodes: coord.nodes,
+    statusOf: (url) => coord.health.statusOf(url),
+    leases: failover,
+    rebalancing: () => rebalancer.isRunning(),
+    log,
+    // Clients' writes wait (retried 421s) while the replica catches up: give up well within their retry budget.
+    catchUpTimeoutMs: Math.max(1000, Math.floor(config.retryTimeoutMs / 2))
+  })
+  registerSwitchoverRoute(app, switchover)
   refuseOversizedUploads(app.server, config.maxValueBytes)
 
   try {

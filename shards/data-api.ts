@@ -9,7 +9,7 @@ import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import type { MigrationStore } from '../src/storage/migration-store'
 import { authorizeKey, principalName } from '../src/auth/client-guard'
-import { requestIdOf, senderEpoch, servingView, stamped, writeConditions, type WriteQueue } from './serving'
+import { requestIdOf, senderEpoch, servingView, leaseExpired, stamped, writeConditions, type WriteQueue } from './serving'
 
 /**
  * The data API as a shard node serves it: straight onto the node's KvStore.
@@ -53,10 +53,13 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
   const { store, metrics, ownership, migration, replicated, writes } = ctx
   const nodeId = store.nodeId
 
-  // The fence, evaluated inside every write transaction against the epoch read there.
-  store.setWriteGuard((key, epoch) => {
+  // The fence, evaluated inside every write transaction against the epoch and lease read
+  // there: once a revoked lease is written (a planned switchover), no write that passed the
+  // check at its start can still commit, so the position read after the revocation is final.
+  store.setWriteGuard((key, epoch, leaseUntil) => {
     const current = ownership.get(epoch)
     if (current.role !== 'primary' || current.access(key) !== 'owned') throw ownership.misdirected(key, current)
+    if (current.needsLease && Date.now() >= leaseUntil) throw leaseExpired(current)
   })
 
   app.addHook('onRequest', (_request, reply, done) => {

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify'
-import { INTERNAL_REPLICATION } from '../src/protocol/wire'
+import { INTERNAL_REPLICATION, type WireLeaseReply } from '../src/protocol/wire'
+import { normalizeNodeUrl } from '../src/membership/map'
 import { ShardKvError } from '../src/protocol/errors'
-import { judgeShipment } from '../src/replication/policy'
+import { judgeShipment, keepsDataAfterHandoff } from '../src/replication/policy'
 import type { KvStore } from '../src/storage/store'
 import { shipmentFromWire } from '../src/protocol/log-codec'
 import type { ReplicaStore } from '../src/storage/replica-store'
@@ -50,7 +51,13 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     const primary = current.peers.find((p) => p.role === 'primary')?.url
     const sender = judgeShipmentSender(body.sender, primary)
     if (!sender.ok) throw new ShardKvError('stale_term', sender.reason, { term: current.term })
-    const verdict = judgeShipment({ term, from: probe ? replica.position() : from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
+    let verdict = judgeShipment({ term, from: probe ? replica.position() : from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
+    if (verdict === 'resync' && keepsDataAfterHandoff(replica.handoff(), { term }, { primary, position: replica.position() })) {
+      // A planned switchover's old primary: its log is the new primary's up to here.
+      ctx.log.info({ event: 'replica-kept-data', term, dataTerm: store.currentTerm(), position: replica.position() }, 'handed over exactly at this position: keeping the data, no resync')
+      replica.takeHandoff(term)
+      verdict = judgeShipment({ term, from: probe ? replica.position() : from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
+    }
     switch (verdict) {
       case 'reject':
         throw new ShardKvError('stale_term', `the group is at term ${current.term}`, { term: current.term })
@@ -70,6 +77,28 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     }
   })
 
+  // A planned switchover, after the new primary caught up with this fenced one (router/switchover.ts).
+  app.post(INTERNAL_REPLICATION.handoff, (request, reply) => {
+    const body = jsonBody(request)
+    const term = integer(body.term, 'term', 1, Number.MAX_SAFE_INTEGER)
+    const nextTerm = integer(body.nextTerm, 'nextTerm', term + 1, term + 1)
+    const position = integer(body.position, 'position', 0, Number.MAX_SAFE_INTEGER)
+    const primary = normalizeNodeUrl(body.primary)
+    if (ctx.senderChecks) {
+      const verdict = judgeLeaseGrantor(ctx.migration.installedMap(), body.coordinator)
+      if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
+    }
+    const current = ownership.get()
+    if (current.role !== 'primary' || term !== current.term || body.group !== current.group) {
+      throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })
+    }
+    // Only a fenced primary: one that may still write could move past `position`.
+    if (Date.now() < store.fence().leaseUntil) throw new ShardKvError('conflict', 'this primary still holds a lease')
+    if (!replica.recordHandoff({ term: nextTerm, primary, position })) throw new ShardKvError('conflict', `this node is at ${store.position()}, not ${position}`)
+    ctx.log.info({ event: 'handoff-recorded', nextTerm, primary, position }, 'fenced for a switchover: will keep its data as a replica of the next term')
+    return reply.send({ position })
+  })
+
   app.post(INTERNAL_REPLICATION.lease, (request, reply) => {
     const body = jsonBody(request)
     const term = integer(body.term, 'term', 1, Number.MAX_SAFE_INTEGER)
@@ -83,6 +112,7 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
       throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })
     }
     replica.setLease(until)
-    return reply.send({ leaseUntil: until, position: store.position() })
+    const answer: WireLeaseReply = { leaseUntil: until, position: store.position() }
+    return reply.send(answer)
   })
 }

@@ -64,8 +64,11 @@ export function servingView (store: KvStore, ownership: OwnershipCache, key = ''
   const fence = store.fence()
   const current = ownership.get(fence.epoch)
   if (current.role !== 'primary') throw ownership.misdirected(key, current)
-  if (current.needsLease && Date.now() >= fence.leaseUntil) {
-    throw new ShardKvError('misdirected', `the primary's lease has run out (term ${current.term}); the group may be failing over`, { epoch: current.epoch, group: current.group, reason: 'lease_expired' })
-  }
+  if (current.needsLease && Date.now() >= fence.leaseUntil) throw leaseExpired(current)
   return current
+}
+
+/** The 421 of a primary without a lease (it ran out, or a switchover revoked it): the router retries. */
+export function leaseExpired (current: Ownership): ShardKvError {
+  return new ShardKvError('misdirected', `the primary's lease has run out (term ${current.term}); the group may be failing or switching over`, { epoch: current.epoch, group: current.group, reason: 'lease_expired' })
 }

@@ -1,5 +1,5 @@
 import { CLUSTER_VIEW_MAX_BYTES } from '../protocol/limits'
-import { ADMIN, CLUSTER_PATH } from '../protocol/wire'
+import { ADMIN, CLUSTER_PATH, switchoverPath, type WireSwitchoverReply, type WireSwitchoverRequest } from '../protocol/wire'
 import type { RebalanceProgress } from '../membership/rebalance'
 import { Agent, type Dispatcher } from 'undici'
 import { jsonRequest } from './http'
@@ -50,6 +50,12 @@ export class AdminClient {
   async removeGroup (id: string): Promise<RebalanceProgress> {
     const res = await this.call<{ rebalance: RebalanceProgress }>(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(id)}`, { method: 'DELETE' })
     return res.body.rebalance
+  }
+
+  /** Hands the group's primary role to an in-sync replica (`to`, or one the coordinator picks); resolves once it is done. */
+  async switchover (group: string, to?: string): Promise<WireSwitchoverReply> {
+    const body: WireSwitchoverRequest = to === undefined ? {} : { to }
+    return (await this.call<WireSwitchoverReply>(this.routerUrl + switchoverPath(group), { method: 'POST', body })).body
   }
 
   async rebalance (): Promise<RebalanceProgress | null> {

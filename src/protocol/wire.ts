@@ -17,11 +17,36 @@ export const BATCH_PATH = '/batch'
  *   POST   /admin/groups        {"id","url","weight"}  add a group, start a rebalance (202)
  *   DELETE /admin/groups/<id>                          drain a group out (202)
  *   GET    /admin/rebalance                            the current or last rebalance
+ *   POST   /admin/groups/<id>/switchover  {"to"?}      hand the primary role to an in-sync replica (200, WireSwitchoverReply)
  */
 export const ADMIN = {
   groups: '/admin/groups',
   rebalance: '/admin/rebalance'
 } as const
+
+/** `POST /admin/groups/<id>/switchover`. */
+export function switchoverPath (group: string): string {
+  return `${ADMIN.groups}/${encodeURIComponent(group)}/switchover`
+}
+
+/** The body of a switchover request: the replica to promote (optional; else the coordinator picks one). */
+export interface WireSwitchoverRequest {
+  to?: string
+}
+
+/** The answer of a completed switchover. */
+export interface WireSwitchoverReply {
+  group: string
+  from: string
+  to: string
+  /** The group's term after the switchover (the old term + 1). */
+  term: number
+  epoch: number
+  /** The fenced primary's final position, which the new primary had reached when promoted. */
+  position: number
+  /** From the fence to the published map. */
+  tookMs: number
+}
 
 /**
  * Internal API of shard nodes, called by the coordinator and routers only.
@@ -42,11 +67,31 @@ export const INTERNAL = {
 export const INTERNAL_REPLICATION = {
   /** primary → replica: `{group, term, from, to, rows}`; 409 with the replica's position on a gap. */
   apply: '/internal/replication/apply',
-  /** coordinator → primary: `{group, term, leaseUntil}` (ms since the epoch). */
+  /** coordinator → primary: `{group, term, leaseUntil}` (ms since the epoch; 0 revokes); answers a WireLeaseReply. */
   lease: '/internal/replication/lease',
   /** primary → coordinator: `{group, url, inSync, term}`; answered once the new map is installed. */
-  inSync: '/internal/replication/in-sync'
+  inSync: '/internal/replication/in-sync',
+  /** coordinator → fenced primary, in a planned switchover: a WireHandoff; 409 when it is not fenced or not at that position. */
+  handoff: '/internal/replication/handoff'
 } as const
+
+/** The primary's answer to a lease: the lease it now holds and its log position, read after the lease was written. */
+export interface WireLeaseReply {
+  leaseUntil: number
+  position: number
+}
+
+/**
+ * `POST /internal/replication/handoff`: the primary of `group` at `term`, fenced, records that
+ * `primary` takes over under `nextTerm` from `position` (see Handoff in src/replication/policy.ts).
+ */
+export interface WireHandoff {
+  group: string
+  term: number
+  nextTerm: number
+  primary: string
+  position: number
+}
 
 /** Internal headers, all lower-case as Node delivers them. */
 export const HEADER = {

@@ -66,10 +66,76 @@ export function mayFailOver (missedChecks: number, threshold: number, leaseUntil
  */
 export type ShipmentVerdict = 'apply' | 'resync' | 'reject' | 'gap'
 
+/**
+ * What a primary fenced for a planned switchover records before the promotion: the term
+ * and the node that will take over, and the position both hold (the new primary caught
+ * up to it; the fenced one can write nothing past it).
+ */
+export interface Handoff {
+  term: number
+  primary: string
+  position: number
+}
+
+/**
+ * Whether a replica whose data is from an older term may keep it for `shipment` instead
+ * of resyncing: only when it recorded a handoff to exactly this term and this primary
+ * and still stands exactly at the handoff position. Its rows up to there are then the
+ * new primary's rows up to there (one primary's log, in one term, shipped in order). A
+ * later write on it (an abandoned switchover) moves its position, another node promoted
+ * to that term has another log: both resync as after any failover.
+ */
+export function keepsDataAfterHandoff (handoff: Handoff | undefined, shipment: { term: number }, replica: { primary: string | undefined, position: number }): boolean {
+  return handoff !== undefined && handoff.term === shipment.term && handoff.primary === replica.primary && handoff.position === replica.position
+}
+
 export function judgeShipment (shipment: { term: number, from: number }, replica: { groupTerm: number, dataTerm: number, position: number }): ShipmentVerdict {
   if (shipment.term < replica.groupTerm) return 'reject'
   if (shipment.term > replica.groupTerm) return 'reject'
   if (replica.dataTerm !== shipment.term) return 'resync'
   if (shipment.from !== replica.position) return 'gap'
   return 'apply'
+}
+
+/** What the coordinator knows when an operator asks for a planned switchover. */
+export interface SwitchoverState {
+  /** The group's nodes as the map lists them (undefined: no such group). */
+  nodes: ReadonlyArray<{ url: string, role: 'primary' | 'replica', inSync?: boolean }> | undefined
+  /** The replica the operator named (`to`), if any (normalized). */
+  to: string | undefined
+  /** A rebalance is running, or another switchover of this group is. */
+  busy: 'rebalance' | 'switchover' | undefined
+  /** Whether the health checker last saw each node up. */
+  healthy: (url: string) => boolean
+}
+
+export type SwitchoverDecision =
+  | { ok: true, from: string, to: string }
+  | { ok: false, code: 'no_such_group' | 'conflict' | 'rebalance_running' | 'invalid_request', reason: string }
+
+/**
+ * Whether a planned switchover may start, and to whom. Only an in-sync, healthy replica
+ * may take over: it holds every acknowledged write, so catching up to the fenced
+ * primary's final position is a short wait, never a resync. Without `to` the choice is
+ * the first such replica by url (any in-sync replica is as good: the catch-up levels them).
+ */
+export function judgeSwitchover (s: SwitchoverState): SwitchoverDecision {
+  if (s.nodes === undefined) return { ok: false, code: 'no_such_group', reason: 'the group does not exist' }
+  if (s.busy === 'rebalance') return { ok: false, code: 'rebalance_running', reason: 'a rebalance is running; switch over when it has finished' }
+  if (s.busy === 'switchover') return { ok: false, code: 'conflict', reason: 'a switchover of this group is already running' }
+  const primary = s.nodes.find((n) => n.role === 'primary')
+  if (primary === undefined) return { ok: false, code: 'conflict', reason: 'the group has no primary' }
+  if (!s.healthy(primary.url)) return { ok: false, code: 'conflict', reason: `the primary ${primary.url} is not up (a failover, not a switchover, replaces a lost primary)` }
+  const replicas = s.nodes.filter((n) => n.role === 'replica')
+  if (replicas.length === 0) return { ok: false, code: 'conflict', reason: 'the group has no replica to switch over to' }
+  if (s.to !== undefined) {
+    const named = replicas.find((n) => n.url === s.to)
+    if (named === undefined) return { ok: false, code: 'invalid_request', reason: `${s.to} is not a replica of the group` }
+    if (named.inSync !== true) return { ok: false, code: 'conflict', reason: `${s.to} is not in sync` }
+    if (!s.healthy(named.url)) return { ok: false, code: 'conflict', reason: `${s.to} is not up` }
+    return { ok: true, from: primary.url, to: named.url }
+  }
+  const eligible = replicas.filter((n) => n.inSync === true && s.healthy(n.url)).map((n) => n.url).sort()
+  if (eligible.length === 0) return { ok: false, code: 'conflict', reason: 'the group has no in-sync, healthy replica' }
+  return { ok: true, from: primary.url, to: eligible[0] as string }
 }

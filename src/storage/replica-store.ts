@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3'
 import type { KvStore, ChangeRow } from './store'
 import type { AppliedRequest } from './applied-requests'
 import { META } from './schema'
+import type { Handoff } from '../replication/policy'
 
 /**
  * The storage side of replication. A replica holds the primary's rows exactly,
@@ -58,6 +59,38 @@ export class ReplicaStore {
       this.store.applied.clear()
       this.store.writeMeta(META.seq, 0)
       this.store.writeMeta(META.term, term)
+      this.store.writeMeta(META.handoff, null)
+    }).immediate()
+  }
+
+  /**
+   * Records a planned switchover's handoff, in one transaction with the check that the
+   * log stands at its position (writes, fenced by then, cannot move it afterwards).
+   * False when it does not.
+   */
+  recordHandoff (handoff: Handoff): boolean {
+    return this.db.transaction(() => {
+      if (this.store.position() !== handoff.position) return false
+      this.store.writeMeta(META.handoff, JSON.stringify(handoff))
+      return true
+    }).immediate()
+  }
+
+  handoff (): Handoff | undefined {
+    const raw = this.store.readMeta(META.handoff)
+    if (typeof raw !== 'string') return undefined
+    try {
+      return JSON.parse(raw) as Handoff
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Keeps the data for the handoff's term (see keepsDataAfterHandoff): the handoff is used up. */
+  takeHandoff (term: number): void {
+    this.db.transaction(() => {
+      if (this.store.currentTerm() < term) this.store.writeMeta(META.term, term)
+      this.store.writeMeta(META.handoff, null)
     }).immediate()
   }
 

@@ -56,7 +56,13 @@ export const META = {
    * Request ids issued before this (ms since the epoch) may have been applied and
    * forgotten: they are refused, never applied (see applied-requests.ts).
    */
-  requestFloor: 'request_floor'
+  requestFloor: 'request_floor',
+  /**
+   * A fenced primary's record of a planned switchover (JSON, see Handoff in
+   * src/replication/policy.ts): its data is exactly the prefix the named new primary
+   * starts the next term from, so it may rejoin without a resync.
+   */
+  handoff: 'handoff'
 } as const
 
 /** Brings a database to SCHEMA_VERSION; safe when several processes race to do it. */

@@ -76,11 +76,11 @@ interface ReadRow { value: Buffer | null, content_type: string, version: string,
 interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
 
 /**
- * Called inside every write transaction with the installed epoch read in that same
- * transaction; throws to refuse the write. This is the fence: once a map install
+ * Called inside every write transaction with the installed epoch and the primary's
+ * lease read in that same transaction; throws to refuse the write. This is the fence: once a map install
  * commits, no write to a key the node gave away can commit after it.
  */
-export type WriteGuard = (key: string, installedEpoch: number) => void
+export type WriteGuard = (key: string, installedEpoch: number, leaseUntil: number) => void
 
 export class StoreError extends Error {
   readonly code: string
@@ -157,7 +157,10 @@ export class KvStore {
     this.termStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.term}'`)
     this.fenceStmt = this.db.prepare(`SELECT (SELECT value FROM meta WHERE name = '${META.epoch}') AS epoch, (SELECT value FROM meta WHERE name = '${META.leaseUntil}') AS lease`)
     const write = this.db.transaction((key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number): WriteOutcome => {
-      if (this.guard !== undefined) this.guard(key, this.epochStmt.get()?.value ?? 0)
+      if (this.guard !== undefined) {
+        const fence = this.fenceStmt.get()
+        this.guard(key, fence?.epoch ?? 0, fence?.lease ?? 0)
+      }
       // A retried request whose first attempt committed (here, or on the node this key or
       // group came from): answer as the first did, and change nothing.
       const first = request === undefined ? undefined : this.applied.check(request, key, Date.now())

@@ -98,6 +98,8 @@ export class LoadGenerator {
   private failedCount = 0
   private retried = 0
   private readonly latencies: number[] = []
+  /** [start, duration] of every request, for the latency of a window (a switchover, say). */
+  private readonly timed: Array<[number, number]> = []
   private readonly opCounts = { puts: 0, gets: 0, deletes: 0 }
 
   constructor (options: LoadOptions, http?: HttpClient) {
@@ -172,6 +174,12 @@ export class LoadGenerator {
     }
   }
 
+  /** Latency of the requests that were in flight at some instant of [from, to] (Date.now() clock). */
+  latencyDuring (from: number, to: number): { requests: number, p50: number, p99: number, max: number } {
+    const sorted = this.timed.filter(([start, ms]) => start <= to && start + ms >= from).map(([, ms]) => ms).sort((a, b) => a - b)
+    return { requests: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] ?? 0 }
+  }
+
   private fail (f: Omit<FailedRequest, 'at'>): void {
     this.failedCount++
     if (this.failures.length < 50) this.failures.push({ ...f, at: Date.now() - this.started })
@@ -190,6 +198,7 @@ export class LoadGenerator {
       timeoutMs: this.opts.requestTimeoutMs
     })
     this.latencies.push(Date.now() - t)
+    this.timed.push([t, Date.now() - t])
     if (res.header('x-shardkv-retries') !== undefined) this.retried++
     if (rec !== undefined) recordAnswer(this.lin, rec, res)
     return res

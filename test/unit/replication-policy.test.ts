@@ -1,5 +1,5 @@
 import t from 'tap'
-import { replicatedPosition, choosePromotion, mayFailOver, judgeShipment } from '../../src/replication/policy'
+import { replicatedPosition, choosePromotion, mayFailOver, judgeShipment, judgeSwitchover, keepsDataAfterHandoff, type SwitchoverState } from '../../src/replication/policy'
 import { promote, setInSync, addReplica, removeReplica, ReplicationMapError } from '../../src/replication/map-changes'
 import { initialMap, termOf, type ClusterMap } from '../../src/membership/map'
 import { Ownership } from '../../src/membership/ownership'
@@ -90,4 +90,48 @@ t.test('addReplica / removeReplica', async (t) => {
   const back = removeReplica(m, 'g2', 'http://127.0.0.1:7102')
   t.equal(back.groups[1]?.nodes.length, 1)
   t.throws(() => removeReplica(m, 'g2', 'http://127.0.0.1:7002'), ReplicationMapError, 'the primary cannot be removed')
+})
+
+t.test('judgeSwitchover: who may take over, and every refusal', async (t) => {
+  const nodes = [
+    { url: P, role: 'primary' as const },
+    { url: R1, role: 'replica' as const, inSync: true },
+    { url: R2, role: 'replica' as const, inSync: false }
+  ]
+  const up = (): boolean => true
+  const base: SwitchoverState = { nodes, to: undefined, busy: undefined, healthy: up }
+  const rows: Array<[string, Partial<SwitchoverState>, string]> = [
+    ['picks the in-sync replica', {}, `ok ${R1}`],
+    ['takes the named in-sync replica', { to: R1 }, `ok ${R1}`],
+    ['refuses a named replica that is not in sync', { to: R2 }, 'conflict'],
+    ['refuses a url that is not a replica', { to: 'http://127.0.0.1:9999' }, 'invalid_request'],
+    ['refuses naming the primary', { to: P }, 'invalid_request'],
+    ['unknown group', { nodes: undefined }, 'no_such_group'],
+    ['no replica at all', { nodes: [{ url: P, role: 'primary' }] }, 'conflict'],
+    ['no in-sync replica', { nodes: [nodes[0]!, nodes[2]!] }, 'conflict'],
+    ['the in-sync replica is down', { healthy: (u) => u !== R1 }, 'conflict'],
+    ['the named replica is down', { to: R1, healthy: (u) => u !== R1 }, 'conflict'],
+    ['the primary is down: a failover, not a switchover', { healthy: (u) => u !== P }, 'conflict'],
+    ['a rebalance is running', { busy: 'rebalance' }, 'rebalance_running'],
+    ['a switchover is running', { busy: 'switchover' }, 'conflict'],
+    ['picks the lowest url among several in-sync replicas', { nodes: [nodes[0]!, { url: R2, role: 'replica', inSync: true }, nodes[1]!] }, `ok ${R1}`]
+  ]
+  for (const [name, change, want] of rows) {
+    const d = judgeSwitchover({ ...base, ...change })
+    t.equal(d.ok ? `ok ${d.to}` : d.code, want, name)
+    if (d.ok) t.equal(d.from, P, `${name}: from the primary`)
+  }
+})
+
+t.test('keepsDataAfterHandoff: only the recorded term, primary and position', async (t) => {
+  const h = { term: 3, primary: R1, position: 40 }
+  const rows: Array<[string, Parameters<typeof keepsDataAfterHandoff>, boolean]> = [
+    ['exactly the handoff', [h, { term: 3 }, { primary: R1, position: 40 }], true],
+    ['no handoff recorded', [undefined, { term: 3 }, { primary: R1, position: 40 }], false],
+    ['another term (a later failover)', [h, { term: 4 }, { primary: R1, position: 40 }], false],
+    ['another node promoted to that term', [h, { term: 3 }, { primary: R2, position: 40 }], false],
+    ['written past the handoff (an abandoned switchover)', [h, { term: 3 }, { primary: R1, position: 41 }], false],
+    ['no primary known', [h, { term: 3 }, { primary: undefined, position: 40 }], false]
+  ]
+  for (const [name, args, want] of rows) t.equal(keepsDataAfterHandoff(...args), want, name)
 })
