@@ -12,6 +12,12 @@
  * an acceptable answer. Nothing else is: in particular an older acknowledged value
  * is a stale read (during the load) or a lost write (when verifying afterwards).
  *
+ * Some tests (the failover probes) do write one key from two clients at once: a write
+ * retried across a failover can be acknowledged — answered from its first, applied
+ * attempt — after a later write to the same key was. Two acknowledged writes whose
+ * intervals overlap may take effect in either order, so both stay acceptable until a
+ * write that started after both were acknowledged is acknowledged itself.
+ *
  * The model (HistoryChecker) is pure, so test/unit/history.test.ts can prove that it
  * reports fabricated violations.
  */
@@ -51,6 +57,10 @@ interface KeyRecord {
   ackedHistory: KeyState[]
   /** Writes sent and not answered yet. */
   pending: KeyState[]
+  /** When each pending write was sent (on the checker's event clock), in sending order. */
+  sentAt: Array<{ state: KeyState, at: number }>
+  /** Acknowledged states no later acknowledged write has superseded (it overlapped them). */
+  current: Array<{ state: KeyState, ackedAt: number }>
   /** Writes whose outcome is unknown: they may take effect at any time after they started. */
   uncertain: KeyState[]
 }
@@ -80,6 +90,8 @@ export class HistoryChecker {
   readonly counts: CheckerCounts = { writesAcked: 0, deletesAcked: 0, writesUnknown: 0, readsChecked: 0, readsFailed: 0, keysVerified: 0 }
   private readonly keys = new Map<string, KeyRecord>()
   private readonly t0 = Date.now()
+  /** A logical clock: one tick per event, so events in the same millisecond are still ordered. */
+  private clock = 0
 
   /** Declares a key (initially absent). Keys are also declared by their first use. */
   track (key: string): void {
@@ -93,7 +105,7 @@ export class HistoryChecker {
   private record (key: string): KeyRecord {
     let r = this.keys.get(key)
     if (r === undefined) {
-      r = { key, acked: null, ackedHistory: [null], pending: [], uncertain: [] }
+      r = { key, acked: null, ackedHistory: [null], pending: [], sentAt: [], current: [{ state: null, ackedAt: -1 }], uncertain: [] }
       this.keys.set(key, r)
     }
     return r
@@ -101,13 +113,26 @@ export class HistoryChecker {
 
   /** A PUT (value) or DELETE (null) was sent. */
   writeStarted (key: string, state: KeyState): void {
-    this.record(key).pending.push(state)
+    const r = this.record(key)
+    r.pending.push(state)
+    r.sentAt.push({ state, at: ++this.clock })
+  }
+
+  /** When the write of `state` was sent (and forgets it). */
+  private sent (r: KeyRecord, state: KeyState): number {
+    const i = r.sentAt.findIndex((e) => e.state === state)
+    const [e] = i === -1 ? [] : r.sentAt.splice(i, 1)
+    return e?.at ?? ++this.clock
   }
 
   /** The write was acknowledged (2xx). */
   writeAcked (key: string, state: KeyState): void {
     const r = this.record(key)
     removeOne(r.pending, state)
+    const sentAt = this.sent(r, state)
+    // Writes acknowledged before this one was sent are superseded; overlapping ones are not.
+    r.current = r.current.filter((e) => e.ackedAt > sentAt)
+    r.current.push({ state, ackedAt: ++this.clock })
     r.acked = state
     r.ackedHistory.push(state)
     if (state === null) this.counts.deletesAcked++
@@ -118,17 +143,20 @@ export class HistoryChecker {
   writeUnknown (key: string, state: KeyState): void {
     const r = this.record(key)
     removeOne(r.pending, state)
+    this.sent(r, state)
     r.uncertain.push(state)
     this.counts.writesUnknown++
   }
 
   /** The write was refused with a definite answer (nothing was applied). */
   writeRefused (key: string, state: KeyState): void {
-    removeOne(this.record(key).pending, state)
+    const r = this.record(key)
+    removeOne(r.pending, state)
+    this.sent(r, state)
   }
 
   private acceptable (r: KeyRecord, got: KeyState): boolean {
-    return got === r.acked || r.pending.includes(got) || r.uncertain.includes(got)
+    return got === r.acked || r.current.some((e) => e.state === got) || r.pending.includes(got) || r.uncertain.includes(got)
   }
 
   private violation (type: ViolationType, r: KeyRecord, got: KeyState | { error: string }, detail?: string): Violation {

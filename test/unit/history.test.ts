@@ -236,3 +236,25 @@ t.test('load + verify against a store that answers 201 Created to keys it holds:
   t.match(report.text, /NOT LINEARIZABLE key "h[0-9a-f]+\/c\d\/k\d"/)
   t.match(report.text, /→ 201/)
 })
+
+t.test('two writers on one key: overlapping acknowledged writes may land in either order, sequential ones may not', async (t) => {
+  const overlapping = new HistoryChecker()
+  // A retried write answered from its first attempt after a later write was acknowledged.
+  overlapping.writeStarted('k', 'retried')
+  overlapping.writeStarted('k', 'later')
+  overlapping.writeAcked('k', 'later')
+  overlapping.writeAcked('k', 'retried')
+  t.equal(overlapping.finalState('k', 'later'), undefined, 'the overlapping write acknowledged first may be the final state')
+  t.equal(overlapping.finalState('k', 'retried'), undefined, 'and so may the one acknowledged last')
+  overlapping.writeStarted('k', 'after-both')
+  overlapping.writeAcked('k', 'after-both')
+  t.match(overlapping.finalState('k', 'later'), { type: 'lost-write' }, 'a write started after both were acknowledged supersedes both')
+
+  const sequential = new HistoryChecker()
+  sequential.writeStarted('k', 'first')
+  sequential.writeAcked('k', 'first')
+  sequential.writeStarted('k', 'second')
+  sequential.writeAcked('k', 'second')
+  t.match(sequential.finalState('k', 'first'), { type: 'lost-write', expected: 'second' }, 'a write acknowledged before the next was sent is superseded')
+  t.match(sequential.readResult('k', 'first'), { type: 'stale-read' }, 'and reading it is stale')
+})
