@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util'
-import { AdminClient } from '../src/client/admin'
 import { runScript, UsageError } from './cli'
-import { adminToken, tokenHelp, TOKEN_OPTION } from './auth'
+import { scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 
 const HELP = `Usage: npm run switchover -- --group ID [options]
 
@@ -20,7 +19,7 @@ ${tokenHelp(17)}
 async function main (): Promise<number> {
   const { values } = parseArgs({
     options: {
-      router: { type: 'string', default: 'http://127.0.0.1:8080' },
+      router: { type: 'string' },
       group: { type: 'string' },
       to: { type: 'string' },
       'cluster-dir': { type: 'string', default: 'data' },
@@ -34,7 +33,7 @@ async function main (): Promise<number> {
     return 0
   }
   if (values.group === undefined) throw new UsageError('--group is required (see --help)')
-  const admin = new AdminClient(values.router.replace(/\/$/, ''), { token: adminToken(values.token, values['cluster-dir']) })
+  const admin = scriptAdmin(values)
   try {
     const done = await admin.switchover(values.group, values.to)
     process.stderr.write(`switched ${done.group} over from ${done.from} to ${done.to}: term ${done.term}, epoch ${done.epoch}, at position ${done.position}, in ${done.tookMs} ms\n`)

@@ -37,6 +37,17 @@ export interface ReplicationApiContext {
 
 export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationApiContext): void {
   const { store, replica, ownership } = ctx
+  /** Leases and handoffs: only from the installed map's coordinator (with a secret), only to this group's primary at `term`. */
+  const requireCoordinatorsPrimary = (body: Record<string, unknown>, term: number): void => {
+    if (ctx.senderChecks) {
+      const verdict = judgeLeaseGrantor(ctx.migration.installedMap(), body.coordinator)
+      if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
+    }
+    const current = ownership.get()
+    if (current.role !== 'primary' || term !== current.term || body.group !== current.group) {
+      throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })
+    }
+  }
 
   app.post(INTERNAL_REPLICATION.apply, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
     const body = jsonBody(request)
@@ -84,14 +95,7 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     const nextTerm = integer(body.nextTerm, 'nextTerm', term + 1, term + 1)
     const position = integer(body.position, 'position', 0, Number.MAX_SAFE_INTEGER)
     const primary = normalizeNodeUrl(body.primary)
-    if (ctx.senderChecks) {
-      const verdict = judgeLeaseGrantor(ctx.migration.installedMap(), body.coordinator)
-      if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
-    }
-    const current = ownership.get()
-    if (current.role !== 'primary' || term !== current.term || body.group !== current.group) {
-      throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })
-    }
+    requireCoordinatorsPrimary(body, term)
     // Only a fenced primary: one that may still write could move past `position`.
     if (Date.now() < store.fence().leaseUntil) throw new ShardKvError('conflict', 'this primary still holds a lease')
     if (!replica.recordHandoff({ term: nextTerm, primary, position })) throw new ShardKvError('conflict', `this node is at ${store.position()}, not ${position}`)
@@ -103,14 +107,7 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     const body = jsonBody(request)
     const term = integer(body.term, 'term', 1, Number.MAX_SAFE_INTEGER)
     const until = integer(body.leaseUntil, 'leaseUntil', 0, Number.MAX_SAFE_INTEGER)
-    if (ctx.senderChecks) {
-      const verdict = judgeLeaseGrantor(ctx.migration.installedMap(), body.coordinator)
-      if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
-    }
-    const current = ownership.get()
-    if (current.role !== 'primary' || term !== current.term || body.group !== current.group) {
-      throw new ShardKvError('stale_term', `not the primary of ${String(body.group)} at term ${term}`, { term: current.term })
-    }
+    requireCoordinatorsPrimary(body, term)
     replica.setLease(until)
     const answer: WireLeaseReply = { leaseUntil: until, position: store.position() }
     return reply.send(answer)
