@@ -41,6 +41,21 @@ export class ConfigError extends Error {
 
 export const MIB = 1024 * 1024
 
+/**
+ * The credentials and TLS files, and protected mode: the same for routers and shard
+ * nodes (a cluster shares one secret and one tokens file; see docs/security.md).
+ */
+const CREDENTIAL_OPTIONS = {
+  clusterSecretFile: { flag: 'cluster-secret-file', env: 'SHARDKV_CLUSTER_SECRET_FILE', kind: 'string', default: '', help: 'File holding the cluster secret every peer request must carry (routers, coordinator, shard nodes share it). Empty: peers are not authenticated (loopback only).' },
+  peerTlsCert: { flag: 'peer-tls-cert', env: 'SHARDKV_PEER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate of this process on the peer listener and toward other peers (mutual TLS; needs --peer-tls-key and --peer-tls-ca).' },
+  peerTlsKey: { flag: 'peer-tls-key', env: 'SHARDKV_PEER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key for --peer-tls-cert.' },
+  peerTlsCa: { flag: 'peer-tls-ca', env: 'SHARDKV_PEER_TLS_CA', kind: 'string', default: '', help: 'PEM CA bundle peers\' certificates must chain to (both directions).' },
+  tokensFile: { flag: 'tokens-file', env: 'SHARDKV_TOKENS_FILE', kind: 'string', default: '', help: 'Client tokens file (hashes, roles, key prefixes; see docs/security.md), reloaded on SIGHUP. Empty: clients are not authenticated (loopback only).' },
+  tlsCert: { flag: 'tls-cert', env: 'SHARDKV_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate for the client (data) listener: serve HTTPS (needs --tls-key).' },
+  tlsKey: { flag: 'tls-key', env: 'SHARDKV_TLS_KEY', kind: 'string', default: '', help: 'PEM private key for --tls-cert.' },
+  insecure: { flag: 'insecure', env: 'SHARDKV_INSECURE', kind: 'boolean', default: false, help: 'Allow listening on a non-loopback address without a cluster secret and tokens file (protected mode off).' },
+} as const satisfies OptionTable
+
 export const SHARD_OPTIONS = {
   host: { flag: 'host', env: 'SHARDKV_SHARD_HOST', kind: 'string', default: '127.0.0.1', help: 'Address the shard node listens on.' },
   port: { flag: 'port', env: 'SHARDKV_SHARD_PORT', kind: 'integer', default: 7001, min: 0, help: 'TCP port (0 picks a free one and logs it).' },
@@ -65,14 +80,7 @@ export const SHARD_OPTIONS = {
   replicationBatch: { flag: 'replication-batch', env: 'SHARDKV_REPLICATION_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per replication shipment.' },
   shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'SHARDKV_SHUTDOWN_TIMEOUT_MS', kind: 'integer', default: 10000, min: 0, help: 'How long a draining worker may take before it is killed (SIGTERM, SIGUSR2).' },
   peerPort: { flag: 'peer-port', env: 'SHARDKV_PEER_PORT', kind: 'integer', default: -1, min: -1, help: 'TCP port of the peer listener serving the internal API (map installs, replication, migration) apart from the data port; -1 serves it on the data port (still authenticated), 0 picks a free one.' },
-  clusterSecretFile: { flag: 'cluster-secret-file', env: 'SHARDKV_CLUSTER_SECRET_FILE', kind: 'string', default: '', help: 'File holding the cluster secret every peer request must carry (routers, coordinator, shard nodes share it). Empty: peers are not authenticated (loopback only).' },
-  peerTlsCert: { flag: 'peer-tls-cert', env: 'SHARDKV_PEER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate of this process on the peer listener and toward other peers (mutual TLS; needs --peer-tls-key and --peer-tls-ca).' },
-  peerTlsKey: { flag: 'peer-tls-key', env: 'SHARDKV_PEER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key for --peer-tls-cert.' },
-  peerTlsCa: { flag: 'peer-tls-ca', env: 'SHARDKV_PEER_TLS_CA', kind: 'string', default: '', help: 'PEM CA bundle peers\' certificates must chain to (both directions).' },
-  tokensFile: { flag: 'tokens-file', env: 'SHARDKV_TOKENS_FILE', kind: 'string', default: '', help: 'Client tokens file (hashes, roles, key prefixes; see docs/security.md), reloaded on SIGHUP. Empty: clients are not authenticated (loopback only).' },
-  tlsCert: { flag: 'tls-cert', env: 'SHARDKV_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate for the client (data) listener: serve HTTPS (needs --tls-key).' },
-  tlsKey: { flag: 'tls-key', env: 'SHARDKV_TLS_KEY', kind: 'string', default: '', help: 'PEM private key for --tls-cert.' },
-  insecure: { flag: 'insecure', env: 'SHARDKV_INSECURE', kind: 'boolean', default: false, help: 'Allow listening on a non-loopback address without a cluster secret and tokens file (protected mode off).' },
+  ...CREDENTIAL_OPTIONS,
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable
 
@@ -99,14 +107,7 @@ export const ROUTER_OPTIONS = {
   leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 1500, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal.' },
   failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Missed lease renewals in a row after which (once its lease ran out) a primary is replaced.' },
   peerPort: { flag: 'peer-port', env: 'SHARDKV_ROUTER_PEER_PORT', kind: 'integer', default: -1, min: -1, help: 'TCP port of the router\'s peer listener (replicas\' in-sync requests to the coordinator); -1 serves it on the client port (still authenticated), 0 picks a free one.' },
-  clusterSecretFile: { flag: 'cluster-secret-file', env: 'SHARDKV_CLUSTER_SECRET_FILE', kind: 'string', default: '', help: 'File holding the cluster secret every peer request must carry (routers, coordinator, shard nodes share it). Empty: peers are not authenticated (loopback only).' },
-  peerTlsCert: { flag: 'peer-tls-cert', env: 'SHARDKV_PEER_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate of this process on the peer listener and toward other peers (mutual TLS; needs --peer-tls-key and --peer-tls-ca).' },
-  peerTlsKey: { flag: 'peer-tls-key', env: 'SHARDKV_PEER_TLS_KEY', kind: 'string', default: '', help: 'PEM private key for --peer-tls-cert.' },
-  peerTlsCa: { flag: 'peer-tls-ca', env: 'SHARDKV_PEER_TLS_CA', kind: 'string', default: '', help: 'PEM CA bundle peers\' certificates must chain to (both directions).' },
-  tokensFile: { flag: 'tokens-file', env: 'SHARDKV_TOKENS_FILE', kind: 'string', default: '', help: 'Client tokens file (hashes, roles, key prefixes; see docs/security.md), reloaded on SIGHUP. Empty: clients are not authenticated (loopback only).' },
-  tlsCert: { flag: 'tls-cert', env: 'SHARDKV_TLS_CERT', kind: 'string', default: '', help: 'PEM certificate for the client (data) listener: serve HTTPS (needs --tls-key).' },
-  tlsKey: { flag: 'tls-key', env: 'SHARDKV_TLS_KEY', kind: 'string', default: '', help: 'PEM private key for --tls-cert.' },
-  insecure: { flag: 'insecure', env: 'SHARDKV_INSECURE', kind: 'boolean', default: false, help: 'Allow listening on a non-loopback address without a cluster secret and tokens file (protected mode off).' },
+  ...CREDENTIAL_OPTIONS,
   rateLimitPerToken: { flag: 'rate-limit-per-token', env: 'SHARDKV_RATE_LIMIT_PER_TOKEN', kind: 'integer', default: 0, min: 0, help: 'Most requests one client token may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
   rateLimitPerIp: { flag: 'rate-limit-per-ip', env: 'SHARDKV_RATE_LIMIT_PER_IP', kind: 'integer', default: 0, min: 0, help: 'Most requests one client address may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
   rateLimitWindowMs: { flag: 'rate-limit-window-ms', env: 'SHARDKV_RATE_LIMIT_WINDOW_MS', kind: 'integer', default: 1000, min: 100, help: 'The window the rate limits count in.' },
