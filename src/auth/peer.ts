@@ -21,7 +21,7 @@ import { loadPeerTls, withPeerTls, type PeerTls, type PeerTlsFlags } from './tls
  */
 
 /** Shortest secret accepted: 32 characters (a generated one is 43 base64url characters, 256 bits). */
-export const MIN_SECRET_LENGTH = 32
+const MIN_SECRET_LENGTH = 32
 const SECRET_GRAMMAR = /^[\x21-\x7e]+$/
 
 export class PeerSecret {

@@ -51,7 +51,7 @@ export function peerServerTls (tls: PeerTls): TlsOptions {
 }
 
 /** undici `connect` options for a peer client: present our certificate, trust only the CA. */
-export function peerClientTls (tls: PeerTls): SecureContextOptions & { rejectUnauthorized: true } {
+function peerClientTls (tls: PeerTls): SecureContextOptions & { rejectUnauthorized: true } {
   return { cert: tls.cert, key: tls.key, ca: tls.ca, rejectUnauthorized: true }
 }
 

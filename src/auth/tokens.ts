@@ -31,7 +31,7 @@ export interface Principal {
 /** What a request does: reads or writes keys, or administers the cluster. */
 export type Action = 'read' | 'write' | 'admin'
 
-export const TOKEN_PREFIX = 'skv_'
+const TOKEN_PREFIX = 'skv_'
 const TOKEN_PATTERN = /^skv_[A-Za-z0-9_-]{43}$/
 const HASH_PATTERN = /^[0-9a-f]{64}$/
 /** A principal's name: in the tokens file, and in `x-shardkv-principal` from a router. */

@@ -17,7 +17,7 @@ import { join } from 'node:path'
  * certificate first and the CA last (a set is complete when `ca.pem` exists).
  */
 
-export const TLS_DIR = 'tls'
+const TLS_DIR = 'tls'
 
 export interface LocalTlsFiles {
   dir: string

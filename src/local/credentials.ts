@@ -19,9 +19,9 @@ import { hashToken, isTokenShaped, newToken } from '../auth/tokens'
  * three are mode 0600: tokens.json holds only hashes, but nobody else needs to read it.
  */
 
-export const CLUSTER_SECRET_FILE = 'cluster-secret'
-export const TOKENS_FILE = 'tokens.json'
-export const ADMIN_TOKEN_FILE = 'admin-token'
+const CLUSTER_SECRET_FILE = 'cluster-secret'
+const TOKENS_FILE = 'tokens.json'
+const ADMIN_TOKEN_FILE = 'admin-token'
 
 export interface LocalCredentials {
   clusterSecretFile: string
