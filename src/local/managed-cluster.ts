@@ -114,10 +114,11 @@ export class ManagedCluster {
     ]
   }
 
-  /** Operator stop: polling ends, the router stops, then every node (in parallel). */
+  /** Operator stop: polling and restarts end, the router stops, then every node (in parallel). */
   async stop (timeoutMs?: number): Promise<void> {
     this.stopped = true
     if (this.timer !== undefined) clearInterval(this.timer)
+    for (const p of this.processes()) p.sup.cancelRestarts()
     await this.reconciling
     await this.router?.stop(timeoutMs)
     await Promise.all([...this.nodes.values()].map(async (m) => await m.sup.stop(timeoutMs)))

@@ -60,11 +60,20 @@ export class SupervisedProcess {
     return this.proc
   }
 
-  /** Operator stop: cancels a pending restart and stops the process (SIGTERM, SIGKILL after timeoutMs). */
-  async stop (timeoutMs?: number): Promise<void> {
+  /**
+   * No restart from now on (a pending one is cancelled, a crash or a failed start is not
+   * retried); the process keeps running until stop(). A cluster stop calls this on every
+   * process first, so none is restarted while the others are being stopped in order.
+   */
+  cancelRestarts (): void {
     this.stopRequested = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
+  }
+
+  /** Operator stop: cancels a pending restart and stops the process (SIGTERM, SIGKILL after timeoutMs). */
+  async stop (timeoutMs?: number): Promise<void> {
+    this.cancelRestarts()
     if (this.stateNow !== 'gave-up') this.stateNow = 'stopped'
     const launching = this.launching
     if (launching !== undefined) await launching.then((p) => p.stop(timeoutMs), () => undefined)
@@ -88,7 +97,10 @@ export class SupervisedProcess {
       p = await this.launching
     } catch (err) {
       this.launching = undefined
-      if (this.stopRequested) return
+      if (this.stopRequested) {
+        this.settle(false)
+        return
+      }
       this.crashed(null, `did not start: ${firstLine(err)}`, (err as { output?: string }).output ?? '')
       this.settle(false)
       return
