@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Pool } from 'undici'
 import { exchange, poolOptions } from '../src/http/exchange'
 import type { Logger } from '../src/log'
-import { ShardKvError } from '../src/protocol/errors'
+import { ShardKvError, type ErrorCode } from '../src/protocol/errors'
 import { kvPath } from '../src/protocol/key'
 import { HEADER } from '../src/protocol/wire'
 import type { RouterMetrics } from './metrics'
@@ -79,6 +79,8 @@ export interface ForwarderOptions {
 }
 
 const FIRST_BACKOFF_MS = 5
+/** A copy-on-touch refused with these is routed again, like a 421 to the write itself. */
+const REROUTED_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['misdirected', 'unavailable'])
 const MAX_BACKOFF_MS = 100
 
 type Headers = Record<string, string>
@@ -105,9 +107,7 @@ export class Forwarder implements KvForward {
   async forward (req: ForwardRequest): Promise<ForwardResult> {
     const path = kvPath(req.key)
     const headers = upstreamHeaders(req, this.options.peerHeaders)
-    const deadline = Date.now() + this.options.retryTimeoutMs
-    let retries = 0
-    let backoff = FIRST_BACKOFF_MS
+    const pace = new RetryPace(this.options.retryTimeoutMs, this.options.metrics)
     let copiedAtEpoch = -1
     let timeouts = req.priorTimeouts ?? 0
     for (;;) {
@@ -124,7 +124,12 @@ export class Forwarder implements KvForward {
         // retry of a write the old owner applied would not be recognised; so the key's row
         // (insert-if-absent) and the record of this request id are copied first.
         if (source !== undefined && copiedAtEpoch !== table.epoch && (req.method === 'PUT' || req.method === 'DELETE')) {
-          await this.copyOnTouch(req.key, req.requestId, source, url)
+          if (!await this.copyOnTouch(req.key, req.requestId, source, url)) {
+            // The new owner refused the copy as a 421 to the write itself would be refused
+            // (its map or role moved: a failover, an epoch change): route again, invisibly.
+            await pace.wait('misdirected', 'the new owner of this key did not take its copy')
+            continue
+          }
           copiedAtEpoch = table.epoch
         }
         let result = await this.attempt(this.pool(url), path, req, headers)
@@ -135,14 +140,10 @@ export class Forwarder implements KvForward {
         if (result.status === 421) {
           // The node's map moved past ours (the coordinator publishes right after installing),
           // or ours past its (it is catching up): either way, wait briefly and route again.
-          if (Date.now() + backoff > deadline) throw new ShardKvError('unavailable', `the cluster map is changing; no owner answered for this key within ${this.options.retryTimeoutMs} ms`, { retries })
-          retries++
-          this.options.metrics.countRetry('misdirected')
-          await sleep(backoff)
-          backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)
+          await pace.wait('misdirected', 'no owner answered for this key')
           continue
         }
-        result.retries = retries
+        result.retries = pace.retries
         return result
       } catch (err) {
         if (err instanceof ShardKvError) throw err
@@ -153,7 +154,7 @@ export class Forwarder implements KvForward {
           // a repeat safe. A node that is merely slow is not asked a third time.
           if (timeouts++ === 0 && !this.closed) {
             this.options.metrics.countRetry('timeout')
-            retries++
+            pace.retries++
             continue
           }
           throw new ShardKvError('upstream_timeout', `shard ${url} did not answer within ${this.options.upstreamTimeoutMs} ms`)
@@ -165,13 +166,7 @@ export class Forwarder implements KvForward {
           this.options.log.error({ event: 'upstream-error', url, method: req.method, requestId: req.requestId, err }, 'shard request failed')
           throw new ShardKvError('upstream_error', `shard ${url} failed: ${describeUpstreamError(err)}`)
         }
-        if (Date.now() + backoff > deadline) {
-          throw new ShardKvError('unavailable', `shard ${url} is unreachable (${describeUpstreamError(err)}); gave up after ${retries} retries in ${this.options.retryTimeoutMs} ms`, { retries })
-        }
-        retries++
-        this.options.metrics.countRetry(describeUpstreamError(err, true))
-        await sleep(backoff)
-        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS)
+        await pace.wait(describeUpstreamError(err, true), `shard ${url} is unreachable (${describeUpstreamError(err)})`)
       }
     }
   }
@@ -184,9 +179,20 @@ export class Forwarder implements KvForward {
     await Promise.all(pools.map(async (p) => { await p.close() }))
   }
 
-  private async copyOnTouch (key: string, requestId: string, source: string, target: string): Promise<void> {
-    const transfer = await this.options.nodes.keyTransfer(source, key, requestId)
-    if (transfer.rows.length > 0 || transfer.requests.length > 0) await this.options.nodes.importKeys(target, transfer)
+  /**
+   * Copies the key's row and request record from the old owner to the new. False when a
+   * node refused as a moving map or a failover makes it (421, 503): the caller routes
+   * again. The import is insert-if-absent, so repeating it after a refusal is safe.
+   */
+  private async copyOnTouch (key: string, requestId: string, source: string, target: string): Promise<boolean> {
+    try {
+      const transfer = await this.options.nodes.keyTransfer(source, key, requestId)
+      if (transfer.rows.length > 0 || transfer.requests.length > 0) await this.options.nodes.importKeys(target, transfer)
+      return true
+    } catch (err) {
+      if (err instanceof ShardKvError && REROUTED_REFUSALS.has(err.code)) return false
+      throw err
+    }
   }
 
   /**
@@ -207,6 +213,28 @@ export class Forwarder implements KvForward {
   private async attempt (pool: Pool, path: string, req: ForwardRequest, headers: Headers): Promise<ForwardResult> {
     const res = await exchange(pool, { path, method: req.method, headers, body: req.body })
     return fromResponse(res.status, res.headers, res.body)
+  }
+}
+
+/** Back-off between routing attempts of one request, within its retry budget. */
+class RetryPace {
+  retries = 0
+  private backoff = FIRST_BACKOFF_MS
+  private readonly deadline: number
+
+  constructor (private readonly budgetMs: number, private readonly metrics: RouterMetrics) {
+    this.deadline = Date.now() + budgetMs
+  }
+
+  /** Waits before the next attempt, or throws `unavailable` (saying why) once the budget is spent. */
+  async wait (reason: string, why: string): Promise<void> {
+    if (Date.now() + this.backoff > this.deadline) {
+      throw new ShardKvError('unavailable', `${why}; gave up after ${this.retries} retries in ${this.budgetMs} ms`, { retries: this.retries })
+    }
+    this.retries++
+    this.metrics.countRetry(reason)
+    await sleep(this.backoff)
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS)
   }
 }
 
