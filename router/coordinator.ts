@@ -17,10 +17,11 @@ const REDUNDANCY_REPEAT_MS = 30_000
  * The control plane of the router: the cluster map (persisted in the data dir), the
  * routing table built from it, and the health of every node.
  *
- * The map changes in exactly one place, `changeMap`, which bumps the epoch, checks
- * the result, persists it and only then swaps the routing table: a router never
- * routes by a map it could lose in a crash. Rebalancing, failover and the admin API
- * are meant to be built on that method.
+ * The map changes in exactly one place, `transition`, which checks that the epoch
+ * rises, persists the intent, installs the map on every node, and only then persists
+ * it as current and swaps the routing table: a router never routes by a map it could
+ * lose in a crash, nor by one a node has not fenced for. Rebalancing, failover,
+ * switchover and the admin API are built on it.
  */
 
 export interface CoordinatorOptions {
@@ -125,29 +126,6 @@ export class Coordinator {
     return this.current.epoch
   }
 
-  /** URL of the primary that serves `key`, or undefined when no group owns it. */
-  ownerOf (key: string): string | undefined {
-    return this.current.ownerOf(key)
-  }
-
-  /**
-   * The one way the map changes: `edit` gets a private copy of the current map and
-   * returns (or mutates) the next one; the epoch is bumped here, never by the caller.
-   * The routing table is built before anything is written, so a map that cannot be
-   * routed by is refused without touching the file.
-   */
-  changeMap (edit: (draft: ClusterMap) => ClusterMap | undefined, reason: string): RoutingTable {
-    const before = this.current.map
-    const draft = structuredClone(before)
-    const edited = edit(draft) ?? draft
-    const next = validateMap({ ...edited, epoch: before.epoch + 1 })
-    const table = new RoutingTable(next)
-    this.file.save(next)
-    this.current = table
-    this.log.info({ event: 'map-changed', epoch: next.epoch, previousEpoch: before.epoch, reason }, `cluster map is now epoch ${next.epoch}`)
-    return table
-  }
-
   /** The current map (a snapshot: never mutate it). */
   map (): ClusterMap {
     return this.current.map
@@ -224,7 +202,6 @@ export class Coordinator {
     this.log.info({ event: 'map-changed', epoch: next.epoch, previousEpoch: before.epoch, reason }, `cluster map is now epoch ${next.epoch}`)
   }
 
-  /** Installs `map` on every node it lists; nodes known to be down are skipped. */
   /**
    * Completes a transition that was being installed when this coordinator died: its map
    * may be on some nodes already, which would then refuse the older persisted map.

@@ -106,11 +106,6 @@ export class HealthChecker {
     return this.statuses.get(url) ?? UNKNOWN
   }
 
-  /** Checks every node once, now (for tests and for callers that need a fresh view). */
-  async checkNow (): Promise<void> {
-    await this.checkAll()
-  }
-
   async stop (): Promise<void> {
     this.stopped = true
     if (this.timer !== undefined) clearTimeout(this.timer)

@@ -106,12 +106,6 @@ export class NodeClient {
     return (await jsonRequest<PurgeReply>(await this.target(nodeUrl) + INTERNAL.migrationPurge, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
-  /** The epoch of the map installed on a node (0: none). */
-  async installedEpoch (nodeUrl: string): Promise<number> {
-    const res = await jsonRequest<{ epoch: number }>(await this.target(nodeUrl) + INTERNAL.map, { dispatcher: this.agent, timeoutMs: 3000 })
-    return typeof res.body.epoch === 'number' ? res.body.epoch : 0
-  }
-
   /** Grants the primary of `group` at `term` the right to serve until `leaseUntil` (ms since the epoch). */
   async lease (nodeUrl: string, group: string, term: number, leaseUntil: number, timeoutMs: number): Promise<WireLeaseReply> {
     const body = { group, term, leaseUntil, ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}) }

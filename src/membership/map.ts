@@ -9,7 +9,8 @@ import { ringFor, vnodesFor, RING_DEFAULTS, type GroupRing, type RingMember, typ
  * reports them beside it in `GET /cluster`.
  */
 
-export type GroupState = 'active' | 'joining' | 'draining'
+/** A group serves its share of the ring while active; a draining one is handing its keys over to leave. */
+export type GroupState = 'active' | 'draining'
 export type NodeRole = 'primary' | 'replica'
 
 export interface NodeInfo {
@@ -184,7 +185,7 @@ function validateGroup (g: unknown, ids: Set<string>): void {
   if (ids.has(g.id)) throw new MapError(`group "${g.id}" appears twice`)
   ids.add(g.id)
   validateWeight(g.weight)
-  if (g.state !== 'active' && g.state !== 'joining' && g.state !== 'draining') throw new MapError(`group "${g.id}" has unknown state ${shown(g.state)}`)
+  if (g.state !== 'active' && g.state !== 'draining') throw new MapError(`group "${g.id}" has unknown state ${shown(g.state)}`)
   if (g.term !== undefined && (!Number.isInteger(g.term) || (g.term as number) < 1)) throw new MapError(`group "${g.id}" term must be an integer >= 1`)
   if (!Array.isArray(g.nodes) || g.nodes.length === 0) throw new MapError(`group "${g.id}" has no nodes`)
   let primaries = 0

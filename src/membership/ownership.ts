@@ -12,11 +12,6 @@ import { termOf, type ClusterMap, type NodeInfo } from './map'
  */
 export type Access = 'owned' | 'handover' | 'foreign'
 
-export interface Handover {
-  /** Ring members before the rebalance: the old owners of moving keys. */
-  previous: RingMember[]
-}
-
 /**
  * A node's part in its group under the installed map. Without a map, or when the
  * installer did not say which node this is, the node acts as a lone primary.
@@ -68,14 +63,9 @@ export class Ownership {
   isMovingAway (key: string): boolean {
     return this.access(key) === 'handover'
   }
-
-  /** True for a key this group holds that belongs to nobody here any more (purge). */
-  isForeign (key: string): boolean {
-    return this.ring !== undefined && this.ring.ownerOf(key) !== this.group
-  }
 }
 
-/** Groups on the current ring: active ones (joining groups are not placed yet; draining ones are leaving). */
+/** Groups on the current ring: the active ones (draining ones are leaving). */
 export function currentMembers (map: ClusterMap): RingMember[] {
   return map.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight }))
 }

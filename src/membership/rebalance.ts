@@ -20,8 +20,6 @@ import { currentMembers } from './ownership'
 export type RebalanceKind = 'add' | 'remove'
 export type RebalancePhase = 'fencing' | 'copying' | 'settling' | 'purging' | 'finishing' | 'done'
 
-export const PHASES: readonly RebalancePhase[] = ['fencing', 'copying', 'settling', 'purging', 'finishing', 'done']
-
 export interface SourceProgress {
   /** seq after which the next scan starts. */
   cursor: number

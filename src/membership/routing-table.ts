@@ -19,7 +19,7 @@ export class RoutingTable {
   readonly epoch: number
   /** The `x-shardkv-epoch` value, formatted once rather than per request. */
   readonly epochHeader: string
-  /** Ring points per group (0 for groups not on the ring, e.g. joining). */
+  /** Ring points per group (0 for groups not on the ring: draining ones). */
   readonly points: ReadonlyMap<string, number>
   readonly nodes: readonly TableNode[]
   private readonly ring: GroupRing

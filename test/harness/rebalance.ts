@@ -29,7 +29,7 @@ export async function clusterView (http: HttpClient, routerUrl: string): Promise
   return await http.getJson<ClusterView>(`${routerUrl}/cluster`)
 }
 
-/** The current ring of a published map: its active groups (joining ones are not placed, draining ones are leaving). */
+/** The current ring of a published map: its active groups (draining ones are leaving). */
 export function ringOf (view: Pick<ClusterView, 'groups' | 'ring'>): GroupRing {
   return new GroupRing(view.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), view.ring)
 }

@@ -26,7 +26,7 @@ const node = (role: 'primary' | 'replica'): fc.Arbitrary<{ url: string, role: 'p
 const group = fc.record({
   id: groupId,
   weight: fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.double({ min: 0.01, max: 1000, noNaN: true })),
-  state: fc.constantFrom('active' as const, 'joining' as const, 'draining' as const),
+  state: fc.constantFrom('active' as const, 'draining' as const),
   term: fc.option(fc.integer({ min: 1, max: 1000 }), { nil: undefined }),
   nodes: fc.tuple(node('primary'), fc.array(node('replica'), { maxLength: 3 })).map(([p, r]) => [p, ...r])
 }, { requiredKeys: ['id', 'weight', 'state', 'nodes'] })
