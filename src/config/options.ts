@@ -4,8 +4,8 @@ import { availableParallelism } from 'node:os'
 /**
  * Declarative configuration: every setting of every process is one entry here with
  * its flag, environment variable, default and help. Flags win over environment
- * variables, which win over defaults. The README's configuration tables list the
- * same entries (a unit test keeps them in step).
+ * variables, which win over defaults. docs/configuration.md is generated from these
+ * entries (npm run docs:config; a unit test keeps it in step).
  */
 
 export type OptionKind = 'string' | 'integer' | 'boolean' | 'list'

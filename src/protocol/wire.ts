@@ -1,7 +1,7 @@
 /**
  * Wire definitions shared by the router, shard nodes, client, scripts and tests.
- * This file is the single source of truth for paths and headers; the README's
- * "Wire protocol" section documents the same names.
+ * This file is the single source of truth for paths and headers; docs/protocol.md
+ * documents the same names.
  */
 
 /** Data API: `/kv/<one percent-encoded key segment>`. */
