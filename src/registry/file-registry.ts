@@ -1,0 +1,56 @@
+import { unwatchFile, watchFile } from 'node:fs'
+import { MapFile, PendingMapFile } from '../membership/map-file'
+import type { ClusterMap } from '../membership/map'
+import type { MapRegistry, MapWatch, RegistryState } from './registry'
+
+/**
+ * The embedded registry: the map and the intent as two files in the coordinator's data
+ * dir, each replaced atomically. One coordinator writes them (the process that holds
+ * the data dir); a watcher polls the file, for a router on the same machine.
+ */
+export class FileRegistry implements MapRegistry {
+  readonly kind = 'file' as const
+  private readonly file: MapFile
+  private readonly pending: PendingMapFile
+
+  constructor (dataDir: string, private readonly pollMs = 500) {
+    this.file = new MapFile(dataDir)
+    this.pending = new PendingMapFile(dataDir)
+  }
+
+  async load (): Promise<RegistryState> {
+    return { map: this.file.load(), pending: this.pending.load() }
+  }
+
+  async savePending (next: ClusterMap): Promise<void> {
+    this.pending.save(next)
+  }
+
+  async publish (next: ClusterMap): Promise<void> {
+    // Map first: a crash between the two leaves an intent at the published epoch, which
+    // resuming recognises as done.
+    this.file.save(next)
+    this.pending.clear()
+  }
+
+  watch (afterEpoch: number, onMap: (map: ClusterMap) => void): MapWatch {
+    let seen = afterEpoch
+    const check = (): void => {
+      let map: ClusterMap | undefined
+      try {
+        map = this.file.load()
+      } catch {
+        return // mid-replace or damaged: the next change is read again
+      }
+      if (map !== undefined && map.epoch > seen) {
+        seen = map.epoch
+        onMap(map)
+      }
+    }
+    watchFile(this.file.path, { interval: this.pollMs, persistent: false }, check)
+    check()
+    return { close: async () => { unwatchFile(this.file.path, check) } }
+  }
+
+  async close (): Promise<void> {}
+}

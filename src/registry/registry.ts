@@ -1,0 +1,42 @@
+import type { ClusterMap } from '../membership/map'
+
+/**
+ * Where the cluster map lives: the one interface the coordinator writes through and
+ * routers and clients follow. Two kinds:
+ *  - `file`: the embedded default, the map in the coordinator's data dir (one coordinator);
+ *  - `etcd`: the map in an etcd cluster, written only by the elected coordinator, each
+ *    write a transaction guarded by its leadership, followed by watches.
+ */
+export type RegistryKind = 'file' | 'etcd'
+
+export interface RegistryState {
+  /** The published map (undefined before the first one). */
+  map: ClusterMap | undefined
+  /** The map of a transition that was being installed (DESIGN: install before publish). */
+  pending: ClusterMap | undefined
+}
+
+/** A write refused because this writer no longer leads, or someone else changed the map. */
+export class RegistryConflict extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'RegistryConflict'
+  }
+}
+
+export interface MapWatch {
+  close: () => Promise<void>
+}
+
+export interface MapRegistry {
+  readonly kind: RegistryKind
+  /** Reads both maps, and remembers what it read as the base the next write is guarded on. */
+  load: () => Promise<RegistryState>
+  /** Records the intent: the map a transition is about to install. */
+  savePending: (next: ClusterMap) => Promise<void>
+  /** Makes `next` the published map and clears the intent, in one step. */
+  publish: (next: ClusterMap) => Promise<void>
+  /** Calls `onMap` with every published map newer than `afterEpoch`, in order. */
+  watch: (afterEpoch: number, onMap: (map: ClusterMap) => void) => MapWatch
+  close: () => Promise<void>
+}
