@@ -1,6 +1,7 @@
 import { ConfigError, type RouterConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
-import { MapFile, PendingMapFile } from '../src/membership/map-file'
+import { FileRegistry } from '../src/registry/file-registry'
+import type { MapRegistry } from '../src/registry/registry'
 import { fillPeers, initialMap, parseGroupSpec, termOf, validateMap, withReportedPeer, type ClusterMap, type GroupSpec } from '../src/membership/map'
 import { HealthChecker } from './health'
 import type { RouterMetrics } from './metrics'
@@ -32,6 +33,8 @@ export interface CoordinatorOptions {
   log: Logger
   metrics?: RouterMetrics
   credentials?: PeerCredentials
+  /** Where the map is kept (default: the file registry in dataDir). */
+  registry?: MapRegistry
 }
 
 export class Coordinator {
@@ -46,9 +49,8 @@ export class Coordinator {
   /** Nodes whose reported peer URL is being written into the map. */
   private readonly peerUpdates = new Set<string>()
   private advertisedUrl: string | undefined
-  private readonly file: MapFile
-  /** The map of a transition being installed (durable until it is published). */
-  private readonly pending: PendingMapFile
+  /** The published map and the intent (the map of a transition being installed, durable until published). */
+  private readonly registry: MapRegistry
   private readonly log: Logger
   private readonly metrics: RouterMetrics | undefined
   private readonly healthIntervalMs: number
@@ -56,10 +58,9 @@ export class Coordinator {
   /** Groups flagged `redundancy: none`: [since, last warned]. */
   private flagged = new Map<string, [number, number]>()
 
-  private constructor (map: ClusterMap, file: MapFile, options: CoordinatorOptions) {
+  private constructor (map: ClusterMap, registry: MapRegistry, options: CoordinatorOptions) {
     this.current = new RoutingTable(map)
-    this.file = file
-    this.pending = new PendingMapFile(options.dataDir)
+    this.registry = registry
     this.log = options.log
     this.metrics = options.metrics
     this.healthIntervalMs = options.healthIntervalMs
@@ -77,8 +78,8 @@ export class Coordinator {
     })
   }
 
-  static fromConfig (config: RouterConfig, log: Logger, metrics?: RouterMetrics, credentials?: PeerCredentials): Coordinator {
-    return Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics, credentials })
+  static async fromConfig (config: RouterConfig, log: Logger, metrics?: RouterMetrics, credentials?: PeerCredentials): Promise<Coordinator> {
+    return await Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics, credentials })
   }
 
   /**
@@ -86,14 +87,14 @@ export class Coordinator {
    * gives an empty cluster) and persists it. Throws ConfigError for bad flags; a
    * persisted map that cannot be read is a different failure and keeps its own error.
    */
-  static open (options: CoordinatorOptions): Coordinator {
-    const file = new MapFile(options.dataDir)
+  static async open (options: CoordinatorOptions): Promise<Coordinator> {
+    const registry = options.registry ?? new FileRegistry(options.dataDir)
     const specs = parseSpecs(options.groups)
     let map: ClusterMap | undefined
     try {
-      map = file.load()
+      map = (await registry.load()).map
     } catch (err) {
-      throw new Error(`cannot read the cluster map ${file.path}: ${(err as Error).message}`, { cause: err })
+      throw new Error(`cannot read the cluster map from ${registry.where}: ${(err as Error).message}`, { cause: err })
     }
     if (map === undefined) {
       try {
@@ -101,20 +102,20 @@ export class Coordinator {
       } catch (err) {
         throw new ConfigError(`--group: ${(err as Error).message}`)
       }
-      file.save(map)
-      options.log.info({ event: 'map-created', epoch: map.epoch, path: file.path, groups: map.groups.length }, 'created the cluster map from --group flags')
+      await registry.publish(map)
+      options.log.info({ event: 'map-created', epoch: map.epoch, registry: registry.where, groups: map.groups.length }, 'created the cluster map from --group flags')
       if (specs.length === 0) {
         // Allowed so that groups can be added later through the admin API; until then every key is 503.
-        options.log.warn({ event: 'map-empty', path: file.path }, 'no --group given: the cluster has no groups and answers 503 for every key')
+        options.log.warn({ event: 'map-empty', registry: registry.where }, 'no --group given: the cluster has no groups and answers 503 for every key')
       }
     } else {
       const ignored = differences(map, specs, options.vnodes)
       if (ignored.length > 0) {
-        options.log.warn({ event: 'map-flags-ignored', path: file.path, epoch: map.epoch, differences: ignored }, 'using the persisted cluster map; --group/--vnodes flags that differ from it are ignored')
+        options.log.warn({ event: 'map-flags-ignored', registry: registry.where, epoch: map.epoch, differences: ignored }, 'using the persisted cluster map; --group/--vnodes flags that differ from it are ignored')
       }
-      options.log.info({ event: 'map-loaded', epoch: map.epoch, path: file.path, groups: map.groups.length }, 'loaded the persisted cluster map')
+      options.log.info({ event: 'map-loaded', epoch: map.epoch, registry: registry.where, groups: map.groups.length }, 'loaded the persisted cluster map')
     }
-    return new Coordinator(map, file, options)
+    return new Coordinator(map, registry, options)
   }
 
   /** The routing table of the current map; read it once per request attempt. */
@@ -182,22 +183,20 @@ export class Coordinator {
       }
       // The intent is persisted before any node sees the map, so a coordinator that dies
       // part way completes this transition on restart instead of guessing from the nodes.
-      if (next !== before) this.pending.save(next)
+      if (next !== before) await this.registry.savePending(next)
       await this.installEverywhere(next)
-      if (next !== before) {
-        this.publish(next, reason)
-        this.pending.clear()
-      }
+      if (next !== before) await this.publish(next, reason)
       return next
     })
     this.transitions = run.catch(() => undefined)
     return await run
   }
 
-  private publish (next: ClusterMap, reason: string): void {
+  /** Persists `next` as the published map (clearing the intent), then routes by it. */
+  private async publish (next: ClusterMap, reason: string): Promise<void> {
     const before = this.current.map
     const table = new RoutingTable(next)
-    this.file.save(next)
+    await this.registry.publish(next)
     this.current = table
     this.log.info({ event: 'map-changed', epoch: next.epoch, previousEpoch: before.epoch, reason }, `cluster map is now epoch ${next.epoch}`)
   }
@@ -207,10 +206,11 @@ export class Coordinator {
    * may be on some nodes already, which would then refuse the older persisted map.
    */
   async resumePending (): Promise<void> {
-    const pending = this.pending.load()
+    const { pending } = await this.registry.load()
     if (pending === undefined) return
     if (pending.epoch <= this.current.epoch) {
-      this.pending.clear()
+      // Published already (the coordinator died between the two writes of the file registry).
+      await this.registry.publish(this.current.map)
       return
     }
     this.log.warn({ event: 'transition-resumed', epoch: pending.epoch, persisted: this.current.epoch }, 'completing the map transition that was interrupted')

@@ -55,7 +55,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     () => coord.view().groups.map((g) => ({ group: g.id, inSyncReplicas: g.inSyncReplicas, redundancy: g.redundancy }))
   )
   const credentials = loadPeerCredentials(config)
-  const coord = Coordinator.fromConfig(config, log, metrics, credentials)
+  const coord = await Coordinator.fromConfig(config, log, metrics, credentials)
   const guard = new ClientGuard({
     tokens: config.tokensFile === '' ? undefined : new TokenStore(config.tokensFile, log),
     limits: new RateLimiter({ perToken: config.rateLimitPerToken, perIp: config.rateLimitPerIp, windowMs: config.rateLimitWindowMs })

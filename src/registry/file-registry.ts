@@ -18,6 +18,10 @@ export class FileRegistry implements MapRegistry {
     this.pending = new PendingMapFile(dataDir)
   }
 
+  get where (): string {
+    return this.file.path
+  }
+
   async load (): Promise<RegistryState> {
     return { map: this.file.load(), pending: this.pending.load() }
   }

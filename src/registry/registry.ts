@@ -30,6 +30,8 @@ export interface MapWatch {
 
 export interface MapRegistry {
   readonly kind: RegistryKind
+  /** Where the map is, for logs and errors (a file path, or etcd endpoints and the cluster's prefix). */
+  readonly where: string
   /** Reads both maps, and remembers what it read as the base the next write is guarded on. */
   load: () => Promise<RegistryState>
   /** Records the intent: the map a transition is about to install. */

@@ -37,6 +37,10 @@ export class EtcdRegistry implements MapRegistry {
     this.keys = clusterKeys(opts.cluster)
   }
 
+  get where (): string {
+    return `etcd ${this.opts.gateway.endpoints.join(',')} at ${this.keys.map}`
+  }
+
   async load (): Promise<RegistryState> {
     const r = await this.opts.gateway.range(this.keys.map, { prefix: true }) // the map and map-pending
     const byKey = new Map(r.kvs.map((kv) => [unb64(kv.key), kv]))
