@@ -50,7 +50,7 @@ export class Coordinator {
   private readonly peerUpdates = new Set<string>()
   private advertisedUrl: string | undefined
   /** The published map and the intent (the map of a transition being installed, durable until published). */
-  private readonly registry: MapRegistry
+  readonly registry: MapRegistry
   private readonly log: Logger
   private readonly metrics: RouterMetrics | undefined
   private readonly healthIntervalMs: number

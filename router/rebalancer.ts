@@ -1,15 +1,12 @@
-import { join } from 'node:path'
 import type { Logger } from '../src/log'
 import type { ClusterMap } from '../src/membership/map'
 import { primaryOf } from '../src/membership/map'
 import { currentMembers } from '../src/membership/ownership'
 import { GroupRing } from '../src/ring/ring'
-import { readJson, writeJsonAtomic } from '../src/membership/json-file'
+import type { MapRegistry } from '../src/registry/registry'
 import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState } from '../src/membership/rebalance'
 import type { NodeClient } from './node-client'
 import type { WireKeyTransfer } from '../src/protocol/wire'
-
-export const REBALANCE_FILE = 'rebalance.json'
 
 /** The coordinator's map, as the rebalancer (and failover) change it. */
 export interface MapAuthority {
@@ -23,7 +20,8 @@ export interface MapAuthority {
 }
 
 export interface RebalancerOptions {
-  dataDir: string
+  /** Where the rebalance's state is persisted (the coordinator's registry). */
+  registry: Pick<MapRegistry, 'loadRebalance' | 'saveRebalance'>
   log: Logger
   nodes: NodeClient
   maps: MapAuthority
@@ -47,13 +45,16 @@ export class Rebalancer {
   private running: Promise<void> | undefined
   private stopping = false
   private starting = false
-  private readonly file: string
   private readonly retryDelayMs: number
 
-  constructor (private readonly opts: RebalancerOptions) {
-    this.file = join(opts.dataDir, REBALANCE_FILE)
+  private constructor (private readonly opts: RebalancerOptions, state: RebalanceState | undefined) {
     this.retryDelayMs = opts.retryDelayMs ?? 500
-    this.state = readJson(this.file) as RebalanceState | undefined
+    this.state = state
+  }
+
+  /** A rebalancer with the state its registry kept (a rebalance to resume, or the last one's outcome). */
+  static async open (opts: RebalancerOptions): Promise<Rebalancer> {
+    return new Rebalancer(opts, await opts.registry.loadRebalance())
   }
 
   isRunning (): boolean {
@@ -98,7 +99,7 @@ export class Rebalancer {
       }
     }
     this.state = { ...state, estimatedRows: estimated }
-    this.persist()
+    await this.persist()
     this.opts.log.info({ event: 'rebalance-start', id: state.id, kind: state.kind, group: state.group, sources: Object.keys(state.sources), estimatedRows: estimated }, 'rebalance started')
     this.running = this.run()
     return progressOf(this.state)
@@ -109,10 +110,10 @@ export class Rebalancer {
     await this.running
   }
 
-  private persist (): void {
+  private async persist (): Promise<void> {
     if (this.state === undefined) return
     this.state.updatedAt = new Date().toISOString()
-    writeJsonAtomic(this.file, this.state)
+    await this.opts.registry.saveRebalance(this.state)
   }
 
   private async run (): Promise<void> {
@@ -124,11 +125,11 @@ export class Rebalancer {
         state.phase = nextPhase(state)
         delete state.lastError
         if (state.phase === 'done') state.finishedAt = new Date().toISOString()
-        this.persist()
+        await this.persist()
         this.opts.log.info({ event: 'rebalance-phase', id: state.id, phase: state.phase, epoch: this.opts.maps.current().epoch }, `rebalance ${state.phase}`)
       } catch (err) {
         state.lastError = (err as Error).message
-        this.persist()
+        await this.persist()
         this.opts.log.warn({ event: 'rebalance-retry', id: state.id, phase: state.phase, err: state.lastError }, 'rebalance step failed; retrying')
         await sleep(this.retryDelayMs)
       }
@@ -188,7 +189,7 @@ export class Rebalancer {
         progress.scanned += batch.scanned
         progress.copied += inserted
         progress.done = batch.done
-        this.persist()
+        await this.persist()
         await this.throttle(batch.scanned, startedAt)
       }
     }
@@ -219,7 +220,7 @@ export class Rebalancer {
             progress.cursor = cursor
             progress.done = done
             progress.deleted += reply.deleted
-            this.persist()
+            await this.persist()
           }
           await this.throttle(this.opts.batchSize, startedAt)
         }

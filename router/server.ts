@@ -92,8 +92,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     maxBatchBytes: config.maxBatchBytes,
     isDraining: () => draining
   })
-  const rebalancer = new Rebalancer({
-    dataDir: config.dataDir,
+  const rebalancer = await Rebalancer.open({
+    registry: coord.registry,
     log,
     nodes: coord.nodes,
     maps: { current: () => coord.map(), transition: async (reason, compute) => await coord.transition(reason, compute) },

@@ -1,7 +1,12 @@
 import { unwatchFile, watchFile } from 'node:fs'
+import { join } from 'node:path'
+import { readJson, writeJsonAtomic } from '../membership/json-file'
+import type { RebalanceState } from '../membership/rebalance'
 import { MapFile, PendingMapFile } from '../membership/map-file'
 import type { ClusterMap } from '../membership/map'
 import type { MapRegistry, MapWatch, RegistryState } from './registry'
+
+const REBALANCE_FILE = 'rebalance.json'
 
 /**
  * The embedded registry: the map and the intent as two files in the coordinator's data
@@ -12,10 +17,12 @@ export class FileRegistry implements MapRegistry {
   readonly kind = 'file' as const
   private readonly file: MapFile
   private readonly pending: PendingMapFile
+  private readonly rebalanceFile: string
 
   constructor (dataDir: string, private readonly pollMs = 500) {
     this.file = new MapFile(dataDir)
     this.pending = new PendingMapFile(dataDir)
+    this.rebalanceFile = join(dataDir, REBALANCE_FILE)
   }
 
   get where (): string {
@@ -35,6 +42,14 @@ export class FileRegistry implements MapRegistry {
     // resuming recognises as done.
     this.file.save(next)
     this.pending.clear()
+  }
+
+  async loadRebalance (): Promise<RebalanceState | undefined> {
+    return readJson(this.rebalanceFile) as RebalanceState | undefined
+  }
+
+  async saveRebalance (state: RebalanceState): Promise<void> {
+    writeJsonAtomic(this.rebalanceFile, state)
   }
 
   watch (afterEpoch: number, onMap: (map: ClusterMap) => void): MapWatch {

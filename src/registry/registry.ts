@@ -1,4 +1,5 @@
 import type { ClusterMap } from '../membership/map'
+import type { RebalanceState } from '../membership/rebalance'
 
 /**
  * Where the cluster map lives: the one interface the coordinator writes through and
@@ -38,6 +39,10 @@ export interface MapRegistry {
   savePending: (next: ClusterMap) => Promise<void>
   /** Makes `next` the published map and clears the intent, in one step. */
   publish: (next: ClusterMap) => Promise<void>
+  /** The state of the last rebalance (running or done), undefined when there was none. */
+  loadRebalance: () => Promise<RebalanceState | undefined>
+  /** Persists a rebalance's state (after every phase change and batch), guarded like the map. */
+  saveRebalance: (state: RebalanceState) => Promise<void>
   /** Calls `onMap` with every published map newer than `afterEpoch`, in order. */
   watch: (afterEpoch: number, onMap: (map: ClusterMap) => void) => MapWatch
   close: () => Promise<void>

@@ -7,6 +7,7 @@ import { EtcdRegistry, clusterKeys } from '../../src/registry/etcd/etcd-registry
 import { EtcdWatch, type WatchedChange } from '../../src/registry/etcd/watch'
 import { RegistryConflict } from '../../src/registry/registry'
 import { initialMap, type ClusterMap } from '../../src/membership/map'
+import type { RebalanceState } from '../../src/membership/rebalance'
 
 /**
  * The etcd registry against real etcd members (Debian etcd-server): the leader key and
@@ -45,6 +46,9 @@ if (!etcdAvailable()) {
     const state = await regA.load()
     t.same([state.map?.epoch, state.pending], [m1.epoch, undefined], 'published: the map is set and the intent cleared in one transaction')
 
+    const rebalanceState = { id: 'r1', kind: 'add', group: 'g2', phase: 'copying', fromEpoch: m1.epoch } as unknown as RebalanceState
+    await regA.saveRebalance(rebalanceState)
+    t.same(await regB.loadRebalance(), rebalanceState, 'the leader persists the rebalance state; anyone reads it')
     await regB.load()
     await t.rejects(regB.publish({ ...m1, epoch: m1.epoch + 1 }), RegistryConflict, 'a non-leader\'s write is refused')
 
@@ -54,6 +58,7 @@ if (!etcdAvailable()) {
     const fenceB = await bCampaign
     t.ok(fenceB > fenceA, `b leads at fence ${fenceB} > ${fenceA}`)
     await t.rejects(regA.publish(stale), RegistryConflict, 'the deposed leader changes nothing')
+    await t.rejects(regA.saveRebalance(rebalanceState), RegistryConflict, 'not even the rebalance state')
     await regB.load()
     await regB.publish(stale)
     t.equal((await regB.load()).map?.epoch, stale.epoch, 'the new leader writes')

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { FileRegistry } from '../../src/registry/file-registry'
 import { initialMap, type ClusterMap } from '../../src/membership/map'
+import type { RebalanceState } from '../../src/membership/rebalance'
 
 t.test('the file registry: intent, publish, and a watcher that sees newer maps only', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-file-registry-'))
@@ -16,6 +17,11 @@ t.test('the file registry: intent, publish, and a watcher that sees newer maps o
   t.same(await reg.load(), { map: undefined, pending: m1 }, 'the intent alone')
   await reg.publish(m1)
   t.same(await reg.load(), { map: m1, pending: undefined }, 'published: the intent is cleared')
+
+  t.equal(await reg.loadRebalance(), undefined, 'no rebalance yet')
+  const state = { id: 'r1', kind: 'add', group: 'g2', phase: 'copying', fromEpoch: m1.epoch } as unknown as RebalanceState
+  await reg.saveRebalance(state)
+  t.same(await reg.loadRebalance(), state, 'the rebalance state round-trips')
 
   const seen: number[] = []
   const w = reg.watch(m1.epoch, (m) => seen.push(m.epoch))

@@ -1,13 +1,23 @@
 import { validateMap, type ClusterMap } from '../../membership/map'
-import { RegistryConflict, type MapRegistry, type MapWatch, type RegistryState } from '../registry'
-import { EtcdError, type EtcdGateway } from './gateway'
+import type { RebalanceState } from '../../membership/rebalance'
+import type { MapRegistry, MapWatch, RegistryState } from '../registry'
+import type { EtcdGateway } from './gateway'
+import { GuardedWriter } from './guarded-write'
 import { EtcdWatch } from './watch'
-import { b64, num, unb64, type EtcdCompare, type EtcdKeyValue } from './wire'
+import { b64, unb64, type EtcdCompare } from './wire'
 
 /** Where a cluster's state lives in etcd (one prefix per cluster, so clusters can share an etcd). */
-export function clusterKeys (cluster: string): { map: string, pending: string, leader: string, nodes: string } {
+export function clusterKeys (cluster: string): { map: string, pending: string, mapVersion: string, rebalance: string, rebalanceVersion: string, leader: string, nodes: string } {
   const root = `/shardkv/${cluster}/`
-  return { map: `${root}map`, pending: `${root}map-pending`, leader: `${root}coordinator/leader`, nodes: `${root}nodes/` }
+  return {
+    map: `${root}map`,
+    pending: `${root}map-pending`,
+    mapVersion: `${root}map-version`,
+    rebalance: `${root}rebalance`,
+    rebalanceVersion: `${root}rebalance-version`,
+    leader: `${root}coordinator/leader`,
+    nodes: `${root}nodes/`
+  }
 }
 
 export interface EtcdRegistryOptions {
@@ -22,19 +32,21 @@ export interface EtcdRegistryOptions {
 
 /**
  * The map in etcd. A write is one transaction that holds only if the writer still
- * leads (its leader key exists at its fence) and the map is still the one it last read
- * or wrote (compare on the map key's mod revision): a deposed coordinator, or one that
- * raced another, changes nothing and learns so (RegistryConflict). A write whose answer
- * was lost is settled by reading the map back, never by repeating it blindly.
+ * leads (its leader key exists at its fence) and nothing was written since it last read
+ * (GuardedWriter): a deposed coordinator, or one that raced another, changes nothing and
+ * learns so (RegistryConflict). The rebalance state has a guard of its own, so that a
+ * failover's map change does not refuse the rebalancer's next progress write.
  */
 export class EtcdRegistry implements MapRegistry {
   readonly kind = 'etcd' as const
   readonly keys: ReturnType<typeof clusterKeys>
-  /** The map key's mod revision the next write is guarded on (0: absent). */
-  private base = 0
+  private readonly maps: GuardedWriter
+  private readonly rebalances: GuardedWriter
 
   constructor (private readonly opts: EtcdRegistryOptions) {
     this.keys = clusterKeys(opts.cluster)
+    this.maps = new GuardedWriter(opts.gateway, this.keys.mapVersion, opts.guard)
+    this.rebalances = new GuardedWriter(opts.gateway, this.keys.rebalanceVersion, opts.guard)
   }
 
   get where (): string {
@@ -42,22 +54,35 @@ export class EtcdRegistry implements MapRegistry {
   }
 
   async load (): Promise<RegistryState> {
-    const r = await this.opts.gateway.range(this.keys.map, { prefix: true }) // the map and map-pending
-    const byKey = new Map(r.kvs.map((kv) => [unb64(kv.key), kv]))
-    const map = byKey.get(this.keys.map)
-    this.base = map === undefined ? 0 : num(map.mod_revision)
-    return { map: parseMap(map), pending: parseMap(byKey.get(this.keys.pending)) }
+    await this.maps.load()
+    const [map, pending] = await Promise.all([this.read(this.keys.map), this.read(this.keys.pending)])
+    return { map: parseMap(map), pending: parseMap(pending) }
   }
 
   async savePending (next: ClusterMap): Promise<void> {
-    await this.write(next, [{ request_put: { key: b64(this.keys.pending), value: b64(JSON.stringify(next)) } }], 'pending')
+    const text = JSON.stringify(next)
+    await this.maps.write([{ request_put: { key: b64(this.keys.pending), value: b64(text) } }], `intent at epoch ${next.epoch}`,
+      async () => await this.read(this.keys.pending) === text)
   }
 
   async publish (next: ClusterMap): Promise<void> {
-    await this.write(next, [
-      { request_put: { key: b64(this.keys.map), value: b64(JSON.stringify(next)) } },
+    const text = JSON.stringify(next)
+    await this.maps.write([
+      { request_put: { key: b64(this.keys.map), value: b64(text) } },
       { request_delete_range: { key: b64(this.keys.pending) } }
-    ], 'map')
+    ], `map at epoch ${next.epoch}`, async () => await this.read(this.keys.map) === text)
+  }
+
+  async loadRebalance (): Promise<RebalanceState | undefined> {
+    await this.rebalances.load()
+    const text = await this.read(this.keys.rebalance)
+    return text === undefined ? undefined : JSON.parse(text) as RebalanceState
+  }
+
+  async saveRebalance (state: RebalanceState): Promise<void> {
+    const text = JSON.stringify(state)
+    await this.rebalances.write([{ request_put: { key: b64(this.keys.rebalance), value: b64(text) } }], `rebalance ${state.id} state`,
+      async () => await this.read(this.keys.rebalance) === text)
   }
 
   watch (afterEpoch: number, onMap: (map: ClusterMap) => void): MapWatch {
@@ -66,37 +91,14 @@ export class EtcdRegistry implements MapRegistry {
 
   async close (): Promise<void> {}
 
-  private async write (next: ClusterMap, ops: Parameters<EtcdGateway['txn']>[1], what: 'pending' | 'map'): Promise<void> {
-    const guard = this.opts.guard
-    if (guard === undefined) throw new RegistryConflict('this registry was opened read-only (no leadership)')
-    const compare: EtcdCompare[] = [guard(), { key: b64(this.keys.map), target: 'MOD', result: 'EQUAL', mod_revision: String(this.base) }]
-    let reply
-    try {
-      reply = await this.opts.gateway.txn(compare, ops)
-    } catch (err) {
-      if (!(err instanceof EtcdError && err.kind === 'ambiguous')) throw err
-      // The answer was lost: the write applied exactly when etcd now holds what we wrote.
-      if (await this.holds(next, what)) return
-      throw new RegistryConflict(`the ${what} write's outcome was lost and etcd does not hold it: ${err.message}`)
-    }
-    if (reply.succeeded !== true) {
-      throw new RegistryConflict(`etcd refused the ${what} write at epoch ${next.epoch}: this coordinator no longer leads, or the map changed since it was read`)
-    }
-    if (what === 'map') this.base = reply.revision
-  }
-
-  private async holds (next: ClusterMap, what: 'pending' | 'map'): Promise<boolean> {
-    const r = await this.opts.gateway.range(what === 'map' ? this.keys.map : this.keys.pending)
-    const kv = r.kvs[0]
-    if (kv === undefined || unb64(kv.value) !== JSON.stringify(next)) return false
-    if (what === 'map') this.base = num(kv.mod_revision)
-    return true
+  private async read (key: string): Promise<string | undefined> {
+    const kv = (await this.opts.gateway.range(key)).kvs[0]
+    return kv === undefined ? undefined : unb64(kv.value)
   }
 }
 
-function parseMap (kv: EtcdKeyValue | undefined): ClusterMap | undefined {
-  if (kv === undefined) return undefined
-  return validateMap(JSON.parse(unb64(kv.value)))
+function parseMap (text: string | undefined): ClusterMap | undefined {
+  return text === undefined ? undefined : validateMap(JSON.parse(text))
 }
 
 /**
