@@ -96,13 +96,28 @@ export function errorResponses (codes: readonly ErrorCode[]): Record<string, Jso
       ...(status === 401 ? { headers: { 'www-authenticate': { type: 'string', description: '`Bearer` (no token) or `Bearer error="invalid_token"`' } } } : {}),
       ...(status === 429 ? { headers: { 'retry-after': { type: 'string', description: 'Seconds until the window resets' } } } : {}),
       ...(status === 405 ? { headers: { allow: { type: 'string', description: 'The methods the path takes' } } } : {}),
-      type: 'object',
-      required: ['error', 'message'],
-      properties: { error: { type: 'string', enum: list }, message: { type: 'string' } },
-      additionalProperties: true
+      ...jsonContent(errorSchema(list))
     }
   }
   return out
+}
+
+/** The error body with `error` narrowed to some codes. */
+export function errorSchema (codes: readonly ErrorCode[], extra: Record<string, JsonSchema> = {}): JsonSchema {
+  return {
+    type: 'object',
+    required: ['error', 'message', ...Object.keys(extra)],
+    properties: { error: { type: 'string', enum: [...codes] }, message: { type: 'string' }, ...extra },
+    additionalProperties: true
+  }
+}
+
+/**
+ * A JSON answer's media type stated explicitly: on routes whose success answers are not
+ * JSON (a stored value is any type) an error answer still is.
+ */
+export function jsonContent (schema: JsonSchema): { content: Record<string, { schema: JsonSchema }> } {
+  return { content: { 'application/json': { schema } } }
 }
 
 /** `x-shardkv-request-id`: makes a retried write apply once (src/protocol/request-id.ts). */

@@ -2,7 +2,7 @@ import type { ErrorCode } from '../errors'
 import { MAX_CONTENT_TYPE_LENGTH } from '../content-type'
 import { MAX_KEY_BYTES } from '../key'
 import { HEADER } from '../wire'
-import { errorResponses, requestIdHeader, RETRIES_HEADER, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
+import { errorResponses, errorSchema, jsonContent, requestIdHeader, RETRIES_HEADER, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
 
 /**
  * The data API: `/kv/{key}`, GET/HEAD/PUT/DELETE. GET, HEAD and bodiless DELETEs are
@@ -42,14 +42,7 @@ const WRITE_ERRORS: readonly ErrorCode[] = [...DATA_ERRORS, 'precondition_failed
 
 const PRECONDITION_FAILED: JsonSchema = {
   description: 'Error: `precondition_failed` — the If-Match / If-None-Match condition does not hold; `current` is the key\'s ETag (null: no value).',
-  type: 'object',
-  required: ['error', 'message', 'current'],
-  properties: {
-    error: { type: 'string', enum: ['precondition_failed'] },
-    message: { type: 'string' },
-    current: { type: ['string', 'null'] }
-  },
-  additionalProperties: true
+  ...jsonContent(errorSchema(['precondition_failed'], { current: { type: ['string', 'null'] } }))
 }
 
 const VERSION_BODY: JsonSchema = {
