@@ -12,6 +12,7 @@ import { isDocumented, openApiPath } from '../../router/openapi'
 import { kvFastPath } from '../../router/kv-fast-path'
 import { ruleOf } from '../../src/auth/client-guard'
 import { keyFromUrl } from '../../src/protocol/key'
+import { ERROR_STATUS } from '../../src/protocol/errors'
 
 /**
  * The router's OpenAPI description (router/openapi.ts) against a real router: every
@@ -153,6 +154,20 @@ t.test('the OpenAPI description covers the real router and stays true', async (t
     for (const path of Object.keys(spec.paths)) t.ok(page.text().includes(`<code>${path}</code>`), `/docs shows ${path}`)
   })
 
+  t.test('docs/api.md has a section for every operation and names every error code', async (t) => {
+    const doc = readFileSync(join(ROOT, 'docs', 'api.md'), 'utf8')
+    const headings = doc.split('\n').filter((l) => l.startsWith('### ')).map((l) => l.slice(4))
+    for (const [path, item] of Object.entries(spec.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        // Auto-HEAD of a GET route and the refused /batch methods are stated once, not per route.
+        if ((method === 'head' && path !== '/kv/{key}') || op.operationId === undefined) continue
+        const heading = `${method.toUpperCase()} ${path}`
+        t.ok(headings.some((h) => h === heading || h.startsWith(`${heading}?`)), `### ${heading}`)
+      }
+    }
+    for (const code of Object.keys(ERROR_STATUS)) t.ok(doc.includes(`\`${code}\``), `error code ${code}`)
+  })
+
   t.test('every curl example of README.md and docs/*.md is a described request', async (t) => {
     const files = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
     let checked = 0
@@ -175,6 +190,12 @@ t.test('the OpenAPI description covers the real router and stays true', async (t
 })
 
 function checkExample (t: tap.Test, validator: ReturnType<typeof schemaValidator>, op: Operation, ex: ReturnType<typeof curlExamples>[number], where: string): void {
+  const query = new URLSearchParams(ex.url.split('?')[1] ?? '')
+  for (const p of op.parameters ?? []) {
+    if (p.required !== true) continue
+    if (p.in === 'header') t.ok(ex.headers.some(([name]) => name === p.name), `${where}: sends the required header ${p.name}`)
+    if (p.in === 'query') t.ok(query.has(p.name), `${where}: sends the required query parameter ${p.name}`)
+  }
   for (const [name, value] of ex.headers) {
     const param = op.parameters?.find((p) => p.in === 'header' && p.name === name)
     if (param?.schema === undefined || value.includes('$')) continue
