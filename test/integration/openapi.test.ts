@@ -1,6 +1,6 @@
 import t from 'tap'
 import { METHODS } from 'node:http'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { startCluster, clusterOutput, type TestCluster } from '../harness/cluster'
@@ -13,6 +13,7 @@ import { kvFastPath } from '../../router/kv-fast-path'
 import { ruleOf } from '../../src/auth/client-guard'
 import { keyFromUrl } from '../../src/protocol/key'
 import { ERROR_STATUS } from '../../src/protocol/errors'
+import { hashToken, newToken } from '../../src/auth/tokens'
 
 /**
  * The router's OpenAPI description (router/openapi.ts) against a real router: every
@@ -80,6 +81,16 @@ t.test('the OpenAPI description covers the real router and stays true', async (t
     t.same(structuralProblems(spec), [])
     for (const [name, schema] of Object.entries(spec.components?.schemas ?? {})) {
       t.doesNotThrow(() => validator(schema), `components.schemas.${name} compiles`)
+    }
+    for (const [path, item] of Object.entries(spec.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        const schemas = [
+          ...(op.parameters ?? []).map((p) => p.schema),
+          ...Object.values(op.requestBody?.content ?? {}).map((m) => m.schema),
+          ...Object.values(op.responses).flatMap((r) => Object.values(r.content ?? {}).map((m) => m.schema))
+        ].filter((s) => s !== undefined)
+        for (const s of schemas) t.doesNotThrow(() => validator(s), `${method.toUpperCase()} ${path}: a schema compiles`)
+      }
     }
     t.ok(spec.components?.securitySchemes?.bearerAuth, 'the bearer token scheme')
     t.ok(spec.components?.schemas?.ErrorBody, 'the error body')
@@ -215,3 +226,40 @@ function checkExample (t: tap.Test, validator: ReturnType<typeof schemaValidator
   const validate = validator(schema)
   t.ok(validate(body), `${where}: the body fits the request schema ${JSON.stringify(validate.errors ?? '')}`)
 }
+
+t.test('with client tokens, the description is open and the refusals are the documented ones', async (t) => {
+  const admin = newToken()
+  const reader = newToken()
+  const c = await startCluster(t, {
+    name: 'openapi-auth',
+    shards: 1,
+    workers: 1,
+    prepare: (tmp) => {
+      const tokens = [{ name: 'admin', sha256: hashToken(admin), roles: ['admin'] }, { name: 'reader', sha256: hashToken(reader), roles: ['read'] }]
+      writeFileSync(join(tmp, 'tokens.json'), JSON.stringify({ tokens }))
+      return { routerArgs: ['--tokens-file', join(tmp, 'tokens.json')] }
+    }
+  })
+  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const u = c.routerUrl
+  const res = await c.http.request('GET', `${u}/openapi.json`)
+  t.equal(res.status, 200, '/openapi.json needs no token')
+  const spec = res.json<OpenApiDoc>()
+  const validator = schemaValidator(spec)
+  t.equal((await c.http.request('GET', `${u}/docs`)).status, 200, '/docs needs no token')
+  const bearer = (token: string): { headers: Record<string, string> } => ({ headers: { authorization: `Bearer ${token}` } })
+  const calls: Array<[string, string, { headers?: Record<string, string>, body?: string }, number]> = [
+    ['GET', '/cluster', {}, 401],
+    ['GET', '/kv/a', { headers: { authorization: 'Bearer skv_nope' } }, 401],
+    ['GET', '/metrics', bearer(reader), 403],
+    ['PUT', '/kv/a', { ...bearer(reader), body: 'x' }, 403],
+    ['POST', '/batch', { headers: { ...bearer(reader).headers, 'content-type': 'application/json' }, body: '{"ops":[{"op":"delete","key":"a"}]}' }, 403],
+    ['GET', '/cluster', bearer(reader), 200],
+    ['GET', '/admin/rebalance', bearer(admin), 200]
+  ]
+  for (const [method, path, opts, status] of calls) {
+    const answer = await c.http.request(method, `${u}${path}`, opts)
+    t.equal(answer.status, status, `${method} ${path}: ${status}`)
+    checkAnswer(t, spec, validator, method, path, answer)
+  }
+})

@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../errors'
-import { errorResponses, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
+import { errorResponses, JSON_MEDIA_TYPE, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
 
 /**
  * The admin API (router/admin-api.ts, replication-routes.ts, switchover.ts): JSON in,
@@ -9,7 +9,7 @@ import { errorResponses, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema }
 const JSON_ONLY = {
   type: 'object',
   required: ['content-type'],
-  properties: { 'content-type': { type: 'string', enum: ['application/json'], description: 'Anything else is 415 `unsupported`' } }
+  properties: { 'content-type': JSON_MEDIA_TYPE }
 }
 
 const GROUP_ID: JsonSchema = { type: 'object', required: ['id'], properties: { id: { type: 'string', description: 'The group\'s id (e.g. g4)' } } }

@@ -1,7 +1,7 @@
 import { ERROR_STATUS } from '../errors'
 import { BATCH_ID_ROOM } from '../request-id'
 import { MAX_CONTENT_TYPE_LENGTH } from '../content-type'
-import { errorResponses, requestIdHeader, RETRIES_HEADER, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
+import { errorResponses, JSON_MEDIA_TYPE, requestIdHeader, RETRIES_HEADER, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
 
 /**
  * `POST /batch` (src/protocol/batch.ts has the format and its validation, parseBatch;
@@ -61,7 +61,7 @@ export const BATCH_SCHEMA: RouteSchema = {
     type: 'object',
     required: ['content-type'],
     properties: {
-      'content-type': { type: 'string', enum: ['application/json'] },
+      'content-type': JSON_MEDIA_TYPE,
       'x-shardkv-request-id': requestIdHeader(`The batch's id (at most ${72 - BATCH_ID_ROOM} characters after the dot); op i is recorded under \`<id>-<i>\``)
     }
   },

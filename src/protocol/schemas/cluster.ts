@@ -12,7 +12,7 @@ import { errorResponses, OPEN, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSc
  */
 
 /** Every member of the union T, no more: a compile error when a type gains or loses one. */
-function allOf<T extends string> () {
+function everyMember<T extends string> () {
   return <const A extends readonly T[]>(...values: A & ([T] extends [A[number]] ? unknown : never)): string[] => [...values]
 }
 
@@ -25,10 +25,10 @@ export const NODE_VIEW: JsonSchema = {
   required: ['url', 'role', 'lag', 'health', 'pid', 'nodeId', 'position', 'lastCheckAt', 'lastError'],
   properties: {
     url: { type: 'string' },
-    role: { type: 'string', enum: allOf<NodeRole>()('primary', 'replica') },
+    role: { type: 'string', enum: everyMember<NodeRole>()('primary', 'replica') },
     inSync: { type: 'boolean', description: 'Replicas: whether the primary waits for it (only in-sync replicas may be promoted)' },
     lag: { ...NULLABLE_INT, description: 'Replicas: seqs behind the primary' },
-    health: { type: 'string', enum: allOf<NodeHealth>()('up', 'down', 'unknown') },
+    health: { type: 'string', enum: everyMember<NodeHealth>()('up', 'down', 'unknown') },
     pid: { ...NULLABLE_INT, description: 'The node\'s supervisor pid' },
     nodeId: NULLABLE_STRING,
     position: { ...NULLABLE_INT, description: 'The node\'s replication position (its highest seq)' },
@@ -47,11 +47,11 @@ export const GROUP_VIEW: JsonSchema = {
   properties: {
     id: { type: 'string' },
     weight: { type: 'number' },
-    state: { type: 'string', enum: allOf<GroupState>()('active', 'joining', 'draining') },
+    state: { type: 'string', enum: everyMember<GroupState>()('active', 'joining', 'draining') },
     term: { type: 'integer' },
     points: { type: 'integer', description: 'Ring points the group holds (0 unless active)' },
     inSyncReplicas: { type: 'integer', description: 'In-sync replicas not known to be down: how many node losses the group survives' },
-    redundancy: { type: 'string', enum: allOf<Redundancy>()('ok', 'none', 'unreplicated') },
+    redundancy: { type: 'string', enum: everyMember<Redundancy>()('ok', 'none', 'unreplicated') },
     nodes: { type: 'array', items: { $ref: 'NodeView#' } }
   },
   additionalProperties: true
@@ -63,9 +63,9 @@ export const REBALANCE_PROGRESS: JsonSchema = {
   required: ['id', 'kind', 'group', 'phase', 'scanned', 'copied', 'deleted', 'estimatedRows', 'keysPerSecond', 'etaSeconds', 'percent', 'startedAt'],
   properties: {
     id: { type: 'string' },
-    kind: { type: 'string', enum: allOf<RebalanceKind>()('add', 'remove') },
+    kind: { type: 'string', enum: everyMember<RebalanceKind>()('add', 'remove') },
     group: { type: 'string' },
-    phase: { type: 'string', enum: allOf<RebalancePhase>()('fencing', 'copying', 'settling', 'purging', 'finishing', 'done') },
+    phase: { type: 'string', enum: everyMember<RebalancePhase>()('fencing', 'copying', 'settling', 'purging', 'finishing', 'done') },
     scanned: { type: 'integer' },
     copied: { type: 'integer' },
     deleted: { type: 'integer' },

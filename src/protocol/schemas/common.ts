@@ -120,6 +120,13 @@ export function jsonContent (schema: JsonSchema): { content: Record<string, { sc
   return { content: { 'application/json': { schema } } }
 }
 
+/**
+ * The Content-Type a JSON endpoint takes (src/http/json-body.ts). Stated as a header as well
+ * as by the request body's media type, so the docs' examples are checked for it (OpenAPI
+ * tools ignore a Content-Type header parameter; that is harmless).
+ */
+export const JSON_MEDIA_TYPE: JsonSchema = { type: 'string', pattern: '^application/json\\s*(;|$)', description: 'application/json (anything else is 415 `unsupported`)' }
+
 /** `x-shardkv-request-id`: makes a retried write apply once (src/protocol/request-id.ts). */
 export function requestIdHeader (what: string): JsonSchema {
   return {
