@@ -47,7 +47,7 @@ export const GROUP_VIEW: JsonSchema = {
   properties: {
     id: { type: 'string' },
     weight: { type: 'number' },
-    state: { type: 'string', enum: everyMember<GroupState>()('active', 'joining', 'draining') },
+    state: { type: 'string', enum: everyMember<GroupState>()('active', 'draining') },
     term: { type: 'integer' },
     points: { type: 'integer', description: 'Ring points the group holds (0 unless active)' },
     inSyncReplicas: { type: 'integer', description: 'In-sync replicas not known to be down: how many node losses the group survives' },
