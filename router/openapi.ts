@@ -26,11 +26,9 @@ import { renderDocsPage } from './openapi-page'
  * anyway. Both are open (src/auth/client-guard.ts): they describe the API, not the cluster.
  */
 
-export { DOCS_PATH, OPENAPI_PATH }
-
 /** What a route schema may be compiled into: nothing (the protocol parsers validate). */
 const noValidation: FastifySchemaCompiler<unknown> = () => () => true
-/** What fastify serializes an object answer with when a route has no response schema. */
+/** Object answers serialized as without a response schema (JSON.stringify): a schema never drops or coerces a field. */
 const asJson: FastifySerializerCompiler<unknown> = () => (data: unknown) => JSON.stringify(data)
 
 /** Route options carrying a schema for the description only: no validation, no schema-driven serialization. */
@@ -38,7 +36,7 @@ export function documented (schema: RouteSchema): Pick<RouteShorthandOptions, 's
   return { schema: schema as FastifySchema, validatorCompiler: noValidation, serializerCompiler: asJson }
 }
 
-/** Routes that are not the public API: peer-only endpoints and the dashboard's static files (helper of test/integration/openapi-routes.test.ts too). */
+/** Routes that are not the public API: peer-only endpoints and the dashboard's static files. */
 const UNDOCUMENTED = [/^\/internal\//, /^\/ui(\/|$)/]
 
 export function isDocumented (url: string): boolean {
@@ -61,7 +59,7 @@ function withoutBodies (schema: RouteSchema): RouteSchema {
   for (const [status, r] of Object.entries(schema.response)) {
     response[status] = { description: r.description, ...(r.headers !== undefined ? { headers: r.headers } : {}), type: 'null' }
   }
-  return { ...schema, ...(schema.operationId !== undefined ? { operationId: schema.operationId } : {}), response }
+  return { ...schema, response }
 }
 
 type OpenApiDocument = Record<string, unknown> & { paths: Record<string, Record<string, Record<string, unknown>>> }
