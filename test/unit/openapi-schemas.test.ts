@@ -1,7 +1,8 @@
 import t from 'tap'
 import Ajv2020 from 'ajv/dist/2020'
 import { parseBatch } from '../../src/protocol/batch'
-import { BATCH_SCHEMA, SHARED_SCHEMAS, errorResponses, KV_SCHEMAS } from '../../src/protocol/schemas'
+import * as schemas from '../../src/protocol/schemas'
+import { BATCH_SCHEMA, SHARED_SCHEMAS, errorResponses, KV_SCHEMAS, type RouteSchema } from '../../src/protocol/schemas'
 import { ERROR_STATUS } from '../../src/protocol/errors'
 import { isDocumented, openApiPath } from '../../router/openapi'
 import { renderDocsPage } from '../../router/openapi-page'
@@ -41,6 +42,18 @@ t.test('the batch schema accepts and refuses what parseBatch does', async (t) =>
     let parsed = true
     try { parseBatch(body, { maxOps: 100, maxValueBytes: 1024 }) } catch { parsed = false }
     t.equal(validate(body), parsed, `${JSON.stringify(body)}: ${parsed ? 'accepted' : 'refused'} by both`)
+  }
+})
+
+t.test('every route schema\'s parts compile as JSON Schema', async (t) => {
+  const ajv = new Ajv2020({ strict: false })
+  for (const s of SHARED_SCHEMAS) ajv.addSchema(s)
+  const routes = Object.entries(schemas).filter(([name]) => name.endsWith('_SCHEMA')) as Array<[string, RouteSchema]>
+  routes.push(...Object.entries(KV_SCHEMAS).map(([m, s]): [string, RouteSchema] => [`KV ${m}`, s]))
+  t.ok(routes.length >= 15, `${routes.length} route schemas`)
+  for (const [name, s] of routes) {
+    const parts = [s.params, s.querystring, s.headers, s.body, ...Object.values(s.response)]
+    for (const part of parts) if (part !== undefined) t.doesNotThrow(() => ajv.compile({ ...part, $id: undefined }), `${name}: compiles`)
   }
 })
 
