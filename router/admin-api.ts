@@ -6,6 +6,8 @@ import { planAdd, planRemove } from '../src/membership/rebalance'
 import { normalizeNodeUrl, type ClusterMap } from '../src/membership/map'
 import type { Rebalancer } from './rebalancer'
 import type { NodeClient } from './node-client'
+import { ADD_GROUP_SCHEMA, REBALANCE_SCHEMA, REMOVE_GROUP_SCHEMA } from '../src/protocol/schemas'
+import { documented } from './openapi'
 
 /**
  * The coordinator's admin API: add a group, drain a group, watch the rebalance.
@@ -27,7 +29,7 @@ function refuseWhileBusy (ctx: AdminContext): void {
 }
 
 export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void {
-  app.post(ADMIN.groups, async (request, reply) => {
+  app.post(ADMIN.groups, documented(ADD_GROUP_SCHEMA), async (request, reply) => {
     const body = jsonBody(request)
     const id = body.id
     const weight = body.weight ?? 1
@@ -49,12 +51,12 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
   })
 
-  app.delete(`${ADMIN.groups}/:id`, async (request, reply) => {
+  app.delete(`${ADMIN.groups}/:id`, documented(REMOVE_GROUP_SCHEMA), async (request, reply) => {
     const { id } = request.params as { id: string }
     refuseWhileBusy(ctx)
     const plan = planRemove(ctx.currentMap(), id)
     return await reply.code(202).send({ rebalance: await ctx.rebalancer.begin(plan) })
   })
 
-  app.get(ADMIN.rebalance, (_request, reply) => reply.send({ rebalance: ctx.rebalancer.progress() }))
+  app.get(ADMIN.rebalance, documented(REBALANCE_SCHEMA), (_request, reply) => reply.send({ rebalance: ctx.rebalancer.progress() }))
 }

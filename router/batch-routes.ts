@@ -7,6 +7,8 @@ import { BATCH_ID_ROOM, newRequestId, requireRequestId } from '../src/protocol/r
 import { authorizeOps, principalName } from '../src/auth/client-guard'
 import type { BatchForwarder } from './batch-forward'
 import type { RouterMetrics } from './metrics'
+import { BATCH_REFUSED_SCHEMA, BATCH_SCHEMA } from '../src/protocol/schemas'
+import { documented } from './openapi'
 
 /**
  * POST /batch on the router: validate the whole batch (nothing is forwarded when any op
@@ -46,6 +48,7 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
     method: 'POST',
     url: BATCH_PATH,
     bodyLimit: maxBatchBytes,
+    ...documented(BATCH_SCHEMA),
     handler: handle,
     errorHandler: (err: FastifyError | ShardKvError, _request, reply) => {
       // The server-wide handler calls any oversized body a value_too_large; here it is the batch.
@@ -60,6 +63,7 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
     method: ['GET', 'HEAD', 'PUT', 'DELETE', 'PATCH'],
     url: BATCH_PATH,
     exposeHeadRoute: false,
+    ...documented(BATCH_REFUSED_SCHEMA),
     handler: async (request, reply) => {
       reply.header('allow', 'POST')
       throw new ShardKvError('method_not_allowed', `${request.method} is not allowed on ${BATCH_PATH}; use POST`)

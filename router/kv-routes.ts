@@ -9,6 +9,8 @@ import { storedContentType } from '../src/protocol/content-type'
 import type { KvForward, ForwardResult, KvMethod } from './forward'
 import { authorizeKey, principalName } from '../src/auth/client-guard'
 import type { Principal } from '../src/auth/tokens'
+import { KV_SCHEMAS } from '../src/protocol/schemas'
+import { documented } from './openapi'
 
 /**
  * The data API as the router serves it: check what can be checked without the
@@ -110,13 +112,17 @@ export function registerKvRoutes (app: FastifyInstance, options: KvRoutesOptions
     return reply.send(answer.body)
   }
 
-  app.route({
-    method: ['GET', 'HEAD', 'PUT', 'DELETE'],
-    url: `${KV_PREFIX}*`,
-    exposeHeadRoute: false,
-    bodyLimit: Math.max(1, maxValueBytes),
-    handler: handle
-  })
+  // One route per method, so each carries its own schema (the description's operations).
+  for (const method of ['GET', 'HEAD', 'PUT', 'DELETE'] as const) {
+    app.route({
+      method,
+      url: `${KV_PREFIX}*`,
+      exposeHeadRoute: false,
+      bodyLimit: Math.max(1, maxValueBytes),
+      ...documented(KV_SCHEMAS[method]),
+      handler: handle
+    })
+  }
 }
 
 function valueTooLarge (maxValueBytes: number): ShardKvError {

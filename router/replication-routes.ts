@@ -6,6 +6,8 @@ import { judgeInSyncAsker } from '../src/auth/senders'
 import { addReplica, removeReplica, setInSync } from '../src/replication/map-changes'
 import type { NodeClient } from './node-client'
 import { jsonBody } from '../src/http/json-body'
+import { ADD_REPLICA_SCHEMA, REMOVE_REPLICA_SCHEMA } from '../src/protocol/schemas'
+import { documented } from './openapi'
 
 /**
  * The coordinator's replication endpoints: primaries asking to change their group's
@@ -43,7 +45,7 @@ export function registerInSyncRoute (app: FastifyInstance, ctx: Pick<Replication
 
 /** The admin calls that add or remove a replica (client listener). */
 export function registerReplicationRoutes (app: FastifyInstance, ctx: ReplicationRoutesContext): void {
-  app.post(`${ADMIN.groups}/:id/replicas`, async (request, reply) => {
+  app.post(`${ADMIN.groups}/:id/replicas`, documented(ADD_REPLICA_SCHEMA), async (request, reply) => {
     const { id } = request.params as { id: string }
     const body = jsonBody(request)
     if (typeof body.url !== 'string') throw new ShardKvError('invalid_request', 'url (the replica node) is required')
@@ -53,7 +55,7 @@ export function registerReplicationRoutes (app: FastifyInstance, ctx: Replicatio
     return await reply.code(201).send({ epoch: map.epoch, group: map.groups.find((g) => g.id === id) })
   })
 
-  app.delete(`${ADMIN.groups}/:id/replicas`, async (request, reply) => {
+  app.delete(`${ADMIN.groups}/:id/replicas`, documented(REMOVE_REPLICA_SCHEMA), async (request, reply) => {
     const { id } = request.params as { id: string }
     const { url } = request.query as { url?: string }
     if (typeof url !== 'string') throw new ShardKvError('invalid_request', 'the url query parameter names the replica')

@@ -25,6 +25,7 @@ import { peerServerTls } from '../src/auth/tls'
 import type { FastifyInstance } from 'fastify'
 import { FailoverMonitor } from './failover'
 import { registerSwitchoverRoute, Switchover } from './switchover'
+import { registerOpenApi } from './openapi'
 
 /**
  * A router process's HTTP side: the data API forwarded to shard primaries, plus
@@ -78,6 +79,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
   const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes), limits: config, tls })
   installClientGuard(app, guard)
+  // First: the description learns every route registered after it.
+  await registerOpenApi(app)
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeRequest(request.method, reply.statusCode, reply.elapsedTime)
     done()

@@ -8,6 +8,8 @@ import { judgeSwitchover } from '../src/replication/policy'
 import { promote } from '../src/replication/map-changes'
 import type { NodeClient } from './node-client'
 import type { NodeStatus } from './health'
+import { SWITCHOVER_SCHEMA } from '../src/protocol/schemas'
+import { documented } from './openapi'
 
 /**
  * A planned switchover: the primary of a group hands its role to an in-sync replica
@@ -168,7 +170,7 @@ function switchoverTarget (request: FastifyRequest): string | undefined {
 }
 
 export function registerSwitchoverRoute (app: FastifyInstance, switchover: Switchover): void {
-  app.post(`${ADMIN.groups}/:id/switchover`, async (request, reply) => {
+  app.post(`${ADMIN.groups}/:id/switchover`, documented(SWITCHOVER_SCHEMA), async (request, reply) => {
     const { id } = request.params as { id: string }
     const to = switchoverTarget(request)
     return await reply.send(await switchover.run(id, to))
