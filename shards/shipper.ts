@@ -7,6 +7,7 @@ import { replicatedPosition, type ReplicaAck } from '../src/replication/policy'
 import { jsonRequest } from '../src/client/http'
 import { changeToWire, type WireShipment } from '../src/protocol/log-codec'
 import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
+import { SHIPMENT_MAX_VALUE_BYTES } from '../src/protocol/limits'
 
 /**
  * Runs in a primary node's supervisor: ships the change log (rows by seq) to every
@@ -179,7 +180,7 @@ export class Shipper {
     const { ownership, self } = this.opts.view()
     const from = link.acked
     // Rows and applied-request records up to `to`, read in one snapshot (store.logWindow).
-    const window = from < 0 ? undefined : this.opts.store.logWindow(from, this.opts.batchRows)
+    const window = from < 0 ? undefined : this.opts.store.logWindow(from, this.opts.batchRows, SHIPMENT_MAX_VALUE_BYTES)
     const body: WireShipment = {
       group: ownership.group ?? '',
       term: ownership.term,

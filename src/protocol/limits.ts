@@ -45,6 +45,14 @@ export function internalBodyLimit (maxValueBytes: number): number {
 }
 
 /**
+ * Value bytes one replication shipment carries at most (past it, the shipment ends
+ * after the row that crossed it; a single row of any size still goes alone). Base64 and
+ * JSON make the body about 4/3 of this, far below internalBodyLimit's 64 MiB floor, so
+ * a backlog of large values ships in several requests instead of one the replica refuses.
+ */
+export const SHIPMENT_MAX_VALUE_BYTES = 8 * MIB
+
+/**
  * The largest `PUT /internal/map` body (map, group, self, coordinator). A map at
  * MAX_GROUPS with a handful of nodes each is about 1 MiB of JSON.
  */

@@ -116,7 +116,7 @@ export class KvStore {
   private readonly readRowStmt: Database.Statement<[string], ReadRow>
   private readonly putTxn: (key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number) => WriteOutcome
   private readonly writeOne: (key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number) => WriteOutcome
-  private readonly windowTxn: (after: number, limit: number) => LogWindow
+  private readonly windowTxn: (after: number, limit: number, maxBytes: number) => LogWindow
   /** The record of applied request ids (exactly-once writes). */
   readonly applied: AppliedRequests
   private readonly opsTxn: Database.Transaction<(ops: readonly StoreOp[]) => OpOutcome[]>
@@ -183,17 +183,17 @@ export class KvStore {
     // refuses rolls back alone and the rest of the transaction goes on.
     this.writeOne = write
     this.opsTxn = this.db.transaction((ops: readonly StoreOp[]): OpOutcome[] => ops.map((op) => this.applyOne(op)))
-    const window = this.db.transaction((after: number, limit: number): LogWindow => {
+    const window = this.db.transaction((after: number, limit: number, maxBytes: number): LogWindow => {
       const rows = this.changesSince(after, limit)
       const requests = this.applied.after(after, limit)
       const lastRow = rows.length === limit ? (rows[rows.length - 1] as ChangeRow).seq : Infinity
       const lastRequest = requests.length === limit ? (requests[requests.length - 1] as AppliedRequest).seq : Infinity
-      const end = Math.min(lastRow, lastRequest)
+      const end = Math.min(lastRow, lastRequest, byteBoundedEnd(rows, maxBytes))
       const floor = this.applied.floor()
       if (end === Infinity) return { rows, requests, to: Math.max(after, this.position()), complete: true, floor }
       return { rows: rows.filter((r) => r.seq <= end), requests: requests.filter((r) => r.seq <= end), to: end, complete: false, floor }
     })
-    this.windowTxn = (after, limit) => window.deferred(after, limit)
+    this.windowTxn = (after, limit, maxBytes) => window.deferred(after, limit, maxBytes)
   }
 
   private applyOne (op: StoreOp): OpOutcome {
@@ -297,8 +297,9 @@ export class KvStore {
    * applied-request records, read in one snapshot. When either stream fills its limit,
    * the window ends where that stream's last entry stands, and the other is cut there.
    */
-  logWindow (after: number, limit: number): LogWindow {
-    return this.windowTxn(after, limit)
+  /** At most `limit` rows and records, and rows of at most `maxBytes` value bytes (one row at least). */
+  logWindow (after: number, limit: number, maxBytes = Infinity): LogWindow {
+    return this.windowTxn(after, limit, maxBytes)
   }
 
   readMeta (name: string): unknown {
@@ -337,4 +338,15 @@ export class KvStore {
   close (): void {
     if (this.db.open) this.db.close()
   }
+}
+
+/** The last seq of the rows whose values fit in `maxBytes` (the first row always does); Infinity when all fit. */
+export function byteBoundedEnd (rows: readonly ChangeRow[], maxBytes: number): number {
+  let bytes = 0
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i] as ChangeRow
+    bytes += row.value.length
+    if (bytes > maxBytes && i > 0) return (rows[i - 1] as ChangeRow).seq
+  }
+  return Infinity
 }
