@@ -249,7 +249,9 @@ function ringArcs (parts, r0, r1, labelAt) {
       ? [h('path', { d: sector(0, Math.PI, r0, r1), fill: colorOf(p.id) }), h('path', { d: sector(Math.PI, 2 * Math.PI, r0, r1), fill: colorOf(p.id) })]
       : h('path', { d: sector(a0, a0 + span, r0, r1), fill: colorOf(p.id) })
     const mid = a0 + span / 2
-    const label = labelAt === undefined ? null : h('text', { x: (labelAt * Math.sin(mid)).toFixed(1), y: (-labelAt * Math.cos(mid)).toFixed(1), class: 'arc-label' }, `${p.id} ${(p.share / total * 100).toFixed(1)}%`)
+    // Labels beside the ring grow away from it, so that none is cut at the edge.
+    const anchor = Math.sin(mid) > 0.35 ? 'start' : Math.sin(mid) < -0.35 ? 'end' : 'middle'
+    const label = labelAt === undefined ? null : h('text', { x: (labelAt * Math.sin(mid)).toFixed(1), y: (-labelAt * Math.cos(mid)).toFixed(1), 'text-anchor': anchor, class: 'arc-label' }, `${p.id} ${(p.share / total * 100).toFixed(1)}%`)
     return h('g', { 'data-key': p.id, 'data-group': p.id, class: 'arc' }, h('title', {}, `${p.id}: ${(p.share / total * 100).toFixed(1)}% of the ring`), shape, label)
   })
 }
@@ -258,7 +260,7 @@ function renderRing (cluster) {
   const current = cluster.groups.map((g) => ({ id: g.id, share: g.points }))
   const previous = cluster.handover?.previous.map((m) => ({ id: m.id, share: m.weight })) ?? []
   renderInto($('ring'),
-    h('g', { class: 'current' }, ringArcs(current, 72, 100, 118)),
+    h('g', { class: 'current' }, ringArcs(current, 72, 100, 106)),
     previous.length > 0 ? h('g', { class: 'previous' }, ringArcs(previous, 48, 64)) : null,
     h('text', { class: 'center', y: -4 }, `epoch ${cluster.epoch}`),
     h('text', { class: 'center small', y: 14 }, previous.length > 0 ? 'inner: before the handover' : `${cluster.groups.length} groups`))
@@ -275,7 +277,7 @@ function renderRebalance (r) {
   renderInto(box,
     h('p', {}, h('strong', {}, running ? 'Rebalance running' : 'Last rebalance'), ` · ${r.kind === 'add' ? 'adding' : 'removing'} ${r.group} · phase `, h('span', { class: 'phase' }, r.phase)),
     h('progress', { max: 100, value: r.percent, 'aria-label': 'rebalance progress' }),
-    h('p', { class: 'figures' }, `${r.percent}% · ${fmt.num(r.scanned)} of ~${fmt.num(r.estimatedRows)} rows scanned · ${fmt.num(r.copied)} copied · ${fmt.num(r.deleted)} purged · ${fmt.num(r.keysPerSecond)} rows/s · ETA ${running ? fmt.eta(r.etaSeconds) : 'done'}`),
+    h('p', { class: 'figures' }, `${r.percent}% · ${fmt.num(r.scanned)} of ~${fmt.num(r.estimatedRows)} rows scanned · ${fmt.num(r.copied)} copied · ${fmt.num(r.deleted)} purged · ${fmt.num(r.keysPerSecond)} rows/s${running ? ` · ETA ${fmt.eta(r.etaSeconds)}` : ''}`),
     running ? null : h('p', { class: 'muted' }, `finished ${fmt.time(r.finishedAt ?? null)}`),
     r.lastError === undefined ? null : h('p', { class: 'error' }, `retrying after: ${r.lastError}`))
 }
