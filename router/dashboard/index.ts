@@ -86,7 +86,8 @@ export function registerDashboard (app: FastifyInstance, ctx: DashboardContext):
     setHeaders: (reply: FastifyReply) => { reply.headers(PAGE_HEADERS) }
   })
 
-  app.get(DASHBOARD.events, (request, reply) => {
+  // No HEAD twin: it would open a stream (and take a place) to send nothing.
+  app.get(DASHBOARD.events, { exposeHeadRoute: false }, (request, reply) => {
     const stream = hub.open(viewerOf(request.principal), reply.raw)
     return reply
       .header('content-type', 'text/event-stream; charset=utf-8')

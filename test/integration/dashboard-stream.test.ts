@@ -127,6 +127,8 @@ t.test('the dashboard over HTTP', async (t) => {
       ['a token in the URL', {}, `?token=${T.admin}`, 401, 'unauthenticated'],
       ['a write-only token', bearer(T.writer), '', 403, 'forbidden']
     ]
+    const head = await c.http.request('HEAD', events, { headers: bearer(T.reader) })
+    t.equal(head.status, 404, 'HEAD opens no stream')
     for (const [what, headers, query, status, code] of refusals) {
       const s = await openEvents(events + query, headers)
       t.equal(s.status, status, what)
