@@ -29,6 +29,8 @@ export interface HubOptions {
   heartbeatMs?: number
   sampleMs?: number
   maxBufferedBytes?: number
+  /** After `bye` the page closes the stream itself; one that does not is cut after this. */
+  byeGraceMs?: number
 }
 
 interface Stream {
@@ -36,9 +38,6 @@ interface Stream {
   res: ServerResponse
   timers: NodeJS.Timeout[]
 }
-
-/** After `bye` the page closes the stream itself; one that does not is cut after this. */
-const BYE_GRACE_MS = 5000
 
 export class DashboardHub {
   private readonly streams = new Set<Stream>()
@@ -48,6 +47,7 @@ export class DashboardHub {
   private readonly heartbeatMs: number
   private readonly sampleMs: number
   private readonly maxBufferedBytes: number
+  private readonly byeGraceMs: number
   private traffic: DashboardTraffic = { router: null, groups: {} }
   private timer: NodeJS.Timeout | undefined
   private sampling = false
@@ -63,6 +63,7 @@ export class DashboardHub {
     this.heartbeatMs = opts.heartbeatMs ?? 1000
     this.sampleMs = opts.sampleMs ?? 1000
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 1024 * 1024
+    this.byeGraceMs = opts.byeGraceMs ?? 5000
   }
 
   get size (): number {
@@ -96,7 +97,7 @@ export class DashboardHub {
     this.streams.delete(stream)
   }
 
-  private bye (stream: Stream, bye: DashboardBye, graceMs = BYE_GRACE_MS): void {
+  private bye (stream: Stream, bye: DashboardBye, graceMs = this.byeGraceMs): void {
     this.write(stream, DASHBOARD_EVENTS.bye, JSON.stringify(bye))
     if (bye.reason === 'closing') stream.out.end()
     // Cut rather than ended when the page does not close it: a stream ended by the router
