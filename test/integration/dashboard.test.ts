@@ -7,6 +7,7 @@ import type { Browser, Page } from 'playwright-core'
 import { startReplicatedCluster, allInSync, type ReplicatedCluster } from '../harness/replicated'
 import { startCluster, startShardIn, clusterOutput, sleep } from '../harness/cluster'
 import { browserMissing, startBrowser } from '../harness/browser'
+import { startRouterAt } from '../harness/rebalance'
 import { hashToken, newToken, type Role } from '../../src/auth/tokens'
 import { ADMIN, BATCH_PATH, CLUSTER_PATH, DASHBOARD, KV_PREFIX } from '../../src/protocol/wire'
 import type { ClusterView } from '../../src/protocol/cluster-view'
@@ -16,8 +17,9 @@ import type { ClusterView } from '../../src/protocol/cluster-view'
  * against real clusters: a protected one with replicas, where a read token sees the
  * cluster and no admin action, an admin token sees them, and the open page follows a
  * rebalance, a switchover started from its button and a failover as they happen, without
- * a reload; and an --insecure one, which needs no token. Screenshots go to docs/ (the
- * README shows docs/dashboard.png), or to $SHARDKV_SCREENSHOT_DIR.
+ * a reload; and an --insecure one, which needs no token and whose router restarts under
+ * the open page. Screenshots go to docs/ (the README shows docs/dashboard.png), or to
+ * $SHARDKV_SCREENSHOT_DIR.
  */
 
 const SHOTS = process.env.SHARDKV_SCREENSHOT_DIR ?? join(__dirname, '..', '..', 'docs')
@@ -207,6 +209,15 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
     t.ok(await page.locator('#auth').isHidden(), 'no token form')
     t.match(await page.locator('#viewer').textContent(), /open cluster/)
     t.equal(await page.locator('button[data-action="addReplica"]').count(), 1, 'the admin API is open, so are its buttons')
+    await page.evaluate('window.shardkvMark = true')
+    // The router restarts on its port: the page notices, and follows the new one by itself.
+    const port = Number(new URL(c.routerUrl).port)
+    await c.router.stop()
+    await page.locator('#connection[data-state="error"]').waitFor()
+    await startRouterAt(c, { name: 'router-again', dataDir: join(c.tmp, 'router'), port })
+    await page.locator('#connection[data-state="live"]').waitFor()
+    await page.locator('article.group[data-group="g1"] tr[data-role="primary"][data-health="up"]').waitFor()
+    t.ok(await sameDocument(page), 'reconnected without a reload')
   })
 
   t.same(pageErrors, [], 'no script error on any page')
