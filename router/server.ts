@@ -26,6 +26,7 @@ import type { FastifyInstance } from 'fastify'
 import { FailoverMonitor } from './failover'
 import { registerSwitchoverRoute, Switchover } from './switchover'
 import { registerOpenApi } from './openapi'
+import { registerDashboard } from './dashboard'
 
 /**
  * A router process's HTTP side: the data API forwarded to shard primaries, plus
@@ -104,6 +105,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     rowsPerSecond: config.rebalanceRowsPerSec
   })
   registerAdminRoutes(app, coord, metrics, () => rebalancer.progress())
+  registerDashboard(app, { coordinator: coord, rebalance: () => rebalancer.progress(), metrics, credentials, log })
   // The switchover is made below, with the failover monitor whose leases it holds.
   registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes, switchingOver: () => switchover.isRunning() })
   const transition = async (reason: string, compute: Parameters<Coordinator['transition']>[1]): ReturnType<Coordinator['transition']> => await coord.transition(reason, compute)

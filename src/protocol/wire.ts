@@ -11,6 +11,11 @@ export const METRICS_PATH = '/metrics'
 export const CLUSTER_PATH = '/cluster'
 /** Batches of gets, puts and deletes (router and shard nodes alike; see batch.ts). */
 export const BATCH_PATH = '/batch'
+/**
+ * The router's dashboard (router/dashboard): the page and its files under `/ui/`, open
+ * (they hold no data), and its stream of cluster snapshots, which needs the `read` role.
+ */
+export const DASHBOARD = { page: '/ui', events: '/ui/events' } as const
 
 /**
  * Admin API of the router (served by its coordinator). JSON in, JSON out.
