@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
@@ -18,11 +18,14 @@ import type { ClusterView } from '../../src/protocol/cluster-view'
  * cluster and no admin action, an admin token sees them, and the open page follows a
  * rebalance, a switchover started from its button and a failover as they happen, without
  * a reload; and an --insecure one, which needs no token and whose router restarts under
- * the open page. Screenshots go to docs/ (the README shows docs/dashboard.png), or to
- * $SHARDKV_SCREENSHOT_DIR.
+ * the open page. Screenshots go to a temp dir (a test run leaves the tree clean) and are
+ * checked to be PNG images; `SHARDKV_SCREENSHOT_DIR=docs npx tap test/integration/dashboard.test.ts`
+ * refreshes the ones the README and docs show.
  */
 
-const SHOTS = process.env.SHARDKV_SCREENSHOT_DIR ?? join(__dirname, '..', '..', 'docs')
+const SHOTS = process.env.SHARDKV_SCREENSHOT_DIR ?? mkdtempSync(join(tmpdir(), 'shardkv-dashboard-shots-'))
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
+if (process.env.SHARDKV_SCREENSHOT_DIR === undefined) t.teardown(() => { rmSync(SHOTS, { recursive: true, force: true }) })
 const T = { admin: newToken(), reader: newToken() }
 const TOKENS: Array<{ name: string, roles: Role[], token: string }> = [
   { name: 'admin', roles: ['admin', 'read', 'write'], token: T.admin },
@@ -102,6 +105,8 @@ async function openDashboard (t: tap.Test, browser: Browser, routerUrl: string, 
 async function screenshot (page: Page, name: string): Promise<void> {
   mkdirSync(SHOTS, { recursive: true })
   await page.screenshot({ path: join(SHOTS, name), fullPage: true })
+  const png = readFileSync(join(SHOTS, name))
+  if (png.length < 10_000 || !png.subarray(0, 8).equals(PNG_SIGNATURE)) throw new Error(`${name}: not a PNG screenshot of the page (${png.length} bytes)`)
 }
 
 /** True while the page is the document first loaded (a reload would drop the mark). */
