@@ -1,6 +1,6 @@
 import type { NodeStats, ShardHealth } from '../src/protocol/node-answers'
 import { Agent, request, type Dispatcher } from 'undici'
-import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireHandoff, type WireKeyTransfer, type WireLeaseReply, type WireScanReply } from '../src/protocol/wire'
+import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireCoordinatorClaim, type WireHandoff, type WireLeaseGrant, type WireMapInstall, type WireKeyTransfer, type WireLeaseReply, type WireScanReply } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { CONTROL_ANSWER_MAX_BYTES, INTERNAL_BODY_CEILING } from '../src/protocol/limits'
 import { readCapped } from '../src/http/capped-body'
@@ -43,6 +43,8 @@ export class NodeClient {
   private readonly learned = new Map<string, string>()
   /** The coordinator's advertised URL: leases name it (nodes take leases from their map's coordinator only). */
   coordinatorUrl: string | undefined
+  /** The leadership fence every command carries (src/registry/fence.ts); 0 with the file registry. */
+  fence = 0
 
   constructor (options: NodeClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 30_000
@@ -88,7 +90,7 @@ export class NodeClient {
 
   /** Installs `map` on a node, telling it which group and which node (`self`) it is. */
   async installMap (nodeUrl: string, group: string, map: ClusterMap, coordinator?: string, timeoutMs = 5000): Promise<number> {
-    const body = { group, self: nodeUrl, map, ...(coordinator !== undefined ? { coordinator } : {}) }
+    const body: WireMapInstall = { group, self: nodeUrl, map, ...(coordinator !== undefined ? { coordinator } : {}), fence: this.fence }
     const res = await jsonRequest<{ epoch: number }>(await this.target(nodeUrl) + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs })
     return res.body.epoch
   }
@@ -108,13 +110,13 @@ export class NodeClient {
 
   /** Grants the primary of `group` at `term` the right to serve until `leaseUntil` (ms since the epoch). */
   async lease (nodeUrl: string, group: string, term: number, leaseUntil: number, timeoutMs: number): Promise<WireLeaseReply> {
-    const body = { group, term, leaseUntil, ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}) }
+    const body: WireLeaseGrant = { group, term, leaseUntil, ...this.claim() }
     return (await jsonRequest<WireLeaseReply>(await this.target(nodeUrl) + INTERNAL_REPLICATION.lease, { method: 'POST', body, dispatcher: this.agent, timeoutMs })).body
   }
 
   /** Tells a fenced primary who takes over from which position (a planned switchover). */
   async handoff (nodeUrl: string, handoff: WireHandoff): Promise<void> {
-    const body = { ...handoff, ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}) }
+    const body: WireHandoff & WireCoordinatorClaim = { ...handoff, ...this.claim() }
     await jsonRequest(await this.target(nodeUrl) + INTERNAL_REPLICATION.handoff, { method: 'POST', body, dispatcher: this.agent, timeoutMs: 5000 })
   }
 
@@ -131,6 +133,10 @@ export class NodeClient {
   async keyTransfer (nodeUrl: string, key: string, requestId: string): Promise<WireKeyTransfer> {
     const url = `${await this.target(nodeUrl)}${INTERNAL.rowPrefix}${kvPath(key).slice(4)}?request=${encodeURIComponent(requestId)}`
     return (await jsonRequest<WireKeyTransfer>(url, { dispatcher: this.agent, timeoutMs: this.timeoutMs, maxBytes: INTERNAL_BODY_CEILING })).body
+  }
+
+  private claim (): WireCoordinatorClaim {
+    return { ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}), fence: this.fence }
   }
 
   async close (): Promise<void> {

@@ -13,6 +13,7 @@ import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
 import { jsonBody, integer } from '../src/http/json-body'
 import { judgeMapInstaller } from '../src/auth/senders'
+import { fenceOf, judgeFence } from '../src/registry/fence'
 
 /**
  * The shard node's internal API: what the coordinator uses to install maps and
@@ -69,12 +70,18 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
       throw new ShardKvError('invalid_request', `node ${self} is not in group ${body.group as string}`)
     }
     const coordinator = typeof body.coordinator === 'string' ? body.coordinator : undefined
+    const fence = fenceOf(body.fence)
     const previous = migration.installedMap()
-    if (ctx.senderChecks) {
+    const fenced = judgeFence(previous?.fence, fence)
+    if (!fenced.ok) throw new ShardKvError('stale_fence', fenced.reason, { fence: previous?.fence })
+    // A newer fence is a newer leader, wherever it runs: the installer check is for equals.
+    if (ctx.senderChecks && !fenced.newer) {
       const verdict = judgeMapInstaller(previous, { epoch: map.epoch, coordinator })
       if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
     }
-    const installed = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), ...(coordinator !== undefined ? { coordinator } : {}), map })
+    const result = migration.installMap({ epoch: map.epoch, group: body.group, ...(self !== undefined ? { self } : {}), ...(coordinator !== undefined ? { coordinator } : {}), fence, map })
+    if (result.staleFence !== undefined) throw new ShardKvError('stale_fence', `fence ${fence} is older than ${result.staleFence}`, { fence: result.staleFence })
+    const installed = result.epoch
     if (installed !== map.epoch) {
       throw new ShardKvError('stale_epoch', `epoch ${map.epoch} is older than the installed ${installed}`, { epoch: installed })
     }

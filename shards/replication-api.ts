@@ -10,6 +10,7 @@ import type { OwnershipCache } from './ownership-cache'
 import type { Logger } from '../src/log'
 import { jsonBody, integer } from '../src/http/json-body'
 import { judgeLeaseGrantor, judgeShipmentSender } from '../src/auth/senders'
+import { fenceOf, judgeFence } from '../src/registry/fence'
 import type { MigrationStore } from '../src/storage/migration-store'
 
 /**
@@ -39,8 +40,11 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
   const { store, replica, ownership } = ctx
   /** Leases and handoffs: only from the installed map's coordinator (with a secret), only to this group's primary at `term`. */
   const requireCoordinatorsPrimary = (body: Record<string, unknown>, term: number): void => {
-    if (ctx.senderChecks) {
-      const verdict = judgeLeaseGrantor(ctx.migration.installedMap(), body.coordinator)
+    const installed = ctx.migration.installedMap()
+    const fenced = judgeFence(installed?.fence, fenceOf(body.fence))
+    if (!fenced.ok) throw new ShardKvError('stale_fence', fenced.reason, { fence: installed?.fence })
+    if (ctx.senderChecks && !fenced.newer) {
+      const verdict = judgeLeaseGrantor(installed, body.coordinator)
       if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
     }
     const current = ownership.get()

@@ -24,6 +24,11 @@ export const ERROR_STATUS = {
   stale_term: 409,
   /** A shipment that does not continue where the replica stands (the answer carries its `position`). */
   gap: 409,
+  /**
+   * A map, lease or handoff from a coordinator whose leadership fence is older than one
+   * the node has seen: it was deposed (src/registry/fence.ts).
+   */
+  stale_fence: 409,
   /** A shipment to a node that is not a replica of that group. */
   not_replica: 409,
   group_exists: 409,

@@ -80,6 +80,31 @@ export const INTERNAL_REPLICATION = {
   handoff: '/internal/replication/handoff'
 } as const
 
+/**
+ * What every coordinator command to a node carries besides its own fields (map installs,
+ * leases, handoffs): the coordinator's URL (where the node sends in-sync changes) and its
+ * leadership fence (the etcd leader key's create revision; 0 with the file registry).
+ * A node refuses a fence older than the newest it has seen (409 stale_fence).
+ */
+export interface WireCoordinatorClaim {
+  coordinator?: string
+  fence?: number
+}
+
+/** `PUT /internal/map`: install `map` on a node of `group` (`self`: the node's URL in it). */
+export interface WireMapInstall extends WireCoordinatorClaim {
+  group: string
+  self?: string
+  map: unknown
+}
+
+/** `POST /internal/replication/lease`: the primary of `group` at `term` may serve until `leaseUntil` (0 revokes). */
+export interface WireLeaseGrant extends WireCoordinatorClaim {
+  group: string
+  term: number
+  leaseUntil: number
+}
+
 /** The primary's answer to a lease: the lease it now holds and its log position, read after the lease was written. */
 export interface WireLeaseReply {
   leaseUntil: number

@@ -41,6 +41,8 @@ export interface InstalledMapRecord {
   self?: string
   /** Where the coordinator listens (a primary asks it to change the in-sync set). */
   coordinator?: string
+  /** The installing coordinator's leadership fence (src/registry/fence.ts; 0: none). */
+  fence: number
   map: unknown
 }
 
@@ -70,27 +72,32 @@ export class MigrationStore {
   }
 
   /**
-   * Installs a map if it is not older than the installed one. Returns the epoch now
-   * installed. Runs as an immediate transaction, so it serializes with writes: every
-   * write after it sees its epoch (and its fence).
+   * Installs a map if it is not older than the installed one, and its installer's
+   * leadership fence not older than the installed one's. Returns the epoch now installed
+   * (the installed one when refused) and the fence that refused it, if one did. Runs as
+   * an immediate transaction, so it serializes with writes and with other installs:
+   * every write after it sees its epoch (and its fence).
    */
-  installMap (record: InstalledMapRecord): number {
+  installMap (record: InstalledMapRecord): { epoch: number, staleFence?: number } {
     return this.db.transaction(() => {
       const current = this.store.installedEpoch()
-      if (record.epoch < current) return current
-      this.store.writeMeta(META.map, JSON.stringify({ group: record.group, self: record.self, coordinator: record.coordinator, map: record.map }))
+      const fence = this.installedMap()?.fence ?? 0
+      if (record.fence < fence) return { epoch: current, staleFence: fence }
+      if (record.epoch < current) return { epoch: current }
+      this.store.writeMeta(META.map, JSON.stringify({ group: record.group, self: record.self, coordinator: record.coordinator, fence: record.fence, map: record.map }))
       this.store.writeMeta(META.epoch, record.epoch)
-      return record.epoch
+      return { epoch: record.epoch }
     }).immediate()
   }
 
   installedMap (): InstalledMapRecord | undefined {
     const raw = this.store.readMeta(META.map)
     if (typeof raw !== 'string') return undefined
-    const parsed = JSON.parse(raw) as { group: string, self?: string, coordinator?: string, map: unknown }
+    const parsed = JSON.parse(raw) as { group: string, self?: string, coordinator?: string, fence?: number, map: unknown }
     return {
       epoch: this.store.installedEpoch(),
       group: parsed.group,
+      fence: parsed.fence ?? 0,
       ...(parsed.self !== undefined ? { self: parsed.self } : {}),
       ...(parsed.coordinator !== undefined ? { coordinator: parsed.coordinator } : {}),
       map: parsed.map
