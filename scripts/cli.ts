@@ -19,7 +19,7 @@ export function isUsageError (err: unknown): boolean {
 /** The one line a failure is reported with: the message, and the server's error code when it sent one. */
 export function failureLine (name: string, err: Error): string {
   const detail = err instanceof ShardKvError ? ` (${err.code})` : ''
-  const hint = isUsageError(err) ? ' (see --help)' : ''
+  const hint = isUsageError(err) && !err.message.includes('--help') ? ' (see --help)' : ''
   return `${name}: ${err.message}${detail}${hint}\n`
 }
 
