@@ -32,6 +32,8 @@ export function program (done: (code: number) => void): Command {
 
 /** Runs the command line; resolves with the exit code. */
 export async function main (argv: string[]): Promise<number> {
+  // `shardkv status | head` closes our stdout early: that is the reader's choice, not a failure.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(EXIT.ok) })
   let code: number = EXIT.ok
   const p = program((c) => { code = c })
   try {
