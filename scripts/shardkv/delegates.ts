@@ -36,6 +36,7 @@ export function registerDelegates (program: Command, done: (code: number) => voi
       .allowUnknownOption()
       .allowExcessArguments()
       .argument('[options...]')
+      .addHelpText('after', `\nIts options: shardkv ${d.name} --help`)
       .action(async (_args: string[], _options: unknown, cmd: Command) => { done(await d.run(cmd.args)) })
   }
 }
