@@ -87,6 +87,9 @@ export async function withConnection<T> (options: CommonOptions, fn: (c: Connect
     if (!(err instanceof ShardKvError) && typeof code === 'string' && /^(E[A-Z]+|UND_ERR)/.test(code)) {
       throw new Error(`cannot reach the router at ${c.routerUrl}: ${(err as Error).message}`)
     }
+    if (typeof code === 'string' && /CERT|UNABLE_TO_VERIFY/.test(code)) {
+      throw new Error(`cannot trust the router at ${c.routerUrl}: ${(err as Error).message} (pass --ca FILE, or the --cluster-dir of a local --tls cluster)`)
+    }
     throw err
   } finally {
     await c.close()

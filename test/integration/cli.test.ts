@@ -89,6 +89,28 @@ t.test('shardkv status, check, failover, watch and usage errors against a local 
   t.equal(healthy.code, 0, `check passes on a healthy cluster: ${healthy.stdout}${healthy.stderr}`)
   t.match(healthy.stdout, /^check: OK: 2 groups, 300 rows, epoch \d+$/m)
 
+  // The endpoints check reads through refuse bad input with a 4xx JSON error and change nothing.
+  const digest = async (body: string, headers: Record<string, string> = {}): Promise<{ status: number, error: unknown }> => {
+    const res = await box.http.request('POST', `${box.routerUrl}/admin/check/digest`, { body, headers: { 'content-type': 'application/json', ...headers } })
+    return { status: res.status, error: (res.json<{ error?: unknown }>()).error }
+  }
+  const hostile: Array<[string, number, string]> = [
+    ['{}', 400, 'invalid_request'],
+    ['{"group":"g1"}', 400, 'invalid_request'],
+    ['{"group":"g1","after":"","limit":0}', 400, 'invalid_request'],
+    ['{"group":"g1","after":"","limit":"9"}', 400, 'invalid_request'],
+    ['{"group":"g1","after":"","limit":1000000}', 400, 'invalid_request'],
+    ['{"group":"nope","after":""}', 404, 'no_such_group'],
+    ['[', 400, 'invalid_request']
+  ]
+  for (const [body, status, error] of hostile) t.match(await digest(body), { status, error }, `POST /admin/check/digest ${body}: ${status} ${error}`)
+  t.match(await digest('{"group":"g1","after":""}', { authorization: 'Bearer skv_not-a-token' }), { status: 401 }, 'a bad token: 401')
+  const g1Entry = entryByUrl(readNodes(box.dir) ?? [], primaryOf(view, 'g1') as string)
+  const peer = await box.http.request('POST', `http://127.0.0.1:${String(g1Entry?.peerPort)}/internal/digest`, { body: '{"after":""}', headers: { 'content-type': 'application/json' } })
+  t.equal(peer.status, 401, 'a node\'s digest endpoint needs the cluster secret (an admin token is none)')
+  const ok = await box.http.request('POST', `${box.routerUrl}/admin/check/digest`, { body: '{"group":"g1","after":"","limit":5}', headers: { 'content-type': 'application/json' } })
+  t.match(ok.json(), { group: 'g1', after: '', done: false, nodes: [{ role: 'primary', page: { rows: 5 } }, { role: 'replica', page: { rows: 5 } }] }, 'a page of five rows from g1\'s primary and replica')
+
   // Planned failover: g1's replica becomes its primary.
   const before = primaryOf(view, 'g1')
   const failover = await shardkv(['failover', ...conn, '--group', 'g1'])
