@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -52,20 +52,8 @@ const allInSync = (v: ClusterView): boolean => v.groups.every((g) => g.nodes.eve
 const primaryOf = (v: ClusterView, group: string): string | undefined => v.groups.find((g) => g.id === group)?.nodes.find((n) => n.role === 'primary')?.url
 const cells = (line: string): string[] => line.split('|').slice(1, -1).map((c) => c.trim())
 
-t.test('shardkv status, check, failover, watch and usage errors against a local cluster', async (t) => {
-  const box = await localSandbox(t, 'cli', { groups: 2, replicas: 1 })
-  const conn = ['--router', box.routerUrl, '--cluster-dir', box.dir]
-  // A slow rebalance (the router inherits the launcher's environment), so that watch has one to follow.
-  const throttle = process.env.SHARDKV_REBALANCE_ROWS_PER_SEC
-  process.env.SHARDKV_REBALANCE_ROWS_PER_SEC = '100'
-  t.teardown(() => { if (throttle === undefined) delete process.env.SHARDKV_REBALANCE_ROWS_PER_SEC; else process.env.SHARDKV_REBALANCE_ROWS_PER_SEC = throttle })
-  const l = await box.start()
-  await l.waitFor(/local cluster is up/, 90_000)
-  let view = await waitForView(box, allInSync, 'every node up and in sync')
-  const keys = keyRange('cli', 300)
-  await preload(box.http, box.routerUrl, keys, (k) => `v:${k}`)
-  view = await waitForView(box, allInSync, 'replicas caught up')
-
+/** `shardkv status`: the table has a row per node of the view, and --json the same rows, typed. */
+async function assertStatus (t: Test, conn: string[], view: ClusterView): Promise<void> {
   const status = await shardkv(['status', ...conn])
   t.equal(status.code, 0, `status exits 0: ${status.stderr}`)
   const lines = status.stdout.trimEnd().split('\n')
@@ -84,12 +72,10 @@ t.test('shardkv status, check, failover, watch and usage errors against a local 
   const parsed = JSON.parse(json.stdout) as { epoch: number, nodes: StatusRow[] }
   t.equal(parsed.nodes.length, 4, '--json: the same rows')
   t.ok(parsed.nodes.every((r) => r.health === 'up' && (r.role === 'primary' ? r.inSync === null : typeof r.inSync === 'boolean')), '--json rows are typed')
+}
 
-  const healthy = await shardkv(['check', ...conn])
-  t.equal(healthy.code, 0, `check passes on a healthy cluster: ${healthy.stdout}${healthy.stderr}`)
-  t.match(healthy.stdout, /^check: OK: 2 groups, 300 rows, epoch \d+$/m)
-
-  // The endpoints check reads through refuse bad input with a 4xx JSON error and change nothing.
+/** The endpoints check reads through refuse bad input with a 4xx JSON error and change nothing. */
+async function assertDigestRefusals (t: Test, box: LocalSandbox, view: ClusterView): Promise<void> {
   const digest = async (body: string, headers: Record<string, string> = {}): Promise<{ status: number, error: unknown }> => {
     const res = await box.http.request('POST', `${box.routerUrl}/admin/check/digest`, { body, headers: { 'content-type': 'application/json', ...headers } })
     return { status: res.status, error: (res.json<{ error?: unknown }>()).error }
@@ -105,23 +91,15 @@ t.test('shardkv status, check, failover, watch and usage errors against a local 
   ]
   for (const [body, status, error] of hostile) t.match(await digest(body), { status, error }, `POST /admin/check/digest ${body}: ${status} ${error}`)
   t.match(await digest('{"group":"g1","after":""}', { authorization: 'Bearer skv_not-a-token' }), { status: 401 }, 'a bad token: 401')
-  const g1Entry = entryByUrl(readNodes(box.dir) ?? [], primaryOf(view, 'g1') as string)
-  const peer = await box.http.request('POST', `http://127.0.0.1:${String(g1Entry?.peerPort)}/internal/digest`, { body: '{"after":""}', headers: { 'content-type': 'application/json' } })
+  const g1 = entryByUrl(readNodes(box.dir) ?? [], primaryOf(view, 'g1') as string)
+  const peer = await box.http.request('POST', `http://127.0.0.1:${String(g1?.peerPort)}/internal/digest`, { body: '{"after":""}', headers: { 'content-type': 'application/json' } })
   t.equal(peer.status, 401, 'a node\'s digest endpoint needs the cluster secret (an admin token is none)')
   const ok = await box.http.request('POST', `${box.routerUrl}/admin/check/digest`, { body: '{"group":"g1","after":"","limit":5}', headers: { 'content-type': 'application/json' } })
   t.match(ok.json(), { group: 'g1', after: '', done: false, nodes: [{ role: 'primary', page: { rows: 5 } }, { role: 'replica', page: { rows: 5 } }] }, 'a page of five rows from g1\'s primary and replica')
+}
 
-  // Planned failover: g1's replica becomes its primary.
-  const before = primaryOf(view, 'g1')
-  const failover = await shardkv(['failover', ...conn, '--group', 'g1'])
-  t.equal(failover.code, 0, `failover exits 0: ${failover.stderr}`)
-  t.match(failover.stdout, /^switched g1 over from \S+ to \S+: term \d+/)
-  view = await waitForView(box, (v) => primaryOf(v, 'g1') !== before && allInSync(v), 'g1 has a new primary, the old one in sync as its replica')
-  t.pass(`g1's primary moved from ${String(before)} to ${String(primaryOf(view, 'g1'))}`)
-  const after = await shardkv(['check', ...conn, '--json'])
-  t.equal(after.code, 0, `check passes after the failover: ${after.stdout}`)
-
-  // Usage errors: exit 2 and one clear line.
+/** Usage errors: exit 2 and one clear line naming the mistake. */
+async function assertUsageErrors (t: Test, conn: string[]): Promise<void> {
   const usage: Array<[string[], RegExp]> = [
     [['status', '--bogus'], /^shardkv status: unknown option '--bogus'/],
     [['nope'], /^shardkv: unknown command 'nope'/],
@@ -134,6 +112,61 @@ t.test('shardkv status, check, failover, watch and usage errors against a local 
     t.equal(r.code, 2, `${args.slice(0, 2).join(' ')}: exit 2`)
     t.match(r.stderr, re, `${args.slice(0, 2).join(' ')}: ${r.stderr.split('\n')[0] ?? ''}`)
   }
+}
+
+/**
+ * Inconsistencies in g1's replica's SQLite file, as a disk or a hand could make them while
+ * it runs: another version of one key, and one of g1's keys renamed to a key of g2.
+ */
+function plantInReplica (box: LocalSandbox, view: ClusterView): { replica: string, foreignKey: string } {
+  const replica = view.groups.find((g) => g.id === 'g1')?.nodes.find((n) => n.role === 'replica')?.url as string
+  const entry = entryByUrl(readNodes(box.dir) ?? [], replica)
+  const g2 = entryByUrl(readNodes(box.dir) ?? [], primaryOf(view, 'g2') as string)
+  if (entry === undefined || g2 === undefined) throw new Error(`g1's replica ${replica} or g2's primary is not in nodes.json`)
+  const source = new Database(join(g2.dataDir, 'shard.db'), { readonly: true })
+  const foreignKey = (source.prepare('SELECT key FROM kv WHERE deleted = 0 ORDER BY key LIMIT 1').get() as { key: string }).key
+  source.close()
+  const db = new Database(join(entry.dataDir, 'shard.db'))
+  try {
+    db.pragma('busy_timeout = 10000')
+    const live = db.prepare('SELECT key FROM kv WHERE deleted = 0 ORDER BY key').all() as Array<{ key: string }>
+    db.prepare("UPDATE kv SET version = version || '-planted' WHERE key = ?").run(live[1]?.key)
+    db.prepare('UPDATE kv SET key = ? WHERE key = ?').run(foreignKey, live[live.length - 1]?.key)
+  } finally {
+    db.close()
+  }
+  return { replica, foreignKey }
+}
+
+t.test('shardkv status, check, failover, watch and usage errors against a local cluster', async (t) => {
+  const box = await localSandbox(t, 'cli', { groups: 2, replicas: 1 })
+  const conn = ['--router', box.routerUrl, '--cluster-dir', box.dir]
+  // A slow rebalance (the router inherits the launcher's environment), so that watch has one to follow.
+  const throttle = process.env.SHARDKV_REBALANCE_ROWS_PER_SEC
+  process.env.SHARDKV_REBALANCE_ROWS_PER_SEC = '100'
+  t.teardown(() => { if (throttle === undefined) delete process.env.SHARDKV_REBALANCE_ROWS_PER_SEC; else process.env.SHARDKV_REBALANCE_ROWS_PER_SEC = throttle })
+  const l = await box.start()
+  await l.waitFor(/local cluster is up/, 90_000)
+  await waitForView(box, allInSync, 'every node up and in sync')
+  await preload(box.http, box.routerUrl, keyRange('cli', 300), (k) => `v:${k}`)
+  let view = await waitForView(box, allInSync, 'replicas caught up')
+
+  await assertStatus(t, conn, view)
+  const healthy = await shardkv(['check', ...conn])
+  t.equal(healthy.code, 0, `check passes on a healthy cluster: ${healthy.stdout}${healthy.stderr}`)
+  t.match(healthy.stdout, /^check: OK: 2 groups, 300 rows, epoch \d+$/m)
+  await assertDigestRefusals(t, box, view)
+  await assertUsageErrors(t, conn)
+
+  // Planned failover: g1's replica becomes its primary; the data still checks out.
+  const before = primaryOf(view, 'g1')
+  const failover = await shardkv(['failover', ...conn, '--group', 'g1'])
+  t.equal(failover.code, 0, `failover exits 0: ${failover.stderr}`)
+  t.match(failover.stdout, /^switched g1 over from \S+ to \S+: term \d+/)
+  view = await waitForView(box, (v) => primaryOf(v, 'g1') !== before && allInSync(v), 'g1 has a new primary, the old one in sync as its replica')
+  t.pass(`g1's primary moved from ${String(before)} to ${String(primaryOf(view, 'g1'))}`)
+  const after = await shardkv(['check', ...conn, '--json'])
+  t.equal(after.code, 0, `check passes after the failover: ${after.stdout}`)
 
   // A rebalance, followed by watch; check afterwards finds every key on its new owner only.
   const add = await shardkv(['add-shard', ...conn, '--id', 'g3', '--workers', '1', '--no-wait', '--json'])
@@ -148,33 +181,12 @@ t.test('shardkv status, check, failover, watch and usage errors against a local 
   t.equal(three.code, 0, `check passes after the rebalance: ${three.stdout}`)
   t.match(three.stdout, /^check: OK: 3 groups, 300 rows/m)
 
-  // Plant inconsistencies in g1's replica's file, as a disk or a hand could: another
-  // version of one key, and a key of g2 in place of one of g1's.
-  const replica = view.groups.find((g) => g.id === 'g1')?.nodes.find((n) => n.role === 'replica')?.url as string
-  const entry = entryByUrl(readNodes(box.dir) ?? [], replica)
-  const g2 = entryByUrl(readNodes(box.dir) ?? [], primaryOf(view, 'g2') as string)
-  t.ok(entry !== undefined && g2 !== undefined, `g1's replica ${replica} and g2's primary are in nodes.json`)
-  const foreignKey = (() => {
-    const db = new Database(join(g2?.dataDir as string, 'shard.db'), { readonly: true })
-    try { return (db.prepare('SELECT key FROM kv WHERE deleted = 0 ORDER BY key LIMIT 1').get() as { key: string }).key } finally { db.close() }
-  })()
-  const db = new Database(join(entry?.dataDir as string, 'shard.db'))
-  let changed: string
-  try {
-    db.pragma('busy_timeout = 10000')
-    const live = db.prepare('SELECT key FROM kv WHERE deleted = 0 ORDER BY key').all() as Array<{ key: string }>
-    changed = live[1]?.key as string
-    db.prepare("UPDATE kv SET version = version || '-planted' WHERE key = ?").run(changed)
-    db.prepare('UPDATE kv SET key = ? WHERE key = ?').run(foreignKey, live[live.length - 1]?.key)
-  } finally {
-    db.close()
-  }
+  const { replica, foreignKey } = plantInReplica(box, view)
   const bad = await shardkv(['check', ...conn, '--json'])
   t.equal(bad.code, 3, `check exits 3: ${bad.stdout}${bad.stderr}`)
   const report = JSON.parse(bad.stdout) as { ok: boolean, groups: GroupReport[] }
   t.equal(report.ok, false)
-  const g1 = report.groups.find((g) => g.group === 'g1')
-  t.match(g1?.findings, [{ kind: 'foreign', node: replica, count: 1, sample: [foreignKey] }, { kind: 'mismatch', node: replica }], 'the foreign row and the differing rows, on the replica')
+  t.match(report.groups.find((g) => g.group === 'g1')?.findings, [{ kind: 'foreign', node: replica, count: 1, sample: [foreignKey] }, { kind: 'mismatch', node: replica }], 'the foreign row and the differing rows, on the replica')
   t.ok(report.groups.filter((g) => g.group !== 'g1').every((g) => g.findings.length === 0), 'the other groups are fine')
   const human = await shardkv(['check', ...conn, '--group', 'g1'])
   t.equal(human.code, 3)
