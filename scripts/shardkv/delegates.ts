@@ -25,6 +25,7 @@ export const DELEGATES: readonly Delegate[] = [
   { name: 'remove-shard', description: 'drain a shard group out, showing progress, then stop its nodes', run: async (args) => await removeShard(args, shardkv('remove-shard')) },
   { name: 'add-replica', description: 'add a replica node to a group (starts it unless --url)', run: async (args) => await replicaCommand('add', args, shardkv) },
   { name: 'remove-replica', description: 'take a replica out of its group and stop its node', run: async (args) => await replicaCommand('remove', args, shardkv) },
+  { name: 'replace-node', description: 'replace a replica whose disk is gone: remove it, add a fresh one', run: async (args) => await replicaCommand('replace', args, shardkv) },
   { name: 'failover', description: 'planned switchover: hand a group\'s primary role to an in-sync replica (--group g1 [--to URL])', run: async (args) => await switchover(args, shardkv('failover'), false) }
 ]
 
