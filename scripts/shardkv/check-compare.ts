@@ -12,6 +12,8 @@ export type Finding =
   | { kind: 'foreign', group: string, node: string, role: string, count: number, sample: string[] }
   | { kind: 'stale-map', group: string, node: string, epoch: number, expected: number }
   | { kind: 'unreachable', group: string, node: string, error: string }
+  /** A replica outside the in-sync set still catching up: its rows may differ for now, so they say nothing. */
+  | { kind: 'behind', group: string, node: string, lag: number | null }
 
 /** Findings that mean the data is inconsistent (exit 3); the rest mean the check could not tell (exit 1). */
 export function isInconsistency (f: Finding): boolean {
@@ -26,7 +28,8 @@ export function differs (primary: WireNodeDigest, replica: WireNodeDigest): bool
   return r.digest !== p.digest || r.rows !== p.rows || !r.done
 }
 
-export function comparePage (page: WireGroupDigest): Finding[] {
+/** `outOfSync`: replicas not in the in-sync set (still catching up), whose differences are not inconsistencies. */
+export function comparePage (page: WireGroupDigest, outOfSync: ReadonlyMap<string, number | null> = new Map()): Finding[] {
   const [primary, ...replicas] = page.nodes
   if (primary === undefined) return []
   const findings: Finding[] = []
@@ -39,7 +42,10 @@ export function comparePage (page: WireGroupDigest): Finding[] {
     if (n.page.foreign > 0) findings.push({ kind: 'foreign', group: page.group, node: n.url, role: n.role, count: n.page.foreign, sample: n.page.foreignSample })
   }
   for (const r of replicas) {
-    if (r.page !== undefined && differs(primary, r)) {
+    if (r.page === undefined || !differs(primary, r)) continue
+    if (outOfSync.has(r.url)) {
+      findings.push({ kind: 'behind', group: page.group, node: r.url, lag: outOfSync.get(r.url) ?? null })
+    } else {
       findings.push({ kind: 'mismatch', group: page.group, node: r.url, after: page.after, until: page.until, primaryRows: primary.page?.rows ?? 0, rows: r.page.rows })
     }
   }
@@ -54,7 +60,7 @@ export function mergeFindings (all: readonly Finding[]): Finding[] {
     if (same !== undefined && same.kind === 'foreign' && f.kind === 'foreign') {
       same.count += f.count
       same.sample = [...same.sample, ...f.sample].slice(0, 5)
-    } else if (!out.some((o) => o.kind === f.kind && o.node === f.node && (f.kind === 'unreachable' || f.kind === 'stale-map'))) {
+    } else if (!out.some((o) => o.kind === f.kind && o.node === f.node && (f.kind === 'unreachable' || f.kind === 'stale-map' || f.kind === 'behind'))) {
       out.push({ ...f })
     }
   }
@@ -77,5 +83,7 @@ export function describeFinding (f: Finding): string {
       return `${f.node} judged by the map of epoch ${f.epoch}, not ${f.expected}`
     case 'unreachable':
       return `${f.node} did not answer: ${f.error}`
+    case 'behind':
+      return `${f.node} (replica) is not in sync yet (lag ${f.lag ?? 'unknown'}): its rows were not compared; check again once it is`
   }
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { ADMIN_DIGEST_PATH, DIGEST_MAX_ROWS, DIGEST_PAGE_ROWS, type WireGroupDigest } from '../../src/protocol/digest'
-import type { ClusterView } from '../../src/protocol/cluster-view'
+import type { ClusterView, GroupView } from '../../src/protocol/cluster-view'
 import { comparePage, describeFinding, differs, isInconsistency, mergeFindings, type Finding } from './check-compare'
 import { intOption, withCommonOptions, withConnection, type CommonOptions, type Connection } from './common'
 import { EXIT } from '../cli'
@@ -55,16 +55,18 @@ async function narrow (c: Connection, group: string, after: string, limit: numbe
   return near
 }
 
-async function checkGroup (c: Connection, group: string, nodes: number, opts: { limit: number, epoch: number }): Promise<GroupReport> {
-  const report: GroupReport = { group, nodes, rows: 0, tombstones: 0, pages: 0, findings: [] }
+async function checkGroup (c: Connection, g: GroupView, opts: { limit: number, epoch: number }): Promise<GroupReport> {
+  const group = g.id
+  const outOfSync = new Map(g.nodes.filter((n) => n.role === 'replica' && n.inSync !== true).map((n) => [n.url, n.lag]))
+  const report: GroupReport = { group, nodes: g.nodes.length, rows: 0, tombstones: 0, pages: 0, findings: [] }
   let after = ''
   for (;;) {
     let page = await readPage(c, group, after, opts.limit, opts.epoch)
-    let findings = comparePage(page)
+    let findings = comparePage(page, outOfSync)
     for (let attempt = 1; attempt < RETRIES && findings.some((f) => f.kind !== 'foreign'); attempt++) {
       await sleep(RETRY_MS)
       page = await readPage(c, group, after, opts.limit, opts.epoch)
-      findings = comparePage(page)
+      findings = comparePage(page, outOfSync)
     }
     for (const f of findings) {
       if (f.kind === 'mismatch') f.near = await narrow(c, group, after, opts.limit, opts.epoch, f.node)
@@ -122,7 +124,7 @@ async function runCheck (options: CheckOptions): Promise<number> {
     const groups = view.groups.filter((g) => options.group === undefined || g.id === options.group)
     if (groups.length === 0) throw new Error(`group ${options.group ?? ''} does not exist (groups: ${view.groups.map((g) => g.id).join(', ')})`)
     const reports: GroupReport[] = []
-    for (const g of groups) reports.push(await checkGroup(c, g.id, g.nodes.length, { limit: options.pageRows, epoch: view.epoch }))
+    for (const g of groups) reports.push(await checkGroup(c, g, { limit: options.pageRows, epoch: view.epoch }))
     process.stdout.write(options.json ? JSON.stringify({ ok: checkExitCode(reports) === EXIT.ok, epoch: view.epoch, groups: reports }) + '\n' : renderCheck(reports, view.epoch))
     return checkExitCode(reports)
   })

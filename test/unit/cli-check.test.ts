@@ -30,6 +30,8 @@ t.test('comparePage: what makes a page of a group inconsistent, or unchecked', a
   ]
   for (const [name, g, kinds] of cases) t.same(comparePage(g).map((f) => f.kind), kinds, name)
   t.match(comparePage(group({ rows: 9 }))[0], { kind: 'mismatch', node: 'R', after: '', until: 'k9', primaryRows: 10, rows: 9 })
+  t.same(comparePage(group({ digest: 'bb' }), new Map([['R', 12]])), [{ kind: 'behind', group: 'g1', node: 'R', lag: 12 }], 'a replica not in sync yet differs without being inconsistent')
+  t.same(comparePage(group({}), new Map([['R', 12]])), [], 'and is fine once equal')
 })
 
 t.test('mergeFindings sums foreign rows per node across pages and keeps one unreachable per node', async (t) => {
@@ -50,6 +52,8 @@ t.test('exit codes and lines: 3 for inconsistencies, 1 when something could not 
   const report = (findings: Finding[]): GroupReport => ({ group: 'g1', nodes: 2, rows: 10, tombstones: 1, pages: 1, findings })
   t.equal(checkExitCode([report([])]), 0)
   t.equal(checkExitCode([report([{ kind: 'unreachable', group: 'g1', node: 'R', error: 'x' }])]), 1)
+  t.equal(checkExitCode([report([{ kind: 'behind', group: 'g1', node: 'R', lag: 3 }])]), 1)
+  t.equal(describeFinding({ kind: 'behind', group: 'g1', node: 'R', lag: 3 }), 'R (replica) is not in sync yet (lag 3): its rows were not compared; check again once it is')
   const mismatch: Finding = { kind: 'mismatch', group: 'g1', node: 'R', after: 'a', until: null, primaryRows: 3, rows: 4, near: 'b' }
   t.equal(checkExitCode([report([{ kind: 'unreachable', group: 'g1', node: 'S', error: 'x' }, mismatch])]), 3)
   t.equal(describeFinding(mismatch), 'R (replica) differs from the primary in keys after "a" to the end: 4 rows there, 3 on the primary; first difference at or just before "b"')
