@@ -19,7 +19,7 @@ export function registerDigestApi (app: FastifyInstance, ctx: { store: KvStore, 
     if (body.until !== undefined && typeof body.until !== 'string') throw new ShardKvError('invalid_request', 'until must be a key')
     const limit = integer(body.limit, 'limit', 1, DIGEST_MAX_ROWS, DIGEST_PAGE_ROWS)
     const ownership = ctx.ownership.get()
-    const page = reader.page(body.after, body.until, limit, (key) => ownership.isForeign(key))
+    const page = reader.page(body.after, body.until, limit, (key) => ownership.access(key) === 'foreign')
     const answer: WireDigestPage = { epoch: ownership.epoch, ...page }
     return reply.send(answer)
   })
