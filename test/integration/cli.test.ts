@@ -143,7 +143,7 @@ t.test('shardkv status, check, failover, watch and usage errors against a local 
   const conn = ['--router', box.routerUrl, '--cluster-dir', box.dir]
   // A slow rebalance (the router inherits the launcher's environment), so that watch has one to follow.
   const throttle = process.env.SHARDKV_REBALANCE_ROWS_PER_SEC
-  process.env.SHARDKV_REBALANCE_ROWS_PER_SEC = '100'
+  process.env.SHARDKV_REBALANCE_ROWS_PER_SEC = '50'
   t.teardown(() => { if (throttle === undefined) delete process.env.SHARDKV_REBALANCE_ROWS_PER_SEC; else process.env.SHARDKV_REBALANCE_ROWS_PER_SEC = throttle })
   const l = await box.start()
   await l.waitFor(/local cluster is up/, 90_000)
