@@ -74,8 +74,9 @@ export function describeFinding (f: Finding): string {
   switch (f.kind) {
     case 'mismatch': {
       const range = `keys after ${f.after === '' ? 'the start' : keyText(f.after)} ${f.until === null ? 'to the end' : `up to ${keyText(f.until)}`}`
-      const near = f.near === undefined ? '' : `; first difference at or just before ${keyText(f.near)}`
-      return `${f.node} (replica) differs from the primary in ${range}: ${f.rows} rows there, ${f.primaryRows} on the primary${near}`
+      const counts = `${f.rows} rows there, ${f.primaryRows} on the primary`
+      if (f.near === undefined) return `${f.node} (replica) differs from the primary in ${range}: ${counts}`
+      return `${f.node} (replica) differs from the primary at ${keyText(f.near)} or just before it (${range}: ${counts})`
     }
     case 'foreign':
       return `${f.node} (${f.role}) holds ${f.count} row${f.count === 1 ? '' : 's'} its map gives to another group (e.g. ${f.sample.map(keyText).join(', ')})`

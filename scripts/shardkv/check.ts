@@ -25,6 +25,8 @@ export interface GroupReport {
 }
 
 const RETRIES = 4
+/** Differing keys named per replica; past them, a differing page is reported by its range only. */
+const MAX_NAMED = 10
 const RETRY_MS = 500
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -34,46 +36,73 @@ async function readPage (c: Connection, group: string, after: string, limit: num
   return page
 }
 
-/** The smallest prefix of the page (by rows) on which the replica differs: its last primary key is where the difference is. */
-async function narrow (c: Connection, group: string, after: string, limit: number, epoch: number, node: string): Promise<string | undefined> {
+/**
+ * The shortest prefix of the page (by rows) on which the replica differs: the primary's
+ * last key of that prefix is where the first difference is (or just after it).
+ */
+async function narrow (c: Connection, group: string, after: string, limit: number, epoch: number, node: string): Promise<WireGroupDigest | undefined> {
   let lo = 1
   let hi = limit
-  let near: string | undefined
+  let found: WireGroupDigest | undefined
   while (lo <= hi) {
     const mid = Math.floor((lo + hi) / 2)
     const page = await readPage(c, group, after, mid, epoch)
     const [primary] = page.nodes
     const replica = page.nodes.find((n) => n.url === node)
-    if (primary === undefined || replica === undefined) return near
+    if (primary === undefined || replica === undefined) return found
     if (differs(primary, replica)) {
-      near = primary.page?.last
+      found = page
       hi = mid - 1
     } else {
       lo = mid + 1
     }
   }
-  return near
+  return found
+}
+
+const primaryRows = (page: WireGroupDigest): number => page.nodes[0]?.page?.rows ?? 0
+
+/** A page, read again while some replica differs (it may be a moment behind), up to RETRIES times. */
+async function settledPage (c: Connection, group: string, after: string, opts: { limit: number, epoch: number }, outOfSync: ReadonlyMap<string, number | null>): Promise<{ page: WireGroupDigest, findings: Finding[] }> {
+  let page = await readPage(c, group, after, opts.limit, opts.epoch)
+  let findings = comparePage(page, outOfSync)
+  for (let attempt = 1; attempt < RETRIES && findings.some((f) => f.kind !== 'foreign'); attempt++) {
+    await sleep(RETRY_MS)
+    page = await readPage(c, group, after, opts.limit, opts.epoch)
+    findings = comparePage(page, outOfSync)
+  }
+  return { page, findings }
 }
 
 async function checkGroup (c: Connection, g: GroupView, opts: { limit: number, epoch: number }): Promise<GroupReport> {
   const group = g.id
   const outOfSync = new Map(g.nodes.filter((n) => n.role === 'replica' && n.inSync !== true).map((n) => [n.url, n.lag]))
   const report: GroupReport = { group, nodes: g.nodes.length, rows: 0, tombstones: 0, pages: 0, findings: [] }
+  const named = new Map<string, number>()
   let after = ''
   for (;;) {
-    let page = await readPage(c, group, after, opts.limit, opts.epoch)
-    let findings = comparePage(page, outOfSync)
-    for (let attempt = 1; attempt < RETRIES && findings.some((f) => f.kind !== 'foreign'); attempt++) {
-      await sleep(RETRY_MS)
-      page = await readPage(c, group, after, opts.limit, opts.epoch)
-      findings = comparePage(page, outOfSync)
+    let { page, findings } = await settledPage(c, group, after, opts, outOfSync)
+    // Cut the page at the earliest difference a replica shows, and go on after it: every
+    // difference gets its key (up to MAX_NAMED per replica), not only a page's first.
+    const toName = findings.filter((f) => f.kind === 'mismatch' && (named.get(f.node) ?? 0) < MAX_NAMED)
+    let cut: WireGroupDigest | undefined
+    for (const f of toName) {
+      const prefix = await narrow(c, group, after, opts.limit, opts.epoch, f.node)
+      if (prefix !== undefined && (cut === undefined || primaryRows(prefix) < primaryRows(cut))) cut = prefix
     }
-    for (const f of findings) {
-      if (f.kind === 'mismatch') f.near = await narrow(c, group, after, opts.limit, opts.epoch, f.node)
+    if (cut !== undefined) {
+      page = cut
+      findings = comparePage(cut, outOfSync)
+      for (const f of findings) {
+        if (f.kind !== 'mismatch') continue
+        const last = cut.nodes[0]?.page?.last
+        if (last !== undefined && last !== '') f.near = last
+        named.set(f.node, (named.get(f.node) ?? 0) + 1)
+      }
     }
     report.findings.push(...findings)
     report.pages++
-    report.rows += page.nodes[0]?.page?.rows ?? 0
+    report.rows += primaryRows(page)
     report.tombstones += page.nodes[0]?.page?.tombstones ?? 0
     if (page.done || page.until === null) break
     after = page.until

@@ -118,7 +118,7 @@ async function assertUsageErrors (t: Test, conn: string[]): Promise<void> {
  * Inconsistencies in g1's replica's SQLite file, as a disk or a hand could make them while
  * it runs: another version of one key, and one of g1's keys renamed to a key of g2.
  */
-function plantInReplica (box: LocalSandbox, view: ClusterView): { replica: string, foreignKey: string } {
+function plantInReplica (box: LocalSandbox, view: ClusterView): { replica: string, foreignKey: string, changed: string, renamed: string } {
   const replica = view.groups.find((g) => g.id === 'g1')?.nodes.find((n) => n.role === 'replica')?.url as string
   const entry = entryByUrl(readNodes(box.dir) ?? [], replica)
   const g2 = entryByUrl(readNodes(box.dir) ?? [], primaryOf(view, 'g2') as string)
@@ -130,12 +130,14 @@ function plantInReplica (box: LocalSandbox, view: ClusterView): { replica: strin
   try {
     db.pragma('busy_timeout = 10000')
     const live = db.prepare('SELECT key FROM kv WHERE deleted = 0 ORDER BY key').all() as Array<{ key: string }>
-    db.prepare("UPDATE kv SET version = version || '-planted' WHERE key = ?").run(live[1]?.key)
-    db.prepare('UPDATE kv SET key = ? WHERE key = ?').run(foreignKey, live[live.length - 1]?.key)
+    const changed = live[1]?.key as string
+    const renamed = live[live.length - 1]?.key as string
+    db.prepare("UPDATE kv SET version = version || '-planted' WHERE key = ?").run(changed)
+    db.prepare('UPDATE kv SET key = ? WHERE key = ?').run(foreignKey, renamed)
+    return { replica, foreignKey, changed, renamed }
   } finally {
     db.close()
   }
-  return { replica, foreignKey }
 }
 
 t.test('shardkv status, check, failover, watch and usage errors against a local cluster', async (t) => {
@@ -181,16 +183,21 @@ t.test('shardkv status, check, failover, watch and usage errors against a local 
   t.equal(three.code, 0, `check passes after the rebalance: ${three.stdout}`)
   t.match(three.stdout, /^check: OK: 3 groups, 300 rows/m)
 
-  const { replica, foreignKey } = plantInReplica(box, view)
+  const { replica, foreignKey, changed, renamed } = plantInReplica(box, view)
   const bad = await shardkv(['check', ...conn, '--json'])
   t.equal(bad.code, 3, `check exits 3: ${bad.stdout}${bad.stderr}`)
   const report = JSON.parse(bad.stdout) as { ok: boolean, groups: GroupReport[] }
   t.equal(report.ok, false)
-  t.match(report.groups.find((g) => g.group === 'g1')?.findings, [{ kind: 'foreign', node: replica, count: 1, sample: [foreignKey] }, { kind: 'mismatch', node: replica }], 'the foreign row and the differing rows, on the replica')
+  const findings = report.groups.find((g) => g.group === 'g1')?.findings ?? []
+  t.same(findings.filter((f) => f.kind === 'foreign'), [{ kind: 'foreign', group: 'g1', node: replica, role: 'replica', count: 1, sample: [foreignKey] }], `the foreign row ${foreignKey} on the replica`)
+  const near = findings.flatMap((f) => f.kind === 'mismatch' && f.node === replica && f.near !== undefined ? [f.near] : [])
+  t.ok(near.includes(changed) && near.includes(renamed), `the differences are named: ${changed} (another version) and ${renamed} (missing) among ${JSON.stringify(near)}`)
+  t.ok(findings.every((f) => f.node === replica), 'all of them on the replica')
   t.ok(report.groups.filter((g) => g.group !== 'g1').every((g) => g.findings.length === 0), 'the other groups are fine')
   const human = await shardkv(['check', ...conn, '--group', 'g1'])
   t.equal(human.code, 3)
   t.match(human.stdout, /^g1: INCONSISTENT: /m)
   t.match(human.stdout, new RegExp(`^ {2}${replica} \\(replica\\) holds 1 row its map gives to another group`, 'm'))
-  t.match(human.stdout, /^check: INCONSISTENT: 1 group, \d+ rows, epoch \d+, 2 findings$/m)
+  t.match(human.stdout, new RegExp(`^ {2}${replica} \\(replica\\) differs from the primary at "${changed}" or just before it`, 'm'))
+  t.match(human.stdout, /^check: INCONSISTENT: 1 group, \d+ rows, epoch \d+, \d+ findings$/m)
 })

@@ -56,7 +56,8 @@ t.test('exit codes and lines: 3 for inconsistencies, 1 when something could not 
   t.equal(describeFinding({ kind: 'behind', group: 'g1', node: 'R', lag: 3 }), 'R (replica) is not in sync yet (lag 3): its rows were not compared; check again once it is')
   const mismatch: Finding = { kind: 'mismatch', group: 'g1', node: 'R', after: 'a', until: null, primaryRows: 3, rows: 4, near: 'b' }
   t.equal(checkExitCode([report([{ kind: 'unreachable', group: 'g1', node: 'S', error: 'x' }, mismatch])]), 3)
-  t.equal(describeFinding(mismatch), 'R (replica) differs from the primary in keys after "a" to the end: 4 rows there, 3 on the primary; first difference at or just before "b"')
+  t.equal(describeFinding(mismatch), 'R (replica) differs from the primary at "b" or just before it (keys after "a" to the end: 4 rows there, 3 on the primary)')
+  t.equal(describeFinding({ ...mismatch, near: undefined, until: 'z' }), 'R (replica) differs from the primary in keys after "a" up to "z": 4 rows there, 3 on the primary')
   t.equal(describeFinding({ kind: 'foreign', group: 'g1', node: 'P', role: 'primary', count: 1, sample: ['k"1'] }), 'P (primary) holds 1 row its map gives to another group (e.g. "k\\"1")')
   t.equal(renderCheck([report([])], 9), 'g1: ok: 2 nodes, 10 rows (1 tombstones) in 1 page; every replica equals the primary; no foreign rows\ncheck: OK: 1 group, 10 rows, epoch 9\n')
   t.match(renderCheck([report([mismatch])], 9), /^g1: INCONSISTENT: .*\n {2}R \(replica\) differs.*\ncheck: INCONSISTENT: 1 group, 10 rows, epoch 9, 1 finding\n$/)
