@@ -8,6 +8,8 @@ import { ADMIN_DIGEST_PATH, DIGEST_MAX_ROWS, DIGEST_PAGE_ROWS, DIGEST_PATH, type
 import type { ClusterMap } from '../src/membership/map'
 import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
 import type { NodeClient } from './node-client'
+import { documented } from './openapi'
+import { CHECK_DIGEST_SCHEMA } from '../src/protocol/schemas'
 
 /**
  * `POST /admin/check/digest` (admin): one page of a group's consistency check
@@ -29,7 +31,7 @@ export function registerCheckRoute (app: FastifyInstance, ctx: CheckContext): vo
   const dispatcher = peerDispatcher(ctx.credentials, { connections: 4, keepAliveTimeout: 10_000 })
   app.addHook('onClose', async () => { await dispatcher.close() })
 
-  app.post(ADMIN_DIGEST_PATH, async (request, reply) => {
+  app.post(ADMIN_DIGEST_PATH, documented(CHECK_DIGEST_SCHEMA), async (request, reply) => {
     const body = jsonBody(request)
     if (typeof body.group !== 'string') throw new ShardKvError('invalid_request', 'group is required')
     const after = body.after
