@@ -27,6 +27,7 @@ import { FailoverMonitor } from './failover'
 import { registerSwitchoverRoute, Switchover } from './switchover'
 import { registerOpenApi } from './openapi'
 import { registerDashboard } from './dashboard'
+import { registerCheckRoute } from './check'
 
 /**
  * A router process's HTTP side: the data API forwarded to shard primaries, plus
@@ -138,6 +139,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     catchUpTimeoutMs: Math.max(1000, Math.floor(config.retryTimeoutMs / 2))
   })
   registerSwitchoverRoute(app, switchover)
+  registerCheckRoute(app, { map: () => coord.map(), nodes: coord.nodes, credentials })
   refuseOversizedUploads(app.server, config.maxValueBytes)
 
   try {

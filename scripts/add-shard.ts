@@ -5,9 +5,10 @@ import { nodeCredentials, scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { validateWeight } from '../src/membership/map'
 import { watchRebalance } from './progress'
-import { runScript, UsageError } from './cli'
+import { printJson, runScript, UsageError } from './cli'
 
-const HELP = `Usage: npm run add-shard -- [options]
+/** The help text; `usage` is how the command is invoked (npm run add-shard --, shardkv add-shard). */
+const help = (usage: string): string => `Usage: ${usage} [options]
 
 Adds a shard group to a running cluster and rebalances onto it while traffic flows.
 Unless --url names a node that is already running, it starts a new shard node, waits
@@ -31,11 +32,14 @@ Options:
   --workers N        worker processes for the new node (default: available parallelism)
   --replicas N       also start N replica nodes for the group (default 0; ports free, data <data-dir>-rJ)
   --no-wait          return once the rebalance has started
+  --json             print the rebalance's final progress (or, with --no-wait, its start) as JSON on stdout
 ${tokenHelp(21)}
   --help             this text`
 
-async function main (): Promise<number> {
+/** `npm run add-shard` and `shardkv add-shard`: `args` are the command's arguments. */
+export async function addShard (args: string[], usage = 'npm run add-shard --'): Promise<number> {
   const { values } = parseArgs({
+    args,
     options: {
       router: { type: 'string' },
       id: { type: 'string' },
@@ -48,13 +52,14 @@ async function main (): Promise<number> {
       workers: { type: 'string' },
       replicas: { type: 'string', default: '0' },
       'no-wait': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
       ...TOKEN_OPTION
     },
     strict: true
   })
   if (values.help) {
-    process.stdout.write(HELP + '\n')
+    process.stdout.write(help(usage) + '\n')
     return 0
   }
   const weight = Number(values.weight)
@@ -96,10 +101,10 @@ async function main (): Promise<number> {
   }
   const url = started[0]?.url ?? values.url
   process.stderr.write(`added group ${id} (${url}, weight ${weight}); rebalance ${rebalance.id} started\n`)
-  if (values['no-wait']) return 0
+  if (values['no-wait']) return printJson(values.json, { group: id, url, rebalance })
   const done = await watchRebalance(admin)
   process.stderr.write(`rebalance done: ${done.scanned} rows scanned, ${done.copied} copied to ${id}, ${done.deleted} purged from the old owners\n`)
-  return 0
+  return printJson(values.json, { group: id, url, rebalance: done })
 }
 
 interface StartedNode { url: string, pid: number, stop: () => Promise<unknown> }
@@ -132,4 +137,4 @@ async function startGroupNodes (id: string, dataDir: string, opts: { host: strin
   return { url: primary.url, replicas: replicas.map((r) => r.url) }
 }
 
-runScript('add-shard', main)
+if (require.main === module) runScript('add-shard', async () => await addShard(process.argv.slice(2)))

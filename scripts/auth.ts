@@ -17,11 +17,12 @@ import type { LaunchCredentials } from '../src/local/launcher'
 
 export const TOKEN_ENV = 'SHARDKV_TOKEN'
 
-/** The `--token` option and its help line, shared by the scripts that call the admin API. */
-export const TOKEN_OPTION = { token: { type: 'string' } } as const
-/** The help line of --token, its text starting at `column` like the script's other options. */
+/** The `--token` and `--ca` options and their help lines, shared by the scripts that call the admin API. */
+export const TOKEN_OPTION = { token: { type: 'string' }, ca: { type: 'string' } } as const
+/** The help lines of --token and --ca, their text starting at `column` like the script's other options. */
 export function tokenHelp (column: number): string {
-  return `  ${'--token T'.padEnd(column - 2)}admin token (default: $${TOKEN_ENV}, else <cluster-dir>/admin-token when it exists)`
+  return `  ${'--token T'.padEnd(column - 2)}admin token (default: $${TOKEN_ENV}, else <cluster-dir>/admin-token when it exists)\n` +
+    `  ${'--ca FILE'.padEnd(column - 2)}CA certificate (PEM) to trust an https router by (default: <cluster-dir>/tls/ca.pem when it exists)`
 }
 
 /** The admin token: --token, else $SHARDKV_TOKEN, else <cluster-dir>/admin-token; undefined when none is set. */
@@ -39,8 +40,9 @@ export function adminToken (flag: string | undefined, clusterDir: string, env: N
   return text.trim() === '' ? undefined : text.trim()
 }
 
-/** The PEM of the local CA of `npm start -- --tls` in the cluster dir, when there is one. */
-export function clusterCa (clusterDir: string): string | undefined {
+/** The PEM of the CA to trust: the --ca file, else the local CA of `npm start -- --tls` in the cluster dir, when there is one. */
+export function clusterCa (clusterDir: string, caFile?: string): string | undefined {
+  if (caFile !== undefined) return readFileSync(resolve(caFile), 'utf8')
   const tls = existingTls(resolve(clusterDir))
   return tls === undefined ? undefined : readFileSync(tls.ca, 'utf8')
 }
@@ -51,10 +53,13 @@ export function routerUrl (flag: string | undefined, clusterDir: string): string
   return `${existingTls(resolve(clusterDir)) === undefined ? 'http' : 'https'}://127.0.0.1:8080`
 }
 
+/** What a script or `shardkv` subcommand is told about the router it talks to. */
+export interface ConnectionValues { router?: string | undefined, token?: string | undefined, ca?: string | undefined, 'cluster-dir': string }
+
 /** The admin client a script uses: its --router and --token, and the cluster dir's token and CA by default. */
-export function scriptAdmin (values: { router?: string | undefined, token?: string | undefined, 'cluster-dir': string }): AdminClient {
+export function scriptAdmin (values: ConnectionValues): AdminClient {
   const clusterDir = values['cluster-dir']
-  return new AdminClient(routerUrl(values.router, clusterDir), { token: adminToken(values.token, clusterDir), ca: clusterCa(clusterDir) })
+  return new AdminClient(routerUrl(values.router, clusterDir), { token: adminToken(values.token, clusterDir), ca: clusterCa(clusterDir, values.ca) })
 }
 
 /**

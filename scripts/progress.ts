@@ -6,7 +6,8 @@ import type { AdminClient } from '../src/client/admin'
 export function rebalanceReporter (): { update: (p: RebalanceProgress) => void, stop: () => void } {
   const tty = process.stderr.isTTY === true
   const bar = new SingleBar({
-    format: ' {phase} |{bar}| {percent}% | {scanned}/{total} rows scanned, {copied} copied, {deleted} purged | {rate} rows/s | ETA {etaText}',
+    // {percentage}, {total} and {value} are cli-progress's own tokens (the bar runs 0-100): the payload's names differ.
+    format: ' {phase} |{bar}| {percentage}% | {scanned}/{rows} rows scanned, {copied} copied, {deleted} purged | {rate} rows/s | ETA {etaText}',
     hideCursor: true,
     stream: process.stderr
   }, Presets.shades_classic)
@@ -17,7 +18,7 @@ export function rebalanceReporter (): { update: (p: RebalanceProgress) => void, 
       const payload = {
         phase: p.phase.padEnd(9),
         scanned: p.scanned,
-        total: Math.max(p.estimatedRows, p.scanned),
+        rows: Math.max(p.estimatedRows, p.scanned),
         copied: p.copied,
         deleted: p.deleted,
         rate: p.keysPerSecond,

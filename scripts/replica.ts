@@ -2,15 +2,20 @@ import { parseArgs } from 'node:util'
 import { basename, join, resolve } from 'node:path'
 import { existsSync } from 'node:fs'
 import type { AdminClient } from '../src/client/admin'
-import { runScript, UsageError } from './cli'
+import { printJson, runScript, UsageError } from './cli'
 import { freePeerPort, freePort, startDetachedShard, health, stopNode } from './shard-process'
 import { clusterCa, nodeCredentials, scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { readNodes } from '../src/local/nodes-file'
 
-const HELP = `Usage: npm run add-replica -- --group ID [options]
-       npm run remove-replica -- --group ID --url URL [options]
-       npm run replace-node -- --group ID --url URL [options]
+/** How a command is invoked: `npm run add-replica --`, or `shardkv add-replica`. */
+export type Invocation = (command: string) => string
+const npmRun: Invocation = (command) => `npm run ${command} --`
+
+/** The help text, its usage lines as `run` invokes the commands. */
+const help = (run: Invocation): string => `Usage: ${run('add-replica')} --group ID [options]
+       ${run('remove-replica')} --group ID --url URL [options]
+       ${run('replace-node')} --group ID --url URL [options]
 
 add-replica starts a new shard node (unless --url names a running one) and adds it to
 the group as a replica: it starts out of sync, the primary streams it a full copy, and it
@@ -33,13 +38,16 @@ Options:
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
   --workers N      add: worker processes for the new node
   --keep-node      remove: leave the node running
+  --json           print the result ({group, url} of the node added or removed) as JSON on stdout
 ${tokenHelp(19)}
   --help           this text`
 
-type Mode = 'add' | 'remove' | 'replace'
+export type Mode = 'add' | 'remove' | 'replace'
 
-async function main (mode: Mode): Promise<number> {
+/** add-replica, remove-replica and replace-node (npm run, or shardkv): `args` are the command's arguments. */
+export async function replicaCommand (mode: Mode, args: string[], run: Invocation = npmRun): Promise<number> {
   const { values } = parseArgs({
+    args,
     options: {
       router: { type: 'string' },
       group: { type: 'string' },
@@ -49,13 +57,14 @@ async function main (mode: Mode): Promise<number> {
       'cluster-dir': { type: 'string', default: 'data' },
       workers: { type: 'string' },
       'keep-node': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
       ...TOKEN_OPTION
     },
     strict: true
   })
   if (values.help) {
-    process.stdout.write(HELP + '\n')
+    process.stdout.write(help(run) + '\n')
     return 0
   }
   if (values.group === undefined) throw new UsageError('--group is required (see --help)')
@@ -72,7 +81,7 @@ async function main (mode: Mode): Promise<number> {
     const node = group.nodes.find((n) => n.url === url)
     if (node === undefined) throw new UsageError(`${url} is not a node of ${group.id}`)
     if (node.role === 'primary') throw new UsageError(`${url} is ${group.id}'s primary; replace it once a replica has taken over (the coordinator fails over when the primary stays down)`)
-    await removeNode(admin, group.id, url, launcher, false, clusterCa(values['cluster-dir']))
+    await removeNode(admin, group.id, url, launcher, false, clusterCa(values['cluster-dir'], values.ca))
     values.url = undefined
     mode = 'add'
   }
@@ -112,12 +121,12 @@ async function main (mode: Mode): Promise<number> {
       throw err
     }
     process.stderr.write(`added ${url} to ${group.id} as a replica; it joins the in-sync set once caught up\n`)
-    return 0
+    return printJson(values.json, { group: group.id, added: url })
   }
 
   if (values.url === undefined) throw new UsageError('--url names the replica to remove')
-  await removeNode(admin, group.id, values.url.replace(/\/$/, ''), launcher, values['keep-node'], clusterCa(values['cluster-dir']))
-  return 0
+  await removeNode(admin, group.id, values.url.replace(/\/$/, ''), launcher, values['keep-node'], clusterCa(values['cluster-dir'], values.ca))
+  return printJson(values.json, { group: group.id, removed: values.url.replace(/\/$/, '') })
 }
 
 /** Takes the replica out of the group, then stops its node (unless keepNode): through the local launcher, else by pid. */
@@ -139,5 +148,5 @@ async function removeNode (admin: AdminClient, groupId: string, url: string, lau
 
 /** Entry of scripts/add-replica.ts, scripts/remove-replica.ts and scripts/replace-node.ts. */
 export function runReplicaCommand (mode: Mode): void {
-  runScript(mode === 'replace' ? 'replace-node' : `${mode}-replica`, async () => await main(mode))
+  runScript(mode === 'replace' ? 'replace-node' : `${mode}-replica`, async () => await replicaCommand(mode, process.argv.slice(2)))
 }

@@ -25,7 +25,8 @@ type Credentials = LocalCredentials & { tls?: LocalTlsFiles }
 
 const HOST = '127.0.0.1'
 
-const HELP = `Usage: npm start -- [options]        (or: node dist/scripts/start-local.js [options])
+/** The help text; `usage` is how the command is invoked (npm start --, shardkv start). */
+const help = (usage: string): string => `Usage: ${usage} [options]        (or: node dist/scripts/start-local.js [options])
 
 Starts a local shardkv cluster on ${HOST}: one shard node per group (g1..gN, group i on
 base-port + i - 1) and a router in front of them. A node or the router that exits
@@ -297,17 +298,21 @@ async function prepare (opts: StartOptions, logDir: string): Promise<{ cluster: 
   return { cluster, nodes, creds }
 }
 
-async function main (): Promise<number> {
+/**
+ * `npm start` and `shardkv start`: `args` are the command's arguments. Resolves with an
+ * exit code when the cluster cannot start; once it runs, only a signal ends it (exiting the process).
+ */
+export async function startLocal (args: string[], usage = 'npm start --'): Promise<number> {
   let opts: StartOptions | 'help'
   try {
-    opts = parseOptions(process.argv.slice(2))
+    opts = parseOptions(args)
   } catch (err) {
     if (!(err instanceof UsageError)) throw err
     console.error(`start-local: ${err.message}\n(see --help)`)
     return 2
   }
   if (opts === 'help') {
-    console.log(HELP)
+    console.log(help(usage))
     return 0
   }
   const logDir = join(opts.dataDir, 'logs')
@@ -348,7 +353,9 @@ async function main (): Promise<number> {
   return await new Promise<number>(() => {})
 }
 
-main().then((code) => { process.exitCode = code }, (err: unknown) => {
-  console.error('start-local: unexpected error:', err)
-  process.exitCode = 1
-})
+if (require.main === module) {
+  startLocal(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
+    console.error('start-local: unexpected error:', err)
+    process.exitCode = 1
+  })
+}

@@ -19,6 +19,7 @@ import { MigrationStore } from '../src/storage/migration-store'
 import { OwnershipCache } from './ownership-cache'
 import { registerInternalApi } from './internal-api'
 import { registerReplicationApi } from './replication-api'
+import { registerDigestApi } from './digest-api'
 import { ReplicationGate } from './replication-gate'
 import { ReplicaStore } from '../src/storage/replica-store'
 import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '../src/auth/peer'
@@ -107,6 +108,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
       replicated
     })
     registerReplicationApi(scope, { store, replica, ownership, migration, log, batchBodyLimit, senderChecks: credentials.secret !== undefined })
+    registerDigestApi(scope, { store, ownership })
   })
 
   app.get(HEALTH_PATH, (_request, reply) => {

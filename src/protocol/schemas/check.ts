@@ -1,15 +1,11 @@
 import { errorResponses, JSON_MEDIA_TYPE, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
+import { DIGEST_MAX_ROWS as MAX_ROWS, DIGEST_PAGE_ROWS as PAGE_ROWS } from '../digest'
 
 /**
- * `POST /admin/check/digest` (router/check.ts on the cli branch; `shardkv check`): one page
- * of a group's consistency check. The shapes are src/protocol/digest.ts's (WireGroupDigestRequest,
- * WireGroupDigest, WireDigestPage). Written before that branch is merged: once it is, take
- * PAGE_ROWS and MAX_ROWS from DIGEST_PAGE_ROWS and DIGEST_MAX_ROWS there, and give the route
- * `...documented(CHECK_DIGEST_SCHEMA)` (test/integration/openapi.test.ts fails until it has it).
+ * `POST /admin/check/digest` (router/check.ts; `shardkv check`): one page of a group's
+ * consistency check. The shapes are src/protocol/digest.ts's (WireGroupDigestRequest,
+ * WireGroupDigest, WireDigestPage).
  */
-
-const PAGE_ROWS = 2000
-const MAX_ROWS = 20_000
 
 const DIGEST_PAGE: JsonSchema = {
   type: 'object',
