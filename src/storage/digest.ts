@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type Database from 'better-sqlite3'
 import type { KvStore } from './store'
-import { DIGEST_FOREIGN_SAMPLE } from '../protocol/digest'
+import { DIGEST_FOREIGN_SAMPLE, type WireDigestPage } from '../protocol/digest'
 
 /**
  * A digest of one page of a node's rows, in key order, for the consistency check
@@ -11,16 +11,8 @@ import { DIGEST_FOREIGN_SAMPLE } from '../protocol/digest'
  * which lives in JS. The page is read in one snapshot, with the position beside it.
  */
 
-export interface DigestPage {
-  rows: number
-  tombstones: number
-  foreign: number
-  foreignSample: string[]
-  digest: string
-  last: string
-  done: boolean
-  position: number
-}
+/** A node's page as the wire carries it, less the epoch (the route adds the installed one). */
+export type DigestPage = Omit<WireDigestPage, 'epoch'>
 
 interface Row { key: string, version: string, deleted: number }
 

@@ -8,6 +8,8 @@ import { PEER_PORT_OFFSET } from '../../src/local/nodes-file'
 import { credentialPaths } from '../../src/local/credentials'
 import { HttpClient } from './http'
 import { isAlive, sleep, waitUntilDead } from './cluster'
+import { describeView } from './replication'
+import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**
  * `npm start` (dist/scripts/start-local.js) as an operator runs it, for the self-healing
@@ -141,4 +143,18 @@ export async function localSandbox (t: Test, name: string, shape: { groups: numb
     return code
   }
   return { dir, http, routerPort, basePort, routerUrl: `http://127.0.0.1:${routerPort}`, start, interrupt, processes: () => processesUsing(dir), token: readToken }
+}
+
+/** Polls the local cluster's GET /cluster until `pred` holds (or throws after timeoutMs, with the last view). */
+export async function waitForView (box: LocalSandbox, pred: (v: ClusterView) => boolean, what: string, timeoutMs = 60_000): Promise<ClusterView> {
+  const deadline = Date.now() + timeoutMs
+  let last: ClusterView | undefined
+  while (Date.now() < deadline) {
+    try {
+      last = await box.http.getJson<ClusterView>(`${box.routerUrl}/cluster`)
+      if (pred(last)) return last
+    } catch { /* starting */ }
+    await sleep(200)
+  }
+  throw new Error(`not within ${timeoutMs} ms: ${what}; last view: ${last === undefined ? 'none' : describeView(last)}`)
 }

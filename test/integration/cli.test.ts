@@ -2,10 +2,8 @@ import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { sleep } from '../harness/cluster'
-import { localSandbox, ROOT, type LocalSandbox } from '../harness/local-launcher'
+import { localSandbox, ROOT, type LocalSandbox, waitForView } from '../harness/local-launcher'
 import { keyRange, preload } from '../harness/rebalance'
-import { describeView } from '../harness/replication'
 import { entryByUrl, readNodes } from '../../src/local/nodes-file'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 import type { StatusRow } from '../../scripts/shardkv/status'
@@ -35,18 +33,6 @@ async function shardkv (args: string[], timeoutMs = 90_000): Promise<Run> {
   return { code, stdout, stderr }
 }
 
-async function waitForView (box: LocalSandbox, pred: (v: ClusterView) => boolean, what: string, timeoutMs = 60_000): Promise<ClusterView> {
-  const deadline = Date.now() + timeoutMs
-  let last: ClusterView | undefined
-  while (Date.now() < deadline) {
-    try {
-      last = await box.http.getJson<ClusterView>(`${box.routerUrl}/cluster`)
-      if (pred(last)) return last
-    } catch { /* starting */ }
-    await sleep(200)
-  }
-  throw new Error(`not within ${timeoutMs} ms: ${what}; last view: ${last === undefined ? 'none' : describeView(last)}`)
-}
 
 const allInSync = (v: ClusterView): boolean => v.groups.every((g) => g.nodes.every((n) => n.health === 'up' && (n.role === 'primary' || (n.inSync === true && n.lag === 0))))
 const primaryOf = (v: ClusterView, group: string): string | undefined => v.groups.find((g) => g.id === group)?.nodes.find((n) => n.role === 'primary')?.url

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sleep, waitUntilDead, isAlive } from '../harness/cluster'
-import { commandLine, localSandbox, ROOT, type LocalSandbox } from '../harness/local-launcher'
+import { commandLine, localSandbox, ROOT, type LocalSandbox, waitForView } from '../harness/local-launcher'
 import { credentialPaths } from '../../src/local/credentials'
 import { keyRange, preload, readAll } from '../harness/rebalance'
 import { describeView } from '../harness/replication'
@@ -39,18 +39,6 @@ async function runScript (name: string, args: string[], timeoutMs = 120_000): Pr
   return { code, stderr }
 }
 
-async function waitForView (box: LocalSandbox, pred: (v: ClusterView) => boolean, what: string, timeoutMs: number): Promise<ClusterView> {
-  const deadline = Date.now() + timeoutMs
-  let last: ClusterView | undefined
-  while (Date.now() < deadline) {
-    try {
-      last = await box.http.getJson<ClusterView>(`${box.routerUrl}/cluster`)
-      if (pred(last)) return last
-    } catch { /* starting */ }
-    await sleep(200)
-  }
-  throw new Error(`not within ${timeoutMs} ms: ${what}; last view: ${last === undefined ? 'none' : describeView(last)}`)
-}
 
 const allServing = (groups: string[]) => (v: ClusterView): boolean =>
   groups.every((id) => v.groups.some((g) => g.id === id)) &&
