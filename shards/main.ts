@@ -1,6 +1,7 @@
 import cluster from 'node:cluster'
 import { ConfigError, loadConfig, SHARD_OPTIONS, usage, type ShardConfig } from '../src/config/options'
 import { Supervisor } from './supervisor'
+import { parseRegistry, validateClusterName } from '../src/registry/registry-url'
 import { protectedModeRefusal } from '../src/auth/protected-mode'
 import { runWorker } from './worker'
 import { WORKER_CONFIG_ENV } from './ipc'
@@ -20,6 +21,12 @@ async function main (): Promise<void> {
     try {
       config = loadConfig(SHARD_OPTIONS)
       credentials = loadPeerCredentials(config)
+      try {
+        parseRegistry(config.registry)
+        validateClusterName(config.registryCluster)
+      } catch (err) {
+        throw new ConfigError((err as Error).message)
+      }
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`shardkv shard: ${err.message} (see --help)\n`)

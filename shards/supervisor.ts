@@ -3,6 +3,10 @@ import { createServer } from 'node:net'
 import type { ShardConfig } from '../src/config/options'
 import { createLogger, type Logger } from '../src/log'
 import { KvStore } from '../src/storage/store'
+import { parseRegistry } from '../src/registry/registry-url'
+import { EtcdGateway } from '../src/registry/etcd/gateway'
+import { NodeRegistration } from '../src/registry/etcd/node-directory'
+import type { WireNodeRegistration } from '../src/protocol/wire'
 import { createSupervisorMetrics, nodeMetricsText, type SupervisorMetrics } from './metrics'
 import { RestartPolicy } from './restart-policy'
 import { isShardMessage, WORKER_CONFIG_ENV, type SupervisorMessage, type WorkerMessage } from './ipc'
@@ -33,6 +37,8 @@ export class Supervisor {
   private port: number
   /** The peer listener's port (-1: internal endpoints on the data port); resolved like `port`. */
   private peerPort: number
+  /** Leaves the registry (set when the node registered itself). */
+  private deregister: (() => Promise<void>) | undefined
   private shuttingDown = false
   /** Until the first workers listen, a worker that dies is not replaced: start() decides. */
   private starting = true
@@ -102,6 +108,31 @@ export class Supervisor {
     const url = `${this.config.tlsCert === '' ? 'http' : 'https'}://${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${this.port}`
     const peer = this.peerPort >= 0 ? { peerPort: this.peerPort, peerTls: this.peerTls } : {}
     this.log.info({ event: 'listening', service: 'shard', url, ...peer, workers: this.liveWorkers().length, dataDir: this.config.dataDir }, `shard node ${this.store.nodeId} listening on ${url}`)
+    this.register(url)
+  }
+
+  /** With an etcd registry: the node's entry under a lease, for as long as it runs. */
+  private register (url: string): void {
+    const spec = parseRegistry(this.config.registry)
+    if (spec.kind !== 'etcd') return
+    const gateway = new EtcdGateway({ endpoints: spec.endpoints })
+    const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host
+    const entry: WireNodeRegistration = {
+      nodeId: this.store.nodeId,
+      group: this.config.group,
+      url,
+      ...(this.peerPort >= 0 ? { peer: `${this.peerTls ? 'https' : 'http'}://${host}:${this.peerPort}` } : {}),
+      pid: process.pid,
+      startedAt: new Date().toISOString()
+    }
+    const registration = new NodeRegistration(gateway, this.config.registryCluster, entry, this.config.registryTtlSeconds, {
+      onRegistered: (lease) => this.log.info({ event: 'registered', registry: spec.endpoints, lease }, 'registered in etcd'),
+      onLost: (why) => this.log.warn({ event: 'registration-lost', why }, 'not registered in etcd; trying again')
+    })
+    this.deregister = async () => {
+      await registration.close()
+      await gateway.close()
+    }
   }
 
   /**
@@ -258,6 +289,8 @@ export class Supervisor {
     if (this.shuttingDown) return
     this.shuttingDown = true
     this.log.info({ event: 'shutdown-start', signal }, 'draining workers')
+    // Out of the registry first: whoever watches it sees the node leave now, not after its TTL.
+    await this.deregister?.().catch((err: Error) => this.log.warn({ event: 'deregister-failed', err: err.message }, 'could not leave the registry (the entry expires with its lease)'))
     await Promise.all(Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined).map(async (w) => await this.retire(w)))
     await this.shipper.stop()
     this.expiry?.stop()

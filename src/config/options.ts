@@ -80,6 +80,9 @@ export const SHARD_OPTIONS = {
   replicationBatch: { flag: 'replication-batch', env: 'SHARDKV_REPLICATION_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per replication shipment.' },
   shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'SHARDKV_SHUTDOWN_TIMEOUT_MS', kind: 'integer', default: 10000, min: 0, help: 'How long a draining worker may take before it is killed (SIGTERM, SIGUSR2).' },
   peerPort: { flag: 'peer-port', env: 'SHARDKV_PEER_PORT', kind: 'integer', default: -1, min: -1, help: 'TCP port of the peer listener serving the internal API (map installs, replication, migration) apart from the data port; -1 serves it on the data port (still authenticated), 0 picks a free one.' },
+  registry: { flag: 'registry', env: 'SHARDKV_REGISTRY', kind: 'string', default: 'file', help: 'etcd://host:port[,host:port...]: register this node (id, group, data and peer URLs) in that etcd under a lease while it runs; file (the default): no registration.' },
+  registryCluster: { flag: 'registry-cluster', env: 'SHARDKV_REGISTRY_CLUSTER', kind: 'string', default: 'shardkv', help: 'The cluster\'s name in the registry (etcd keys under /shardkv/<name>/).' },
+  registryTtlSeconds: { flag: 'registry-ttl-seconds', env: 'SHARDKV_REGISTRY_TTL_SECONDS', kind: 'integer', default: 5, min: 1, help: 'Lease of the node\'s registration: a node that dies leaves the registry within this.' },
   ...CREDENTIAL_OPTIONS,
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable

@@ -91,6 +91,21 @@ export interface WireCoordinatorClaim {
   fence?: number
 }
 
+/**
+ * A shard node's entry in the registry (etcd key /shardkv/<cluster>/nodes/<nodeId>, bound
+ * to the node's lease, so it vanishes when the node dies): who it is, which group it
+ * was started for, and where it serves.
+ */
+export interface WireNodeRegistration {
+  nodeId: string
+  group: string
+  url: string
+  /** The peer listener, when apart from the data port. */
+  peer?: string
+  pid: number
+  startedAt: string
+}
+
 /** `PUT /internal/map`: install `map` on a node of `group` (`self`: the node's URL in it). */
 export interface WireMapInstall extends WireCoordinatorClaim {
   group: string
