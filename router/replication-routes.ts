@@ -1,3 +1,4 @@
+import { parseInSyncChange } from '../src/protocol/in-sync'
 import type { FastifyInstance } from 'fastify'
 import { ADMIN, INTERNAL_REPLICATION } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
@@ -28,14 +29,10 @@ export interface ReplicationRoutesContext {
  */
 export function registerInSyncRoute (app: FastifyInstance, ctx: Pick<ReplicationRoutesContext, 'transition'> & { senderChecks: boolean }): void {
   app.post(INTERNAL_REPLICATION.inSync, async (request, reply) => {
-    const body = jsonBody(request)
-    const { group, url, inSync, term } = body
-    if (typeof group !== 'string' || typeof url !== 'string' || typeof inSync !== 'boolean' || typeof term !== 'number') {
-      throw new ShardKvError('invalid_request', 'group, url, inSync and term are required')
-    }
+    const { group, url, inSync, term, sender } = parseInSyncChange(jsonBody(request))
     const map = await ctx.transition(`${group}: ${url} ${inSync ? 'joins' : 'leaves'} the in-sync set`, (current) => {
       // Judged against the map the change applies to (transitions are serialized).
-      const verdict = ctx.senderChecks ? judgeInSyncAsker(body.sender, primaryOf(current, group)?.url) : { ok: true as const }
+      const verdict = ctx.senderChecks ? judgeInSyncAsker(sender, primaryOf(current, group)?.url) : { ok: true as const }
       if (!verdict.ok) throw new ShardKvError('forbidden', verdict.reason)
       return setInSync(current, group, url, inSync, term)
     })
