@@ -198,6 +198,7 @@ export class Coordinator {
     const table = new RoutingTable(next)
     await this.registry.publish(next)
     this.current = table
+    this.nodes.retain(new Set(next.groups.flatMap((g) => g.nodes.map((n) => n.url))))
     this.log.info({ event: 'map-changed', epoch: next.epoch, previousEpoch: before.epoch, reason }, `cluster map is now epoch ${next.epoch}`)
   }
 

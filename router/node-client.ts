@@ -59,6 +59,14 @@ export class NodeClient {
     this.learned.set(url, peer)
   }
 
+  /**
+   * Forgets what was learned of nodes outside `urls` (the published map's): probes of
+   * addresses that never joined, and nodes that left, would otherwise pile up.
+   */
+  retain (urls: ReadonlySet<string>): void {
+    for (const url of this.learned.keys()) if (!urls.has(url)) this.learned.delete(url)
+  }
+
   /** Where a node's internal API is, as far as known without asking it. */
   peerOf (url: string): string | undefined {
     return this.learned.get(url) ?? this.mapPeerOf(url)
