@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { isAlive, sleep, waitUntilDead } from './cluster'
+import type { TestNetwork } from './netns'
 
 /**
  * Real etcd members (Debian's etcd-server) on 127.0.0.1 ports, each with its own data
@@ -54,26 +55,33 @@ async function freePort (): Promise<number> {
   })
 }
 
-export async function startEtcd (t: tap.Test, opts: { members?: number, name?: string } = {}): Promise<EtcdCluster> {
+/**
+ * `network`: run member i inside host i of a test network (test/harness/netns.ts), on the
+ * host's own address, so that a partition can cut it off; else all on 127.0.0.1 ports.
+ */
+export async function startEtcd (t: tap.Test, opts: { members?: number, name?: string, network?: TestNetwork } = {}): Promise<EtcdCluster> {
   const n = opts.members ?? 1
   const tmp = mkdtempSync(join(tmpdir(), `shardkv-etcd-${opts.name ?? 'test'}-`))
   const members: EtcdMember[] = []
   for (let i = 0; i < n; i++) {
-    const [client, peer] = [await freePort(), await freePort()]
-    members.push({ name: `e${i}`, clientUrl: `http://127.0.0.1:${client}`, peerUrl: `http://127.0.0.1:${peer}`, dataDir: join(tmp, `e${i}`), proc: undefined })
+    const host = opts.network?.hosts[i]
+    const [client, peer] = host !== undefined ? [`${host.ip}:2379`, `${host.ip}:2380`] : [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`]
+    members.push({ name: `e${i}`, clientUrl: `http://${client}`, peerUrl: `http://${peer}`, dataDir: join(tmp, `e${i}`), proc: undefined })
   }
   const logs = members.map(() => [] as string[])
   const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',')
   const launch = (i: number): void => {
     const m = members[i] as EtcdMember
-    const proc = spawn('etcd', [
+    const args = [
       '--name', m.name, '--data-dir', m.dataDir,
       '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
       '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
       '--initial-cluster', initialCluster, '--initial-cluster-token', `shardkv-${tmp}`, '--initial-cluster-state', 'new',
       // Short heartbeats: leader elections in a test take well under the default seconds.
       '--heartbeat-interval', '100', '--election-timeout', '1000'
-    ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    ]
+    const host = opts.network?.hosts[i]
+    const proc = host !== undefined ? opts.network!.spawn(host, 'etcd', args) : spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const keep = (b: Buffer): void => {
       const lines = logs[i] as string[]
       lines.push(...b.toString('utf8').split('\n').filter((l) => l !== ''))

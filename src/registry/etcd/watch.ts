@@ -25,6 +25,12 @@ export interface WatchHandlers {
 
 const FIRST_RETRY_MS = 100
 const MAX_RETRY_MS = 2000
+/**
+ * A stream silent this long has its member asked whether it is healthy (has a leader and
+ * a quorum). A stream to a member cut off from the client, or from its peers, stays open
+ * and silent forever — no error, no events — so silence alone cannot be trusted.
+ */
+const LIVENESS_MS = 2000
 
 /**
  * A watch of one key or prefix over the gateway's streaming `/v3/watch`, resumed from
@@ -91,9 +97,44 @@ export class EtcdWatch {
       await res.body.dump()
       return `watch answered ${res.statusCode}`
     }
+    const endpoint = this.gateway.endpoint()
+    const abort = this.abort
+    let heard = Date.now()
+    let unhealthy = ''
+    const liveness = setInterval(() => {
+      if (Date.now() - heard < LIVENESS_MS) return
+      void this.healthy(endpoint).then((ok) => {
+        if (ok || abort.signal.aborted) return
+        unhealthy = `${endpoint} is silent and not healthy (cut off, or without a quorum)`
+        abort.abort()
+      })
+    }, LIVENESS_MS)
+    try {
+      return await this.read(res.body, () => { heard = Date.now() })
+    } catch (err) {
+      if (unhealthy !== '') return unhealthy
+      throw err
+    } finally {
+      clearInterval(liveness)
+    }
+  }
+
+  /** Whether a member answers /health with a leader and a quorum, within LIVENESS_MS. */
+  private async healthy (endpoint: string): Promise<boolean> {
+    try {
+      const res = await request(`${endpoint}/health`, { dispatcher: this.gateway.agent, headersTimeout: LIVENESS_MS, bodyTimeout: LIVENESS_MS })
+      const body = await res.body.json() as { health?: unknown }
+      return res.statusCode === 200 && body.health === 'true'
+    } catch {
+      return false
+    }
+  }
+
+  private async read (body: AsyncIterable<unknown> & { destroy: () => void }, heard: () => void): Promise<string> {
     let buffered = ''
     let delivered = false
-    for await (const chunk of res.body) {
+    for await (const chunk of body) {
+      heard()
       buffered += (chunk as Buffer).toString('utf8')
       let nl: number
       while ((nl = buffered.indexOf('\n')) >= 0) {
@@ -102,7 +143,7 @@ export class EtcdWatch {
         if (line === '') continue
         const outcome = this.receive(JSON.parse(line) as EtcdWatchReply)
         if (outcome === 'compacted') {
-          res.body.destroy()
+          body.destroy()
           return 'compacted'
         }
         if (outcome === 'canceled') return 'the watch was canceled by etcd'
