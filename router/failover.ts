@@ -1,6 +1,6 @@
 import type { Logger } from '../src/log'
 import { primaryOf, termOf, type ClusterMap } from '../src/membership/map'
-import { choosePromotion, mayFailOver } from '../src/replication/policy'
+import { choosePromotion, leaseStep } from '../src/replication/policy'
 import { promote } from '../src/replication/map-changes'
 import type { NodeClient } from './node-client'
 import type { NodeStatus } from './health'
@@ -119,15 +119,21 @@ export class FailoverMonitor {
       if (primary === undefined) return
       const term = termOf(g)
       const lease = this.leaseFor(g.id, primary.url, term)
-      if (lease.failures >= this.opts.missedChecks && this.answeredSince(primary.url, lease.firstFailureAt)) {
+      const step = leaseStep({
+        failures: lease.failures,
+        threshold: this.opts.missedChecks,
+        until: lease.until,
+        answeredSince: this.answeredSince(primary.url, lease.firstFailureAt)
+      }, Date.now())
+      // Stop granting: let the last lease the primary may hold run out.
+      if (step === 'wait') return
+      if (step === 'resume') {
         // It was only slow (or started late): it holds no lease now, so granting one is safe.
         this.opts.log.info({ event: 'primary-recovered', group: g.id, primary: primary.url }, 'primary answers again; resuming its lease')
         lease.failures = 0
         lease.firstFailureAt = undefined
       }
-      if (lease.failures >= this.opts.missedChecks) {
-        // Stop granting: let the last lease the primary may hold run out.
-        if (!mayFailOver(lease.failures, this.opts.missedChecks, lease.until, Date.now())) return
+      if (step === 'probe') {
         // A last probe decides: a lease that ends now grants nothing, so whatever happens
         // to it the expiry stands. A primary that answers is back (no failover, a real
         // lease follows); one that does not is replaced.

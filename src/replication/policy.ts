@@ -56,6 +56,32 @@ export function mayFailOver (missedChecks: number, threshold: number, leaseUntil
   return missedChecks >= threshold && now > leaseUntil
 }
 
+export interface LeaseObservation {
+  /** Lease renewals in a row the primary did not take. */
+  failures: number
+  /** Missed renewals after which the coordinator stops granting (--failover-after). */
+  threshold: number
+  /** The latest any lease the primary may hold lasts (ms since the epoch). */
+  until: number
+  /** A health check found the primary up after its first missed renewal. */
+  answeredSince: boolean
+}
+
+/**
+ * The coordinator's step for one group's primary, each health round:
+ *  - renew:  grant the next lease as usual;
+ *  - resume: it missed renewals but has answered since (it was only slow): count afresh and renew;
+ *  - wait:   it missed enough renewals: grant nothing until the last lease it may hold ran out;
+ *  - probe:  that lease ran out: one last probe decides between resuming and failing over.
+ */
+export type LeaseStep = 'renew' | 'resume' | 'wait' | 'probe'
+
+export function leaseStep (o: LeaseObservation, now: number): LeaseStep {
+  if (o.failures < o.threshold) return 'renew'
+  if (o.answeredSince) return 'resume'
+  return mayFailOver(o.failures, o.threshold, o.until, now) ? 'probe' : 'wait'
+}
+
 /**
  * What a replica must do with a shipment from a primary.
  *  - apply:  same term, contiguous with what it has

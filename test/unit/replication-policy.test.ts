@@ -1,5 +1,5 @@
 import t from 'tap'
-import { replicatedPosition, choosePromotion, mayFailOver, judgeShipment, judgeSwitchover, keepsDataAfterHandoff, type SwitchoverState } from '../../src/replication/policy'
+import { replicatedPosition, choosePromotion, mayFailOver, leaseStep, judgeShipment, judgeSwitchover, keepsDataAfterHandoff, type SwitchoverState } from '../../src/replication/policy'
 import { promote, setInSync, addReplica, removeReplica, ReplicationMapError } from '../../src/replication/map-changes'
 import { initialMap, termOf, type ClusterMap } from '../../src/membership/map'
 import { Ownership } from '../../src/membership/ownership'
@@ -134,4 +134,18 @@ t.test('keepsDataAfterHandoff: only the recorded term, primary and position', as
     ['no primary known', [h, { term: 3 }, { primary: undefined, position: 40 }], false]
   ]
   for (const [name, args, want] of rows) t.equal(keepsDataAfterHandoff(...args), want, name)
+})
+
+t.test('leaseStep: renew, resume a slow primary, wait out the lease, then probe', async (t) => {
+  const now = 10_000
+  const table: Array<{ name: string, failures: number, until: number, answeredSince: boolean, want: string }> = [
+    { name: 'no missed renewal', failures: 0, until: now + 1500, answeredSince: false, want: 'renew' },
+    { name: 'fewer misses than the threshold', failures: 2, until: now + 1500, answeredSince: false, want: 'renew' },
+    { name: 'enough misses, lease still running', failures: 3, until: now + 1, answeredSince: false, want: 'wait' },
+    { name: 'enough misses, lease ends exactly now', failures: 3, until: now, answeredSince: false, want: 'wait' },
+    { name: 'enough misses, lease over', failures: 3, until: now - 1, answeredSince: false, want: 'probe' },
+    { name: 'enough misses but it answered a health check since', failures: 5, until: now - 1, answeredSince: true, want: 'resume' },
+    { name: 'answered since, lease still running', failures: 3, until: now + 500, answeredSince: true, want: 'resume' }
+  ]
+  for (const r of table) t.equal(leaseStep({ failures: r.failures, threshold: 3, until: r.until, answeredSince: r.answeredSince }, now), r.want, r.name)
 })
