@@ -1,6 +1,6 @@
 import t from 'tap'
 import { startCluster, clusterOutput, sleep } from '../harness/cluster'
-import { startReplicatedCluster, allInSync } from '../harness/replicated'
+import { startReplicatedCluster, allReplicasInSync } from '../harness/replication'
 import { addGroup, clusterView, keyRange, preload, removeGroup, startGroupNode, waitForRebalance } from '../harness/rebalance'
 import { ClientLoad } from '../harness/client-load'
 import { createClient } from '../../src/client'
@@ -69,11 +69,11 @@ t.test('direct mode across an add-shard: no lost write, no stale read, traffic g
 
 t.test('direct mode across a failover: writes succeed again, nothing acknowledged is lost', async (t) => {
   const c = await startReplicatedCluster(t, { name: 'client-failover', groups: 2, replicas: 1 })
-  let view = await c.waitForView(allInSync, 'every replica in sync', 40_000)
+  let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const raw = await c.box.http.getJson(`${c.routerUrl}/cluster`)
   const table = new RoutingTable(validateMap(raw))
   const victim = 'g1'
-  const oldPrimary = c.node(view.groups.find((g) => g.id === victim)!.nodes.find((n) => n.role === 'primary')!.url)
+  const oldPrimary = c.byUrl(view.groups.find((g) => g.id === victim)!.nodes.find((n) => n.role === 'primary')!.url)
   const replicaUrl = view.groups.find((g) => g.id === victim)!.nodes.find((n) => n.role === 'replica')!.url
 
   const kv = createClient({ url: c.routerUrl, mode: 'direct', retryTimeoutMs: 8000 })

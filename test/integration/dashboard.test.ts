@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import type { Browser, Page } from 'playwright-core'
-import { startReplicatedCluster, allInSync, type ReplicatedCluster } from '../harness/replicated'
+import { startReplicatedCluster, allReplicasInSync, type ReplCluster } from '../harness/replication'
 import { startCluster, startShardIn, clusterOutput, sleep } from '../harness/cluster'
 import { browserMissing, startBrowser } from '../harness/browser'
 import { startRouterAt } from '../harness/rebalance'
@@ -45,13 +45,13 @@ function credentials (t: tap.Test): string[] {
   return ['--tokens-file', join(dir, 'tokens.json'), '--cluster-secret-file', join(dir, 'secret')]
 }
 
-async function call (c: ReplicatedCluster, method: string, path: string, body?: unknown): Promise<any> {
+async function call (c: ReplCluster, method: string, path: string, body?: unknown): Promise<any> {
   const res = await c.box.http.request(method, c.routerUrl + path, { headers: { ...bearer(T.admin), 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
   if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text()}`)
   return res.json()
 }
 
-async function waitForView (c: ReplicatedCluster, pred: (v: ClusterView) => boolean, what: string): Promise<ClusterView> {
+async function waitForView (c: ReplCluster, pred: (v: ClusterView) => boolean, what: string): Promise<ClusterView> {
   const deadline = Date.now() + WAIT_MS
   let last: ClusterView | undefined
   while (Date.now() < deadline) {
@@ -126,7 +126,7 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
     for (let i = 0; i < 1000; i += 250) {
       await call(c, 'POST', BATCH_PATH, { ops: Array.from({ length: 250 }, (_, j) => ({ op: 'put', key: `user/${i + j}`, value: Buffer.from(`value ${i + j}`).toString('base64') })) })
     }
-    await waitForView(c, allInSync, 'every replica in sync')
+    await waitForView(c, allReplicasInSync, 'every replica in sync')
     keepTraffic(t, c.routerUrl)
 
     await t.test('without a token the page asks for one', async (t) => {
@@ -178,7 +178,7 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
     })
 
     await t.test('a switchover started from its button', async (t) => {
-      const before = await waitForView(c, allInSync, 'g1 in sync again')
+      const before = await waitForView(c, allReplicasInSync, 'g1 in sync again')
       const old = primaryOf(before, 'g1')
       page.once('dialog', (d) => { t.match(d.message(), /Switch over g1/); void d.accept() })
       await page.click('button[data-action="switchover"][data-group="g1"]')
@@ -192,7 +192,7 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
     await t.test('a failover as it happens, then a replica removed from its button', async (t) => {
       const v = await waitForView(c, (x) => x.groups.find((g) => g.id === 'g2')?.redundancy === 'ok', 'g2 with an in-sync replica')
       const old = primaryOf(v, 'g2') as string
-      await c.killHard(c.node(old))
+      await c.killHard(c.byUrl(old))
       await page.locator('#operations li[data-kind="failover"][data-state="pending"][data-group="g2"]').waitFor()
       await screenshot(page, 'dashboard-failover.png')
       await page.locator('#operations li[data-kind="failover"][data-state="done"][data-group="g2"]').waitFor()

@@ -2,7 +2,7 @@ import t from 'tap'
 import { kvPath } from '../../src/protocol/key'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { clusterOutput, sleep, startShardIn } from '../harness/cluster'
-import { startReplicatedCluster, allInSync } from '../harness/replicated'
+import { startReplicatedCluster, allReplicasInSync } from '../harness/replication'
 import { rawRow } from '../harness/replication'
 import { join } from 'node:path'
 
@@ -17,7 +17,7 @@ import { join } from 'node:path'
 t.test('SIGKILL of a primary while a rebalance copies into its group', async (t) => {
   const c = await startReplicatedCluster(t, { name: 'fo-rebalance', groups: 2, replicas: 1, routerArgs: ['--rebalance-rows-per-sec', '800', '--rebalance-batch', '100'] })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput({ launched: c.box.launched })) })
-  await c.waitForView(allInSync, 'every replica in sync')
+  await c.waitForView(allReplicasInSync, 'every replica in sync')
   // Preload so the copy lasts a few seconds.
   for (let i = 0; i < 3000; i += 100) {
     await Promise.all(Array.from({ length: 100 }, async (_, j) => await c.box.http.request('PUT', c.routerUrl + kvPath(`pre-${i + j}`), { body: `pre-${i + j}` })))
@@ -68,7 +68,7 @@ t.test('SIGKILL of a primary while a rebalance copies into its group', async (t)
 t.test('a deposed primary that resumes cannot make a write anyone reads', async (t) => {
   const c = await startReplicatedCluster(t, { name: 'fo-deposed', groups: 1, replicas: 1 })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput({ launched: c.box.launched })) })
-  await c.waitForView(allInSync, 'the replica in sync')
+  await c.waitForView(allReplicasInSync, 'the replica in sync')
   for (let i = 0; i < 50; i++) await c.box.http.request('PUT', c.routerUrl + kvPath(`k${i}`), { body: 'before' })
   const before = await c.view()
   const oldPrimary = before.groups[0]!.nodes.find((n) => n.role === 'primary')!.url

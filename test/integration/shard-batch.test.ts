@@ -3,7 +3,7 @@ import type { ClusterView } from '../../src/protocol/cluster-view'
 import { newRequestId } from '../../src/protocol/request-id'
 import { startCluster, clusterOutput, type TestCluster, type ShardHandle } from '../harness/cluster'
 import type { HttpResponse } from '../harness/http'
-import { startReplicatedCluster, allInSync } from '../harness/replicated'
+import { startReplicatedCluster, allReplicasInSync } from '../harness/replication'
 import { GroupRing } from '../../src/ring/ring'
 import { BATCH_PATH, HEADER } from '../../src/protocol/wire'
 
@@ -266,7 +266,7 @@ t.test('POST /batch on a shard node', async (t) => {
 t.test('POST /batch in a replicated group: only the primary serves; the ack waits for the replica', async (t) => {
   const rc = await startReplicatedCluster(t, { name: 'shard-batch-repl', groups: 1, replicas: 1 })
   t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(rc.box)) })
-  await rc.waitForView(allInSync, 'the replica in sync')
+  await rc.waitForView(allReplicasInSync, 'the replica in sync')
   const primary = rc.nodes.find((x) => x.name === 'g1')!
   const replica = rc.nodes.find((x) => x.name === 'g1-r1')!
   const post = async (url: string, ops: unknown[]): Promise<HttpResponse> => await rc.box.http.request('POST', url + BATCH_PATH, {
