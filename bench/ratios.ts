@@ -58,6 +58,10 @@ export interface LimitSpec {
   max: number
 }
 
+/** The YCSB phases, in run order; issue 10's targets against etcd per phase. */
+export const YCSB_PHASES = ['insert', 'A', 'B', 'C', 'F'] as const
+const ETCD_TARGETS: Record<string, number | undefined> = { insert: 2, A: 2, B: 4, C: 4 }
+
 export const RATIOS: readonly RatioSpec[] = [
   { id: 'routed-vs-nginx', label: 'routed GET / nginx GET (same node)', num: { scenario: 'peer', name: 'router GET' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req', min: 0.8 },
   { id: 'direct-vs-nginx', label: 'direct client GET / nginx GET (same node)', num: { scenario: 'peer', name: 'direct GET' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req', min: 1.0 },
@@ -84,8 +88,6 @@ export const RATIOS: readonly RatioSpec[] = [
  * the write throughput: ≥ 0.7×, on the insert phase, which is all writes). Redis and F
  * are for scale, without a target.
  */
-export const YCSB_PHASES = ['insert', 'A', 'B', 'C', 'F'] as const
-const ETCD_TARGETS: Record<string, number | undefined> = { insert: 2, A: 2, B: 4, C: 4 }
 
 function ycsbRatios (): RatioSpec[] {
   const ref = (system: string, phase: string): Ref => ({ scenario: 'ycsb', name: `${system} ${phase}` })
