@@ -34,6 +34,10 @@ export function encodeCommand (args: ReadonlyArray<string | Buffer>): Buffer {
 /** Thrown for bytes that are not RESP: the connection cannot be trusted after it. */
 export class RespProtocolError extends Error {
   readonly code = 'ERR_BENCH_RESP_PROTOCOL'
+  constructor (message: string) {
+    super(message)
+    this.name = 'RespProtocolError'
+  }
 }
 
 const NEED_MORE = Symbol('need more')
