@@ -147,12 +147,16 @@ export function computeRatio (spec: RatioSpec, all: readonly Measurement[]): Rat
   return { id: spec.id, label: spec.label, value, min: spec.min, verdict }
 }
 
-/** Every ratio whose two measurements were both taken (targets first). */
+/**
+ * Every ratio whose scenarios ran, targets first. A target whose measurements are missing
+ * or failed is listed as n/a (a missed measurement must show); a ratio without a target
+ * is left out then (the YCSB scenario run against some of its systems only).
+ */
 export function computeRatios (all: readonly Measurement[], specs: readonly RatioSpec[] = RATIOS, limits: readonly LimitSpec[] = LIMITS): RatioResult[] {
   const ran = (ref: Ref): boolean => all.some((m) => m.scenario === ref.scenario)
   const isTarget = (r: RatioResult): boolean => r.min !== undefined || r.max !== undefined
   return [
-    ...specs.filter((s) => ran(s.num) && ran(s.den)).map((s) => computeRatio(s, all)),
+    ...specs.filter((s) => ran(s.num) && ran(s.den)).map((s) => computeRatio(s, all)).filter((r) => r.min !== undefined || r.verdict !== 'n/a'),
     ...limits.filter((l) => ran(l.ref)).map((l) => computeLimit(l, all))
   ].sort((a, b) => Number(isTarget(b)) - Number(isTarget(a)))
 }
