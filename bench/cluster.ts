@@ -4,10 +4,11 @@ import type { BenchContext } from './context'
 import { benchKey, preloadBatched } from './preload'
 
 /**
- * One scenario's cluster: N groups (a primary each, and `replicas` replica nodes; none by
- * default) and a router over them, in the scenario's own directory. Built from the launcher's single-process starts
- * rather than startLocalCluster because scenarios vary what that does not expose per
- * role: node flags for the router alone (--cpu-prof) and shard flags per cluster.
+ * One scenario's cluster: N groups (a primary each, plus `replicas` replica nodes, none
+ * by default) and a router over them, in the scenario's own directory. Built from the
+ * launcher's single-process starts rather than startLocalCluster because scenarios vary
+ * what that does not expose per role: node flags for the router or the nodes alone
+ * (--cpu-prof) and shard flags per cluster.
  */
 
 export const HOST = '127.0.0.1'
