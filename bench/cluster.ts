@@ -4,10 +4,11 @@ import type { BenchContext } from './context'
 import { benchKey, preloadBatched } from './preload'
 
 /**
- * One scenario's cluster: N shard nodes (one per group, no replicas) and a router over
- * them, in the scenario's own directory. Built from the launcher's single-process starts
- * rather than startLocalCluster because scenarios vary what that does not expose per
- * role: node flags for the router alone (--cpu-prof) and shard flags per cluster.
+ * One scenario's cluster: N groups (a primary each, plus `replicas` replica nodes, none
+ * by default) and a router over them, in the scenario's own directory. Built from the
+ * launcher's single-process starts rather than startLocalCluster because scenarios vary
+ * what that does not expose per role: node flags for the router or the nodes alone
+ * (--cpu-prof) and shard flags per cluster.
  */
 
 export const HOST = '127.0.0.1'
@@ -20,6 +21,12 @@ export interface BenchClusterOptions {
   synchronous?: string
   /** Node flags for the router process (e.g. --cpu-prof). */
   routerNodeArgs?: string[]
+  /** Node flags for every shard node process (e.g. --cpu-prof; its workers inherit them). */
+  shardNodeArgs?: string[]
+  /** Replica nodes per group (default 0). */
+  replicas?: number
+  /** Worker processes per node; default the suite's --workers; null: the node's own default (npm start's). */
+  workers?: number | null
   /** Extra router flags (e.g. --read-coalesce-max-keys 1). */
   routerArgs?: string[]
   /** What the preload presents to the router (a token, a CA for an https router). */
@@ -48,26 +55,33 @@ export async function startBenchCluster (ctx: BenchContext, opts: BenchClusterOp
   }
   const common = { host: HOST, detached: true }
   const ids = Array.from({ length: opts.groups }, (_, i) => `g${i + 1}`)
+  const workers = opts.workers === null ? undefined : opts.workers ?? ctx.opts.workers
+  const shard = async (group: string, name: string): Promise<LaunchedProcess> => started(await launchShard({
+    ...common,
+    name: `${opts.name}-${name}`,
+    group,
+    dataDir: join(dir, name),
+    logFile: join(dir, 'logs', `${name}.log`),
+    workers,
+    synchronous: opts.synchronous,
+    extraArgs: opts.shardArgs,
+    nodeArgs: opts.shardNodeArgs
+  }))
   try {
-    const settled = await Promise.allSettled(ids.map(async (group) => started(await launchShard({
-      ...common,
-      name: `${opts.name}-${group}`,
-      group,
-      dataDir: join(dir, group),
-      logFile: join(dir, 'logs', `${group}.log`),
-      workers: ctx.opts.workers,
-      synchronous: opts.synchronous,
-      extraArgs: opts.shardArgs
-    }))))
+    const settled = await Promise.allSettled(ids.map(async (group) => await Promise.all([
+      shard(group, group),
+      ...Array.from({ length: opts.replicas ?? 0 }, async (_, j) => await shard(group, `${group}-r${j + 1}`))
+    ])))
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')
     if (failed !== undefined) throw failed.reason
-    const shards = processes.slice()
+    const groups = settled.map((s) => (s as PromiseFulfilledResult<LaunchedProcess[]>).value)
+    const shards = groups.map((g) => g[0] as LaunchedProcess)
     const router = started(await launchRouter({
       ...common,
       name: `${opts.name}-router`,
       dataDir: join(dir, 'router'),
       logFile: join(dir, 'logs', 'router.log'),
-      groups: shards.map((s, i) => groupSpec(ids[i] as string, s)),
+      groups: groups.map(([primary, ...replicas], i) => groupSpec(ids[i] as string, primary as LaunchedProcess, undefined, replicas)),
       nodeArgs: opts.routerNodeArgs,
       extraArgs: opts.routerArgs
     }))

@@ -2,8 +2,11 @@ import { parseArgs } from 'node:util'
 
 /** Command line of `npm run bench`. Pure: parsing only, no I/O. */
 
-export const SCENARIOS = ['routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit', 'auth'] as const
+export const SCENARIOS = ['routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit', 'auth', 'ycsb'] as const
 export type ScenarioId = typeof SCENARIOS[number]
+
+export const YCSB_SYSTEMS = ['shardkv', 'unreplicated', 'etcd', 'redis'] as const
+export type YcsbSystem = typeof YCSB_SYSTEMS[number]
 
 export interface BenchOptions {
   /** Seconds of measured load per measurement. */
@@ -22,6 +25,14 @@ export interface BenchOptions {
   workers: number
   /** Keys per batch request. */
   batchSize: number
+  /** YCSB: records inserted per system (the insert phase) and read or updated by the workloads. */
+  records: number
+  /** YCSB: closed loops of every YCSB measurement (fewer than --connections, as the issue measures). */
+  ycsbConnections: number
+  /** YCSB: measured seconds per workload. */
+  ycsbDuration: number
+  /** YCSB: the systems to run it against, in this order. */
+  ycsbSystems: YcsbSystem[]
   /** Scenarios to run, in suite order. */
   only: ScenarioId[]
   /** Start the peer and batch scenarios' routers under `node --cpu-prof`, profiles kept in this directory. */
@@ -50,6 +61,13 @@ Scenarios (in this order; pick some with --only):
   auth          routed GET and PUT (--groups groups) plain, then with client tokens and
                 the cluster secret, with an HTTPS client listener, and with both: the
                 cost of the trust boundary, as ratios to the plain run
+  ycsb          YCSB core workloads (insert of --records records, then A 50/50 read/update,
+                B 95/5, C read only, F read-modify-write; scrambled zipfian keys) against
+                shardkv as npm start runs it (3 groups x primary + 1 replica, router,
+                synchronous=FULL, no auth), shardkv without replicas, a 3-member etcd
+                (Debian etcd-server, v3 JSON gateway) and redis-server (appendfsync
+                always); both peers are started by the bench (apt-get installed when
+                missing and root, else skipped); server CPU per op from /proc
 Prints a table and the target ratios, and writes JSON to bench/results/.
 
 Options:
@@ -64,7 +82,13 @@ Options:
   --workers N        worker processes per shard node (default 1)
   --batch-size N     keys per batch (default 100)
   --only LIST        comma-separated scenarios to run (default: all)
-  --cpu-prof DIR     run the peer and batch scenarios' routers under node --cpu-prof, profiles in DIR
+  --records N        ycsb: records per system (default 10000)
+  --ycsb-connections N  ycsb: concurrent loops (default 16)
+  --ycsb-duration S  ycsb: measured seconds per workload (default 10; warm-up is
+                     --warmup capped at 2 s)
+  --ycsb-systems LIST  ycsb: comma-separated subset of shardkv,unreplicated,etcd,redis
+  --cpu-prof DIR     run the peer and batch scenarios' routers, and the ycsb scenario's
+                     replicated shardkv (router and nodes), under node --cpu-prof, profiles in DIR
   --keep             keep the temp dir (data, logs) instead of removing it
   --help             show this text`
 
@@ -100,6 +124,16 @@ export function parseScenarioList (raw: string | undefined): ScenarioId[] {
   return SCENARIOS.filter((s) => wanted.includes(s))
 }
 
+export function parseYcsbSystems (raw: string | undefined): YcsbSystem[] {
+  if (raw === undefined) return [...YCSB_SYSTEMS]
+  const wanted = raw.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  if (wanted.length === 0) throw new UsageError('--ycsb-systems needs at least one system')
+  for (const w of wanted) {
+    if (!(YCSB_SYSTEMS as readonly string[]).includes(w)) throw new UsageError(`--ycsb-systems: unknown system "${w}" (one of ${YCSB_SYSTEMS.join(', ')})`)
+  }
+  return YCSB_SYSTEMS.filter((s) => wanted.includes(s))
+}
+
 export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
   let values
   try {
@@ -120,6 +154,10 @@ export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
         groups: { type: 'string' },
         'batch-size': { type: 'string' },
         only: { type: 'string' },
+        records: { type: 'string' },
+        'ycsb-connections': { type: 'string' },
+        'ycsb-duration': { type: 'string' },
+        'ycsb-systems': { type: 'string' },
         'cpu-prof': { type: 'string' }
       }
     }).values
@@ -141,6 +179,10 @@ export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
     groups: int('groups', values.groups, 3, 1, 64),
     // 1000 is the servers' default --max-batch-ops.
     batchSize: int('batch-size', values['batch-size'], 100, 1, 1000),
+    records: int('records', values.records, 10_000, 1, 10_000_000),
+    ycsbConnections: int('ycsb-connections', values['ycsb-connections'], 16, 1, 4096),
+    ycsbDuration: int('ycsb-duration', values['ycsb-duration'], 10, 1, 3600),
+    ycsbSystems: parseYcsbSystems(values['ycsb-systems']),
     only: parseScenarioList(values.only),
     cpuProf,
     keep: values.keep === true

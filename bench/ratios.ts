@@ -15,6 +15,8 @@ export interface Measurement extends LoadResult {
   target: string
   /** How the warm-up before it went (absent when there was none). */
   warmup?: WarmUpResult
+  /** CPU time of the target's server processes per request, µs (absent when not measured). */
+  serverCpuUsPerOp?: number
 }
 
 export interface Ref {
@@ -40,8 +42,25 @@ export interface RatioResult {
   label: string
   value: number | null
   min: number | undefined
+  /** For a limit (CPU per op): pass when the value is at most this. */
+  max?: number
+  /** What the value is in: a ratio (×, the default) or microseconds. */
+  unit?: 'x' | 'µs'
   verdict: Verdict
 }
+
+/** A ceiling on a measurement's server CPU per request. */
+export interface LimitSpec {
+  id: string
+  label: string
+  ref: Ref
+  /** µs of server CPU per request. */
+  max: number
+}
+
+/** The YCSB phases, in run order; issue 10's targets against etcd per phase. */
+export const YCSB_PHASES = ['insert', 'A', 'B', 'C', 'F'] as const
+const ETCD_TARGETS: Record<string, number | undefined> = { insert: 2, A: 2, B: 4, C: 4 }
 
 export const RATIOS: readonly RatioSpec[] = [
   { id: 'routed-vs-nginx', label: 'routed GET / nginx GET (same node)', num: { scenario: 'peer', name: 'router GET' }, den: { scenario: 'peer', name: 'nginx GET' }, per: 'req', min: 0.8 },
@@ -58,8 +77,39 @@ export const RATIOS: readonly RatioSpec[] = [
   { id: 'routed-vs-direct-put', label: 'routed PUT / direct client PUT (N groups)', num: { scenario: 'routed', name: 'PUT' }, den: { scenario: 'direct', name: 'PUT' }, per: 'req' },
   { id: 'scaling-get', label: 'routed GET, 4 groups / 1 group', num: { scenario: 'scaling', name: 'GET 4 groups' }, den: { scenario: 'scaling', name: 'GET 1 group' }, per: 'req' },
   { id: 'scaling-put', label: 'routed PUT, 4 groups / 1 group', num: { scenario: 'scaling', name: 'PUT 4 groups' }, den: { scenario: 'scaling', name: 'PUT 1 group' }, per: 'req' },
-  ...trustBoundaryRatios()
+  ...trustBoundaryRatios(),
+  ...ycsbRatios()
 ]
+
+/**
+ * Issue 10's targets on the YCSB scenario: shardkv as `npm start` runs it (3 groups of
+ * primary + replica, through the router) against a 3-member etcd (insert and A ≥ 2×,
+ * B and C ≥ 4×), and against itself without replicas (one replica costs at most 0.3 of
+ * the write throughput: ≥ 0.7×, on the insert phase, which is all writes). Redis and F
+ * are for scale, without a target.
+ */
+
+function ycsbRatios (): RatioSpec[] {
+  const ref = (system: string, phase: string): Ref => ({ scenario: 'ycsb', name: `${system} ${phase}` })
+  const label = (phase: string): string => phase === 'insert' ? 'insert' : `workload ${phase}`
+  return [
+    ...YCSB_PHASES.map((p) => ({ id: `ycsb-${p.toLowerCase()}-vs-etcd`, label: `YCSB ${label(p)}: shardkv / etcd`, num: ref('shardkv', p), den: ref('etcd', p), per: 'req' as const, ...(ETCD_TARGETS[p] === undefined ? {} : { min: ETCD_TARGETS[p] }) })),
+    { id: 'ycsb-replica-cost', label: 'YCSB insert (PUT): replicated / unreplicated shardkv', num: ref('shardkv', 'insert'), den: ref('unreplicated', 'insert'), per: 'req', min: 0.7 },
+    ...YCSB_PHASES.filter((p) => p !== 'insert').map((p) => ({ id: `ycsb-${p.toLowerCase()}-replica-cost`, label: `YCSB ${label(p)}: replicated / unreplicated shardkv`, num: ref('shardkv', p), den: ref('unreplicated', p), per: 'req' as const })),
+    ...YCSB_PHASES.map((p) => ({ id: `ycsb-${p.toLowerCase()}-vs-redis`, label: `YCSB ${label(p)}: shardkv / redis (appendfsync always)`, num: ref('shardkv', p), den: ref('redis', p), per: 'req' as const }))
+  ]
+}
+
+export const LIMITS: readonly LimitSpec[] = [
+  { id: 'ycsb-cpu-per-write', label: 'server CPU per replicated write (YCSB insert, shardkv)', ref: { scenario: 'ycsb', name: 'shardkv insert' }, max: 600 }
+]
+
+export function computeLimit (spec: LimitSpec, all: readonly Measurement[]): RatioResult {
+  const m = findMeasurement(all, spec.ref)
+  const value = m === undefined || m.errors > 0 || m.serverCpuUsPerOp === undefined ? null : m.serverCpuUsPerOp
+  const verdict: Verdict = value === null ? 'n/a' : value <= spec.max ? 'pass' : 'miss'
+  return { id: spec.id, label: spec.label, value, min: undefined, max: spec.max, unit: 'µs', verdict }
+}
 
 /** The cost of client auth (tokens + cluster secret) and of an HTTPS client listener on routed GET and PUT. */
 function trustBoundaryRatios (): RatioSpec[] {
@@ -97,11 +147,16 @@ export function computeRatio (spec: RatioSpec, all: readonly Measurement[]): Rat
   return { id: spec.id, label: spec.label, value, min: spec.min, verdict }
 }
 
-/** Every ratio whose two measurements were both taken (targets first). */
-export function computeRatios (all: readonly Measurement[], specs: readonly RatioSpec[] = RATIOS): RatioResult[] {
+/**
+ * Every ratio whose scenarios ran, targets first. A target whose measurements are missing
+ * or failed is listed as n/a (a missed measurement must show); a ratio without a target
+ * is left out then (the YCSB scenario run against some of its systems only).
+ */
+export function computeRatios (all: readonly Measurement[], specs: readonly RatioSpec[] = RATIOS, limits: readonly LimitSpec[] = LIMITS): RatioResult[] {
   const ran = (ref: Ref): boolean => all.some((m) => m.scenario === ref.scenario)
-  return specs
-    .filter((s) => ran(s.num) && ran(s.den))
-    .map((s) => computeRatio(s, all))
-    .sort((a, b) => Number(b.min !== undefined) - Number(a.min !== undefined))
+  const isTarget = (r: RatioResult): boolean => r.min !== undefined || r.max !== undefined
+  return [
+    ...specs.filter((s) => ran(s.num) && ran(s.den)).map((s) => computeRatio(s, all)).filter((r) => r.min !== undefined || r.verdict !== 'n/a'),
+    ...limits.filter((l) => ran(l.ref)).map((l) => computeLimit(l, all))
+  ].sort((a, b) => Number(isTarget(b)) - Number(isTarget(a)))
 }

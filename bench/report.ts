@@ -45,11 +45,14 @@ function table (header: string[], rows: string[][], leftColumns: number): string
 }
 
 export function formatTable (measurements: readonly Measurement[]): string {
-  const header = ['scenario', 'measurement', 'target', 'req/s', 'keys/s', 'p50 ms', 'p99 ms', 'p999 ms', 'errors']
+  // The server CPU column only when some measurement has it (the YCSB scenario).
+  const cpu = measurements.some((m) => m.serverCpuUsPerOp !== undefined)
+  const header = ['scenario', 'measurement', 'target', 'req/s', 'keys/s', 'p50 ms', 'p99 ms', 'p999 ms', ...(cpu ? ['CPU µs/op'] : []), 'errors']
   const rows = measurements.map((m) => [
     m.scenario, m.name, m.target,
     fmt(m.reqPerSec, 0), fmt(m.keysPerSec, 0),
     fmt(m.latencyMs.p50, 2), fmt(m.latencyMs.p99, 2), fmt(m.latencyMs.p999, 2),
+    ...(cpu ? [m.serverCpuUsPerOp === undefined ? '' : fmt(m.serverCpuUsPerOp, 0)] : []),
     String(m.errors)
   ])
   return table(header, rows, 3)
@@ -60,8 +63,8 @@ export function formatRatios (ratios: readonly RatioResult[]): string {
   const header = ['ratio', 'value', 'target', 'verdict']
   const rows = ratios.map((r) => [
     r.label,
-    r.value === null ? 'n/a' : `${fmt(r.value, 2)}×`,
-    r.min === undefined ? '' : `≥ ${fmt(r.min, 1)}×`,
+    r.value === null ? 'n/a' : r.unit === 'µs' ? `${fmt(r.value, 0)} µs` : `${fmt(r.value, 2)}×`,
+    r.max !== undefined ? `≤ ${fmt(r.max, 0)} µs` : r.min === undefined ? '' : `≥ ${fmt(r.min, 1)}×`,
     r.verdict === 'info' ? '' : r.verdict.toUpperCase()
   ])
   return table(header, rows, 1)

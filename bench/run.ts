@@ -5,10 +5,11 @@ import { join } from 'node:path'
 import { BenchContext } from './context'
 import { findNginx } from './nginx'
 import { HELP, parseBenchOptions, UsageError, type BenchOptions } from './options'
-import { computeRatios } from './ratios'
+import { computeRatios, YCSB_PHASES } from './ratios'
 import { formatRatios, formatSkips, formatTable, writeReport, type Environment } from './report'
 import { SCENARIO_RUNNERS } from './scenarios'
 import { Suite } from './suite'
+import { formatYcsbTable } from './ycsb-workloads'
 
 /**
  * `npm run bench`: the suite of issue 5, from one command. Runs the chosen scenarios one
@@ -57,6 +58,10 @@ async function bench (suite: Suite): Promise<number> {
   console.log('')
   console.log(formatTable(suite.measurements))
   console.log('')
+  if (suite.measurements.some((m) => m.scenario === 'ycsb')) {
+    console.log(formatYcsbTable(suite.measurements, opts.ycsbSystems, YCSB_PHASES))
+    console.log('')
+  }
   console.log(formatRatios(ratios))
   if (suite.skipped.length > 0) console.log('\n' + formatSkips(suite.skipped))
   const { keep: _keep, ...options } = opts
@@ -70,7 +75,7 @@ async function bench (suite: Suite): Promise<number> {
     skipped: suite.skipped
   })
   console.log(`\nresults: ${file}`)
-  if (opts.cpuProf !== undefined) console.log(`router CPU profiles (peer and batch scenarios): ${opts.cpuProf}`)
+  if (opts.cpuProf !== undefined) console.log(`CPU profiles (peer and batch routers; ycsb's replicated router and nodes): ${opts.cpuProf}`)
 
   // Numbers from a run with failed requests would mislead: make the run fail visibly.
   const failures = suite.failures()

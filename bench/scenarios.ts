@@ -9,6 +9,7 @@ import { benchKey } from './preload'
 import { ensureNginx, startNginx, type NginxProcess } from './nginx'
 import type { ScenarioId } from './options'
 import type { Suite } from './suite'
+import { ycsb } from './ycsb'
 
 /**
  * The scenarios of `npm run bench`. Each starts its own cluster, measures, and stops
@@ -211,5 +212,6 @@ export const SCENARIO_RUNNERS: Record<ScenarioId, (suite: Suite) => Promise<void
   scaling,
   peer,
   'group-commit': groupCommit,
-  auth
+  auth,
+  ycsb
 }

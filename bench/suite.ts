@@ -1,4 +1,6 @@
-import { runLoad, warmUp, type Operation, type WarmUpResult } from './engine'
+import { performance } from 'node:perf_hooks'
+import { latencySummary, newHistogram, recordMs, runLoad, warmUp, type LoadResult, type Operation, type WarmUpResult } from './engine'
+import { cpuSeconds } from './proc-cpu'
 import type { BenchContext } from './context'
 import type { ScenarioId } from './options'
 import type { Measurement } from './ratios'
@@ -9,6 +11,15 @@ import type { Skip } from './report'
  * request (a target that cannot serve at all is reported in one line, not as 5 s of
  * errors), the warm-up, then the measured window, all with the run's connections.
  */
+/** What a measurement may do differently from the suite's defaults. */
+export interface MeasureOptions {
+  connections?: number
+  durationS?: number
+  warmupS?: number
+  /** The server's processes (their descendants count too): their CPU per request is recorded. */
+  serverPids?: readonly number[]
+}
+
 export class Suite {
   readonly measurements: Measurement[] = []
   readonly skipped: Array<Skip & { failed: boolean }> = []
@@ -16,8 +27,9 @@ export class Suite {
   constructor (readonly ctx: BenchContext) {}
 
   /** Returns undefined when the probe failed (recorded as a failed skip). */
-  async measure (scenario: ScenarioId, name: string, target: string, op: Operation): Promise<Measurement | undefined> {
+  async measure (scenario: ScenarioId, name: string, target: string, op: Operation, mo: MeasureOptions = {}): Promise<Measurement | undefined> {
     const { opts, signal } = this.ctx
+    const warmupS = mo.warmupS ?? opts.warmup
     signal.throwIfAborted()
     try {
       await op()
@@ -26,17 +38,72 @@ export class Suite {
       this.skip(scenario, name, `the first request failed: ${(err as Error).message}`, true)
       return undefined
     }
-    const settings = { connections: opts.connections, op, signal }
-    const warm: WarmUpResult = opts.warmup > 0 ? await warmUp(settings, opts.warmup * 1000) : { seconds: 0, slices: [], steady: false }
+    const settings = { connections: mo.connections ?? opts.connections, op, signal }
+    const warm: WarmUpResult = warmupS > 0 ? await warmUp(settings, warmupS * 1000) : { seconds: 0, slices: [], steady: false }
     signal.throwIfAborted()
     process.stdout.write(`  ${`${scenario} ${name}`.padEnd(30)} ${target.padEnd(30)} `)
-    const r = await runLoad({ ...settings, durationMs: opts.duration * 1000 })
+    const cpu0 = cpuSeconds(mo.serverPids ?? [])
+    const r = await runLoad({ ...settings, durationMs: (mo.durationS ?? opts.duration) * 1000 })
+    const cpu = cpuPerRequest(cpu0, cpuSeconds(mo.serverPids ?? []), r.requests)
     signal.throwIfAborted()
-    const keys = r.keys === r.requests ? '' : `, ${Math.round(r.keysPerSec)} keys/s`
-    const errors = r.errors === 0 ? '' : `, ${r.errors} errors (first: ${r.firstError ?? '?'})`
-    const cold = opts.warmup > 0 && !warm.steady ? ` (not steady after ${warm.seconds} s warm-up)` : ''
-    console.log(`${Math.round(r.reqPerSec)} req/s${keys}, p99 ${r.latencyMs.p99.toFixed(2)} ms${errors}${cold}`)
-    const m: Measurement = { scenario, name, target, ...r, warmup: warm }
+    const cold = warmupS > 0 && !warm.steady ? ` (not steady after ${warm.seconds} s warm-up)` : ''
+    return this.record({ scenario, name, target, ...r, warmup: warm, ...cpu }, cold)
+  }
+
+  /**
+   * `count` operations, `op(0)` .. `op(count - 1)`, each exactly once, over the same
+   * closed loops (YCSB's load phase: the rate is count / time taken). No warm-up: the
+   * first write of every key happens only once.
+   */
+  async measureCount (scenario: ScenarioId, name: string, target: string, count: number, op: (i: number) => Promise<unknown>, mo: MeasureOptions = {}): Promise<Measurement> {
+    const { signal } = this.ctx
+    signal.throwIfAborted()
+    process.stdout.write(`  ${`${scenario} ${name}`.padEnd(30)} ${target.padEnd(30)} `)
+    const h = newHistogram()
+    let next = 0
+    let errors = 0
+    let firstError: string | undefined
+    const cpu0 = cpuSeconds(mo.serverPids ?? [])
+    const start = performance.now()
+    try {
+      await Promise.all(Array.from({ length: Math.min(count, mo.connections ?? this.ctx.opts.connections) }, async () => {
+        while (next < count && !signal.aborted) {
+          const i = next++
+          const t0 = performance.now()
+          try {
+            await op(i)
+            recordMs(h, performance.now() - t0)
+          } catch (err) {
+            errors++
+            firstError ??= (err as Error).message
+          }
+        }
+      }))
+      signal.throwIfAborted()
+      const durationS = (performance.now() - start) / 1000
+      const requests = count - errors
+      const r: LoadResult = {
+        connections: mo.connections ?? this.ctx.opts.connections,
+        durationS,
+        requests,
+        keys: requests,
+        reqPerSec: requests / durationS,
+        keysPerSec: requests / durationS,
+        latencyMs: latencySummary(h),
+        errors,
+        firstError
+      }
+      return this.record({ scenario, name, target, ...r, ...cpuPerRequest(cpu0, cpuSeconds(mo.serverPids ?? []), requests) }, ` (${count} in ${durationS.toFixed(1)} s)`)
+    } finally {
+      h.destroy()
+    }
+  }
+
+  private record (m: Measurement, note = ''): Measurement {
+    const keys = m.keys === m.requests ? '' : `, ${Math.round(m.keysPerSec)} keys/s`
+    const errors = m.errors === 0 ? '' : `, ${m.errors} errors (first: ${m.firstError ?? '?'})`
+    const cpu = m.serverCpuUsPerOp === undefined ? '' : `, server CPU ${Math.round(m.serverCpuUsPerOp)} µs/op`
+    console.log(`${Math.round(m.reqPerSec)} req/s${keys}, p50 ${m.latencyMs.p50.toFixed(2)} ms, p99 ${m.latencyMs.p99.toFixed(2)} ms${cpu}${errors}${note}`)
     this.measurements.push(m)
     return m
   }
@@ -53,4 +120,9 @@ export class Suite {
       ...this.skipped.filter((s) => s.failed).map((s) => `${s.scenario} ${s.what}: ${s.reason}`)
     ]
   }
+}
+
+function cpuPerRequest (before: number | undefined, after: number | undefined, requests: number): { serverCpuUsPerOp?: number } {
+  if (before === undefined || after === undefined || requests === 0) return {}
+  return { serverCpuUsPerOp: (after - before) * 1e6 / requests }
 }

@@ -29,10 +29,25 @@ t.test('defaults are sized for a few minutes on a small machine', async (t) => {
     workers: 1,
     groups: 3,
     batchSize: 100,
+    records: 10_000,
+    ycsbConnections: 16,
+    ycsbDuration: 10,
+    ycsbSystems: ['shardkv', 'unreplicated', 'etcd', 'redis'],
     only: [...SCENARIOS],
     cpuProf: undefined,
     keep: false
   })
+})
+
+t.test('the ycsb options', async (t) => {
+  const o = opts(['--only', 'ycsb', '--records', '500', '--ycsb-connections', '4', '--ycsb-duration', '3', '--ycsb-systems', 'redis,shardkv'])
+  t.same(o.only, ['ycsb'])
+  t.equal(o.records, 500)
+  t.equal(o.ycsbConnections, 4)
+  t.equal(o.ycsbDuration, 3)
+  t.same(o.ycsbSystems, ['shardkv', 'redis'], 'run order, not the order given')
+  t.throws(() => opts(['--ycsb-systems', 'mongodb']), /unknown system "mongodb"/)
+  t.throws(() => opts(['--records', '0']), /--records must be an integer/)
 })
 
 t.test('every option parses', async (t) => {

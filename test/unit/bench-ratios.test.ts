@@ -1,5 +1,5 @@
 import t from 'tap'
-import { computeRatio, computeRatios, RATIOS, type Measurement, type RatioSpec } from '../../bench/ratios'
+import { computeLimit, computeRatio, computeRatios, LIMITS, RATIOS, type Measurement, type RatioSpec } from '../../bench/ratios'
 import type { ScenarioId } from '../../bench/options'
 
 function m (scenario: ScenarioId, name: string, reqPerSec: number, opts: { keysPerRequest?: number, errors?: number } = {}): Measurement {
@@ -26,13 +26,47 @@ const spec = (id: string): RatioSpec => {
   return s
 }
 
-t.test('the four targets of issue 5', async (t) => {
+t.test('the four targets of issue 5 and the five ratio targets of issue 10', async (t) => {
   t.same(RATIOS.filter((r) => r.min !== undefined).map((r) => [r.id, r.min]), [
     ['routed-vs-nginx', 0.8],
     ['direct-vs-nginx', 1.0],
     ['batch-vs-single', 10],
-    ['group-commit', 3]
+    ['group-commit', 3],
+    ['ycsb-insert-vs-etcd', 2],
+    ['ycsb-a-vs-etcd', 2],
+    ['ycsb-b-vs-etcd', 4],
+    ['ycsb-c-vs-etcd', 4],
+    ['ycsb-replica-cost', 0.7]
   ])
+})
+
+t.test('issue 10: YCSB ratios against etcd, redis and the unreplicated shape', async (t) => {
+  const all = [
+    m('ycsb', 'shardkv insert', 2000), m('ycsb', 'etcd insert', 1000), m('ycsb', 'unreplicated insert', 3000),
+    m('ycsb', 'shardkv B', 3999), m('ycsb', 'etcd B', 1000), m('ycsb', 'redis B', 8000)
+  ]
+  const byId = new Map(computeRatios(all).map((r) => [r.id, r]))
+  t.equal(byId.get('ycsb-insert-vs-etcd')?.verdict, 'pass', 'insert exactly 2× etcd passes')
+  t.equal(byId.get('ycsb-b-vs-etcd')?.verdict, 'miss', 'B just under 4× misses')
+  t.equal(byId.get('ycsb-replica-cost')?.value, 2000 / 3000)
+  t.equal(byId.get('ycsb-replica-cost')?.verdict, 'miss', 'replicated 0.67× of unreplicated: a replica costs more than 0.3')
+  t.equal(byId.get('ycsb-b-vs-redis')?.verdict, 'info', 'redis is for scale, no target')
+  t.equal(byId.get('ycsb-a-vs-etcd')?.verdict, 'n/a', 'a target whose workload was not measured shows')
+  t.notOk(byId.has('ycsb-a-vs-redis'), 'a ratio without a target and without measurements is left out')
+})
+
+t.test('issue 10: server CPU per replicated write is a ceiling', async (t) => {
+  const cpu = (us: number | undefined, errors = 0): Measurement => ({ ...m('ycsb', 'shardkv insert', 500, { errors }), ...(us === undefined ? {} : { serverCpuUsPerOp: us }) })
+  const limit = LIMITS.find((l) => l.id === 'ycsb-cpu-per-write')
+  if (limit === undefined) throw new Error('no CPU limit')
+  t.equal(limit.max, 600)
+  t.same(computeLimit(limit, [cpu(600)]), { id: limit.id, label: limit.label, value: 600, min: undefined, max: 600, unit: 'µs', verdict: 'pass' }, 'exactly the ceiling passes')
+  t.equal(computeLimit(limit, [cpu(601)]).verdict, 'miss')
+  t.equal(computeLimit(limit, [cpu(undefined)]).verdict, 'n/a', 'no /proc: no verdict')
+  t.equal(computeLimit(limit, [cpu(100, 3)]).verdict, 'n/a', 'a measurement with errors does not count')
+  const listed = computeRatios([cpu(700)])
+  t.equal(listed[0]?.id, 'ycsb-insert-vs-etcd', 'targets come first')
+  t.ok(listed.some((r) => r.id === 'ycsb-cpu-per-write' && r.verdict === 'miss'), 'the limit is listed with the ratios')
 })
 
 t.test('pass, miss and the exact boundary', async (t) => {
