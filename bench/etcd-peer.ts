@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { etcdMemberHealthy } from '../src/registry/etcd/member-health'
 import { Pool } from 'undici'
 import { exchange } from '../src/http/exchange'
 import type { BenchContext } from './context'
@@ -59,14 +60,7 @@ async function waitHealthy (urls: string[], daemons: Daemon[], timeoutMs: number
   for (;;) {
     const dead = daemons.find((d) => d.exitCode() !== undefined)
     if (dead !== undefined) throw new Error(`${dead.name} exited (code ${String(dead.exitCode())}): ${dead.output().trim().split('\n').slice(-5).join('\n')}`)
-    const ok = await Promise.all(urls.map(async (u) => {
-      try {
-        const res = await fetch(`${u}/health`, { signal: AbortSignal.timeout(2000) })
-        return res.ok && ((await res.json()) as { health?: string }).health === 'true'
-      } catch {
-        return false
-      }
-    }))
+    const ok = await Promise.all(urls.map(async (u) => await etcdMemberHealthy(u, 2000)))
     if (ok.every(Boolean)) return
     if (Date.now() > deadline) throw new Error(`etcd did not become healthy within ${timeoutMs} ms`)
     await sleep(100)

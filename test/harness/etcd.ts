@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { isAlive, sleep, waitUntilDead } from './cluster'
 import type { TestNetwork } from './netns'
+import { etcdMemberHealthy } from '../../src/registry/etcd/member-health'
 
 /**
  * Real etcd members (Debian's etcd-server) on 127.0.0.1 ports, each with its own data
@@ -123,14 +124,7 @@ export async function startEtcd (t: tap.Test, opts: { members?: number, name?: s
 async function waitHealthy (urls: string[], timeoutMs: number, why: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const ok = await Promise.all(urls.map(async (u) => {
-      try {
-        const res = await fetch(`${u}/health`, { signal: AbortSignal.timeout(2000) })
-        return res.ok && ((await res.json()) as { health?: string }).health === 'true'
-      } catch {
-        return false
-      }
-    }))
+    const ok = await Promise.all(urls.map(async (u) => await etcdMemberHealthy(u, 2000)))
     if (ok.every(Boolean)) return
     if (Date.now() > deadline) throw new Error(`etcd did not become healthy within ${timeoutMs} ms:\n${why()}`)
     await sleep(100)

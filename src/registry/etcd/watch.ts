@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import type { EtcdGateway } from './gateway'
+import { etcdMemberHealthy } from './member-health'
 import { b64, num, prefixEnd, unb64, type EtcdWatchReply } from './wire'
 
 export interface WatchedChange {
@@ -103,7 +104,7 @@ export class EtcdWatch {
     let unhealthy = ''
     const liveness = setInterval(() => {
       if (Date.now() - heard < LIVENESS_MS) return
-      void this.healthy(endpoint).then((ok) => {
+      void etcdMemberHealthy(endpoint, LIVENESS_MS, this.gateway.agent).then((ok) => {
         if (ok || abort.signal.aborted) return
         unhealthy = `${endpoint} is silent and not healthy (cut off, or without a quorum)`
         abort.abort()
@@ -116,17 +117,6 @@ export class EtcdWatch {
       throw err
     } finally {
       clearInterval(liveness)
-    }
-  }
-
-  /** Whether a member answers /health with a leader and a quorum, within LIVENESS_MS. */
-  private async healthy (endpoint: string): Promise<boolean> {
-    try {
-      const res = await request(`${endpoint}/health`, { dispatcher: this.gateway.agent, headersTimeout: LIVENESS_MS, bodyTimeout: LIVENESS_MS })
-      const body = await res.body.json() as { health?: unknown }
-      return res.statusCode === 200 && body.health === 'true'
-    } catch {
-      return false
     }
   }
 
