@@ -86,6 +86,8 @@ export function startDaemon (name: string, binary: string, args: string[]): Daem
         const timer = setTimeout(hardKill, timeoutMs)
         await done
         clearTimeout(timer)
+        // A child orphaned by a killed leader (nginx's workers) would keep the port: take the group.
+        try { process.kill(-pid, 'SIGKILL') } catch { /* none left */ }
       })()
       return stopping
     }

@@ -67,6 +67,20 @@ export function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
+/**
+ * Polls `probe` (every 25 ms) until it gives a value other than undefined or false, and
+ * returns it; throws after timeoutMs, saying `what` was awaited (a function: evaluated then).
+ */
+export async function waitFor<T> (probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string | (() => string)): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const v = await probe()
+    if (v !== undefined && v !== false) return v
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${typeof what === 'string' ? what : what()}`)
+    await sleep(25)
+  }
+}
+
 /** True while the PID names a live (non-zombie) process. */
 export function isAlive (pid: number): boolean {
   try {

@@ -51,16 +51,6 @@ async function call (c: ReplCluster, method: string, path: string, body?: unknow
   return res.json()
 }
 
-async function waitForView (c: ReplCluster, pred: (v: ClusterView) => boolean, what: string): Promise<ClusterView> {
-  const deadline = Date.now() + WAIT_MS
-  let last: ClusterView | undefined
-  while (Date.now() < deadline) {
-    last = await call(c, 'GET', CLUSTER_PATH).catch(() => undefined) as ClusterView | undefined
-    if (last !== undefined && pred(last)) return last
-    await sleep(100)
-  }
-  throw new Error(`timed out waiting for ${what}; last view: ${JSON.stringify(last)}`)
-}
 
 const primaryOf = (v: ClusterView, group: string): string | undefined => v.groups.find((g) => g.id === group)?.nodes.find((n) => n.role === 'primary')?.url
 
@@ -121,12 +111,12 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
 
   await t.test('a protected cluster with replicas', async (t) => {
     const args = credentials(t)
-    const c = await startReplicatedCluster(t, { name: 'dashboard', groups: 2, replicas: 1, shardArgs: args, routerArgs: [...args, '--rebalance-rows-per-sec', '300', '--rebalance-batch', '50'] })
+    const c = await startReplicatedCluster(t, { name: 'dashboard', groups: 2, replicas: 1, shardArgs: args, clientHeaders: () => bearer(T.admin), routerArgs: [...args, '--rebalance-rows-per-sec', '300', '--rebalance-batch', '50'] })
     t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c.box)) })
     for (let i = 0; i < 1000; i += 250) {
       await call(c, 'POST', BATCH_PATH, { ops: Array.from({ length: 250 }, (_, j) => ({ op: 'put', key: `user/${i + j}`, value: Buffer.from(`value ${i + j}`).toString('base64') })) })
     }
-    await waitForView(c, allReplicasInSync, 'every replica in sync')
+    await c.waitForView(allReplicasInSync, 'every replica in sync')
     keepTraffic(t, c.routerUrl)
 
     await t.test('without a token the page asks for one', async (t) => {
@@ -178,19 +168,19 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
     })
 
     await t.test('a switchover started from its button', async (t) => {
-      const before = await waitForView(c, allReplicasInSync, 'g1 in sync again')
+      const before = await c.waitForView(allReplicasInSync, 'g1 in sync again')
       const old = primaryOf(before, 'g1')
       page.once('dialog', (d) => { t.match(d.message(), /Switch over g1/); void d.accept() })
       await page.click('button[data-action="switchover"][data-group="g1"]')
       await page.locator('#operations li[data-kind="switchover"][data-state="done"][data-group="g1"]').waitFor()
-      const after = await waitForView(c, (v) => primaryOf(v, 'g1') !== old, 'a new g1 primary')
+      const after = await c.waitForView((v) => primaryOf(v, 'g1') !== old, 'a new g1 primary')
       await page.locator(`article[data-group="g1"] tr[data-role="primary"][data-node="${primaryOf(after, 'g1') ?? ''}"]`).waitFor()
       t.match(await page.locator('#notice').textContent(), /g1: .* is primary \(term \d+\)/)
       t.ok(await sameDocument(page), 'the page was not reloaded')
     })
 
     await t.test('a failover as it happens, then a replica removed from its button', async (t) => {
-      const v = await waitForView(c, (x) => x.groups.find((g) => g.id === 'g2')?.redundancy === 'ok', 'g2 with an in-sync replica')
+      const v = await c.waitForView((x) => x.groups.find((g) => g.id === 'g2')?.redundancy === 'ok', 'g2 with an in-sync replica')
       const old = primaryOf(v, 'g2') as string
       await c.killHard(c.byUrl(old))
       await page.locator('#operations li[data-kind="failover"][data-state="pending"][data-group="g2"]').waitFor()

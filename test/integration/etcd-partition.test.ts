@@ -1,7 +1,7 @@
 import t from 'tap'
 import { etcdAvailable, startEtcd } from '../harness/etcd'
 import { netnsAvailable, startNetwork } from '../harness/netns'
-import { sleep } from '../harness/cluster'
+import { sleep, waitFor } from '../harness/cluster'
 import { EtcdGateway } from '../../src/registry/etcd/gateway'
 import { EtcdLeadership } from '../../src/registry/etcd/leadership'
 import { EtcdRegistry, clusterKeys } from '../../src/registry/etcd/etcd-registry'
@@ -17,13 +17,6 @@ import { initialMap, type ClusterMap } from '../../src/membership/map'
  *    another member and misses no map.
  */
 
-async function waitFor (cond: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${why()}`)
-    await sleep(25)
-  }
-}
 
 if (!etcdAvailable() || !netnsAvailable()) {
   t.pass('skipped: needs etcd (etcd-server) and root with iproute2 for network namespaces; .ci/run installs both')

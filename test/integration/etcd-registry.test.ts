@@ -1,6 +1,6 @@
 import t from 'tap'
 import { etcdAvailable, startEtcd } from '../harness/etcd'
-import { sleep } from '../harness/cluster'
+import { sleep, waitFor } from '../harness/cluster'
 import { EtcdGateway } from '../../src/registry/etcd/gateway'
 import { EtcdLeadership } from '../../src/registry/etcd/leadership'
 import { EtcdRegistry, clusterKeys } from '../../src/registry/etcd/etcd-registry'
@@ -145,10 +145,3 @@ if (!etcdAvailable()) {
   })
 }
 
-async function waitFor (cond: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${why()}`)
-    await sleep(25)
-  }
-}

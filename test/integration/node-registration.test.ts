@@ -1,7 +1,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { etcdAvailable, startEtcd } from '../harness/etcd'
-import { sandbox, shardHealth, sleep, startShardIn, waitUntilDead } from '../harness/cluster'
+import { sandbox, shardHealth, startShardIn, waitFor, waitUntilDead } from '../harness/cluster'
 import { EtcdGateway } from '../../src/registry/etcd/gateway'
 import { registeredNodes } from '../../src/registry/etcd/node-directory'
 import type { WireNodeRegistration } from '../../src/protocol/wire'
@@ -13,15 +13,6 @@ import type { WireNodeRegistration } from '../../src/protocol/wire'
  * removes its entry at once.
  */
 
-async function waitFor<T> (probe: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined) return v
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`)
-    await sleep(100)
-  }
-}
 
 if (!etcdAvailable()) {
   t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
@@ -45,7 +36,7 @@ if (!etcdAvailable()) {
     for (const pid of pids) process.kill(pid, 'SIGKILL')
     await waitUntilDead(pids)
     const killedAt = Date.now()
-    await waitFor(async () => (await entryOf()) === undefined ? true : undefined, 15_000, 'the killed node\'s entry expired')
+    await waitFor(async () => (await entryOf()) === undefined, 15_000, 'the killed node\'s entry expired')
     t.comment(`the entry went ${Date.now() - killedAt} ms after the SIGKILL (lease TTL 2 s)`)
     t.ok(Date.now() - killedAt < 10_000, 'within a few seconds of its TTL')
 
@@ -55,7 +46,7 @@ if (!etcdAvailable()) {
 
     process.kill(node.pid, 'SIGTERM')
     const stoppedAt = Date.now()
-    await waitFor(async () => (await entryOf()) === undefined ? true : undefined, 15_000, 'the stopped node\'s entry removed')
+    await waitFor(async () => (await entryOf()) === undefined, 15_000, 'the stopped node\'s entry removed')
     t.comment(`the entry went ${Date.now() - stoppedAt} ms after the SIGTERM`)
     await waitUntilDead([node.pid], 20_000)
     t.same(await registeredNodes(gw, 'reg'), [], 'nothing is left in the registry')
