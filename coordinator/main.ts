@@ -10,7 +10,8 @@ void runService({
   summary: 'Start a coordinator: the control plane that keeps the cluster map, checks nodes, fails over and rebalances.',
   options: COORDINATOR_OPTIONS,
   start: async (config, log) => {
-    const c = await startCoordinator(config, log)
-    return { url: c.url, close: c.close, reloadTokens: c.reloadTokens, logFields: { ...(c.peerUrl !== c.url ? { peerUrl: c.peerUrl } : {}), epoch: c.coordinator.epoch } }
+    // A deposed leader ends (exit 3) rather than unwind half-done work; its supervisor starts it again as a candidate.
+    const c = await startCoordinator(config, log, () => { process.exit(3) })
+    return { url: c.url, close: c.close, reloadTokens: c.reloadTokens, logFields: { ...(c.peerUrl !== c.url ? { peerUrl: c.peerUrl } : {}), epoch: c.coordinator?.epoch ?? null } }
   }
 })

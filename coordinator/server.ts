@@ -23,6 +23,9 @@ import { registerSwitchoverRoute, Switchover } from './switchover'
 import { registerDashboard } from './dashboard'
 import { registerCheckRoute } from './check'
 import { MapFeed } from './map-feed'
+import { leadershipOf, type Leadership } from './leadership'
+import { startStandby } from './standby'
+import type { WireLeader } from '../src/protocol/wire'
 
 /**
  * A coordinator process: the control plane (DESIGN: the coordinator). It holds the map
@@ -37,7 +40,8 @@ export interface RunningCoordinator {
   url: string
   /** Where nodes and routers reach the peer endpoints (the advertised URL when one is set). */
   peerUrl: string
-  coordinator: Coordinator
+  /** Undefined while a standby (etcd registry) has not been elected. */
+  coordinator: Coordinator | undefined
   close: () => Promise<void>
   /** Re-reads the tokens file (SIGHUP); false when it is not configured or the file is bad. */
   reloadTokens: () => boolean
@@ -49,15 +53,53 @@ interface ControlParts {
   feed: MapFeed
 }
 
-export async function startCoordinator (config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
+export async function startCoordinator (config: CoordinatorConfig, log: Logger, onDeposed: (why: string) => void = () => undefined): Promise<RunningCoordinator> {
+  const leadership = leadershipOf({ registry: config.registry, cluster: config.registryCluster, dataDir: config.dataDir, ttlSeconds: config.leaderTtlSeconds, log, onDeposed })
+  const credentials = loadPeerCredentials(config)
+  if (leadership.kind === 'file') {
+    const active = await startActive(config, log, leadership, credentials)
+    return { ...active, close: async () => { await active.close(); await leadership.close() } }
+  }
+  // With etcd it campaigns first: a standby answers /healthz (leader: false) and 503
+  // elsewhere on the same ports, and gives them to the control plane once elected.
+  const standby = await startStandby(config, log, leadership, credentials)
+  const self: WireLeader = { url: standby.url, peer: config.advertiseUrl !== '' ? config.advertiseUrl : standby.peerUrl }
+  let active: RunningCoordinator | undefined
+  let stopped = false
+  const elected = (async () => {
+    await leadership.acquire(self)
+    if (stopped) return
+    await standby.close()
+    active = await startActive({ ...config, port: standby.port, peerPort: standby.peerPort ?? config.peerPort }, log, leadership, credentials)
+  })().catch((err: unknown) => {
+    if (stopped) return
+    log.fatal({ event: 'coordinator-start-failed', err }, 'could not take over as the leading coordinator')
+    onDeposed(`could not start leading: ${(err as Error).message}`)
+  })
+  return {
+    url: standby.url,
+    peerUrl: self.peer,
+    coordinator: undefined,
+    close: async () => {
+      stopped = true
+      await (active?.close() ?? standby.close())
+      await leadership.close()
+      await elected
+    },
+    reloadTokens: () => active?.reloadTokens() ?? false
+  }
+}
+
+/** The control plane at work: this coordinator leads (always, with the file registry). */
+async function startActive (config: CoordinatorConfig, log: Logger, leadership: Leadership, credentials: PeerCredentials): Promise<RunningCoordinator> {
   const metrics = new CoordinatorMetrics(
     () => coord.epoch,
-    () => true,
+    () => leadership.isLeader(),
     () => coord.view().groups.flatMap((g) => g.nodes.map((n) => ({ group: g.id, url: n.url, role: n.role, position: n.position, lag: n.lag }))),
     () => coord.view().groups.map((g) => ({ group: g.id, inSyncReplicas: g.inSyncReplicas, redundancy: g.redundancy }))
   )
-  const credentials = loadPeerCredentials(config)
-  const coord = await Coordinator.fromConfig(config, log, metrics, credentials)
+  const coord = await Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics, credentials, registry: leadership.registry })
+  coord.nodes.fence = leadership.fence()
   const guard = new ClientGuard({
     tokens: config.tokensFile === '' ? undefined : new TokenStore(config.tokensFile, log),
     limits: new RateLimiter({ perToken: config.rateLimitPerToken, perIp: config.rateLimitPerIp, windowMs: config.rateLimitWindowMs })
@@ -70,10 +112,10 @@ export async function startCoordinator (config: CoordinatorConfig, log: Logger):
     metrics.observeRequest(request.method, reply.statusCode, reply.elapsedTime)
     done()
   })
-  const peerApp = config.peerPort >= 0 ? createApiServer({ log, maxValueBytes: 1024 * 1024, limits: config, ...(credentials.tls !== undefined ? { tls: peerServerTls(credentials.tls) } : {}) }) : undefined
+  const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
   // Routers find the peer listener in /healthz, as the coordinator finds shard nodes'.
   const peer = (): PeerHealth => peerApp === undefined ? {} : { peerPort: (peerApp.server.address() as AddressInfo | null)?.port, peerTls: credentials.tls !== undefined }
-  const parts = await registerControl(app, coord, config, { metrics, credentials, log, peer })
+  const parts = await registerControl(app, coord, config, { metrics, credentials, log, peer, leading: () => leadership.isLeader() })
   void (peerApp ?? app).register(async (scope) => {
     requirePeerSecret(scope, credentials.secret)
     registerInSyncRoute(scope, { transition: coord.transition.bind(coord), senderChecks: credentials.secret !== undefined })
@@ -110,9 +152,14 @@ export async function startCoordinator (config: CoordinatorConfig, log: Logger):
   return { url, peerUrl, coordinator: coord, close, reloadTokens: () => guard.reload() }
 }
 
+/** A coordinator's peer listener: the client listener's HTTP edge, HTTPS with client certificates under peer TLS. */
+function peerServer (config: CoordinatorConfig, log: Logger, credentials: PeerCredentials): FastifyInstance {
+  return createApiServer({ log, maxValueBytes: 1024 * 1024, limits: config, ...(credentials.tls !== undefined ? { tls: peerServerTls(credentials.tls) } : {}) })
+}
+
 /** The control loops and the client listener's routes: admin API, cluster view, dashboard, switchover, check. */
 async function registerControl (app: FastifyInstance, coord: Coordinator, config: CoordinatorConfig,
-  ctx: { metrics: CoordinatorMetrics, credentials: PeerCredentials, log: Logger, peer: () => PeerHealth }): Promise<ControlParts> {
+  ctx: { metrics: CoordinatorMetrics, credentials: PeerCredentials, log: Logger, peer: () => PeerHealth, leading: () => boolean }): Promise<ControlParts> {
   const { metrics, credentials, log } = ctx
   const transition = coord.transition.bind(coord)
   const rebalancer = await Rebalancer.open({
@@ -123,9 +170,9 @@ async function registerControl (app: FastifyInstance, coord: Coordinator, config
     batchSize: config.rebalanceBatch,
     rowsPerSecond: config.rebalanceRowsPerSec
   })
-  const feed = new MapFeed(() => coord.map(), () => true)
+  const feed = new MapFeed(() => coord.map(), ctx.leading)
   coord.onPublish((map) => feed.published(map))
-  registerAdminRoutes(app, coord, metrics, () => rebalancer.progress(), () => true, ctx.peer)
+  registerAdminRoutes(app, coord, metrics, () => rebalancer.progress(), ctx.leading, ctx.peer)
   // Before the switchover route: the dashboard hooks it as it is added.
   registerDashboard(app, { coordinator: coord, rebalance: () => rebalancer.progress(), routers: () => feed.routerUrls(), credentials, log })
   registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes, switchingOver: () => switchover.isRunning() })

@@ -23,6 +23,7 @@ import { RouterMetrics } from './metrics'
 import { registerServiceRoutes } from './service-routes'
 import { registerControlRelay } from './control-relay'
 import { CoordinatorFollower, type MapFollower } from './map-follower'
+import { EtcdFollower } from './etcd-follower'
 
 /**
  * A router process: the data plane. It forwards the data API to shard primaries by the
@@ -137,9 +138,13 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   return { url, close, reloadTokens: () => guard.reload(), epoch: () => follower.table().epoch }
 }
 
-/** The map source a router's configuration names: a coordinator's feed. */
+/** The map source a router's configuration names: a coordinator's feed, or the map in etcd. */
 async function followerOf (config: RouterConfig, credentials: PeerCredentials, log: Logger, self: () => string | undefined): Promise<MapFollower> {
-  if (config.coordinator === '') throw new ConfigError('--coordinator is required: the URL of the coordinator whose map this router follows')
+  if (config.registry !== 'file') {
+    if (config.coordinator !== '') throw new ConfigError('--coordinator and --registry etcd://... exclude each other: with etcd the router follows the map there')
+    return EtcdFollower.open({ registry: config.registry, cluster: config.registryCluster, log })
+  }
+  if (config.coordinator === '') throw new ConfigError('--coordinator is required (the URL of the coordinator whose map this router follows), or --registry etcd://...')
   let coordinator: string
   try {
     coordinator = new URL(config.coordinator).origin

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
-import { ROUTER_OPTIONS, SHARD_OPTIONS, type OptionTable } from '../src/config/options'
+import { ROUTER_OPTIONS, COORDINATOR_OPTIONS, SHARD_OPTIONS, type OptionTable } from '../src/config/options'
 
 /**
  * Writes docs/configuration.md from the option tables themselves, so the documentation
@@ -40,6 +40,7 @@ export function renderConfigDocs (): string {
   return [
     HEADER,
     `## Shard node\n\n\`node dist/shards/main.js\`\n\n${table(SHARD_OPTIONS)}`,
+    `## Coordinator\n\n\`node dist/coordinator/main.js\`\n\n${table(COORDINATOR_OPTIONS)}`,
     `## Router\n\n\`node dist/router/main.js\`\n\n${table(ROUTER_OPTIONS)}`,
     NPM_START
   ].join('\n\n') + '\n'

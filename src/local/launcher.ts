@@ -76,8 +76,8 @@ export interface CoordinatorLaunchOptions extends CommonOptions {
 
 /** A router keeps nothing on disk (it follows the coordinator's map), so it has no data dir. */
 export interface RouterLaunchOptions extends Omit<CommonOptions, 'peerPort' | 'dataDir'> {
-  /** The URL of the coordinator whose map the router follows. */
-  coordinator: string
+  /** The URL of the coordinator whose map the router follows (absent: `--registry etcd://...` in extraArgs). */
+  coordinator?: string
 }
 
 /**
@@ -183,7 +183,7 @@ export function launchCoordinator (opts: CoordinatorLaunchOptions): Promise<Laun
 }
 
 export function launchRouter (opts: RouterLaunchOptions): Promise<LaunchedProcess> {
-  return launch('router', opts.name ?? 'router', opts, ['--coordinator', opts.coordinator])
+  return launch('router', opts.name ?? 'router', opts, opts.coordinator === undefined ? [] : ['--coordinator', opts.coordinator])
 }
 
 /** Starts a coordinator, then a router following it; a router that fails to start takes the coordinator down with it. */

@@ -47,6 +47,8 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   misdirected: 421,
   unavailable: 503,
+  /** A standby coordinator (etcd registry): another one leads; the message names it when known. */
+  not_leader: 503,
   upstream_error: 502,
   upstream_timeout: 504,
   internal: 500,

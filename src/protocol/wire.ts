@@ -78,6 +78,12 @@ export const INTERNAL_COORDINATOR = {
   mapFollow: '/internal/coordinator/map'
 } as const
 
+/** Who a coordinator is, as its leader key in etcd says (and its standby's 503s): its client and peer URLs. */
+export interface WireLeader {
+  url: string
+  peer: string
+}
+
 /** Longest a map follow is held open before it is answered 204 (routers ask again at once). */
 export const MAP_FOLLOW_MAX_WAIT_MS = 30_000
 

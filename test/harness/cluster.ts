@@ -2,8 +2,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import type { ShardHealth } from '../../src/protocol/node-answers'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { launchControlPlane, launchShard, type LaunchedProcess } from '../../src/local/launcher'
+import { launchControlPlane, launchCoordinator, launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
+import { startEtcd, type EtcdCluster } from './etcd'
 import { HttpClient } from './http'
+import { COORDINATOR_OPTIONS, ROUTER_OPTIONS, splitFlags } from '../../src/config/options'
 
 /**
  * Real clusters for integration tests: N single-node shard groups, a coordinator and a router, on
@@ -30,6 +32,15 @@ export interface ClusterOptions {
    * naming them, added to shardArgs / routerArgs. The teardown removes the dir with them.
    */
   prepare?: (tmp: string) => { shardArgs?: string[], routerArgs?: string[] }
+  /**
+   * The map in a real etcd cluster of this many members (started for the test): the
+   * coordinators campaign there and the routers follow the map there. Absent: the file
+   * registry, one coordinator, routers following it.
+   */
+  etcdMembers?: number
+  /** With etcd: how many coordinators campaign (default 2) and how many routers run (default 2). */
+  coordinators?: number
+  routers?: number
 }
 
 export type { ShardHealth }
@@ -52,6 +63,12 @@ export interface TestCluster {
   coordinator: LaunchedProcess
   /** Where the coordinator keeps the map (the file registry). */
   coordinatorDir: string
+  /** Every coordinator and router started at the beginning (one each with the file registry). */
+  coordinators: LaunchedProcess[]
+  routers: LaunchedProcess[]
+  /** With `etcdMembers`: the etcd cluster, and the flags that point a process at it. */
+  etcd?: EtcdCluster
+  registryArgs: string[]
   shards: ShardHandle[]
   /** Every process this cluster launched (restarts included). */
   launched: LaunchedProcess[]
@@ -187,6 +204,8 @@ export async function shardHealth (box: Sandbox, url: string): Promise<ShardHeal
 
 export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Promise<TestCluster> {
   const n = opts.shards ?? 3
+  // Before the sandbox, so that its teardown (tap runs them last-in first-out) stops etcd after every process.
+  const etcd = opts.etcdMembers === undefined ? undefined : await startEtcd(t, { members: opts.etcdMembers, name: opts.name ?? 'it' })
   const box = sandbox(t, opts.name ?? 'it')
   const { tmp, http, launched } = box
   const prepared = opts.prepare?.(tmp) ?? {}
@@ -215,15 +234,12 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
   for (const s of shards) await health(s)
 
   const coordinatorDir = join(tmp, 'coordinator')
-  const { coordinator, router } = await launchControlPlane({
-    dataDir: coordinatorDir,
-    port: 0,
-    groups: shards.map((s) => `${s.group}=${s.url}`),
-    env: { SHARDKV_LOG_LEVEL: 'info', ...opts.env },
-    extraArgs: routerArgs,
-    readyTimeoutMs: 60_000
-  })
-  launched.push(coordinator, router)
+  const groups = shards.map((s) => `${s.group}=${s.url}`)
+  const plane = etcd === undefined
+    ? await startFilePlane(box, { dataDir: coordinatorDir, groups, env: opts.env, extraArgs: routerArgs })
+    : await startEtcdPlane(box, etcd, { coordinators: opts.coordinators ?? 2, routers: opts.routers ?? 2, groups, env: opts.env, extraArgs: routerArgs })
+  const coordinator = plane.coordinators[0] as LaunchedProcess
+  const router = plane.routers[0] as LaunchedProcess
 
   const killShardHard = async (shard: ShardHandle): Promise<number[]> => {
     const h = await health(shard)
@@ -282,7 +298,54 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
     throw new Error(`${shard.group}: /healthz did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)} ${lastErr === undefined ? '' : String(lastErr)}`)
   }
 
-  return { tmp, http, router, routerUrl: router.url, coordinator, coordinatorDir, shards, launched, health, killShardHard, restartShard, pids, waitForHealth }
+  return { tmp, http, router, routerUrl: router.url, coordinator, coordinatorDir, ...plane, shards, launched, health, killShardHard, restartShard, pids, waitForHealth }
+}
+
+interface Plane { coordinators: LaunchedProcess[], routers: LaunchedProcess[], etcd?: EtcdCluster, registryArgs: string[] }
+
+async function startFilePlane (box: Sandbox, o: { dataDir: string, groups: string[], env?: NodeJS.ProcessEnv, extraArgs: string[] }): Promise<Plane> {
+  const { coordinator, router } = await launchControlPlane({
+    dataDir: o.dataDir,
+    port: 0,
+    groups: o.groups,
+    env: { SHARDKV_LOG_LEVEL: 'info', ...o.env },
+    extraArgs: o.extraArgs,
+    readyTimeoutMs: 60_000
+  })
+  box.launched.push(coordinator, router)
+  return { coordinators: [coordinator], routers: [router], registryArgs: [] }
+}
+
+/** etcd, then coordinators campaigning there (the first is waited for as leader), then routers following it. */
+async function startEtcdPlane (box: Sandbox, etcd: EtcdCluster, o: { coordinators: number, routers: number, groups: string[], env?: NodeJS.ProcessEnv, extraArgs: string[] }): Promise<Plane> {
+  const registryArgs = ['--registry', `etcd://${etcd.endpoints.map((e) => new URL(e).host).join(',')}`, '--registry-cluster', 'test']
+  const env = { SHARDKV_LOG_LEVEL: 'info', ...o.env }
+  const coordinators: LaunchedProcess[] = []
+  for (let i = 0; i < o.coordinators; i++) {
+    const p = await launchCoordinator({ name: `coordinator-${i + 1}`, dataDir: join(box.tmp, `coordinator-${i + 1}`), port: 0, groups: o.groups, env, extraArgs: [...registryArgs, ...o.extraArgs], readyTimeoutMs: 60_000 })
+    box.launched.push(p)
+    coordinators.push(p)
+    // The first one leads: the map exists before the others stand by and the routers read it.
+    if (i === 0) await waitFor(async () => (await box.http.getJson<{ leader?: boolean }>(`${p.url}/healthz`).catch(() => undefined))?.leader === true, 30_000, 'the first coordinator leads')
+  }
+  const routers: LaunchedProcess[] = []
+  for (let i = 0; i < o.routers; i++) {
+    const p = await launchRouter({ name: `router-${i + 1}`, port: 0, env, extraArgs: [...registryArgs, ...splitFlags(o.extraArgs, COORDINATOR_OPTIONS, ROUTER_OPTIONS).second], readyTimeoutMs: 60_000 })
+    box.launched.push(p)
+    routers.push(p)
+  }
+  return { coordinators, routers, etcd, registryArgs }
+}
+
+/** The coordinator that leads now, by its /healthz (throws after timeoutMs without one). */
+export async function leadingCoordinator (c: Pick<TestCluster, 'http' | 'launched'>, timeoutMs = 30_000): Promise<LaunchedProcess> {
+  return await waitFor(async () => {
+    for (const p of c.launched.filter((x) => x.role === 'coordinator' && isAlive(x.pid))) {
+      const h = await c.http.getJson<{ leader?: boolean }>(`${p.url}/healthz`).catch(() => undefined)
+      if (h?.leader === true) return p
+    }
+    return undefined
+  }, timeoutMs, 'a coordinator that leads')
 }
 
 /** The output of every process of a cluster, for a failing test's diagnostics. */

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { EtcdError, type EtcdGateway } from './gateway'
 import { b64, num, unb64, type EtcdCompare } from './wire'
 import { holdsLeadership, renewalIntervalMs } from '../leadership-policy'
+import type { WireLeader } from '../../protocol/wire'
 
 export interface CampaignOptions {
   /** The election's key, e.g. /shardkv/<cluster>/coordinator/leader. */
@@ -135,5 +136,16 @@ export class EtcdLeadership {
     this.lost = true
     this.lease = undefined
     this.opts.onEvent?.('deposed', why)
+  }
+}
+
+/** A coordinator's leader key value (its WireLeader as JSON), or undefined when it is not one. */
+export function parseLeader (text: string | undefined): WireLeader | undefined {
+  if (text === undefined) return undefined
+  try {
+    const v = JSON.parse(text) as Partial<WireLeader> | null
+    return typeof v?.url === 'string' && typeof v.peer === 'string' ? { url: v.url, peer: v.peer } : undefined
+  } catch {
+    return undefined
   }
 }

@@ -1,0 +1,84 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { ConfigError } from '../src/config/options'
+import type { Logger } from '../src/log'
+import type { RoutingTable } from '../src/membership/routing-table'
+import { parseRegistry, validateClusterName } from '../src/registry/registry-url'
+import { EtcdGateway } from '../src/registry/etcd/gateway'
+import { clusterKeys, EtcdRegistry } from '../src/registry/etcd/etcd-registry'
+import { EtcdLeadership, parseLeader } from '../src/registry/etcd/leadership'
+import type { MapWatch } from '../src/registry/registry'
+import { FollowedTable, type MapFollower } from './map-follower'
+
+/** How often the leader key is read for where admin calls go (a leader change is rare; a stale answer is a 503 `not_leader`). */
+const LEADER_POLL_MS = 1000
+
+/**
+ * Follows the map in etcd (the etcd registry): a watch that resumes from its revision
+ * and reads the map again when etcd compacted past it (EtcdRegistry.watch), so the
+ * router needs no coordinator to route and learns each published map from etcd itself.
+ * Admin calls go to whoever holds the leader key.
+ */
+export class EtcdFollower implements MapFollower {
+  private readonly held = new FollowedTable()
+  private watch: MapWatch | undefined
+  private leader: string | undefined
+  private stopped = false
+  private leaderLoop: Promise<void> | undefined
+
+  private constructor (private readonly gateway: EtcdGateway, private readonly registry: EtcdRegistry, private readonly leaderKey: string, private readonly log: Logger) {}
+
+  static open (opts: { registry: string, cluster: string, log: Logger }): EtcdFollower {
+    let endpoints: string[]
+    try {
+      const spec = parseRegistry(opts.registry)
+      if (spec.kind !== 'etcd') throw new Error('--registry must be etcd://... here')
+      endpoints = spec.endpoints
+      validateClusterName(opts.cluster)
+    } catch (err) {
+      throw new ConfigError((err as Error).message)
+    }
+    const gateway = new EtcdGateway({ endpoints })
+    return new EtcdFollower(gateway, new EtcdRegistry({ gateway, cluster: opts.cluster }), clusterKeys(opts.cluster).leader, opts.log)
+  }
+
+  table (): RoutingTable {
+    return this.held.table
+  }
+
+  coordinatorUrl (): string | undefined {
+    return this.leader
+  }
+
+  start (): void {
+    this.watch ??= this.registry.watch(0, (map) => {
+      const before = this.held.table.epoch
+      if (this.held.offer(map)) this.log.info({ event: 'map-followed', epoch: map.epoch, previousEpoch: before }, `routing by map epoch ${map.epoch}`)
+    })
+    this.leaderLoop ??= this.followLeader()
+  }
+
+  async firstMap (timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs
+    while (this.held.table.epoch === 0 && !this.stopped && Date.now() < deadline) await sleep(20)
+    return this.held.table.epoch > 0
+  }
+
+  async close (): Promise<void> {
+    this.stopped = true
+    await this.watch?.close()
+    await this.leaderLoop
+    await this.gateway.close()
+  }
+
+  private async followLeader (): Promise<void> {
+    const election = new EtcdLeadership(this.gateway, { key: this.leaderKey, candidate: '', ttlSeconds: 1 })
+    while (!this.stopped) {
+      try {
+        this.leader = parseLeader((await election.leader())?.candidate)?.url
+      } catch {
+        // etcd unreachable: keep the last leader known; a relayed call finds out soon enough.
+      }
+      await sleep(LEADER_POLL_MS)
+    }
+  }
+}

@@ -1,0 +1,91 @@
+import t from 'tap'
+import { etcdAvailable } from '../harness/etcd'
+import { clusterOutput, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
+import { LoadGenerator, formatStats } from '../harness/history'
+import { ClientLoad } from '../harness/client-load'
+import { createClient } from '../../src/client'
+import { addGroup, clusterView, keyRange, killHard, preload, startGroupNode, waitForRebalance, PHASE_ORDER } from '../harness/rebalance'
+
+/**
+ * The control plane on etcd (DESIGN: the coordinator): two coordinators campaign for one
+ * leader key, two routers follow the map in etcd, and a direct client follows it through
+ * a router. SIGKILL the leading coordinator in the middle of a rebalance under load: the
+ * standby must take over within a few seconds, resume the rebalance from what etcd holds,
+ * and finish it, while no client sees anything (the data plane routes by the map it
+ * has), and every history checks out.
+ */
+
+const SLOW = ['--rebalance-rows-per-sec', '700', '--rebalance-batch', '100']
+
+if (!etcdAvailable()) {
+  t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
+} else {
+  t.test('leading coordinator SIGKILLed mid-rebalance: a standby takes over and finishes; two routers and a direct client see nothing', async (t) => {
+    const c = await startCluster(t, { name: 'cp-etcd', shards: 3, workers: 1, etcdMembers: 3, coordinators: 2, routers: 2, routerArgs: SLOW })
+    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+    const [r1, r2] = c.routers
+    if (r1 === undefined || r2 === undefined) throw new Error('two routers expected')
+    await preload(c.http, r1.url, keyRange('cp/pre', 3000), (k) => `v0:${k}`)
+
+    const viaR1 = new LoadGenerator({ baseUrl: r1.url, clients: 4, keysPerClient: 40, durationMs: 150_000, maxOpsPerClient: 50_000, keyPrefix: 'cp-r1' })
+    const viaR2 = new LoadGenerator({ baseUrl: r2.url, clients: 4, keysPerClient: 40, durationMs: 150_000, maxOpsPerClient: 50_000, keyPrefix: 'cp-r2' })
+    const kv = createClient({ url: r1.url, mode: 'direct' })
+    const reader = createClient({ url: r2.url, mode: 'routed' })
+    t.teardown(async () => { await Promise.all([kv.close(), reader.close()]) })
+    const direct = new ClientLoad(kv, { clients: 4, keysPerClient: 30, durationMs: 150_000, maxOpsPerClient: 50_000, keyPrefix: 'cp-direct' })
+    const running1 = viaR1.run()
+    const running2 = viaR2.run()
+    const runningDirect = direct.run()
+    await Promise.all([viaR1.waitForOps(200), viaR2.waitForOps(200), direct.waitForOps(200)])
+
+    const leader = await leadingCoordinator(c)
+    const before = await clusterView(c.http, r1.url)
+    const g4 = await startGroupNode(c, 'g4')
+    // Through the second router: it relays to whoever holds the leader key.
+    const added = await addGroup(c.http, r2.url, { id: 'g4', url: g4.url })
+    t.equal(added.status, 202, `add accepted through router 2: ${added.text.slice(0, 200)}`)
+    const atKill = await waitForRebalance(c.http, r1.url, (p) => p.phase === 'copying' && p.scanned >= 300, { what: 'copying with rows scanned', timeoutMs: 60_000 })
+    const epochAtKill = (await clusterView(c.http, r1.url)).epoch
+
+    const killedAt = Date.now()
+    await killHard(leader)
+    t.comment(`SIGKILLed the leading coordinator ${leader.name} (pid ${leader.pid}) at ${JSON.stringify(atKill)}`)
+    const next = await leadingCoordinator(c, 30_000)
+    const ledAfterMs = Date.now() - killedAt
+    t.not(next.pid, leader.pid, `${next.name} leads ${ledAfterMs} ms after the kill`)
+    await waitFor(async () => {
+      const v = await clusterView(c.http, r1.url).catch(() => undefined)
+      return v !== undefined && v.epoch > epochAtKill
+    }, 60_000, 'the next map change after the kill')
+    const changedAfterMs = Date.now() - killedAt
+    t.comment(`from the SIGKILL: a new leader after ${ledAfterMs} ms, the next map change published after ${changedAfterMs} ms`)
+
+    const seen = new Set<string>()
+    const done = await waitForRebalance(c.http, r2.url, (p) => p.phase === 'done', { seen, what: 'done after the takeover', timeoutMs: 120_000 })
+    t.equal(done.id, atKill.id, 'the new leader finished the same rebalance')
+    t.ok(done.scanned >= atKill.scanned, `the copy went on from where it was (scanned ${atKill.scanned} at the kill, ${done.scanned} at done)`)
+    t.comment(`phases after the takeover: ${PHASE_ORDER.filter((p) => seen.has(p)).join(' -> ')}`)
+    await Promise.all([viaR1.waitForOps(viaR1.completedOps() + 200), direct.waitForOps(direct.ops + 100)])
+    viaR1.stop()
+    viaR2.stop()
+    direct.stop()
+    const [s1, s2] = await Promise.all([running1, running2, runningDirect])
+    t.comment(`router 1: ${formatStats(s1)}; router 2: ${formatStats(s2)}; direct: ${direct.summary()}`)
+    t.same(s1.failures, [], 'no request through router 1 failed')
+    t.same(s2.failures, [], 'no request through router 2 failed')
+    t.equal(direct.failed, 0, `no direct client call failed: ${direct.summary()}`)
+
+    for (const [name, report] of [['router 1', await viaR1.verify()], ['router 2', await viaR2.verify()], ['direct client', await direct.verify(reader)]] as const) {
+      t.equal(report.staleReads.length, 0, `${name}: no stale read\n${report.text}`)
+      t.equal(report.lostWrites.length, 0, `${name}: every key reads back its last acknowledged state\n${report.text}`)
+      t.ok(report.ok, `${name}: history checks out\n${report.text}`)
+    }
+    const after = await clusterView(c.http, r1.url)
+    t.ok(after.groups.some((g) => g.id === 'g4' && g.state === 'active'), 'g4 is active')
+    t.ok(after.epoch > before.epoch, `the map moved on (epoch ${before.epoch} -> ${after.epoch})`)
+    for (const r of [r1, r2]) {
+      await waitFor(async () => (await c.http.getJson<{ epoch: number }>(`${r.url}/healthz`)).epoch === after.epoch, 10_000, `${r.name} routes by epoch ${after.epoch}`)
+    }
+    t.pass('both routers route by the final map')
+  })
+}
