@@ -74,14 +74,14 @@ function spawnLauncher (dir: string, args: string[]): { launcher: Launcher, up: 
   return { launcher, up }
 }
 
-/** Samples the trees once a second until they settle (or SETTLE_MAX_S); the last sample. */
-async function settle (suite: Suite, roots: number[], role: (cmd: string) => string): Promise<{ summary: TreeFootprint, settleS: number, steady: boolean }> {
+/** Samples the trees once a second until they settle (or SETTLE_MAX_S); the last sample. `role`: every process's, else by command line. */
+async function settle (suite: Suite, roots: number[], role?: string): Promise<{ summary: TreeFootprint, settleS: number, steady: boolean }> {
   const samples: TreeFootprint[] = []
   const t0 = Date.now()
   for (;;) {
     suite.ctx.signal.throwIfAborted()
     const procs = treeMemory(roots)
-    samples.push(summarize(procs, (p) => role(p.cmdline) === 'auto' ? roleOf(p, procs) : role(p.cmdline)))
+    samples.push(summarize(procs, (p) => role ?? roleOf(p, procs)))
     const elapsed = (Date.now() - t0) / 1000
     const steady = settled(samples)
     if ((steady && elapsed >= SETTLE_MIN_S) || elapsed >= SETTLE_MAX_S) return { summary: samples[samples.length - 1] as TreeFootprint, settleS: Math.round(elapsed), steady }
@@ -99,7 +99,7 @@ async function quickStart (suite: Suite, name: string, args: string[]): Promise<
     ctx.trackOther(launcher)
     try {
       await up
-      const { summary, settleS, steady } = await settle(suite, [launcher.pid], () => 'auto')
+      const { summary, settleS, steady } = await settle(suite, [launcher.pid])
       return { name, ...summary, settleS, steady }
     } catch (err) {
       if (attempt >= 3 || !/in use|planned for both/.test((err as Error).message)) throw err
@@ -115,7 +115,7 @@ async function etcd (suite: Suite): Promise<Footprint | string> {
   if ('skip' in bin) return bin.skip
   const peer = await startEtcdCluster(ctx, bin.path, ctx.scenarioDir('footprint-etcd'), 3)
   try {
-    const { summary, settleS, steady } = await settle(suite, peer.daemons.map((d) => d.pid), () => 'etcd member')
+    const { summary, settleS, steady } = await settle(suite, peer.daemons.map((d) => d.pid), 'etcd member')
     return { name: '3-member etcd', ...summary, settleS, steady }
   } finally {
     await ctx.stop({ launched: [], others: peer.daemons })
