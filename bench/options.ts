@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 
 /** Command line of `npm run bench`. Pure: parsing only, no I/O. */
 
-export const SCENARIOS = ['routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit', 'auth', 'ycsb'] as const
+export const SCENARIOS = ['footprint', 'routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit', 'auth', 'ycsb'] as const
 export type ScenarioId = typeof SCENARIOS[number]
 
 export const YCSB_SYSTEMS = ['shardkv', 'unreplicated', 'etcd', 'redis'] as const
@@ -46,6 +46,9 @@ export const HELP = `Usage: npm run bench -- [options]      (or: node dist/bench
 Every scenario starts its own cluster in a temp dir on 127.0.0.1, preloads keys and
 measures with the same closed-loop load: N loops, each awaiting one request at a time.
 Scenarios (in this order; pick some with --only):
+  footprint     idle memory of the quick-start cluster, started as npm start starts it
+                (default workers, then --workers <cores>), beside a 3-member etcd's: every
+                process of the tree, VmRSS, PSS and private pages summed from /proc
   routed        GET, PUT and a read/write mix through the router (--groups groups)
   direct        the same through the direct client (client-side ring, no router hop)
   node          GET and PUT straight to one shard node (the floor of the hop)

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import type { BenchOptions, ScenarioId } from './options'
 import type { Measurement, RatioResult } from './ratios'
+import type { Footprint } from './footprint'
 
 /** Turns measurements into the printed table and ratios, and the JSON under bench/results/. */
 
@@ -27,6 +28,7 @@ export interface BenchReport {
   environment: Environment
   options: Omit<BenchOptions, 'keep'>
   measurements: Measurement[]
+  footprints: Footprint[]
   ratios: RatioResult[]
   skipped: Skip[]
 }

@@ -10,6 +10,7 @@ import { formatRatios, formatSkips, formatTable, writeReport, type Environment }
 import { SCENARIO_RUNNERS } from './scenarios'
 import { Suite } from './suite'
 import { formatYcsbTable } from './ycsb-workloads'
+import { formatFootprint, FOOTPRINT_TARGET_MB } from './footprint'
 
 /**
  * `npm run bench`: the suite of issue 5, from one command. Runs the chosen scenarios one
@@ -63,6 +64,9 @@ async function bench (suite: Suite): Promise<number> {
     console.log('')
   }
   console.log(formatRatios(ratios))
+  for (const f of suite.footprints) console.log(formatFootprint(f))
+  const quick = suite.footprints.find((f) => f.name === 'npm start')
+  if (quick !== undefined) console.log(`idle npm start cluster, summed VmRSS < ${FOOTPRINT_TARGET_MB} MB (issue 10): ${Math.round(quick.rssKb / 1024)} MB: ${quick.rssKb / 1024 < FOOTPRINT_TARGET_MB ? 'PASS' : 'MISS'}`)
   if (suite.skipped.length > 0) console.log('\n' + formatSkips(suite.skipped))
   const { keep: _keep, ...options } = opts
   const file = writeReport({
@@ -71,6 +75,7 @@ async function bench (suite: Suite): Promise<number> {
     environment: env,
     options,
     measurements: suite.measurements,
+    footprints: suite.footprints,
     ratios,
     skipped: suite.skipped
   })

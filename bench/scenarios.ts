@@ -10,6 +10,7 @@ import { ensureNginx, startNginx, type NginxProcess } from './nginx'
 import type { ScenarioId } from './options'
 import type { Suite } from './suite'
 import { ycsb } from './ycsb'
+import { footprint } from './footprint'
 
 /**
  * The scenarios of `npm run bench`. Each starts its own cluster, measures, and stops
@@ -205,6 +206,7 @@ async function auth (suite: Suite): Promise<void> {
 }
 
 export const SCENARIO_RUNNERS: Record<ScenarioId, (suite: Suite) => Promise<void>> = {
+  footprint,
   routed,
   direct,
   node,

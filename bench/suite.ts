@@ -5,6 +5,7 @@ import type { BenchContext } from './context'
 import type { ScenarioId } from './options'
 import type { Measurement } from './ratios'
 import type { Skip } from './report'
+import { formatFootprint, type Footprint } from './footprint'
 
 /**
  * Collects a run's measurements. Every measurement is the same procedure: one probe
@@ -23,6 +24,8 @@ export interface MeasureOptions {
 export class Suite {
   readonly measurements: Measurement[] = []
   readonly skipped: Array<Skip & { failed: boolean }> = []
+  /** Idle memory of whole clusters (the footprint scenario). */
+  readonly footprints: Footprint[] = []
 
   constructor (readonly ctx: BenchContext) {}
 
@@ -106,6 +109,11 @@ export class Suite {
     console.log(`${Math.round(m.reqPerSec)} req/s${keys}, p50 ${m.latencyMs.p50.toFixed(2)} ms, p99 ${m.latencyMs.p99.toFixed(2)} ms${cpu}${errors}${note}`)
     this.measurements.push(m)
     return m
+  }
+
+  recordFootprint (f: Footprint): void {
+    console.log(`  ${formatFootprint(f)}`)
+    this.footprints.push(f)
   }
 
   skip (scenario: ScenarioId, what: string, reason: string, failed = false): void {

@@ -97,7 +97,7 @@ async function shardkv (suite: Suite, replicas: number): Promise<System> {
     groups,
     replicas,
     synchronous: 'FULL',
-    // npm start's default: as many workers per node as cores.
+    // npm start's default: each node one process (--workers 0).
     workers: null,
     routerNodeArgs: prof,
     shardNodeArgs: prof

@@ -29,7 +29,7 @@ Options:
   --host H           address for the new node (default 127.0.0.1)
   --data-dir DIR     data dir for the new node (default <cluster-dir>/<id>)
   --cluster-dir DIR  data dir of the local cluster run by npm start (default ./data)
-  --workers N        worker processes for the new node (default: available parallelism)
+  --workers N        worker processes for the new node (default 0: it serves in its own process)
   --replicas N       also start N replica nodes for the group (default 0; ports free, data <data-dir>-rJ)
   --no-wait          return once the rebalance has started
   --json             print the rebalance's final progress (or, with --no-wait, its start) as JSON on stdout

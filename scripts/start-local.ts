@@ -50,7 +50,8 @@ Options:
   --groups N          number of shard groups (default 3; first start only)
   --replicas N        replica nodes per group (default 1; first start only; replica j of group i
                       on base-port + 100*j + i - 1)
-  --workers N         worker processes per shard node (default: available parallelism; first start only)
+  --workers N         worker processes per shard node (default 0: each node serves in its own process;
+                      first start only)
   --restart-delay-ms N  wait before restarting a process that died (default 500; later crashes back
                       off 1, 2, 4, 8 s; the 6th within two minutes gives up). Longer than a failover
                       (about 3 s) makes a killed primary always come back as a replica.
@@ -113,7 +114,7 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     basePort: intFlag('base-port', values['base-port'], 7001, 1, 65535),
     groups: intFlag('groups', values.groups, 3, 1, 64),
     replicas: intFlag('replicas', values.replicas, 1, 0, 4),
-    workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 1, 1, 256),
+    workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 0, 0, 256),
     restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000),
     insecure: values.insecure === true,
     tls: values.tls === true

@@ -5,6 +5,8 @@ import { METRIC_PREFIX } from '../src/protocol/wire'
  * Prometheus metrics of a shard node. Each worker counts what it serves in its own
  * registry; the supervisor aggregates all workers (prom-client's cluster support)
  * and adds its own supervision metrics, so a scrape of any worker returns the node.
+ * An in-process node (`--workers 0`) has one serving registry, in the supervisor's
+ * process, and no aggregation.
  */
 
 export interface ShardMetrics {
@@ -22,12 +24,15 @@ export interface ShardMetrics {
   commitFailures: Counter
 }
 
-export function createWorkerMetrics (): ShardMetrics {
+/** `clustered`: a forked worker, whose registry the supervisor aggregates; else the node's own process. */
+export function createWorkerMetrics (clustered: boolean): ShardMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: `${METRIC_PREFIX}shard_` })
-  AggregatorRegistry.setRegistries([registry])
-  // Constructing one installs the worker's listener that answers the supervisor.
-  void new AggregatorRegistry()
+  if (clustered) {
+    AggregatorRegistry.setRegistries([registry])
+    // Constructing one installs the worker's listener that answers the supervisor.
+    void new AggregatorRegistry()
+  }
   return {
     registry,
     reads: new Counter({ name: `${METRIC_PREFIX}shard_reads_total`, help: 'Key reads served.', registers: [registry] }),
@@ -73,19 +78,20 @@ export function countBatch (metrics: ShardMetrics, ops: ReadonlyArray<{ op: 'get
 
 export interface SupervisorMetrics {
   registry: Registry
-  aggregator: AggregatorRegistry<RegistryContentType>
+  /** Every forked worker's registry, aggregated; undefined in-process. */
+  aggregator: AggregatorRegistry<RegistryContentType> | undefined
   workers: Gauge
   replaced: Counter<'reason'>
   position: Gauge
 }
 
-export function createSupervisorMetrics (labels: { nodeId: string, group: string }, position: () => number): SupervisorMetrics {
+export function createSupervisorMetrics (labels: { nodeId: string, group: string }, position: () => number, clustered: boolean): SupervisorMetrics {
   const registry = new Registry()
   const info = new Gauge({ name: `${METRIC_PREFIX}shard_info`, help: 'Constant 1, labelled with the node identity.', labelNames: ['node_id', 'group'], registers: [registry] })
   info.set({ node_id: labels.nodeId, group: labels.group }, 1)
   return {
     registry,
-    aggregator: new AggregatorRegistry(),
+    aggregator: clustered ? new AggregatorRegistry() : undefined,
     workers: new Gauge({ name: `${METRIC_PREFIX}shard_workers`, help: 'Live worker processes.', registers: [registry] }),
     replaced: new Counter({ name: `${METRIC_PREFIX}shard_worker_replacements_total`, help: 'Workers started to replace another, by reason.', labelNames: ['reason'], registers: [registry] }),
     position: new Gauge({
@@ -97,8 +103,8 @@ export function createSupervisorMetrics (labels: { nodeId: string, group: string
   }
 }
 
-/** The whole node's metrics text: the aggregated workers plus the supervisor's own. */
-export async function nodeMetricsText (m: SupervisorMetrics): Promise<string> {
-  const [workers, own] = await Promise.all([m.aggregator.clusterMetrics(), m.registry.metrics()])
+/** The whole node's metrics text: the aggregated workers (or the in-process server's registry) plus the supervisor's own. */
+export async function nodeMetricsText (m: SupervisorMetrics, served?: Registry): Promise<string> {
+  const [workers, own] = await Promise.all([served?.metrics() ?? m.aggregator?.clusterMetrics() ?? '', m.registry.metrics()])
   return `${workers}\n${own}`
 }

@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util'
-import { availableParallelism } from 'node:os'
 
 /**
  * Declarative configuration: every setting of every process is one entry here with
@@ -62,11 +61,11 @@ export const SHARD_OPTIONS = {
   dataDir: { flag: 'data-dir', env: 'SHARDKV_SHARD_DATA_DIR', kind: 'string', default: './data/shard', help: 'Directory holding the node\'s SQLite file (shard.db).' },
   nodeId: { flag: 'node-id', env: 'SHARDKV_NODE_ID', kind: 'string', default: '', help: 'Stable node name; generated and stored in the database when empty.' },
   group: { flag: 'group', env: 'SHARDKV_GROUP', kind: 'string', default: '', help: 'Shard group this node belongs to (informational until the coordinator installs a map).' },
-  workers: { flag: 'workers', env: 'SHARDKV_WORKERS', kind: 'integer', default: () => availableParallelism(), min: 1, help: 'Worker processes serving the data API (default: available parallelism).' },
+  workers: { flag: 'workers', env: 'SHARDKV_WORKERS', kind: 'integer', default: 0, min: 0, help: 'Worker processes serving the data API. 0: the node serves it in its own process, one SQLite writer for all its writes (see docs/architecture.md). N: N forked workers, replaced when they die and one at a time on SIGUSR2.' },
   synchronous: { flag: 'synchronous', env: 'SHARDKV_SYNCHRONOUS', kind: 'string', default: 'FULL', choices: ['OFF', 'NORMAL', 'FULL', 'EXTRA'], help: 'SQLite synchronous level. FULL survives power loss; NORMAL survives process crashes only.' },
   busyTimeoutMs: { flag: 'busy-timeout-ms', env: 'SHARDKV_BUSY_TIMEOUT_MS', kind: 'integer', default: 5000, min: 0, help: 'How long a write waits for the SQLite write lock held by another worker.' },
   maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 1, help: 'Largest value accepted (larger is 413).' },
-  groupCommitMaxOps: { flag: 'group-commit-max-ops', env: 'SHARDKV_GROUP_COMMIT_MAX_OPS', kind: 'integer', default: 256, min: 1, help: 'Most concurrent writes of a worker coalesced into one transaction (one fsync); 1 commits each write alone.' },
+  groupCommitMaxOps: { flag: 'group-commit-max-ops', env: 'SHARDKV_GROUP_COMMIT_MAX_OPS', kind: 'integer', default: 256, min: 1, help: 'Most concurrent writes of a node (of each worker, with --workers N) coalesced into one transaction (one fsync); 1 commits each write alone.' },
   maxBatchOps: { flag: 'max-batch-ops', env: 'SHARDKV_MAX_BATCH_OPS', kind: 'integer', default: 1000, min: 1, help: 'Most operations in one POST /batch.' },
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },
   headersTimeoutMs: { flag: 'headers-timeout-ms', env: 'SHARDKV_HEADERS_TIMEOUT_MS', kind: 'integer', default: 10_000, min: 100, help: 'A client must send its request headers within this (else 408 and the connection is closed).' },
@@ -78,7 +77,7 @@ export const SHARD_OPTIONS = {
   requestIdWindowMs: { flag: 'request-id-window-ms', env: 'SHARDKV_REQUEST_ID_WINDOW_MS', kind: 'integer', default: 600_000, min: 1000, help: 'How long a write\'s request id is remembered, so a retry of it is answered instead of applied again; older ids are refused (request_id_expired).' },
   requestIdMax: { flag: 'request-id-max', env: 'SHARDKV_REQUEST_ID_MAX', kind: 'integer', default: 1_000_000, min: 1000, help: 'Most request ids a node remembers; past it the oldest are forgotten first (and refused like expired ones).' },
   replicationBatch: { flag: 'replication-batch', env: 'SHARDKV_REPLICATION_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per replication shipment.' },
-  shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'SHARDKV_SHUTDOWN_TIMEOUT_MS', kind: 'integer', default: 10000, min: 0, help: 'How long a draining worker may take before it is killed (SIGTERM, SIGUSR2).' },
+  shutdownTimeoutMs: { flag: 'shutdown-timeout-ms', env: 'SHARDKV_SHUTDOWN_TIMEOUT_MS', kind: 'integer', default: 10000, min: 0, help: 'How long a draining node may take to finish its requests (SIGTERM; a worker, also on SIGUSR2) before it stops waiting (a worker is killed).' },
   peerPort: { flag: 'peer-port', env: 'SHARDKV_PEER_PORT', kind: 'integer', default: -1, min: -1, help: 'TCP port of the peer listener serving the internal API (map installs, replication, migration) apart from the data port; -1 serves it on the data port (still authenticated), 0 picks a free one.' },
   registry: { flag: 'registry', env: 'SHARDKV_REGISTRY', kind: 'string', default: 'file', help: 'etcd://host:port[,host:port...]: register this node (id, group, data and peer URLs) in that etcd under a lease while it runs; file (the default): no registration.' },
   registryCluster: { flag: 'registry-cluster', env: 'SHARDKV_REGISTRY_CLUSTER', kind: 'string', default: 'shardkv', help: 'The cluster\'s name in the registry (etcd keys under /shardkv/<name>/).' },

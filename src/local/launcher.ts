@@ -116,6 +116,22 @@ export function entryPoint (part: 'shards' | 'router' | 'coordinator'): string {
   return found
 }
 
+/**
+ * Node and allocator settings for every process started here (npm start, the scripts,
+ * the bench, the tests), for the idle footprint of issue 10 (`npm run bench -- --only
+ * footprint`; figures in docs/benchmarks.md#idle-footprint-measured). V8's young generation
+ * is capped at 2 MiB per semi-space: by default it grows to 8 MiB × 2 while a process loads
+ * its modules and stays there, mostly empty, ~11 MB of every idle process. 1 MiB saved a
+ * little more but cost measurably more CPU per operation under YCSB load (more frequent
+ * scavenges); 2 MiB was within the noise. glibc's malloc arenas are capped at 2 (default 8
+ * per core), unless the environment sets MALLOC_ARENA_MAX itself.
+ */
+export const LEAN_NODE_ARGS: readonly string[] = ['--max-semi-space-size=2']
+
+function leanEnv (): NodeJS.ProcessEnv {
+  return process.env.MALLOC_ARENA_MAX === undefined ? { MALLOC_ARENA_MAX: '2' } : {}
+}
+
 function flag (args: string[], name: string, value: string | number | undefined): void {
   if (value !== undefined) args.push(`--${name}`, String(value))
 }
@@ -140,14 +156,14 @@ async function launch (
   // spawnService runs `node <script> <args>`; node's own flags must precede the script
   // (NODE_OPTIONS refuses some, --cpu-prof among them), so the first flag takes its place.
   const script = entryPoint(role === 'shard' ? 'shards' : role)
-  const [firstNodeArg, ...moreNodeArgs] = opts.nodeArgs ?? []
+  const [firstNodeArg, ...moreNodeArgs] = [...LEAN_NODE_ARGS, ...(opts.nodeArgs ?? [])]
   try {
     return await spawnService({
       name,
       role,
       script: firstNodeArg ?? script,
       args: firstNodeArg === undefined ? args : [...moreNodeArgs, script, ...args],
-      env: opts.env,
+      env: { ...leanEnv(), ...opts.env },
       logFile: opts.logFile === undefined ? undefined : resolve(opts.logFile),
       readyTimeoutMs: opts.readyTimeoutMs,
       detached: opts.detached

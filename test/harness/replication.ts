@@ -14,7 +14,7 @@ import type { HistoryChecker } from './checker'
 /**
  * Helpers for the replication and failover tests (test/integration/failover*.test.ts,
  * replica-crash, deposed-primary) and the failover benchmark's ideas: a cluster of
- * shard groups with replica nodes (one process tree per node, --workers 1), the
+ * shard groups with replica nodes (one process per node, --workers 0 as npm start runs them), the
  * replication view of GET /cluster, killing / freezing / restarting a node by the
  * PIDs its own /healthz reports, a probe that measures the time from a kill to the
  * first acknowledged write, and data comparisons between the nodes of a group.
@@ -48,7 +48,7 @@ export interface ReplClusterOptions {
   groups: number
   /** Replica nodes per group. */
   replicas: number
-  /** Worker processes per shard node (default 1: the machine has 2 cores). */
+  /** Worker processes per shard node (default 0: each node serves in its own process, as npm start runs it). */
   workers?: number
   shardArgs?: string[]
   routerArgs?: string[]
@@ -242,7 +242,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     nodeId: node.nodeId,
     dataDir: node.dataDir,
     port: node.port,
-    workers: opts.workers ?? 1,
+    workers: opts.workers ?? 0,
     synchronous: opts.synchronous ?? 'NORMAL',
     extraArgs: shardArgs
   })

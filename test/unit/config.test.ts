@@ -1,5 +1,4 @@
 import t from 'tap'
-import { availableParallelism } from 'node:os'
 import { loadConfig, usage, ConfigError, SHARD_OPTIONS, ROUTER_OPTIONS, COORDINATOR_OPTIONS, MIB } from '../../src/config/options'
 
 function configError (t: tap.Test, fn: () => unknown, what: string, pattern?: RegExp): void {
@@ -19,7 +18,7 @@ t.test('defaults', async (t) => {
   t.equal(shard.port, 7001)
   t.equal(shard.dataDir, './data/shard')
   t.equal(shard.nodeId, '')
-  t.equal(shard.workers, availableParallelism(), 'workers default is computed')
+  t.equal(shard.workers, 0, 'a node serves in its own process by default')
   t.equal(shard.synchronous, 'FULL')
   t.equal(shard.maxValueBytes, MIB)
   t.equal(shard.logLevel, 'info')
@@ -75,7 +74,7 @@ t.test('bad integers are ConfigErrors', async (t) => {
   configError(t, () => loadConfig(SHARD_OPTIONS, ['--port', '12x'], {}), '--port 12x')
   configError(t, () => loadConfig(SHARD_OPTIONS, ['--port', ''], {}), '--port ""')
   configError(t, () => loadConfig(SHARD_OPTIONS, ['--port=-1'], {}), '--port=-1 (below min)', /at least 0/)
-  configError(t, () => loadConfig(SHARD_OPTIONS, ['--workers', '0'], {}), '--workers 0 (below min)', /at least 1/)
+  configError(t, () => loadConfig(SHARD_OPTIONS, ['--workers=-1'], {}), '--workers=-1 (below min)', /at least 0/)
   configError(t, () => loadConfig(SHARD_OPTIONS, [], { SHARDKV_WORKERS: 'many' }), 'SHARDKV_WORKERS=many', /SHARDKV_WORKERS/)
   configError(t, () => loadConfig(SHARD_OPTIONS, [], { SHARDKV_MAX_VALUE_BYTES: '1e6' }), 'SHARDKV_MAX_VALUE_BYTES=1e6')
   configError(t, () => loadConfig(ROUTER_OPTIONS, ['--health-interval-ms', '10'], {}), 'router --health-interval-ms 10 (below min)')
