@@ -10,6 +10,7 @@ ARG BASE=shardkv-base:bookworm
 
 # --- build: dev dependencies, the toolchain better-sqlite3 compiles with, tsc --------------------
 FROM ${BASE} AS build
+LABEL shardkv.stage=build
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*

@@ -60,10 +60,11 @@ LOCAL_CAS=(/usr/local/share/ca-certificates/*.crt)
 shopt -u nullglob
 
 HASH="$( {
-  sha256sum "$0" "$NODE_BIN"
+  # Contents only: the same script and binary hash alike from any path they are run from.
+  cat "$0" "$NODE_BIN" | sha256sum
   "$NODE_BIN" -p "require('$NPM_DIR/package.json').version"
   echo "$MIRROR $SUITE $PACKAGES"
-  [[ ${#LOCAL_CAS[@]} -eq 0 ]] || sha256sum "${LOCAL_CAS[@]}"
+  [[ ${#LOCAL_CAS[@]} -eq 0 ]] || cat "${LOCAL_CAS[@]}" | sha256sum
 } | sha256sum | cut -c1-16 )"
 
 if [[ "$FORCE" -eq 0 ]]; then

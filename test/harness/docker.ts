@@ -85,6 +85,8 @@ export async function ensureImages (log: (line: string) => void): Promise<BuiltI
     const stale = (await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', 'shardkv'])).split('\n')
       .filter((tag) => tag.startsWith('shardkv:test-') && tag !== image)
     for (const tag of stale) await docker(['rmi', tag]).catch(() => {})
+    // Build stages of earlier builds (untagged, labelled in the Dockerfile); the last hour's stay as cache.
+    await docker(['image', 'prune', '-f', '--filter', 'label=shardkv.stage=build', '--filter', 'until=1h']).catch(() => {})
   }
   return { image, baseMs, imageMs: Date.now() - started, cached: exists }
 }
@@ -180,7 +182,7 @@ export class Containers {
 
   private async removeAll (): Promise<void> {
     // By id and by the run's label, so a container whose `run` answer was lost goes too.
-    const labelled = await docker(['ps', '-aq', '--filter', `label=shardkv.test.run=${this.run}`]).catch(() => '')
+    const labelled = await docker(['ps', '-aq', '--no-trunc', '--filter', `label=shardkv.test.run=${this.run}`]).catch(() => '')
     const ids = new Set([...this.ids.values(), ...labelled.split('\n').filter((x) => x !== '')])
     if (ids.size > 0) await docker(['rm', '-f', '-v', ...ids], 120_000).catch((err: Error) => { this.t.comment(`cleanup: ${err.message}`) })
     for (const v of this.volumes) await docker(['volume', 'rm', '-f', v]).catch((err: Error) => { this.t.comment(`cleanup: ${err.message}`) })
