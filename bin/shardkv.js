@@ -9,6 +9,8 @@
 // docker or the kubelet reach the part's own handlers, and a shard node's cluster workers
 // fork dist/shards/main.js because argv[1] names it). `shardkv healthcheck` is the image's
 // HEALTHCHECK: GET /healthz of the role running as PID 1, on the port its command line names.
+// `shardkv prestop` is a shard node pod's preStop hook (deploy/kubernetes/): when the node is its
+// group's primary, it asks for a planned switchover (`shardkv failover`) before the pod stops.
 const { existsSync, readFileSync } = require('node:fs')
 const { join } = require('node:path')
 
@@ -49,26 +51,54 @@ function healthUrl () {
   return `${tls ? 'https' : 'http'}://127.0.0.1:${port}/healthz`
 }
 
-function healthcheck (args) {
-  const url = new URL(args[0] ?? healthUrl())
+/** GET url; calls back with (error) or (undefined, status, body). */
+function get (url, done) {
   const lib = url.protocol === 'https:' ? require('node:https') : require('node:http')
-  // Liveness of the process on this very machine: the certificate is not what is checked here.
+  // A probe of the process on this very machine: the certificate is not what is checked here.
   const req = lib.get(url, { timeout: 4000, rejectUnauthorized: false }, (res) => {
-    res.resume()
-    if (res.statusCode === 200) process.exit(0)
-    fail(`shardkv healthcheck: ${url} answered ${res.statusCode}`)
+    let body = ''
+    res.setEncoding('utf8')
+    res.on('data', (chunk) => { if (body.length < 65536) body += chunk })
+    res.on('end', () => done(undefined, res.statusCode, body))
   })
   req.on('timeout', () => req.destroy(new Error('no answer within 4 s')))
-  req.on('error', (err) => fail(`shardkv healthcheck: ${url}: ${err.message}`))
+  req.on('error', (err) => done(err))
+}
+
+function healthcheck (args) {
+  const url = new URL(args[0] ?? healthUrl())
+  get(url, (err, status) => {
+    if (err !== undefined) fail(`shardkv healthcheck: ${url}: ${err.message}`)
+    if (status !== 200) fail(`shardkv healthcheck: ${url} answered ${status}`)
+    process.exit(0)
+  })
+}
+
+/** A replica just stops; a primary first hands its role to an in-sync replica through the router. */
+function prestop () {
+  const url = new URL(healthUrl())
+  get(url, (err, status, body) => {
+    if (err !== undefined || status !== 200) fail(`shardkv prestop: ${url}: ${err !== undefined ? err.message : `answered ${status}`}; stopping without a switchover`)
+    const health = JSON.parse(body)
+    if (health.role !== 'primary') {
+      process.stdout.write(`shardkv prestop: ${health.nodeId} is a ${health.role} of ${health.group}: nothing to hand off\n`)
+      process.exit(0)
+    }
+    const router = process.env.SHARDKV_ROUTER_URL
+    if (router === undefined || router === '') fail('shardkv prestop: SHARDKV_ROUTER_URL is not set; stopping without a switchover')
+    // The token comes from $SHARDKV_TOKEN (scripts/auth.ts), set from the shardkv-admin Secret.
+    runScripts(['failover', '--group', health.group, '--router', router])
+  })
+}
+
+function runScripts (argv) {
+  const entry = join(DIST, 'scripts', 'shardkv.js')
+  if (!existsSync(entry)) fail(`shardkv: ${entry} is missing: run \`npm run build\` first`)
+  require(entry).main(argv).then((code) => process.exit(code))
 }
 
 const [command, ...rest] = process.argv.slice(2)
-if (command in ROLES) {
-  runRole(command, rest)
-} else if (command === 'healthcheck') {
-  healthcheck(rest)
-} else {
-  const entry = join(DIST, 'scripts', 'shardkv.js')
-  if (!existsSync(entry)) fail(`shardkv: ${entry} is missing: run \`npm run build\` first`)
-  require(entry).main(process.argv.slice(2)).then((code) => process.exit(code))
-}
+if (command in ROLES) runRole(command, rest)
+else if (command === 'healthcheck') healthcheck(rest)
+else if (command === 'prestop') prestop()
+else runScripts(process.argv.slice(2))

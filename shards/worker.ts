@@ -24,6 +24,7 @@ import { ReplicationGate } from './replication-gate'
 import { ReplicaStore } from '../src/storage/replica-store'
 import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '../src/auth/peer'
 import { peerServerTls } from '../src/auth/tls'
+import { registerReadyz } from './readyz'
 
 /**
  * One worker process of a shard node: a fastify server on the node's shared port
@@ -132,6 +133,8 @@ export async function runWorker (config: ShardConfig): Promise<void> {
     }
     void reply.send(health)
   })
+
+  registerReadyz(app, () => migration.installedMap())
 
   app.get(METRICS_PATH, async (_request, reply) => {
     const id = nextMetricsId++

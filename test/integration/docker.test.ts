@@ -88,6 +88,25 @@ async function waitForView (s: Shape, pred: (v: ClusterView) => boolean, what: s
   }, timeoutMs, () => `${what}; last: ${last}`)
 }
 
+/** GET /readyz of a node without a token (as a kubelet probes it): 200 only for a primary or an in-sync replica. */
+async function readyz (url: string): Promise<number> {
+  const anonymous = new HttpClient()
+  try {
+    return (await anonymous.request('GET', `${url}/readyz`, { timeoutMs: 2000 }).catch(() => ({ status: 0 }))).status
+  } finally {
+    await anonymous.close()
+  }
+}
+
+async function allReady (s: Shape, timeoutMs = 30_000): Promise<void> {
+  const urls = Object.values(s.groups).flatMap((g) => g.urls)
+  const statuses = new Map<string, number>()
+  await waitFor(async () => {
+    for (const u of urls) statuses.set(u, await readyz(u))
+    return [...statuses.values()].every((st) => st === 200)
+  }, timeoutMs, () => `every node's /readyz answers 200; last: ${JSON.stringify(Object.fromEntries(statuses))}`)
+}
+
 const allInSync = (v: ClusterView): boolean => v.groups.every((g) => g.nodes.every((n) => n.health === 'up' && (n.role === 'primary' || n.inSync === true)))
 
 t.test('the image: SIGKILL a primary container and the router container under load, restart them from their volumes, read everything back', async (t) => {
@@ -104,6 +123,8 @@ t.test('the image: SIGKILL a primary container and the router container under lo
   const s = await startCluster(t, built.image)
   await waitForView(s, allInSync, 'every node up and every replica in sync')
   t.comment(`cluster of containers healthy ${Date.now() - started} ms after the first docker run`)
+  await allReady(s)
+  t.pass('every node is ready (/readyz): a primary or an in-sync replica')
 
   const load = new LoadGenerator({ baseUrl: s.routerUrl, clients: 6, keysPerClient: 12, durationMs: 120_000, maxOpsPerClient: 4000, requestTimeoutMs: 20_000 }, s.http)
   const running = load.run()
@@ -117,6 +138,7 @@ t.test('the image: SIGKILL a primary container and the router container under lo
     // …and its container, started again from its volume, rejoins as the replica.
     await s.c.restart(g1.primary)
     await waitForView(s, allInSync, 'the restarted g1 node in sync again', 90_000)
+    await allReady(s)
     await load.waitForOps(load.completedOps() + 200)
     // 2. The router dies; started again, it serves the same map (from its volume, or its coordinator).
     await s.c.kill('router')
