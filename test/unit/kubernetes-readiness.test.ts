@@ -1,6 +1,7 @@
 import t from 'tap'
 import { readiness } from '../../shards/readyz'
 import type { ClusterMap } from '../../src/membership/map'
+import { ruleOf } from '../../src/auth/client-guard'
 
 // The Kubernetes readiness probe's rule (shards/readyz.ts): primary, or replica in the in-sync set.
 const map = {
@@ -35,3 +36,7 @@ for (const [what, record, ready] of cases) {
     t.ok(r.reason.length > 0, 'says why')
   })
 }
+
+t.test('the kubelet probes /readyz without a token', async (t) => {
+  t.equal(ruleOf('/readyz'), 'open')
+})
