@@ -29,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --tag) TAG="${2:?--tag needs a value}"; shift 2 ;;
     --mirror) MIRROR="${2:?--mirror needs a value}"; shift 2 ;;
     --force) FORCE=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done

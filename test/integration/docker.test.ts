@@ -67,11 +67,13 @@ async function startCluster (t: Test, image: string): Promise<Shape> {
   const routerPort = await freePort(taken)
   // With the control plane split out (issue 9) the router follows a coordinator; before it, the router is one.
   if (existsSync(join(ROOT, 'coordinator', 'main.ts'))) {
+    t.comment('shape: a coordinator container, and a router container following it')
     const coordinatorPort = await freePort(taken)
     await c.start({ name: 'coordinator', volume: 'coordinator', files, args: ['coordinator', '--port', String(coordinatorPort), '--data-dir', '/data', ...groupArgs, ...AUTH] })
     await healthy(http, `http://127.0.0.1:${coordinatorPort}`, 'the coordinator')
     await c.start({ name: 'router', files, args: ['router', '--port', String(routerPort), '--coordinator', `http://127.0.0.1:${coordinatorPort}`, ...AUTH] })
   } else {
+    t.comment('shape: a router container that is also the coordinator (no coordinator/ in this checkout)')
     await c.start({ name: 'router', volume: 'router', files, args: ['router', '--port', String(routerPort), '--data-dir', '/data', ...groupArgs, ...AUTH] })
   }
   const routerUrl = `http://127.0.0.1:${routerPort}`
