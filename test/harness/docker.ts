@@ -68,7 +68,8 @@ export interface BuiltImages { image: string, baseMs: number, imageMs: number, c
 
 /**
  * The base image (deploy/base-image/build.sh caches it by its own inputs), then the shardkv
- * image tagged shardkv:test-<hash of its inputs>: built only when no image has that tag.
+ * image tagged shardkv:test-<hash of the base's id and the image's inputs>: built only when no
+ * image has that tag.
  * Older test tags are removed after a build, so repeated runs do not fill the disk.
  */
 export async function ensureImages (log: (line: string) => void): Promise<BuiltImages> {
@@ -76,7 +77,9 @@ export async function ensureImages (log: (line: string) => void): Promise<BuiltI
   const base = await run('bash', [BASE_SCRIPT], 15 * 60_000)
   log(base.stdout.trim().split('\n').slice(-1)[0] ?? '')
   const baseMs = Date.now() - started
-  const image = `shardkv:test-${inputsHash(IMAGE_INPUTS)}`
+  // The base's id too: a new base (another Node binary) must give a new image.
+  const baseId = await docker(['image', 'inspect', '--format', '{{.Id}}', 'shardkv-base:bookworm'])
+  const image = `shardkv:test-${createHash('sha256').update(baseId).update(inputsHash(IMAGE_INPUTS)).digest('hex').slice(0, 16)}`
   started = Date.now()
   const exists = await docker(['image', 'inspect', '--format', '{{.Id}}', image]).then(() => true, () => false)
   if (!exists) {
