@@ -167,6 +167,12 @@ export class Containers {
     await docker(['start', this.id(name)])
   }
 
+  /** Runs a command in a running container (as its user), with extra environment variables. */
+  async exec (name: string, command: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<string> {
+    const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`])
+    return await docker(['exec', ...envArgs, this.id(name), ...command], timeoutMs)
+  }
+
   async health (name: string): Promise<string> {
     return await docker(['inspect', '--format', '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}', this.id(name)])
   }

@@ -14,7 +14,8 @@ import { Containers, dockerUnusable, ensureImages, freePort, ROOT } from '../har
  * this checkout has one, a coordinator, each a container of the one image with host networking
  * on 127.0.0.1, credentials mounted read-only, state in named volumes. Under a history-checked
  * write load a primary container and the router container are SIGKILLed and started again from
- * their volumes; every acknowledged write reads back, no read was stale.
+ * their volumes, and the Kubernetes preStop hook (`shardkv prestop`) runs in a group's replica
+ * (nothing to do) and primary (a switchover); every acknowledged write reads back, no read was stale.
  */
 
 // A cold run builds the base (debootstrap) and the image (apt, npm ci, better-sqlite3, tsc).
@@ -23,7 +24,7 @@ t.setTimeout(20 * 60_000)
 const UID = 10001 // the image's shardkv user (Dockerfile)
 const IN = '/run/shardkv' // where the credentials are mounted in the containers
 
-interface Shape { image: string, http: HttpClient, c: Containers, routerUrl: string, groups: Record<string, { primary: string, replica: string, urls: [string, string] }> }
+interface Shape { image: string, token: string, http: HttpClient, c: Containers, routerUrl: string, groups: Record<string, { primary: string, replica: string, urls: [string, string] }> }
 
 function credentials (t: Test): { files: Record<string, string>, token: string } {
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-docker-'))
@@ -78,7 +79,7 @@ async function startCluster (t: Test, image: string): Promise<Shape> {
   }
   const routerUrl = `http://127.0.0.1:${routerPort}`
   await healthy(http, routerUrl, 'the router')
-  return { image, http, c, routerUrl, groups }
+  return { image, token, http, c, routerUrl, groups }
 }
 
 async function waitForView (s: Shape, pred: (v: ClusterView) => boolean, what: string, timeoutMs = 60_000): Promise<ClusterView> {
@@ -107,6 +108,19 @@ async function allReady (s: Shape, timeoutMs = 30_000): Promise<void> {
     for (const u of urls) statuses.set(u, await readyz(u))
     return [...statuses.values()].every((st) => st === 200)
   }, timeoutMs, () => `every node's /readyz answers 200; last: ${JSON.stringify(Object.fromEntries(statuses))}`)
+}
+
+/** Runs the preStop hook in a group's replica (nothing to do), then in its primary (a switchover), as the kubelet would. */
+async function handOff (t: Test, s: Shape, group: string): Promise<void> {
+  const g = s.groups[group]!
+  const env = { SHARDKV_ROUTER_URL: s.routerUrl, SHARDKV_TOKEN: s.token }
+  t.match(await s.c.exec(g.replica, ['shardkv', 'prestop'], env), /nothing to hand off/, `prestop in the replica of ${group} hands nothing off`)
+  const started = Date.now()
+  await s.c.exec(g.primary, ['shardkv', 'prestop'], env)
+  await waitForView(s, (v) => v.groups.find((x) => x.id === group)?.nodes.find((n) => n.role === 'primary')?.url === g.urls[1], `the replica of ${group} promoted by the switchover`)
+  t.comment(`preStop switchover of ${group}: ${Date.now() - started} ms until GET /cluster showed the new primary`)
+  await waitForView(s, allInSync, `the old primary of ${group} an in-sync replica`)
+  await allReady(s)
 }
 
 const allInSync = (v: ClusterView): boolean => v.groups.every((g) => g.nodes.every((n) => n.health === 'up' && (n.role === 'primary' || n.inSync === true)))
@@ -148,6 +162,9 @@ t.test('the image: SIGKILL a primary container and the router container under lo
     await s.c.restart('router')
     await healthy(s.http, s.routerUrl, 'the restarted router')
     await load.waitForOps(load.completedOps() + 300)
+    // 3. The Kubernetes preStop hook (shardkv prestop) in the primary of g2: a switchover to its replica.
+    await handOff(t, s, 'g2')
+    await load.waitForOps(load.completedOps() + 200)
   } finally {
     load.stop()
   }
