@@ -23,6 +23,7 @@ import { registerBatchApi } from './batch-api'
 import { registerInternalApi } from './internal-api'
 import { registerReplicationApi } from './replication-api'
 import { registerDigestApi } from './digest-api'
+import { registerReadyz } from './readyz'
 import type { WriteQueue } from './serving'
 
 /**
@@ -222,6 +223,7 @@ export class NodeServer {
       }
       void reply.send(health)
     })
+    registerReadyz(this.app, () => this.opts.migration.installedMap())
   }
 
   /**

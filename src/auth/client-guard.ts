@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { ShardKvError } from '../protocol/errors'
-import { BATCH_PATH, CLUSTER_PATH, DASHBOARD, HEADER, HEALTH_PATH, KV_PREFIX, METRICS_PATH } from '../protocol/wire'
+import { BATCH_PATH, CLUSTER_PATH, DASHBOARD, HEADER, HEALTH_PATH, KV_PREFIX, METRICS_PATH, READY_PATH } from '../protocol/wire'
 import type { PeerSecret } from './peer'
 import { DOCS_PATH, OPENAPI_PATH } from '../protocol/schemas'
 import type { RateLimiter } from './rate-limit'
@@ -125,7 +125,7 @@ export function ruleOf (url: string): RouteRule {
   if (url.startsWith(KV_PREFIX)) return 'authenticate'
   const q = url.indexOf('?')
   const path = q === -1 ? url : url.slice(0, q)
-  if (path === HEALTH_PATH || path === OPENAPI_PATH || path === DOCS_PATH) return 'open'
+  if (path === HEALTH_PATH || path === READY_PATH || path === OPENAPI_PATH || path === DOCS_PATH) return 'open'
   if (path === BATCH_PATH) return 'authenticate'
   if (path.startsWith('/internal/')) return 'peer'
   if (path === METRICS_PATH || path === '/admin' || path.startsWith('/admin/')) return 'admin'

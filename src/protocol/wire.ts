@@ -7,6 +7,8 @@
 /** Data API: `/kv/<one percent-encoded key segment>`. */
 export const KV_PREFIX = '/kv/'
 export const HEALTH_PATH = '/healthz'
+/** A shard node's readiness (shards/readyz.ts): open like /healthz. */
+export const READY_PATH = '/readyz'
 export const METRICS_PATH = '/metrics'
 export const CLUSTER_PATH = '/cluster'
 /** Batches of gets, puts and deletes (router and shard nodes alike; see batch.ts). */
