@@ -10,7 +10,7 @@ import { join, relative } from 'node:path'
  */
 
 const ROOT = join(__dirname, '..', '..')
-const DIRS = ['router', 'shards', 'src']
+const DIRS = ['router', 'coordinator', 'shards', 'src']
 
 interface Source { path: string, lines: string[] }
 
@@ -58,7 +58,7 @@ t.test('no route sets an error status by hand', async (t) => {
   const literal = offenders(/\.(?:code|status)\(([^)]*)\)/, new Set(), (m) => statuses(m).some((s) => s >= 400))
   t.same(literal, [], 'no reply.code(4xx/5xx)')
   // A status with no literal at all (`err.status`) is the central handler's, or a relayed upstream answer.
-  const RELAYS = new Set(['router/kv-routes.ts'])
+  const RELAYS = new Set(['router/kv-routes.ts', 'router/control-relay.ts'])
   const computed = offenders(/\breply\.(?:code|status)\(([^)]*)\)/, new Set(['src/http/server.ts', ...RELAYS]), (m) => statuses(m).length === 0)
   t.same(computed, [], 'no reply.code(<computed>) outside the central handler and upstream relays')
 })

@@ -93,16 +93,6 @@ t.test('every workload has a PodDisruptionBudget of maxUnavailable 1, resource r
   }
 })
 
-/**
- * Flags the manifests use that the plan of the control plane on etcd gives a role, before they are
- * options of it (/work/plan.md, issue 9: coordinator and router `--registry`). The integrator removes
- * each entry once the option exists; a test fails while an entry names an existing option.
- */
-const PENDING_FLAGS: Record<string, readonly string[]> = {
-  router: ['registry', 'registry-cluster'],
-  coordinator: ['registry', 'registry-cluster']
-}
-
 /** The shardkv containers: role (first arg) and flags. */
 function shardkvContainers (): Array<{ w: K8sObject, c: any, role: string, flags: Map<string, string[]> }> {
   return workloads.flatMap((w) => w.spec.template.spec.containers.filter((c: any) => c.image === 'shardkv').map((c: any) => {
@@ -130,9 +120,7 @@ t.test('shardkv containers: a role, known flags, non-root, credentials from the 
     const table = tables[role]
     if (table !== undefined) {
       const known = new Set(Object.values(table).map((o) => o.flag))
-      const pending = PENDING_FLAGS[role] ?? []
-      for (const f of flags.keys()) t.ok(known.has(f) || pending.includes(f), `${w.metadata.name}: --${f} is an option of shardkv ${role}${pending.includes(f) ? ' (planned)' : ''}`)
-      for (const f of pending) t.notOk(known.has(f), `--${f} of shardkv ${role} exists now: remove it from PENDING_FLAGS`)
+      for (const f of flags.keys()) t.ok(known.has(f), `${w.metadata.name}: --${f} is an option of shardkv ${role}`)
     }
     t.equal(w.spec.template.spec.securityContext?.runAsNonRoot, true, `${w.metadata.name}: runs as non-root`)
     t.equal(flags.get('cluster-secret-file')?.[0], '/run/shardkv/cluster-secret', `${w.metadata.name}: the cluster secret`)
