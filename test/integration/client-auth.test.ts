@@ -222,12 +222,17 @@ function selfSigned (dir: string): { cert: string, key: string } {
 
 t.test('HTTPS client listeners: the router and a shard data port', async (t) => {
   let pem = { cert: '', key: '' }
+  // The coordinator serves its admin API over HTTPS with the same certificate, and the router
+  // relays there: without a peer CA it verifies it with the system's CAs, which this adds to.
+  const env: NodeJS.ProcessEnv = {}
   const c = await startCluster(t, {
     name: 'client-tls',
     shards: 1,
     workers: 1,
+    env,
     prepare: (tmp) => {
       pem = selfSigned(tmp)
+      env.NODE_EXTRA_CA_CERTS = pem.cert
       writeTokens(join(tmp, 'tokens.json'), SPECS)
       return { routerArgs: ['--tls-cert', pem.cert, '--tls-key', pem.key, '--tokens-file', join(tmp, 'tokens.json')] }
     }

@@ -29,7 +29,7 @@ t.test('a caught-up replica that the map drops is asked for again and rejoins th
 
   // The map drops it without the primary asking (today anyone can make that change).
   const term = groupOf(view, 'g1').term
-  const out = await c.http.request('POST', c.routerUrl + INTERNAL_REPLICATION.inSync, {
+  const out = await c.http.request('POST', c.coordinator.url + INTERNAL_REPLICATION.inSync, {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ group: 'g1', url: replica.url, inSync: false, term })
   })

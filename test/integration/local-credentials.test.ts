@@ -44,14 +44,15 @@ t.test('npm start makes the credentials once, keeps them across restarts and han
   t.same(tokens, { tokens: [{ name: 'admin', sha256: createHash('sha256').update(token).digest('hex'), roles: ['admin', 'read', 'write'] }] }, 'tokens.json: the admin token\'s hash, all roles')
 
   const secrets = flagValues(box, '--cluster-secret-file')
-  t.ok(secrets.size >= 5, `router, 4 nodes and their workers: ${secrets.size} processes`)
+  t.ok(secrets.size >= 5, `coordinator, router and 4 nodes: ${secrets.size} processes`)
   t.same([...new Set(secrets.values())], [paths.clusterSecretFile], 'every process has --cluster-secret-file')
   t.same([...new Set(flagValues(box, '--tokens-file').values())], [paths.tokensFile], 'and --tokens-file')
   const file = readNodesFile(box.dir)
   t.same(file?.nodes.map((n) => n.peerPort), file?.nodes.map((n) => n.port + 10_000), 'nodes.json: each node\'s peer port is its port + 10000')
-  t.equal(file?.router?.peerPort, box.routerPort + 10_000, 'and the router\'s')
-  const peerPorts = new Set(flagValues(box, '--peer-port').values())
-  t.same([...peerPorts].sort(), [box.routerPort, ...(file?.nodes.map((n) => n.port) ?? [])].map((p) => String(p + 10_000)).sort(), 'each process runs with its peer port')
+  t.equal(file?.router?.peerPort, box.routerPort + 10_000, 'and the coordinator\'s (under "router": it served the control plane before the split)')
+  // The router has no peer listener: only the coordinator and the nodes take --peer-port.
+  const peerPorts = new Set([...flagValues(box, '--peer-port').values()].filter((p) => p !== undefined))
+  t.same([...peerPorts].sort(), [box.routerPort, ...(file?.nodes.map((n) => n.port) ?? [])].map((p) => String(p + 10_000)).sort(), 'the coordinator and each node run with their peer port')
   const launch = JSON.parse(readFileSync(join(box.dir, 'g1', 'launch.json'), 'utf8')) as Record<string, unknown>
   t.match(launch, { peerPort: box.basePort + 10_000, clusterSecretFile: paths.clusterSecretFile, tokensFile: paths.tokensFile }, 'launch.json records them for restart-node')
 
