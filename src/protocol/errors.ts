@@ -11,6 +11,8 @@ export const ERROR_STATUS = {
   invalid_key: 400,
   invalid_header: 400,
   invalid_request: 400,
+  /** An `X-Shardkv-TTL` header or batch `ttl` that is not a number of seconds in range (src/protocol/ttl.ts). */
+  invalid_ttl: 400,
   /** No credential, or one that is not valid (peer secret, client token, client certificate). */
   unauthenticated: 401,
   /** A valid credential whose roles or key prefix do not cover the request. */

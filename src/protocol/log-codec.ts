@@ -14,7 +14,7 @@ import type { KeyTransfer, MigratingRow } from '../storage/migration-store'
  */
 
 /** A changed row in a shipment (seq included: a replica keeps the primary's). */
-export interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted: boolean }
+export interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted: boolean, expiresAt?: number }
 
 /** `POST /internal/replication/apply`'s body: `from = -1` is a probe ("where do you stand?"). */
 export interface WireShipment {
@@ -59,8 +59,17 @@ function floorFromWire (v: unknown): number {
   return v
 }
 
+/** An expiry as it travels: absent for none (what senders from before TTLs send too). */
+function expiryFromWire (v: unknown): number | null {
+  if (v === undefined || v === null) return null
+  if (!isSeq(v)) throw invalid('expiresAt must be a non-negative integer (ms since the epoch)')
+  return v
+}
+
 function rowToWire (r: MigratingRow): WireRow {
-  return { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, deleted: r.deleted }
+  const w: WireRow = { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, deleted: r.deleted }
+  if (r.expiresAt !== null) w.expiresAt = r.expiresAt
+  return w
 }
 
 function rowFromWire (value: unknown): MigratingRow {
@@ -69,7 +78,7 @@ function rowFromWire (value: unknown): MigratingRow {
       typeof r.contentType !== 'string' || typeof r.version !== 'string' || r.version.length === 0) {
     throw invalid('each row needs key, value (base64), contentType and version')
   }
-  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true }
+  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true, expiresAt: expiryFromWire(r.expiresAt) }
 }
 
 export function transferToWire (t: KeyTransfer): WireKeyTransfer {
@@ -82,7 +91,9 @@ export function transferFromWire (body: Record<string, unknown>): KeyTransfer {
 }
 
 export function changeToWire (r: ChangeRow): WireChange {
-  return { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted }
+  const w: WireChange = { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted }
+  if (r.expiresAt !== null) w.expiresAt = r.expiresAt
+  return w
 }
 
 function changeFromWire (v: unknown): ChangeRow {
@@ -91,7 +102,7 @@ function changeFromWire (v: unknown): ChangeRow {
       typeof r.contentType !== 'string' || typeof r.version !== 'string' || !isSeq(r.seq)) {
     throw invalid('each change needs key, value (base64), contentType, version and seq')
   }
-  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true }
+  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true, expiresAt: expiryFromWire(r.expiresAt) }
 }
 
 /** The rows, records and floor of a shipment whose `to` the caller has already checked. */

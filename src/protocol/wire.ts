@@ -162,7 +162,12 @@ export const HEADER = {
    * (it goes into the request-id fingerprint). Believed only on a request that carries
    * the cluster secret; ignored otherwise.
    */
-  principal: 'x-shardkv-principal'
+  principal: 'x-shardkv-principal',
+  /**
+   * Time to live (src/protocol/ttl.ts): on a PUT, the seconds the value lives (client →
+   * router → shard); on a GET's answer, the seconds it has left (shard → router → client).
+   */
+  ttl: 'x-shardkv-ttl'
 } as const
 
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
@@ -185,6 +190,8 @@ export interface WireRow {
   contentType: string
   version: string
   deleted?: boolean
+  /** When the row expires (ms since the epoch; absent: never). A tombstone keeps it when the expiry deleted it. */
+  expiresAt?: number
 }
 
 /** An applied-request record as replication, migration and copy on touch move it (storage/applied-requests.ts). */

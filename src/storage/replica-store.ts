@@ -22,15 +22,15 @@ export interface Shipment {
 export class ReplicaStore {
   private readonly db: Database.Database
   private readonly clearSeqStmt: Database.Statement<[number, string]>
-  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
+  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number, number | null]>
 
   constructor (private readonly store: KvStore) {
     this.db = store.database
     this.clearSeqStmt = this.db.prepare('DELETE FROM kv WHERE seq = ? AND key <> ?')
     this.upsertStmt = this.db.prepare(`
-      INSERT INTO kv (key, value, content_type, version, seq, deleted) VALUES (?, ?, ?, ?, ?, ?)
+      INSERT INTO kv (key, value, content_type, version, seq, deleted, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
-        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted`)
+        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, expires_at = excluded.expires_at`)
   }
 
   position (): number {
@@ -43,7 +43,7 @@ export class ReplicaStore {
     return this.db.transaction(() => {
       for (const r of rows) {
         this.clearSeqStmt.run(r.seq, r.key)
-        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0)
+        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0, r.expiresAt)
       }
       for (const r of requests) this.store.applied.insertShipped(r)
       this.store.applied.raiseFloor(shipment.floor)

@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3'
  * so "rows with seq > N" is exactly what a replica or a migration target still needs
  * (DESIGN.md, Storage). Deletes leave tombstones for the same reason.
  */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -39,6 +39,14 @@ const MIGRATIONS: Record<number, string> = {
       existed     INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX applied_requests_by_seq ON applied_requests (seq);
+  `,
+  // Time to live (src/protocol/ttl.ts): the absolute expiry travels with the row through
+  // replication and migration. A tombstone the sweeper wrote keeps the expiry it acted on
+  // (so the change feed can say why the key went). The partial index holds live rows with
+  // an expiry only: the sweeper's scan costs nothing for keys without a TTL.
+  3: `
+    ALTER TABLE kv ADD COLUMN expires_at INTEGER;
+    CREATE INDEX kv_by_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL AND deleted = 0;
   `
 }
 
