@@ -28,6 +28,7 @@ import { registerSwitchoverRoute, Switchover } from './switchover'
 import { registerOpenApi } from './openapi'
 import { registerDashboard } from './dashboard'
 import { registerCheckRoute } from './check'
+import { registerWatchRoutes } from './watch-routes'
 
 /**
  * A router process's HTTP side: the data API forwarded to shard primaries, plus
@@ -97,6 +98,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     maxBatchBytes: config.maxBatchBytes,
     isDraining: () => draining
   })
+  registerWatchRoutes(app, { table: () => coord.table, nodes: coord.nodes, credentials, log })
   const rebalancer = await Rebalancer.open({
     registry: coord.registry,
     log,

@@ -39,6 +39,8 @@ export interface DataApiContext {
   metrics: ShardMetrics
   /** Set while this worker drains: answer, then close the connection. */
   isDraining: () => boolean
+  /** How long the change feed keeps entries (`--watch-retention-seconds`). */
+  feedRetentionMs: number
 }
 
 /** Runs one write through the group commit and returns its outcome (a refused write throws its error, e.g. 421). */
@@ -69,7 +71,7 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
   })
 
   // Expired rows read as absent without it; it turns expiries into replicated deletes.
-  const sweeper = new ExpirySweeper({ store, ownership, writes, replicated, log: app.log, intervalMs: SWEEP_INTERVAL_MS, batch: SWEEP_BATCH })
+  const sweeper = new ExpirySweeper({ store, ownership, writes, replicated, log: app.log, intervalMs: SWEEP_INTERVAL_MS, batch: SWEEP_BATCH, feedRetentionMs: ctx.feedRetentionMs })
   app.addHook('onReady', async () => { sweeper.start() })
   app.addHook('onClose', async () => { sweeper.stop() })
 

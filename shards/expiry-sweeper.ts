@@ -26,6 +26,8 @@ export interface ExpirySweeperOptions {
   log: FastifyBaseLogger
   intervalMs: number
   batch: number
+  /** How long the change feed keeps entries (every role compacts its own feed). */
+  feedRetentionMs: number
 }
 
 /** How long to wait before the next pass: none while a pass deletes a full batch (more is due), else the interval. */
@@ -71,6 +73,7 @@ export class ExpirySweeper {
   /** One pass: returns how many expired rows it deleted. */
   async sweepOnce (): Promise<number> {
     const { store, ownership, writes, batch } = this.opts
+    if (store.isOpen) store.feed.compact(Date.now() - this.opts.feedRetentionMs)
     const view = ownership.get(store.installedEpoch())
     if (view.role !== 'primary' || !store.isOpen) return 0
     const due = this.reader.due(Date.now(), batch)

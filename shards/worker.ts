@@ -20,6 +20,7 @@ import { OwnershipCache } from './ownership-cache'
 import { registerInternalApi } from './internal-api'
 import { registerReplicationApi } from './replication-api'
 import { registerDigestApi } from './digest-api'
+import { registerFeedApi } from './watch-feed-api'
 import { ReplicationGate } from './replication-gate'
 import { ReplicaStore } from '../src/storage/replica-store'
 import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '../src/auth/peer'
@@ -81,7 +82,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
       if (!s.ok) metrics.commitFailures.inc()
     }
   })
-  registerDataApi(app, { store, migration, ownership, writes, metrics, replicated, isDraining: () => draining })
+  registerDataApi(app, { store, migration, ownership, writes, metrics, replicated, isDraining: () => draining, feedRetentionMs: config.watchRetentionSeconds * 1000 })
   registerBatchApi(app, {
     store,
     ownership,
@@ -109,6 +110,7 @@ export async function runWorker (config: ShardConfig): Promise<void> {
     })
     registerReplicationApi(scope, { store, replica, ownership, migration, log, batchBodyLimit, senderChecks: credentials.secret !== undefined })
     registerDigestApi(scope, { store, ownership })
+    registerFeedApi(scope, { store, ownership, durable: () => gate.replicated })
   })
 
   app.get(HEALTH_PATH, (_request, reply) => {

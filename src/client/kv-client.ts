@@ -9,6 +9,7 @@ import { RoutedTransport } from './routed'
 import { newRequestId, type SingleRequest, type Transport } from './transport'
 import { batchOpRequestId } from '../protocol/request-id'
 import { parseTtl } from '../protocol/ttl'
+import { watchEvents, type WatchConnection, type WatchEvent, type WatchOptions } from './watch'
 
 /**
  * The shardkv client: get/put/delete and their batch forms over either transport
@@ -117,6 +118,7 @@ export class KvClient {
   private readonly transport: Transport
   private readonly maxBatchOps: number
   private readonly maxBatchBytes: number
+  private readonly watchConnection: WatchConnection
 
   constructor (options: ClientOptions) {
     this.mode = options.mode ?? 'routed'
@@ -131,6 +133,15 @@ export class KvClient {
     else throw new TypeError(`mode must be 'routed' or 'direct', not ${String(options.mode)}`)
     this.maxBatchOps = options.maxBatchOps ?? BATCH_DEFAULTS.maxOps
     this.maxBatchBytes = options.maxBatchBytes ?? BATCH_DEFAULTS.maxBytes
+    this.watchConnection = { url: options.url, credentials: common.credentials, retryTimeoutMs: common.retryTimeoutMs, timeoutMs: common.timeoutMs }
+  }
+
+  /**
+   * The changes under `prefix` as they become durable, from `since` (default: now), from
+   * the router in either mode (src/client/watch.ts): at least once, per key in commit order.
+   */
+  watch (options: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    return watchEvents(this.watchConnection, options)
   }
 
   /** The value, its content type and ETag; NotFoundError when the key has none. */

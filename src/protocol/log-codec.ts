@@ -5,6 +5,7 @@ import type { ChangeRow } from '../storage/store'
 import type { AppliedRequest } from '../storage/applied-requests'
 import type { Shipment } from '../storage/replica-store'
 import type { KeyTransfer, MigratingRow } from '../storage/migration-store'
+import type { FeedEntry } from '../storage/feed'
 
 /**
  * The change log on the wire, both ways, for the two node-to-node streams: replication
@@ -27,6 +28,9 @@ export interface WireShipment {
   rows: WireChange[]
   requests: WireAppliedRequest[]
   floor: number
+  /** The change feed in (from, to] (src/storage/feed.ts): the stored shape. */
+  feed?: FeedEntry[]
+  feedFloor?: number
 }
 
 function invalid (message: string): ShardKvError {
@@ -105,11 +109,28 @@ function changeFromWire (v: unknown): ChangeRow {
   return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true, expiresAt: expiryFromWire(r.expiresAt) }
 }
 
-/** The rows, records and floor of a shipment whose `to` the caller has already checked. */
+function feedEntryFromWire (v: unknown): FeedEntry {
+  const e = v as Partial<FeedEntry> | null
+  if (e === null || typeof e !== 'object' || !isSeq(e.seq) || typeof e.key !== 'string' || typeof e.version !== 'string' ||
+      typeof e.contentType !== 'string' || typeof e.deleted !== 'boolean' || !isSeq(e.at) ||
+      (e.reason !== null && e.reason !== 'expired' && e.reason !== 'moved')) {
+    throw invalid('each feed entry needs seq, key, version, contentType, deleted, reason (null, "expired" or "moved") and at')
+  }
+  return { seq: e.seq, key: e.key, version: e.version, contentType: e.contentType, deleted: e.deleted, reason: e.reason, at: e.at }
+}
+
+function feedFromWire (v: unknown): FeedEntry[] {
+  if (v === undefined) return []
+  if (!Array.isArray(v)) throw invalid('feed must be an array')
+  return v.map(feedEntryFromWire)
+}
+
+/** The rows, records, feed and floors of a shipment whose `to` the caller has already checked. */
 export function shipmentFromWire (body: Record<string, unknown>, to: number): Shipment {
   if (!Array.isArray(body.rows)) throw invalid('rows must be an array')
   const rows = body.rows.map(changeFromWire)
   const requests = requestsFromWire(body.requests)
-  if (rows.some((r) => r.seq > to) || requests.some((r) => r.seq > to)) throw invalid('a shipment holds nothing past its `to`')
-  return { rows, requests, to, floor: floorFromWire(body.floor) }
+  const feed = feedFromWire(body.feed)
+  if (rows.some((r) => r.seq > to) || requests.some((r) => r.seq > to) || feed.some((e) => e.seq > to)) throw invalid('a shipment holds nothing past its `to`')
+  return { rows, requests, to, floor: floorFromWire(body.floor), feed, feedFloor: floorFromWire(body.feedFloor) }
 }

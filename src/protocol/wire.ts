@@ -11,6 +11,8 @@ export const METRICS_PATH = '/metrics'
 export const CLUSTER_PATH = '/cluster'
 /** Batches of gets, puts and deletes (router and shard nodes alike; see batch.ts). */
 export const BATCH_PATH = '/batch'
+/** Change streams: `GET /watch?prefix=<p>&since=<cursor>`, Server-Sent Events (src/protocol/watch.ts). */
+export const WATCH_PATH = '/watch'
 /**
  * The router's dashboard (router/dashboard): the page and its files under `/ui/`, open
  * (they hold no data), and its stream of cluster snapshots, which needs the `read` role.
@@ -65,7 +67,9 @@ export const INTERNAL = {
   /** Row counts of the node's partition (a full count: for progress estimates, not health checks). */
   stats: '/internal/stats',
   /** `/internal/row/<key>?request=<id>`: what copy on touch moves of a key (a WireKeyTransfer: its row, tombstone included, and the record of request `<id>`). */
-  rowPrefix: '/internal/row/'
+  rowPrefix: '/internal/row/',
+  /** `?after=<seq>&prefix=<p>&limit=<n>`: the group primary's change feed up to its durable position (a WireFeedReply). */
+  feed: '/internal/feed'
 } as const
 
 /** Replication between the nodes of a group, and the coordinator's leases and in-sync changes. */

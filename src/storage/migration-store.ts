@@ -151,10 +151,14 @@ export class MigrationStore {
         maxSeq = seq
         return seq
       }
+      const at = Date.now()
       for (const r of transfer.rows) {
         accept(r.key)
         if (this.existsStmt.get(r.key) !== undefined) continue
-        this.insertStmt.run(r.key, r.value, r.contentType, r.version, nextSeq(), r.deleted ? 1 : 0, r.expiresAt)
+        const seq = nextSeq()
+        this.insertStmt.run(r.key, r.value, r.contentType, r.version, seq, r.deleted ? 1 : 0, r.expiresAt)
+        // Watchers of this group see the key arrive (the same version they may have seen at the source).
+        this.store.feed.record({ seq, key: r.key, version: r.version, contentType: r.contentType, deleted: r.deleted, reason: 'moved', at })
         inserted++
       }
       for (const q of transfer.requests) {

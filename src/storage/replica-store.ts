@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3'
 import type { KvStore, ChangeRow } from './store'
 import type { AppliedRequest } from './applied-requests'
+import type { FeedEntry } from './feed'
 import { META } from './schema'
 import type { Handoff } from '../replication/policy'
 
@@ -18,6 +19,10 @@ export interface Shipment {
   to: number
   /** The primary's request-id floor. */
   floor: number
+  /** The primary's change-feed entries in the shipment's range (none from a sender that keeps no feed). */
+  feed: readonly FeedEntry[]
+  /** The primary's change-feed floor. */
+  feedFloor: number
 }
 export class ReplicaStore {
   private readonly db: Database.Database
@@ -47,6 +52,8 @@ export class ReplicaStore {
       }
       for (const r of requests) this.store.applied.insertShipped(r)
       this.store.applied.raiseFloor(shipment.floor)
+      for (const e of shipment.feed) this.store.feed.record(e)
+      this.store.feed.raiseFloor(shipment.feedFloor)
       this.store.writeMeta(META.seq, to)
       return to
     }).immediate()
@@ -57,6 +64,7 @@ export class ReplicaStore {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM kv').run()
       this.store.applied.clear()
+      this.store.feed.clear()
       this.store.writeMeta(META.seq, 0)
       this.store.writeMeta(META.term, term)
       this.store.writeMeta(META.handoff, null)

@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3'
  * so "rows with seq > N" is exactly what a replica or a migration target still needs
  * (DESIGN.md, Storage). Deletes leave tombstones for the same reason.
  */
-export const SCHEMA_VERSION = 3
+export const SCHEMA_VERSION = 4
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -47,6 +47,18 @@ const MIGRATIONS: Record<number, string> = {
   3: `
     ALTER TABLE kv ADD COLUMN expires_at INTEGER;
     CREATE INDEX kv_by_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL AND deleted = 0;
+  `,
+  // The change feed (src/storage/feed.ts): every change, not only each key's last one.
+  4: `
+    CREATE TABLE feed (
+      seq          INTEGER NOT NULL PRIMARY KEY,
+      key          TEXT    NOT NULL,
+      version      TEXT    NOT NULL,
+      content_type TEXT    NOT NULL,
+      deleted      INTEGER NOT NULL,
+      reason       TEXT,
+      at           INTEGER NOT NULL
+    ) STRICT;
   `
 }
 
@@ -70,7 +82,9 @@ export const META = {
    * src/replication/policy.ts): its data is exactly the prefix the named new primary
    * starts the next term from, so it may rejoin without a resync.
    */
-  handoff: 'handoff'
+  handoff: 'handoff',
+  /** Change-feed entries at or below this seq may be compacted away (src/storage/feed.ts). */
+  feedFloor: 'feed_floor'
 } as const
 
 /** Brings a database to SCHEMA_VERSION; safe when several processes race to do it. */

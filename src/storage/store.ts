@@ -5,8 +5,12 @@ import { dirname } from 'node:path'
 import { migrate, META } from './schema'
 import { writeAllowed, type WriteConditions } from '../protocol/preconditions'
 import type { RequestStamp } from '../protocol/request-id'
-import { AppliedRequests, type AppliedRequest } from './applied-requests'
+import { AppliedRequests } from './applied-requests'
 import { expiryOf, isExpired } from '../protocol/ttl'
+import { ChangeFeed } from './feed'
+import { readLogWindow, type LogWindow } from './log-window'
+
+export { byteBoundedEnd, type LogWindow } from './log-window'
 
 export type SynchronousLevel = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'
 
@@ -38,21 +42,6 @@ export interface ChangeRow {
   deleted: boolean
   /** The row's expiry; on a tombstone, the expiry that deleted it (null: deleted by a client). */
   expiresAt: number | null
-}
-
-/**
- * A window of the change log: rows and applied-request records with after < seq <= to.
- * Both streams are complete up to `to` (rows the log compacted away are superseded by
- * newer ones), so a receiver that applies it stands exactly at `to`.
- */
-export interface LogWindow {
-  rows: ChangeRow[]
-  requests: AppliedRequest[]
-  to: number
-  /** No more of either stream after `to` when the window was read. */
-  complete: boolean
-  /** The sender's request-id floor (receivers raise theirs to it). */
-  floor: number
 }
 
 export type WriteOutcome =
@@ -139,6 +128,8 @@ export class KvStore {
   private readonly windowTxn: (after: number, limit: number, maxBytes: number) => LogWindow
   /** The record of applied request ids (exactly-once writes). */
   readonly applied: AppliedRequests
+  /** Every change, for watchers (the kv table keeps only each key's last). */
+  readonly feed: ChangeFeed
   private readonly opsTxn: Database.Transaction<(ops: readonly StoreOp[]) => OpOutcome[]>
   private term: number
   private guard: WriteGuard | undefined
@@ -172,6 +163,7 @@ export class KvStore {
         version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, expires_at = excluded.expires_at`)
     this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted, expires_at FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
     this.applied = new AppliedRequests(this.db)
+    this.feed = new ChangeFeed(this.db)
 
     this.epochStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.epoch}'`)
     this.termStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.term}'`)
@@ -206,6 +198,7 @@ export class KvStore {
       const term = this.termStmt.get()?.value ?? 1
       const version = `${this.nodeId}.${term.toString(36)}.${seq.toString(36)}`
       this.upsertStmt.run(key, spec.value, spec.contentType, version, seq, spec.deleted, expiresAt)
+      this.feed.record({ seq, key, version, contentType: spec.contentType, deleted: spec.deleted === 1, reason: spec.expireVersion !== undefined ? 'expired' : null, at: now })
       if (request !== undefined) this.applied.record(request, key, seq, version, current !== undefined)
       return { ok: true, version, seq, replayed: false, existed: current !== undefined }
     })
@@ -214,16 +207,7 @@ export class KvStore {
     // refuses rolls back alone and the rest of the transaction goes on.
     this.writeOne = write
     this.opsTxn = this.db.transaction((ops: readonly StoreOp[]): OpOutcome[] => ops.map((op) => this.applyOne(op)))
-    const window = this.db.transaction((after: number, limit: number, maxBytes: number): LogWindow => {
-      const rows = this.changesSince(after, limit)
-      const requests = this.applied.after(after, limit)
-      const lastRow = rows.length === limit ? (rows[rows.length - 1] as ChangeRow).seq : Infinity
-      const lastRequest = requests.length === limit ? (requests[requests.length - 1] as AppliedRequest).seq : Infinity
-      const end = Math.min(lastRow, lastRequest, byteBoundedEnd(rows, maxBytes))
-      const floor = this.applied.floor()
-      if (end === Infinity) return { rows, requests, to: Math.max(after, this.position()), complete: true, floor }
-      return { rows: rows.filter((r) => r.seq <= end), requests: requests.filter((r) => r.seq <= end), to: end, complete: false, floor }
-    })
+    const window = this.db.transaction((after: number, limit: number, maxBytes: number): LogWindow => readLogWindow(this, after, limit, maxBytes))
     this.windowTxn = (after, limit, maxBytes) => window.deferred(after, limit, maxBytes)
   }
 
@@ -377,15 +361,4 @@ function writeSpecOf (op: Exclude<StoreOp, { op: 'get' }>): WriteSpec {
     case 'delete': return { key: op.key, value: EMPTY, contentType: '', cond: op.conditions ?? {}, request: op.request, deleted: 1 }
     case 'expire': return { key: op.key, value: EMPTY, contentType: '', cond: {}, request: undefined, deleted: 1, expireVersion: op.version }
   }
-}
-
-/** The last seq of the rows whose values fit in `maxBytes` (the first row always does); Infinity when all fit. */
-export function byteBoundedEnd (rows: readonly ChangeRow[], maxBytes: number): number {
-  let bytes = 0
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as ChangeRow
-    bytes += row.value.length
-    if (bytes > maxBytes && i > 0) return (rows[i - 1] as ChangeRow).seq
-  }
-  return Infinity
 }

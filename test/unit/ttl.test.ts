@@ -155,7 +155,7 @@ t.test('store: the expiry travels with the row through replication and migration
   primary.put('k', Buffer.from('v'), 'text/plain', {}, undefined, 60_000)
   const expiresAt = primary.get('k')?.expiresAt
   const window = primary.logWindow(0, 100)
-  new ReplicaStore(replica).apply({ rows: window.rows, requests: window.requests, to: window.to, floor: window.floor })
+  new ReplicaStore(replica).apply(window)
   t.equal(replica.get('k')?.expiresAt, expiresAt, 'a replica holds the same expiry')
   const source = new MigrationStore(primary)
   const scan = source.scanMoving(0, 100, () => true, 1 << 20)
