@@ -2,8 +2,9 @@ import type { PassThrough } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ShardKvError, errorObject, type ErrorBody } from '../src/protocol/errors'
 import type { RoutingTable } from '../src/membership/routing-table'
-import { encodeCursor, sseEvent, type WatchCursor, type WatchEventData, type WatchProgressData, type WireFeedReply } from '../src/protocol/watch'
+import { encodeCursor, sseEvent, type WatchCursor, type WatchEventData, type WatchProgressData, type WireFeedEvent, type WireFeedReply } from '../src/protocol/watch'
 import type { FeedClient } from './watch-feed-client'
+import { HandoverGate } from './watch-handover'
 
 /**
  * One watch stream: polls every group primary's change feed from the stream's cursor and
@@ -48,6 +49,7 @@ export class WatchStream {
   private closed = false
   private lastProgress = 0
   private readonly wake = new AbortController()
+  private readonly gate = new HandoverGate()
 
   constructor (private readonly o: WatchStreamOptions) {
     this.cursor = { ...(o.since ?? {}) }
@@ -95,10 +97,13 @@ export class WatchStream {
     }
   }
 
-  /** Reads every group once; `more`: some feed had more than one batch. */
+  /** Reads every group once (but those held back by a rebalance); `more`: some feed had more than one batch. */
   private async round (): Promise<{ more: boolean, positions: Map<string, number> }> {
-    const primaries = groupPrimaries(this.o.table())
-    const replies = await Promise.all([...primaries].map(async ([group, url]) => {
+    const table = this.o.table()
+    const primaries = groupPrimaries(table)
+    const groupOfPrimary = new Map([...primaries].map(([g, url]) => [url, g]))
+    this.gate.nextRound()
+    const replies = await Promise.all([...primaries].filter(([g]) => !this.gate.isHeld(g)).map(async ([group, url]) => {
       const at = this.cursor[group]?.s ?? 0
       try {
         return { group, url, reply: await this.o.feeds.read(url, at, this.o.prefix, FEED_BATCH) }
@@ -109,26 +114,34 @@ export class WatchStream {
     }))
     let more = false
     const positions = new Map<string, number>()
+    const answered = new Map<string, WireFeedReply>()
     // Events go out group by group: the order between groups is not a guarantee, a key's order is.
     for (const r of replies) {
       if ('compacted' in r) await this.compacted(r.group, r.url)
       if (r.reply === undefined || this.closed) continue
-      this.deliver(r.group, r.reply)
+      answered.set(r.group, r.reply)
+      const events = this.gate.admit(table, r.group, r.reply, groupOfPrimary)
+      this.deliver(r.group, r.reply.term, events, this.gate.isHeld(r.group) ? undefined : r.reply.next)
       positions.set(r.group, r.reply.position)
       if (r.reply.next < r.reply.position) more = true
+    }
+    for (const [group, held] of this.gate.release(table, answered, new Set(primaries.keys()))) {
+      this.deliver(group, held.term, held.events, held.next)
+      more = true
     }
     return { more, positions }
   }
 
-  private deliver (group: string, reply: WireFeedReply): void {
-    for (const ev of reply.events) {
-      this.cursor[group] = { t: reply.term, s: ev.seq }
+  /** Sends events in order; `next` (undefined: some are held back) is where the group's cursor then stands. */
+  private deliver (group: string, term: number, events: readonly WireFeedEvent[], next: number | undefined): void {
+    for (const ev of events) {
+      this.cursor[group] = { t: term, s: ev.seq }
       const data: WatchEventData = { key: ev.key, etag: ev.etag, group }
       if (ev.contentType !== undefined) data.contentType = ev.contentType
       if (ev.reason !== undefined) data.reason = ev.reason
       this.o.out.write(sseEvent(ev.op, encodeCursor(this.cursor), data))
     }
-    this.cursor[group] = { t: reply.term, s: reply.next }
+    if (next !== undefined) this.cursor[group] = { t: term, s: next }
   }
 
   private progress (positions: Map<string, number>): void {

@@ -45,7 +45,7 @@ export function registerFeedApi (app: FastifyInstance, ctx: FeedApiContext): voi
     const storePosition = store.position()
     const durable = view.peers.length === 0 ? storePosition : Math.min(ctx.durable(), storePosition)
     const floor = store.feed.floor()
-    const answer: WireFeedReply = { group: view.group ?? '', term: view.term, position: durable, floor, events: [], next: durable }
+    const answer: WireFeedReply = { group: view.group ?? '', term: view.term, position: durable, stored: storePosition, floor, events: [], next: durable }
     if (q.after === undefined) return reply.send(answer)
     const after = integer(Number(q.after), 'after', 0, Number.MAX_SAFE_INTEGER)
     if (judgeFeedCursor(after, floor, storePosition) === 'compacted') {

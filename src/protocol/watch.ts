@@ -76,6 +76,8 @@ export interface WireFeedReply {
   term: number
   /** The durable position: no entry past it is answered yet. */
   position: number
+  /** The node's log position (durable or not) when it answered: a barrier for per-key order across a rebalance. */
+  stored: number
   /** Entries at or below it may be compacted away. */
   floor: number
   events: WireFeedEvent[]

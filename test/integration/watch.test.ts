@@ -2,6 +2,7 @@ import t from 'tap'
 import { createClient, KvError, type KvClient, type WatchEvent } from '../../src/client'
 import { waitFor } from '../harness/cluster'
 import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls } from '../harness/replication'
+import { addGroup, removeGroup, waitForRebalance } from '../harness/rebalance'
 import { checkWatchHistory, type KeyChain, type SeenEvent } from '../harness/watch-history'
 
 /**
@@ -111,6 +112,63 @@ t.test('a watcher sees every acknowledged write in order through a primary SIGKI
   resumed.stop()
   watcher.stop()
   await Promise.all([resumed.done.catch(() => undefined), watcher.done.catch(() => undefined)])
+})
+
+t.test('a watcher sees every acknowledged write in order while a group is added and removed again', async (t) => {
+  const c = await startReplicatedCluster(t, { name: 'watch-rebalance', groups: 2, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '300'] })
+  const client = createClient({ url: c.routerUrl, retryTimeoutMs: 30_000, timeoutMs: 30_000 })
+  t.teardown(async () => { await client.close() })
+  const prefix = `wr-${Date.now().toString(36)}/`
+  // Rows for the rebalance to copy (throttled), so the handover lasts while writes go on.
+  const preload = await client.putMany(Array.from({ length: 1200 }, (_, i) => ({ key: `${prefix}pre/${i}`, value: 'p' })))
+  t.equal(preload.filter((r) => r instanceof KvError).length, 0, 'preloaded')
+  const watcher = record(client, prefix)
+  t.teardown(async () => { watcher.stop(); await watcher.done.catch(() => undefined) })
+  await waitFor(() => watcher.progress > 0, 30_000, 'the stream started')
+
+  const chains = new Map<string, KeyChain>()
+  let stop = false
+  let ops = 0
+  const writer = async (w: number): Promise<void> => {
+    const keys = Array.from({ length: KEYS_PER_WRITER }, (_, i) => `${prefix}${w}-${i}`)
+    for (const k of keys) chains.set(k, { writes: [] })
+    for (let n = 0; !stop; n++) {
+      const key = keys[n % keys.length]!
+      try {
+        chains.get(key)!.writes.push((await client.put(key, `${key}#${n}`)).etag)
+      } catch {
+        chains.get(key)!.writes.push(null)
+      }
+      ops++
+    }
+  }
+  const writers = Promise.all(Array.from({ length: WRITERS }, async (_, w) => { await writer(w) }))
+  t.teardown(async () => { stop = true; await writers })
+  try {
+    await waitFor(() => ops > 200, 60_000, 'writes under way')
+    const g3 = await c.addNode('g3', 'g3')
+    const added = await addGroup(c.http, c.routerUrl, { id: 'g3', url: g3.url, weight: 1 })
+    t.equal(added.status, 202, `g3 added: ${added.text.slice(0, 120)}`)
+    await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { timeoutMs: 120_000, what: 'the add done' })
+    const removed = await removeGroup(c.http, c.routerUrl, 'g3')
+    t.equal(removed.status, 202, `g3 removed: ${removed.text.slice(0, 120)}`)
+    await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done' && p.kind === 'remove', { timeoutMs: 120_000, what: 'the removal done' })
+    const after = ops
+    await waitFor(() => ops > after + 100, 60_000, 'writes after the removal')
+  } finally {
+    stop = true
+    await writers
+  }
+  const mark = watcher.progress
+  await waitFor(() => watcher.progress >= mark + 2, 30_000, 'progress after the writes')
+  const acked = [...chains.values()].reduce((n, ch) => n + ch.writes.filter((w) => w !== null).length, 0)
+  const moved = watcher.events.filter((e) => e.type === 'put' && e.reason === 'moved').length
+  t.comment(`${ops} writes (${acked} acknowledged), ${watcher.events.length} events (${moved} moved copies)`)
+  t.ok(watcher.events.some((e) => e.type !== 'progress' && e.group === 'g3'), 'events came from the added group too')
+  const problems = checkWatchHistory(chains, seen(watcher.events))
+  t.same(problems.slice(0, 20), [], `every acknowledged write seen, in order per key, across both moves (${problems.length} problems)`)
+  watcher.stop()
+  await watcher.done.catch(() => undefined)
 })
 
 t.test('bad cursors are a 400; a compacted one an explicit cursor_compacted with a restart cursor', async (t) => {

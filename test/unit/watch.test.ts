@@ -2,7 +2,9 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { decodeCursor, encodeCursor, judgeFeedCursor, sseEvent } from '../../src/protocol/watch'
+import { decodeCursor, encodeCursor, judgeFeedCursor, sseEvent, type WireFeedEvent, type WireFeedReply } from '../../src/protocol/watch'
+import type { RoutingTable } from '../../src/membership/routing-table'
+import { HandoverGate, movingFrom } from '../../router/watch-handover'
 import { parseFrames } from '../../src/client/watch'
 import { admitStream, resumeCursor } from '../../router/watch-routes'
 import { judgeKeyEvents } from '../harness/watch-history'
@@ -84,4 +86,36 @@ t.test('the change feed keeps every change, ships with replication, and compacts
   p.put('moving', Buffer.from('x'), 'text/plain')
   new MigrationStore(target).importIfAbsent(new MigrationStore(p).scanMoving(6, 100, () => true, 1 << 20), () => {})
   t.match(target.feed.range(0, 100, 100), [{ key: 'moving', reason: 'moved', deleted: false }], 'an imported key shows in the target\'s feed as moved')
+})
+
+t.test('across a rebalance, a target\'s events of moving keys wait for the source\'s feed to pass a barrier read after them', async (t) => {
+  // The table as the gate sees it: key "m…" moves from g1 (primary http://g1) to g3; the rest stay.
+  const table = { epoch: 5, map: { handover: { previous: [] } }, handoverSourceOf: (key: string) => key.startsWith('m') ? 'http://g1' : undefined } as unknown as RoutingTable
+  const groupOfPrimary = new Map([['http://g1', 'g1'], ['http://g3', 'g3']])
+  const inMap = new Set(['g1', 'g3'])
+  const ev = (seq: number, key: string): WireFeedEvent => ({ seq, key, op: 'put', etag: `"${seq}"` })
+  const reply = (events: WireFeedEvent[], position: number, stored: number, next = position): WireFeedReply => ({ group: '', term: 1, position, stored, floor: 0, events, next })
+  t.equal(movingFrom(table, 'm1', 'g3', groupOfPrimary), 'g1')
+  t.equal(movingFrom(table, 'm1', 'g1', groupOfPrimary), undefined, 'not moving into its own source')
+  t.equal(movingFrom(table, 's1', 'g3', groupOfPrimary), undefined)
+
+  const gate = new HandoverGate()
+  gate.nextRound()
+  const now = gate.admit(table, 'g3', reply([ev(1, 's1'), ev(2, 'm1'), ev(3, 's2')], 3, 3), groupOfPrimary)
+  t.same(now.map((e) => e.seq), [1], 'events before the first moving key go; from it on they wait')
+  t.ok(gate.isHeld('g3'))
+  t.same(gate.release(table, new Map([['g1', reply([], 100, 100)]]), inMap), [], 'not released by a source read of the same round')
+  gate.nextRound()
+  t.same(gate.release(table, new Map([['g1', reply([], 90, 120)]]), inMap), [], 'the next round sets the barrier (120): not passed at 90')
+  gate.nextRound()
+  const released = gate.release(table, new Map([['g1', reply([], 120, 130)]]), inMap)
+  t.same(released.map(([g, h]) => [g, h.events.map((e) => e.seq), h.next]), [['g3', [2, 3], 3]], 'released once the source passed the barrier')
+  t.notOk(gate.isHeld('g3'))
+  t.same(gate.admit(table, 'g3', reply([ev(4, 'm2')], 4, 4), groupOfPrimary).map((e) => e.seq), [4], 'and this handover needs no more barriers')
+
+  const other = new HandoverGate()
+  other.nextRound()
+  other.admit(table, 'g3', reply([ev(1, 'm1')], 1, 1), groupOfPrimary)
+  other.nextRound()
+  t.equal(other.release(table, new Map(), new Set(['g3'])).length, 1, 'a source that left the map holds nothing back')
 })
