@@ -98,7 +98,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     maxBatchBytes: config.maxBatchBytes,
     isDraining: () => draining
   })
-  registerWatchRoutes(app, { table: () => coord.table, nodes: coord.nodes, credentials, log })
+  registerWatchRoutes(app, { registry: metrics.registry, table: () => coord.table, nodes: coord.nodes, credentials, log })
   const rebalancer = await Rebalancer.open({
     registry: coord.registry,
     log,

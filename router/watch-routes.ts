@@ -5,7 +5,8 @@ import type { RoutingTable } from '../src/membership/routing-table'
 import type { PeerCredentials } from '../src/auth/peer'
 import { authorizeKey, principalName } from '../src/auth/client-guard'
 import { ShardKvError } from '../src/protocol/errors'
-import { WATCH_PATH } from '../src/protocol/wire'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import { METRIC_PREFIX, WATCH_PATH } from '../src/protocol/wire'
 import { decodeCursor, type WatchCursor } from '../src/protocol/watch'
 import { WATCH_SCHEMA } from '../src/protocol/schemas'
 import { documented } from './openapi'
@@ -20,6 +21,8 @@ import { WatchStream } from './watch-stream'
  */
 
 export interface WatchRoutesOptions {
+  /** The router's metrics registry: open streams and events sent are counted there. */
+  registry: Registry
   table: () => RoutingTable
   nodes: PeerDirectory
   credentials: PeerCredentials
@@ -48,6 +51,8 @@ export function registerWatchRoutes (app: FastifyInstance, o: WatchRoutesOptions
   const feeds = new FeedClient(o.credentials, o.nodes)
   const open = new Map<string, number>()
   const streams = new Set<WatchStream>()
+  void new Gauge({ name: `${METRIC_PREFIX}router_watch_streams`, help: 'Open watch streams.', registers: [o.registry], collect () { this.set(streams.size) } })
+  const sent = new Counter({ name: `${METRIC_PREFIX}router_watch_events_total`, help: 'Change events sent on watch streams (all streams).', registers: [o.registry] })
 
   // No HEAD twin: it would open a stream to send nothing.
   app.get(WATCH_PATH, { exposeHeadRoute: false, ...documented(WATCH_SCHEMA) }, async (request, reply) => {
@@ -63,7 +68,7 @@ export function registerWatchRoutes (app: FastifyInstance, o: WatchRoutesOptions
     }
     open.set(who, count + 1)
     const out = new PassThrough()
-    const stream = new WatchStream({ out, table: o.table, feeds, prefix, since, pollMs: POLL_MS, progressMs: PROGRESS_MS })
+    const stream = new WatchStream({ out, table: o.table, feeds, prefix, since, pollMs: POLL_MS, progressMs: PROGRESS_MS, onEvents: (n) => { sent.inc(n) } })
     streams.add(stream)
     reply.raw.on('close', () => { stream.close() })
     void stream.run().catch((err: unknown) => {

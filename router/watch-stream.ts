@@ -30,6 +30,8 @@ export interface WatchStreamOptions {
   since: WatchCursor | undefined
   pollMs: number
   progressMs: number
+  /** Counts events sent (metrics). */
+  onEvents: (count: number) => void
 }
 
 /** Entries asked per feed read. */
@@ -142,6 +144,7 @@ export class WatchStream {
       this.o.out.write(sseEvent(ev.op, encodeCursor(this.cursor), data))
     }
     if (next !== undefined) this.cursor[group] = { t: term, s: next }
+    if (events.length > 0) this.o.onEvents(events.length)
   }
 
   private progress (positions: Map<string, number>): void {

@@ -8,6 +8,7 @@ import type { RequestStamp } from '../protocol/request-id'
 import { AppliedRequests } from './applied-requests'
 import { expiryOf, isExpired } from '../protocol/ttl'
 import { ChangeFeed } from './feed'
+import type { NodeStats } from '../protocol/node-answers'
 import { readLogWindow, type LogWindow } from './log-window'
 
 export { byteBoundedEnd, type LogWindow } from './log-window'
@@ -329,9 +330,9 @@ export class KvStore {
     return Number(this.readMeta(META.seq) ?? 0)
   }
 
-  stats (): { keys: number, tombstones: number, position: number } {
+  stats (): NodeStats {
     const row = this.db.prepare('SELECT SUM(deleted = 0) AS keys, SUM(deleted = 1) AS tombstones FROM kv').get() as { keys: number | null, tombstones: number | null }
-    return { keys: row.keys ?? 0, tombstones: row.tombstones ?? 0, position: this.position() }
+    return { keys: row.keys ?? 0, tombstones: row.tombstones ?? 0, position: this.position(), feed: this.feed.stats() }
   }
 
   /** The term under which this node's data was written or shipped to it. */
