@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { groupSpec, launchRouter, launchShard, type LaunchedProcess } from '../src/local/launcher'
+import { groupSpec, launchControlPlane, launchShard, type LaunchedProcess } from '../src/local/launcher'
 import type { BenchContext } from './context'
 import { benchKey, preloadBatched } from './preload'
 
@@ -76,15 +76,19 @@ export async function startBenchCluster (ctx: BenchContext, opts: BenchClusterOp
     if (failed !== undefined) throw failed.reason
     const groups = settled.map((s) => (s as PromiseFulfilledResult<LaunchedProcess[]>).value)
     const shards = groups.map((g) => g[0] as LaunchedProcess)
-    const router = started(await launchRouter({
+    const plane = await launchControlPlane({
       ...common,
-      name: `${opts.name}-router`,
-      dataDir: join(dir, 'router'),
-      logFile: join(dir, 'logs', 'router.log'),
+      coordinatorName: `${opts.name}-coordinator`,
+      routerName: `${opts.name}-router`,
+      dataDir: join(dir, 'coordinator'),
+      logFile: join(dir, 'logs', 'coordinator.log'),
+      routerLogFile: join(dir, 'logs', 'router.log'),
       groups: groups.map(([primary, ...replicas], i) => groupSpec(ids[i] as string, primary as LaunchedProcess, undefined, replicas)),
       nodeArgs: opts.routerNodeArgs,
       extraArgs: opts.routerArgs
-    }))
+    })
+    started(plane.coordinator)
+    const router = started(plane.router)
     const keys: string[] = []
     return {
       dir,

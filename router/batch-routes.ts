@@ -8,7 +8,7 @@ import { authorizeOps, principalName } from '../src/auth/client-guard'
 import type { BatchForwarder } from './batch-forward'
 import type { RouterMetrics } from './metrics'
 import { BATCH_REFUSED_SCHEMA, BATCH_SCHEMA } from '../src/protocol/schemas'
-import { documented } from './openapi'
+import { documented } from '../src/http/openapi'
 
 /**
  * POST /batch on the router: validate the whole batch (nothing is forwarded when any op

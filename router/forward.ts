@@ -8,7 +8,7 @@ import { kvPath } from '../src/protocol/key'
 import { HEADER } from '../src/protocol/wire'
 import type { RouterMetrics } from './metrics'
 import type { RoutingTable } from '../src/membership/routing-table'
-import type { NodeClient } from './node-client'
+import type { NodeClient } from '../src/peer/node-client'
 import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
 import { withPeerTls, type PeerTls } from '../src/auth/tls'
 

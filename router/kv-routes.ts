@@ -11,7 +11,7 @@ import type { KvForward, ForwardRequest, ForwardResult, KvMethod } from './forwa
 import { authorizeKey, principalName } from '../src/auth/client-guard'
 import type { Principal } from '../src/auth/tokens'
 import { KV_SCHEMAS } from '../src/protocol/schemas'
-import { documented } from './openapi'
+import { documented } from '../src/http/openapi'
 
 /**
  * The data API as the router serves it: check what can be checked without the

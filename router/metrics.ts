@@ -1,7 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { BatchOp } from '../src/protocol/batch'
 import { METRIC_PREFIX } from '../src/protocol/wire'
-import type { GroupView, NodeView } from '../src/protocol/cluster-view'
 
 /**
  * The router's Prometheus metrics, in a registry of its own (not prom-client's global
@@ -16,10 +15,6 @@ import type { GroupView, NodeView } from '../src/protocol/cluster-view'
 const PREFIX = `${METRIC_PREFIX}router_`
 const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const
 
-/** The parts of the cluster view (src/protocol/cluster-view.ts) the replication gauges show. */
-export type NodeReplicationView = Pick<NodeView, 'url' | 'role' | 'position' | 'lag'> & { group: string }
-export type GroupRedundancyView = Pick<GroupView, 'inSyncReplicas' | 'redundancy'> & { group: string }
-
 interface RequestSeries {
   count: { inc: () => void }
   duration: { observe: (seconds: number) => void }
@@ -30,14 +25,12 @@ export class RouterMetrics {
   private readonly requests: Counter<'method' | 'status_class'>
   private readonly duration: Histogram<'method' | 'status_class'>
   private readonly retries: Counter<'code'>
-  private readonly nodeUp: Gauge<'group' | 'url'>
-  private readonly failovers: Counter<'group'>
   private readonly batches: Counter
   private readonly batchOps: { get: { inc: (n: number) => void }, put: { inc: (n: number) => void }, delete: { inc: (n: number) => void } }
   private readonly batchUpstream: Counter<'path'>
   private readonly series = new Map<string, RequestSeries[]>()
 
-  constructor (epoch: () => number, nodes: () => NodeReplicationView[] = () => [], groups: () => GroupRedundancyView[] = () => []) {
+  constructor (epoch: () => number) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX })
     this.requests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'Requests answered by the router, by method and status class.', labelNames: ['method', 'status_class'], registers })
@@ -49,9 +42,7 @@ export class RouterMetrics {
       registers
     })
     this.retries = new Counter({ name: `${PREFIX}upstream_retries_total`, help: 'Upstream calls retried after a connection-level failure, by error code.', labelNames: ['code'], registers })
-    this.nodeUp = new Gauge({ name: `${PREFIX}node_up`, help: 'Health of each shard node as last checked (1 up, 0 down).', labelNames: ['group', 'url'], registers })
     void new Gauge({ name: `${PREFIX}map_epoch`, help: 'Epoch of the cluster map the router routes by.', registers, collect () { this.set(epoch()) } })
-    this.failovers = new Counter({ name: `${PREFIX}failovers_total`, help: 'Primaries replaced by a replica, by group.', labelNames: ['group'], registers })
     this.batches = new Counter({ name: `${PREFIX}batches_total`, help: 'Valid POST /batch requests.', registers })
     const ops = new Counter({ name: `${PREFIX}batch_ops_total`, help: 'Operations in valid POST /batch requests, by op.', labelNames: ['op'], registers })
     this.batchOps = { get: ops.labels('get'), put: ops.labels('put'), delete: ops.labels('delete') }
@@ -60,46 +51,6 @@ export class RouterMetrics {
       help: 'Upstream calls made for batches: one per group sub-batch (group), one per op on a moving key (single).',
       labelNames: ['path'],
       registers
-    })
-    void new Gauge({
-      name: `${PREFIX}group_in_sync_replicas`,
-      help: 'In-sync replicas (not known to be down) of each group: how many node losses it survives.',
-      labelNames: ['group'],
-      registers,
-      collect () {
-        this.reset()
-        for (const g of groups()) this.set({ group: g.group }, g.inSyncReplicas)
-      }
-    })
-    void new Gauge({
-      name: `${PREFIX}group_redundancy_none`,
-      help: '1 while a group has replicas but none in sync (losing its primary loses the group), else 0.',
-      labelNames: ['group'],
-      registers,
-      collect () {
-        this.reset()
-        for (const g of groups()) this.set({ group: g.group }, g.redundancy === 'none' ? 1 : 0)
-      }
-    })
-    void new Gauge({
-      name: `${PREFIX}node_position`,
-      help: 'Replication position (highest seq) each shard node last reported.',
-      labelNames: ['group', 'url', 'role'],
-      registers,
-      collect () {
-        this.reset()
-        for (const n of nodes()) if (n.position !== null) this.set({ group: n.group, url: n.url, role: n.role }, n.position)
-      }
-    })
-    void new Gauge({
-      name: `${PREFIX}node_replication_lag`,
-      help: 'How many seqs each replica is behind its primary, as last reported.',
-      labelNames: ['group', 'url'],
-      registers,
-      collect () {
-        this.reset()
-        for (const n of nodes()) if (n.lag !== null) this.set({ group: n.group, url: n.url }, n.lag)
-      }
     })
   }
 
@@ -138,20 +89,8 @@ export class RouterMetrics {
     this.batchUpstream.inc({ path })
   }
 
-  countFailover (group: string): void {
-    this.failovers.inc({ group })
-  }
-
   countRetry (code: string): void {
     this.retries.inc({ code })
-  }
-
-  setNodeHealth (group: string, url: string, up: boolean): void {
-    this.nodeUp.set({ group, url }, up ? 1 : 0)
-  }
-
-  forgetNode (group: string, url: string): void {
-    this.nodeUp.remove({ group, url })
   }
 
   async render (): Promise<{ contentType: string, body: string }> {

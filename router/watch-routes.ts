@@ -9,22 +9,21 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 import { METRIC_PREFIX, WATCH_PATH } from '../src/protocol/wire'
 import { decodeCursor, type WatchCursor } from '../src/protocol/watch'
 import { WATCH_SCHEMA } from '../src/protocol/schemas'
-import { documented } from './openapi'
-import { FeedClient, type PeerDirectory } from './watch-feed-client'
+import { documented } from '../src/http/openapi'
+import { FeedClient } from './watch-feed-client'
 import { WatchStream } from './watch-stream'
 
 /**
  * `GET /watch?prefix=<p>&since=<cursor>`: change streams (src/protocol/watch.ts has the
  * guarantees, router/watch-stream.ts the loop). The router reads the map only through
- * `table`, and the nodes' feeds only through their peer API, so the route depends on
- * nothing else of the router.
+ * `table` (nodes' peer listeners included), and the nodes' feeds only through their peer
+ * API, so the route depends on nothing else of the router.
  */
 
 export interface WatchRoutesOptions {
   /** The router's metrics registry: open streams and events sent are counted there. */
   registry: Registry
   table: () => RoutingTable
-  nodes: PeerDirectory
   credentials: PeerCredentials
   log: Logger
 }
@@ -34,6 +33,12 @@ export const MAX_STREAMS_PER_TOKEN = 32
 const POLL_MS = 100
 const PROGRESS_MS = 2000
 const ANONYMOUS = ''
+
+/** Where the map says a node serves its internal API, when apart from its data URL. */
+export function peerInMap (table: RoutingTable, url: string): string | undefined {
+  for (const g of table.map.groups) for (const n of g.nodes) if (n.url === url) return n.peer
+  return undefined
+}
 
 /** Whether one more stream fits a token's allowance. */
 export function admitStream (open: number, max: number): boolean {
@@ -48,7 +53,7 @@ export function resumeCursor (since: unknown, lastEventId: unknown): WatchCursor
 }
 
 export function registerWatchRoutes (app: FastifyInstance, o: WatchRoutesOptions): void {
-  const feeds = new FeedClient(o.credentials, o.nodes)
+  const feeds = new FeedClient(o.credentials, { peerOf: (url) => peerInMap(o.table(), url) })
   const open = new Map<string, number>()
   const streams = new Set<WatchStream>()
   void new Gauge({ name: `${METRIC_PREFIX}router_watch_streams`, help: 'Open watch streams.', registers: [o.registry], collect () { this.set(streams.size) } })

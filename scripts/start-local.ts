@@ -1,3 +1,4 @@
+import { existsSync, renameSync } from 'node:fs'
 import { isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
 import { MapFile } from '../src/membership/map-file'
@@ -14,9 +15,9 @@ import { decideLocalTls, type LocalTlsFiles } from '../src/local/certificates'
 type Credentials = LocalCredentials & { tls?: LocalTlsFiles }
 
 /**
- * `npm start`: the default local cluster — N shard nodes (groups g1..gN) and a router,
- * all on 127.0.0.1, data and logs under ./data. Data survives restarts: shard nodes
- * reopen their SQLite files and the router loads its persisted cluster map. The nodes
+ * `npm start`: the default local cluster — N shard nodes (groups g1..gN), a coordinator
+ * and a router, all on 127.0.0.1, data and logs under ./data. Data survives restarts: shard
+ * nodes reopen their SQLite files and the coordinator loads its persisted cluster map. The nodes
  * run are those of ./data/nodes.json (written from the flags on a first start, edited
  * by add-shard and friends); every one is supervised (src/local/managed-cluster.ts).
  * Secure by default: every process gets the cluster secret and the tokens file of
@@ -29,10 +30,10 @@ const HOST = '127.0.0.1'
 const help = (usage: string): string => `Usage: ${usage} [options]        (or: node dist/scripts/start-local.js [options])
 
 Starts a local shardkv cluster on ${HOST}: one shard node per group (g1..gN, group i on
-base-port + i - 1) and a router in front of them. A node or the router that exits
-unexpectedly is restarted from its data directory (back-off; given up after a crash loop).
-Nodes added with add-shard / add-replica run under this launcher too. Ctrl-C stops the
-router, then the shards. Data stays in the data directory, so the next start serves the
+base-port + i - 1), a coordinator (router port + 10) and a router in front of them. A
+process that exits unexpectedly is restarted from its data directory (back-off; given up
+after a crash loop). Nodes added with add-shard / add-replica run under this launcher too.
+Ctrl-C stops the router, the coordinator, then the shards. Data stays in the data directory, so the next start serves the
 same keys and runs the same nodes (listed in <data-dir>/nodes.json, written on the first
 start from --groups, --replicas and --workers). Each process also gets a peer port for
 the internal API (its port + 10000; kept in nodes.json).
@@ -43,7 +44,7 @@ admin token, printed once and kept in <data-dir>/admin-token (mode 0600). Send i
 \`Authorization: Bearer <token>\`; the scripts (add-shard, ...) read it from there.
 
 Options:
-  --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/router, ./data/logs)
+  --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/coordinator, ./data/logs)
   --router-port N     router port (default 8080)
   --base-port N       first shard node port (default 7001)
   --groups N          number of shard groups (default 3; first start only)
@@ -108,7 +109,7 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
   if (values.help === true) return 'help'
   const opts: StartOptions = {
     dataDir: resolve(values['data-dir'] ?? './data'),
-    routerPort: intFlag('router-port', values['router-port'], 8080, 1, 65535),
+    routerPort: intFlag('router-port', values['router-port'], 8080, 1, 65525),
     basePort: intFlag('base-port', values['base-port'], 7001, 1, 65535),
     groups: intFlag('groups', values.groups, 3, 1, 64),
     replicas: intFlag('replicas', values.replicas, 1, 0, 4),
@@ -136,7 +137,7 @@ function shown (path: string): string {
 }
 
 /**
- * A restart with other ports or groups cannot take effect: the router ignores --group
+ * A restart with other ports or groups cannot take effect: the coordinator ignores --group
  * flags once it has a persisted map. Say so before the user wonders why.
  */
 function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): void {
@@ -151,18 +152,20 @@ function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): voi
   const persisted = new Map(map.groups.map((g) => [g.id, g.nodes.find((n) => n.role === 'primary')?.url ?? '?']))
   const same = persisted.size === planned.size && [...planned].every(([id, url]) => persisted.get(id) === url)
   if (same) return
-  console.warn(`warning: the router's persisted map (epoch ${map.epoch}) lists ${[...persisted].map(([id, url]) => `${id}=${url}`).join(', ')},`)
-  console.warn(`         not the groups started now; the router keeps using its map. Remove ${shown(routerDir)} to start afresh.`)
+  console.warn(`warning: the coordinator's persisted map (epoch ${map.epoch}) lists ${[...persisted].map(([id, url]) => `${id}=${url}`).join(', ')},`)
+  console.warn(`         not the groups started now; the coordinator keeps using its map. Remove ${shown(routerDir)} to start afresh.`)
 }
 
 function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string, creds: Credentials | undefined): string {
   const rows = [
-    { name: 'router', url: cluster.routerUrl, peer: readNodesFile(opts.dataDir)?.router?.peerPort, data: join(opts.dataDir, 'router') },
+    { name: 'router', url: cluster.routerUrl, peer: undefined, data: undefined },
+    { name: 'coordinator', url: cluster.coordinatorUrl, peer: readNodesFile(opts.dataDir)?.router?.peerPort, data: join(opts.dataDir, 'coordinator') },
     ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), peer: n.peerPort, data: n.dataDir }))
   ]
   const peerWidth = Math.max(...rows.map((r) => String(r.peer ?? '-').length))
   const urlWidth = Math.max(...rows.map((r) => r.url.length))
-  const dataWidth = Math.max(...rows.map((r) => shown(r.data).length))
+  const dataOf = (r: { data: string | undefined }): string => r.data === undefined ? '-' : shown(r.data)
+  const dataWidth = Math.max(...rows.map((r) => dataOf(r).length))
   const nameWidth = Math.max(8, ...rows.map((r) => r.name.length))
   const groups = new Set(nodes.map((n) => n.group)).size
   const base = cluster.routerUrl
@@ -172,7 +175,7 @@ function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: St
   return [
     `shardkv local cluster is up (${groups} group${groups === 1 ? '' : 's'}, ${nodes.length} shard node${nodes.length === 1 ? '' : 's'})`,
     '',
-    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  peer ${String(r.peer ?? '-').padEnd(peerWidth)}  data ${shown(r.data).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
+    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  peer ${String(r.peer ?? '-').padEnd(peerWidth)}  data ${dataOf(r).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
     '',
     ...credentialLines(creds),
     'Try:',
@@ -180,8 +183,8 @@ function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: St
     `  curl -i ${auth}${base}/kv/greeting`,
     `  curl -s ${auth}${base}/cluster`,
     '',
-    `A node or the router that dies is restarted (with back-off). add-shard / add-replica nodes join this cluster.`,
-    `Ctrl-C stops the router, then the shard nodes. Data stays in ${shown(opts.dataDir)}.`
+    `A node, the coordinator or the router that dies is restarted (with back-off). add-shard / add-replica nodes join this cluster.`,
+    `Ctrl-C stops the router, the coordinator, then the shard nodes. Data stays in ${shown(opts.dataDir)}.`
   ].join('\n')
 }
 
@@ -210,6 +213,11 @@ function say (line: string): void {
   console.log(`start-local: ${line}`)
 }
 
+/** The coordinator listens 10 above the router (8090 beside 8080): its admin API, which the router relays. */
+function coordinatorPortOf (opts: StartOptions): number {
+  return opts.routerPort + 10
+}
+
 /** The supervised cluster, printing one line per supervisor event (first starts are in the summary). */
 function managedCluster (opts: StartOptions, logDir: string, creds: Credentials | undefined): ManagedCluster {
   const tls = creds?.tls === undefined ? {} : { tlsCertFile: creds.tls.cert, tlsKeyFile: creds.tls.key, tlsCaFile: creds.tls.ca }
@@ -218,6 +226,7 @@ function managedCluster (opts: StartOptions, logDir: string, creds: Credentials 
     dataDir: opts.dataDir,
     host: HOST,
     routerPort: opts.routerPort,
+    coordinatorPort: coordinatorPortOf(opts),
     logDir,
     policy: { ...PROCESS_RESTART_POLICY, firstDelayMs: opts.restartDelayMs },
     onEvent: (e) => {
@@ -230,10 +239,23 @@ function managedCluster (opts: StartOptions, logDir: string, creds: Credentials 
   })
 }
 
+/**
+ * A data dir from before the coordinator was its own process keeps the map in
+ * <data>/router: it becomes <data>/coordinator, once, so the cluster keeps its map.
+ */
+function moveRouterDir (dataDir: string): void {
+  const old = join(dataDir, 'router')
+  const now = join(dataDir, 'coordinator')
+  if (!existsSync(join(old, 'cluster.json')) || existsSync(now)) return
+  renameSync(old, now)
+  say(`moved the cluster map from ${shown(old)} to ${shown(now)} (the coordinator keeps it now)`)
+}
+
 /** The nodes file's nodes; on a first start, the flags' (written as the nodes file). */
 function nodesToRun (cluster: ManagedCluster, opts: StartOptions): NodeEntry[] {
+  moveRouterDir(opts.dataDir)
   const hadNodesFile = readNodes(opts.dataDir) !== undefined
-  if (!hadNodesFile) warnIfMapDiffers(join(opts.dataDir, 'router'), new Map(initialNodes(opts).filter((n) => n.name === n.group).map((n) => [n.group, cluster.urlOf(n)])))
+  if (!hadNodesFile) warnIfMapDiffers(join(opts.dataDir, 'coordinator'), new Map(initialNodes(opts).filter((n) => n.name === n.group).map((n) => [n.group, cluster.urlOf(n)])))
   const nodes = cluster.desiredNodes(initialNodes(opts))
   if (hadNodesFile) say(`running the ${nodes.length} shard nodes listed in ${shown(join(opts.dataDir, NODES_FILE))} (--groups and --replicas apply to a first start only)`)
   return nodes
@@ -244,7 +266,8 @@ function plannedPorts (opts: StartOptions, nodes: readonly NodeEntry[]): Array<{
   const routerPeer = readNodesFile(opts.dataDir)?.router?.peerPort
   return [
     { name: 'router', port: opts.routerPort },
-    ...(routerPeer === undefined ? [] : [{ name: 'router peer', port: routerPeer }]),
+    { name: 'coordinator', port: coordinatorPortOf(opts) },
+    ...(routerPeer === undefined ? [] : [{ name: 'coordinator peer', port: routerPeer }]),
     ...nodes.flatMap((n) => [{ name: n.name, port: n.port }, ...(n.peerPort === undefined ? [] : [{ name: `${n.name} peer`, port: n.peerPort }])])
   ]
 }
@@ -331,14 +354,14 @@ export async function startLocal (args: string[], usage = 'npm start --'): Promi
       process.exit(1)
     }
     stopping = true
-    console.log(`\n${why}: stopping the router, then the shard nodes...`)
+    console.log(`\n${why}: stopping the router, the coordinator, then the shard nodes...`)
     await cluster.stop().catch((err: unknown) => console.error(`start-local: ${(err as Error).message}`))
     console.log(`stopped. Data kept in ${shown(dataDir)}.`)
     process.exit(0)
   }
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { void shutdown(sig) })
 
-  console.log(`starting ${nodes.length} shard node${nodes.length === 1 ? '' : 's'} and a router (logs in ${shown(logDir)})...`)
+  console.log(`starting ${nodes.length} shard node${nodes.length === 1 ? '' : 's'}, a coordinator and a router (logs in ${shown(logDir)})...`)
   try {
     await cluster.start(nodes)
   } catch (err) {

@@ -79,9 +79,9 @@ export const NO_PEER_CREDENTIALS: PeerCredentials = Object.freeze({ secret: unde
  * Every process reads them itself (a shard supervisor and each of its workers), so no
  * secret travels through an environment variable or IPC. Throws ConfigError.
  */
-export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile: string, port: number, peerPort: number }): PeerCredentials {
+export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile: string, port: number, peerPort?: number }): PeerCredentials {
   // One port for both would hand peers' and clients' connections to whichever listener the kernel picks.
-  if (config.peerPort > 0 && config.peerPort === config.port) throw new ConfigError(`--peer-port ${config.peerPort} is the data port; give the peer listener its own port (or -1)`)
+  if (config.peerPort !== undefined && config.peerPort > 0 && config.peerPort === config.port) throw new ConfigError(`--peer-port ${config.peerPort} is the data port; give the peer listener its own port (or -1)`)
   let secret: PeerSecret | undefined
   if (config.clusterSecretFile !== '') {
     try {
@@ -91,8 +91,8 @@ export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile:
     }
   }
   const tls = loadPeerTls(config)
-  // The data port serves direct clients, who have no peer certificate to present.
-  if (tls !== undefined && config.peerPort < 0) throw new ConfigError('--peer-tls-cert/-key/-ca need a peer listener: set --peer-port')
+  // A listener that serves peers must be its own: the data port serves direct clients, who have no peer certificate (a router has no peer listener, and uses the TLS only toward peers).
+  if (tls !== undefined && config.peerPort !== undefined && config.peerPort < 0) throw new ConfigError('--peer-tls-cert/-key/-ca need a peer listener: set --peer-port')
   return { secret, tls }
 }
 

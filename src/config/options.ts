@@ -91,9 +91,7 @@ export const SHARD_OPTIONS = {
 export const ROUTER_OPTIONS = {
   host: { flag: 'host', env: 'SHARDKV_ROUTER_HOST', kind: 'string', default: '127.0.0.1', help: 'Address the router listens on.' },
   port: { flag: 'port', env: 'SHARDKV_ROUTER_PORT', kind: 'integer', default: 8080, min: 0, help: 'TCP port (0 picks a free one and logs it).' },
-  dataDir: { flag: 'data-dir', env: 'SHARDKV_ROUTER_DATA_DIR', kind: 'string', default: './data/router', help: 'Directory holding the persisted cluster map (cluster.json).' },
-  groups: { flag: 'group', env: 'SHARDKV_GROUPS', kind: 'list', default: [], help: 'Initial groups as id=url[@weight], repeatable (env: comma-separated). Used only when no map is persisted yet.' },
-  vnodes: { flag: 'vnodes', env: 'SHARDKV_VNODES', kind: 'integer', default: 2048, min: 1, help: 'Ring points per unit of group weight (stored with the map; fixed once the map exists).' },
+  coordinator: { flag: 'coordinator', env: 'SHARDKV_COORDINATOR', kind: 'string', default: '', help: 'URL of the coordinator whose map this router follows, and to which it relays the admin API, GET /cluster and the dashboard.' },
   maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
   maxBatchOps: { flag: 'max-batch-ops', env: 'SHARDKV_MAX_BATCH_OPS', kind: 'integer', default: 1000, min: 1, help: 'Most operations in one POST /batch.' },
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },
@@ -105,18 +103,59 @@ export const ROUTER_OPTIONS = {
   upstreamTimeoutMs: { flag: 'upstream-timeout-ms', env: 'SHARDKV_UPSTREAM_TIMEOUT_MS', kind: 'integer', default: 6000, min: 1, help: 'Longest wait for a shard\'s response headers.' },
   readCoalesceMaxKeys: { flag: 'read-coalesce-max-keys', env: 'SHARDKV_READ_COALESCE_MAX_KEYS', kind: 'integer', default: 64, min: 1, help: 'Most concurrent GETs for one primary the router sends upstream as one batch (keep it at most the nodes\' --max-batch-ops); 1 sends every GET alone.' },
   connections: { flag: 'connections', env: 'SHARDKV_UPSTREAM_CONNECTIONS', kind: 'integer', default: 64, min: 1, help: 'Kept-alive connections per shard node in the router\'s undici pool.' },
-  rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
-  rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 20000, min: 0, help: 'Throttle on rows scanned per second during a rebalance, to bound client latency (0: unthrottled).' },
-  healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 500, min: 50, help: 'How often the coordinator checks every node\'s /healthz and renews primaries\' leases.' },
-  leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 1500, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal.' },
-  failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Missed lease renewals in a row after which (once its lease ran out) a primary is replaced.' },
-  peerPort: { flag: 'peer-port', env: 'SHARDKV_ROUTER_PEER_PORT', kind: 'integer', default: -1, min: -1, help: 'TCP port of the router\'s peer listener (replicas\' in-sync requests to the coordinator); -1 serves it on the client port (still authenticated), 0 picks a free one.' },
   ...CREDENTIAL_OPTIONS,
   rateLimitPerToken: { flag: 'rate-limit-per-token', env: 'SHARDKV_RATE_LIMIT_PER_TOKEN', kind: 'integer', default: 0, min: 0, help: 'Most requests one client token may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
   rateLimitPerIp: { flag: 'rate-limit-per-ip', env: 'SHARDKV_RATE_LIMIT_PER_IP', kind: 'integer', default: 0, min: 0, help: 'Most requests one client address may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
   rateLimitWindowMs: { flag: 'rate-limit-window-ms', env: 'SHARDKV_RATE_LIMIT_WINDOW_MS', kind: 'integer', default: 1000, min: 100, help: 'The window the rate limits count in.' },
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable
+
+export const COORDINATOR_OPTIONS = {
+  host: { flag: 'host', env: 'SHARDKV_COORDINATOR_HOST', kind: 'string', default: '127.0.0.1', help: 'Address the coordinator listens on.' },
+  port: { flag: 'port', env: 'SHARDKV_COORDINATOR_PORT', kind: 'integer', default: 8090, min: 0, help: 'TCP port of the admin API and the cluster view (0 picks a free one and logs it).' },
+  peerPort: { flag: 'peer-port', env: 'SHARDKV_COORDINATOR_PEER_PORT', kind: 'integer', default: -1, min: -1, help: 'TCP port of the coordinator\'s peer listener (routers following the map, replicas\' in-sync requests); -1 serves it on the client port (still authenticated), 0 picks a free one.' },
+  advertiseUrl: { flag: 'advertise-url', env: 'SHARDKV_COORDINATOR_ADVERTISE_URL', kind: 'string', default: '', help: 'The peer URL nodes and routers reach this coordinator at, when not the one it listens on (another machine, a container, a Service).' },
+  dataDir: { flag: 'data-dir', env: 'SHARDKV_COORDINATOR_DATA_DIR', kind: 'string', default: './data/coordinator', help: 'Directory holding the persisted cluster map (cluster.json) with the file registry.' },
+  groups: { flag: 'group', env: 'SHARDKV_GROUPS', kind: 'list', default: [], help: 'Initial groups as id=url[@weight], repeatable (env: comma-separated). Used only when no map is persisted yet.' },
+  vnodes: { flag: 'vnodes', env: 'SHARDKV_VNODES', kind: 'integer', default: 2048, min: 1, help: 'Ring points per unit of group weight (stored with the map; fixed once the map exists).' },
+  headersTimeoutMs: { flag: 'headers-timeout-ms', env: 'SHARDKV_HEADERS_TIMEOUT_MS', kind: 'integer', default: 10_000, min: 100, help: 'A client must send its request headers within this (else 408 and the connection is closed).' },
+  requestTimeoutMs: { flag: 'request-timeout-ms', env: 'SHARDKV_REQUEST_TIMEOUT_MS', kind: 'integer', default: 30_000, min: 100, help: 'A client must send its whole request, body included, within this (else 408 and the connection is closed).' },
+  idleTimeoutMs: { flag: 'idle-timeout-ms', env: 'SHARDKV_IDLE_TIMEOUT_MS', kind: 'integer', default: 65_000, min: 100, help: 'A kept-alive connection with no request in flight is closed after this.' },
+  maxConnections: { flag: 'max-connections', env: 'SHARDKV_MAX_CONNECTIONS', kind: 'integer', default: 4096, min: 1, help: 'Most client connections one process holds open (each shard worker, the router); further ones are closed at once.' },
+  rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
+  rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 20000, min: 0, help: 'Throttle on rows scanned per second during a rebalance, to bound client latency (0: unthrottled).' },
+  healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 500, min: 50, help: 'How often the coordinator checks every node\'s /healthz and renews primaries\' leases.' },
+  leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 1500, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal.' },
+  failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Missed lease renewals in a row after which (once its lease ran out) a primary is replaced.' },
+  retryTimeoutMs: { flag: 'retry-timeout-ms', env: 'SHARDKV_RETRY_TIMEOUT_MS', kind: 'integer', default: 3000, min: 0, help: 'The routers\' retry budget: a switchover gives up within half of it, so clients\' writes wait rather than fail.' },
+  ...CREDENTIAL_OPTIONS,
+  rateLimitPerToken: { flag: 'rate-limit-per-token', env: 'SHARDKV_RATE_LIMIT_PER_TOKEN', kind: 'integer', default: 0, min: 0, help: 'Most requests one client token may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
+  rateLimitPerIp: { flag: 'rate-limit-per-ip', env: 'SHARDKV_RATE_LIMIT_PER_IP', kind: 'integer', default: 0, min: 0, help: 'Most requests one client address may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
+  rateLimitWindowMs: { flag: 'rate-limit-window-ms', env: 'SHARDKV_RATE_LIMIT_WINDOW_MS', kind: 'integer', default: 1000, min: 100, help: 'The window the rate limits count in.' },
+  logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
+} as const satisfies OptionTable
+
+/**
+ * Splits command-line flags between two processes by which option table knows each
+ * (`--flag value`, `--flag=value`, or a boolean `--flag`); a flag both know goes to both,
+ * one neither knows to the first (which refuses it with its usual message).
+ */
+export function splitFlags (args: readonly string[], first: OptionTable, second: OptionTable): { first: string[], second: string[] } {
+  const specOf = (table: OptionTable, flag: string): OptionSpec | undefined => Object.values(table).find((s) => s.flag === flag)
+  const out = { first: [] as string[], second: [] as string[] }
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string
+    const name = arg.startsWith('--') ? arg.slice(2).split('=')[0] as string : ''
+    const a = specOf(first, name)
+    const b = specOf(second, name)
+    const spec = a ?? b
+    const takesValue = spec !== undefined && spec.kind !== 'boolean' && !arg.includes('=') && i + 1 < args.length
+    const chunk = takesValue ? [arg, args[++i] as string] : [arg]
+    if (a !== undefined || b === undefined) out.first.push(...chunk)
+    if (b !== undefined) out.second.push(...chunk)
+  }
+  return out
+}
 
 function convert (spec: OptionSpec, raw: string | string[], source: string): string | number | boolean | string[] {
   switch (spec.kind) {
@@ -196,3 +235,4 @@ export function usage (command: string, summary: string, table: OptionTable): st
 
 export type ShardConfig = Config<typeof SHARD_OPTIONS>
 export type RouterConfig = Config<typeof ROUTER_OPTIONS>
+export type CoordinatorConfig = Config<typeof COORDINATOR_OPTIONS>

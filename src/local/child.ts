@@ -12,7 +12,7 @@ import { LineTail } from './line-tail'
  * url is known even when it was started with --port 0.
  */
 
-export type ServiceRole = 'shard' | 'router'
+export type ServiceRole = 'shard' | 'router' | 'coordinator'
 
 export interface ExitStatus {
   code: number | null

@@ -1,9 +1,9 @@
 import { join, resolve } from 'node:path'
-import { groupSpec, launchRouter, launchShard, stopAll, type LaunchCredentials, type LaunchedProcess } from './launcher'
+import { groupSpec, launchControlPlane, launchShard, stopAll, type LaunchCredentials, type LaunchedProcess } from './launcher'
 import { peerPortFor } from './nodes-file'
 
 /**
- * A whole single-machine cluster: one shard node per group plus a router that knows
+ * A whole single-machine cluster: one shard node per group plus a coordinator and a router that know
  * them, started once and not supervised (the benchmark: free ports, a temp dir). `npm
  * start` runs a supervised cluster instead (managed-cluster.ts), with the same launcher.
  * With fixed ports every process also gets a peer listener on its port + 10000, as npm
@@ -12,7 +12,7 @@ import { peerPortFor } from './nodes-file'
  */
 
 export interface LocalClusterOptions {
-  /** Shard g1 keeps its data in <dataDir>/g1, the router in <dataDir>/router. */
+  /** Shard g1 keeps its data in <dataDir>/g1, the coordinator in <dataDir>/coordinator. */
   dataDir: string
   /** A group count (named g1..gN) or explicit group ids. */
   groups: number | readonly string[]
@@ -51,7 +51,9 @@ export interface LocalShard {
 
 export interface LocalCluster {
   router: LaunchedProcess
-  routerDataDir: string
+  coordinator: LaunchedProcess
+  /** Where the coordinator keeps the map. */
+  coordinatorDataDir: string
   shards: LocalShard[]
   /** Router first, then shards: the order stopAll wants. */
   processes(): LaunchedProcess[]
@@ -104,29 +106,35 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
     throw failed.reason
   }
 
-  const routerDataDir = join(dataDir, 'router')
+  const coordinatorDataDir = join(dataDir, 'coordinator')
   let router: LaunchedProcess
+  let coordinator: LaunchedProcess
   try {
-    router = await launchRouter({
+    const plane = await launchControlPlane({
       ...common,
-      name: 'router',
-      dataDir: routerDataDir,
-      port: opts.routerPort ?? 0,
+      dataDir: coordinatorDataDir,
+      port: opts.routerPort === undefined || opts.routerPort === 0 ? 0 : opts.routerPort + 10,
+      routerPort: opts.routerPort ?? 0,
       peerPort: peerPortFor(opts.routerPort ?? 0),
       groups: shards.map((s) => groupSpec(s.group, s.process, undefined, s.replicas)),
       extraArgs: opts.routerArgs,
-      logFile: logFile('router')
+      logFile: logFile('coordinator'),
+      routerLogFile: logFile('router')
     })
+    router = plane.router
+    coordinator = plane.coordinator
+    opts.onLaunched?.(coordinator)
     opts.onLaunched?.(router)
   } catch (err) {
     await stopAll(launched).catch(() => undefined)
     throw err
   }
 
-  const processes = (): LaunchedProcess[] => [router, ...shards.flatMap((s) => [s.process, ...s.replicas])]
+  const processes = (): LaunchedProcess[] => [router, coordinator, ...shards.flatMap((s) => [s.process, ...s.replicas])]
   return {
     router,
-    routerDataDir,
+    coordinator,
+    coordinatorDataDir,
     shards,
     processes,
     stop: (timeoutMs) => stopAll(processes(), timeoutMs)

@@ -1,10 +1,11 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { LaunchError, spawnService, type LaunchedProcess } from './child'
+import { LaunchError, spawnService, type LaunchedProcess, type ServiceRole } from './child'
 import { writeNodeLaunch } from './nodes-file'
+import { COORDINATOR_OPTIONS, ROUTER_OPTIONS, splitFlags } from '../config/options'
 
 /**
- * Starts real shardkv processes (shard nodes and routers) for scripts, benchmarks and
+ * Starts real shardkv processes (shard nodes, coordinators, routers) for scripts, benchmarks and
  * integration tests. Each launch resolves once the process prints its listening event
  * and rejects, with the process's last output and no child left running, when it
  * exits early or does not get ready in time.
@@ -68,9 +69,34 @@ export interface ShardLaunchOptions extends CommonOptions {
   synchronous?: string
 }
 
-export interface RouterLaunchOptions extends CommonOptions {
+export interface CoordinatorLaunchOptions extends CommonOptions {
   /** Initial groups, `id=http://host:port[@weight]` (used only when no map is persisted yet). */
   groups?: string[]
+}
+
+/** A router keeps nothing on disk (it follows the coordinator's map), so it has no data dir. */
+export interface RouterLaunchOptions extends Omit<CommonOptions, 'peerPort' | 'dataDir'> {
+  /** The URL of the coordinator whose map the router follows. */
+  coordinator: string
+}
+
+/**
+ * A coordinator and a router started together, as a cluster's control and data planes.
+ * `dataDir` is the coordinator's; `extraArgs` are split between the two by which of them
+ * knows each flag (a flag both know goes to both), so callers name settings, not processes.
+ */
+export interface ControlPlaneLaunchOptions extends CoordinatorLaunchOptions {
+  /** The router's port (`port` is the coordinator's; default 0 for both). */
+  routerPort?: number
+  routerName?: string
+  coordinatorName?: string
+  /** The router's log file (`logFile` is the coordinator's). */
+  routerLogFile?: string
+}
+
+export interface ControlPlane {
+  coordinator: LaunchedProcess
+  router: LaunchedProcess
 }
 
 /**
@@ -78,7 +104,7 @@ export interface RouterLaunchOptions extends CommonOptions {
  * dist/<part>/main.js; when this file runs from source (a TypeScript test loader),
  * it is at src/local and the compiled parts are under dist/ at the repo root.
  */
-export function entryPoint (part: 'shards' | 'router'): string {
+export function entryPoint (part: 'shards' | 'router' | 'coordinator'): string {
   const candidates = [
     resolve(__dirname, '..', '..', part, 'main.js'),
     resolve(__dirname, '..', '..', 'dist', part, 'main.js')
@@ -95,22 +121,25 @@ function flag (args: string[], name: string, value: string | number | undefined)
 }
 
 async function launch (
-  role: 'shard' | 'router',
+  role: ServiceRole,
   name: string,
-  opts: CommonOptions,
+  opts: Omit<CommonOptions, 'dataDir'> & { dataDir?: string },
   roleArgs: string[]
 ): Promise<LaunchedProcess> {
-  const dataDir = resolve(opts.dataDir)
-  mkdirSync(dataDir, { recursive: true })
   const port = opts.port ?? 0
-  const args = ['--port', String(port), '--data-dir', dataDir]
+  const args = ['--port', String(port)]
+  if (opts.dataDir !== undefined) {
+    const dataDir = resolve(opts.dataDir)
+    mkdirSync(dataDir, { recursive: true })
+    args.push('--data-dir', dataDir)
+  }
   flag(args, 'host', opts.host)
   flag(args, 'peer-port', opts.peerPort)
   args.push(...credentialArgs(opts.credentials))
   args.push(...roleArgs, ...(opts.extraArgs ?? []))
   // spawnService runs `node <script> <args>`; node's own flags must precede the script
   // (NODE_OPTIONS refuses some, --cpu-prof among them), so the first flag takes its place.
-  const script = entryPoint(role === 'shard' ? 'shards' : 'router')
+  const script = entryPoint(role === 'shard' ? 'shards' : role)
   const [firstNodeArg, ...moreNodeArgs] = opts.nodeArgs ?? []
   try {
     return await spawnService({
@@ -147,22 +176,47 @@ export async function launchShard (opts: ShardLaunchOptions): Promise<LaunchedPr
   return p
 }
 
-export function launchRouter (opts: RouterLaunchOptions): Promise<LaunchedProcess> {
+export function launchCoordinator (opts: CoordinatorLaunchOptions): Promise<LaunchedProcess> {
   const args: string[] = []
   for (const g of opts.groups ?? []) args.push('--group', g)
-  return launch('router', opts.name ?? 'router', opts, args)
+  return launch('coordinator', opts.name ?? 'coordinator', opts, args)
+}
+
+export function launchRouter (opts: RouterLaunchOptions): Promise<LaunchedProcess> {
+  return launch('router', opts.name ?? 'router', opts, ['--coordinator', opts.coordinator])
+}
+
+/** Starts a coordinator, then a router following it; a router that fails to start takes the coordinator down with it. */
+export async function launchControlPlane (opts: ControlPlaneLaunchOptions): Promise<ControlPlane> {
+  const split = splitFlags(opts.extraArgs ?? [], COORDINATOR_OPTIONS, ROUTER_OPTIONS)
+  const coordinator = await launchCoordinator({ ...opts, name: opts.coordinatorName ?? 'coordinator', extraArgs: split.first })
+  try {
+    const { peerPort: _peer, groups: _groups, dataDir: _dir, ...common } = opts
+    const router = await launchRouter({
+      ...common,
+      name: opts.routerName ?? 'router',
+      port: opts.routerPort ?? 0,
+      logFile: opts.routerLogFile,
+      coordinator: coordinator.url,
+      extraArgs: split.second
+    })
+    return { coordinator, router }
+  } catch (err) {
+    await coordinator.stop().catch(() => undefined)
+    throw err
+  }
 }
 
 /**
  * Stops everything given: routers first (they should stop sending traffic before the
- * shards go away), then all shard nodes in parallel. Every process is stopped even when
+ * shards go away), then coordinators, then all shard nodes in parallel. Every process is stopped even when
  * one fails; the first failure is rethrown afterwards. Undefined entries are skipped so
  * callers can pass half-started sets from a `finally`.
  */
 export async function stopAll (processes: Iterable<LaunchedProcess | undefined>, timeoutMs?: number): Promise<void> {
   const all = [...processes].filter((p): p is LaunchedProcess => p !== undefined)
   const failures: unknown[] = []
-  for (const role of ['router', 'shard'] as const) {
+  for (const role of ['router', 'coordinator', 'shard'] as const) {
     const results = await Promise.allSettled(all.filter((p) => p.role === role).map((p) => p.stop(timeoutMs)))
     for (const r of results) if (r.status === 'rejected') failures.push(r.reason)
   }

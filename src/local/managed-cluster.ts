@@ -1,13 +1,13 @@
 import { existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { launchRouter, launchShard, LaunchError, type LaunchCredentials } from './launcher'
+import { launchCoordinator, launchRouter, launchShard, LaunchError, type LaunchCredentials } from './launcher'
 import { peerPortFor, planReconcile, readNodes, readNodesFile, writeLauncherState, writeNodesFile, LAUNCHER_FILE, type LauncherNodeState, type NodeEntry } from './nodes-file'
 import { SupervisedProcess, type SupervisorEvent } from './supervised'
 import type { RestartPolicyOptions } from '../supervision/restart-policy'
 
 /**
  * The cluster `npm start` runs and owns: every shard node listed in its nodes file
- * (src/local/nodes-file.ts) and a router, each a SupervisedProcess (restarted from the
+ * (src/local/nodes-file.ts), a coordinator and a router, each a SupervisedProcess (restarted from the
  * same data dir and port when it dies). The nodes file is polled: nodes the operator
  * scripts add are started and supervised here, nodes they remove are stopped here, so
  * every node of the local cluster lives and dies with the launcher. Every process is
@@ -19,6 +19,8 @@ export interface ManagedClusterOptions {
   dataDir: string
   host: string
   routerPort: number
+  /** The coordinator's client port (its admin API; routers relay there); 0 picks one on the first start. */
+  coordinatorPort: number
   logDir: string
   policy?: RestartPolicyOptions
   /** How often the nodes file is read (default 500 ms). */
@@ -35,14 +37,27 @@ interface Managed { entry: NodeEntry, sup: SupervisedProcess }
 export class ManagedCluster {
   private readonly nodes = new Map<string, Managed>()
   private router: SupervisedProcess | undefined
+  private coordinator: SupervisedProcess | undefined
+  /** Pinned after the first start, so the router follows the same coordinator URL across restarts. */
+  private coordinatorPort: number
   private timer: NodeJS.Timeout | undefined
   private reconciling: Promise<void> = Promise.resolve()
   private lastFile = ''
-  /** From the nodes file (desiredNodes), so that every restart of the router listens on the same one. */
+  /**
+   * The coordinator's peer port, from the nodes file's `router` entry (desiredNodes: the
+   * router held the coordinator before it was split out), so every restart of the
+   * coordinator listens where the nodes' maps say it is.
+   */
   private routerPeerPort: number | undefined
   private stopped = false
 
-  constructor (private readonly opts: ManagedClusterOptions) {}
+  constructor (private readonly opts: ManagedClusterOptions) {
+    this.coordinatorPort = opts.coordinatorPort
+  }
+
+  get coordinatorUrl (): string {
+    return `${this.tls ? 'https' : 'http'}://${this.opts.host}:${this.coordinatorPort}`
+  }
 
   /** Whether every process serves HTTPS (credentials with TLS files: npm start -- --tls). */
   get tls (): boolean {
@@ -81,6 +96,30 @@ export class ManagedCluster {
     if (this.stopped) return
     const groups = new Map<string, string[]>()
     for (const e of nodes) groups.set(e.group, [...(groups.get(e.group) ?? []), this.urlOf(e)])
+    this.coordinator = new SupervisedProcess({
+      name: 'coordinator',
+      role: 'coordinator',
+      policy: this.opts.policy,
+      killGroupOnExit: true,
+      onEvent: (e) => this.event(e),
+      launch: async () => {
+        const p = await launchCoordinator({
+          name: 'coordinator',
+          host: this.opts.host,
+          port: this.coordinatorPort,
+          dataDir: join(this.opts.dataDir, 'coordinator'),
+          // Used only for the first map; afterwards the coordinator's persisted map rules.
+          groups: [...groups].map(([id, urls]) => `${id}=${urls.join('+')}`),
+          logFile: join(this.opts.logDir, 'coordinator.log'),
+          detached: true,
+          peerPort: this.routerPeerPort,
+          credentials: this.opts.credentials
+        })
+        this.coordinatorPort = Number(new URL(p.url).port)
+        return p
+      }
+    })
+    if (!await this.coordinator.firstAttempt && !this.stopped) throw new Error('the coordinator did not start (it is retried; see its log)')
     this.router = new SupervisedProcess({
       name: 'router',
       role: 'router',
@@ -91,12 +130,9 @@ export class ManagedCluster {
         name: 'router',
         host: this.opts.host,
         port: this.opts.routerPort,
-        dataDir: join(this.opts.dataDir, 'router'),
-        // Used only for the first map; afterwards the router's persisted map rules.
-        groups: [...groups].map(([id, urls]) => `${id}=${urls.join('+')}`),
+        coordinator: this.coordinatorUrl,
         logFile: join(this.opts.logDir, 'router.log'),
         detached: true,
-        peerPort: this.routerPeerPort,
         credentials: this.opts.credentials
       })
     })
@@ -106,21 +142,23 @@ export class ManagedCluster {
     this.timer = setInterval(() => { this.reconciling = this.reconciling.then(() => this.reconcile()) }, this.opts.pollMs ?? 500)
   }
 
-  /** Every supervised process with its state (router first). */
+  /** Every supervised process with its state (router first, then the coordinator). */
   processes (): Array<{ name: string, entry?: NodeEntry, sup: SupervisedProcess }> {
     return [
       ...(this.router === undefined ? [] : [{ name: 'router', sup: this.router }]),
+      ...(this.coordinator === undefined ? [] : [{ name: 'coordinator', sup: this.coordinator }]),
       ...[...this.nodes.values()].map((m) => ({ name: m.entry.name, entry: m.entry, sup: m.sup }))
     ]
   }
 
-  /** Operator stop: polling and restarts end, the router stops, then every node (in parallel). */
+  /** Operator stop: polling and restarts end, the router stops, the coordinator, then every node (in parallel). */
   async stop (timeoutMs?: number): Promise<void> {
     this.stopped = true
     if (this.timer !== undefined) clearInterval(this.timer)
     for (const p of this.processes()) p.sup.cancelRestarts()
     await this.reconciling
     await this.router?.stop(timeoutMs)
+    await this.coordinator?.stop(timeoutMs)
     await Promise.all([...this.nodes.values()].map(async (m) => await m.sup.stop(timeoutMs)))
     rmSync(join(this.opts.dataDir, LAUNCHER_FILE), { force: true })
   }
@@ -195,7 +233,7 @@ export class ManagedCluster {
   private writeState (): void {
     const nodes: Record<string, LauncherNodeState> = {}
     for (const { name, entry, sup } of this.processes()) {
-      nodes[name] = { state: sup.state, pid: sup.current?.pid ?? null, url: entry === undefined ? this.routerUrl : this.urlOf(entry) }
+      nodes[name] = { state: sup.state, pid: sup.current?.pid ?? null, url: entry !== undefined ? this.urlOf(entry) : name === 'coordinator' ? this.coordinatorUrl : this.routerUrl }
     }
     try {
       writeLauncherState(this.opts.dataDir, { pid: process.pid, routerUrl: this.routerUrl, dataDir: this.opts.dataDir, nodes })

@@ -1,8 +1,8 @@
 import type { ClusterView } from './cluster-view'
 
 /**
- * What the router's dashboard stream (`GET /ui/events`, router/dashboard) sends, declared
- * once: the server builds it, the page (router/dashboard/public/app.js, plain JS: it
+ * What the router's dashboard stream (`GET /ui/events`, coordinator/dashboard) sends, declared
+ * once: the server builds it, the page (coordinator/dashboard/public/app.js, plain JS: it
  * mirrors these names) and the tests read it.
  *
  * The stream is Server-Sent Events text. Events, in order:

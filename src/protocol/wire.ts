@@ -14,7 +14,7 @@ export const BATCH_PATH = '/batch'
 /** Change streams: `GET /watch?prefix=<p>&since=<cursor>`, Server-Sent Events (src/protocol/watch.ts). */
 export const WATCH_PATH = '/watch'
 /**
- * The router's dashboard (router/dashboard): the page and its files under `/ui/`, open
+ * The router's dashboard (coordinator/dashboard): the page and its files under `/ui/`, open
  * (they hold no data), and its stream of cluster snapshots, which needs the `read` role.
  */
 export const DASHBOARD = { page: '/ui', events: '/ui/events' } as const
@@ -71,6 +71,25 @@ export const INTERNAL = {
   /** `?after=<seq>&prefix=<p>&limit=<n>`: the group primary's change feed up to its durable position (a WireFeedReply). */
   feed: '/internal/feed'
 } as const
+
+/** What a coordinator serves its routers on its peer listener. */
+export const INTERNAL_COORDINATOR = {
+  /**
+   * router → coordinator: `GET ?after=<epoch>&router=<client URL>`, a long poll answered
+   * with a WireMapFollow as soon as the published map's epoch is past `after`, or 204
+   * after `wait` ms (at most MAP_FOLLOW_MAX_WAIT_MS) when it is not.
+   */
+  mapFollow: '/internal/coordinator/map'
+} as const
+
+/** Longest a map follow is held open before it is answered 204 (routers ask again at once). */
+export const MAP_FOLLOW_MAX_WAIT_MS = 30_000
+
+/** A coordinator's answer to a map follow: the published map, and whether it leads (it always does with the file registry). */
+export interface WireMapFollow {
+  map: unknown
+  leader: boolean
+}
 
 /** Replication between the nodes of a group, and the coordinator's leases and in-sync changes. */
 export const INTERNAL_REPLICATION = {
@@ -184,7 +203,7 @@ export interface ListeningEvent {
   event: 'listening'
   url: string
   /** Which part this is. (`role` in log lines is the replication role of a shard node.) */
-  service: 'router' | 'shard'
+  service: 'router' | 'coordinator' | 'shard'
 }
 
 /** A row as migration moves it between nodes (value base64-encoded). */

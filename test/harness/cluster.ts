@@ -2,11 +2,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import type { ShardHealth } from '../../src/protocol/node-answers'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
+import { launchControlPlane, launchShard, type LaunchedProcess } from '../../src/local/launcher'
 import { HttpClient } from './http'
 
 /**
- * Real clusters for integration tests: N single-node shard groups and a router, on
+ * Real clusters for integration tests: N single-node shard groups, a coordinator and a router, on
  * 127.0.0.1 with OS-chosen ports, in a fresh temp dir. The teardown is registered
  * before anything starts, so it runs even when a start or an assertion fails: it
  * stops every process it launched by PID (SIGTERM, then SIGKILL), kills any worker
@@ -16,7 +16,7 @@ import { HttpClient } from './http'
 export interface ClusterOptions {
   shards?: number
   workers?: number
-  /** Extra flags for every shard node / the router. */
+  /** Extra flags for every shard node / the control plane (split between the coordinator and the router by which knows each). */
   shardArgs?: string[]
   routerArgs?: string[]
   env?: NodeJS.ProcessEnv
@@ -49,6 +49,9 @@ export interface TestCluster {
   http: HttpClient
   router: LaunchedProcess
   routerUrl: string
+  coordinator: LaunchedProcess
+  /** Where the coordinator keeps the map (the file registry). */
+  coordinatorDir: string
   shards: ShardHandle[]
   /** Every process this cluster launched (restarts included). */
   launched: LaunchedProcess[]
@@ -130,8 +133,10 @@ export function sandbox (t: tap.Test, name: string, headers?: () => Record<strin
   const box: Sandbox = { tmp, http: new HttpClient({ connections: 64, headers }), launched: [], seenWorkerPids: new Set() }
   t.teardown(async () => {
     const routers = box.launched.filter((p) => p.role === 'router')
+    const coordinators = box.launched.filter((p) => p.role === 'coordinator')
     const shards = box.launched.filter((p) => p.role === 'shard')
     await Promise.allSettled(routers.map(async (p) => await p.stop(5000)))
+    await Promise.allSettled(coordinators.map(async (p) => await p.stop(5000)))
     await Promise.allSettled(shards.map(async (p) => await p.stop(8000)))
     // Workers of a SIGKILLed primary normally exit with it; make sure, by PID.
     const leftovers = [...box.seenWorkerPids].filter((pid) => isAlive(pid) && isOurs(pid, tmp))
@@ -209,16 +214,16 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
   }))
   for (const s of shards) await health(s)
 
-  const router = await launchRouter({
-    name: 'router',
-    dataDir: join(tmp, 'router'),
+  const coordinatorDir = join(tmp, 'coordinator')
+  const { coordinator, router } = await launchControlPlane({
+    dataDir: coordinatorDir,
     port: 0,
     groups: shards.map((s) => `${s.group}=${s.url}`),
     env: { SHARDKV_LOG_LEVEL: 'info', ...opts.env },
     extraArgs: routerArgs,
     readyTimeoutMs: 60_000
   })
-  launched.push(router)
+  launched.push(coordinator, router)
 
   const killShardHard = async (shard: ShardHandle): Promise<number[]> => {
     const h = await health(shard)
@@ -253,6 +258,7 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
   const pids = async (): Promise<Map<string, number[]>> => {
     const out = new Map<string, number[]>()
     out.set('router', [router.pid])
+    out.set('coordinator', [coordinator.pid])
     for (const s of shards) {
       const h = await health(s)
       out.set(s.group, [h.pid, ...[...h.workerPids].sort((a, b) => a - b)])
@@ -276,7 +282,7 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
     throw new Error(`${shard.group}: /healthz did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)} ${lastErr === undefined ? '' : String(lastErr)}`)
   }
 
-  return { tmp, http, router, routerUrl: router.url, shards, launched, health, killShardHard, restartShard, pids, waitForHealth }
+  return { tmp, http, router, routerUrl: router.url, coordinator, coordinatorDir, shards, launched, health, killShardHard, restartShard, pids, waitForHealth }
 }
 
 /** The output of every process of a cluster, for a failing test's diagnostics. */

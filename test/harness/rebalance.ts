@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
-import { launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
+import { launchCoordinator, launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
 import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
 import type { RebalanceProgress } from '../../src/membership/rebalance'
 import type { ClusterView } from '../../src/protocol/cluster-view'
@@ -70,12 +70,12 @@ export async function startGroupNode (c: TestCluster, group: string, opts: { wor
   return p
 }
 
-/** Starts a router (again) on a given data dir and port; retries a port the kernel has not released yet. */
-export async function startRouterAt (c: TestCluster, opts: { name: string, dataDir: string, port?: number, extraArgs?: string[] }): Promise<LaunchedProcess> {
+/** Starts a coordinator (again) on a given data dir and port; retries a port the kernel has not released yet. */
+export async function startCoordinatorAt (c: TestCluster, opts: { name: string, dataDir: string, port?: number, extraArgs?: string[] }): Promise<LaunchedProcess> {
   let lastErr: unknown
   for (let attempt = 0; attempt < 10; attempt++) {
     try {
-      const p = await launchRouter({
+      const p = await launchCoordinator({
         name: opts.name,
         dataDir: opts.dataDir,
         port: opts.port ?? 0,
@@ -92,6 +92,13 @@ export async function startRouterAt (c: TestCluster, opts: { name: string, dataD
     }
   }
   throw lastErr
+}
+
+/** Starts one more router, following the coordinator at `coordinator`. */
+export async function startRouterFor (c: TestCluster, opts: { name: string, coordinator: string, extraArgs?: string[] }): Promise<LaunchedProcess> {
+  const p = await launchRouter({ name: opts.name, port: 0, coordinator: opts.coordinator, env: { SHARDKV_LOG_LEVEL: 'info' }, extraArgs: opts.extraArgs, readyTimeoutMs: 60_000 })
+  c.launched.push(p)
+  return p
 }
 
 export interface Reply { status: number, body: any, contentType: string | undefined, text: string }

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import type { Test } from 'tap'
-import { launchRouter, type LaunchedProcess } from '../../src/local/launcher'
+import { launchControlPlane, type LaunchedProcess } from '../../src/local/launcher'
 import { GroupRing, type RingMember, type RingParams } from '../../src/ring/ring'
 import type { ClusterView, GroupView, NodeView } from '../../src/protocol/cluster-view'
 import type { NodeStats } from '../../src/protocol/node-answers'
@@ -143,6 +143,7 @@ export interface ReplCluster {
   http: HttpClient
   router: LaunchedProcess
   routerUrl: string
+  coordinator: LaunchedProcess
   /** Every shard node ever started (initial ones first). */
   nodes: ReplNode[]
   byUrl: (url: string) => ReplNode
@@ -281,16 +282,15 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     ...Array.from({ length: opts.replicas }, async (_, j) => await addNode(g, `${g}-r${j + 1}`))
   ])))
 
-  const router = await launchRouter({
-    name: 'router',
-    dataDir: join(tmp, 'router'),
+  const { coordinator, router } = await launchControlPlane({
+    dataDir: join(tmp, 'coordinator'),
     port: 0,
     groups: started.map((members, i) => `${groupIds[i] as string}=${members.map((n) => n.url).join('+')}`),
     env: { SHARDKV_LOG_LEVEL: 'info' },
     extraArgs: routerArgs,
     readyTimeoutMs: 60_000
   })
-  box.launched.push(router)
+  box.launched.push(coordinator, router)
   const routerUrl = router.url
 
   const byUrl = (url: string): ReplNode => {
@@ -374,7 +374,7 @@ export async function startReplicatedCluster (t: Test, opts: ReplClusterOptions)
     throw lastErr
   }
 
-  return { box, tmp, http, router, routerUrl, nodes, byUrl, view, waitForView, health, pidsOf, killHard, killPids, freeze, thaw, restart, addNode, output }
+  return { box, tmp, http, router, routerUrl, coordinator, nodes, byUrl, view, waitForView, health, pidsOf, killHard, killPids, freeze, thaw, restart, addNode, output }
 }
 
 /**

@@ -22,7 +22,7 @@ const TOKENS: Array<{ name: string, roles: Role[], token: string }> = [
   { name: 'writer', roles: ['write'], token: T.writer }
 ]
 const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
-/** router/dashboard/hub.ts's default bound. */
+/** coordinator/dashboard/hub.ts's default bound. */
 const MAX_STREAMS = 32
 
 interface ServerEvent { event: string, data: string }

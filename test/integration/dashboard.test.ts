@@ -7,7 +7,7 @@ import type { Browser, Page } from 'playwright-core'
 import { startReplicatedCluster, allReplicasInSync, type ReplCluster } from '../harness/replication'
 import { startCluster, startShardIn, clusterOutput, sleep } from '../harness/cluster'
 import { browserMissing, startBrowser } from '../harness/browser'
-import { startRouterAt } from '../harness/rebalance'
+import { startCoordinatorAt } from '../harness/rebalance'
 import { hashToken, newToken, type Role } from '../../src/auth/tokens'
 import { ADMIN, BATCH_PATH, CLUSTER_PATH, DASHBOARD, KV_PREFIX } from '../../src/protocol/wire'
 import type { ClusterView } from '../../src/protocol/cluster-view'
@@ -205,11 +205,11 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
     t.match(await page.locator('#viewer').textContent(), /open cluster/)
     t.equal(await page.locator('button[data-action="addReplica"]').count(), 1, 'the admin API is open, so are its buttons')
     await page.evaluate('window.shardkvMark = true')
-    // The router restarts on its port: the page notices, and follows the new one by itself.
-    const port = Number(new URL(c.routerUrl).port)
-    await c.router.stop()
+    // The coordinator restarts on its port: the page notices, and follows the new one by itself.
+    const port = Number(new URL(c.coordinator.url).port)
+    await c.coordinator.stop()
     await page.locator('#connection[data-state="error"]').waitFor()
-    await startRouterAt(c, { name: 'router-again', dataDir: join(c.tmp, 'router'), port })
+    await startCoordinatorAt(c, { name: 'coordinator-again', dataDir: c.coordinatorDir, port })
     await page.locator('#connection[data-state="live"]').waitFor()
     await page.locator('article.group[data-group="g1"] tr[data-role="primary"][data-health="up"]').waitFor()
     t.ok(await sameDocument(page), 'reconnected without a reload')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { join } from 'node:path'
 import { sandbox } from '../harness/cluster'
-import { launchRouter, launchShard, LaunchError, type LaunchedProcess } from '../../src/local/launcher'
+import { launchCoordinator, launchRouter, launchShard, LaunchError, type LaunchedProcess } from '../../src/local/launcher'
 import { ensureCredentials } from '../../src/local/credentials'
 
 /**
@@ -28,7 +28,8 @@ t.test('router and shard node on 0.0.0.0: refused without credentials, started w
   const creds = ensureCredentials(join(box.tmp, 'cluster'))
   const started = (p: LaunchedProcess): LaunchedProcess => { box.launched.push(p); return p }
   const kinds: Array<[string, string, Launch]> = [
-    ['router', 'shardkv router', async (extraArgs) => started(await launchRouter({ host: '0.0.0.0', port: 0, dataDir: join(box.tmp, 'router'), extraArgs, readyTimeoutMs: 60_000 }))],
+    ['router', 'shardkv router', async (extraArgs) => started(await launchRouter({ host: '0.0.0.0', port: 0, coordinator: 'http://127.0.0.1:1', extraArgs, readyTimeoutMs: 60_000 }))],
+    ['coordinator', 'shardkv coordinator', async (extraArgs) => started(await launchCoordinator({ host: '0.0.0.0', port: 0, dataDir: join(box.tmp, 'coordinator'), extraArgs, readyTimeoutMs: 60_000 }))],
     ['shard node', 'shardkv shard', async (extraArgs) => started(await launchShard({ host: '0.0.0.0', port: 0, workers: 1, dataDir: join(box.tmp, 'g1'), extraArgs, readyTimeoutMs: 60_000 }))]
   ]
   for (const [kind, prefix, launch] of kinds) {

@@ -2,11 +2,11 @@ import t, { type Test } from 'tap'
 import { cpSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
-import { startCluster, clusterOutput, type TestCluster } from '../harness/cluster'
+import { startCluster, clusterOutput, waitFor, type TestCluster } from '../harness/cluster'
 import type { HttpClient } from '../harness/http'
 import {
   addGroup, admin, checkPlacement, clusterView, keyRange, preload, primaryOf, rawRow, readAll, rebalanceProgress,
-  removeGroup, ringOf, startGroupNode, startRouterAt, waitForRebalance
+  removeGroup, ringOf, startGroupNode, startCoordinatorAt, startRouterFor, waitForRebalance
 } from '../harness/rebalance'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 import { GroupRing } from '../../src/ring/ring'
@@ -46,11 +46,13 @@ t.test('a node refuses moved keys whatever epoch the sender claims; a stale rout
 
   const before = await clusterView(http, c.routerUrl)
   const E0 = before.epoch
-  // A second router holding a copy of the map as it is before the add.
-  const staleDir = join(c.tmp, 'router-stale')
-  cpSync(join(c.tmp, 'router'), staleDir, { recursive: true })
+  // A second router following a second coordinator that holds a copy of the map as it is before the add.
+  const staleDir = join(c.tmp, 'coordinator-stale')
+  cpSync(c.coordinatorDir, staleDir, { recursive: true })
   rmSync(join(staleDir, 'rebalance.json'), { force: true })
-  const stale = await startRouterAt(c, { name: 'router-stale', dataDir: staleDir })
+  const staleCoordinator = await startCoordinatorAt(c, { name: 'coordinator-stale', dataDir: staleDir })
+  const stale = await startRouterFor(c, { name: 'router-stale', coordinator: staleCoordinator.url })
+  await waitFor(async () => (await clusterView(http, stale.url).catch(() => undefined))?.epoch === E0, 30_000, 'the stale router follows its coordinator')
   t.equal((await clusterView(http, stale.url)).epoch, E0, `the stale router routes by epoch ${E0}`)
 
   const oldRing = ringOf(before)

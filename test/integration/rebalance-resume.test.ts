@@ -5,7 +5,7 @@ import { startCluster, clusterOutput, sleep } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 import {
   addGroup, checkPlacement, clusterView, keyRange, killHard, preload, readAll, rebalanceProgress, ringOf,
-  startGroupNode, startRouterAt, waitForRebalance, RetryingHttpClient, PHASE_ORDER
+  startGroupNode, startCoordinatorAt, waitForRebalance, RetryingHttpClient, PHASE_ORDER
 } from '../harness/rebalance'
 import { GroupRing } from '../../src/ring/ring'
 
@@ -39,16 +39,14 @@ t.test('coordinator SIGKILLed mid-copy and restarted on the same dir and port: t
   const atKill = await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'copying' && p.scanned >= 800, { what: 'copying with rows scanned', timeoutMs: 30_000 })
   const viewAtKill = await clusterView(c.http, c.routerUrl)
   t.ok(viewAtKill.handover !== undefined, 'the map is in handover when the coordinator dies')
-  const port = Number(new URL(c.routerUrl).port)
+  const port = Number(new URL(c.coordinator.url).port)
   const opsAtKill = load.completedOps()
-  const killAt = load.elapsedMs()
-  await killHard(c.router)
-  t.comment(`SIGKILLed the router (pid ${c.router.pid}) at ${JSON.stringify(atKill)}, ${opsAtKill} ops done`)
-  await sleep(500) // clients meet a dead router for a while
+  await killHard(c.coordinator)
+  t.comment(`SIGKILLed the coordinator (pid ${c.coordinator.pid}) at ${JSON.stringify(atKill)}, ${opsAtKill} ops done`)
+  await sleep(500) // the data plane runs on without its coordinator for a while
 
-  const restarted = await startRouterAt(c, { name: 'router-restarted', dataDir: join(c.tmp, 'router'), port, extraArgs: SLOW })
-  const restartedAt = load.elapsedMs()
-  t.equal(restarted.url, c.routerUrl, 'the restarted router listens on the same url')
+  const restarted = await startCoordinatorAt(c, { name: 'coordinator-restarted', dataDir: c.coordinatorDir, port, extraArgs: SLOW })
+  t.equal(restarted.url, c.coordinator.url, 'the restarted coordinator listens on the same url')
   const resumed = await rebalanceProgress(c.http, c.routerUrl)
   t.equal(resumed?.id, atKill.id, 'the restarted coordinator knows the same rebalance')
   t.ok(resumed !== null && PHASE_ORDER.indexOf(resumed.phase) >= PHASE_ORDER.indexOf('copying'), `it did not go back before copying (phase ${resumed?.phase ?? 'none'})`)
@@ -60,20 +58,12 @@ t.test('coordinator SIGKILLed mid-copy and restarted on the same dir and port: t
   load.stop()
   const stats = await running
   t.comment(`after the restart: phases ${PHASE_ORDER.filter((p) => seen.has(p)).join(' -> ')}; at done ${JSON.stringify(done)}`)
-  t.comment(`load: ${formatStats(stats)}; refused connections retried ${http.refusedRetries} times by ${http.requestsDelayed} requests`)
+  t.comment(`load: ${formatStats(stats)}`)
   t.match(restarted.output(), /"event":"rebalance-resume"/, 'the restarted coordinator logged that it resumed the rebalance')
   t.ok(done.scanned >= atKill.scanned, `the copy went on from where it was (scanned ${atKill.scanned} at the kill, ${done.scanned} at done)`)
-  t.ok(http.requestsDelayed > 0, `clients met the dead router (${http.requestsDelayed} requests waited it out; they are not acknowledged until answered)`)
-  t.ok(opsAtDone - opsAtKill >= 200, `the load ran on after the restart (${opsAtDone - opsAtKill} ops between the kill and done)`)
-
-  // Only requests the kill cut may fail (outcome unknown: no status): those in flight, and
-  // those a client wrote onto a pooled keep-alive socket before it saw that socket close.
-  // Each pooled connection can cut at most one, and only while the router is down.
-  const notCut = stats.failures.filter((f) => f.status !== undefined || !/socket|closed|reset|terminated|ECONNRESET|UND_ERR/i.test(f.error ?? ''))
-  t.same(notCut, [], 'no request failed with a status or with anything but a connection cut by the kill')
-  const outsideOutage = stats.failures.filter((f) => f.at < killAt || f.at > restartedAt)
-  t.same(outsideOutage, [], `every failure came while the router was down (${killAt}..${restartedAt} ms)`)
-  t.ok(stats.failedRequests <= CONNECTIONS, `at most one request per pooled connection was cut by the kill (${stats.failedRequests}): ${formatStats(stats)}`)
+  t.ok(opsAtDone - opsAtKill >= 200, `the load ran on after the kill (${opsAtDone - opsAtKill} ops between the kill and done)`)
+  // The router routes by the map it follows, so the control plane's death is not the clients' business.
+  t.same(stats.failures, [], 'no client request failed while the coordinator was dead and after')
 
   const report = await load.verify()
   t.equal(report.staleReads.length, 0, `no stale read across the restart\n${report.text}`)
@@ -107,14 +97,14 @@ t.test('coordinator killed between installing the handover map and publishing it
   const keys = keyRange('window', 2000)
   await preload(c.http, c.routerUrl, keys, (k) => `w0:${k}`)
   const before = await clusterView(c.http, c.routerUrl)
-  const routerDir = join(c.tmp, 'router')
+  const routerDir = c.coordinatorDir
   const mapAtStart = readFileSync(join(routerDir, 'cluster.json'))
   const g4 = await startGroupNode(c, 'g4')
   const added = await addGroup(c.http, c.routerUrl, { id: 'g4', url: g4.url })
   t.equal(added.status, 202, 'add accepted')
   await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'copying', { what: 'copying', timeoutMs: 30_000 })
-  const port = Number(new URL(c.routerUrl).port)
-  await killHard(c.router)
+  const port = Number(new URL(c.coordinator.url).port)
+  await killHard(c.coordinator)
 
   // Rewind the coordinator to "installed on every node, not yet persisted".
   writeFileSync(join(routerDir, 'cluster.json'), mapAtStart)
@@ -126,10 +116,10 @@ t.test('coordinator killed between installing the handover map and publishing it
   writeFileSync(statePath, JSON.stringify(state))
   for (const url of [...before.groups.map((g) => g.nodes[0]!.url), g4.url]) {
     const h = await c.http.getJson<{ epoch: number }>(`${url}/healthz`)
-    t.equal(h.epoch, before.epoch + 1, `${url} holds the handover epoch ${before.epoch + 1} (the router's file says ${before.epoch})`)
+    t.equal(h.epoch, before.epoch + 1, `${url} holds the handover epoch ${before.epoch + 1} (the coordinator's file says ${before.epoch})`)
   }
 
-  const restarted = await startRouterAt(c, { name: 'router-restarted', dataDir: routerDir, port, extraArgs: ['--rebalance-rows-per-sec', '0'] })
+  const restarted = await startCoordinatorAt(c, { name: 'coordinator-restarted', dataDir: routerDir, port, extraArgs: ['--rebalance-rows-per-sec', '0'] })
   let done
   try {
     done = await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { what: 'done', timeoutMs: 25_000 })
@@ -145,9 +135,9 @@ t.test('coordinator killed between installing the handover map and publishing it
   const newRing = new GroupRing([...oldRing.members, { id: 'g4', weight: 1 }], before.ring)
   const moving = keys.filter((k) => oldRing.ownerOf(k) !== newRing.ownerOf(k)).slice(0, 10)
   const reads = await Promise.all(moving.map(async (k) => await c.http.get(c.routerUrl, k)))
-  t.same(reads.map((r) => r.status), moving.map(() => 200), `moving keys are readable through the restarted router (epoch ${view.epoch}): ${reads.map((r) => r.status).join(',')} ${reads.find((r) => r.status !== 200)?.text().slice(0, 200) ?? ''}`)
+  t.same(reads.map((r) => r.status), moving.map(() => 200), `moving keys are readable through the router (epoch ${view.epoch}): ${reads.map((r) => r.status).join(',')} ${reads.find((r) => r.status !== 200)?.text().slice(0, 200) ?? ''}`)
   const writes = await Promise.all(moving.map(async (k) => await c.http.put(c.routerUrl, k, `w1:${k}`)))
-  t.same(writes.map((r) => r.status), moving.map(() => 200), `moving keys are writable through the restarted router: ${writes.map((r) => r.status).join(',')} ${writes.find((r) => r.status !== 200)?.text().slice(0, 200) ?? ''}`)
+  t.same(writes.map((r) => r.status), moving.map(() => 200), `moving keys are writable through the router: ${writes.map((r) => r.status).join(',')} ${writes.find((r) => r.status !== 200)?.text().slice(0, 200) ?? ''}`)
   if (done !== undefined) {
     const after = await clusterView(c.http, c.routerUrl)
     const { values, errors } = await readAll(c.http, c.routerUrl, keys)

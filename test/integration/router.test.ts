@@ -5,7 +5,7 @@ import { connect } from 'node:net'
 import { once } from 'node:events'
 import { kvPath } from '../../src/protocol/key'
 import { startCluster, clusterOutput, sleep, type TestCluster } from '../harness/cluster'
-import { launchRouter, LaunchError, type LaunchedProcess } from '../../src/local/launcher'
+import { launchControlPlane, LaunchError, type ControlPlane } from '../../src/local/launcher'
 import { HttpClient } from '../harness/http'
 
 /**
@@ -14,17 +14,19 @@ import { HttpClient } from '../harness/http'
  */
 
 
-async function startRouterIn (c: TestCluster, args: { groups?: string[], extraArgs?: string[], dataDir?: string }): Promise<LaunchedProcess> {
-  const p = await launchRouter({
-    name: 'router-2',
-    dataDir: args.dataDir ?? join(c.tmp, 'router'),
+/** One more coordinator (on `dataDir`) and a router following it; resolves with the router. */
+async function startControlIn (c: TestCluster, args: { groups?: string[], extraArgs?: string[], dataDir: string }): Promise<ControlPlane> {
+  const plane = await launchControlPlane({
+    coordinatorName: 'coordinator-2',
+    routerName: 'router-2',
+    dataDir: args.dataDir,
     port: 0,
     groups: args.groups,
     extraArgs: args.extraArgs,
     readyTimeoutMs: 30_000
   })
-  c.launched.push(p)
-  return p
+  c.launched.push(plane.coordinator, plane.router)
+  return plane
 }
 
 async function waitForView (c: TestCluster, url: string, pred: (v: ClusterView) => boolean, timeoutMs = 15_000): Promise<ClusterView> {
@@ -82,13 +84,15 @@ t.test('router: health view, SIGTERM, persisted map', async (t) => {
     await c.router.exited
   }
 
-  // A restart on the same data dir uses the persisted map, not its (different) flags.
+  // A coordinator restarted on the same data dir uses the persisted map, not its (different) flags.
+  await c.coordinator.stop()
   const flags = [`g9=${c.shards[0]!.url}`, `g1=${c.shards[1]!.url}@3`]
-  const again = await startRouterIn(c, { groups: flags })
-  const view = await c.http.getJson<ClusterView>(`${again.url}/cluster`)
+  const plane = await startControlIn(c, { groups: flags, dataDir: c.coordinatorDir })
+  const again = plane.router
+  const view = await waitForView(c, again.url, (v) => v.epoch >= up.epoch)
   t.equal(view.epoch, up.epoch, 'same epoch')
   t.same(view.groups.map((g) => [g.id, g.weight, g.nodes[0]?.url]), up.groups.map((g) => [g.id, g.weight, g.nodes[0]?.url]), 'same groups, weights and nodes as before')
-  t.match(again.output(), /"level":"warn"/, 'differing --group flags are reported with a warning')
+  t.match(plane.coordinator.output(), /"level":"warn"/, 'differing --group flags are reported with a warning')
   let lost = 0
   for (let i = 0; i < 30; i++) {
     const r = await http.get(again.url, `rt/${i}`)
@@ -155,7 +159,7 @@ t.test('router: a request in flight at SIGTERM is answered and does not hold the
 
 t.test('router: no groups, and bad configuration', async (t) => {
   const c = await startCluster(t, { name: 'router-cfg', shards: 1, workers: 1 })
-  const empty = await startRouterIn(c, { dataDir: join(c.tmp, 'empty-router') })
+  const empty = (await startControlIn(c, { dataDir: join(c.tmp, 'empty-coordinator') })).router
   const res = await c.http.put(empty.url, 'k', 'v')
   t.equal(res.status, 503, 'a router with no groups answers 503')
   t.match(res.json(), { error: 'unavailable' }, 'as a JSON unavailable error')
@@ -163,7 +167,7 @@ t.test('router: no groups, and bad configuration', async (t) => {
 
   const refuse = async (groups: string[], extraArgs: string[] = []): Promise<LaunchError | undefined> => {
     try {
-      await startRouterIn(c, { groups, extraArgs, dataDir: join(c.tmp, `bad-${Math.random().toString(36).slice(2)}`) })
+      await startControlIn(c, { groups, extraArgs, dataDir: join(c.tmp, `bad-${Math.random().toString(36).slice(2)}`) })
       return undefined
     } catch (err) {
       if (err instanceof LaunchError) return err

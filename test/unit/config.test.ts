@@ -1,6 +1,6 @@
 import t from 'tap'
 import { availableParallelism } from 'node:os'
-import { loadConfig, usage, ConfigError, SHARD_OPTIONS, ROUTER_OPTIONS, MIB } from '../../src/config/options'
+import { loadConfig, usage, ConfigError, SHARD_OPTIONS, ROUTER_OPTIONS, COORDINATOR_OPTIONS, MIB } from '../../src/config/options'
 
 function configError (t: tap.Test, fn: () => unknown, what: string, pattern?: RegExp): void {
   try {
@@ -25,9 +25,13 @@ t.test('defaults', async (t) => {
   t.equal(shard.logLevel, 'info')
   const router = loadConfig(ROUTER_OPTIONS, [], {})
   t.equal(router.port, 8080)
-  t.same(router.groups, [])
-  t.equal(router.vnodes, 2048)
+  t.equal(router.coordinator, '')
   t.equal(router.maxValueBytes, MIB)
+  const coordinator = loadConfig(COORDINATOR_OPTIONS, [], {})
+  t.equal(coordinator.port, 8090)
+  t.same(coordinator.groups, [])
+  t.equal(coordinator.vnodes, 2048)
+  t.equal(coordinator.dataDir, './data/coordinator')
 })
 
 t.test('flags win over env, env wins over defaults', async (t) => {
@@ -60,9 +64,9 @@ t.test('choices are case-insensitive and normalized', async (t) => {
 
 t.test('list options: repeated flags or a comma-separated env var', async (t) => {
   const g = ['g1=http://127.0.0.1:7001', 'g2=http://127.0.0.1:7002@2']
-  t.same(loadConfig(ROUTER_OPTIONS, ['--group', g[0]!, '--group', g[1]!], {}).groups, g)
-  t.same(loadConfig(ROUTER_OPTIONS, [], { SHARDKV_GROUPS: ` ${g[0]!} , ${g[1]!},` }).groups, g)
-  t.same(loadConfig(ROUTER_OPTIONS, ['--group', g[1]!], { SHARDKV_GROUPS: g[0]! }).groups, [g[1]], 'flag replaces env')
+  t.same(loadConfig(COORDINATOR_OPTIONS, ['--group', g[0]!, '--group', g[1]!], {}).groups, g)
+  t.same(loadConfig(COORDINATOR_OPTIONS, [], { SHARDKV_GROUPS: ` ${g[0]!} , ${g[1]!},` }).groups, g)
+  t.same(loadConfig(COORDINATOR_OPTIONS, ['--group', g[1]!], { SHARDKV_GROUPS: g[0]! }).groups, [g[1]], 'flag replaces env')
 })
 
 t.test('bad integers are ConfigErrors', async (t) => {

@@ -3,8 +3,8 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Client } from 'undici'
 import pino from 'pino'
-import { DashboardHub, type HubOptions } from '../../router/dashboard/hub'
-import { OperationLog } from '../../router/dashboard/operations'
+import { DashboardHub, type HubOptions } from '../../coordinator/dashboard/hub'
+import { OperationLog } from '../../coordinator/dashboard/operations'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 
 // The dashboard's stream hub over a real HTTP server (no cluster): snapshots on change and

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { bucketsOf, parsePrometheus, quantile, shardReading, trafficBetween, withoutObservation, type Buckets } from '../../router/dashboard/traffic'
-import { OperationLog } from '../../router/dashboard/operations'
-import { viewerOf } from '../../router/dashboard'
+import { bucketsOf, parsePrometheus, quantile, shardReading, trafficBetween, withoutObservation, type Buckets } from '../../coordinator/dashboard/traffic'
+import { OperationLog } from '../../coordinator/dashboard/operations'
+import { viewerOf } from '../../coordinator/dashboard'
 import type { ClusterView, GroupView, NodeView } from '../../src/protocol/cluster-view'
 
 // The dashboard's pure parts: rates and p99 from Prometheus histograms, and the

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { NodeClient } from '../../router/node-client'
+import { NodeClient } from '../../src/peer/node-client'
 
 t.test('peers learned of nodes outside the published map are forgotten', async (t) => {
   const map = new Map([['http://127.0.0.1:7001', 'http://127.0.0.1:17001']])

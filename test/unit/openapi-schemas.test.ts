@@ -4,8 +4,8 @@ import { parseBatch } from '../../src/protocol/batch'
 import * as schemas from '../../src/protocol/schemas'
 import { BATCH_SCHEMA, SHARED_SCHEMAS, errorResponses, KV_SCHEMAS, type RouteSchema } from '../../src/protocol/schemas'
 import { ERROR_STATUS } from '../../src/protocol/errors'
-import { isDocumented, openApiPath } from '../../router/openapi'
-import { renderDocsPage } from '../../router/openapi-page'
+import { isDocumented, openApiPath } from '../../src/http/openapi'
+import { renderDocsPage } from '../../src/http/openapi-page'
 import { curlExamples } from '../harness/curl-examples'
 
 /**

@@ -1,8 +1,12 @@
 import type { ErrorCode } from '../errors'
 import { errorResponses, JSON_MEDIA_TYPE, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
+import { ADMIN, CLUSTER_PATH } from '../wire'
+import { ADMIN_DIGEST_PATH } from '../digest'
+import { CLUSTER_SCHEMA } from './cluster'
+import { CHECK_DIGEST_SCHEMA } from './check'
 
 /**
- * The admin API (router/admin-api.ts, replication-routes.ts, switchover.ts): JSON in,
+ * The admin API (coordinator/admin-api.ts, replication-routes.ts, switchover.ts; routers relay it): JSON in,
  * JSON out, the admin role. The scripts and the `shardkv` CLI drive the same calls.
  */
 
@@ -147,3 +151,19 @@ export const SWITCHOVER_SCHEMA: RouteSchema = {
     ...errorResponses([...JSON_BODY_ERRORS, 'no_such_group', 'conflict', 'rebalance_running'])
   }
 }
+
+/**
+ * Every control-plane route a router relays to the coordinator, with the schema it is
+ * described by: the router documents them in its own description, the coordinator
+ * serves them (coordinator/admin-api.ts, replication-routes.ts, switchover.ts, check.ts).
+ */
+export const RELAYED_ROUTES: ReadonlyArray<{ method: 'GET' | 'POST' | 'DELETE', url: string, schema: RouteSchema }> = [
+  { method: 'GET', url: CLUSTER_PATH, schema: CLUSTER_SCHEMA },
+  { method: 'POST', url: ADMIN.groups, schema: ADD_GROUP_SCHEMA },
+  { method: 'DELETE', url: `${ADMIN.groups}/:id`, schema: REMOVE_GROUP_SCHEMA },
+  { method: 'GET', url: ADMIN.rebalance, schema: REBALANCE_SCHEMA },
+  { method: 'POST', url: `${ADMIN.groups}/:id/replicas`, schema: ADD_REPLICA_SCHEMA },
+  { method: 'DELETE', url: `${ADMIN.groups}/:id/replicas`, schema: REMOVE_REPLICA_SCHEMA },
+  { method: 'POST', url: `${ADMIN.groups}/:id/switchover`, schema: SWITCHOVER_SCHEMA },
+  { method: 'POST', url: ADMIN_DIGEST_PATH, schema: CHECK_DIGEST_SCHEMA }
+]

@@ -106,7 +106,7 @@ export const HEALTH_SCHEMA: RouteSchema = {
       description: 'The router is up',
       type: 'object',
       required: ['status', 'role', 'epoch'],
-      properties: { status: { type: 'string', enum: ['ok'] }, role: { type: 'string', enum: ['router'] }, epoch: { type: 'integer', description: 'The epoch of the map the router routes by' } }
+      properties: { status: { type: 'string', enum: ['ok'] }, role: { type: 'string', enum: ['router', 'coordinator'] }, epoch: { type: 'integer', description: 'The epoch of the map the process routes by (a router) or published (a coordinator)' }, leader: { type: 'boolean', description: 'A coordinator only: whether it holds the leadership' } }
     }
   }
 }

@@ -5,10 +5,10 @@ import { ShardKvError } from '../src/protocol/errors'
 import { normalizeNodeUrl, primaryOf, type ClusterMap } from '../src/membership/map'
 import { judgeInSyncAsker } from '../src/auth/senders'
 import { addReplica, removeReplica, setInSync } from '../src/replication/map-changes'
-import type { NodeClient } from './node-client'
+import type { NodeClient } from '../src/peer/node-client'
 import { jsonBody } from '../src/http/json-body'
 import { ADD_REPLICA_SCHEMA, REMOVE_REPLICA_SCHEMA } from '../src/protocol/schemas'
-import { documented } from './openapi'
+import { documented } from '../src/http/openapi'
 
 /**
  * The coordinator's replication endpoints: primaries asking to change their group's

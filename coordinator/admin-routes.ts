@@ -1,16 +1,17 @@
 import type { FastifyInstance } from 'fastify'
 import { CLUSTER_PATH, HEALTH_PATH, METRICS_PATH } from '../src/protocol/wire'
 import type { Coordinator } from './coordinator'
-import type { RouterMetrics } from './metrics'
+import type { CoordinatorMetrics } from './metrics'
 import type { RebalanceProgress } from '../src/membership/rebalance'
 import type { ClusterView } from '../src/protocol/cluster-view'
 import { CLUSTER_SCHEMA, HEALTH_SCHEMA, METRICS_SCHEMA } from '../src/protocol/schemas'
-import { documented } from './openapi'
+import { documented } from '../src/http/openapi'
+import type { PeerHealth } from '../src/membership/map'
 
 /** `GET /healthz`, `GET /metrics` and `GET /cluster` (the admin calls that change things are in admin-api.ts). */
-export function registerAdminRoutes (app: FastifyInstance, coordinator: Coordinator, metrics: RouterMetrics, rebalance: () => RebalanceProgress | null): void {
+export function registerAdminRoutes (app: FastifyInstance, coordinator: Coordinator, metrics: CoordinatorMetrics, rebalance: () => RebalanceProgress | null, leading: () => boolean, peer: () => PeerHealth): void {
   app.get(HEALTH_PATH, documented(HEALTH_SCHEMA), (_request, reply) => {
-    void reply.send({ status: 'ok', role: 'router', epoch: coordinator.epoch })
+    void reply.send({ status: 'ok', role: 'coordinator', epoch: coordinator.epoch, leader: leading(), ...peer() })
   })
 
   app.get(METRICS_PATH, documented(METRICS_SCHEMA), async (_request, reply) => {

@@ -1,4 +1,3 @@
-import type { Registry } from 'prom-client'
 import { request, type Dispatcher } from 'undici'
 import { METRIC_PREFIX, METRICS_PATH } from '../../src/protocol/wire'
 import type { DashboardTraffic, TrafficSample } from '../../src/protocol/dashboard'
@@ -7,7 +6,8 @@ import { peerDispatcher, type PeerCredentials } from '../../src/auth/peer'
 
 /**
  * Request rates and p99 latencies for the dashboard, from the metrics that exist already:
- * the router's own request histogram, and each group primary's /metrics (its served keys
+ * the routers' request histograms (every router that follows this coordinator's map,
+ * summed), and each group primary's /metrics (its served keys
  * and its request histogram). The router does not time requests per group (its labels are
  * method and status class, to keep the hot path and the series count small), so a group's
  * numbers are its primary's view: key operations it served (routed, direct and batched
@@ -119,6 +119,13 @@ export function routerReading (text: string, atMs: number): Reading {
   return { atMs, count, buckets: bucketsOf(samples, ROUTER_HISTOGRAM) }
 }
 
+/** Several sources' readings as one: counts and buckets added, at the latest time. */
+export function sumReadings (readings: readonly Reading[]): Reading {
+  const buckets: Buckets = new Map()
+  for (const r of readings) for (const [le, n] of r.buckets) buckets.set(le, (buckets.get(le) ?? 0) + n)
+  return { atMs: Math.max(...readings.map((r) => r.atMs)), count: readings.reduce((sum, r) => sum + r.count, 0), buckets }
+}
+
 export function shardReading (text: string, atMs: number): Reading {
   const samples = parsePrometheus(text, (n) => SHARD_OPS.has(n) || n.startsWith(SHARD_HISTOGRAM))
   const count = samples.filter((s) => SHARD_OPS.has(s.name)).reduce((sum, s) => sum + s.value, 0)
@@ -132,15 +139,16 @@ export class TrafficSampler {
   private readonly scrapeSeconds = new Map<string, number>()
   private readonly agent: Dispatcher
 
-  constructor (private readonly registry: Registry, credentials: PeerCredentials) {
-    // A node's data port answers /metrics to the cluster secret (the router is a full-access peer there).
+  /** `routers`: the client URLs of the routers to sum. */
+  constructor (private readonly routers: () => readonly string[], credentials: PeerCredentials) {
+    // Nodes' data ports and routers answer /metrics to the cluster secret (the coordinator is a peer).
     this.agent = peerDispatcher(credentials, { connections: 2, keepAliveTimeout: 5000 })
   }
 
   /** `primaries`: group id -> its primary's data URL. */
   async sample (primaries: ReadonlyMap<string, string>): Promise<DashboardTraffic> {
     const [router, ...groups] = await Promise.all([
-      this.routerText().then((text) => this.step('router', routerReading(text, Date.now()))),
+      this.routersReading().then((reading) => reading === null ? null : this.step('router', reading)),
       ...[...primaries].map(async ([id, url]) => [id, await this.scrapeShard(url).catch(() => null)] as const)
     ])
     const live = new Set(['router', ...primaries.values()])
@@ -164,8 +172,14 @@ export class TrafficSampler {
     return before === undefined ? null : trafficBetween(before, { ...reading, buckets })
   }
 
-  private async routerText (): Promise<string> {
-    return await this.registry.getSingleMetricAsString(ROUTER_HISTOGRAM)
+  /** Every router's histogram summed (null when none answered): one reading for the dashboard's router line. */
+  private async routersReading (): Promise<Reading | null> {
+    const readings = (await Promise.all(this.routers().map(async (url) => {
+      const res = await request(url + METRICS_PATH, { dispatcher: this.agent, headersTimeout: SCRAPE_TIMEOUT_MS, bodyTimeout: SCRAPE_TIMEOUT_MS })
+      const body = await readCapped(res, SCRAPE_MAX_BYTES, url)
+      return res.statusCode === 200 ? routerReading(body.toString('utf8'), Date.now()) : null
+    }).map(async (p) => await p.catch(() => null)))).filter((r): r is Reading => r !== null)
+    return readings.length === 0 ? null : sumReadings(readings)
   }
 
   /**

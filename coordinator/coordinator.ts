@@ -1,12 +1,12 @@
-import { ConfigError, type RouterConfig } from '../src/config/options'
+import { ConfigError, type CoordinatorConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
 import { FileRegistry } from '../src/registry/file-registry'
 import type { MapRegistry } from '../src/registry/registry'
 import { fillPeers, initialMap, parseGroupSpec, termOf, validateMap, withReportedPeer, type ClusterMap, type GroupSpec } from '../src/membership/map'
 import { HealthChecker } from './health'
-import type { RouterMetrics } from './metrics'
+import type { CoordinatorMetrics } from './metrics'
 import { RoutingTable } from '../src/membership/routing-table'
-import { NodeClient } from './node-client'
+import { NodeClient } from '../src/peer/node-client'
 import { redundancyNotices, redundancyOf } from '../src/replication/redundancy'
 import type { PeerCredentials } from '../src/auth/peer'
 import type { ClusterView, GroupView, NodeView } from '../src/protocol/cluster-view'
@@ -15,8 +15,8 @@ import type { ClusterView, GroupView, NodeView } from '../src/protocol/cluster-v
 const REDUNDANCY_REPEAT_MS = 30_000
 
 /**
- * The control plane of the router: the cluster map (persisted in the data dir), the
- * routing table built from it, and the health of every node.
+ * The control plane: the cluster map (kept in the registry), the routing table built
+ * from it, and the health of every node.
  *
  * The map changes in exactly one place, `transition`, which checks that the epoch
  * rises, persists the intent, installs the map on every node, and only then persists
@@ -31,7 +31,7 @@ export interface CoordinatorOptions {
   vnodes: number
   healthIntervalMs: number
   log: Logger
-  metrics?: RouterMetrics
+  metrics?: CoordinatorMetrics
   credentials?: PeerCredentials
   /** Where the map is kept (default: the file registry in dataDir). */
   registry?: MapRegistry
@@ -52,11 +52,13 @@ export class Coordinator {
   /** The published map and the intent (the map of a transition being installed, durable until published). */
   readonly registry: MapRegistry
   private readonly log: Logger
-  private readonly metrics: RouterMetrics | undefined
+  private readonly metrics: CoordinatorMetrics | undefined
   private readonly healthIntervalMs: number
   private redundancyTimer: NodeJS.Timeout | undefined
   /** Groups flagged `redundancy: none`: [since, last warned]. */
   private flagged = new Map<string, [number, number]>()
+  /** Called with every map this coordinator publishes (the feed routers follow). */
+  private readonly published: Array<(map: ClusterMap) => void> = []
 
   private constructor (map: ClusterMap, registry: MapRegistry, options: CoordinatorOptions) {
     this.current = new RoutingTable(map)
@@ -78,7 +80,7 @@ export class Coordinator {
     })
   }
 
-  static async fromConfig (config: RouterConfig, log: Logger, metrics?: RouterMetrics, credentials?: PeerCredentials): Promise<Coordinator> {
+  static async fromConfig (config: CoordinatorConfig, log: Logger, metrics?: CoordinatorMetrics, credentials?: PeerCredentials): Promise<Coordinator> {
     return await Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics, credentials })
   }
 
@@ -116,11 +118,6 @@ export class Coordinator {
       options.log.info({ event: 'map-loaded', epoch: map.epoch, registry: registry.where, groups: map.groups.length }, 'loaded the persisted cluster map')
     }
     return new Coordinator(map, registry, options)
-  }
-
-  /** The routing table of the current map; read it once per request attempt. */
-  get table (): RoutingTable {
-    return this.current
   }
 
   get epoch (): number {
@@ -200,6 +197,12 @@ export class Coordinator {
     this.current = table
     this.nodes.retain(new Set(next.groups.flatMap((g) => g.nodes.map((n) => n.url))))
     this.log.info({ event: 'map-changed', epoch: next.epoch, previousEpoch: before.epoch, reason }, `cluster map is now epoch ${next.epoch}`)
+    for (const listener of this.published) listener(next)
+  }
+
+  /** `listener` is called with every map published from now on, after it is persisted. */
+  onPublish (listener: (map: ClusterMap) => void): void {
+    this.published.push(listener)
   }
 
   /**

@@ -5,9 +5,9 @@ import { ShardKvError } from '../src/protocol/errors'
 import { planAdd, planRemove } from '../src/membership/rebalance'
 import { normalizeNodeUrl, type ClusterMap } from '../src/membership/map'
 import type { Rebalancer } from './rebalancer'
-import type { NodeClient } from './node-client'
+import type { NodeClient } from '../src/peer/node-client'
 import { ADD_GROUP_SCHEMA, REBALANCE_SCHEMA, REMOVE_GROUP_SCHEMA } from '../src/protocol/schemas'
-import { documented } from './openapi'
+import { documented } from '../src/http/openapi'
 
 /**
  * The coordinator's admin API: add a group, drain a group, watch the rebalance.

@@ -5,7 +5,7 @@ import { currentMembers } from '../src/membership/ownership'
 import { GroupRing } from '../src/ring/ring'
 import type { MapRegistry } from '../src/registry/registry'
 import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState } from '../src/membership/rebalance'
-import type { NodeClient } from './node-client'
+import type { NodeClient } from '../src/peer/node-client'
 import type { WireKeyTransfer } from '../src/protocol/wire'
 
 /** The coordinator's map, as the rebalancer (and failover) change it. */

@@ -10,13 +10,12 @@ import type { RebalanceProgress } from '../../src/membership/rebalance'
 import type { Principal } from '../../src/auth/tokens'
 import type { PeerCredentials } from '../../src/auth/peer'
 import type { Coordinator } from '../coordinator'
-import type { RouterMetrics } from '../metrics'
 import { DashboardHub } from './hub'
 import { OperationLog } from './operations'
 import { TrafficSampler } from './traffic'
 
 /**
- * The router's live dashboard: a static page at `/ui/` (router/dashboard/public: HTML, one
+ * The cluster's live dashboard, served by the coordinator (routers relay it): a static page at `/ui/` (coordinator/dashboard/public: HTML, one
  * JS module, CSS; no build step) and `GET /ui/events`, a Server-Sent Events stream of
  * cluster snapshots (src/protocol/dashboard.ts).
  *
@@ -33,12 +32,13 @@ import { TrafficSampler } from './traffic'
 export interface DashboardContext {
   coordinator: Pick<Coordinator, 'view' | 'map'>
   rebalance: () => RebalanceProgress | null
-  metrics: RouterMetrics
+  /** Client URLs of the routers following this coordinator: their traffic is the dashboard's router line. */
+  routers: () => readonly string[]
   credentials: PeerCredentials
   log: Logger
 }
 
-/** The switchover route (router/switchover.ts), whose calls the dashboard shows while they run. */
+/** The switchover route (coordinator/switchover.ts), whose calls the dashboard shows while they run. */
 const SWITCHOVER_ROUTE = `${ADMIN.groups}/:id/switchover`
 
 /** What every dashboard file is served with: only its own scripts, styles and connections. */
@@ -51,18 +51,18 @@ const PAGE_HEADERS = {
 
 /**
  * The page's files. dist/ holds compiled TypeScript only, so they are served from the
- * source tree: router/dashboard/public next to this file when it runs from source, or
- * three levels up from dist/router/dashboard.
+ * source tree: coordinator/dashboard/public next to this file when it runs from source, or
+ * three levels up from dist/coordinator/dashboard.
  */
 export function publicDir (): string {
-  const candidates = [join(__dirname, 'public'), resolve(__dirname, '..', '..', '..', 'router', 'dashboard', 'public')]
+  const candidates = [join(__dirname, 'public'), resolve(__dirname, '..', '..', '..', 'coordinator', 'dashboard', 'public')]
   const found = candidates.find((dir) => existsSync(join(dir, 'index.html')))
   if (found === undefined) throw new Error(`the dashboard's files are missing (looked in ${candidates.join(', ')})`)
   return found
 }
 
 export function viewerOf (principal: Principal | null): DashboardViewer {
-  // No principal: the router does not authenticate clients, so its admin API is open too.
+  // No principal: clients are not authenticated (no tokens file), so the admin API is open too.
   return principal === null ? { name: null, admin: true } : { name: principal.name, admin: principal.roles.has('admin') }
 }
 
@@ -74,7 +74,7 @@ export function registerDashboard (app: FastifyInstance, ctx: DashboardContext):
     return { ...ctx.coordinator.view(), ...(handover !== undefined ? { handover } : {}), rebalance: ctx.rebalance() }
   }
   const operations = new OperationLog()
-  const sampler = new TrafficSampler(ctx.metrics.registry, ctx.credentials)
+  const sampler = new TrafficSampler(ctx.routers, ctx.credentials)
   const hub = new DashboardHub({ view, operations, log: ctx.log, sampleTraffic: async (v) => await sampler.sample(primariesOf(v)) })
 
   void app.register(fastifyStatic, {
@@ -113,7 +113,7 @@ export function registerDashboard (app: FastifyInstance, ctx: DashboardContext):
     if (!hooked) ctx.log.warn({ event: 'dashboard-switchover-unhooked' }, 'the dashboard was registered after the switchover route: it will not show switchovers as they run')
     done()
   })
-  // The router's close waits for open responses: end the streams first.
+  // fastify's close waits for open responses: end the streams first.
   app.addHook('preClose', (done) => {
     hub.close()
     done()

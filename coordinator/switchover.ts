@@ -6,10 +6,10 @@ import { ADMIN, type WireSwitchoverReply } from '../src/protocol/wire'
 import { normalizeNodeUrl, primaryOf, termOf, type ClusterMap } from '../src/membership/map'
 import { judgeSwitchover } from '../src/replication/policy'
 import { promote } from '../src/replication/map-changes'
-import type { NodeClient } from './node-client'
+import type { NodeClient } from '../src/peer/node-client'
 import type { NodeStatus } from './health'
 import { SWITCHOVER_SCHEMA } from '../src/protocol/schemas'
-import { documented } from './openapi'
+import { documented } from '../src/http/openapi'
 
 /**
  * A planned switchover: the primary of a group hands its role to an in-sync replica

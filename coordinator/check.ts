@@ -7,8 +7,8 @@ import { CONTROL_ANSWER_MAX_BYTES } from '../src/protocol/limits'
 import { ADMIN_DIGEST_PATH, DIGEST_MAX_ROWS, DIGEST_PAGE_ROWS, DIGEST_PATH, type WireDigestPage, type WireDigestRequest, type WireGroupDigest, type WireNodeDigest } from '../src/protocol/digest'
 import type { ClusterMap } from '../src/membership/map'
 import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
-import type { NodeClient } from './node-client'
-import { documented } from './openapi'
+import type { NodeClient } from '../src/peer/node-client'
+import { documented } from '../src/http/openapi'
 import { CHECK_DIGEST_SCHEMA } from '../src/protocol/schemas'
 
 /**

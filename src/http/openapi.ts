@@ -1,8 +1,8 @@
 import swagger from '@fastify/swagger'
 import type { FastifyInstance, FastifySchema, FastifySchemaCompiler, RouteShorthandOptions } from 'fastify'
 import type { FastifySerializerCompiler } from 'fastify/types/schema'
-import { API_INFO, API_TAGS, DOCS_PATH, DOCS_SCHEMA, OPENAPI_PATH, OPENAPI_SCHEMA, SECURITY_SCHEMES, SHARED_SCHEMAS, type JsonSchema, type RouteSchema } from '../src/protocol/schemas'
-import { KV_PREFIX } from '../src/protocol/wire'
+import { API_INFO, API_TAGS, DOCS_PATH, DOCS_SCHEMA, OPENAPI_PATH, OPENAPI_SCHEMA, SECURITY_SCHEMES, SHARED_SCHEMAS, type JsonSchema, type RouteSchema } from '../protocol/schemas'
+import { KV_PREFIX } from '../protocol/wire'
 import { renderDocsPage } from './openapi-page'
 
 /**

@@ -2,7 +2,7 @@ import type { Logger } from '../src/log'
 import { primaryOf, termOf, type ClusterMap } from '../src/membership/map'
 import { choosePromotion, leaseStep } from '../src/replication/policy'
 import { promote } from '../src/replication/map-changes'
-import type { NodeClient } from './node-client'
+import type { NodeClient } from '../src/peer/node-client'
 import type { NodeStatus } from './health'
 
 /**

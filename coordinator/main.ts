@@ -1,0 +1,16 @@
+import { COORDINATOR_OPTIONS } from '../src/config/options'
+import { runService } from '../src/supervision/service-main'
+import { startCoordinator } from './server'
+
+/** Entry point of a coordinator: `node dist/coordinator/main.js [options]`. */
+
+void runService({
+  service: 'coordinator',
+  command: 'node dist/coordinator/main.js',
+  summary: 'Start a coordinator: the control plane that keeps the cluster map, checks nodes, fails over and rebalances.',
+  options: COORDINATOR_OPTIONS,
+  start: async (config, log) => {
+    const c = await startCoordinator(config, log)
+    return { url: c.url, close: c.close, reloadTokens: c.reloadTokens, logFields: { ...(c.peerUrl !== c.url ? { peerUrl: c.peerUrl } : {}), epoch: c.coordinator.epoch } }
+  }
+})

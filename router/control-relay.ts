@@ -1,0 +1,69 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Agent, request as upstream, type Dispatcher } from 'undici'
+import { withPeerTls, type PeerTls } from '../src/auth/tls'
+import { documented } from '../src/http/openapi'
+import { describeUpstreamError } from '../src/http/upstream-errors'
+import { ShardKvError } from '../src/protocol/errors'
+import { RELAYED_ROUTES } from '../src/protocol/schemas'
+import { DASHBOARD } from '../src/protocol/wire'
+
+/**
+ * The router's door to the control plane: the admin API, GET /cluster and the dashboard
+ * are the coordinator's, and the router relays them there unchanged, so operators,
+ * scripts and the `shardkv` command keep talking to any router. The client's own
+ * credentials travel with the call (the coordinator checks the token again, and shows the
+ * dashboard's buttons by its role); the router adds no authority of its own.
+ *
+ * A call whose answer is lost (the coordinator died, a reset) may have been applied, so it
+ * is answered 503 (outcome unknown), never a 4xx. The answer is streamed back as it comes
+ * (the dashboard's event stream never ends), status and the headers that mean something
+ * to a client included.
+ */
+
+/** Admin calls that wait for work (a switchover, a check's page) get this long to answer. */
+const RELAY_TIMEOUT_MS = 120_000
+const FORWARDED_REQUEST_HEADERS = ['authorization', 'content-type', 'accept', 'last-event-id', 'x-shardkv-request-id'] as const
+const RELAYED_ANSWER_HEADERS = ['content-type', 'cache-control', 'location', 'retry-after', 'www-authenticate', 'x-content-type-options',
+  'content-security-policy', 'referrer-policy', 'x-accel-buffering', 'etag', 'last-modified'] as const
+
+export interface RelayOptions {
+  /** The acting coordinator's client URL, when known. */
+  coordinatorUrl: () => string | undefined
+  /** To verify a coordinator serving HTTPS with the cluster's CA. */
+  peerTls?: PeerTls
+}
+
+export function registerControlRelay (app: FastifyInstance, opts: RelayOptions): { close: () => Promise<void> } {
+  const agent = new Agent(withPeerTls({ connections: 16, keepAliveTimeout: 10_000 }, opts.peerTls))
+  const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await relayTo(agent, opts, request, reply)
+  for (const r of RELAYED_ROUTES) app.route({ method: r.method, url: r.url, ...documented(r.schema), handler: relay })
+  app.get(DASHBOARD.page, { exposeHeadRoute: false }, relay)
+  app.get(`${DASHBOARD.page}/*`, { exposeHeadRoute: false }, relay)
+  return { close: async () => { await agent.close() } }
+}
+
+async function relayTo (agent: Dispatcher, opts: RelayOptions, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const target = opts.coordinatorUrl()
+  if (target === undefined) throw new ShardKvError('unavailable', 'no coordinator is known yet: the control plane is unreachable from this router')
+  const headers: Record<string, string> = {}
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const v = request.headers[name]
+    if (typeof v === 'string') headers[name] = v
+  }
+  const body = Buffer.isBuffer(request.body) && request.method !== 'GET' ? request.body : undefined
+  let res: Dispatcher.ResponseData
+  try {
+    res = await upstream(target + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0 })
+  } catch (err) {
+    const maybeApplied = request.method !== 'GET'
+    throw new ShardKvError('unavailable', `the coordinator did not answer (${describeUpstreamError(err)})${maybeApplied ? ': the call may or may not have been applied; read the cluster view before repeating it' : ''}`)
+  }
+  // The client went away (a dashboard tab closed): stop reading the coordinator's stream.
+  reply.raw.on('close', () => { res.body.destroy() })
+  void reply.code(res.statusCode)
+  for (const name of RELAYED_ANSWER_HEADERS) {
+    const v = res.headers[name]
+    if (typeof v === 'string') void reply.header(name, v)
+  }
+  return await reply.send(res.body)
+}

@@ -1,0 +1,126 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Dispatcher } from 'undici'
+import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
+import { jsonRequest } from '../src/client/http'
+import { peerUrlOf, validateMap, type ClusterMap, type PeerHealth } from '../src/membership/map'
+import { RING_DEFAULTS } from '../src/ring/ring'
+import { RoutingTable } from '../src/membership/routing-table'
+import { CONTROL_ANSWER_MAX_BYTES, CLUSTER_VIEW_MAX_BYTES } from '../src/protocol/limits'
+import { HEALTH_PATH, INTERNAL_COORDINATOR, MAP_FOLLOW_MAX_WAIT_MS, type WireMapFollow } from '../src/protocol/wire'
+import type { Logger } from '../src/log'
+
+/**
+ * How a router knows the map: the data plane's one view of the control plane (the
+ * router never holds the coordinator's objects). Tables only move forward: a map older
+ * than the one held is ignored, so a slow answer cannot route by a replaced map.
+ */
+export interface MapFollower {
+  /** The routing table of the newest map known; an empty one (every key 503) before the first. */
+  table: () => RoutingTable
+  /** The client URL of the coordinator that acts (admin calls are relayed there), when known. */
+  coordinatorUrl: () => string | undefined
+  start: () => void
+  /** Resolves once a map has arrived, or after `timeoutMs` without one (false). */
+  firstMap: (timeoutMs: number) => Promise<boolean>
+  close: () => Promise<void>
+}
+
+const EMPTY_MAP: ClusterMap = { epoch: 0, ring: RING_DEFAULTS, groups: [] }
+const FIRST_BACKOFF_MS = 100
+const MAX_BACKOFF_MS = 2000
+/** How long past the coordinator's longest hold an answer may take before the follow is retried. */
+const FOLLOW_SLACK_MS = 5000
+
+/** Holds the newest table; shared by every follower kind. */
+export class FollowedTable {
+  private current = new RoutingTable(EMPTY_MAP)
+
+  get table (): RoutingTable {
+    return this.current
+  }
+
+  /** Adopts `raw` when it is a valid map newer than the one held; true when adopted. */
+  offer (raw: unknown): boolean {
+    const map = validateMap(raw)
+    if (map.epoch <= this.current.epoch) return false
+    this.current = new RoutingTable(map)
+    return true
+  }
+}
+
+/**
+ * Follows the map a coordinator publishes (the file registry: one coordinator) with a
+ * long poll on its peer listener, which answers the moment a newer map is published.
+ * The peer listener is found in the coordinator's /healthz, as it finds shard nodes'.
+ */
+export class CoordinatorFollower implements MapFollower {
+  private readonly held = new FollowedTable()
+  private readonly dispatcher: Dispatcher
+  private stopped = false
+  private loop: Promise<void> | undefined
+  private failures = 0
+
+  constructor (private readonly opts: { coordinator: string, self: () => string | undefined, credentials: PeerCredentials, log: Logger }) {
+    this.dispatcher = peerDispatcher(opts.credentials, { connections: 2, keepAliveTimeout: MAP_FOLLOW_MAX_WAIT_MS + FOLLOW_SLACK_MS })
+  }
+
+  table (): RoutingTable {
+    return this.held.table
+  }
+
+  coordinatorUrl (): string {
+    return this.opts.coordinator
+  }
+
+  start (): void {
+    this.loop ??= this.follow()
+  }
+
+  async firstMap (timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs
+    while (this.held.table.epoch === 0 && !this.stopped && Date.now() < deadline) await sleep(20)
+    return this.held.table.epoch > 0
+  }
+
+  async close (): Promise<void> {
+    this.stopped = true
+    await this.dispatcher.destroy().catch(() => undefined)
+    await this.loop
+  }
+
+  private async follow (): Promise<void> {
+    let peer: string | undefined
+    while (!this.stopped) {
+      try {
+        peer ??= await this.peerUrl()
+        await this.followOnce(peer)
+        this.failures = 0
+      } catch (err) {
+        if (this.stopped) return
+        peer = undefined
+        this.failures++
+        if (this.failures === 1 || this.failures % 20 === 0) {
+          this.opts.log.warn({ event: 'map-follow-failed', coordinator: this.opts.coordinator, failures: this.failures, err: (err as Error).message }, 'cannot follow the coordinator\'s map; routing by the last one known')
+        }
+        await sleep(Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** Math.min(5, this.failures - 1)))
+      }
+    }
+  }
+
+  private async peerUrl (): Promise<string> {
+    const res = await jsonRequest<PeerHealth>(this.opts.coordinator + HEALTH_PATH, { dispatcher: this.dispatcher, timeoutMs: 5000, maxBytes: CONTROL_ANSWER_MAX_BYTES })
+    return peerUrlOf(this.opts.coordinator, res.body ?? {})
+  }
+
+  private async followOnce (peer: string): Promise<void> {
+    const self = this.opts.self()
+    const query = `?after=${this.held.table.epoch}&wait=${MAP_FOLLOW_MAX_WAIT_MS}${self !== undefined ? `&router=${encodeURIComponent(self)}` : ''}`
+    const res = await jsonRequest<WireMapFollow | undefined>(peer + INTERNAL_COORDINATOR.mapFollow + query,
+      { dispatcher: this.dispatcher, timeoutMs: MAP_FOLLOW_MAX_WAIT_MS + FOLLOW_SLACK_MS, maxBytes: CLUSTER_VIEW_MAX_BYTES })
+    if (res.status === 204 || res.body === undefined) return
+    const before = this.held.table.epoch
+    if (this.held.offer(res.body.map)) {
+      this.opts.log.info({ event: 'map-followed', epoch: this.held.table.epoch, previousEpoch: before }, `routing by map epoch ${this.held.table.epoch}`)
+    }
+  }
+}
