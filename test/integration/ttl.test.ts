@@ -2,7 +2,7 @@ import t from 'tap'
 import { createClient, NotFoundError, KvError, type KvClient, type KvEntry } from '../../src/client'
 import { waitFor } from '../harness/cluster'
 import { addGroup, waitForRebalance, rebalanceProgress } from '../harness/rebalance'
-import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, rawRow } from '../harness/replication'
+import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, rawRow, ringOfView } from '../harness/replication'
 import { checkTtlHistory, type TtlRead, type TtlWrite } from '../harness/ttl-history'
 import { HEADER } from '../../src/protocol/wire'
 
@@ -190,4 +190,60 @@ t.test('keys with 1-2 s TTLs: never read after their expiry, never missing befor
   const after = await c.http.get(c.routerUrl, `ttl-${run}/bad`)
   t.equal(after.status, 404, 'nothing was written')
   t.equal(await rebalanceProgress(c.http, c.routerUrl).then((p) => p?.phase), 'done')
+})
+
+t.test('during a rebalance, fallback reads of keys not copied yet judge the expiry on the old owner', async (t) => {
+  const c = await startReplicatedCluster(t, { name: 'ttl-fallback', groups: 1, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '100'] })
+  const client = createClient({ url: c.routerUrl, retryTimeoutMs: 20_000, timeoutMs: 30_000 })
+  t.teardown(async () => { await client.close() })
+  const run = Date.now().toString(36)
+  // Rows the throttled copy scans first (lower seqs): the TTL keys, written last, are copied last.
+  const pre = await client.putMany(Array.from({ length: 1500 }, (_, i) => ({ key: `tf-${run}/pre/${i}`, value: 'p' })))
+  t.equal(pre.filter((r) => r instanceof KvError).length, 0, 'preloaded')
+  const writes = new Map<string, TtlWrite>()
+  for (let i = 0; i < 40; i++) {
+    const key = `tf-${run}/ttl/${i}`
+    const w: TtlWrite = { key, value: `v${i}`, ttlMs: 4000, start: Date.now(), end: 0, acked: false }
+    await client.put(key, w.value, { ttl: 4 })
+    w.end = Date.now()
+    w.acked = true
+    writes.set(key, w)
+  }
+  const g2 = await c.addNode('g2', 'g2')
+  const added = await addGroup(c.http, c.routerUrl, { id: 'g2', url: g2.url, weight: 1 })
+  t.equal(added.status, 202, `g2 added: ${added.text.slice(0, 120)}`)
+  await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'copying', { timeoutMs: 60_000, what: 'copying' })
+  const view = await c.view()
+  const moving = [...writes.keys()].filter((k) => ringOfView(view).ownerOf(k) === 'g2')
+  t.ok(moving.length > 5, `${moving.length} TTL keys move to g2`)
+
+  const reads: TtlRead[] = []
+  const readAll = async (): Promise<string[]> => {
+    const notCopied: string[] = []
+    for (const key of moving) {
+      const before = await rawRow(c.http, g2.url, key)
+      const start = Date.now()
+      let value: string | null
+      try {
+        value = (await client.get(key)).value.toString()
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err
+        value = null
+      }
+      reads.push({ key, path: 'fallback', start, end: Date.now(), value })
+      // Read while g2 had no copy before and after: the answer came from the old owner.
+      if (before === undefined && await rawRow(c.http, g2.url, key) === undefined) notCopied.push(key)
+    }
+    return notCopied
+  }
+  const early = await readAll()
+  const lastEnd = Math.max(...[...writes.values()].map((w) => w.end))
+  await waitFor(() => Date.now() >= lastEnd + 4000, 30_000, 'every TTL passed')
+  const late = await readAll()
+  t.comment(`fallback reads: ${early.length} before the expiry, ${late.length} after it, of ${moving.length} moving keys`)
+  t.ok(early.length > 0 && late.length > 0, 'reads of keys not copied yet went to the old owner, before and after their expiry')
+  const report = checkTtlHistory(writes, reads)
+  t.ok(reads.some((r) => r.value !== null) && reads.some((r) => r.value === null), 'values before the expiry, absences after')
+  t.same(report.violations, [], 'no read of an expired key, no early expiry through fallback reads')
+  await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { timeoutMs: 120_000, what: 'done' })
 })
