@@ -10,6 +10,7 @@ import type { RouterMetrics } from './metrics'
 import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
 import { exchange } from '../src/http/exchange'
 import { forwardedToBatchResult, readShardBatchReply, type ShardBatchReply } from './batch-results'
+import { ttlText } from '../src/protocol/ttl'
 
 /**
  * The data plane for batches: split by owner primary, one POST /batch per primary in
@@ -178,6 +179,7 @@ export class BatchForwarder {
       ifNoneMatch: op.ifNoneMatch,
       principal: run.principal
     }
+    if (op.ttlMs !== undefined) req.ttl = ttlText(op.ttlMs)
     try {
       const result = await this.options.forwarder.forward(req)
       run.retries += result.retries

@@ -76,6 +76,7 @@ export function forwardedToBatchResult (op: BatchOpName, res: ForwardResult): Ba
   if (op === 'get' && res.status === 200) {
     if (res.contentType !== undefined) out.contentType = res.contentType
     out.value = res.body.toString('base64')
+    if (res.ttl !== undefined) out.ttl = res.ttl
   }
   return out
 }
@@ -93,7 +94,9 @@ export function coalescedReadResults (status: number, body: Buffer, count: numbe
   return getAnswers(status, body, count).map((a): ForwardResult | undefined => {
     if (a === undefined) return undefined
     if (a.found) {
-      return { status: 200, contentType: a.contentType, contentLength: String(a.value.length), etag: a.etag, node: nodeId, body: a.value, retries: 0, tombstone: false }
+      const found: ForwardResult = { status: 200, contentType: a.contentType, contentLength: String(a.value.length), etag: a.etag, node: nodeId, body: a.value, retries: 0, tombstone: false }
+      if (a.ttl !== undefined) found.ttl = a.ttl
+      return found
     }
     const text = Buffer.from(errorBody('not_found', a.message))
     return { status: 404, contentType: SHARD_JSON_TYPE, contentLength: String(text.length), etag: undefined, node: nodeId, body: text, retries: 0, tombstone: a.tombstone }

@@ -39,6 +39,8 @@ export interface ForwardRequest {
   priorTimeouts?: number
   /** The authenticated client it is made for (sent as x-shardkv-principal: it binds the request id). */
   principal?: string
+  /** A PUT's X-Shardkv-TTL, checked already (the shard turns it into an expiry). */
+  ttl?: string
 }
 
 /** What serves a data request: the Forwarder itself, or the ReadCoalescer in front of it. */
@@ -55,8 +57,10 @@ export interface ForwardResult {
   body: Buffer
   /** Attempts beyond the first. */
   retries: number
-  /** A 404 that comes from a tombstone (the key was deleted here): no fallback read. */
+  /** A 404 that comes from a tombstone (the key was deleted here, or expired): no fallback read. */
   tombstone: boolean
+  /** A GET's remaining X-Shardkv-TTL (undefined: the value does not expire). */
+  ttl?: string
 }
 
 export interface ForwarderOptions {
@@ -244,11 +248,14 @@ function upstreamHeaders (req: ForwardRequest, peer: Readonly<Record<string, str
   if (req.contentType !== undefined) h['content-type'] = req.contentType
   if (req.ifMatch !== undefined) h['if-match'] = req.ifMatch
   if (req.ifNoneMatch !== undefined) h['if-none-match'] = req.ifNoneMatch
+  if (req.ttl !== undefined) h[HEADER.ttl] = req.ttl
   return h
 }
 
 function fromResponse (status: number, h: IncomingHttpHeaders, body: Buffer): ForwardResult {
+  const ttl = header(h[HEADER.ttl])
   return {
+    ...(ttl !== undefined ? { ttl } : {}),
     status,
     contentType: header(h['content-type']),
     contentLength: header(h['content-length']),

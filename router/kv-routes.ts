@@ -6,7 +6,8 @@ import { parseEtagList } from '../src/protocol/preconditions'
 import { HEADER, KV_PREFIX } from '../src/protocol/wire'
 import { newRequestId, requireRequestId } from '../src/protocol/request-id'
 import { storedContentType } from '../src/protocol/content-type'
-import type { KvForward, ForwardResult, KvMethod } from './forward'
+import { parseTtl } from '../src/protocol/ttl'
+import type { KvForward, ForwardRequest, ForwardResult, KvMethod } from './forward'
 import { authorizeKey, principalName } from '../src/auth/client-guard'
 import type { Principal } from '../src/auth/tokens'
 import { KV_SCHEMAS } from '../src/protocol/schemas'
@@ -55,7 +56,15 @@ export async function forwardKv (forwarder: KvForward, method: KvMethod, rawUrl:
   // once; without one, the router's own id still makes its retries apply once.
   const clientId = h[HEADER.requestId]
   const requestId = clientId === undefined ? newRequestId() : requireRequestId(clientId).id
-  return await forwarder.forward({ method, key, requestId, body, contentType, ifMatch, ifNoneMatch, principal: principalName(principal) })
+  const req: ForwardRequest = { method, key, requestId, body, contentType, ifMatch, ifNoneMatch, principal: principalName(principal) }
+  // Checked here (a 400 costs no shard round trip) but passed on as text: the shard that
+  // commits the write turns it into an expiry by its own clock.
+  const ttl = h[HEADER.ttl]
+  if (method === 'PUT' && ttl !== undefined) {
+    parseTtl(ttl, 'X-Shardkv-TTL')
+    req.ttl = ttl as string
+  }
+  return await forwarder.forward(req)
 }
 
 export interface KvAnswer {
@@ -74,6 +83,7 @@ export function answerOf (result: ForwardResult, method: string, draining: boole
   if (result.contentType !== undefined) headers['content-type'] = result.contentType
   if (result.etag !== undefined) headers.etag = result.etag
   if (result.node !== undefined) headers[HEADER.node] = result.node
+  if (result.ttl !== undefined) headers[HEADER.ttl] = result.ttl
   // A stored value is the client's bytes: never let a browser sniff them into something else.
   headers['x-content-type-options'] = 'nosniff'
   if (result.retries > 0) headers[HEADER.retries] = String(result.retries)

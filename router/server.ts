@@ -24,6 +24,7 @@ import { registerServiceRoutes } from './service-routes'
 import { registerControlRelay } from './control-relay'
 import { CoordinatorFollower, type MapFollower } from './map-follower'
 import { EtcdFollower } from './etcd-follower'
+import { registerWatchRoutes } from './watch-routes'
 
 /**
  * A router process: the data plane. It forwards the data API to shard primaries by the
@@ -94,6 +95,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     maxBatchBytes: config.maxBatchBytes,
     isDraining: () => draining
   })
+  registerWatchRoutes(app, { registry: metrics.registry, table: () => follower.table(), credentials, log })
   const relay = registerControlRelay(app, { coordinatorUrl: () => follower.coordinatorUrl(), peerTls: credentials.tls })
   refuseOversizedUploads(app.server, config.maxValueBytes)
 

@@ -4,6 +4,7 @@ import type { Ownership } from '../src/membership/ownership'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
+import { formatRemainingTtl } from '../src/protocol/ttl'
 import { codedResult, errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
 import { jsonBytes } from '../src/http/json-body'
 import { authorizeOps, principalName } from '../src/auth/client-guard'
@@ -47,7 +48,12 @@ function opRequestId (op: BatchOp, index: number, batchId: RequestId | undefined
 function toStoreOp (op: BatchOp, id: RequestId | undefined, principal: string | undefined): StoreOp {
   switch (op.op) {
     case 'get': return { op: 'get', key: op.key }
-    case 'put': return stamped({ op: 'put', key: op.key, value: op.value ?? Buffer.alloc(0), contentType: op.contentType ?? '', conditions: op.conditions }, id, principal)
+    case 'put': {
+      const put: StoreOp = { op: 'put', key: op.key, value: op.value ?? Buffer.alloc(0), contentType: op.contentType ?? '', conditions: op.conditions }
+      // Only when set: the fingerprint of a put without a TTL is what it was before TTLs.
+      if (op.ttlMs !== undefined) put.ttlMs = op.ttlMs
+      return stamped(put, id, principal)
+    }
     case 'delete': return stamped({ op: 'delete', key: op.key, conditions: op.conditions }, id, principal)
   }
 }
@@ -127,7 +133,10 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
   function toResult (out: OpOutcome, op: BatchOp, request: FastifyRequest): { result: BatchResult, seq: number } {
     if (out.kind === 'read') {
       if (out.found !== undefined) {
-        return { result: { status: 200, etag: formatEtag(out.found.version), contentType: out.found.contentType, value: out.found.value.toString('base64') }, seq: out.found.seq }
+        const result: BatchResult = { status: 200, etag: formatEtag(out.found.version), contentType: out.found.contentType, value: out.found.value.toString('base64') }
+        const ttl = formatRemainingTtl(out.found.expiresAt, Date.now())
+        if (ttl !== undefined) result.ttl = ttl
+        return { result, seq: out.found.seq }
       }
       const result = codedResult('not_found', 'no value is stored under this key')
       // Not even an absence is shown before it is replicated: a failover could undo it.

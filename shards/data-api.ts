@@ -5,11 +5,17 @@ import { KV_PREFIX, HEADER } from '../src/protocol/wire'
 import { storedContentType } from '../src/protocol/content-type'
 import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag, notModified, parseEtagList } from '../src/protocol/preconditions'
+import { formatRemainingTtl, parseTtl } from '../src/protocol/ttl'
 import type { ShardMetrics } from './metrics'
 import type { OwnershipCache } from './ownership-cache'
 import type { MigrationStore } from '../src/storage/migration-store'
 import { authorizeKey, principalName } from '../src/auth/client-guard'
 import { requestIdOf, senderEpoch, servingView, leaseExpired, stamped, writeConditions, type WriteQueue } from './serving'
+import { ExpirySweeper } from './expiry-sweeper'
+
+/** The expiry sweeper's pace (see expiry-sweeper.ts): a pass a second, at most this many rows each. */
+const SWEEP_INTERVAL_MS = 1000
+const SWEEP_BATCH = 256
 
 /**
  * The data API as a shard node serves it: straight onto the node's KvStore.
@@ -33,6 +39,8 @@ export interface DataApiContext {
   metrics: ShardMetrics
   /** Set while this worker drains: answer, then close the connection. */
   isDraining: () => boolean
+  /** How long the change feed keeps entries (`--watch-retention-seconds`). */
+  feedRetentionMs: number
 }
 
 /** Runs one write through the group commit and returns its outcome (a refused write throws its error, e.g. 421). */
@@ -62,6 +70,11 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     if (current.needsLease && Date.now() >= leaseUntil) throw leaseExpired(current)
   })
 
+  // Expired rows read as absent without it; it turns expiries into replicated deletes.
+  const sweeper = new ExpirySweeper({ store, ownership, writes, replicated, log: app.log, intervalMs: SWEEP_INTERVAL_MS, batch: SWEEP_BATCH, feedRetentionMs: ctx.feedRetentionMs })
+  app.addHook('onReady', async () => { sweeper.start() })
+  app.addHook('onClose', async () => { sweeper.stop() })
+
   app.addHook('onRequest', (_request, reply, done) => {
     reply.header(HEADER.node, nodeId)
     // A stored value is the client's bytes: never let a browser sniff them into something else.
@@ -83,9 +96,11 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     if (access === 'foreign' || (access === 'handover' && (request.headers[HEADER.fallback] !== '1' || epoch !== current.epoch))) {
       throw ownership.misdirected(key, current)
     }
-    const found = store.get(key)
+    const now = Date.now()
+    const found = store.get(key, now)
     metrics.reads.inc()
     if (found === undefined) {
+      // A tombstone, or a row that expired: either way this node's copy is the newest.
       const tombstone = migration.row(key)
       if (tombstone !== undefined) {
         // Not even an absence is shown before it is replicated: a failover could undo it.
@@ -97,6 +112,8 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     await replicated(found.seq)
     const etag = formatEtag(found.version)
     reply.header('etag', etag)
+    const ttl = formatRemainingTtl(found.expiresAt, now)
+    if (ttl !== undefined) reply.header(HEADER.ttl, ttl)
     if (notModified(ifNoneMatch, found.version)) return reply.code(304).send()
     return reply.code(200).type(found.contentType).send(found.value)
   }
@@ -111,7 +128,10 @@ export function registerDataApi (app: FastifyInstance, ctx: DataApiContext): voi
     const conditions = writeConditions(request)
     const value = Buffer.isBuffer(request.body) ? request.body : EMPTY
     const contentType = storedContentType(request.headers['content-type'])
-    const outcome = await commitOne(writes, stamped({ op: 'put', key, value, contentType, conditions }, requestIdOf(request), principalName(request.principal)))
+    const ttlMs = parseTtl(request.headers[HEADER.ttl], 'X-Shardkv-TTL')
+    const op: StoreOp = { op: 'put', key, value, contentType, conditions }
+    if (ttlMs !== undefined) op.ttlMs = ttlMs
+    const outcome = await commitOne(writes, stamped(op, requestIdOf(request), principalName(request.principal)))
     metrics.writes.inc()
     if (!outcome.ok) throw preconditionFailed(outcome)
     await replicated(outcome.seq)

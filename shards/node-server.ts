@@ -23,6 +23,7 @@ import { registerBatchApi } from './batch-api'
 import { registerInternalApi } from './internal-api'
 import { registerReplicationApi } from './replication-api'
 import { registerDigestApi } from './digest-api'
+import { registerFeedApi } from './watch-feed-api'
 import { registerReadyz } from './readyz'
 import type { WriteQueue } from './serving'
 
@@ -158,7 +159,7 @@ export class NodeServer {
   private registerClientApi (): void {
     const { store, migration, ownership, config } = this.opts
     const { writes, metrics, replicated } = this
-    registerDataApi(this.app, { store, migration, ownership, writes, metrics, replicated, isDraining: () => this.draining })
+    registerDataApi(this.app, { store, migration, ownership, writes, metrics, replicated, isDraining: () => this.draining, feedRetentionMs: config.watchRetentionSeconds * 1000 })
     registerBatchApi(this.app, {
       store,
       ownership,
@@ -196,6 +197,7 @@ export class NodeServer {
       })
       registerReplicationApi(scope, { store, replica, ownership, migration, log, batchBodyLimit, senderChecks })
       registerDigestApi(scope, { store, ownership })
+      registerFeedApi(scope, { store, ownership, durable: () => this.gate.replicated })
     })
   }
 

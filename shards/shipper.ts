@@ -189,7 +189,9 @@ export class Shipper {
       to: window?.to ?? -1,
       rows: window?.rows.map(changeToWire) ?? [],
       requests: window?.requests ?? [],
-      floor: window?.floor ?? 0
+      floor: window?.floor ?? 0,
+      feed: window?.feed ?? [],
+      feedFloor: window?.feedFloor ?? 0
     }
     try {
       const res = await jsonRequest<{ position: number }>(this.target(link) + INTERNAL_REPLICATION.apply, {

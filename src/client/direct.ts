@@ -256,6 +256,7 @@ export class DirectTransport implements Transport {
     if (op.contentType !== undefined) req.contentType = op.contentType
     if (op.ifMatch !== undefined) req.ifMatch = op.ifMatch
     if (op.ifNoneMatch !== undefined) req.ifNoneMatch = op.ifNoneMatch
+    if (op.ttl !== undefined) req.ttl = String(op.ttl)
     try {
       return await this.router.send(req)
     } catch (err) {

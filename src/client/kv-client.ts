@@ -8,6 +8,8 @@ import { chunkOps, toDeleteResult, toEntry, toPutResult, type KvEntry, type OpRe
 import { RoutedTransport } from './routed'
 import { newRequestId, type SingleRequest, type Transport } from './transport'
 import { batchOpRequestId } from '../protocol/request-id'
+import { parseTtl } from '../protocol/ttl'
+import { watchEvents, type WatchConnection, type WatchEvent, type WatchOptions } from './watch'
 
 /**
  * The shardkv client: get/put/delete and their batch forms over either transport
@@ -53,6 +55,8 @@ export interface PutOptions {
   ifMatch?: string
   /** '*': write only if the key has no value. */
   ifNoneMatch?: '*'
+  /** Seconds the value lives (at most 3 decimals); it reads as absent from then on. */
+  ttl?: number
 }
 
 export interface DeleteOptions {
@@ -93,6 +97,17 @@ function asBuffer (value: Buffer | string): Buffer {
   return typeof value === 'string' ? Buffer.from(value, 'utf8') : value
 }
 
+/** The TTL as the wire carries it; a bad one is refused here, before anything is sent. */
+function checkedTtl (ttl: number | undefined): number | undefined {
+  if (ttl === undefined) return undefined
+  try {
+    parseTtl(ttl, 'ttl')
+  } catch (err) {
+    throw err instanceof ShardKvError ? toKvError(err) : err
+  }
+  return ttl
+}
+
 function orThrow<T> (r: T | KvError): T {
   if (r instanceof KvError) throw r
   return r
@@ -103,6 +118,7 @@ export class KvClient {
   private readonly transport: Transport
   private readonly maxBatchOps: number
   private readonly maxBatchBytes: number
+  private readonly watchConnection: WatchConnection
 
   constructor (options: ClientOptions) {
     this.mode = options.mode ?? 'routed'
@@ -117,6 +133,15 @@ export class KvClient {
     else throw new TypeError(`mode must be 'routed' or 'direct', not ${String(options.mode)}`)
     this.maxBatchOps = options.maxBatchOps ?? BATCH_DEFAULTS.maxOps
     this.maxBatchBytes = options.maxBatchBytes ?? BATCH_DEFAULTS.maxBytes
+    this.watchConnection = { url: options.url, credentials: common.credentials, retryTimeoutMs: common.retryTimeoutMs, timeoutMs: common.timeoutMs }
+  }
+
+  /**
+   * The changes under `prefix` as they become durable, from `since` (default: now), from
+   * the router in either mode (src/client/watch.ts): at least once, per key in commit order.
+   */
+  watch (options: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    return watchEvents(this.watchConnection, options)
   }
 
   /** The value, its content type and ETag; NotFoundError when the key has none. */
@@ -131,6 +156,8 @@ export class KvClient {
     const req: SingleRequest = { method: 'PUT', key, body: asBuffer(value), contentType: options.contentType ?? DEFAULT_CONTENT_TYPE, requestId: newRequestId() }
     if (options.ifMatch !== undefined) req.ifMatch = options.ifMatch
     if (options.ifNoneMatch !== undefined) req.ifNoneMatch = options.ifNoneMatch
+    const ttl = checkedTtl(options.ttl)
+    if (ttl !== undefined) req.ttl = String(ttl)
     return orThrow(toPutResult(await this.transport.send(req)))
   }
 
@@ -153,6 +180,8 @@ export class KvClient {
       const op: BatchOpWire = { op: 'put', key: it.key, value: asBuffer(it.value).toString('base64'), contentType: it.contentType ?? DEFAULT_CONTENT_TYPE }
       if (it.ifMatch !== undefined) op.ifMatch = it.ifMatch
       if (it.ifNoneMatch !== undefined) op.ifNoneMatch = it.ifNoneMatch
+      const ttl = checkedTtl(it.ttl)
+      if (ttl !== undefined) op.ttl = ttl
       return op
     })
     return (await this.batch(ops)).map(toPutResult)

@@ -1,5 +1,5 @@
 import { getAnswers, type BatchOpWire, type BatchResult } from '../protocol/batch'
-import { DEFAULT_CONTENT_TYPE } from '../protocol/wire'
+import { DEFAULT_CONTENT_TYPE, HEADER } from '../protocol/wire'
 import { errorObject } from '../protocol/errors'
 import { errorFromResponse, UnavailableError, type KvError } from './errors'
 
@@ -14,6 +14,8 @@ export interface KvEntry {
   contentType: string
   /** The version, quotes included: pass it back as `ifMatch`. */
   etag: string
+  /** Seconds the value has left (millisecond precision) when it was read; absent: it does not expire. */
+  ttl?: number
 }
 
 export interface PutResult {
@@ -29,6 +31,8 @@ export interface OpResult {
   contentType?: string
   /** The value of a successful get. */
   value?: Buffer
+  /** A get's remaining X-Shardkv-TTL text. */
+  ttl?: string
   /** The parsed JSON error body of a failed operation. */
   error?: unknown
 }
@@ -53,6 +57,8 @@ export function fromHttp (status: number, headers: Record<string, string | strin
   if (etag !== undefined) r.etag = etag
   const ct = header(headers['content-type'])
   if (ct !== undefined) r.contentType = ct
+  const ttl = header(headers[HEADER.ttl])
+  if (ttl !== undefined) r.ttl = ttl
   if (status >= 400) r.error = parseJson(body)
   else if (status === 200) r.value = body
   return r
@@ -66,6 +72,7 @@ export function fromBatchResult (raw: BatchResult | undefined): OpResult {
   const r: OpResult = { status: raw.status }
   if (typeof raw.etag === 'string') r.etag = raw.etag
   if (typeof raw.contentType === 'string') r.contentType = raw.contentType
+  if (typeof raw.ttl === 'string') r.ttl = raw.ttl
   if (raw.status >= 400) r.error = raw
   else if (typeof raw.value === 'string') r.value = Buffer.from(raw.value, 'base64')
   return r
@@ -82,7 +89,7 @@ const NODE_JSON_TYPE = 'application/json; charset=utf-8'
 export function coalescedGetResults (status: number, body: Buffer, count: number): Array<OpResult | undefined> {
   return getAnswers(status, body, count).map((a): OpResult | undefined => {
     if (a === undefined) return undefined
-    if (a.found) return { status: 200, etag: a.etag, contentType: a.contentType, value: a.value }
+    if (a.found) return { status: 200, etag: a.etag, contentType: a.contentType, value: a.value, ...(a.ttl !== undefined ? { ttl: a.ttl } : {}) }
     // The error body a single GET gets, without the batch's shard → router fields.
     return { status: 404, contentType: NODE_JSON_TYPE, error: errorObject('not_found', a.message) }
   })
@@ -104,7 +111,9 @@ function unexpected (r: OpResult, what: string): KvError {
 export function toEntry (r: OpResult): KvEntry | KvError {
   if (r.status >= 400) return errorOf(r)
   if (r.status !== 200) return unexpected(r, 'get')
-  return { value: r.value ?? Buffer.alloc(0), contentType: r.contentType ?? DEFAULT_CONTENT_TYPE, etag: r.etag ?? '' }
+  const entry: KvEntry = { value: r.value ?? Buffer.alloc(0), contentType: r.contentType ?? DEFAULT_CONTENT_TYPE, etag: r.etag ?? '' }
+  if (r.ttl !== undefined) entry.ttl = Number(r.ttl)
+  return entry
 }
 
 export function toPutResult (r: OpResult): PutResult | KvError {

@@ -38,6 +38,7 @@ export function singleHeaders (req: SingleRequest, auth: Readonly<Headers>): Hea
   if (req.method === 'PUT' && req.contentType !== undefined) h['content-type'] = req.contentType
   if (req.ifMatch !== undefined) h['if-match'] = req.ifMatch
   if (req.ifNoneMatch !== undefined) h['if-none-match'] = req.ifNoneMatch
+  if (req.method === 'PUT' && req.ttl !== undefined) h[HEADER.ttl] = req.ttl
   return h
 }
 

@@ -20,6 +20,8 @@ export interface SingleRequest {
   contentType?: string
   ifMatch?: string
   ifNoneMatch?: string
+  /** A PUT's X-Shardkv-TTL text (checked already). */
+  ttl?: string
   /** One per logical write, the same on every retry, so it is applied once (reads need none). */
   requestId?: string
 }

@@ -3,6 +3,7 @@ import { validateKey } from './key'
 import { parseEtagList, type WriteConditions } from './preconditions'
 import { parseRequestId, REQUEST_ID_GRAMMAR } from './request-id'
 import { storedContentType } from './content-type'
+import { parseTtl } from './ttl'
 
 /**
  * Batches: one request carrying many gets, puts and deletes, answered with one result
@@ -13,10 +14,10 @@ import { storedContentType } from './content-type'
  *   POST /batch  {"ops": [
  *     {"op": "get",    "key": "a"},
  *     {"op": "put",    "key": "b", "value": "<base64>", "contentType": "text/plain",
- *                      "ifMatch": "\"<etag>\"" | "*", "ifNoneMatch": "*"},
+ *                      "ifMatch": "\"<etag>\"" | "*", "ifNoneMatch": "*", "ttl": 30},
  *     {"op": "delete", "key": "c", "ifMatch": "\"<etag>\""}
  *   ]}
- *   → 200 {"results": [{"status": 200, "etag": "\"…\"", "contentType": "…", "value": "<base64>"},
+ *   → 200 {"results": [{"status": 200, "etag": "\"…\"", "contentType": "…", "value": "<base64>", "ttl": "12.345"},
  *                      {"status": 201, "etag": "\"…\""}, {"status": 204}, …]}
  *
  * A failed operation has an error result (`{"status": 412, "error": "precondition_failed",
@@ -40,6 +41,8 @@ export interface BatchOpWire {
   ifMatch?: string
   ifNoneMatch?: string
   rid?: string
+  /** Seconds the value lives (puts only; src/protocol/ttl.ts). */
+  ttl?: number
 }
 
 /** One operation, validated and decoded. */
@@ -54,6 +57,8 @@ export interface BatchOp {
   ifNoneMatch: string | undefined
   conditions: WriteConditions
   rid: string | undefined
+  /** The put's time to live in ms (undefined: none). */
+  ttlMs: number | undefined
 }
 
 export interface BatchResult {
@@ -62,6 +67,8 @@ export interface BatchResult {
   contentType?: string
   /** base64, for a successful get. */
   value?: string
+  /** A get's remaining time to live, as the X-Shardkv-TTL header carries it (absent: no expiry). */
+  ttl?: string
   /** Present on a 404 that comes from a delete (shard → router: no fallback read is needed). */
   tombstone?: boolean
   error?: string
@@ -134,6 +141,13 @@ export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
     }
     let value: Buffer | undefined
     let contentType: string | undefined
+    if (op !== 'put' && o.ttl !== undefined) throw invalid(i, `a ${op} takes no ttl`)
+    let ttlMs: number | undefined
+    try {
+      ttlMs = parseTtl(o.ttl, `ops[${i}].ttl`)
+    } catch (err) {
+      throw new ShardKvError('invalid_ttl', (err as Error).message, { index: i })
+    }
     if (op === 'put') {
       const v = o.value
       if (typeof v !== 'string' || !BASE64.test(v) || v.length % 4 === 1) throw invalid(i, 'value must be a base64 string')
@@ -151,7 +165,7 @@ export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
     } else if (o.value !== undefined) {
       throw invalid(i, `a ${op} takes no value`)
     }
-    ops[i] = { op, key, value, contentType, ifMatch, ifNoneMatch, conditions, rid }
+    ops[i] = { op, key, value, contentType, ifMatch, ifNoneMatch, conditions, rid, ttlMs }
   }
   return ops
 }
@@ -163,6 +177,7 @@ export function toWire (op: BatchOp, rid: string | undefined): BatchOpWire {
   if (op.contentType !== undefined && op.op === 'put') w.contentType = op.contentType
   if (op.ifMatch !== undefined) w.ifMatch = op.ifMatch
   if (op.ifNoneMatch !== undefined) w.ifNoneMatch = op.ifNoneMatch
+  if (op.ttlMs !== undefined) w.ttl = op.ttlMs / 1000
   const id = rid ?? op.rid
   if (id !== undefined) w.rid = id
   return w
@@ -180,7 +195,7 @@ export function codedResult (code: ErrorCode, message: string, details?: Record<
 
 /** What one get of a coalesced batch can stand for: a value, or an absence (404 not_found). */
 export type GetAnswer =
-  | { found: true, value: Buffer, etag: string, contentType: string }
+  | { found: true, value: Buffer, etag: string, contentType: string, ttl: string | undefined }
   | { found: false, message: string, tombstone: boolean }
 
 /**
@@ -204,7 +219,7 @@ export function getAnswers (status: number, body: Buffer, count: number): Array<
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined
     const r = raw as BatchResult
     if (r.status === 200 && typeof r.value === 'string' && typeof r.etag === 'string' && typeof r.contentType === 'string') {
-      return { found: true, value: Buffer.from(r.value, 'base64'), etag: r.etag, contentType: r.contentType }
+      return { found: true, value: Buffer.from(r.value, 'base64'), etag: r.etag, contentType: r.contentType, ttl: typeof r.ttl === 'string' ? r.ttl : undefined }
     }
     if (r.status === 404 && r.error === 'not_found' && typeof r.message === 'string') return { found: false, message: r.message, tombstone: r.tombstone === true }
     return undefined

@@ -11,6 +11,8 @@ export const ERROR_STATUS = {
   invalid_key: 400,
   invalid_header: 400,
   invalid_request: 400,
+  /** An `X-Shardkv-TTL` header or batch `ttl` that is not a number of seconds in range (src/protocol/ttl.ts). */
+  invalid_ttl: 400,
   /** No credential, or one that is not valid (peer secret, client token, client certificate). */
   unauthenticated: 401,
   /** A valid credential whose roles or key prefix do not cover the request. */
@@ -35,6 +37,12 @@ export const ERROR_STATUS = {
   rebalance_running: 409,
   last_group: 409,
   no_such_group: 404,
+  /** A watch cursor older than the change feed the nodes still hold (the answer carries a `restart` cursor). */
+  cursor_compacted: 410,
+  /** More watch streams than one token may hold open. */
+  too_many_streams: 429,
+  /** A watch stream whose client did not keep up: it ends, and the client resumes from its last event's id. */
+  stream_overflow: 503,
   request_timeout: 408,
   precondition_failed: 412,
   value_too_large: 413,

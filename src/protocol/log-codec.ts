@@ -5,6 +5,7 @@ import type { ChangeRow } from '../storage/store'
 import type { AppliedRequest } from '../storage/applied-requests'
 import type { Shipment } from '../storage/replica-store'
 import type { KeyTransfer, MigratingRow } from '../storage/migration-store'
+import type { FeedEntry } from '../storage/feed'
 
 /**
  * The change log on the wire, both ways, for the two node-to-node streams: replication
@@ -14,7 +15,7 @@ import type { KeyTransfer, MigratingRow } from '../storage/migration-store'
  */
 
 /** A changed row in a shipment (seq included: a replica keeps the primary's). */
-export interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted: boolean }
+export interface WireChange { key: string, value: string, contentType: string, version: string, seq: number, deleted: boolean, expiresAt?: number }
 
 /** `POST /internal/replication/apply`'s body: `from = -1` is a probe ("where do you stand?"). */
 export interface WireShipment {
@@ -27,6 +28,9 @@ export interface WireShipment {
   rows: WireChange[]
   requests: WireAppliedRequest[]
   floor: number
+  /** The change feed in (from, to] (src/storage/feed.ts): the stored shape. */
+  feed?: FeedEntry[]
+  feedFloor?: number
 }
 
 function invalid (message: string): ShardKvError {
@@ -59,8 +63,17 @@ function floorFromWire (v: unknown): number {
   return v
 }
 
+/** An expiry as it travels: absent for none (what senders from before TTLs send too). */
+function expiryFromWire (v: unknown): number | null {
+  if (v === undefined || v === null) return null
+  if (!isSeq(v)) throw invalid('expiresAt must be a non-negative integer (ms since the epoch)')
+  return v
+}
+
 function rowToWire (r: MigratingRow): WireRow {
-  return { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, deleted: r.deleted }
+  const w: WireRow = { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, deleted: r.deleted }
+  if (r.expiresAt !== null) w.expiresAt = r.expiresAt
+  return w
 }
 
 function rowFromWire (value: unknown): MigratingRow {
@@ -69,7 +82,7 @@ function rowFromWire (value: unknown): MigratingRow {
       typeof r.contentType !== 'string' || typeof r.version !== 'string' || r.version.length === 0) {
     throw invalid('each row needs key, value (base64), contentType and version')
   }
-  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true }
+  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, deleted: r.deleted === true, expiresAt: expiryFromWire(r.expiresAt) }
 }
 
 export function transferToWire (t: KeyTransfer): WireKeyTransfer {
@@ -82,7 +95,9 @@ export function transferFromWire (body: Record<string, unknown>): KeyTransfer {
 }
 
 export function changeToWire (r: ChangeRow): WireChange {
-  return { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted }
+  const w: WireChange = { key: r.key, value: r.value.toString('base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted }
+  if (r.expiresAt !== null) w.expiresAt = r.expiresAt
+  return w
 }
 
 function changeFromWire (v: unknown): ChangeRow {
@@ -91,14 +106,31 @@ function changeFromWire (v: unknown): ChangeRow {
       typeof r.contentType !== 'string' || typeof r.version !== 'string' || !isSeq(r.seq)) {
     throw invalid('each change needs key, value (base64), contentType, version and seq')
   }
-  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true }
+  return { key: r.key, value: Buffer.from(r.value, 'base64'), contentType: r.contentType, version: r.version, seq: r.seq, deleted: r.deleted === true, expiresAt: expiryFromWire(r.expiresAt) }
 }
 
-/** The rows, records and floor of a shipment whose `to` the caller has already checked. */
+function feedEntryFromWire (v: unknown): FeedEntry {
+  const e = v as Partial<FeedEntry> | null
+  if (e === null || typeof e !== 'object' || !isSeq(e.seq) || typeof e.key !== 'string' || typeof e.version !== 'string' ||
+      typeof e.contentType !== 'string' || typeof e.deleted !== 'boolean' || !isSeq(e.at) ||
+      (e.reason !== null && e.reason !== 'expired' && e.reason !== 'moved')) {
+    throw invalid('each feed entry needs seq, key, version, contentType, deleted, reason (null, "expired" or "moved") and at')
+  }
+  return { seq: e.seq, key: e.key, version: e.version, contentType: e.contentType, deleted: e.deleted, reason: e.reason, at: e.at }
+}
+
+function feedFromWire (v: unknown): FeedEntry[] {
+  if (v === undefined) return []
+  if (!Array.isArray(v)) throw invalid('feed must be an array')
+  return v.map(feedEntryFromWire)
+}
+
+/** The rows, records, feed and floors of a shipment whose `to` the caller has already checked. */
 export function shipmentFromWire (body: Record<string, unknown>, to: number): Shipment {
   if (!Array.isArray(body.rows)) throw invalid('rows must be an array')
   const rows = body.rows.map(changeFromWire)
   const requests = requestsFromWire(body.requests)
-  if (rows.some((r) => r.seq > to) || requests.some((r) => r.seq > to)) throw invalid('a shipment holds nothing past its `to`')
-  return { rows, requests, to, floor: floorFromWire(body.floor) }
+  const feed = feedFromWire(body.feed)
+  if (rows.some((r) => r.seq > to) || requests.some((r) => r.seq > to) || feed.some((e) => e.seq > to)) throw invalid('a shipment holds nothing past its `to`')
+  return { rows, requests, to, floor: floorFromWire(body.floor), feed, feedFloor: floorFromWire(body.feedFloor) }
 }

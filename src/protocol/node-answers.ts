@@ -36,4 +36,6 @@ export interface NodeStats {
   keys: number
   tombstones: number
   position: number
+  /** The change feed watch streams read (src/storage/feed.ts): entries held, the oldest one's commit time, the floor. */
+  feed: { entries: number, oldestAt: number | null, floor: number }
 }

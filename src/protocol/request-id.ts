@@ -87,6 +87,8 @@ export interface FingerprintedOp {
   conditions?: WriteConditions
   /** The authenticated principal the write is made for (undefined: none, auth off). */
   principal?: string
+  /** A put's time to live in ms (src/protocol/ttl.ts). */
+  ttlMs?: number
 }
 
 function tags (set: WriteConditions['ifMatch']): string {
@@ -100,11 +102,13 @@ function tags (set: WriteConditions['ifMatch']): string {
  * makes one id reused by two clients a 422 even for the same operation: the second
  * client must not be told its write succeeded when it was the first's. Without a
  * principal the fingerprint is what it was before principals existed, so records
- * already stored keep matching.
+ * already stored keep matching; the same goes for a TTL (a write without one
+ * fingerprints as before TTLs existed).
  */
 export function fingerprintOf (op: FingerprintedOp): string {
   const who = op.principal === undefined || op.principal === '' ? '' : `@${op.principal.length}:${op.principal}\n`
-  const head = Buffer.from(`${who}${op.op}\n${op.key.length}:${op.key}\n${op.contentType ?? ''}\n${tags(op.conditions?.ifMatch)}\n${tags(op.conditions?.ifNoneMatch)}\n`)
+  const ttl = op.ttlMs === undefined ? '' : `ttl:${op.ttlMs}\n`
+  const head = Buffer.from(`${who}${op.op}\n${op.key.length}:${op.key}\n${op.contentType ?? ''}\n${tags(op.conditions?.ifMatch)}\n${tags(op.conditions?.ifNoneMatch)}\n${ttl}`)
   // One-shot hash: half the cost of a Hash object on the write path.
   return hash('sha256', op.value === undefined ? head : Buffer.concat([head, op.value]), 'base64url').slice(0, 22)
 }

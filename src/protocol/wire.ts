@@ -13,6 +13,8 @@ export const METRICS_PATH = '/metrics'
 export const CLUSTER_PATH = '/cluster'
 /** Batches of gets, puts and deletes (router and shard nodes alike; see batch.ts). */
 export const BATCH_PATH = '/batch'
+/** Change streams: `GET /watch?prefix=<p>&since=<cursor>`, Server-Sent Events (src/protocol/watch.ts). */
+export const WATCH_PATH = '/watch'
 /**
  * The router's dashboard (coordinator/dashboard): the page and its files under `/ui/`, open
  * (they hold no data), and its stream of cluster snapshots, which needs the `read` role.
@@ -67,7 +69,9 @@ export const INTERNAL = {
   /** Row counts of the node's partition (a full count: for progress estimates, not health checks). */
   stats: '/internal/stats',
   /** `/internal/row/<key>?request=<id>`: what copy on touch moves of a key (a WireKeyTransfer: its row, tombstone included, and the record of request `<id>`). */
-  rowPrefix: '/internal/row/'
+  rowPrefix: '/internal/row/',
+  /** `?after=<seq>&prefix=<p>&limit=<n>`: the group primary's change feed up to its durable position (a WireFeedReply). */
+  feed: '/internal/feed'
 } as const
 
 /** What a coordinator serves its routers on its peer listener. */
@@ -189,7 +193,12 @@ export const HEADER = {
    * (it goes into the request-id fingerprint). Believed only on a request that carries
    * the cluster secret; ignored otherwise.
    */
-  principal: 'x-shardkv-principal'
+  principal: 'x-shardkv-principal',
+  /**
+   * Time to live (src/protocol/ttl.ts): on a PUT, the seconds the value lives (client →
+   * router → shard); on a GET's answer, the seconds it has left (shard → router → client).
+   */
+  ttl: 'x-shardkv-ttl'
 } as const
 
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
@@ -212,6 +221,8 @@ export interface WireRow {
   contentType: string
   version: string
   deleted?: boolean
+  /** When the row expires (ms since the epoch; absent: never). A tombstone keeps it when the expiry deleted it. */
+  expiresAt?: number
 }
 
 /** An applied-request record as replication, migration and copy on touch move it (storage/applied-requests.ts). */

@@ -17,6 +17,8 @@ export interface MigratingRow {
   contentType: string
   version: string
   deleted: boolean
+  /** The row's expiry (ms since the epoch; null: never): it moves with the row. */
+  expiresAt: number | null
 }
 
 /** What moves with a key: its row (live only in a scan), its records, the sender's request-id floor. */
@@ -46,7 +48,7 @@ export interface InstalledMapRecord {
   map: unknown
 }
 
-interface RawRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
+interface RawRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number, expires_at: number | null }
 
 export interface ImportResult { inserted: number, skipped: number, requests: number, maxSeq: number }
 
@@ -55,7 +57,7 @@ export class MigrationStore {
   private readonly store: KvStore
   private readonly existsStmt: Database.Statement<[string], { seq: number }>
   private readonly bumpStmt: Database.Statement<[], { value: number }>
-  private readonly insertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
+  private readonly insertStmt: Database.Statement<[string, Buffer, string, string, number, number, number | null]>
   private readonly keysStmt: Database.Statement<[string, number], { key: string }>
   private readonly deleteStmt: Database.Statement<[string]>
   private readonly rowStmt: Database.Statement<[string], RawRow>
@@ -65,10 +67,10 @@ export class MigrationStore {
     this.db = store.database
     this.existsStmt = this.db.prepare('SELECT seq FROM kv WHERE key = ?')
     this.bumpStmt = this.db.prepare(`UPDATE meta SET value = value + 1 WHERE name = '${META.seq}' RETURNING value`)
-    this.insertStmt = this.db.prepare('INSERT INTO kv (key, value, content_type, version, seq, deleted) VALUES (?, ?, ?, ?, ?, ?)')
+    this.insertStmt = this.db.prepare('INSERT INTO kv (key, value, content_type, version, seq, deleted, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
     this.keysStmt = this.db.prepare('SELECT key FROM kv WHERE key > ? ORDER BY key LIMIT ?')
     this.deleteStmt = this.db.prepare('DELETE FROM kv WHERE key = ?')
-    this.rowStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE key = ?')
+    this.rowStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted, expires_at FROM kv WHERE key = ?')
   }
 
   /**
@@ -119,7 +121,7 @@ export class MigrationStore {
     for (const r of window.rows) {
       scanned++
       if (!r.deleted && isMoving(r.key)) {
-        rows.push({ key: r.key, value: r.value, contentType: r.contentType, version: r.version, deleted: false })
+        rows.push({ key: r.key, value: r.value, contentType: r.contentType, version: r.version, deleted: false, expiresAt: r.expiresAt })
         bytes += r.value.length + r.key.length
         if (bytes >= maxBytes && scanned < window.rows.length) {
           next = r.seq
@@ -149,10 +151,14 @@ export class MigrationStore {
         maxSeq = seq
         return seq
       }
+      const at = Date.now()
       for (const r of transfer.rows) {
         accept(r.key)
         if (this.existsStmt.get(r.key) !== undefined) continue
-        this.insertStmt.run(r.key, r.value, r.contentType, r.version, nextSeq(), r.deleted ? 1 : 0)
+        const seq = nextSeq()
+        this.insertStmt.run(r.key, r.value, r.contentType, r.version, seq, r.deleted ? 1 : 0, r.expiresAt)
+        // Watchers of this group see the key arrive (the same version they may have seen at the source).
+        this.store.feed.record({ seq, key: r.key, version: r.version, contentType: r.contentType, deleted: r.deleted, reason: 'moved', at })
         inserted++
       }
       for (const q of transfer.requests) {
@@ -170,7 +176,7 @@ export class MigrationStore {
   row (key: string): (MigratingRow & { seq: number }) | undefined {
     const r = this.rowStmt.get(key)
     if (r === undefined) return undefined
-    return { key: r.key, value: r.value, contentType: r.content_type, version: r.version, deleted: r.deleted === 1, seq: r.seq }
+    return { key: r.key, value: r.value, contentType: r.content_type, version: r.version, deleted: r.deleted === 1, seq: r.seq, expiresAt: r.expires_at }
   }
 
   /**

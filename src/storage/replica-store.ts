@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3'
 import type { KvStore, ChangeRow } from './store'
 import type { AppliedRequest } from './applied-requests'
+import type { FeedEntry } from './feed'
 import { META } from './schema'
 import type { Handoff } from '../replication/policy'
 
@@ -18,19 +19,23 @@ export interface Shipment {
   to: number
   /** The primary's request-id floor. */
   floor: number
+  /** The primary's change-feed entries in the shipment's range (none from a sender that keeps no feed). */
+  feed: readonly FeedEntry[]
+  /** The primary's change-feed floor. */
+  feedFloor: number
 }
 export class ReplicaStore {
   private readonly db: Database.Database
   private readonly clearSeqStmt: Database.Statement<[number, string]>
-  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
+  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number, number | null]>
 
   constructor (private readonly store: KvStore) {
     this.db = store.database
     this.clearSeqStmt = this.db.prepare('DELETE FROM kv WHERE seq = ? AND key <> ?')
     this.upsertStmt = this.db.prepare(`
-      INSERT INTO kv (key, value, content_type, version, seq, deleted) VALUES (?, ?, ?, ?, ?, ?)
+      INSERT INTO kv (key, value, content_type, version, seq, deleted, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
-        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted`)
+        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, expires_at = excluded.expires_at`)
   }
 
   position (): number {
@@ -43,10 +48,12 @@ export class ReplicaStore {
     return this.db.transaction(() => {
       for (const r of rows) {
         this.clearSeqStmt.run(r.seq, r.key)
-        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0)
+        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0, r.expiresAt)
       }
       for (const r of requests) this.store.applied.insertShipped(r)
       this.store.applied.raiseFloor(shipment.floor)
+      for (const e of shipment.feed) this.store.feed.record(e)
+      this.store.feed.raiseFloor(shipment.feedFloor)
       this.store.writeMeta(META.seq, to)
       return to
     }).immediate()
@@ -57,6 +64,7 @@ export class ReplicaStore {
     this.db.transaction(() => {
       this.db.prepare('DELETE FROM kv').run()
       this.store.applied.clear()
+      this.store.feed.clear()
       this.store.writeMeta(META.seq, 0)
       this.store.writeMeta(META.term, term)
       this.store.writeMeta(META.handoff, null)

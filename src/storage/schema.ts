@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3'
  * so "rows with seq > N" is exactly what a replica or a migration target still needs
  * (DESIGN.md, Storage). Deletes leave tombstones for the same reason.
  */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 4
 
 const MIGRATIONS: Record<number, string> = {
   1: `
@@ -39,6 +39,26 @@ const MIGRATIONS: Record<number, string> = {
       existed     INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX applied_requests_by_seq ON applied_requests (seq);
+  `,
+  // Time to live (src/protocol/ttl.ts): the absolute expiry travels with the row through
+  // replication and migration. A tombstone the sweeper wrote keeps the expiry it acted on
+  // (so the change feed can say why the key went). The partial index holds live rows with
+  // an expiry only: the sweeper's scan costs nothing for keys without a TTL.
+  3: `
+    ALTER TABLE kv ADD COLUMN expires_at INTEGER;
+    CREATE INDEX kv_by_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL AND deleted = 0;
+  `,
+  // The change feed (src/storage/feed.ts): every change, not only each key's last one.
+  4: `
+    CREATE TABLE feed (
+      seq          INTEGER NOT NULL PRIMARY KEY,
+      key          TEXT    NOT NULL,
+      version      TEXT    NOT NULL,
+      content_type TEXT    NOT NULL,
+      deleted      INTEGER NOT NULL,
+      reason       TEXT,
+      at           INTEGER NOT NULL
+    ) STRICT;
   `
 }
 
@@ -62,7 +82,9 @@ export const META = {
    * src/replication/policy.ts): its data is exactly the prefix the named new primary
    * starts the next term from, so it may rejoin without a resync.
    */
-  handoff: 'handoff'
+  handoff: 'handoff',
+  /** Change-feed entries at or below this seq may be compacted away (src/storage/feed.ts). */
+  feedFloor: 'feed_floor'
 } as const
 
 /** Brings a database to SCHEMA_VERSION; safe when several processes race to do it. */

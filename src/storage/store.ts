@@ -5,7 +5,13 @@ import { dirname } from 'node:path'
 import { migrate, META } from './schema'
 import { writeAllowed, type WriteConditions } from '../protocol/preconditions'
 import type { RequestStamp } from '../protocol/request-id'
-import { AppliedRequests, type AppliedRequest } from './applied-requests'
+import { AppliedRequests } from './applied-requests'
+import { expiryOf, isExpired } from '../protocol/ttl'
+import { ChangeFeed } from './feed'
+import type { NodeStats } from '../protocol/node-answers'
+import { readLogWindow, type LogWindow } from './log-window'
+
+export { byteBoundedEnd, type LogWindow } from './log-window'
 
 export type SynchronousLevel = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'
 
@@ -23,6 +29,8 @@ export interface StoredValue {
   contentType: string
   version: string
   seq: number
+  /** When it expires (ms since the epoch; null: never). */
+  expiresAt: number | null
 }
 
 /** A row as replication and migration see it: tombstones included. */
@@ -33,21 +41,8 @@ export interface ChangeRow {
   version: string
   seq: number
   deleted: boolean
-}
-
-/**
- * A window of the change log: rows and applied-request records with after < seq <= to.
- * Both streams are complete up to `to` (rows the log compacted away are superseded by
- * newer ones), so a receiver that applies it stands exactly at `to`.
- */
-export interface LogWindow {
-  rows: ChangeRow[]
-  requests: AppliedRequest[]
-  to: number
-  /** No more of either stream after `to` when the window was read. */
-  complete: boolean
-  /** The sender's request-id floor (receivers raise theirs to it). */
-  floor: number
+  /** The row's expiry; on a tombstone, the expiry that deleted it (null: deleted by a client). */
+  expiresAt: number | null
 }
 
 export type WriteOutcome =
@@ -56,9 +51,11 @@ export type WriteOutcome =
 
 /** One operation of a multi-operation transaction (`applyOps`). */
 export type StoreOp =
-  | { op: 'put', key: string, value: Buffer, contentType: string, conditions?: WriteConditions, request?: RequestStamp | undefined }
+  | { op: 'put', key: string, value: Buffer, contentType: string, conditions?: WriteConditions, request?: RequestStamp | undefined, ttlMs?: number }
   | { op: 'delete', key: string, conditions?: WriteConditions, request?: RequestStamp | undefined }
   | { op: 'get', key: string }
+  /** The sweeper's delete of an expired row: only while the row is still `version` and expired. */
+  | { op: 'expire', key: string, version: string }
 
 /**
  * What became of one op of `applyOps`: a write's outcome, a read (with the key's
@@ -70,10 +67,23 @@ export type OpOutcome =
   | { kind: 'read', found: StoredValue | undefined, tombstoneSeq: number | undefined }
   | { kind: 'refused', error: unknown }
 
-interface MetaRow { version: string, seq: number, deleted: number }
-interface ValueRow { value: Buffer, content_type: string, version: string, seq: number }
-interface ReadRow { value: Buffer | null, content_type: string, version: string, seq: number, deleted: number }
-interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number }
+interface MetaRow { version: string, seq: number, deleted: number, expires_at: number | null }
+interface ValueRow { value: Buffer, content_type: string, version: string, seq: number, expires_at: number | null }
+interface ReadRow { value: Buffer | null, content_type: string, version: string, seq: number, deleted: number, expires_at: number | null }
+interface RawChangeRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number, expires_at: number | null }
+
+/** One write as the write transaction applies it. */
+interface WriteSpec {
+  key: string
+  value: Buffer
+  contentType: string
+  cond: WriteConditions
+  request: RequestStamp | undefined
+  deleted: 0 | 1
+  ttlMs?: number | undefined
+  /** Set by the sweeper: tombstone the row only if it is still this version, and expired. */
+  expireVersion?: string
+}
 
 /**
  * Called inside every write transaction with the installed epoch and the primary's
@@ -109,16 +119,18 @@ export class KvStore {
   private readonly getStmt: Database.Statement<[string], ValueRow>
   private readonly metaStmt: Database.Statement<[string], MetaRow>
   private readonly bumpSeqStmt: Database.Statement<[], { value: number }>
-  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number]>
+  private readonly upsertStmt: Database.Statement<[string, Buffer, string, string, number, number, number | null]>
   private readonly readMetaStmt: Database.Statement<[string], { value: unknown }>
   private readonly writeMetaStmt: Database.Statement<[string, unknown]>
   private readonly changesStmt: Database.Statement<[number, number], RawChangeRow>
   private readonly readRowStmt: Database.Statement<[string], ReadRow>
-  private readonly putTxn: (key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number) => WriteOutcome
-  private readonly writeOne: (key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number) => WriteOutcome
+  private readonly putTxn: (spec: WriteSpec) => WriteOutcome
+  private readonly writeOne: (spec: WriteSpec) => WriteOutcome
   private readonly windowTxn: (after: number, limit: number, maxBytes: number) => LogWindow
   /** The record of applied request ids (exactly-once writes). */
   readonly applied: AppliedRequests
+  /** Every change, for watchers (the kv table keeps only each key's last). */
+  readonly feed: ChangeFeed
   private readonly opsTxn: Database.Transaction<(ops: readonly StoreOp[]) => OpOutcome[]>
   private term: number
   private guard: WriteGuard | undefined
@@ -142,57 +154,61 @@ export class KvStore {
     this.nodeId = this.initIdentity(options.nodeId, options.readonly === true)
     this.term = Number(this.readMeta(META.term) ?? 1)
 
-    this.getStmt = this.db.prepare('SELECT value, content_type, version, seq FROM kv WHERE key = ? AND deleted = 0')
-    this.metaStmt = this.db.prepare('SELECT version, seq, deleted FROM kv WHERE key = ?')
-    this.readRowStmt = this.db.prepare('SELECT value, content_type, version, seq, deleted FROM kv WHERE key = ?')
+    this.getStmt = this.db.prepare('SELECT value, content_type, version, seq, expires_at FROM kv WHERE key = ? AND deleted = 0')
+    this.metaStmt = this.db.prepare('SELECT version, seq, deleted, expires_at FROM kv WHERE key = ?')
+    this.readRowStmt = this.db.prepare('SELECT value, content_type, version, seq, deleted, expires_at FROM kv WHERE key = ?')
     this.bumpSeqStmt = this.db.prepare(`UPDATE meta SET value = value + 1 WHERE name = '${META.seq}' RETURNING value`)
     this.upsertStmt = this.db.prepare(`
-      INSERT INTO kv (key, value, content_type, version, seq, deleted) VALUES (?, ?, ?, ?, ?, ?)
+      INSERT INTO kv (key, value, content_type, version, seq, deleted, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (key) DO UPDATE SET value = excluded.value, content_type = excluded.content_type,
-        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted`)
-    this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
+        version = excluded.version, seq = excluded.seq, deleted = excluded.deleted, expires_at = excluded.expires_at`)
+    this.changesStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted, expires_at FROM kv WHERE seq > ? ORDER BY seq LIMIT ?')
     this.applied = new AppliedRequests(this.db)
+    this.feed = new ChangeFeed(this.db)
 
     this.epochStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.epoch}'`)
     this.termStmt = this.db.prepare(`SELECT value FROM meta WHERE name = '${META.term}'`)
     this.fenceStmt = this.db.prepare(`SELECT (SELECT value FROM meta WHERE name = '${META.epoch}') AS epoch, (SELECT value FROM meta WHERE name = '${META.leaseUntil}') AS lease`)
-    const write = this.db.transaction((key: string, value: Buffer, contentType: string, cond: WriteConditions, request: RequestStamp | undefined, deleted: number): WriteOutcome => {
+    const write = this.db.transaction((spec: WriteSpec): WriteOutcome => {
+      const { key, request } = spec
       if (this.guard !== undefined) {
         const fence = this.fenceStmt.get()
         this.guard(key, fence?.epoch ?? 0, fence?.lease ?? 0)
       }
+      // The one clock reading of this write: what expired rows it sees, and when its own value expires.
+      const now = Date.now()
       // A retried request whose first attempt committed (here, or on the node this key or
       // group came from): answer as the first did, and change nothing.
-      const first = request === undefined ? undefined : this.applied.check(request, key, Date.now())
+      const first = request === undefined ? undefined : this.applied.check(request, key, now)
       if (first !== undefined) return { ok: true, version: first.version, seq: first.seq, replayed: true, existed: first.existed }
       const row = this.metaStmt.get(key)
-      const current = row !== undefined && row.deleted === 0 ? row.version : undefined
-      if (!writeAllowed(cond, current)) return { ok: false, reason: 'precondition_failed', current }
+      const live = row !== undefined && row.deleted === 0
+      // An expired value is no value: If-Match cannot match it, If-None-Match: * passes.
+      const current = live && !isExpired(row.expires_at, now) ? row.version : undefined
+      let expiresAt = expiryOf(now, spec.ttlMs)
+      if (spec.expireVersion !== undefined) {
+        if (!live || row.version !== spec.expireVersion || current !== undefined) return { ok: false, reason: 'precondition_failed', current }
+        expiresAt = row.expires_at
+      } else if (!writeAllowed(spec.cond, current)) {
+        return { ok: false, reason: 'precondition_failed', current }
+      }
       const bumped = this.bumpSeqStmt.get()
       if (bumped === undefined) throw new StoreError('ERR_STORE_CORRUPT', 'the seq counter row is missing')
       const seq = bumped.value
       // The term is read here, not cached: a promotion changes it under running workers.
       const term = this.termStmt.get()?.value ?? 1
       const version = `${this.nodeId}.${term.toString(36)}.${seq.toString(36)}`
-      this.upsertStmt.run(key, value, contentType, version, seq, deleted)
+      this.upsertStmt.run(key, spec.value, spec.contentType, version, seq, spec.deleted, expiresAt)
+      this.feed.record({ seq, key, version, contentType: spec.contentType, deleted: spec.deleted === 1, reason: spec.expireVersion !== undefined ? 'expired' : null, at: now })
       if (request !== undefined) this.applied.record(request, key, seq, version, current !== undefined)
       return { ok: true, version, seq, replayed: false, existed: current !== undefined }
     })
-    this.putTxn = (...args) => write.immediate(...args)
+    this.putTxn = (spec) => write.immediate(spec)
     // Called inside opsTxn, the same function runs as a SAVEPOINT: a write the guard
     // refuses rolls back alone and the rest of the transaction goes on.
     this.writeOne = write
     this.opsTxn = this.db.transaction((ops: readonly StoreOp[]): OpOutcome[] => ops.map((op) => this.applyOne(op)))
-    const window = this.db.transaction((after: number, limit: number, maxBytes: number): LogWindow => {
-      const rows = this.changesSince(after, limit)
-      const requests = this.applied.after(after, limit)
-      const lastRow = rows.length === limit ? (rows[rows.length - 1] as ChangeRow).seq : Infinity
-      const lastRequest = requests.length === limit ? (requests[requests.length - 1] as AppliedRequest).seq : Infinity
-      const end = Math.min(lastRow, lastRequest, byteBoundedEnd(rows, maxBytes))
-      const floor = this.applied.floor()
-      if (end === Infinity) return { rows, requests, to: Math.max(after, this.position()), complete: true, floor }
-      return { rows: rows.filter((r) => r.seq <= end), requests: requests.filter((r) => r.seq <= end), to: end, complete: false, floor }
-    })
+    const window = this.db.transaction((after: number, limit: number, maxBytes: number): LogWindow => readLogWindow(this, after, limit, maxBytes))
     this.windowTxn = (after, limit, maxBytes) => window.deferred(after, limit, maxBytes)
   }
 
@@ -200,14 +216,12 @@ export class KvStore {
     if (op.op === 'get') {
       const row = this.readRowStmt.get(op.key)
       if (row === undefined) return { kind: 'read', found: undefined, tombstoneSeq: undefined }
-      if (row.deleted === 1) return { kind: 'read', found: undefined, tombstoneSeq: row.seq }
-      return { kind: 'read', found: { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version, seq: row.seq }, tombstoneSeq: undefined }
+      // An expired row answers like a tombstone: this node's copy is the newest, absent is final.
+      if (row.deleted === 1 || isExpired(row.expires_at, Date.now())) return { kind: 'read', found: undefined, tombstoneSeq: row.seq }
+      return { kind: 'read', found: { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version, seq: row.seq, expiresAt: row.expires_at }, tombstoneSeq: undefined }
     }
     try {
-      const outcome = op.op === 'put'
-        ? this.writeOne(op.key, op.value, op.contentType, op.conditions ?? {}, op.request, 0)
-        : this.writeOne(op.key, EMPTY, '', op.conditions ?? {}, op.request, 1)
-      return { kind: 'write', outcome }
+      return { kind: 'write', outcome: this.writeOne(writeSpecOf(op)) }
     } catch (err) {
       // Some SQLite errors abort the whole transaction, not just the savepoint: then
       // nothing of it can commit, and every op must fail with it.
@@ -256,20 +270,21 @@ export class KvStore {
     return this.db
   }
 
-  get (key: string): StoredValue | undefined {
+  /** The live value of a key at `now` (undefined: none, deleted, or expired). */
+  get (key: string, now = Date.now()): StoredValue | undefined {
     const row = this.getStmt.get(key)
-    if (row === undefined) return undefined
-    return { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version, seq: row.seq }
+    if (row === undefined || isExpired(row.expires_at, now)) return undefined
+    return { value: row.value ?? EMPTY, contentType: row.content_type, version: row.version, seq: row.seq, expiresAt: row.expires_at }
   }
 
-  /** Writes a value if the conditions hold, in one immediate transaction. */
-  put (key: string, value: Buffer, contentType: string, conditions: WriteConditions = {}, request?: RequestStamp): WriteOutcome {
-    return this.putTxn(key, value, contentType, conditions, request, 0)
+  /** Writes a value if the conditions hold, in one immediate transaction (`ttlMs`: it expires that long after the commit). */
+  put (key: string, value: Buffer, contentType: string, conditions: WriteConditions = {}, request?: RequestStamp, ttlMs?: number): WriteOutcome {
+    return this.putTxn({ key, value, contentType, cond: conditions, request, deleted: 0, ttlMs })
   }
 
   /** Deletes by writing a tombstone, so that the delete replicates and migrates like a write. */
   delete (key: string, conditions: WriteConditions = {}, request?: RequestStamp): WriteOutcome {
-    return this.putTxn(key, EMPTY, '', conditions, request, 1)
+    return this.putTxn({ key, value: EMPTY, contentType: '', cond: conditions, request, deleted: 1 })
   }
 
   /**
@@ -288,7 +303,7 @@ export class KvStore {
   /** Rows (tombstones included) with seq > afterSeq, in seq order: the change log. */
   changesSince (afterSeq: number, limit: number): ChangeRow[] {
     return this.changesStmt.all(afterSeq, limit).map((r) => ({
-      key: r.key, value: r.value, contentType: r.content_type, version: r.version, seq: r.seq, deleted: r.deleted === 1
+      key: r.key, value: r.value, contentType: r.content_type, version: r.version, seq: r.seq, deleted: r.deleted === 1, expiresAt: r.expires_at
     }))
   }
 
@@ -315,9 +330,9 @@ export class KvStore {
     return Number(this.readMeta(META.seq) ?? 0)
   }
 
-  stats (): { keys: number, tombstones: number, position: number } {
+  stats (): NodeStats {
     const row = this.db.prepare('SELECT SUM(deleted = 0) AS keys, SUM(deleted = 1) AS tombstones FROM kv').get() as { keys: number | null, tombstones: number | null }
-    return { keys: row.keys ?? 0, tombstones: row.tombstones ?? 0, position: this.position() }
+    return { keys: row.keys ?? 0, tombstones: row.tombstones ?? 0, position: this.position(), feed: this.feed.stats() }
   }
 
   /** The term under which this node's data was written or shipped to it. */
@@ -340,13 +355,11 @@ export class KvStore {
   }
 }
 
-/** The last seq of the rows whose values fit in `maxBytes` (the first row always does); Infinity when all fit. */
-export function byteBoundedEnd (rows: readonly ChangeRow[], maxBytes: number): number {
-  let bytes = 0
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as ChangeRow
-    bytes += row.value.length
-    if (bytes > maxBytes && i > 0) return (rows[i - 1] as ChangeRow).seq
+/** A write op as the write transaction takes it. */
+function writeSpecOf (op: Exclude<StoreOp, { op: 'get' }>): WriteSpec {
+  switch (op.op) {
+    case 'put': return { key: op.key, value: op.value, contentType: op.contentType, cond: op.conditions ?? {}, request: op.request, deleted: 0, ttlMs: op.ttlMs }
+    case 'delete': return { key: op.key, value: EMPTY, contentType: '', cond: op.conditions ?? {}, request: op.request, deleted: 1 }
+    case 'expire': return { key: op.key, value: EMPTY, contentType: '', cond: {}, request: undefined, deleted: 1, expireVersion: op.version }
   }
-  return Infinity
 }

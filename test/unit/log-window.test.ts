@@ -1,7 +1,7 @@
 import t from 'tap'
 import { byteBoundedEnd, type ChangeRow } from '../../src/storage/store'
 
-const row = (seq: number, bytes: number): ChangeRow => ({ key: `k${seq}`, value: Buffer.alloc(bytes), contentType: 'application/octet-stream', version: `v${seq}`, seq, deleted: false })
+const row = (seq: number, bytes: number): ChangeRow => ({ key: `k${seq}`, value: Buffer.alloc(bytes), contentType: 'application/octet-stream', version: `v${seq}`, seq, deleted: false, expiresAt: null })
 
 t.test('a shipment window ends by value bytes, always carrying at least one row', async (t) => {
   const table: Array<{ name: string, rows: ChangeRow[], max: number, want: number }> = [

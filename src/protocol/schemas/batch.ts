@@ -2,6 +2,7 @@ import { ERROR_STATUS } from '../errors'
 import { BATCH_ID_ROOM } from '../request-id'
 import { MAX_CONTENT_TYPE_LENGTH } from '../content-type'
 import { errorResponses, JSON_MEDIA_TYPE, requestIdHeader, RETRIES_HEADER, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
+import { MAX_TTL_SECONDS } from '../ttl'
 
 /**
  * `POST /batch` (src/protocol/batch.ts has the format and its validation, parseBatch;
@@ -21,7 +22,8 @@ export const BATCH_OP: JsonSchema = {
     contentType: { type: 'string', maxLength: MAX_CONTENT_TYPE_LENGTH, description: 'put only: stored with the value (default application/octet-stream)' },
     ifMatch: { type: 'string', description: `put and delete: ${ETAG_TEXT}` },
     ifNoneMatch: { type: 'string', description: ETAG_TEXT },
-    rid: { type: 'string', description: 'The op\'s own request id (the router sets `<batch id>-<index>`; clients need not)' }
+    rid: { type: 'string', description: 'The op\'s own request id (the router sets `<batch id>-<index>`; clients need not)' },
+    ttl: { type: 'number', exclusiveMinimum: 0, maximum: MAX_TTL_SECONDS, description: 'put only: seconds the value lives (at most 3 decimals; bad: 400 `invalid_ttl`)' }
   },
   allOf: [
     { if: { properties: { op: { enum: ['put'] } } }, then: { required: ['value'] } },
@@ -40,6 +42,7 @@ export const BATCH_RESULT: JsonSchema = {
     etag: { type: 'string' },
     contentType: { type: 'string' },
     value: { type: 'string', description: 'a get\'s value, base64' },
+    ttl: { type: 'string', description: 'a get\'s remaining time to live in seconds (absent: the value does not expire)' },
     error: { type: 'string', enum: Object.keys(ERROR_STATUS) },
     message: { type: 'string' },
     current: { type: ['string', 'null'], description: 'a 412\'s current ETag' }
@@ -78,7 +81,7 @@ export const BATCH_SCHEMA: RouteSchema = {
       required: ['results'],
       properties: { results: { type: 'array', items: { $ref: 'BatchResult#' } } }
     },
-    ...errorResponses(['invalid_request', 'invalid_key', 'invalid_header', 'unsupported', 'batch_too_large', 'value_too_large', ...ROLE_ERRORS, 'internal'])
+    ...errorResponses(['invalid_request', 'invalid_key', 'invalid_header', 'invalid_ttl', 'unsupported', 'batch_too_large', 'value_too_large', ...ROLE_ERRORS, 'internal'])
   }
 }
 

@@ -7,6 +7,7 @@ export { KV_SCHEMAS, type KvMethodName } from './kv'
 export { BATCH_SCHEMA, BATCH_REFUSED_SCHEMA } from './batch'
 export { HEALTH_SCHEMA, METRICS_SCHEMA, CLUSTER_SCHEMA, OPENAPI_SCHEMA, DOCS_SCHEMA } from './cluster'
 export { CHECK_DIGEST_SCHEMA } from './check'
+export { WATCH_SCHEMA } from './watch'
 export { ADD_GROUP_SCHEMA, REMOVE_GROUP_SCHEMA, REBALANCE_SCHEMA, ADD_REPLICA_SCHEMA, REMOVE_REPLICA_SCHEMA, SWITCHOVER_SCHEMA, RELAYED_ROUTES } from './admin'
 
 /** Where the router serves its OpenAPI description, and the HTML page rendered from it (both open). */

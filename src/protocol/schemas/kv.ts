@@ -2,6 +2,7 @@ import type { ErrorCode } from '../errors'
 import { MAX_CONTENT_TYPE_LENGTH } from '../content-type'
 import { MAX_KEY_BYTES } from '../key'
 import { HEADER } from '../wire'
+import { MAX_TTL_SECONDS } from '../ttl'
 import { errorResponses, errorSchema, jsonContent, requestIdHeader, RETRIES_HEADER, ROLE_ERRORS, TOKEN, type JsonSchema, type RouteSchema } from './common'
 
 /**
@@ -85,7 +86,11 @@ const read = (method: 'GET' | 'HEAD'): RouteSchema => ({
   response: {
     200: {
       description: 'The value',
-      headers: { 'content-type': { type: 'string', description: 'The Content-Type it was stored with (application/octet-stream by default)' }, ...ANSWER_HEADERS },
+      headers: {
+        'content-type': { type: 'string', description: 'The Content-Type it was stored with (application/octet-stream by default)' },
+        [HEADER.ttl]: { type: 'string', description: 'Seconds the value has left, millisecond precision (absent: it does not expire)' },
+        ...ANSWER_HEADERS
+      },
       content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } }
     },
     304: { description: 'Not modified: If-None-Match matched the current ETag', headers: ANSWER_HEADERS, type: 'null' },
@@ -108,6 +113,11 @@ const put: RouteSchema = {
       type: 'string',
       maxLength: MAX_CONTENT_TYPE_LENGTH,
       description: `Stored with the value and sent back on every read: printable ASCII, at most ${MAX_CONTENT_TYPE_LENGTH} characters (default application/octet-stream)`
+    },
+    [HEADER.ttl]: {
+      type: 'string',
+      pattern: '^\\d{1,9}(\\.\\d{1,3})?$',
+      description: `Seconds the value lives (0.001 to ${MAX_TTL_SECONDS}, at most 3 decimals): from then on it reads as absent everywhere, and a sweeper deletes it. Malformed: 400 \`invalid_ttl\``
     }
   }),
   body: { content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream', description: 'The value: any bytes (may be empty)' } } } },
@@ -115,7 +125,7 @@ const put: RouteSchema = {
   response: {
     200: { description: 'Replaced an existing value', headers: ANSWER_HEADERS, ...VERSION_BODY },
     201: { description: 'Created: the key had no value', headers: ANSWER_HEADERS, ...VERSION_BODY },
-    ...errorResponses([...WRITE_ERRORS, 'value_too_large', 'unsupported', 'invalid_request']),
+    ...errorResponses([...WRITE_ERRORS, 'value_too_large', 'unsupported', 'invalid_request', 'invalid_ttl']),
     412: PRECONDITION_FAILED
   }
 }

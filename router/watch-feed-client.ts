@@ -1,0 +1,40 @@
+import type { Dispatcher } from 'undici'
+import { jsonRequest } from '../src/client/http'
+import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
+import { INTERNAL } from '../src/protocol/wire'
+import type { WireFeedReply } from '../src/protocol/watch'
+
+/**
+ * Reads group primaries' change feeds (`GET /internal/feed`, peer API) for the router's
+ * watch streams: with the peer credentials, at the node's peer listener when the router
+ * knows one. One small kept-alive pool per router, shared by every stream.
+ */
+
+export interface PeerDirectory {
+  /** Where a node's internal API is, when known (else its data URL serves it). */
+  peerOf: (url: string) => string | undefined
+}
+
+const FEED_TIMEOUT_MS = 10_000
+/** A feed answer of MAX_LIMIT entries is well under this. */
+const FEED_MAX_BYTES = 4 * 1024 * 1024
+
+export class FeedClient {
+  private readonly agent: Dispatcher
+
+  constructor (credentials: PeerCredentials, private readonly nodes: PeerDirectory) {
+    this.agent = peerDispatcher(credentials, { connections: 8, keepAliveTimeout: 30_000 })
+  }
+
+  /** Entries after `after` (undefined: only where the feed stands), `prefix` applied. Throws a ShardKvError (e.g. cursor_compacted, misdirected). */
+  async read (primary: string, after: number | undefined, prefix: string, limit: number): Promise<WireFeedReply> {
+    const q = new URLSearchParams({ prefix, limit: String(limit) })
+    if (after !== undefined) q.set('after', String(after))
+    const base = this.nodes.peerOf(primary) ?? primary
+    return (await jsonRequest<WireFeedReply>(`${base}${INTERNAL.feed}?${q.toString()}`, { dispatcher: this.agent, timeoutMs: FEED_TIMEOUT_MS, maxBytes: FEED_MAX_BYTES })).body
+  }
+
+  async close (): Promise<void> {
+    await this.agent.close()
+  }
+}

@@ -1,0 +1,101 @@
+import { PassThrough } from 'node:stream'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from '../src/log'
+import type { RoutingTable } from '../src/membership/routing-table'
+import type { PeerCredentials } from '../src/auth/peer'
+import { authorizeKey, principalName } from '../src/auth/client-guard'
+import { ShardKvError } from '../src/protocol/errors'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import { METRIC_PREFIX, WATCH_PATH } from '../src/protocol/wire'
+import { decodeCursor, type WatchCursor } from '../src/protocol/watch'
+import { WATCH_SCHEMA } from '../src/protocol/schemas'
+import { documented } from '../src/http/openapi'
+import { FeedClient } from './watch-feed-client'
+import { WatchStream } from './watch-stream'
+
+/**
+ * `GET /watch?prefix=<p>&since=<cursor>`: change streams (src/protocol/watch.ts has the
+ * guarantees, router/watch-stream.ts the loop). The router reads the map only through
+ * `table` (nodes' peer listeners included), and the nodes' feeds only through their peer
+ * API, so the route depends on nothing else of the router.
+ */
+
+export interface WatchRoutesOptions {
+  /** The router's metrics registry: open streams and events sent are counted there. */
+  registry: Registry
+  table: () => RoutingTable
+  credentials: PeerCredentials
+  log: Logger
+}
+
+/** Open streams one token (or, without tokens, all anonymous clients together) may hold. */
+export const MAX_STREAMS_PER_TOKEN = 32
+const POLL_MS = 100
+const PROGRESS_MS = 2000
+const ANONYMOUS = ''
+
+/** Where the map says a node serves its internal API, when apart from its data URL. */
+export function peerInMap (table: RoutingTable, url: string): string | undefined {
+  for (const g of table.map.groups) for (const n of g.nodes) if (n.url === url) return n.peer
+  return undefined
+}
+
+/** Whether one more stream fits a token's allowance. */
+export function admitStream (open: number, max: number): boolean {
+  return open < max
+}
+
+/** The cursor a request resumes from: `since` wins over Last-Event-ID; none: start from now. */
+export function resumeCursor (since: unknown, lastEventId: unknown): WatchCursor | undefined {
+  const text = typeof since === 'string' && since !== '' ? since : typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined
+  if (since !== undefined && typeof since !== 'string') throw new ShardKvError('invalid_request', 'since must be one cursor')
+  return text === undefined ? undefined : decodeCursor(text)
+}
+
+export function registerWatchRoutes (app: FastifyInstance, o: WatchRoutesOptions): void {
+  const feeds = new FeedClient(o.credentials, { peerOf: (url) => peerInMap(o.table(), url) })
+  const open = new Map<string, number>()
+  const streams = new Set<WatchStream>()
+  void new Gauge({ name: `${METRIC_PREFIX}router_watch_streams`, help: 'Open watch streams.', registers: [o.registry], collect () { this.set(streams.size) } })
+  const sent = new Counter({ name: `${METRIC_PREFIX}router_watch_events_total`, help: 'Change events sent on watch streams (all streams).', registers: [o.registry] })
+
+  // No HEAD twin: it would open a stream to send nothing.
+  app.get(WATCH_PATH, { exposeHeadRoute: false, ...documented(WATCH_SCHEMA) }, async (request, reply) => {
+    const q = request.query as Record<string, unknown>
+    if (q.prefix !== undefined && typeof q.prefix !== 'string') throw new ShardKvError('invalid_request', 'prefix must be one string')
+    const prefix = q.prefix ?? ''
+    authorizeKey(request.principal, 'read', prefix)
+    const since = resumeCursor(q.since, request.headers['last-event-id'])
+    const who = principalName(request.principal) ?? ANONYMOUS
+    const count = open.get(who) ?? 0
+    if (!admitStream(count, MAX_STREAMS_PER_TOKEN)) {
+      throw new ShardKvError('too_many_streams', `at most ${MAX_STREAMS_PER_TOKEN} watch streams per token; close one first`, { max: MAX_STREAMS_PER_TOKEN })
+    }
+    open.set(who, count + 1)
+    const out = new PassThrough()
+    const stream = new WatchStream({ out, table: o.table, feeds, prefix, since, pollMs: POLL_MS, progressMs: PROGRESS_MS, onEvents: (n) => { sent.inc(n) } })
+    streams.add(stream)
+    reply.raw.on('close', () => { stream.close() })
+    void stream.run().catch((err: unknown) => {
+      o.log.error({ err, event: 'watch-failed', prefix }, 'a watch stream failed')
+    }).finally(() => {
+      streams.delete(stream)
+      const left = (open.get(who) ?? 1) - 1
+      if (left === 0) open.delete(who)
+      else open.set(who, left)
+      if (!out.writableEnded) out.end()
+    })
+    return await reply
+      .header('content-type', 'text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header('x-accel-buffering', 'no')
+      .send(out)
+  })
+
+  // The router's close waits for open responses: end the streams first.
+  app.addHook('preClose', (done) => {
+    for (const s of streams) s.close()
+    done()
+  })
+  app.addHook('onClose', async () => { await feeds.close() })
+}
