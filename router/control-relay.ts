@@ -6,6 +6,7 @@ import { describeUpstreamError } from '../src/http/upstream-errors'
 import { ShardKvError } from '../src/protocol/errors'
 import { RELAYED_ROUTES } from '../src/protocol/schemas'
 import { DASHBOARD } from '../src/protocol/wire'
+import { DASHBOARD_EVENTS } from '../src/protocol/dashboard'
 
 /**
  * The router's door to the control plane: the admin API, GET /cluster and the dashboard
@@ -22,6 +23,8 @@ import { DASHBOARD } from '../src/protocol/wire'
 
 /** Admin calls that wait for work (a switchover, a check's page) get this long to answer. */
 const RELAY_TIMEOUT_MS = 120_000
+/** More than a coordinator's dashboard streams (32) plus admin calls: a stream holds its connection for as long as it is open. */
+const RELAY_CONNECTIONS = 64
 const FORWARDED_REQUEST_HEADERS = ['authorization', 'content-type', 'accept', 'last-event-id', 'x-shardkv-request-id'] as const
 const RELAYED_ANSWER_HEADERS = ['content-type', 'cache-control', 'location', 'retry-after', 'www-authenticate', 'x-content-type-options',
   'content-security-policy', 'referrer-policy', 'x-accel-buffering', 'etag', 'last-modified'] as const
@@ -34,15 +37,43 @@ export interface RelayOptions {
 }
 
 export function registerControlRelay (app: FastifyInstance, opts: RelayOptions): { close: () => Promise<void> } {
-  const agent = new Agent(withPeerTls({ connections: 16, keepAliveTimeout: 10_000 }, opts.peerTls))
-  const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await relayTo(agent, opts, request, reply)
+  const agent = new Agent(withPeerTls({ connections: RELAY_CONNECTIONS, keepAliveTimeout: 10_000 }, opts.peerTls))
+  const streams = new Set<RelayedStream>()
+  const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await relayTo(agent, opts, streams, request, reply)
   for (const r of RELAYED_ROUTES) app.route({ method: r.method, url: r.url, ...documented(r.schema), handler: relay })
   app.get(DASHBOARD.page, { exposeHeadRoute: false }, relay)
   app.get(`${DASHBOARD.page}/*`, { exposeHeadRoute: false }, relay)
+  // fastify's close waits for open answers, and an event stream never ends by itself: end
+  // each with the dashboard's `bye` (the page reconnects, to another router if need be).
+  app.addHook('preClose', (done) => {
+    for (const s of streams) s.bye()
+    done()
+  })
   return { close: async () => { await agent.close() } }
 }
 
-async function relayTo (agent: Dispatcher, opts: RelayOptions, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+interface RelayedStream { bye: () => void }
+
+/** The coordinator's answer piped to the client; an event stream is registered in `streams` while it runs. */
+function pipeAnswer (res: Dispatcher.ResponseData, reply: FastifyReply, streams: Set<RelayedStream>): void {
+  const raw = reply.raw
+  raw.writeHead(res.statusCode, reply.getHeaders() as Record<string, string>)
+  const stream: RelayedStream = {
+    bye: () => {
+      res.body.destroy()
+      raw.end(`event: ${DASHBOARD_EVENTS.bye}\ndata: ${JSON.stringify({ reason: 'closing' })}\n\n`)
+    }
+  }
+  const done = (): void => {
+    streams.delete(stream)
+    if (!raw.writableEnded) raw.end()
+  }
+  streams.add(stream)
+  res.body.on('data', (chunk: Buffer) => { raw.write(chunk) })
+  res.body.on('end', done).on('error', done).on('close', done)
+}
+
+async function relayTo (agent: Dispatcher, opts: RelayOptions, streams: Set<RelayedStream>, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const target = opts.coordinatorUrl()
   if (target === undefined) throw new ShardKvError('unavailable', 'no coordinator is known yet: the control plane is unreachable from this router')
   const headers: Record<string, string> = {}
@@ -64,6 +95,10 @@ async function relayTo (agent: Dispatcher, opts: RelayOptions, request: FastifyR
   for (const name of RELAYED_ANSWER_HEADERS) {
     const v = res.headers[name]
     if (typeof v === 'string') void reply.header(name, v)
+  }
+  if (String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+    pipeAnswer(res, reply.hijack(), streams)
+    return reply
   }
   return await reply.send(res.body)
 }

@@ -41,6 +41,8 @@ export interface LocalSandbox {
   routerPort: number
   basePort: number
   routerUrl: string
+  /** npm start's coordinator: its port is the router's + 10. */
+  coordinatorUrl: string
   start: (args?: string[]) => Promise<Launcher>
   /** Ctrl-C: SIGINT and wait for the launcher to exit. */
   interrupt: (l: Launcher, timeoutMs?: number) => Promise<number | null>
@@ -50,12 +52,12 @@ export interface LocalSandbox {
   token: () => string | undefined
 }
 
-/** Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas) and the router's, all free, and their peer ports (+10000). */
+/** Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas), the router's and the coordinator's, all free, and their peer ports (+10000). */
 async function freePorts (groups: number, replicas: number): Promise<{ routerPort: number, basePort: number }> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const basePort = 20_000 + Math.floor(Math.random() * 30_000)
     const routerPort = basePort + 50
-    const ports = [routerPort]
+    const ports = [routerPort, routerPort + 10]
     for (let j = 0; j <= replicas; j++) for (let i = 0; i < groups + 4; i++) ports.push(basePort + 100 * j + i)
     ports.push(...ports.map((p) => p + PEER_PORT_OFFSET))
     if ((await Promise.all(ports.map(async (p) => await isPortFree('127.0.0.1', p)))).every(Boolean)) return { routerPort, basePort }
@@ -142,7 +144,7 @@ export async function localSandbox (t: Test, name: string, shape: { groups: numb
     if (code === 'timeout') throw new Error(`the launcher did not exit within ${timeoutMs} ms of SIGINT`)
     return code
   }
-  return { dir, http, routerPort, basePort, routerUrl: `http://127.0.0.1:${routerPort}`, start, interrupt, processes: () => processesUsing(dir), token: readToken }
+  return { dir, http, routerPort, basePort, routerUrl: `http://127.0.0.1:${routerPort}`, coordinatorUrl: `http://127.0.0.1:${routerPort + 10}`, start, interrupt, processes: () => processesUsing(dir), token: readToken }
 }
 
 /** Polls the local cluster's GET /cluster until `pred` holds (or throws after timeoutMs, with the last view). */

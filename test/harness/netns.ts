@@ -59,6 +59,21 @@ function freeSubnet (): number {
   throw new Error('no free 10.213.x.0/24 subnet for a test network')
 }
 
+/**
+ * Lets frames between the bridge's own ports through the host firewall. Bridged traffic
+ * passes iptables' FORWARD chain (br_netfilter), whose policy dockerd sets to DROP: without
+ * this rule, on a machine that runs docker, the namespaces cannot reach each other.
+ * `-I` inserts the rule (true when iptables is there to take it), `-D` deletes it.
+ */
+function forwardBetweenPorts (bridge: string, op: '-I' | '-D'): boolean {
+  try {
+    execFileSync('iptables', [op, 'FORWARD', '-i', bridge, '-o', bridge, '-j', 'ACCEPT'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
 export function startNetwork (t: tap.Test, opts: { hosts: number }): TestNetwork {
   const tag = `${process.pid % 10000}${randomInt(0, 1000)}`
   const subnet = freeSubnet()
@@ -77,8 +92,10 @@ export function startNetwork (t: tap.Test, opts: { hosts: number }): TestNetwork
       try { ip('netns', 'del', h.name) } catch { /* not made */ }
     }
     try { ip('link', 'del', bridge) } catch { /* not made */ }
+    if (forwarding) forwardBetweenPorts(bridge, '-D')
   })
   ip('link', 'add', bridge, 'type', 'bridge')
+  const forwarding = forwardBetweenPorts(bridge, '-I')
   ip('addr', 'add', `10.213.${subnet}.1/24`, 'dev', bridge)
   ip('link', 'set', bridge, 'up')
   for (let i = 0; i < opts.hosts; i++) {

@@ -182,6 +182,7 @@ t.test('the dashboard over HTTP', async (t) => {
     t.teardown(s.close)
     await s.next('snapshot')
     const started = Date.now()
+    // The router relays the coordinator's stream: stopping it ends the stream with a bye of its own.
     c.router.signal('SIGTERM')
     t.same(JSON.parse((await s.next('bye')).data), { reason: 'closing' })
     const exit = await c.router.exited

@@ -99,12 +99,12 @@ t.test('SIGKILL of a primary on npm start: failover, then the launcher brings th
     t.match(l.output(), /g1 restarted \(pid \d+\)/, 'the launcher restarted it')
     t.equal(groupOf(v, 'g1').redundancy, 'ok', 'g1 is redundant again')
     t.equal(groupOf(v, 'g1').inSyncReplicas, 1, 'with one in-sync replica')
-    const routerLog = await logLine(join(box.dir, 'logs', 'router.log'), /"event":"redundancy-restored","group":"g1"/, 15_000)
-    t.match(routerLog, /"event":"redundancy-none","group":"g1"/, 'the router warned that g1 had no in-sync replica')
-    t.match(routerLog, /"event":"redundancy-restored","group":"g1"/, 'and said when it had one again')
-    const metrics = (await box.http.request('GET', `${box.routerUrl}/metrics`)).text()
-    t.match(metrics, /shardkv_router_group_in_sync_replicas\{group="g1"\} 1/, 'metrics: g1 has one in-sync replica')
-    t.match(metrics, /shardkv_router_group_redundancy_none\{group="g1"\} 0/, 'metrics: g1 is not flagged')
+    const coordinatorLog = await logLine(join(box.dir, 'logs', 'coordinator.log'), /"event":"redundancy-restored","group":"g1"/, 15_000)
+    t.match(coordinatorLog, /"event":"redundancy-none","group":"g1"/, 'the coordinator warned that g1 had no in-sync replica')
+    t.match(coordinatorLog, /"event":"redundancy-restored","group":"g1"/, 'and said when it had one again')
+    const metrics = (await box.http.request('GET', `${box.coordinatorUrl}/metrics`)).text()
+    t.match(metrics, /shardkv_coordinator_group_in_sync_replicas\{group="g1"\} 1/, 'metrics: g1 has one in-sync replica')
+    t.match(metrics, /shardkv_coordinator_group_redundancy_none\{group="g1"\} 0/, 'metrics: g1 is not flagged')
 
     // Kill 2: the new primary. The group fails over back to the first node.
     const opsBefore = load.completedOps()

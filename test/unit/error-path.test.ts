@@ -65,8 +65,9 @@ t.test('no route sets an error status by hand', async (t) => {
 
 t.test('raw responses are written only where fastify is bypassed on purpose', async (t) => {
   // The GET fast path (speed), the 100-continue refusal (before a body exists) and the
-  // HTTP parser's client errors (before fastify): each builds bodies with errorBody.
-  const RAW = new Set(['router/kv-fast-path.ts', 'router/expect-continue.ts', 'src/http/server.ts'])
+  // HTTP parser's client errors (before fastify): each builds bodies with errorBody. The
+  // control relay pipes the coordinator's event stream itself (its status is the coordinator's).
+  const RAW = new Set(['router/kv-fast-path.ts', 'router/expect-continue.ts', 'src/http/server.ts', 'router/control-relay.ts'])
   t.same(offenders(/\b(?:writeHead|socket\.end)\(/, RAW), [], 'no writeHead outside the raw paths')
   t.same(offenders(/\bstatusCode\s*=\s*[45]\d\d\b/, new Set()), [], 'no statusCode = 4xx/5xx')
 })
