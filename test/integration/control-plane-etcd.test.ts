@@ -4,7 +4,7 @@ import { clusterOutput, leadingCoordinator, startCluster, waitFor } from '../har
 import { LoadGenerator, formatStats } from '../harness/history'
 import { ClientLoad } from '../harness/client-load'
 import { createClient } from '../../src/client'
-import { addGroup, clusterView, keyRange, killHard, preload, startGroupNode, waitForRebalance, PHASE_ORDER } from '../harness/rebalance'
+import { addGroup, clusterView, keyRange, killHard, preload, removeGroup, startGroupNode, waitForRebalance, PHASE_ORDER } from '../harness/rebalance'
 
 /**
  * The control plane on etcd (DESIGN: the coordinator): two coordinators campaign for one
@@ -87,5 +87,51 @@ if (!etcdAvailable()) {
       await waitFor(async () => (await c.http.getJson<{ epoch: number }>(`${r.url}/healthz`)).epoch === after.epoch, 10_000, `${r.name} routes by epoch ${after.epoch}`)
     }
     t.pass('both routers route by the final map')
+  })
+
+  t.test('etcd loses one member, then two: clients see nothing; admin calls fail with a 503 saying why; control resumes once etcd has a quorum', async (t) => {
+    const c = await startCluster(t, { name: 'cp-etcd-quorum', shards: 2, workers: 1, etcdMembers: 3, coordinators: 2, routers: 1 })
+    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+    const etcd = c.etcd
+    if (etcd === undefined) throw new Error('an etcd cluster expected')
+    await preload(c.http, c.routerUrl, keyRange('q/pre', 500), (k) => `v0:${k}`)
+    const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 4, keysPerClient: 40, durationMs: 240_000, maxOpsPerClient: 100_000, keyPrefix: 'quorum' })
+    const running = load.run()
+    await load.waitForOps(200)
+
+    await etcd.kill(2)
+    const g3 = await startGroupNode(c, 'g3')
+    const added = await addGroup(c.http, c.routerUrl, { id: 'g3', url: g3.url })
+    t.equal(added.status, 202, `with one etcd member of three down, a group is added: ${added.text.slice(0, 160)}`)
+    await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { what: 'the add done', timeoutMs: 60_000 })
+
+    await etcd.kill(1)
+    // No quorum: the leader cannot renew its key, stops acting on its own clock and ends.
+    await waitFor(async () => {
+      const leads = await Promise.all(c.coordinators.map(async (p) => (await c.http.getJson<{ leader?: boolean }>(`${p.url}/healthz`).catch(() => undefined))?.leader === true))
+      return !leads.some(Boolean)
+    }, 30_000, 'no coordinator leads without an etcd quorum')
+    const opsAtLoss = load.completedOps()
+    const refused = await removeGroup(c.http, c.routerUrl, 'g3')
+    t.equal(refused.status, 503, `an admin call without a leading coordinator is a 503: ${refused.text.slice(0, 200)}`)
+    t.match(String(refused.body?.message), /coordinator/, 'and the message says the coordinator did not answer')
+    await load.waitForOps(opsAtLoss + 300)
+    t.pass(`the data plane served ${load.completedOps() - opsAtLoss} operations without an etcd quorum`)
+
+    await Promise.all([etcd.restart(1), etcd.restart(2)])
+    const leader = await leadingCoordinator(c, 60_000)
+    t.pass(`${leader.name} leads again once etcd has a quorum`)
+    const removed = await waitFor(async () => {
+      const r = await removeGroup(c.http, c.routerUrl, 'g3')
+      return r.status === 202 ? r : undefined
+    }, 30_000, 'the remove accepted through the router')
+    t.equal(removed.status, 202, 'the map can change again')
+    await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done' && p.kind === 'remove', { what: 'the remove done', timeoutMs: 60_000 })
+    load.stop()
+    const stats = await running
+    t.comment(`load: ${formatStats(stats)}`)
+    t.same(stats.failures, [], 'no client request failed at any point')
+    const report = await load.verify()
+    t.ok(report.ok, `history checks out\n${report.text}`)
   })
 }
