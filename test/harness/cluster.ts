@@ -17,6 +17,8 @@ import { COORDINATOR_OPTIONS, ROUTER_OPTIONS, splitFlags } from '../../src/confi
 
 export interface ClusterOptions {
   shards?: number
+  /** Replica nodes per group (default 0). */
+  replicas?: number
   workers?: number
   /** Extra flags for every shard node / the control plane (split between the coordinator and the router by which knows each). */
   shardArgs?: string[]
@@ -70,6 +72,8 @@ export interface TestCluster {
   etcd?: EtcdCluster
   registryArgs: string[]
   shards: ShardHandle[]
+  /** Every group's replicas (`group` names theirs), in group order. */
+  replicas: ShardHandle[]
   /** Every process this cluster launched (restarts included). */
   launched: LaunchedProcess[]
   health: (shard: ShardHandle) => Promise<ShardHealth>
@@ -225,16 +229,21 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
     extraArgs: shardArgs
   })
 
-  const shards: ShardHandle[] = await Promise.all(Array.from({ length: n }, async (_, i) => {
-    const group = `g${i + 1}`
-    const base = { group, nodeId: `n${i + 1}`, dataDir: join(tmp, group), port: 0 }
+  const startNode = async (group: string, nodeId: string, dir: string): Promise<ShardHandle> => {
+    const base = { group, nodeId, dataDir: join(tmp, dir), port: 0 }
     const proc = await startShard(base)
     return { ...base, port: Number(new URL(proc.url).port), url: proc.url, proc }
-  }))
-  for (const s of shards) await health(s)
+  }
+  const members = await Promise.all(Array.from({ length: n }, async (_, i) => await Promise.all([
+    startNode(`g${i + 1}`, `n${i + 1}`, `g${i + 1}`),
+    ...Array.from({ length: opts.replicas ?? 0 }, async (_, j) => await startNode(`g${i + 1}`, `n${i + 1}-r${j + 1}`, `g${i + 1}-r${j + 1}`))
+  ])))
+  const shards = members.map((m) => m[0] as ShardHandle)
+  const replicas = members.flatMap((m) => m.slice(1))
+  for (const s of [...shards, ...replicas]) await health(s)
 
   const coordinatorDir = join(tmp, 'coordinator')
-  const groups = shards.map((s) => `${s.group}=${s.url}`)
+  const groups = members.map((m) => `${(m[0] as ShardHandle).group}=${m.map((x) => x.url).join('+')}`)
   const plane = etcd === undefined
     ? await startFilePlane(box, { dataDir: coordinatorDir, groups, env: opts.env, extraArgs: routerArgs })
     : await startEtcdPlane(box, etcd, { coordinators: opts.coordinators ?? 2, routers: opts.routers ?? 2, groups, env: opts.env, extraArgs: routerArgs })
@@ -298,7 +307,7 @@ export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Pro
     throw new Error(`${shard.group}: /healthz did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)} ${lastErr === undefined ? '' : String(lastErr)}`)
   }
 
-  return { tmp, http, router, routerUrl: router.url, coordinator, coordinatorDir, ...plane, shards, launched, health, killShardHard, restartShard, pids, waitForHealth }
+  return { tmp, http, router, routerUrl: router.url, coordinator, coordinatorDir, ...plane, shards, replicas, launched, health, killShardHard, restartShard, pids, waitForHealth }
 }
 
 interface Plane { coordinators: LaunchedProcess[], routers: LaunchedProcess[], etcd?: EtcdCluster, registryArgs: string[] }

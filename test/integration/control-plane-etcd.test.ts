@@ -134,4 +134,49 @@ if (!etcdAvailable()) {
     const report = await load.verify()
     t.ok(report.ok, `history checks out\n${report.text}`)
   })
+
+  // The same failover with the file registry (one coordinator, one router), for the failover time beside it.
+  for (const registry of ['etcd', 'file'] as const) {
+    t.test(`a primary SIGKILLed (${registry} registry): the coordinator fails over; the routers and a direct client keep every acknowledged write`, async (t) => {
+      const c = await startCluster(t, { name: `cp-${registry}-failover`, shards: 2, replicas: 1, workers: 1, ...(registry === 'etcd' ? { etcdMembers: 1, coordinators: 2, routers: 2 } : {}) })
+      t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+      const r1 = c.routers[0]
+      const r2 = c.routers[1] ?? r1
+      if (r1 === undefined || r2 === undefined) throw new Error('a router expected')
+      const victim = c.shards[0]
+      const heir = c.replicas.find((r) => r.group === victim?.group)
+      if (victim === undefined || heir === undefined) throw new Error('g1 with a replica expected')
+      const primaryOfG1 = async (): Promise<{ url?: string, term?: number, inSync?: boolean }> => {
+        const g = (await clusterView(c.http, r2.url).catch(() => undefined))?.groups.find((x) => x.id === victim.group)
+        return { url: g?.nodes.find((n) => n.role === 'primary')?.url, term: g?.term, inSync: g?.nodes.find((n) => n.role === 'replica')?.inSync }
+      }
+      await waitFor(async () => (await primaryOfG1()).inSync === true, 30_000, 'g1\'s replica in sync')
+
+      const viaR1 = new LoadGenerator({ baseUrl: r1.url, clients: 4, keysPerClient: 30, durationMs: 120_000, maxOpsPerClient: 50_000, keyPrefix: 'fo-r1' })
+      const viaR2 = new LoadGenerator({ baseUrl: r2.url, clients: 4, keysPerClient: 30, durationMs: 120_000, maxOpsPerClient: 50_000, keyPrefix: 'fo-r2' })
+      const kv = createClient({ url: r1.url, mode: 'direct' })
+      const reader = createClient({ url: r2.url, mode: 'routed' })
+      t.teardown(async () => { await Promise.all([kv.close(), reader.close()]) })
+      const direct = new ClientLoad(kv, { clients: 4, keysPerClient: 20, durationMs: 120_000, maxOpsPerClient: 50_000, keyPrefix: 'fo-direct' })
+      const running = Promise.all([viaR1.run(), viaR2.run(), direct.run()])
+      await Promise.all([viaR1.waitForOps(200), viaR2.waitForOps(200), direct.waitForOps(200)])
+
+      const killedAt = Date.now()
+      await c.killShardHard(victim)
+      await waitFor(async () => (await primaryOfG1()).url === heir.url, 60_000, `${heir.url} primary of g1`)
+      const tookMs = Date.now() - killedAt
+      t.comment(`failover (${registry} registry): ${heir.url} primary of g1 ${tookMs} ms after the SIGKILL (term ${(await primaryOfG1()).term ?? '?'})`)
+      await Promise.all([viaR1.waitForOps(viaR1.completedOps() + 300), viaR2.waitForOps(viaR2.completedOps() + 300), direct.waitForOps(direct.ops + 200)])
+      viaR1.stop()
+      viaR2.stop()
+      direct.stop()
+      const [s1, s2] = await running
+      t.comment(`router 1: ${formatStats(s1)}; router 2: ${formatStats(s2)}; direct: ${direct.summary()}`)
+      for (const [name, report] of [['router 1', await viaR1.verify()], ['router 2', await viaR2.verify()], ['direct client', await direct.verify(reader)]] as const) {
+        t.equal(report.lostWrites.length, 0, `${name}: every key reads back its last acknowledged state\n${report.text}`)
+        t.equal(report.staleReads.length, 0, `${name}: no stale read\n${report.text}`)
+        t.ok(report.ok, `${name}: history checks out\n${report.text}`)
+      }
+    })
+  }
 }
