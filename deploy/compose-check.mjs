@@ -7,7 +7,9 @@
 // 3. A bounded write loop through router1 while g1 switches over through router2: the switchover's
 //    time, and the loop's p50/p99/max latency and errors.
 // 4. SIGKILL (docker kill) of the leading coordinator's container: the other leads (time), and a
-//    switchover of g2 through a router succeeds.
+//    switchover of g2 through a router succeeds; the killed one, started again, stands by.
+// 5. `docker pause` of the leader past its lease: the other leads; unpaused, the old one is deposed,
+//    exits 3 and its restart policy brings it back as a standby.
 // --down: `docker-compose down -v` at the end (containers, volumes, network), also on failure.
 // Needs deploy/secrets/ (docs/deployment.md#compose) and the images shardkv:local, shardkv-etcd:bookworm.
 import { execFileSync } from 'node:child_process'
@@ -145,10 +147,17 @@ async function main () {
   // The leading coordinator dies.
   const lead = await until('a leading coordinator', leader, 30_000)
   const other = lead === 'coordinator1' ? 'coordinator2' : 'coordinator1'
+  loop = writeLoop(ROUTERS[0], 4)
+  await sleep(500)
   const killedAt = performance.now()
   execFileSync('docker', ['kill', compose('ps', '-q', lead).trim()], { stdio: 'ignore' })
   await until(`${other} leads`, async () => (await leader()) === other, 30_000)
-  log(`docker kill ${lead} (leader): ${other} leads after ${ms(performance.now() - killedAt)}`)
+  const ledAt = performance.now()
+  await sleep(1000)
+  await loop.stop()
+  log(`docker kill ${lead} (leader): ${other} leads after ${ms(ledAt - killedAt)}`)
+  log(`write loop across it (4 clients, router1): ${summary(loop.latencies, loop.errors)}`)
+  log(`  the writes that overlapped the leaderless interval: ${summary(loop.during(killedAt, ledAt), loop.errors)}`)
   // A router reads the leader key every second: until then its relayed calls answer 503 (retried here).
   const g2 = primaryOf(await until('GET /cluster through router1 under the new leader', async () => await cluster(ROUTERS[0]), 15_000), 'g2')
   loop = writeLoop(ROUTERS[1], 4)
@@ -165,6 +174,24 @@ async function main () {
     return h.leader === false
   }, 30_000)
   log(`${lead} started again: a standby (/healthz leader:false)`)
+
+  // A leader cut off from etcd (its container paused past the leader key's lease) is deposed: once it
+  // runs again it exits with code 3 and `restart: unless-stopped` starts it again as a standby.
+  const paused = compose('ps', '-q', other).trim()
+  const restarts = () => Number(execFileSync('docker', ['inspect', '--format', '{{.RestartCount}}', paused], { encoding: 'utf8' }).trim())
+  const before = restarts()
+  execFileSync('docker', ['pause', paused], { stdio: 'ignore' })
+  const pausedAt = performance.now()
+  await until(`${lead} leads while ${other} is paused`, async () => (await leader()) === lead, 30_000)
+  log(`docker pause ${other} (leader): ${lead} leads after ${ms(performance.now() - pausedAt)}`)
+  execFileSync('docker', ['unpause', paused], { stdio: 'ignore' })
+  await until(`${other} deposed, restarted by docker, a standby`, async () => {
+    if (restarts() <= before) return false
+    const h = await fetch(`${COORDINATORS[other]}/healthz`, { signal: AbortSignal.timeout(1000) }).then((r) => r.json())
+    return h.leader === false
+  }, 60_000)
+  const exit = execFileSync('docker', ['inspect', '--format', 'RestartCount {{.RestartCount}}', paused], { encoding: 'utf8' }).trim()
+  log(`${other} unpaused: deposed, restarted by its restart policy (${exit}), a standby again; ${lead} still leads: ${(await leader()) === lead}`)
   log('all checks passed')
 }
 
