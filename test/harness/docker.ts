@@ -67,6 +67,27 @@ export function inputsHash (paths: readonly string[]): string {
 export interface BuiltImages { image: string, baseMs: number, imageMs: number, cached: boolean }
 
 /**
+ * The etcd image of deploy/compose.yaml (deploy/etcd/Dockerfile: Debian's etcd-server on the same
+ * base), tagged shardkv-etcd:test-<hash of the base's id and that Dockerfile>: built only when no
+ * image has that tag (Docker's layer cache makes it quick when shardkv-etcd:bookworm was built from
+ * the same base). Call after ensureImages, which makes the base.
+ */
+export async function ensureEtcdImage (log: (line: string) => void): Promise<{ image: string, ms: number, cached: boolean }> {
+  const started = Date.now()
+  const baseId = await docker(['image', 'inspect', '--format', '{{.Id}}', 'shardkv-base:bookworm'])
+  const image = `shardkv-etcd:test-${createHash('sha256').update(baseId).update(inputsHash(['deploy/etcd'])).digest('hex').slice(0, 16)}`
+  const exists = await docker(['image', 'inspect', '--format', '{{.Id}}', image]).then(() => true, () => false)
+  if (!exists) {
+    log(`building ${image}`)
+    await run('docker', ['build', '--network', 'host', '-t', image, join(ROOT, 'deploy', 'etcd')], 15 * 60_000)
+    const stale = (await docker(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}', 'shardkv-etcd'])).split('\n')
+      .filter((tag) => tag.startsWith('shardkv-etcd:test-') && tag !== image)
+    for (const tag of stale) await docker(['rmi', tag]).catch(() => {})
+  }
+  return { image, ms: Date.now() - started, cached: exists }
+}
+
+/**
  * The base image (deploy/base-image/build.sh caches it by its own inputs), then the shardkv
  * image tagged shardkv:test-<hash of the base's id and the image's inputs>: built only when no
  * image has that tag.
@@ -114,6 +135,10 @@ export interface ContainerSpec {
   volume?: string
   /** Host files mounted read-only: host path -> container path. */
   files?: Record<string, string>
+  /** Another image than the test's shardkv image (the etcd image). */
+  image?: string
+  /** Environment variables of the container. */
+  env?: Record<string, string>
 }
 
 /**
@@ -145,7 +170,8 @@ export class Containers {
       args.push('-v', `${volume}:/data`)
     }
     for (const [host, inside] of Object.entries(spec.files ?? {})) args.push('-v', `${host}:${inside}:ro`)
-    const id = await docker([...args, this.image, ...spec.args], 60_000)
+    for (const [k, v] of Object.entries(spec.env ?? {})) args.push('-e', `${k}=${v}`)
+    const id = await docker([...args, spec.image ?? this.image, ...spec.args], 60_000)
     this.ids.set(spec.name, id)
     return id
   }

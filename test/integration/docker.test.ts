@@ -7,7 +7,7 @@ import { ensureCredentials } from '../../src/local/credentials'
 import { HttpClient } from '../harness/http'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { sleep, waitFor } from '../harness/cluster'
-import { Containers, dockerUnusable, ensureImages, freePort, ROOT } from '../harness/docker'
+import { Containers, dockerUnusable, ensureEtcdImage, ensureImages, freePort, ROOT } from '../harness/docker'
 
 /**
  * The image, run for real: shard nodes (two groups of primary + replica), a router and, when
@@ -16,6 +16,13 @@ import { Containers, dockerUnusable, ensureImages, freePort, ROOT } from '../har
  * write load a primary container and the router container are SIGKILLed and started again from
  * their volumes, and the Kubernetes preStop hook (`shardkv prestop`) runs in a group's replica
  * (nothing to do) and primary (a switchover); every acknowledged write reads back, no read was stale.
+ *
+ * Then the etcd shape of deploy/compose.yaml and deploy/kubernetes/, in containers: one etcd member
+ * (the shardkv-etcd image), two coordinators campaigning for the leader key, a router following the
+ * map in etcd, a group of primary + replica registered in etcd. Under a history-checked load the
+ * leading coordinator's container is SIGKILLed, the standby takes over, a switchover through the
+ * router works under it, the killed coordinator comes back as a standby; everything reads back.
+ * Both shapes are in this one file so that tap (jobs: 2) never builds the same image twice at once.
  */
 
 // A cold run builds the base (debootstrap) and the image (apt, npm ci, better-sqlite3, tsc).
@@ -181,4 +188,138 @@ t.test('the image: SIGKILL a primary container and the router container under lo
     const status = await waitFor(async () => { const h = await s.c.health(name); return h === 'healthy' ? h : undefined }, 90_000, `docker reports ${name} healthy`)
     t.equal(status, 'healthy', `${name}: HEALTHCHECK healthy`)
   }
+})
+
+interface Coordinator { name: string, url: string }
+
+/** GET /healthz of a coordinator: its `leader` field, or undefined when it does not answer. */
+async function leads (http: HttpClient, url: string): Promise<boolean | undefined> {
+  const res = await http.request('GET', `${url}/healthz`, { timeoutMs: 1500 }).catch(() => undefined)
+  if (res?.status !== 200) return undefined
+  return (JSON.parse(res.body.toString('utf8')) as { leader?: boolean }).leader
+}
+
+async function leaderOf (http: HttpClient, coordinators: Coordinator[], timeoutMs: number, what: string): Promise<Coordinator> {
+  let last = ''
+  return await waitFor(async () => {
+    const states = await Promise.all(coordinators.map(async (c) => await leads(http, c.url)))
+    last = coordinators.map((c, i) => `${c.name}: ${String(states[i])}`).join(', ')
+    const leading = coordinators.filter((_, i) => states[i] === true)
+    return leading.length === 1 ? leading[0] : undefined
+  }, timeoutMs, () => `${what}; last: ${last}`)
+}
+
+t.test('the etcd shape in containers: SIGKILL the leading coordinator under load, the standby leads, a switchover through the router', async (t) => {
+  const unusable = await dockerUnusable()
+  if (unusable !== undefined) {
+    if (process.env.CI !== undefined && process.env.CI !== '') t.fail(unusable)
+    else void t.skip(unusable, () => {})
+    return
+  }
+  const built = await ensureImages((line) => { t.comment(line) })
+  const etcdImage = await ensureEtcdImage((line) => { t.comment(line) })
+  t.comment(`${etcdImage.image} ${etcdImage.cached ? 'cached' : 'built'} in ${etcdImage.ms} ms`)
+  const started = Date.now()
+  const { files, token } = credentials(t)
+  const http = new HttpClient({ headers: () => ({ authorization: `Bearer ${token}` }) })
+  t.teardown(async () => { await http.close() })
+  const c = new Containers(t, built.image)
+  t.teardown(async () => { if (t.passing() === false) t.comment(await c.allLogs()) })
+  const taken = new Set<number>()
+
+  // One etcd member (the image of deploy/compose.yaml), its data in the container's anonymous volume.
+  const [etcdClient, etcdPeer] = [await freePort(taken), await freePort(taken)]
+  await c.start({
+    name: 'etcd',
+    image: etcdImage.image,
+    args: [],
+    env: {
+      ETCD_NAME: 'e1',
+      ETCD_LISTEN_CLIENT_URLS: `http://127.0.0.1:${etcdClient}`,
+      ETCD_ADVERTISE_CLIENT_URLS: `http://127.0.0.1:${etcdClient}`,
+      ETCD_LISTEN_PEER_URLS: `http://127.0.0.1:${etcdPeer}`,
+      ETCD_INITIAL_ADVERTISE_PEER_URLS: `http://127.0.0.1:${etcdPeer}`,
+      ETCD_INITIAL_CLUSTER: `e1=http://127.0.0.1:${etcdPeer}`,
+      ETCD_INITIAL_CLUSTER_STATE: 'new',
+      ETCD_INITIAL_CLUSTER_TOKEN: `shardkv-test-${c.run}`
+    }
+  })
+  const anonymous = new HttpClient()
+  t.teardown(async () => { await anonymous.close() })
+  await waitFor(async () => {
+    const res = await anonymous.request('GET', `http://127.0.0.1:${etcdClient}/health`, { timeoutMs: 2000 }).catch(() => undefined)
+    return res?.status === 200 && /"health":\s*"true"/.test(res.body.toString('utf8'))
+  }, 60_000, 'the etcd member answers /health')
+  const registry = ['--registry', `etcd://127.0.0.1:${etcdClient}`, '--registry-cluster', `test-${c.run}`]
+
+  // A group of primary + replica, registered in etcd.
+  const nodePorts = [await freePort(taken), await freePort(taken)]
+  const urls = nodePorts.map((p) => `http://127.0.0.1:${p}`) as [string, string]
+  for (const [i, name] of ['g1-p', 'g1-r'].entries()) {
+    await c.start({ name, volume: name, files, args: ['node', '--data-dir', '/data', '--host', '127.0.0.1', '--port', String(nodePorts[i]), '--group', 'g1', '--node-id', name, '--workers', '1', ...registry, ...AUTH] })
+  }
+  for (const u of urls) await healthy(http, u, 'a shard node of g1')
+
+  // Two coordinators: one leads, the other stands by (its /healthz answers 200, leader false).
+  const coordinators: Coordinator[] = []
+  for (const name of ['coordinator-a', 'coordinator-b']) {
+    const port = await freePort(taken)
+    await c.start({ name, files, args: ['coordinator', '--port', String(port), '--data-dir', '/data', ...registry, '--group', `g1=${urls.join('+')}`, ...AUTH] })
+    coordinators.push({ name, url: `http://127.0.0.1:${port}` })
+  }
+  for (const co of coordinators) await healthy(http, co.url, co.name)
+  const first = await leaderOf(http, coordinators, 30_000, 'one coordinator leads')
+  const standby = coordinators.find((co) => co !== first)!
+  t.equal(await leads(http, standby.url), false, `${standby.name} stands by: /healthz 200 with leader false`)
+
+  const routerPort = await freePort(taken)
+  const routerUrl = `http://127.0.0.1:${routerPort}`
+  await c.start({ name: 'router', files, args: ['router', '--port', String(routerPort), ...registry, ...AUTH] })
+  await healthy(http, routerUrl, 'the router')
+  const s: Shape = { image: built.image, token, http, c, routerUrl, groups: { g1: { primary: 'g1-p', replica: 'g1-r', urls } } }
+  await waitForView(s, (v) => allInSync(v) && v.groups.length === 1 && v.groups[0]!.nodes.length === 2, 'g1: a primary and an in-sync replica, seen through the router', 90_000)
+  t.comment(`etcd shape healthy ${Date.now() - started} ms after the first docker run`)
+  await allReady(s)
+
+  const load = new LoadGenerator({ baseUrl: routerUrl, clients: 4, keysPerClient: 10, durationMs: 90_000, maxOpsPerClient: 3000, requestTimeoutMs: 20_000 }, http)
+  const running = load.run()
+  try {
+    await load.waitForOps(200)
+    // 1. The leading coordinator dies; the standby's campaign wins once the leader key's lease ends.
+    const killedAt = Date.now()
+    await c.kill(first.name)
+    const second = await leaderOf(http, [standby], 30_000, `${standby.name} takes over`)
+    t.equal(second.name, standby.name, `${standby.name} leads after the leader's container was killed`)
+    t.comment(`${standby.name} leads ${Date.now() - killedAt} ms after the SIGKILL of ${first.name}`)
+    await load.waitForOps(load.completedOps() + 100)
+    // 2. A switchover through the router, relayed to the new leader (the router reads the leader key
+    //    every second: until it has, the relayed call answers 503 and is asked again).
+    const switchedAt = Date.now()
+    const answer = await waitFor(async () => {
+      const res = await http.request('POST', `${routerUrl}/admin/groups/g1/switchover`, { timeoutMs: 30_000 }).catch(() => undefined)
+      if (res === undefined || res.status === 503) return undefined
+      return res
+    }, 20_000, 'the switchover of g1 through the router answered')
+    t.equal(answer.status, 200, `switchover through the router under the new leader: ${answer.body.toString('utf8')}`)
+    await waitForView(s, (v) => v.groups[0]?.nodes.find((n) => n.role === 'primary')?.url === urls[1], 'the replica of g1 promoted by the switchover')
+    t.comment(`switchover under ${standby.name}: ${Date.now() - switchedAt} ms until GET /cluster showed the new primary`)
+    await waitForView(s, allInSync, 'the old primary of g1 an in-sync replica')
+    await load.waitForOps(load.completedOps() + 200)
+    // 3. The killed coordinator, started again, stands by: the leader stays.
+    await c.restart(first.name)
+    await waitFor(async () => await leads(http, first.url) === false, 60_000, `${first.name} back as a standby`)
+    t.equal(await leads(http, standby.url), true, `${standby.name} still leads after ${first.name} came back`)
+    await load.waitForOps(load.completedOps() + 100)
+  } finally {
+    load.stop()
+  }
+  const stats = await running
+  t.comment(formatStats(stats))
+  const report = await load.verify()
+  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
+  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+  t.ok(report.ok, report.text)
+  t.equal(report.counts.keysVerified, 4 * 10, 'every key was read back through the router')
+  const coordinatorHealth = await waitFor(async () => { const h = await c.health(standby.name); return h === 'healthy' ? h : undefined }, 60_000, `docker reports ${standby.name} healthy`)
+  t.equal(coordinatorHealth, 'healthy', 'the leading coordinator: HEALTHCHECK healthy')
 })

@@ -155,3 +155,28 @@ t.test('shard groups: readiness /readyz, liveness /healthz, a preStop switchover
     t.equal(body(text), body(g1.replaceAll('g1', id)), `group-${id}.yaml is group-g1.yaml with g1 -> ${id}`)
   }
 })
+
+t.test('coordinators and routers: on etcd, probes of the process (a standby coordinator is ready), restarted when deposed', async (t) => {
+  const containers = shardkvContainers()
+  const coordinators = containers.filter((x) => x.role === 'coordinator')
+  const routers = containers.filter((x) => x.role === 'router')
+  t.equal(coordinators.length, 1, 'one coordinator Deployment')
+  t.equal(routers.length, 1, 'one router Deployment')
+  const registry = coordinators[0]!.flags.get('registry')?.[0]
+  const cluster = coordinators[0]!.flags.get('registry-cluster')?.[0]
+  t.match(registry, /^etcd:\/\//, 'the coordinators keep the map and the leader key in etcd')
+  for (const { w, c, role, flags } of [...coordinators, ...routers]) {
+    t.equal(w.kind, 'Deployment', `${w.metadata.name}: a Deployment (no state of its own)`)
+    t.ok(w.spec.replicas >= 2, `${w.metadata.name}: at least 2 replicas`)
+    t.equal(flags.get('registry')?.[0], registry, `${w.metadata.name}: the same etcd`)
+    t.equal(flags.get('registry-cluster')?.[0], cluster, `${w.metadata.name}: the same cluster name`)
+    t.notOk(flags.has('coordinator'), `${w.metadata.name}: finds the leader in etcd, not at a fixed URL`)
+    // /healthz answers 200 for a standby coordinator ("leader": false): ready and alive as a process.
+    // A probe that required leading would keep one pod unready for ever and stall rollouts and drains.
+    t.equal(c.readinessProbe?.httpGet?.path, '/healthz', `${w.metadata.name}: ready = the process answers (${role})`)
+    t.equal(c.livenessProbe?.httpGet?.path, '/healthz', `${w.metadata.name}: alive = the process answers`)
+    // A deposed leader exits (code 3) and must be started again: a Deployment's pods restart always.
+    t.ok([undefined, 'Always'].includes(w.spec.template.spec.restartPolicy), `${w.metadata.name}: restartPolicy Always`)
+  }
+  t.ok(coordinators[0]!.flags.get('advertise-url')?.[0]?.includes('$(POD_IP)'), 'the leader advertises its pod, not the Service (which also reaches the standby)')
+})
