@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Agent, request as upstream, type Dispatcher } from 'undici'
 import { withPeerTls, type PeerTls } from '../src/auth/tls'
 import { documented } from '../src/http/openapi'
-import { describeUpstreamError } from '../src/http/upstream-errors'
+import { describeUpstreamError, upstreamErrorCode } from '../src/http/upstream-errors'
 import { ShardKvError } from '../src/protocol/errors'
 import { RELAYED_ROUTES } from '../src/protocol/schemas'
 import { DASHBOARD } from '../src/protocol/wire'
@@ -32,6 +32,8 @@ const RELAYED_ANSWER_HEADERS = ['content-type', 'cache-control', 'location', 're
 export interface RelayOptions {
   /** The acting coordinator's client URL, when known. */
   coordinatorUrl: () => string | undefined
+  /** Asks again who acts: a leader that refuses connections was replaced, or is being. */
+  refreshCoordinator: () => Promise<string | undefined>
   /** To verify a coordinator serving HTTPS with the cluster's CA. */
   peerTls?: PeerTls
 }
@@ -82,9 +84,16 @@ async function relayTo (agent: Dispatcher, opts: RelayOptions, streams: Set<Rela
     if (typeof v === 'string') headers[name] = v
   }
   const body = Buffer.isBuffer(request.body) && request.method !== 'GET' ? request.body : undefined
+  const call = async (to: string): Promise<Dispatcher.ResponseData> =>
+    await upstream(to + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0 })
   let res: Dispatcher.ResponseData
   try {
-    res = await upstream(target + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0 })
+    res = await call(target).catch(async (err: unknown) => {
+      // A refused connection sent nothing, so asking the new leader is safe for any method.
+      const next = upstreamErrorCode(err) === 'ECONNREFUSED' ? await opts.refreshCoordinator() : undefined
+      if (next === undefined || next === target) throw err
+      return await call(next)
+    })
   } catch (err) {
     const maybeApplied = request.method !== 'GET'
     throw new ShardKvError('unavailable', `the coordinator did not answer (${describeUpstreamError(err)})${maybeApplied ? ': the call may or may not have been applied; read the cluster view before repeating it' : ''}`)

@@ -9,7 +9,7 @@ import { EtcdLeadership, parseLeader } from '../src/registry/etcd/leadership'
 import type { MapWatch } from '../src/registry/registry'
 import { FollowedTable, type MapFollower } from './map-follower'
 
-/** How often the leader key is read for where admin calls go (a leader change is rare; a stale answer is a 503 `not_leader`). */
+/** How often the leader key is read for where admin calls go (a relayed call that finds the old leader gone asks again at once). */
 const LEADER_POLL_MS = 1000
 
 /**
@@ -24,8 +24,12 @@ export class EtcdFollower implements MapFollower {
   private leader: string | undefined
   private stopped = false
   private leaderLoop: Promise<void> | undefined
+  private readonly election: EtcdLeadership
 
-  private constructor (private readonly gateway: EtcdGateway, private readonly registry: EtcdRegistry, private readonly leaderKey: string, private readonly log: Logger) {}
+  private constructor (private readonly gateway: EtcdGateway, private readonly registry: EtcdRegistry, leaderKey: string, private readonly log: Logger) {
+    // Only read: who holds the key (this router never campaigns).
+    this.election = new EtcdLeadership(gateway, { key: leaderKey, candidate: '', ttlSeconds: 1 })
+  }
 
   static open (opts: { registry: string, cluster: string, log: Logger }): EtcdFollower {
     let endpoints: string[]
@@ -70,14 +74,18 @@ export class EtcdFollower implements MapFollower {
     await this.gateway.close()
   }
 
+  async refreshCoordinator (): Promise<string | undefined> {
+    try {
+      this.leader = parseLeader((await this.election.leader())?.candidate)?.url
+    } catch {
+      // etcd unreachable: keep the last leader known; a relayed call finds out soon enough.
+    }
+    return this.leader
+  }
+
   private async followLeader (): Promise<void> {
-    const election = new EtcdLeadership(this.gateway, { key: this.leaderKey, candidate: '', ttlSeconds: 1 })
     while (!this.stopped) {
-      try {
-        this.leader = parseLeader((await election.leader())?.candidate)?.url
-      } catch {
-        // etcd unreachable: keep the last leader known; a relayed call finds out soon enough.
-      }
+      await this.refreshCoordinator()
       await sleep(LEADER_POLL_MS)
     }
   }

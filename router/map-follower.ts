@@ -19,6 +19,8 @@ export interface MapFollower {
   table: () => RoutingTable
   /** The client URL of the coordinator that acts (admin calls are relayed there), when known. */
   coordinatorUrl: () => string | undefined
+  /** Asks again who acts (after that coordinator refused a connection); resolves with the answer. */
+  refreshCoordinator: () => Promise<string | undefined>
   start: () => void
   /** Resolves once a map has arrived, or after `timeoutMs` without one (false). */
   firstMap: (timeoutMs: number) => Promise<boolean>
@@ -69,6 +71,11 @@ export class CoordinatorFollower implements MapFollower {
   }
 
   coordinatorUrl (): string {
+    return this.opts.coordinator
+  }
+
+  /** One coordinator, at one URL: nothing to ask. */
+  async refreshCoordinator (): Promise<string> {
     return this.opts.coordinator
   }
 

@@ -96,7 +96,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     isDraining: () => draining
   })
   registerWatchRoutes(app, { registry: metrics.registry, table: () => follower.table(), credentials, log })
-  const relay = registerControlRelay(app, { coordinatorUrl: () => follower.coordinatorUrl(), peerTls: credentials.tls })
+  const relay = registerControlRelay(app, { coordinatorUrl: () => follower.coordinatorUrl(), refreshCoordinator: async () => await follower.refreshCoordinator(), peerTls: credentials.tls })
   refuseOversizedUploads(app.server, config.maxValueBytes)
 
   // Routing starts with a map: a router that says it listens should route. A coordinator

@@ -111,6 +111,24 @@ export const HEALTH_SCHEMA: RouteSchema = {
   }
 }
 
+export const READY_SCHEMA: RouteSchema = {
+  operationId: 'ready',
+  summary: 'Readiness of the router',
+  description: 'Open: needs no token. 200 once the router holds a cluster map to route by; 503 `unavailable` before (its coordinator or etcd has not answered yet).',
+  tags: ['cluster'],
+  security: OPEN,
+  'x-shardkv-auth': 'open',
+  response: {
+    200: {
+      description: 'The router routes by a map',
+      type: 'object',
+      required: ['ready', 'epoch'],
+      properties: { ready: { type: 'boolean', enum: [true] }, epoch: { type: 'integer', description: 'The epoch of the map it routes by' } }
+    },
+    ...errorResponses(['unavailable'])
+  }
+}
+
 export const METRICS_SCHEMA: RouteSchema = {
   operationId: 'metrics',
   summary: 'Prometheus metrics',
