@@ -62,9 +62,7 @@ export class EtcdFollower implements MapFollower {
   }
 
   async firstMap (timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs
-    while (this.held.table.epoch === 0 && !this.stopped && Date.now() < deadline) await sleep(20)
-    return this.held.table.epoch > 0
+    return await this.held.first(timeoutMs, () => this.stopped)
   }
 
   async close (): Promise<void> {

@@ -41,6 +41,13 @@ export class FollowedTable {
     return this.current
   }
 
+  /** Resolves once a map is held (true), or after `timeoutMs`, or once `stopped()` (false). */
+  async first (timeoutMs: number, stopped: () => boolean): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs
+    while (this.current.epoch === 0 && !stopped() && Date.now() < deadline) await sleep(20)
+    return this.current.epoch > 0
+  }
+
   /** Adopts `raw` when it is a valid map newer than the one held; true when adopted. */
   offer (raw: unknown): boolean {
     const map = validateMap(raw)
@@ -84,9 +91,7 @@ export class CoordinatorFollower implements MapFollower {
   }
 
   async firstMap (timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs
-    while (this.held.table.epoch === 0 && !this.stopped && Date.now() < deadline) await sleep(20)
-    return this.held.table.epoch > 0
+    return await this.held.first(timeoutMs, () => this.stopped)
   }
 
   async close (): Promise<void> {

@@ -87,6 +87,23 @@ export const SHARD_OPTIONS = {
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable
 
+/** The listener limits of the router and the coordinator (shard nodes have their own, per process). */
+const LISTENER_OPTIONS = {
+  headersTimeoutMs: { flag: 'headers-timeout-ms', env: 'SHARDKV_HEADERS_TIMEOUT_MS', kind: 'integer', default: 10_000, min: 100, help: 'A client must send its request headers within this (else 408 and the connection is closed).' },
+  requestTimeoutMs: { flag: 'request-timeout-ms', env: 'SHARDKV_REQUEST_TIMEOUT_MS', kind: 'integer', default: 30_000, min: 100, help: 'A client must send its whole request, body included, within this (else 408 and the connection is closed).' },
+  idleTimeoutMs: { flag: 'idle-timeout-ms', env: 'SHARDKV_IDLE_TIMEOUT_MS', kind: 'integer', default: 65_000, min: 100, help: 'A kept-alive connection with no request in flight is closed after this.' },
+  maxConnections: { flag: 'max-connections', env: 'SHARDKV_MAX_CONNECTIONS', kind: 'integer', default: 4096, min: 1, help: 'Most client connections one process holds open (each shard worker, the router); further ones are closed at once.' },
+} as const satisfies OptionTable
+
+/** Who may call a router or a coordinator, how often, and what it logs. */
+const FRONT_DOOR_OPTIONS = {
+  ...CREDENTIAL_OPTIONS,
+  rateLimitPerToken: { flag: 'rate-limit-per-token', env: 'SHARDKV_RATE_LIMIT_PER_TOKEN', kind: 'integer', default: 0, min: 0, help: 'Most requests one client token may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
+  rateLimitPerIp: { flag: 'rate-limit-per-ip', env: 'SHARDKV_RATE_LIMIT_PER_IP', kind: 'integer', default: 0, min: 0, help: 'Most requests one client address may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
+  rateLimitWindowMs: { flag: 'rate-limit-window-ms', env: 'SHARDKV_RATE_LIMIT_WINDOW_MS', kind: 'integer', default: 1000, min: 100, help: 'The window the rate limits count in.' },
+  logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
+} as const satisfies OptionTable
+
 export const ROUTER_OPTIONS = {
   host: { flag: 'host', env: 'SHARDKV_ROUTER_HOST', kind: 'string', default: '127.0.0.1', help: 'Address the router listens on.' },
   port: { flag: 'port', env: 'SHARDKV_ROUTER_PORT', kind: 'integer', default: 8080, min: 0, help: 'TCP port (0 picks a free one and logs it).' },
@@ -96,19 +113,12 @@ export const ROUTER_OPTIONS = {
   maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
   maxBatchOps: { flag: 'max-batch-ops', env: 'SHARDKV_MAX_BATCH_OPS', kind: 'integer', default: 1000, min: 1, help: 'Most operations in one POST /batch.' },
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },
-  headersTimeoutMs: { flag: 'headers-timeout-ms', env: 'SHARDKV_HEADERS_TIMEOUT_MS', kind: 'integer', default: 10_000, min: 100, help: 'A client must send its request headers within this (else 408 and the connection is closed).' },
-  requestTimeoutMs: { flag: 'request-timeout-ms', env: 'SHARDKV_REQUEST_TIMEOUT_MS', kind: 'integer', default: 30_000, min: 100, help: 'A client must send its whole request, body included, within this (else 408 and the connection is closed).' },
-  idleTimeoutMs: { flag: 'idle-timeout-ms', env: 'SHARDKV_IDLE_TIMEOUT_MS', kind: 'integer', default: 65_000, min: 100, help: 'A kept-alive connection with no request in flight is closed after this.' },
-  maxConnections: { flag: 'max-connections', env: 'SHARDKV_MAX_CONNECTIONS', kind: 'integer', default: 4096, min: 1, help: 'Most client connections one process holds open (each shard worker, the router); further ones are closed at once.' },
   retryTimeoutMs: { flag: 'retry-timeout-ms', env: 'SHARDKV_RETRY_TIMEOUT_MS', kind: 'integer', default: 3000, min: 0, help: 'How long the router keeps retrying a request whose shard connection was refused or reset.' },
   upstreamTimeoutMs: { flag: 'upstream-timeout-ms', env: 'SHARDKV_UPSTREAM_TIMEOUT_MS', kind: 'integer', default: 6000, min: 1, help: 'Longest wait for a shard\'s response headers.' },
   readCoalesceMaxKeys: { flag: 'read-coalesce-max-keys', env: 'SHARDKV_READ_COALESCE_MAX_KEYS', kind: 'integer', default: 64, min: 1, help: 'Most concurrent GETs for one primary the router sends upstream as one batch (keep it at most the nodes\' --max-batch-ops); 1 sends every GET alone.' },
   connections: { flag: 'connections', env: 'SHARDKV_UPSTREAM_CONNECTIONS', kind: 'integer', default: 64, min: 1, help: 'Kept-alive connections per shard node in the router\'s undici pool.' },
-  ...CREDENTIAL_OPTIONS,
-  rateLimitPerToken: { flag: 'rate-limit-per-token', env: 'SHARDKV_RATE_LIMIT_PER_TOKEN', kind: 'integer', default: 0, min: 0, help: 'Most requests one client token may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
-  rateLimitPerIp: { flag: 'rate-limit-per-ip', env: 'SHARDKV_RATE_LIMIT_PER_IP', kind: 'integer', default: 0, min: 0, help: 'Most requests one client address may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
-  rateLimitWindowMs: { flag: 'rate-limit-window-ms', env: 'SHARDKV_RATE_LIMIT_WINDOW_MS', kind: 'integer', default: 1000, min: 100, help: 'The window the rate limits count in.' },
-  logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
+  ...LISTENER_OPTIONS,
+  ...FRONT_DOOR_OPTIONS
 } as const satisfies OptionTable
 
 export const COORDINATOR_OPTIONS = {
@@ -122,21 +132,14 @@ export const COORDINATOR_OPTIONS = {
   leaderTtlSeconds: { flag: 'leader-ttl-seconds', env: 'SHARDKV_LEADER_TTL_SECONDS', kind: 'integer', default: 3, min: 2, help: 'etcd registry: the lease of the leader key. A leader cut off from etcd stops acting a third of it before the lease ends; a rival leads after it ends.' },
   groups: { flag: 'group', env: 'SHARDKV_GROUPS', kind: 'list', default: [], help: 'Initial groups as id=url[@weight], repeatable (env: comma-separated). Used only when no map is persisted yet.' },
   vnodes: { flag: 'vnodes', env: 'SHARDKV_VNODES', kind: 'integer', default: 2048, min: 1, help: 'Ring points per unit of group weight (stored with the map; fixed once the map exists).' },
-  headersTimeoutMs: { flag: 'headers-timeout-ms', env: 'SHARDKV_HEADERS_TIMEOUT_MS', kind: 'integer', default: 10_000, min: 100, help: 'A client must send its request headers within this (else 408 and the connection is closed).' },
-  requestTimeoutMs: { flag: 'request-timeout-ms', env: 'SHARDKV_REQUEST_TIMEOUT_MS', kind: 'integer', default: 30_000, min: 100, help: 'A client must send its whole request, body included, within this (else 408 and the connection is closed).' },
-  idleTimeoutMs: { flag: 'idle-timeout-ms', env: 'SHARDKV_IDLE_TIMEOUT_MS', kind: 'integer', default: 65_000, min: 100, help: 'A kept-alive connection with no request in flight is closed after this.' },
-  maxConnections: { flag: 'max-connections', env: 'SHARDKV_MAX_CONNECTIONS', kind: 'integer', default: 4096, min: 1, help: 'Most client connections one process holds open (each shard worker, the router); further ones are closed at once.' },
   rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
   rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 20000, min: 0, help: 'Throttle on rows scanned per second during a rebalance, to bound client latency (0: unthrottled).' },
   healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 500, min: 50, help: 'How often the coordinator checks every node\'s /healthz and renews primaries\' leases.' },
   leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 1500, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal.' },
   failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Missed lease renewals in a row after which (once its lease ran out) a primary is replaced.' },
   retryTimeoutMs: { flag: 'retry-timeout-ms', env: 'SHARDKV_RETRY_TIMEOUT_MS', kind: 'integer', default: 3000, min: 0, help: 'The routers\' retry budget: a switchover gives up within half of it, so clients\' writes wait rather than fail.' },
-  ...CREDENTIAL_OPTIONS,
-  rateLimitPerToken: { flag: 'rate-limit-per-token', env: 'SHARDKV_RATE_LIMIT_PER_TOKEN', kind: 'integer', default: 0, min: 0, help: 'Most requests one client token may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
-  rateLimitPerIp: { flag: 'rate-limit-per-ip', env: 'SHARDKV_RATE_LIMIT_PER_IP', kind: 'integer', default: 0, min: 0, help: 'Most requests one client address may make per --rate-limit-window-ms (429 + Retry-After past it); 0: no limit.' },
-  rateLimitWindowMs: { flag: 'rate-limit-window-ms', env: 'SHARDKV_RATE_LIMIT_WINDOW_MS', kind: 'integer', default: 1000, min: 100, help: 'The window the rate limits count in.' },
-  logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
+  ...LISTENER_OPTIONS,
+  ...FRONT_DOOR_OPTIONS
 } as const satisfies OptionTable
 
 /**
