@@ -12,6 +12,7 @@ import { registerOpenApi } from '../src/http/openapi'
 import { NodeClient } from '../src/peer/node-client'
 import type { ClusterMap } from '../src/membership/map'
 import type { Logger } from '../src/log'
+import type { FastifyInstance } from 'fastify'
 import { refuseOversizedUploads } from './expect-continue'
 import { ReadCoalescer } from './read-coalescer'
 import { Forwarder } from './forward'
@@ -62,17 +63,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   })
   const tls = loadListenerTls(config.tlsCert, config.tlsKey)
   const nodes = new NodeClient({ credentials, mapPeerOf: (u) => peerInMap(follower.table().map, u) })
-  const forwarder = new Forwarder({
-    peerHeaders: credentials.secret?.headers,
-    peerTls: credentials.tls,
-    table: () => follower.table(),
-    connections: config.connections,
-    upstreamTimeoutMs: config.upstreamTimeoutMs,
-    retryTimeoutMs: config.retryTimeoutMs,
-    metrics,
-    log,
-    nodes
-  })
+  const forwarder = new Forwarder({ peerHeaders: credentials.secret?.headers, peerTls: credentials.tls, table: () => follower.table(), connections: config.connections,
+    upstreamTimeoutMs: config.upstreamTimeoutMs, retryTimeoutMs: config.retryTimeoutMs, metrics, log, nodes })
   const reads = new ReadCoalescer({ forwarder, table: () => follower.table(), maxKeys: config.readCoalesceMaxKeys, metrics })
 
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
@@ -114,30 +106,38 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   }
   url = listenUrl(app.server.address() as AddressInfo, tls !== undefined)
 
+  const close = drainThenClose(app, () => { draining = true }, async () => {
+    await Promise.all([forwarder.close(), follower.close(), relay.close(), nodes.close()])
+  })
+  return { url, close, reloadTokens: () => guard.reload(), epoch: () => follower.table().epoch }
+}
+
+/**
+ * The router's stop: answers say `Connection: close` (draining), requests already in
+ * transit are served, connections are closed as they fall idle, and the pools (which
+ * in-flight requests still need) close last. Idempotent.
+ */
+function drainThenClose (app: FastifyInstance, drain: () => void, closePools: () => Promise<void>): () => Promise<void> {
   let closing: Promise<void> | undefined
-  const close = async (): Promise<void> => {
+  return async () => {
     closing ??= (async () => {
-      draining = true
+      drain()
       // A request a client already sent on a kept-alive connection may still be unread
-      // in the socket; closing that "idle" connection now would reset it. Serve what
-      // is in transit first (answers say `Connection: close` while draining).
+      // in the socket; closing that "idle" connection now would reset it.
       await sleep(DRAIN_GRACE_MS)
       // server.close() waits for every connection, but clients keep theirs alive:
       // connections that fall idle are closed as they do, not only those idle now.
       const sweeper = setInterval(() => { app.server.closeIdleConnections() }, IDLE_SWEEP_MS)
       sweeper.unref()
       try {
-        // fastify waits for in-flight requests, which still need the pools; close those after.
         await app.close()
       } finally {
         clearInterval(sweeper)
       }
-      await Promise.all([forwarder.close(), follower.close(), relay.close(), nodes.close()])
+      await closePools()
     })()
     await closing
   }
-
-  return { url, close, reloadTokens: () => guard.reload(), epoch: () => follower.table().epoch }
 }
 
 /** The map source a router's configuration names: a coordinator's feed, or the map in etcd. */
