@@ -8,7 +8,7 @@ import { sleep } from '../harness/cluster'
 import { drip, flood } from '../harness/adversary'
 import { peerCall } from '../harness/peer-auth'
 import { startReplicatedCluster, allReplicasInSync, primaryUrl, replicaUrls, type ReplCluster } from '../harness/replication'
-import { ADMIN, HEADER, INTERNAL, INTERNAL_REPLICATION } from '../../src/protocol/wire'
+import { ADMIN, HEADER, INTERNAL, INTERNAL_COORDINATOR, INTERNAL_REPLICATION } from '../../src/protocol/wire'
 import { kvPath } from '../../src/protocol/key'
 import { hashToken, newToken } from '../../src/auth/tokens'
 import { newRequestId } from '../../src/protocol/request-id'
@@ -87,7 +87,7 @@ t.test('strangers and under-privileged clients change nothing while a workload r
   const view = await c.view()
   const primaries = new Set(view.groups.map((g) => primaryUrl(view, g.id)))
   const replicas = view.groups.flatMap((g) => replicaUrls(view, g.id))
-  const routerPeer = await routerPeerUrl(c)
+  const routerPeer = await coordinatorPeerUrl(c)
   const before = await observe(c, c.http)
 
   const appHttp = new HttpClient({ connections: 16, headers: () => bearer(tokens.app) })
@@ -112,7 +112,9 @@ t.test('strangers and under-privileged clients change nothing while a workload r
     const inSync = { group: 'g1', url: replicas[0], inSync: false, term: 1, sender: primaryUrl(view, 'g1') }
     for (const [who, headers] of [['no credential', {}], ['a wrong secret', { [HEADER.peerAuth]: 'x'.repeat(40) }], ['the admin client token', bearer(tokens.admin)]] as const) {
       const res = await peerCall('POST', routerPeer + INTERNAL_REPLICATION.inSync, { headers, body: inSync })
-      t.equal(res.status, 401, `router peer port, in-sync change with ${who}: 401`)
+      t.equal(res.status, 401, `coordinator peer port, in-sync change with ${who}: 401`)
+      const follow = await peerCall('GET', `${routerPeer}${INTERNAL_COORDINATOR.mapFollow}?after=-1&wait=0`, { headers })
+      t.equal(follow.status, 401, `coordinator peer port, following the map with ${who}: 401`)
     }
     t.equal((await peerCall('POST', c.routerUrl + INTERNAL_REPLICATION.inSync, { body: inSync })).status, 404, 'router client port: no internal endpoint (404)')
   })
@@ -197,13 +199,13 @@ function internalProbes (n: Target, routerPeer: string, primary: boolean): Array
   return probes
 }
 
-/** The router's peer URL, from its "listening" log line. */
-async function routerPeerUrl (c: ReplCluster): Promise<string> {
+/** The coordinator's peer URL, from its "listening" log line. */
+async function coordinatorPeerUrl (c: ReplCluster): Promise<string> {
   const deadline = Date.now() + 10_000
   for (;;) {
     const m = /"peerUrl":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(c.output())
     if (m !== null) return m[1] as string
-    if (Date.now() > deadline) throw new Error('the router logged no peerUrl')
+    if (Date.now() > deadline) throw new Error('the coordinator logged no peerUrl')
     await sleep(100)
   }
 }
