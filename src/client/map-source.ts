@@ -7,6 +7,11 @@ import { ShardKvError } from '../protocol/errors'
 import { jsonRequest } from './http'
 import type { Dispatcher } from 'undici'
 
+/** A map a rebalance will replace soon: a handover, or a group being drained. */
+function unsettled (table: RoutingTable): boolean {
+  return table.map.handover !== undefined || table.map.groups.some((g) => g.state === 'draining')
+}
+
 /** How often an unsettled map is refetched (see current()). */
 const HANDOVER_POLL_MS = 500
 
@@ -45,7 +50,8 @@ export class MapSource {
     // handover map routes every key it sends directly to an owner of both maps), so
     // while the map is unsettled it is refetched in the background every so often;
     // until then moving keys keep going through the router, which is correct, just slower.
-    if (table.map.handover !== undefined && this.inflight === undefined && Date.now() - this.fetchedAt > HANDOVER_POLL_MS) {
+    // A draining group still in the map is unsettled too: the map that drops it follows.
+    if (unsettled(table) && this.inflight === undefined && Date.now() - this.fetchedAt > HANDOVER_POLL_MS) {
       this.refresh(table.epoch).catch(() => undefined)
     }
     return table
