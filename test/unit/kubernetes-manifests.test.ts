@@ -173,7 +173,9 @@ t.test('coordinators and routers: on etcd, probes of the process (a standby coor
     t.notOk(flags.has('coordinator'), `${w.metadata.name}: finds the leader in etcd, not at a fixed URL`)
     // /healthz answers 200 for a standby coordinator ("leader": false): ready and alive as a process.
     // A probe that required leading would keep one pod unready for ever and stall rollouts and drains.
-    t.equal(c.readinessProbe?.httpGet?.path, '/healthz', `${w.metadata.name}: ready = the process answers (${role})`)
+    // A router is ready once it holds a map to route by (/readyz), not merely once it answers.
+    const ready = role === 'router' ? '/readyz' : '/healthz'
+    t.equal(c.readinessProbe?.httpGet?.path, ready, `${w.metadata.name}: ready = ${role === 'router' ? 'it holds a map' : 'the process answers'} (${role})`)
     t.equal(c.livenessProbe?.httpGet?.path, '/healthz', `${w.metadata.name}: alive = the process answers`)
     // A deposed leader exits (code 3) and must be started again: a Deployment's pods restart always.
     t.ok([undefined, 'Always'].includes(w.spec.template.spec.restartPolicy), `${w.metadata.name}: restartPolicy Always`)
