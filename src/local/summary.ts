@@ -53,7 +53,7 @@ export function summary (cluster: ManagedCluster, dataDir: string, logDir: strin
     ...(control === undefined
       ? ['A node, the coordinator or the router that dies is restarted (with back-off). add-shard / add-replica nodes join this cluster.',
           `Ctrl-C stops the router, the coordinator, then the shard nodes. Data stays in ${shown(dataDir)}.`]
-      : ['A process that dies is restarted (with back-off; a coordinator that lost the leadership at once, as a standby).',
+      : ['A process that dies is restarted (with back-off; a coordinator once the leader lease has lapsed, as a standby).',
           'add-shard / add-replica nodes join this cluster.',
           `Ctrl-C stops the routers, the coordinators, the shard nodes, then etcd. Data stays in ${shown(dataDir)}.`])
   ].join('\n')
