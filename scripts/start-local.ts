@@ -1,5 +1,5 @@
 import { existsSync, renameSync } from 'node:fs'
-import { isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { MapFile } from '../src/membership/map-file'
 import { groupIds } from '../src/local/cluster'
@@ -8,11 +8,12 @@ import { NODES_FILE, readLauncherState, processAlive, readNodes, readNodesFile, 
 import { describeEvent } from '../src/local/supervised'
 import { PROCESS_RESTART_POLICY } from '../src/supervision/restart-policy'
 import { assertPortsFree, PortBusyError } from '../src/local/ports'
-import { ensureCredentials, type LocalCredentials } from '../src/local/credentials'
-import { decideLocalTls, type LocalTlsFiles } from '../src/local/certificates'
-
-/** What npm start gives its processes: the credentials files, and the TLS files with --tls. */
-type Credentials = LocalCredentials & { tls?: LocalTlsFiles }
+import { ensureCredentials } from '../src/local/credentials'
+import { decideLocalTls } from '../src/local/certificates'
+import { shown, summary, type Credentials } from '../src/local/summary'
+import { decideShape, parseEtcdFlag, readShape, ShapeError, writeShape, MAX_CONTROL_PROCESSES, type EtcdShape, type ShapeFlags } from '../src/local/control-shape'
+import { etcdPlaneOf, type EtcdPlane } from '../src/local/etcd-plane'
+import { etcdAvailable } from '../src/local/etcd-members'
 
 /**
  * `npm start`: the default local cluster — N shard nodes (groups g1..gN), a coordinator
@@ -25,6 +26,8 @@ type Credentials = LocalCredentials & { tls?: LocalTlsFiles }
  */
 
 const HOST = '127.0.0.1'
+/** How long the summary waits to name the leading coordinator (the launcher has waited for one already). */
+const LEADER_SUMMARY_WAIT_MS = 15_000
 
 /** The help text; `usage` is how the command is invoked (npm start --, shardkv start). */
 const help = (usage: string): string => `Usage: ${usage} [options]        (or: node dist/scripts/start-local.js [options])
@@ -60,6 +63,19 @@ Options:
                       (clients trust <data-dir>/tls/ca.pem); kept on every later start
   --insecure          start without the cluster secret and tokens file (anyone on this machine
                       can use the cluster; for comparisons and benchmarks)
+
+The control plane on etcd (kept in <data-dir>/control-plane.json: a later start without these
+flags runs the same shape):
+  --registry etcd     keep the map in etcd: coordinators campaign for its leader key (one leads,
+                      the others stand by), routers and nodes find it there. Without --etcd, three
+                      etcd members run here (the etcd binary, Debian's etcd-server) on router
+                      port + 100..105, data in <data-dir>/etcd/e0..e2, stopped last
+  --etcd URL[,URL]    use this etcd instead (its client URLs; implies --registry etcd)
+  --coordinators N    coordinators (default 2; coordinator i on router port + 10 + i - 1, data in
+                      <data-dir>/coordinator-i)
+  --routers N         routers (default 1; router j on router port + j - 1)
+  --registry file     the default: the map in <data-dir>/coordinator, one coordinator, one router
+
   --help              show this text`
 
 interface StartOptions {
@@ -72,6 +88,8 @@ interface StartOptions {
   restartDelayMs: number
   insecure: boolean
   tls: boolean
+  /** What the flags say about the control plane (decided against the data dir in prepare). */
+  shape: ShapeFlags
 }
 
 class UsageError extends Error {}
@@ -101,7 +119,11 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
         workers: { type: 'string' },
         'restart-delay-ms': { type: 'string' },
         insecure: { type: 'boolean' },
-        tls: { type: 'boolean' }
+        tls: { type: 'boolean' },
+        registry: { type: 'string' },
+        etcd: { type: 'string' },
+        coordinators: { type: 'string' },
+        routers: { type: 'string' }
       }
     }).values
   } catch (err) {
@@ -117,7 +139,8 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 0, 0, 256),
     restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000),
     insecure: values.insecure === true,
-    tls: values.tls === true
+    tls: values.tls === true,
+    shape: shapeFlags(values)
   }
   // Peer mutual TLS without the secret would be half a trust boundary; --insecure means none.
   if (opts.tls && opts.insecure) throw new UsageError('--tls and --insecure do not go together')
@@ -130,11 +153,21 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
   return opts
 }
 
-/** ./data/g1 when under the working directory (what the user typed), else absolute. */
-function shown (path: string): string {
-  const rel = relative(process.cwd(), path)
-  if (rel === '') return '.'
-  return rel.startsWith('..') || isAbsolute(rel) ? path : `.${sep}${rel}`
+function shapeFlags (values: { registry?: string, etcd?: string, coordinators?: string, routers?: string }): ShapeFlags {
+  const { registry, etcd, coordinators, routers } = values
+  if (registry !== undefined && registry !== 'file' && registry !== 'etcd') throw new UsageError(`--registry must be file or etcd, got "${registry}"`)
+  let endpoints: string[] | undefined
+  try {
+    endpoints = etcd === undefined ? undefined : parseEtcdFlag(etcd)
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  return {
+    ...(registry === undefined ? {} : { registry }),
+    ...(endpoints === undefined ? {} : { etcd: endpoints }),
+    ...(coordinators === undefined ? {} : { coordinators: intFlag('coordinators', coordinators, 0, 1, MAX_CONTROL_PROCESSES) }),
+    ...(routers === undefined ? {} : { routers: intFlag('routers', routers, 0, 1, MAX_CONTROL_PROCESSES) })
+  }
 }
 
 /**
@@ -157,51 +190,6 @@ function warnIfMapDiffers (routerDir: string, planned: Map<string, string>): voi
   console.warn(`         not the groups started now; the coordinator keeps using its map. Remove ${shown(routerDir)} to start afresh.`)
 }
 
-function summary (cluster: ManagedCluster, nodes: readonly NodeEntry[], opts: StartOptions, logDir: string, creds: Credentials | undefined): string {
-  const rows = [
-    { name: 'router', url: cluster.routerUrl, peer: undefined, data: undefined },
-    { name: 'coordinator', url: cluster.coordinatorUrl, peer: readNodesFile(opts.dataDir)?.router?.peerPort, data: join(opts.dataDir, 'coordinator') },
-    ...nodes.map((n) => ({ name: n.name, url: cluster.urlOf(n), peer: n.peerPort, data: n.dataDir }))
-  ]
-  const peerWidth = Math.max(...rows.map((r) => String(r.peer ?? '-').length))
-  const urlWidth = Math.max(...rows.map((r) => r.url.length))
-  const dataOf = (r: { data: string | undefined }): string => r.data === undefined ? '-' : shown(r.data)
-  const dataWidth = Math.max(...rows.map((r) => dataOf(r).length))
-  const nameWidth = Math.max(8, ...rows.map((r) => r.name.length))
-  const groups = new Set(nodes.map((n) => n.group)).size
-  const base = cluster.routerUrl
-  // Double quotes: the shell runs $(cat ...) inside them, so the line works as printed.
-  const auth = (creds === undefined ? '' : `-H "Authorization: Bearer $(cat ${shown(creds.adminTokenFile)})" `) +
-    (creds?.tls === undefined ? '' : `--cacert ${shown(creds.tls.ca)} `)
-  return [
-    `shardkv local cluster is up (${groups} group${groups === 1 ? '' : 's'}, ${nodes.length} shard node${nodes.length === 1 ? '' : 's'})`,
-    '',
-    ...rows.map((r) => `  ${r.name.padEnd(nameWidth)} ${r.url.padEnd(urlWidth)}  peer ${String(r.peer ?? '-').padEnd(peerWidth)}  data ${dataOf(r).padEnd(dataWidth)}  log ${shown(join(logDir, `${r.name}.log`))}`),
-    '',
-    ...credentialLines(creds),
-    'Try:',
-    `  curl -i ${auth}-X PUT -H 'content-type: text/plain' --data-binary 'hello' ${base}/kv/greeting`,
-    `  curl -i ${auth}${base}/kv/greeting`,
-    `  curl -s ${auth}${base}/cluster`,
-    '',
-    `A node, the coordinator or the router that dies is restarted (with back-off). add-shard / add-replica nodes join this cluster.`,
-    `Ctrl-C stops the router, the coordinator, then the shard nodes. Data stays in ${shown(opts.dataDir)}.`
-  ].join('\n')
-}
-
-/**
- * Where the credentials are; the admin token itself only on the start that made it (the
- * file is its one copy: whoever runs \`npm start\` again reads it from there).
- */
-function credentialLines (creds: Credentials | undefined): string[] {
-  if (creds === undefined) return ['Credentials: none (--insecure).', '']
-  const tls = creds.tls === undefined ? [] : [`TLS: every listener serves HTTPS; clients trust the local CA ${shown(creds.tls.ca)}.`]
-  const lines = creds.createdAdminToken === undefined
-    ? [`Admin token: in ${shown(creds.adminTokenFile)}.`]
-    : [`Admin token (shown this once; kept in ${shown(creds.adminTokenFile)}, mode 0600):`, `  ${creds.createdAdminToken}`]
-  return [...lines, `Cluster secret: ${shown(creds.clusterSecretFile)}. Client tokens: ${shown(creds.tokensFile)}.`, ...tls, '']
-}
-
 /** The nodes of a first start, from the flags: group i's replica j on base-port + 100*j + i. */
 function initialNodes (opts: StartOptions): NodeEntry[] {
   return groupIds(opts.groups).flatMap((group, i) => Array.from({ length: 1 + opts.replicas }, (_, j) => {
@@ -220,10 +208,11 @@ function coordinatorPortOf (opts: StartOptions): number {
 }
 
 /** The supervised cluster, printing one line per supervisor event (first starts are in the summary). */
-function managedCluster (opts: StartOptions, logDir: string, creds: Credentials | undefined): ManagedCluster {
+function managedCluster (opts: StartOptions, logDir: string, creds: Credentials | undefined, etcd: EtcdPlane | undefined): ManagedCluster {
   const tls = creds?.tls === undefined ? {} : { tlsCertFile: creds.tls.cert, tlsKeyFile: creds.tls.key, tlsCaFile: creds.tls.ca }
   return new ManagedCluster({
     ...(creds === undefined ? {} : { credentials: { clusterSecretFile: creds.clusterSecretFile, tokensFile: creds.tokensFile, ...tls } }),
+    ...(etcd === undefined ? {} : { etcd }),
     dataDir: opts.dataDir,
     host: HOST,
     routerPort: opts.routerPort,
@@ -262,15 +251,41 @@ function nodesToRun (cluster: ManagedCluster, opts: StartOptions): NodeEntry[] {
   return nodes
 }
 
-/** Every port the cluster will listen on, named, peer ports included. */
-function plannedPorts (opts: StartOptions, nodes: readonly NodeEntry[]): Array<{ name: string, port: number }> {
-  const routerPeer = readNodesFile(opts.dataDir)?.router?.peerPort
-  return [
-    { name: 'router', port: opts.routerPort },
-    { name: 'coordinator', port: coordinatorPortOf(opts) },
-    ...(routerPeer === undefined ? [] : [{ name: 'coordinator peer', port: routerPeer }]),
-    ...nodes.flatMap((n) => [{ name: n.name, port: n.port }, ...(n.peerPort === undefined ? [] : [{ name: `${n.name} peer`, port: n.peerPort }])])
-  ]
+/**
+ * The control plane on etcd, when the flags or the data dir's control-plane.json say so
+ * (src/local/control-shape.ts decides); undefined: the file registry.
+ */
+function controlShape (opts: StartOptions): EtcdShape | undefined {
+  const fileMap = ['coordinator', 'router'].some((d) => existsSync(join(opts.dataDir, d, 'cluster.json')))
+  const { shape, notices } = decideShape(opts.shape, readShape(opts.dataDir), { fileMap, routerPort: opts.routerPort })
+  for (const n of notices) say(n)
+  if (shape?.members !== undefined && !etcdAvailable()) {
+    throw new ShapeError('--registry etcd runs etcd\'s members here, but there is no etcd on PATH: install it (apt-get install etcd-server), or give --etcd URL of a running one')
+  }
+  return shape
+}
+
+/** Refuses ports planned twice, past 65535 or already in use, in one sentence; true when all are fine. */
+async function portsUsable (planned: ReadonlyArray<{ name: string, port: number | undefined }>): Promise<boolean> {
+  const ports = planned.filter((p): p is { name: string, port: number } => p.port !== undefined)
+  const clash = ports.find((p, i) => ports.findIndex((q) => q.port === p.port) !== i)
+  if (clash !== undefined) {
+    console.error(`start-local: port ${clash.port} is planned for both ${ports.find((q) => q.port === clash.port)?.name ?? '?'} and ${clash.name}; choose other ports with --router-port / --base-port`)
+    return false
+  }
+  const high = ports.find((p) => p.port > 65535)
+  if (high !== undefined) {
+    console.error(`start-local: ${high.name} would listen on port ${high.port}, past 65535; choose a lower --router-port`)
+    return false
+  }
+  try {
+    await assertPortsFree(HOST, ports)
+  } catch (err) {
+    if (!(err instanceof PortBusyError)) throw err
+    console.error(`start-local: ${err.message}.\nStop what uses ${err.busy.length === 1 ? 'it' : 'them'} (another \`npm start\`?) or choose other ports with --router-port / --base-port.`)
+    return false
+  }
+  return true
 }
 
 /** The data dir's credentials and TLS files (created on a first start), or undefined with --insecure. */
@@ -289,7 +304,7 @@ function credentials (opts: StartOptions): Credentials | undefined {
 }
 
 /** Everything before the first process starts; an exit code when the cluster must not start. */
-async function prepare (opts: StartOptions, logDir: string): Promise<{ cluster: ManagedCluster, nodes: NodeEntry[], creds: Credentials | undefined } | number> {
+async function prepare (opts: StartOptions, logDir: string): Promise<{ cluster: ManagedCluster, nodes: NodeEntry[], creds: Credentials | undefined, etcd: boolean } | number> {
   const previous = readLauncherState(opts.dataDir)
   if (previous !== undefined && processAlive(previous.pid) && previous.pid !== process.pid) {
     console.error(`start-local: a launcher (pid ${previous.pid}) already runs this cluster in ${shown(opts.dataDir)}`)
@@ -298,28 +313,20 @@ async function prepare (opts: StartOptions, logDir: string): Promise<{ cluster: 
   let creds: Credentials | undefined
   let cluster: ManagedCluster
   let nodes: NodeEntry[]
+  let shape: EtcdShape | undefined
   try {
+    shape = controlShape(opts)
     creds = credentials(opts)
-    cluster = managedCluster(opts, logDir, creds)
+    cluster = managedCluster(opts, logDir, creds, shape === undefined ? undefined : etcdPlaneOf(shape, opts.dataDir, HOST))
     nodes = nodesToRun(cluster, opts)
   } catch (err) {
     console.error(`start-local: ${(err as Error).message}`)
     return 1
   }
-  const ports = plannedPorts(opts, nodes)
-  const clash = ports.find((p, i) => ports.findIndex((q) => q.port === p.port) !== i)
-  if (clash !== undefined) {
-    console.error(`start-local: port ${clash.port} is planned for both ${ports.find((q) => q.port === clash.port)?.name ?? '?'} and ${clash.name}; choose other ports with --router-port / --base-port`)
-    return 1
-  }
-  try {
-    await assertPortsFree(HOST, ports)
-  } catch (err) {
-    if (!(err instanceof PortBusyError)) throw err
-    console.error(`start-local: ${err.message}.\nStop what uses ${err.busy.length === 1 ? 'it' : 'them'} (another \`npm start\`?) or choose other ports with --router-port / --base-port.`)
-    return 1
-  }
-  return { cluster, nodes, creds }
+  if (!await portsUsable(cluster.plannedPorts(nodes))) return 1
+  // Only now: a first start refused for its ports must not pin etcd's members to them.
+  if (shape !== undefined) writeShape(opts.dataDir, shape)
+  return { cluster, nodes, creds, etcd: shape !== undefined }
 }
 
 /**
@@ -342,7 +349,7 @@ export async function startLocal (args: string[], usage = 'npm start --'): Promi
   const logDir = join(opts.dataDir, 'logs')
   const prepared = await prepare(opts, logDir)
   if (typeof prepared === 'number') return prepared
-  const { cluster, nodes, creds } = prepared
+  const { cluster, nodes, creds, etcd } = prepared
   const dataDir = opts.dataDir
 
   // Children run in their own process group (detached) so Ctrl-C reaches only us and we
@@ -355,14 +362,14 @@ export async function startLocal (args: string[], usage = 'npm start --'): Promi
       process.exit(1)
     }
     stopping = true
-    console.log(`\n${why}: stopping the router, the coordinator, then the shard nodes...`)
+    console.log(`\n${why}: stopping the ${etcd ? 'routers, the coordinators, the shard nodes, then etcd' : 'router, the coordinator, then the shard nodes'}...`)
     await cluster.stop().catch((err: unknown) => console.error(`start-local: ${(err as Error).message}`))
     console.log(`stopped. Data kept in ${shown(dataDir)}.`)
     process.exit(0)
   }
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => { void shutdown(sig) })
 
-  console.log(`starting ${nodes.length} shard node${nodes.length === 1 ? '' : 's'}, a coordinator and a router (logs in ${shown(logDir)})...`)
+  console.log(`starting ${etcd ? 'etcd, ' : ''}${nodes.length} shard node${nodes.length === 1 ? '' : 's'}, ${etcd ? 'the coordinators and the routers' : 'a coordinator and a router'} (logs in ${shown(logDir)})...`)
   try {
     await cluster.start(nodes)
   } catch (err) {
@@ -372,7 +379,9 @@ export async function startLocal (args: string[], usage = 'npm start --'): Promi
     return 1
   }
   if (stopping) return 0
-  console.log(summary(cluster, nodes, opts, logDir, creds))
+  const control = etcd ? { leader: await cluster.leader(LEADER_SUMMARY_WAIT_MS), waitedMs: LEADER_SUMMARY_WAIT_MS } : undefined
+  if (stopping) return 0
+  console.log(summary(cluster, dataDir, logDir, creds, control))
   // Runs until a signal: the supervisors' children and the nodes-file poll keep the event loop alive.
   return await new Promise<number>(() => {})
 }

@@ -9,10 +9,11 @@ import { LineTail } from './line-tail'
  * ready: every shardkv process prints one JSON line with `"event":"listening"` once it
  * accepts connections (src/protocol/wire.ts ListeningEvent). Waiting for that line,
  * rather than polling the port, means a started process is really serving and its
- * url is known even when it was started with --port 0.
+ * url is known even when it was started with --port 0. A program that prints no such
+ * line (an etcd member, src/local/etcd-members.ts) is run with a readiness probe instead.
  */
 
-export type ServiceRole = 'shard' | 'router' | 'coordinator'
+export type ServiceRole = 'shard' | 'router' | 'coordinator' | 'etcd'
 
 export interface ExitStatus {
   code: number | null
@@ -46,11 +47,9 @@ export interface LaunchedProcess {
   waitForEvent(match: string | ((event: LogEvent) => boolean), timeoutMs?: number): Promise<LogEvent>
 }
 
-export interface SpawnSpec {
+interface SpawnCommon {
   name: string
   role: ServiceRole
-  /** Absolute path of the compiled entry point (dist/.../main.js). */
-  script: string
   args: string[]
   env?: NodeJS.ProcessEnv | undefined
   logFile?: string | undefined
@@ -61,6 +60,16 @@ export interface SpawnSpec {
    */
   detached?: boolean | undefined
 }
+
+/**
+ * A shardkv part is `node script args...`, ready when it prints its listening line;
+ * another program (etcd) is `executable args...` on PATH, ready when `ready` (polled
+ * every 100 ms) gives its url.
+ */
+export type SpawnSpec = SpawnCommon & (
+  | { /** Absolute path of the compiled entry point (dist/.../main.js). */ script: string, executable?: undefined, ready?: undefined }
+  | { executable: string, ready: () => Promise<string | undefined>, script?: undefined }
+)
 
 export class LaunchError extends Error {
   readonly code = 'ERR_SHARDKV_LAUNCH'
@@ -124,7 +133,8 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
   const detached = spec.detached === true
   const tail = new LineTail()
   const log = spec.logFile === undefined ? undefined : openLog(spec.logFile)
-  const child = spawn(process.execPath, [spec.script, ...spec.args], {
+  const [file, argv] = spec.executable === undefined ? [process.execPath, [spec.script, ...spec.args]] : [spec.executable, spec.args]
+  const child = spawn(file, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...spec.env },
     detached
@@ -235,6 +245,10 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
 
   const timeoutMs = spec.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
   try {
+    if (spec.ready !== undefined) {
+      proc.url = await probeUntilReady(spec.ready, () => exitStatus, label, timeoutMs)
+      return proc
+    }
     const event = await waitFor(
       // Not matching on "role": pino lines may carry the process's cluster role (primary) under that name too.
       (e) => e.event === 'listening' && typeof e.url === 'string',
@@ -248,8 +262,21 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
     await stop(2000)
     await Promise.race([allClosed, delay(OUTPUT_DRAIN_MS)])
     const why = spawnError !== undefined
-      ? `${label}: could not spawn ${process.execPath}: ${spawnError.message}`
+      ? `${label}: could not spawn ${file}: ${spawnError.message}`
       : err instanceof LaunchError ? err.reason : String(err)
     throw new LaunchError(why, tail.toString())
+  }
+}
+
+/** Polls `ready` until it gives the url; throws when the process exits first or the time is up. */
+async function probeUntilReady (ready: () => Promise<string | undefined>, exit: () => ExitStatus | undefined, label: string, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const st = exit()
+    if (st !== undefined) throw new LaunchError(`${label} exited (code ${st.code}, signal ${st.signal}) before it was ready`, '')
+    const url = await ready().catch(() => undefined)
+    if (url !== undefined) return url.replace(/\/+$/, '')
+    if (Date.now() > deadline) throw new LaunchError(`${label}: not ready within ${timeoutMs} ms`, '')
+    await delay(100)
   }
 }

@@ -137,7 +137,7 @@ function flag (args: string[], name: string, value: string | number | undefined)
 }
 
 async function launch (
-  role: ServiceRole,
+  role: Exclude<ServiceRole, 'etcd'>,
   name: string,
   opts: Omit<CommonOptions, 'dataDir'> & { dataDir?: string },
   roleArgs: string[]
@@ -225,14 +225,15 @@ export async function launchControlPlane (opts: ControlPlaneLaunchOptions): Prom
 
 /**
  * Stops everything given: routers first (they should stop sending traffic before the
- * shards go away), then coordinators, then all shard nodes in parallel. Every process is stopped even when
+ * shards go away), then coordinators, then all shard nodes in parallel, then etcd members
+ * (last: nodes deregister from etcd as they stop). Every process is stopped even when
  * one fails; the first failure is rethrown afterwards. Undefined entries are skipped so
  * callers can pass half-started sets from a `finally`.
  */
 export async function stopAll (processes: Iterable<LaunchedProcess | undefined>, timeoutMs?: number): Promise<void> {
   const all = [...processes].filter((p): p is LaunchedProcess => p !== undefined)
   const failures: unknown[] = []
-  for (const role of ['router', 'coordinator', 'shard'] as const) {
+  for (const role of ['router', 'coordinator', 'shard', 'etcd'] as const) {
     const results = await Promise.allSettled(all.filter((p) => p.role === role).map((p) => p.stop(timeoutMs)))
     for (const r of results) if (r.status === 'rejected') failures.push(r.reason)
   }

@@ -9,7 +9,9 @@ import type { ExitStatus, LaunchedProcess, ServiceRole } from './child'
  *
  * A failed launch (the process exits before it listens) counts as a crash, so a node
  * whose disk is gone is retried a few times and then given up on, while everything
- * else keeps running.
+ * else keeps running. An exit that belongs to the process's normal life (a deposed
+ * coordinator exits 3 to campaign afresh) is restarted without counting as a crash, so
+ * leadership changing hands often never looks like a crash loop.
  */
 
 export type SupervisedState = 'starting' | 'running' | 'backoff' | 'gave-up' | 'exited' | 'stopped'
@@ -19,6 +21,7 @@ export type SupervisorEvent =
   | { event: 'crashed', name: string, pid: number | null, reason: string, delayMs: number, recentCrashes: number }
   | { event: 'gave-up', name: string, pid: number | null, reason: string, recentCrashes: number, output: string }
   | { event: 'exited', name: string, pid: number }
+  | { event: 'restarting', name: string, pid: number, reason: string, delayMs: number }
 
 export interface SupervisedOptions {
   name: string
@@ -29,6 +32,8 @@ export interface SupervisedOptions {
   onEvent?: (event: SupervisorEvent) => void
   /** The launched process leads its own process group: SIGKILL what is left of it after it dies. */
   killGroupOnExit?: boolean
+  /** Why an exit is to be restarted without counting as a crash (undefined: it is judged as usual). */
+  plannedRestart?: (status: ExitStatus) => string | undefined
 }
 
 export class SupervisedProcess {
@@ -38,6 +43,7 @@ export class SupervisedProcess {
   private proc: LaunchedProcess | undefined
   private launching: Promise<LaunchedProcess> | undefined
   private crashes: number[] = []
+  private attempts = 0
   private timer: NodeJS.Timeout | undefined
   private stopRequested = false
   private settleFirst: ((ok: boolean) => void) | undefined
@@ -89,7 +95,8 @@ export class SupervisedProcess {
   private async attempt (): Promise<void> {
     this.timer = undefined
     if (this.stopRequested) return
-    const restart = this.crashes.length > 0
+    const restart = this.attempts > 0
+    this.attempts++
     this.stateNow = 'starting'
     let p: LaunchedProcess
     try {
@@ -125,6 +132,14 @@ export class SupervisedProcess {
       try { process.kill(-p.pid, 'SIGKILL') } catch { /* the group is gone */ }
     }
     if (this.stopRequested) return
+    const planned = this.opts.plannedRestart?.(st)
+    if (planned !== undefined) {
+      const delayMs = (this.opts.policy ?? PROCESS_RESTART_POLICY).firstDelayMs
+      this.stateNow = 'backoff'
+      this.opts.onEvent?.({ event: 'restarting', name: this.name, pid: p.pid, reason: planned, delayMs })
+      this.timer = setTimeout(() => { void this.attempt() }, delayMs)
+      return
+    }
     if (!isUnexpectedExit(st)) {
       // Told to stop by someone (kill -TERM <pid>) and drained: not ours to undo.
       this.stateNow = 'exited'
@@ -169,5 +184,7 @@ export function describeEvent (e: SupervisorEvent, logHint: (name: string) => st
       return `${e.name}${e.pid === null ? '' : ` (pid ${e.pid})`} ${e.reason}; giving up after ${e.recentCrashes} crashes in the restart window — fix the cause (see ${logHint(e.name)}) and run npm start again, or replace the node (npm run replace-node)${e.output === '' ? '' : `\n  last output:\n    ${e.output.split('\n').join('\n    ')}`}`
     case 'exited':
       return `${e.name} (pid ${e.pid}) stopped (exit code 0, told to stop by someone else); not restarting it`
+    case 'restarting':
+      return `${e.name} (pid ${e.pid}) ${e.reason}; restarting it in ${(e.delayMs / 1000).toFixed(1)} s`
   }
 }

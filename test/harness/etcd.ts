@@ -4,23 +4,22 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execFileSync } from 'node:child_process'
-import { isAlive, sleep, waitUntilDead } from './cluster'
+import { isAlive, waitUntilDead } from './cluster'
 import type { TestNetwork } from './netns'
-import { etcdMemberHealthy } from '../../src/registry/etcd/member-health'
+import { etcdMemberArgs, waitEtcdHealthy, type EtcdMemberAddress } from '../../src/local/etcd-members'
+
+export { etcdAvailable } from '../../src/local/etcd-members'
 
 /**
  * Real etcd members (Debian's etcd-server) on 127.0.0.1 ports, each with its own data
  * dir in one temp dir, stopped by PID and removed by the test's teardown. `.ci/run`
  * installs the package; a test calls `etcdAvailable()` and skips with a message when
- * the binary is missing (a developer machine without it).
+ * the binary is missing (a developer machine without it). The members' flags are
+ * npm start's (src/local/etcd-members.ts); they are spawned here, not supervised, so a
+ * member can also run inside a test network's namespace.
  */
 
-export interface EtcdMember {
-  name: string
-  clientUrl: string
-  peerUrl: string
-  dataDir: string
+export interface EtcdMember extends EtcdMemberAddress {
   proc: ChildProcess | undefined
 }
 
@@ -34,15 +33,6 @@ export interface EtcdCluster {
   restart: (i: number) => Promise<void>
   /** Output of member i (its log), for failure messages. */
   log: (i: number) => string
-}
-
-export function etcdAvailable (): boolean {
-  try {
-    execFileSync('etcd', ['--version'], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
 }
 
 async function freePort (): Promise<number> {
@@ -70,17 +60,9 @@ export async function startEtcd (t: tap.Test, opts: { members?: number, name?: s
     members.push({ name: `e${i}`, clientUrl: `http://${client}`, peerUrl: `http://${peer}`, dataDir: join(tmp, `e${i}`), proc: undefined })
   }
   const logs = members.map(() => [] as string[])
-  const initialCluster = members.map((m) => `${m.name}=${m.peerUrl}`).join(',')
   const launch = (i: number): void => {
     const m = members[i] as EtcdMember
-    const args = [
-      '--name', m.name, '--data-dir', m.dataDir,
-      '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
-      '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
-      '--initial-cluster', initialCluster, '--initial-cluster-token', `shardkv-${tmp}`, '--initial-cluster-state', 'new',
-      // Short heartbeats: leader elections in a test take well under the default seconds.
-      '--heartbeat-interval', '100', '--election-timeout', '1000'
-    ]
+    const args = etcdMemberArgs(m, members, `shardkv-${tmp}`)
     const host = opts.network?.hosts[i]
     const proc = host !== undefined ? opts.network!.spawn(host, 'etcd', args) : spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] })
     const keep = (b: Buffer): void => {
@@ -122,11 +104,5 @@ export async function startEtcd (t: tap.Test, opts: { members?: number, name?: s
 
 /** Waits until every listed member answers /health with "true" (it has a leader and a quorum). */
 async function waitHealthy (urls: string[], timeoutMs: number, why: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const ok = await Promise.all(urls.map(async (u) => await etcdMemberHealthy(u, 2000)))
-    if (ok.every(Boolean)) return
-    if (Date.now() > deadline) throw new Error(`etcd did not become healthy within ${timeoutMs} ms:\n${why()}`)
-    await sleep(100)
-  }
+  if (!await waitEtcdHealthy(urls, timeoutMs)) throw new Error(`etcd did not become healthy within ${timeoutMs} ms:\n${why()}`)
 }

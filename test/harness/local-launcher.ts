@@ -52,14 +52,18 @@ export interface LocalSandbox {
   token: () => string | undefined
 }
 
-/** Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas), the router's and the coordinator's, all free, and their peer ports (+10000). */
+/**
+ * Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas) the router's and the coordinator's, all free, and their peer ports (+10000);
+ * and the control plane's of `--registry etcd`: two routers and coordinators above the router port, and etcd's members 100 above.
+ */
 async function freePorts (groups: number, replicas: number): Promise<{ routerPort: number, basePort: number }> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const basePort = 20_000 + Math.floor(Math.random() * 30_000)
     const routerPort = basePort + 50
-    const ports = [routerPort, routerPort + 10]
+    const ports = [routerPort, routerPort + 1, routerPort + 10, routerPort + 11]
     for (let j = 0; j <= replicas; j++) for (let i = 0; i < groups + 4; i++) ports.push(basePort + 100 * j + i)
     ports.push(...ports.map((p) => p + PEER_PORT_OFFSET))
+    for (let k = 100; k < 106; k++) ports.push(routerPort + k)
     if ((await Promise.all(ports.map(async (p) => await isPortFree('127.0.0.1', p)))).every(Boolean)) return { routerPort, basePort }
   }
   throw new Error('no free port range')
