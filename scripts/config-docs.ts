@@ -30,7 +30,8 @@ they are current and list every option.`
 const NPM_START = `## \`npm start\`
 
 \`npm start\` takes \`--data-dir\`, \`--router-port\`, \`--base-port\`, \`--groups\`, \`--replicas\`, \`--workers\`,
-\`--restart-delay-ms\`, \`--tls\`, \`--insecure\` (see \`npm start -- --help\` and [operations.md](operations.md#the-local-cluster));
+\`--restart-delay-ms\`, \`--tls\`, \`--insecure\`, and for the control plane on etcd \`--registry etcd\`, \`--etcd\`,
+\`--coordinators\`, \`--routers\` (see \`npm start -- --help\` and [operations.md](operations.md#the-local-cluster));
 \`--groups\`, \`--replicas\`, \`--workers\` and \`--tls\` shape a first start only — afterwards \`<data-dir>/nodes.json\`
 says which nodes run and whether over TLS. Without \`--cluster-secret-file\` internal endpoints are
 unauthenticated: bind to loopback (see [protocol.md](protocol.md#peers)).`
