@@ -50,7 +50,8 @@ export function treeTicks (stats: readonly ProcStat[], roots: readonly number[])
   return ticks
 }
 
-function snapshot (): ProcStat[] {
+/** Every process's /proc/<pid>/stat, parsed (processes that exit meanwhile are skipped). */
+export function processTable (): ProcStat[] {
   const out: ProcStat[] = []
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue
@@ -66,7 +67,7 @@ function snapshot (): ProcStat[] {
 export function cpuSeconds (pids: readonly number[]): number | undefined {
   if (process.platform !== 'linux' || pids.length === 0) return undefined
   try {
-    return treeTicks(snapshot(), pids) / TICKS_PER_SECOND
+    return treeTicks(processTable(), pids) / TICKS_PER_SECOND
   } catch {
     return undefined
   }

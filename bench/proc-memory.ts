@@ -1,5 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs'
-import { parseProcStat, type ProcStat } from './proc-cpu'
+import { readFileSync } from 'node:fs'
+import { processTable, type ProcStat } from './proc-cpu'
 
 /**
  * Memory of a process tree, from /proc (Linux only): every process's VmRSS (from
@@ -54,18 +54,6 @@ export function treePids (stats: readonly ProcStat[], roots: readonly number[]):
     seen.add(pid)
     out.push(pid)
     todo.push(...(children.get(pid) ?? []))
-  }
-  return out
-}
-
-function processTable (): ProcStat[] {
-  const out: ProcStat[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const s = parseProcStat(readFileSync(`/proc/${name}/stat`, 'latin1'))
-      if (s !== undefined) out.push(s)
-    } catch { /* exited meanwhile */ }
   }
   return out
 }
