@@ -32,6 +32,8 @@ const FIRST_BACKOFF_MS = 100
 const MAX_BACKOFF_MS = 2000
 /** How long past the coordinator's longest hold an answer may take before the follow is retried. */
 const FOLLOW_SLACK_MS = 5000
+/** The hold asked for before the router listens (see followOnce). */
+const UNNAMED_WAIT_MS = 500
 
 /** Holds the newest table; shared by every follower kind. */
 export class FollowedTable {
@@ -126,7 +128,10 @@ export class CoordinatorFollower implements MapFollower {
 
   private async followOnce (peer: string): Promise<void> {
     const self = this.opts.self()
-    const query = `?after=${this.held.table.epoch}&wait=${MAP_FOLLOW_MAX_WAIT_MS}${self !== undefined ? `&router=${encodeURIComponent(self)}` : ''}`
+    // Until the router listens it cannot name itself: ask again soon, so that the
+    // coordinator learns this router (for the dashboard's traffic) without waiting a whole hold.
+    const wait = self === undefined ? UNNAMED_WAIT_MS : MAP_FOLLOW_MAX_WAIT_MS
+    const query = `?after=${this.held.table.epoch}&wait=${wait}${self !== undefined ? `&router=${encodeURIComponent(self)}` : ''}`
     const res = await jsonRequest<WireMapFollow | undefined>(peer + INTERNAL_COORDINATOR.mapFollow + query,
       { dispatcher: this.dispatcher, timeoutMs: MAP_FOLLOW_MAX_WAIT_MS + FOLLOW_SLACK_MS, maxBytes: CLUSTER_VIEW_MAX_BYTES })
     if (res.status === 204 || res.body === undefined) return
