@@ -101,8 +101,14 @@ if (!etcdAvailable()) {
 
     await etcd.kill(2)
     const g3 = await startGroupNode(c, 'g3')
-    const added = await addGroup(c.http, c.routerUrl, { id: 'g3', url: g3.url })
-    t.equal(added.status, 202, `with one etcd member of three down, a group is added: ${added.text.slice(0, 160)}`)
+    // A 503 here means no coordinator answered (one may be taking over on a busy machine) and the
+    // add may or may not have applied: read the view before asking again, as the answer says.
+    const added = await waitFor(async () => {
+      if ((await clusterView(c.http, c.routerUrl).catch(() => undefined))?.groups.some((g) => g.id === 'g3') === true) return 'in the map'
+      const r = await addGroup(c.http, c.routerUrl, { id: 'g3', url: g3.url })
+      return r.status === 202 ? 'accepted' : r.status === 503 ? undefined : `refused: ${r.status} ${r.text.slice(0, 160)}`
+    }, 60_000, 'the add of g3 accepted')
+    t.match(added, /^(accepted|in the map)$/, `with one etcd member of three down, a group is added (${added})`)
     await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { what: 'the add done', timeoutMs: 60_000 })
 
     await etcd.kill(1)
