@@ -1,6 +1,8 @@
 import t from 'tap'
 import { etcdAvailable } from '../harness/etcd'
-import { clusterOutput, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
+import { clusterOutput, isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
+import { launchCoordinator } from '../../src/local/launcher'
+import { join } from 'node:path'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { ClientLoad } from '../harness/client-load'
 import { createClient } from '../../src/client'
@@ -125,6 +127,12 @@ if (!etcdAvailable()) {
     t.pass(`the data plane served ${load.completedOps() - opsAtLoss} operations without an etcd quorum`)
 
     await Promise.all([etcd.restart(1), etcd.restart(2)])
+    // A leader that could not renew its key exited (code 3) for its supervisor to start it
+    // again as a candidate; this test is that supervisor for the coordinators that exited.
+    for (const [i, p] of c.coordinators.entries()) {
+      if (isAlive(p.pid)) continue
+      c.launched.push(await launchCoordinator({ name: `coordinator-${i + 1}-again`, dataDir: join(c.tmp, `coordinator-${i + 1}`), port: 0, env: { SHARDKV_LOG_LEVEL: 'info' }, extraArgs: c.registryArgs, readyTimeoutMs: 60_000 }))
+    }
     const leader = await leadingCoordinator(c, 60_000)
     t.pass(`${leader.name} leads again once etcd has a quorum`)
     const removed = await waitFor(async () => {
