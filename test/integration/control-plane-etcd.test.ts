@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { etcdAvailable } from '../harness/etcd'
 import { clusterOutput, isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
 import { launchCoordinator } from '../../src/local/launcher'
@@ -19,6 +19,22 @@ import { addGroup, clusterView, keyRange, killHard, preload, removeGroup, startG
 
 const SLOW = ['--rebalance-rows-per-sec', '700', '--rebalance-batch', '100']
 
+/**
+ * History-checked loads through two routers (LoadGenerator) and a direct-mode client
+ * (ClientLoad), on disjoint keys; `reader` reads the direct client's keys back, routed.
+ */
+function threeLoads (t: Test, r1: string, r2: string, prefix: string, o: { keys: number, directKeys: number, durationMs: number }) {
+  const options = { clients: 4, keysPerClient: o.keys, durationMs: o.durationMs, maxOpsPerClient: 50_000 }
+  const viaR1 = new LoadGenerator({ ...options, baseUrl: r1, keyPrefix: `${prefix}-r1` })
+  const viaR2 = new LoadGenerator({ ...options, baseUrl: r2, keyPrefix: `${prefix}-r2` })
+  const kv = createClient({ url: r1, mode: 'direct' })
+  const reader = createClient({ url: r2, mode: 'routed' })
+  t.teardown(async () => { await Promise.all([kv.close(), reader.close()]) })
+  const direct = new ClientLoad(kv, { ...options, keysPerClient: o.directKeys, keyPrefix: `${prefix}-direct` })
+  const running = Promise.all([viaR1.run(), viaR2.run(), direct.run()])
+  return { viaR1, viaR2, direct, reader, running }
+}
+
 if (!etcdAvailable()) {
   t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
 } else {
@@ -29,15 +45,7 @@ if (!etcdAvailable()) {
     if (r1 === undefined || r2 === undefined) throw new Error('two routers expected')
     await preload(c.http, r1.url, keyRange('cp/pre', 3000), (k) => `v0:${k}`)
 
-    const viaR1 = new LoadGenerator({ baseUrl: r1.url, clients: 4, keysPerClient: 40, durationMs: 150_000, maxOpsPerClient: 50_000, keyPrefix: 'cp-r1' })
-    const viaR2 = new LoadGenerator({ baseUrl: r2.url, clients: 4, keysPerClient: 40, durationMs: 150_000, maxOpsPerClient: 50_000, keyPrefix: 'cp-r2' })
-    const kv = createClient({ url: r1.url, mode: 'direct' })
-    const reader = createClient({ url: r2.url, mode: 'routed' })
-    t.teardown(async () => { await Promise.all([kv.close(), reader.close()]) })
-    const direct = new ClientLoad(kv, { clients: 4, keysPerClient: 30, durationMs: 150_000, maxOpsPerClient: 50_000, keyPrefix: 'cp-direct' })
-    const running1 = viaR1.run()
-    const running2 = viaR2.run()
-    const runningDirect = direct.run()
+    const { viaR1, viaR2, direct, reader, running } = threeLoads(t, r1.url, r2.url, 'cp', { keys: 40, directKeys: 30, durationMs: 150_000 })
     await Promise.all([viaR1.waitForOps(200), viaR2.waitForOps(200), direct.waitForOps(200)])
 
     const leader = await leadingCoordinator(c)
@@ -71,7 +79,7 @@ if (!etcdAvailable()) {
     viaR1.stop()
     viaR2.stop()
     direct.stop()
-    const [s1, s2] = await Promise.all([running1, running2, runningDirect])
+    const [s1, s2] = await running
     t.comment(`router 1: ${formatStats(s1)}; router 2: ${formatStats(s2)}; direct: ${direct.summary()}`)
     t.same(s1.failures, [], 'no request through router 1 failed')
     t.same(s2.failures, [], 'no request through router 2 failed')
@@ -166,13 +174,7 @@ if (!etcdAvailable()) {
       }
       await waitFor(async () => (await primaryOfG1()).inSync === true, 30_000, 'g1\'s replica in sync')
 
-      const viaR1 = new LoadGenerator({ baseUrl: r1.url, clients: 4, keysPerClient: 30, durationMs: 120_000, maxOpsPerClient: 50_000, keyPrefix: 'fo-r1' })
-      const viaR2 = new LoadGenerator({ baseUrl: r2.url, clients: 4, keysPerClient: 30, durationMs: 120_000, maxOpsPerClient: 50_000, keyPrefix: 'fo-r2' })
-      const kv = createClient({ url: r1.url, mode: 'direct' })
-      const reader = createClient({ url: r2.url, mode: 'routed' })
-      t.teardown(async () => { await Promise.all([kv.close(), reader.close()]) })
-      const direct = new ClientLoad(kv, { clients: 4, keysPerClient: 20, durationMs: 120_000, maxOpsPerClient: 50_000, keyPrefix: 'fo-direct' })
-      const running = Promise.all([viaR1.run(), viaR2.run(), direct.run()])
+      const { viaR1, viaR2, direct, reader, running } = threeLoads(t, r1.url, r2.url, 'fo', { keys: 30, directKeys: 20, durationMs: 120_000 })
       await Promise.all([viaR1.waitForOps(200), viaR2.waitForOps(200), direct.waitForOps(200)])
 
       const killedAt = Date.now()
