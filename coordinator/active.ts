@@ -23,7 +23,8 @@ import { registerSwitchoverRoute, Switchover } from './switchover'
 import { registerDashboard } from './dashboard'
 import { registerCheckRoute } from './check'
 import { MapFeed } from './map-feed'
-import type { Leadership } from './leadership'
+import { RouterRoster } from './router-roster'
+import type { Leadership, ServiceDirectory } from './leadership'
 
 /**
  * A leading coordinator's listeners and control loops (always, with the file registry;
@@ -46,6 +47,7 @@ interface ControlParts {
   rebalancer: Rebalancer
   failover: FailoverMonitor
   feed: MapFeed
+  roster: RouterRoster
 }
 
 /** The control plane at work: this coordinator leads (always, with the file registry). */
@@ -73,7 +75,7 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
   const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
   // Routers find the peer listener in /healthz, as the coordinator finds shard nodes'.
   const peer = (): PeerHealth => peerApp === undefined ? {} : { peerPort: (peerApp.server.address() as AddressInfo | null)?.port, peerTls: credentials.tls !== undefined }
-  const parts = await registerControl(app, coord, config, { metrics, credentials, log, peer, leading: () => leadership.isLeader() })
+  const parts = await registerControl(app, coord, config, { metrics, credentials, log, peer, leading: () => leadership.isLeader(), directory: leadership.directory })
   void (peerApp ?? app).register(async (scope) => {
     requirePeerSecret(scope, credentials.secret)
     registerInSyncRoute(scope, { transition: coord.transition.bind(coord), senderChecks: credentials.secret !== undefined })
@@ -99,6 +101,7 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
     closing ??= (async () => {
       stopping = true
       parts.feed.close()
+      parts.roster.close()
       await Promise.all([app.close(), peerApp?.close()])
       await parts.rebalancer.stop()
       await parts.failover.stop()
@@ -117,7 +120,7 @@ function peerServer (config: CoordinatorConfig, log: Logger, credentials: PeerCr
 
 /** The control loops and the client listener's routes: admin API, cluster view, dashboard, switchover, check. */
 async function registerControl (app: FastifyInstance, coord: Coordinator, config: CoordinatorConfig,
-  ctx: { metrics: CoordinatorMetrics, credentials: PeerCredentials, log: Logger, peer: () => PeerHealth, leading: () => boolean }): Promise<ControlParts> {
+  ctx: { metrics: CoordinatorMetrics, credentials: PeerCredentials, log: Logger, peer: () => PeerHealth, leading: () => boolean, directory?: ServiceDirectory }): Promise<ControlParts> {
   const { metrics, credentials, log } = ctx
   const transition = coord.transition.bind(coord)
   const rebalancer = await Rebalancer.open({
@@ -132,8 +135,9 @@ async function registerControl (app: FastifyInstance, coord: Coordinator, config
   coord.onPublish((map) => feed.published(map))
   registerAdminRoutes(app, coord, metrics, () => rebalancer.progress(), ctx.leading, ctx.peer)
   // Before the switchover route: the dashboard hooks it as it is added.
-  registerDashboard(app, { coordinator: coord, rebalance: () => rebalancer.progress(), routers: () => feed.routerUrls(), credentials, log })
-  registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes, switchingOver: () => switchover.isRunning() })
+  const roster = new RouterRoster(() => feed.routerUrls(), ctx.directory, log)
+  registerDashboard(app, { coordinator: coord, rebalance: () => rebalancer.progress(), routers: () => roster.urls(), credentials, log })
+  registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes, switchingOver: () => switchover.isRunning(), registeredNodes: ctx.directory?.nodes })
   registerReplicationRoutes(app, { transition, nodes: coord.nodes })
   const failover = new FailoverMonitor({
     map: () => coord.map(),
@@ -159,7 +163,7 @@ async function registerControl (app: FastifyInstance, coord: Coordinator, config
   })
   registerSwitchoverRoute(app, switchover)
   registerCheckRoute(app, { map: () => coord.map(), nodes: coord.nodes, credentials })
-  return { rebalancer, failover, feed }
+  return { rebalancer, failover, feed, roster }
 }
 
 /**

@@ -6,7 +6,8 @@ import { EtcdGateway } from '../src/registry/etcd/gateway'
 import { EtcdLeadership, parseLeader } from '../src/registry/etcd/leadership'
 import { clusterKeys, EtcdRegistry } from '../src/registry/etcd/etcd-registry'
 import { ConfigError } from '../src/config/options'
-import type { WireLeader } from '../src/protocol/wire'
+import type { WireLeader, WireNodeRegistration, WireRouterRegistration } from '../src/protocol/wire'
+import { registeredNodes, registeredRouters } from '../src/registry/etcd/directory'
 
 /**
  * Whether this coordinator may act, and the registry it acts through.
@@ -32,8 +33,15 @@ export interface Leadership {
   fence: () => number
   /** Who leads now as the registry says (this one with the file registry). */
   leader: () => Promise<WireLeader | undefined>
+  /** The nodes and routers that registered themselves (etcd); undefined with the file registry. */
+  directory?: ServiceDirectory
   /** Gives the leadership up (revokes the lease) and closes the registry. */
   close: () => Promise<void>
+}
+
+export interface ServiceDirectory {
+  nodes: () => Promise<WireNodeRegistration[]>
+  routers: () => Promise<WireRouterRegistration[]>
 }
 
 export function leadershipOf (opts: { registry: string, cluster: string, dataDir: string, ttlSeconds: number, log: Logger }): Leadership {
@@ -84,6 +92,7 @@ function electedLeadership (gateway: EtcdGateway, opts: { cluster: string, ttlSe
   return {
     kind: 'etcd',
     registry,
+    directory: { nodes: async () => await registeredNodes(gateway, opts.cluster), routers: async () => await registeredRouters(gateway, opts.cluster) },
     acquire: async (me) => {
       if (closed) throw new Error('the leadership was closed')
       const term = new EtcdLeadership(gateway, {

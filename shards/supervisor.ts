@@ -3,7 +3,7 @@ import { createLogger, type Logger } from '../src/log'
 import { KvStore } from '../src/storage/store'
 import { parseRegistry } from '../src/registry/registry-url'
 import { EtcdGateway } from '../src/registry/etcd/gateway'
-import { NodeRegistration } from '../src/registry/etcd/node-directory'
+import { nodeEntryKey, Registration } from '../src/registry/etcd/directory'
 import type { WireNodeRegistration } from '../src/protocol/wire'
 import { createSupervisorMetrics, nodeMetricsText, type SupervisorMetrics } from './metrics'
 import { databasePath } from './paths'
@@ -121,7 +121,7 @@ export class Supervisor {
       pid: process.pid,
       startedAt: new Date().toISOString()
     }
-    const registration = new NodeRegistration(gateway, this.config.registryCluster, entry, this.config.registryTtlSeconds, {
+    const registration = new Registration(gateway, nodeEntryKey(this.config.registryCluster, entry.nodeId), entry, this.config.registryTtlSeconds, {
       onRegistered: (lease) => this.log.info({ event: 'registered', registry: spec.endpoints, lease }, 'registered in etcd'),
       onLost: (why) => this.log.warn({ event: 'registration-lost', why }, 'not registered in etcd; trying again')
     })

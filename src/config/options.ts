@@ -110,6 +110,7 @@ export const ROUTER_OPTIONS = {
   coordinator: { flag: 'coordinator', env: 'SHARDKV_COORDINATOR', kind: 'string', default: '', help: 'URL of the coordinator whose map this router follows, and to which it relays the admin API, GET /cluster and the dashboard (file registry).' },
   registry: { flag: 'registry', env: 'SHARDKV_REGISTRY', kind: 'string', default: 'file', help: 'etcd://host:port[,host:port...]: follow the map in that etcd (a watch) and relay admin calls to the leading coordinator, instead of --coordinator; file (the default): follow --coordinator.' },
   registryCluster: { flag: 'registry-cluster', env: 'SHARDKV_REGISTRY_CLUSTER', kind: 'string', default: 'shardkv', help: 'The cluster\'s name in the registry (etcd keys under /shardkv/<name>/).' },
+  registryTtlSeconds: { flag: 'registry-ttl-seconds', env: 'SHARDKV_REGISTRY_TTL_SECONDS', kind: 'integer', default: 5, min: 1, help: 'etcd registry: lease of the router\'s registration (coordinators list live routers from it): a router that dies leaves the registry within this.' },
   maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
   maxBatchOps: { flag: 'max-batch-ops', env: 'SHARDKV_MAX_BATCH_OPS', kind: 'integer', default: 1000, min: 1, help: 'Most operations in one POST /batch.' },
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },
