@@ -129,7 +129,7 @@ async function registerControl (app: FastifyInstance, coord: Coordinator, config
     nodes: coord.nodes,
     maps: { current: () => coord.map(), transition },
     batchSize: config.rebalanceBatch,
-    rowsPerSecond: config.rebalanceRowsPerSec
+    rate: { bytesPerSecond: config.rebalanceMibPerSec * 1024 * 1024, rowsPerSecond: config.rebalanceRowsPerSec }
   })
   const feed = new MapFeed(() => coord.map(), ctx.leading)
   coord.onPublish((map) => feed.published(map))
