@@ -107,7 +107,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     throw err
   }
   url = listenUrl(app.server.address() as AddressInfo, tls !== undefined)
-  follower.announce(url)
+  follower.announce(config.advertiseUrl !== '' ? config.advertiseUrl : url)
 
   const close = drainThenClose(app, () => { draining = true }, async () => {
     await Promise.all([forwarder.close(), follower.close(), relay.close(), nodes.close()])

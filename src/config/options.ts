@@ -83,6 +83,7 @@ export const SHARD_OPTIONS = {
   registry: { flag: 'registry', env: 'SHARDKV_REGISTRY', kind: 'string', default: 'file', help: 'etcd://host:port[,host:port...]: register this node (id, group, data and peer URLs) in that etcd under a lease while it runs; file (the default): no registration.' },
   registryCluster: { flag: 'registry-cluster', env: 'SHARDKV_REGISTRY_CLUSTER', kind: 'string', default: 'shardkv', help: 'The cluster\'s name in the registry (etcd keys under /shardkv/<name>/).' },
   registryTtlSeconds: { flag: 'registry-ttl-seconds', env: 'SHARDKV_REGISTRY_TTL_SECONDS', kind: 'integer', default: 5, min: 1, help: 'Lease of the node\'s registration: a node that dies leaves the registry within this.' },
+  advertiseUrl: { flag: 'advertise-url', env: 'SHARDKV_SHARD_ADVERTISE_URL', kind: 'string', default: '', help: 'etcd registry: the data URL the node registers under (its peer listener on that host), when not the one it listens on (--host 0.0.0.0, a container, a pod).' },
   ...CREDENTIAL_OPTIONS,
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable
@@ -111,6 +112,7 @@ export const ROUTER_OPTIONS = {
   registry: { flag: 'registry', env: 'SHARDKV_REGISTRY', kind: 'string', default: 'file', help: 'etcd://host:port[,host:port...]: follow the map in that etcd (a watch) and relay admin calls to the leading coordinator, instead of --coordinator; file (the default): follow --coordinator.' },
   registryCluster: { flag: 'registry-cluster', env: 'SHARDKV_REGISTRY_CLUSTER', kind: 'string', default: 'shardkv', help: 'The cluster\'s name in the registry (etcd keys under /shardkv/<name>/).' },
   registryTtlSeconds: { flag: 'registry-ttl-seconds', env: 'SHARDKV_REGISTRY_TTL_SECONDS', kind: 'integer', default: 5, min: 1, help: 'etcd registry: lease of the router\'s registration (coordinators list live routers from it): a router that dies leaves the registry within this.' },
+  advertiseUrl: { flag: 'advertise-url', env: 'SHARDKV_ROUTER_ADVERTISE_URL', kind: 'string', default: '', help: 'etcd registry: the URL the router registers under (the coordinator reads its metrics there), when not the one it listens on.' },
   maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
   maxBatchOps: { flag: 'max-batch-ops', env: 'SHARDKV_MAX_BATCH_OPS', kind: 'integer', default: 1000, min: 1, help: 'Most operations in one POST /batch.' },
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },

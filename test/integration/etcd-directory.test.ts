@@ -5,6 +5,8 @@ import { clusterOutput, startCluster, waitFor } from '../harness/cluster'
 import { addGroup, admin, clusterView, startGroupNode, waitForRebalance } from '../harness/rebalance'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { EtcdGateway } from '../../src/registry/etcd/gateway'
+import { freePort } from '../harness/docker'
+import { TcpProxy } from '../harness/replication'
 import { registeredNodes, registeredRouters } from '../../src/registry/etcd/directory'
 import type { DashboardSnapshot } from '../../src/protocol/dashboard'
 import { DASHBOARD } from '../../src/protocol/wire'
@@ -42,8 +44,15 @@ if (!etcdAvailable()) {
 
     const args = { workers: 0, extraArgs: c.registryArgs }
     const primary = await startGroupNode(c, 'g2', { ...args, nodeId: 'n-g2-a' })
-    const replica = await startGroupNode(c, 'g2', { ...args, nodeId: 'n-g2-b' })
+    // Others reach the replica through a forwarder (as through a NAT or a Service): it registers
+    // under the forwarder's URL, which it names with --advertise-url.
+    const port = await freePort(new Set())
+    const front = new TcpProxy({ host: '127.0.0.1', port })
+    const advertised = await front.listen()
+    t.teardown(async () => { await front.close() })
+    const replica = await startGroupNode(c, 'g2', { workers: 0, nodeId: 'n-g2-b', extraArgs: [...c.registryArgs, '--port', String(port), '--advertise-url', advertised] })
     await waitFor(async () => (await registeredNodes(gw, 'test')).filter((n) => n.group === 'g2').length === 2, 30_000, 'both g2 nodes registered')
+    t.equal((await registeredNodes(gw, 'test')).find((n) => n.nodeId === 'n-g2-b')?.url, advertised, 'a node registers under its --advertise-url')
     const unknown = await admin(c.http, 'POST', `${r1.url}/admin/groups`, { id: 'g9' })
     t.equal(unknown.status, 400, `a group nobody registered for is refused: ${unknown.text.slice(0, 160)}`)
     const added = await admin(c.http, 'POST', `${r1.url}/admin/groups`, { id: 'g2' })
@@ -51,7 +60,7 @@ if (!etcdAvailable()) {
     await waitForRebalance(c.http, r1.url, (p) => p.phase === 'done', { what: 'the add done', timeoutMs: 90_000 })
     const g2 = (await clusterView(c.http, r1.url)).groups.find((g) => g.id === 'g2')
     t.equal(g2?.nodes.find((n) => n.role === 'primary')?.url, primary.url, 'the first node started is the primary')
-    t.same(g2?.nodes.filter((n) => n.role === 'replica').map((n) => n.url), [replica.url], 'the other is its replica')
+    t.same(g2?.nodes.filter((n) => n.role === 'replica').map((n) => n.url), [advertised], `the other is its replica, by its advertised URL (it listens at ${replica.url})`)
     const duplicate = await addGroup(c.http, r1.url, { id: 'g2', url: primary.url })
     t.equal(duplicate.status, 409, 'adding it again is a conflict')
 
