@@ -9,7 +9,10 @@ import { allowTestNetwork } from './http'
  * into a private bridge in the root namespace (which holds the bridge's own address, so
  * the test process can reach every host, as a client on the same network would). A
  * partition is real: `cut(host)` takes the host's link down and its packets are dropped,
- * so peers see timeouts, not refusals. Traffic stays between the test's own namespaces
+ * so peers see timeouts, not refusals; `block(a, b)` drops only what passes between two
+ * hosts (iptables in a's namespace), for a partition that leaves both their other peers.
+ * While the network is up, ./http.ts lets the test's clients reach its hosts.
+ * Traffic stays between the test's own namespaces
  * and the bridge. Processes started in a host are killed by PID, and the namespaces
  * and the bridge are deleted by the test's teardown, even on failure.
  *

@@ -1,7 +1,7 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { etcdAvailable } from '../harness/etcd'
 import { netnsAvailable } from '../harness/netns'
-import { waitFor } from '../harness/cluster'
+import { isAlive, waitFor } from '../harness/cluster'
 import { eventTime, startNetPlane, type NetPlane, type PlaneNode } from '../harness/netns-plane'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { INTERNAL, INTERNAL_REPLICATION, switchoverPath } from '../../src/protocol/wire'
@@ -35,6 +35,48 @@ function electedFence (plane: NetPlane, p: LaunchedProcess): { fence: number, at
 async function claimsToLead (plane: NetPlane, p: LaunchedProcess): Promise<boolean> {
   const h = await plane.http.getJson<{ leader?: boolean }>(`${p.url}/healthz`).catch(() => undefined)
   return h?.leader === true
+}
+
+/**
+ * A map change of the new leader's own: a switchover of g1 through the router (which relays
+ * to whoever leads). Resolves with g1's term in the map it published.
+ */
+async function switchOver (t: Test, plane: NetPlane, router: LaunchedProcess): Promise<number> {
+  const before = await installed(plane, plane.nodes[0] as PlaneNode)
+  let last = ''
+  // Asked again while the answer is not a success: the leader may still be settling in.
+  const switched = await waitFor(async () => {
+    const r = await plane.http.request('POST', router.url + switchoverPath('g1'), { body: '{}', headers: { 'content-type': 'application/json' }, timeoutMs: 30_000 })
+    last = `${r.status} ${r.text().slice(0, 200)}`
+    return r.status === 200
+  }, 60_000, () => `a switchover of g1 through the new leader (last answer: ${last})`)
+  t.ok(switched, 'the new leader changed the map (a switchover of g1)')
+  const view = await waitFor(async () => { const v = await plane.view(); return v !== undefined && v.epoch > before.epoch ? v : undefined }, 30_000, 'the new map published')
+  const g1 = view.groups.find((g) => g.id === 'g1')
+  if (g1 === undefined) throw new Error('g1 missing from the view')
+  return g1.term
+}
+
+/**
+ * Every command the old leader could still send, at its fence: a lease for the current
+ * primary, and a newer map (far ahead, so that it cannot be mistaken for one the new leader
+ * installs meanwhile). Each node must refuse both and keep what it had.
+ */
+async function refusesOldFence (t: Test, plane: NetPlane, o: { term: number, old: LaunchedProcess, oldFence: number, newFence: number }): Promise<void> {
+  const post = async (method: string, url: string, body: unknown): Promise<{ status: number, error?: string }> => {
+    const r = await plane.http.request(method, url, { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+    return { status: r.status, error: r.json<{ error?: string }>().error }
+  }
+  for (const n of plane.nodes) {
+    const now = await installed(plane, n)
+    const forged = now.epoch + 1000
+    const lease = await post('POST', n.url + INTERNAL_REPLICATION.lease, { group: 'g1', term: o.term, leaseUntil: Date.now() + 3000, coordinator: o.old.url, fence: o.oldFence })
+    t.match(lease, { status: 409, error: 'stale_fence' }, `${n.nodeId} refuses a lease at the old fence`)
+    const map = await post('PUT', n.url + INTERNAL.map, { group: 'g1', self: n.url, coordinator: o.old.url, fence: o.oldFence, map: { ...now.map, epoch: forged } })
+    t.match(map, { status: 409, error: 'stale_fence' }, `${n.nodeId} refuses a newer map at the old fence`)
+    const after = await installed(plane, n)
+    t.ok(after.epoch < forged && after.fence === o.newFence, `${n.nodeId} installed nothing of it (epoch ${after.epoch}, fence ${after.fence})`)
+  }
 }
 
 if (!etcdAvailable() || !netnsAvailable()) {
@@ -78,31 +120,13 @@ if (!etcdAvailable() || !netnsAvailable()) {
       await waitFor(async () => (await installed(plane, n)).fence === elected.fence, 30_000, `${n.nodeId} holds fence ${elected.fence}`)
     }
     const actedAt = Date.now()
-    const before = await installed(plane, plane.nodes[0] as PlaneNode)
-    const switched = await waitFor(async () => {
-      const r = await plane.http.request('POST', router.url + switchoverPath('g1'), { body: '{}', headers: { 'content-type': 'application/json' }, timeoutMs: 30_000 })
-      return r.status === 200 ? r : r.status === 503 ? undefined : r
-    }, 60_000, 'a switchover of g1 through the new leader')
-    t.equal(switched.status, 200, `the new leader changed the map (a switchover of g1): ${switched.text().slice(0, 200)}`)
-    const view = await waitFor(async () => { const v = await plane.view(); return v !== undefined && v.epoch > before.epoch ? v : undefined }, 30_000, 'the new map published')
-    const g1 = view.groups.find((g) => g.id === 'g1')
-    if (g1 === undefined) throw new Error('g1 missing from the view')
-
-    // Every command the old leader could still send: a lease for the current primary, a newer
-    // map (far ahead, so that it cannot be mistaken for one the new leader installs meanwhile).
-    for (const n of plane.nodes) {
-      const now = await installed(plane, n)
-      const forged = now.epoch + 1000
-      const lease = await plane.http.request('POST', n.url + INTERNAL_REPLICATION.lease, { body: JSON.stringify({ group: 'g1', term: g1.term, leaseUntil: Date.now() + 3000, coordinator: old.url, fence: oldFence }), headers: { 'content-type': 'application/json' } })
-      t.match({ status: lease.status, error: lease.json<{ error?: string }>().error }, { status: 409, error: 'stale_fence' }, `${n.nodeId} refuses a lease at the old fence`)
-      const map = await plane.http.request('PUT', n.url + INTERNAL.map, { body: JSON.stringify({ group: 'g1', self: n.url, coordinator: old.url, fence: oldFence, map: { ...now.map, epoch: forged } }), headers: { 'content-type': 'application/json' } })
-      t.match({ status: map.status, error: map.json<{ error?: string }>().error }, { status: 409, error: 'stale_fence' }, `${n.nodeId} refuses a newer map at the old fence`)
-      const after = await installed(plane, n)
-      t.ok(after.epoch < forged && after.fence === elected.fence, `${n.nodeId} installed nothing of it (epoch ${after.epoch}, fence ${after.fence})`)
-    }
+    const term = await switchOver(t, plane, router)
+    await refusesOldFence(t, plane, { term, old, oldFence, newFence: elected.fence })
 
     plane.unblock('c1', ['e'])
     await load.waitForOps(load.completedOps() + 300)
+    for (const n of plane.nodes) t.equal((await installed(plane, n)).fence, elected.fence, `${n.nodeId} still holds the new fence after the heal`)
+    t.comment(`the old leader after the heal: ${isAlive(old.pid) ? `running, leader: ${String(await claimsToLead(plane, old))}` : `exited (${JSON.stringify(await old.exited)})`}`)
     load.stop()
     const stats = await running
     t.comment(`cut -> old leader stopped: ${stoppedAt - cutAt} ms; -> standby elected: ${elected.at - cutAt} ms; -> its fence on every node: ${actedAt - cutAt} ms`)

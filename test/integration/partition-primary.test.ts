@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { etcdAvailable } from '../harness/etcd'
 import { netnsAvailable } from '../harness/netns'
 import { waitFor } from '../harness/cluster'
@@ -36,6 +36,36 @@ async function digestOf (plane: NetPlane, node: PlaneNode): Promise<WireDigestPa
   const r = await plane.http.request('POST', node.url + DIGEST_PATH, { body: JSON.stringify({ after: '', limit: DIGEST_MAX_ROWS }), headers: { 'content-type': 'application/json' } })
   if (r.status !== 200) throw new Error(`digest of ${node.nodeId}: ${r.status} ${r.text().slice(0, 200)}`)
   return r.json<WireDigestPage>()
+}
+
+/**
+ * What p answered its own client, in time: a served answer (a read or an ack) or a refusal.
+ * p must have served its last one before the promotion began, and only refused after.
+ */
+function judgeAnswersOfP (t: Test, direct: LoadGenerator, o: { cutAt: number, promotionBeganAt: number, promotedAt: number, resyncMs: number }): void {
+  const { cutAt, promotionBeganAt, promotedAt } = o
+  const pOps = direct.lin.ops.filter((op) => op.client !== 'verify')
+  const served = pOps.filter((op) => op.status !== undefined && SERVED.has(op.status)).map((op) => ({ op, at: completedAt(op) as number }))
+  const lastServed = Math.max(...served.map((s) => s.at))
+  const lastAck = Math.max(...served.filter((s) => s.op.kind !== 'get').map((s) => s.at))
+  const firstRefusal = Math.min(...pOps.filter((op) => op.status === 421 && (completedAt(op) ?? 0) > cutAt).map((op) => completedAt(op) as number))
+  t.comment(`cut -> p's last acknowledged write: ${Math.round(lastAck - cutAt)} ms; -> its last answer that served: ${Math.round(lastServed - cutAt)} ms; -> its first refusal (lease out): ${Math.round(firstRefusal - cutAt)} ms; ` +
+    `-> the promotion began: ${promotionBeganAt - cutAt} ms, published: ${promotedAt - cutAt} ms; heal -> p in sync again: ${o.resyncMs} ms`)
+  t.ok(lastServed < promotionBeganAt, `p served its last client ${Math.round(promotionBeganAt - lastServed)} ms before the promotion began`)
+  const late = served.filter((s) => s.at >= promotionBeganAt)
+  t.same(late.map((s) => `${s.op.kind} ${s.op.key} -> ${String(s.op.status)}`), [], 'nothing read or acknowledged through p after the promotion')
+  t.ok(pOps.filter((op) => (completedAt(op) ?? 0) > promotedAt).length >= 100, 'p\'s client kept asking after the promotion (and was refused)')
+}
+
+/** p holds what the new primary holds, as a replica of the new term (compared by digest once both stand at one position). */
+async function holdsTheNewPrimarysRows (t: Test, plane: NetPlane, p: PlaneNode, heir: PlaneNode, term: number): Promise<void> {
+  const [ph, hh] = await Promise.all([plane.nodeHealth(p), plane.nodeHealth(heir)])
+  t.match({ role: ph.role, term: ph.term, dataTerm: ph.dataTerm }, { role: 'replica', term, dataTerm: term }, `${p.nodeId} is a replica holding data of term ${term}`)
+  t.equal(hh.role, 'primary', `${heir.nodeId} is the primary`)
+  await waitFor(async () => (await plane.nodeHealth(p)).position === (await plane.nodeHealth(heir)).position, 20_000, 'p caught up with the new primary')
+  const [pd, hd] = await Promise.all([digestOf(plane, p), digestOf(plane, heir)])
+  t.ok(pd.done && hd.done, 'each digest covers every row')
+  t.same({ rows: pd.rows, digest: pd.digest }, { rows: hd.rows, digest: hd.digest }, `${p.nodeId} holds exactly the new primary's ${hd.rows} rows`)
 }
 
 if (!etcdAvailable() || !netnsAvailable()) {
@@ -80,25 +110,14 @@ if (!etcdAvailable() || !netnsAvailable()) {
       const g = await g1Of(plane)
       return g?.nodes.find((n) => n.url === p.url && n.role === 'replica' && n.inSync === true) !== undefined ? g : undefined
     }, 60_000, `${p.nodeId} back in sync as a replica`)
+    const resyncMs = Date.now() - healedAt
     t.equal(rejoined.term, before.term + 1, `g1 is at term ${rejoined.term}`)
     await Promise.all([routed.waitForOps(routed.completedOps() + 200), direct.waitForOps(direct.completedOps() + 100)])
     routed.stop()
     direct.stop()
     const [rs, ds] = await running
 
-    // What p answered, in time: served (a read or an ack) or refused.
-    const pOps = direct.lin.ops.filter((o) => o.client !== 'verify')
-    const served = pOps.filter((o) => o.status !== undefined && SERVED.has(o.status)).map((o) => ({ op: o, at: completedAt(o) as number }))
-    const lastServed = Math.max(...served.map((s) => s.at))
-    const lastAck = Math.max(...served.filter((s) => s.op.kind !== 'get').map((s) => s.at))
-    const firstRefusal = Math.min(...pOps.filter((o) => o.status === 421 && (completedAt(o) ?? 0) > cutAt).map((o) => completedAt(o) as number))
-    t.comment(`cut -> p's last acknowledged write: ${Math.round(lastAck - cutAt)} ms; -> its last answer that served: ${Math.round(lastServed - cutAt)} ms; -> its first refusal (lease out): ${Math.round(firstRefusal - cutAt)} ms; ` +
-      `-> the promotion began: ${promotionBeganAt - cutAt} ms, published: ${promotedAt - cutAt} ms; heal -> p in sync again: ${Date.now() - healedAt} ms`)
-    t.ok(lastServed < promotionBeganAt, `p served its last client ${Math.round(promotionBeganAt - lastServed)} ms before the promotion began`)
-    const late = served.filter((s) => s.at >= promotionBeganAt)
-    t.same(late.map((s) => `${s.op.kind} ${s.op.key} -> ${String(s.op.status)}`), [], 'nothing read or acknowledged through p after the promotion')
-    t.ok(pOps.filter((o) => (completedAt(o) ?? 0) > promotedAt).length >= 100, 'p\'s client kept asking after the promotion (and was refused)')
-
+    judgeAnswersOfP(t, direct, { cutAt, promotionBeganAt, promotedAt, resyncMs })
     t.comment(`through the router: ${formatStats(rs)}`)
     t.comment(`straight at p: ${formatStats(ds)}`)
     t.same(rs.failures, [], 'no request through the router failed')
@@ -108,13 +127,6 @@ if (!etcdAvailable() || !netnsAvailable()) {
       t.ok(report.ok, `${name}: history checks out\n${report.text}`)
     }
 
-    // p holds what the new primary holds, as a replica of the new term.
-    const [ph, hh] = await Promise.all([plane.nodeHealth(p), plane.nodeHealth(heir)])
-    t.match({ role: ph.role, term: ph.term, dataTerm: ph.dataTerm }, { role: 'replica', term: rejoined.term, dataTerm: rejoined.term }, `${p.nodeId} is a replica holding data of term ${rejoined.term}`)
-    t.equal(hh.role, 'primary', `${heir.nodeId} is the primary`)
-    await waitFor(async () => (await plane.nodeHealth(p)).position === (await plane.nodeHealth(heir)).position, 20_000, 'p caught up with the new primary')
-    const [pd, hd] = await Promise.all([digestOf(plane, p), digestOf(plane, heir)])
-    t.ok(pd.done && hd.done, 'each digest covers every row')
-    t.same({ rows: pd.rows, digest: pd.digest }, { rows: hd.rows, digest: hd.digest }, `${p.nodeId} holds exactly the new primary's ${hd.rows} rows`)
+    await holdsTheNewPrimarysRows(t, plane, p, heir, rejoined.term)
   })
 }
