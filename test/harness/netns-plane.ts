@@ -143,7 +143,7 @@ export async function startNetPlane (t: tap.Test, opts: PlaneOptions): Promise<N
 
 type Common = (name: string, h: NetHost) => { name: string, host: string, netns: string, port: number, logFile: string, env: NodeJS.ProcessEnv, readyTimeoutMs: number }
 
-/** Every group's nodes, in parallel; each one's /healthz is read once so the sandbox knows its workers. */
+/** Every group's nodes, in parallel; each one's /healthz is read once so the sandbox knows its workers (and to check its PID). */
 async function startNodes (box: Sandbox, opts: PlaneOptions, host: (name: string) => NetHost, common: Common): Promise<PlaneNode[]> {
   const specs = Object.entries(opts.layout.groups).flatMap(([group, hosts]) =>
     hosts.map((h, i) => ({ group, nodeId: i === 0 ? `${group}-n1` : `${group}-r${i}`, host: host(h) })))
@@ -158,7 +158,9 @@ async function startNodes (box: Sandbox, opts: PlaneOptions, host: (name: string
       extraArgs: [...OPEN, ...(opts.shardArgs ?? [])]
     })
     box.launched.push(proc)
-    await shardHealth(box, proc.url)
+    // `ip netns exec` execs node, so the PID the sandbox stops is the node's own: checked, not assumed.
+    const h = await shardHealth(box, proc.url)
+    if (h.pid !== proc.pid) throw new Error(`${s.nodeId}: /healthz pid ${h.pid} is not the launched pid ${proc.pid}`)
     return { ...s, url: proc.url, proc }
   }))
 }
