@@ -13,11 +13,12 @@ import { DIGEST_MAX_ROWS, DIGEST_PATH, type WireDigestPage } from '../../src/pro
  * A primary partitioned away from the control plane but not from its clients (DESIGN
  * guarantee 7), with real processes on hosts of their own (network namespaces): etcd on
  * `e`, coordinators on `c1` and `c2`, g1's primary on `p` and its replica on `n2`, a router
- * on `r`. Every packet between p and {e, c1, c2} is dropped; p still reaches its replica,
- * the router and the test process, which runs a history-checked load straight at p (the
- * client on p's side) beside one through the router. p must stop serving on its lease
- * before the coordinator promotes n2, answer nothing after, and, once healed, come back
- * as a replica of the new term holding exactly the new primary's rows.
+ * on `r` and another on `p` itself. Every packet between p's host and {e, c1, c2} is dropped;
+ * p still reaches its replica, router r and the test process, which runs history-checked
+ * loads straight at p (the client on p's side), through r, and through the router beside p
+ * (cut off with it: its map goes stale). p must stop serving on its lease before the
+ * coordinator promotes n2, answer nothing after, and, once healed, come back as a replica
+ * of the new term holding exactly the new primary's rows; every history must check out.
  */
 
 /** The answers a node gives that serve a client: a read (200, 404) or an acknowledged write. */
@@ -26,6 +27,13 @@ const SERVED = new Set([200, 201, 204, 404])
 /** Wall-clock (Date.now) completion time of a history entry (performance.now based). */
 function completedAt (op: LinOp): number | undefined {
   return op.completeMs === undefined ? undefined : performance.timeOrigin + op.completeMs
+}
+
+/** A load's answers that served (a read or an ack) and completed in [from, to), as lines for a message. */
+function servedBetween (load: LoadGenerator, from: number, to: number): string[] {
+  return load.lin.ops.filter((op) => op.client !== 'verify' && op.status !== undefined && SERVED.has(op.status))
+    .filter((op) => { const at = completedAt(op) as number; return at >= from && at < to })
+    .map((op) => `${op.kind} ${op.key} -> ${String(op.status)}`)
 }
 
 async function g1Of (plane: NetPlane): Promise<GroupView | undefined> {
@@ -52,8 +60,7 @@ function judgeAnswersOfP (t: Test, direct: LoadGenerator, o: { cutAt: number, pr
   t.comment(`cut -> p's last acknowledged write: ${Math.round(lastAck - cutAt)} ms; -> its last answer that served: ${Math.round(lastServed - cutAt)} ms; -> its first refusal (lease out): ${Math.round(firstRefusal - cutAt)} ms; ` +
     `-> the promotion began: ${promotionBeganAt - cutAt} ms, published: ${promotedAt - cutAt} ms; heal -> p in sync again: ${o.resyncMs} ms`)
   t.ok(lastServed < promotionBeganAt, `p served its last client ${Math.round(promotionBeganAt - lastServed)} ms before the promotion began`)
-  const late = served.filter((s) => s.at >= promotionBeganAt)
-  t.same(late.map((s) => `${s.op.kind} ${s.op.key} -> ${String(s.op.status)}`), [], 'nothing read or acknowledged through p after the promotion')
+  t.same(servedBetween(direct, promotionBeganAt, Infinity), [], 'nothing read or acknowledged through p after the promotion')
   t.ok(pOps.filter((op) => (completedAt(op) ?? 0) > promotedAt).length >= 100, 'p\'s client kept asking after the promotion (and was refused)')
 }
 
@@ -74,13 +81,14 @@ if (!etcdAvailable() || !netnsAvailable()) {
   t.test('a primary cut from the coordinators and etcd stops serving before its replica is promoted, and rejoins as its replica', async (t) => {
     const plane = await startNetPlane(t, {
       name: 'pprimary',
-      layout: { etcd: ['e'], coordinators: ['c1', 'c2'], groups: { g1: ['p', 'n2'] }, routers: ['r'] },
+      // A second router shares p's host, so the partition cuts it off with p (and its map goes stale).
+      layout: { etcd: ['e'], coordinators: ['c1', 'c2'], groups: { g1: ['p', 'n2'] }, routers: ['r', 'p'] },
       // Clients of the router wait out the failover (retried 421s) instead of failing.
       routerArgs: ['--retry-timeout-ms', '25000']
     })
     t.teardown(() => { if (t.passing() === false) t.comment(plane.output()) })
     const [p, heir] = plane.nodes as [PlaneNode, PlaneNode]
-    const router = plane.routers[0] as LaunchedProcess
+    const [router, besideP] = plane.routers as [LaunchedProcess, LaunchedProcess]
     const before = await waitFor(async () => { const g = await g1Of(plane); return g?.nodes.every((n) => n.role === 'primary' || n.inSync === true) === true ? g : undefined }, 60_000, 'g1\'s replica in sync')
     const leader = await plane.leader()
 
@@ -88,8 +96,9 @@ if (!etcdAvailable() || !netnsAvailable()) {
     const routed = new LoadGenerator({ ...options, baseUrl: router.url, keyPrefix: 'pp-routed' })
     // Straight at p: every answer is p's own. A pause between ops keeps refusals from spinning.
     const direct = new LoadGenerator({ ...options, baseUrl: p.url, keyPrefix: 'pp-direct', thinkMs: 5 })
-    const running = Promise.all([routed.run(), direct.run()])
-    await Promise.all([routed.waitForOps(300), direct.waitForOps(300)])
+    const cutOff = new LoadGenerator({ ...options, clients: 2, baseUrl: besideP.url, keyPrefix: 'pp-beside' })
+    const running = Promise.all([routed.run(), direct.run(), cutOff.run()])
+    await Promise.all([routed.waitForOps(300), direct.waitForOps(300), cutOff.waitForOps(200)])
 
     plane.block('p', ['e', 'c1', 'c2'])
     const cutAt = Date.now()
@@ -112,16 +121,20 @@ if (!etcdAvailable() || !netnsAvailable()) {
     }, 60_000, `${p.nodeId} back in sync as a replica`)
     const resyncMs = Date.now() - healedAt
     t.equal(rejoined.term, before.term + 1, `g1 is at term ${rejoined.term}`)
-    await Promise.all([routed.waitForOps(routed.completedOps() + 200), direct.waitForOps(direct.completedOps() + 100)])
+    await Promise.all([routed.waitForOps(routed.completedOps() + 200), direct.waitForOps(direct.completedOps() + 100), cutOff.waitForOps(cutOff.completedOps() + 100)])
     routed.stop()
     direct.stop()
-    const [rs, ds] = await running
+    cutOff.stop()
+    const [rs, ds, cs] = await running
 
     judgeAnswersOfP(t, direct, { cutAt, promotionBeganAt, promotedAt, resyncMs })
     t.comment(`through the router: ${formatStats(rs)}`)
     t.comment(`straight at p: ${formatStats(ds)}`)
+    t.comment(`through the router beside p: ${formatStats(cs)}`)
+    // Its map is stale and it can reach only p of g1: anything it served in the partition came through p.
+    t.same(servedBetween(cutOff, promotionBeganAt, healedAt), [], 'the router cut off with p read and acknowledged nothing from the promotion to the heal')
     t.same(rs.failures, [], 'no request through the router failed')
-    for (const [name, report] of [['router', await routed.verify()], ['p\'s client', await direct.verify(router.url)]] as const) {
+    for (const [name, report] of [['router', await routed.verify()], ['p\'s client', await direct.verify(router.url)], ['the router beside p', await cutOff.verify(router.url)]] as const) {
       t.equal(report.lostWrites.length, 0, `${name}: every key reads back its last acknowledged state\n${report.text}`)
       t.equal(report.staleReads.length, 0, `${name}: no stale read\n${report.text}`)
       t.ok(report.ok, `${name}: history checks out\n${report.text}`)
