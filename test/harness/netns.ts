@@ -60,6 +60,19 @@ function ip (...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
 }
 
+/** Makes the host's namespace, its address on a veth pair, and plugs the outer end into the bridge. */
+function plugIn (host: NetHost, bridge: string): void {
+  const inner = `${host.link}i`.slice(0, 15)
+  ip('netns', 'add', host.name)
+  ip('link', 'add', host.link, 'type', 'veth', 'peer', 'name', inner)
+  ip('link', 'set', inner, 'netns', host.name)
+  ip('-n', host.name, 'addr', 'add', `${host.ip}/24`, 'dev', inner)
+  ip('-n', host.name, 'link', 'set', inner, 'up')
+  ip('-n', host.name, 'link', 'set', 'lo', 'up')
+  ip('link', 'set', host.link, 'master', bridge)
+  ip('link', 'set', host.link, 'up')
+}
+
 /** Adds (`-I`) or removes (`-D`) the two DROP rules between a and b, in a's namespace. */
 function dropBetween (a: NetHost, b: NetHost, op: '-I' | '-D'): void {
   ip('netns', 'exec', a.name, 'iptables', op, 'INPUT', '-s', b.ip, '-j', 'DROP')
@@ -125,15 +138,7 @@ export function startNetwork (t: tap.Test, opts: { hosts: number }): TestNetwork
   for (let i = 0; i < opts.hosts; i++) {
     const host: NetHost = { name: `skvn${tag}h${i}`, ip: `10.213.${subnet}.${10 + i}`, link: `skv${tag}v${i}`.slice(0, 15) }
     hosts.push(host)
-    const inner = `${host.link}i`.slice(0, 15)
-    ip('netns', 'add', host.name)
-    ip('link', 'add', host.link, 'type', 'veth', 'peer', 'name', inner)
-    ip('link', 'set', inner, 'netns', host.name)
-    ip('-n', host.name, 'addr', 'add', `${host.ip}/24`, 'dev', inner)
-    ip('-n', host.name, 'link', 'set', inner, 'up')
-    ip('-n', host.name, 'link', 'set', 'lo', 'up')
-    ip('link', 'set', host.link, 'master', bridge)
-    ip('link', 'set', host.link, 'up')
+    plugIn(host, bridge)
   }
   return {
     hosts,

@@ -40,6 +40,14 @@ async function g1Of (plane: NetPlane): Promise<GroupView | undefined> {
   return (await plane.view())?.groups.find((g) => g.id === 'g1')
 }
 
+/** g1 once the map has p back as an in-sync replica. */
+async function backInSync (plane: NetPlane, p: PlaneNode): Promise<GroupView> {
+  return await waitFor(async () => {
+    const g = await g1Of(plane)
+    return g?.nodes.find((n) => n.url === p.url && n.role === 'replica' && n.inSync === true) !== undefined ? g : undefined
+  }, 60_000, `${p.nodeId} back in sync as a replica`)
+}
+
 async function digestOf (plane: NetPlane, node: PlaneNode): Promise<WireDigestPage> {
   const r = await plane.http.request('POST', node.url + DIGEST_PATH, { body: JSON.stringify({ after: '', limit: DIGEST_MAX_ROWS }), headers: { 'content-type': 'application/json' } })
   if (r.status !== 200) throw new Error(`digest of ${node.nodeId}: ${r.status} ${r.text().slice(0, 200)}`)
@@ -115,10 +123,7 @@ if (!etcdAvailable() || !netnsAvailable()) {
 
     plane.unblock('p', ['e', 'c1', 'c2'])
     const healedAt = Date.now()
-    const rejoined = await waitFor(async () => {
-      const g = await g1Of(plane)
-      return g?.nodes.find((n) => n.url === p.url && n.role === 'replica' && n.inSync === true) !== undefined ? g : undefined
-    }, 60_000, `${p.nodeId} back in sync as a replica`)
+    const rejoined = await backInSync(plane, p)
     const resyncMs = Date.now() - healedAt
     t.equal(rejoined.term, before.term + 1, `g1 is at term ${rejoined.term}`)
     await Promise.all([routed.waitForOps(routed.completedOps() + 200), direct.waitForOps(direct.completedOps() + 100), cutOff.waitForOps(cutOff.completedOps() + 100)])
