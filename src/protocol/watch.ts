@@ -18,6 +18,12 @@ import { ShardKvError, type ErrorCode } from './errors'
  * - Compaction is explicit: a node keeps the feed for `--watch-retention-seconds`; a
  *   cursor older than what it holds is answered `cursor_compacted` with a cursor to
  *   restart from (after re-reading the prefix), never with a silent gap.
+ * - Groups joining and leaving: the router orders a key's events across a rebalance
+ *   (router/watch-handover.ts while the map shows it, router/watch-topology.ts for a
+ *   stream that lags behind it); a removed group is let go of only once the cursor
+ *   reached its end (`d: 1`), else the stream ends with `cursor_compacted`.
+ * - Values (`values=1`): only the table's live version of a key has bytes to send; an
+ *   older version's put says `valueOmitted` (ValueOmitted).
  */
 
 /**
