@@ -30,6 +30,8 @@ export interface WatchRoutesOptions {
   maxStreamsPerToken: number
   /** Bytes one stream may have waiting for its client (--watch-stream-buffer-bytes). */
   bufferBytes: number
+  /** The largest value (--max-value-bytes): what one event's value may weigh. */
+  maxValueBytes: number
 }
 
 const POLL_MS = 100
@@ -62,7 +64,7 @@ export function resumeCursor (since: unknown, lastEventId: unknown): WatchCursor
 }
 
 export function registerWatchRoutes (app: FastifyInstance, o: WatchRoutesOptions): void {
-  const feeds = new FeedClient(o.credentials, { peerOf: (url) => peerInMap(o.table(), url) })
+  const feeds = new FeedClient(o.credentials, { peerOf: (url) => peerInMap(o.table(), url), maxValueBytes: o.maxValueBytes })
   const open = new Map<string, number>()
   const streams = new Set<WatchStream>()
   void new Gauge({ name: `${METRIC_PREFIX}router_watch_streams`, help: 'Open watch streams.', registers: [o.registry], collect () { this.set(streams.size) } })

@@ -30,7 +30,7 @@ export interface FeedApiContext {
 /** Most entries one answer examines. */
 const MAX_LIMIT = 2000
 
-function toEvent (e: FeedEntry): WireFeedEvent {
+export function toEvent (e: FeedEntry): WireFeedEvent {
   const ev: WireFeedEvent = { seq: e.seq, key: e.key, op: e.deleted ? 'delete' : 'put', etag: formatEtag(e.version) }
   if (!e.deleted) ev.contentType = e.contentType
   if (e.reason !== null) ev.reason = e.reason
@@ -38,23 +38,26 @@ function toEvent (e: FeedEntry): WireFeedEvent {
 }
 
 /** Adds each put's value while it is the key's live version; past the byte budget, cuts the answer there. */
-function withValues (store: KvStore, answer: WireFeedReply): void {
+export function withValues (store: KvStore, answer: WireFeedReply): void {
   const now = Date.now()
   let bytes = 0
   for (let i = 0; i < answer.events.length; i++) {
     const ev = answer.events[i] as WireFeedEvent
     if (ev.op !== 'put') continue
-    if (bytes >= FEED_VALUE_BUDGET) {
-      // The cursor stops before this entry: the next read starts with it.
+    const live = store.get(ev.key, now)
+    if (live === undefined || formatEtag(live.version) !== ev.etag) {
+      ev.valueOmitted = 'superseded'
+      continue
+    }
+    // Past the budget the answer ends before this entry (the next read starts with it);
+    // the first value always goes, so an answer holds at most max(budget, one value).
+    if (bytes > 0 && bytes + live.value.length > FEED_VALUE_BUDGET) {
       answer.events = answer.events.slice(0, i)
       answer.next = ev.seq - 1
       return
     }
-    const live = store.get(ev.key, now)
-    if (live !== undefined && formatEtag(live.version) === ev.etag) {
-      ev.value = live.value.toString('base64')
-      bytes += live.value.length
-    } else ev.valueOmitted = 'superseded'
+    ev.value = live.value.toString('base64')
+    bytes += live.value.length
   }
 }
 

@@ -97,8 +97,9 @@ export type ValueOmitted = 'superseded'
 /** `GET /internal/feed`'s query: after=<seq>&prefix=<p>&limit=<n>[&values=1]. */
 export const FEED_VALUES_PARAM = 'values'
 /**
- * Value bytes one feed answer carries at most (at least one entry, whatever its size):
- * with values, an answer ends early rather than grow to limit × the largest value.
+ * Value bytes one feed answer carries at most, but for its first value, which always
+ * goes (whatever its size): with values, an answer ends early rather than grow to
+ * limit × the largest value. So an answer holds max(budget, the largest value) bytes of values.
  */
 export const FEED_VALUE_BUDGET = 1024 * 1024
 
