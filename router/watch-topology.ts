@@ -27,7 +27,9 @@ import type { WatchCursor } from '../src/protocol/watch'
  *   each other: that too is `cursor_compacted`.
  *
  * What this cannot see: a group added and removed again entirely while a client was
- * away (the cursor and the map then name the same groups). docs/api.md says so.
+ * away, or a removed group's id reused by a new one meanwhile (the cursor and the map
+ * then name the same groups): that would take the map's history, which no part keeps.
+ * docs/api.md says so.
  */
 
 export interface MapGroup { id: string, state: GroupState }
