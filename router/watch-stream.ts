@@ -141,8 +141,10 @@ export class WatchStream {
     const positions = new Map<string, number>()
     const retiring = [...primaries].filter(([g]) => plan.roles.get(g) === 'retire')
     if (retiring.length > 0) {
-      await this.readAndDeliver(table, retiring, primaries, positions)
-      if (this.topology.retire(this.cursor, plan.roles)) return { more: true, positions }
+      const more = await this.readAndDeliver(table, retiring, primaries, positions)
+      // Still short of the end (replication behind, or no answer): the next round, after
+      // the poll interval unless a feed has more right now.
+      if (this.topology.retire(this.cursor, plan.roles)) return { more, positions }
     }
     const readable = [...primaries].filter(([g]) => plan.roles.get(g) === 'read' && !this.gate.isHeld(g))
     let more = await this.readAndDeliver(table, readable, primaries, positions)
