@@ -25,6 +25,8 @@ import { registerCheckRoute } from './check'
 import { MapFeed } from './map-feed'
 import { RouterRoster } from './router-roster'
 import type { Leadership, ServiceDirectory } from './leadership'
+import { ShardKvError } from '../src/protocol/errors'
+import { HEALTH_PATH, METRICS_PATH } from '../src/protocol/wire'
 
 /**
  * A leading coordinator's listeners and control loops (always, with the file registry;
@@ -67,12 +69,14 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
   const tls = loadListenerTls(config.tlsCert, config.tlsKey)
   const app = createApiServer({ log, maxValueBytes: 1024 * 1024, limits: config, tls })
   installClientGuard(app, guard)
+  refuseOnceDeposed(app, leadership)
   await registerOpenApi(app)
   app.addHook('onResponse', (request, reply, done) => {
     metrics.observeRequest(request.method, reply.statusCode, reply.elapsedTime)
     done()
   })
   const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
+  if (peerApp !== undefined) refuseOnceDeposed(peerApp, leadership)
   // Routers find the peer listener in /healthz, as the coordinator finds shard nodes'.
   const peer = (): PeerHealth => peerApp === undefined ? {} : { peerPort: (peerApp.server.address() as AddressInfo | null)?.port, peerTls: credentials.tls !== undefined }
   const parts = await registerControl(app, coord, config, { metrics, credentials, log, peer, leading: () => leadership.isLeader(), directory: leadership.directory })
@@ -111,6 +115,22 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
     await closing
   }
   return { url, peerUrl, coordinator: coord, close, reloadTokens: () => guard.reload() }
+}
+
+/**
+ * A term that lost its leadership answers as a standby at once (503 `not_leader`, which routers
+ * take as "ask etcd who leads") until it is closed, rather than attempt changes that its
+ * guarded writes would refuse; /healthz and /metrics still answer.
+ */
+function refuseOnceDeposed (app: FastifyInstance, leadership: Leadership): void {
+  app.addHook('onRequest', (request, _reply, done) => {
+    const path = (request.raw.url ?? '').split('?')[0]
+    if (leadership.isLeader() || path === HEALTH_PATH || path === METRICS_PATH) {
+      done()
+      return
+    }
+    done(new ShardKvError('not_leader', 'this coordinator no longer leads: it is standing by again'))
+  })
 }
 
 /** A coordinator's peer listener: the client listener's HTTP edge, HTTPS with client certificates under peer TLS. */

@@ -1,3 +1,4 @@
+import { ShardKvError } from '../protocol/errors'
 import type { ClusterMap } from '../membership/map'
 import type { RebalanceState } from '../membership/rebalance'
 
@@ -17,10 +18,14 @@ export interface RegistryState {
   pending: ClusterMap | undefined
 }
 
-/** A write refused because this writer no longer leads, or someone else changed the map. */
-export class RegistryConflict extends Error {
+/**
+ * A write refused because this writer no longer leads, or someone else changed the map, or
+ * whose outcome is unknown. To a client it is 503 `unavailable` (the control plane could not
+ * act: read the view before repeating), never a 500.
+ */
+export class RegistryConflict extends ShardKvError {
   constructor (message: string) {
-    super(message)
+    super('unavailable', message)
     this.name = 'RegistryConflict'
   }
 }
