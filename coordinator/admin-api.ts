@@ -6,6 +6,8 @@ import { planAdd, planRemove } from '../src/membership/rebalance'
 import { normalizeNodeUrl, type ClusterMap } from '../src/membership/map'
 import type { Rebalancer } from './rebalancer'
 import type { NodeClient } from '../src/peer/node-client'
+import type { WireNodeRegistration } from '../src/protocol/wire'
+import { registeredGroup } from '../src/registry/registered-group'
 import { ADD_GROUP_SCHEMA, REBALANCE_SCHEMA, REMOVE_GROUP_SCHEMA } from '../src/protocol/schemas'
 import { documented } from '../src/http/openapi'
 
@@ -21,6 +23,8 @@ export interface AdminContext {
   nodes: NodeClient
   /** A planned switchover is under way: a rebalance waits for it. */
   switchingOver: () => boolean
+  /** The nodes registered in etcd (absent with the file registry): an add may name only the group's id. */
+  registeredNodes?: () => Promise<WireNodeRegistration[]>
 }
 
 function refuseWhileBusy (ctx: AdminContext): void {
@@ -34,12 +38,9 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
     const id = body.id
     const weight = body.weight ?? 1
     if (typeof id !== 'string') throw new ShardKvError('invalid_request', 'id (a string) is required')
-    if (typeof body.url !== 'string') throw new ShardKvError('invalid_request', 'url (the new group\'s primary node) is required')
     if (typeof weight !== 'number') throw new ShardKvError('invalid_request', 'weight must be a number')
-    const replicas = body.replicas ?? []
-    if (!Array.isArray(replicas) || !replicas.every((r): r is string => typeof r === 'string')) throw new ShardKvError('invalid_request', 'replicas must be an array of node urls')
     refuseWhileBusy(ctx)
-    const url = normalizeNodeUrl(body.url)
+    const { url, replicas } = await groupNodes(ctx, id, body.url, body.replicas)
     const plan = planAdd(ctx.currentMap(), { id, url, weight, replicas })
     // The new node must answer, and must not hold keys: a node that still has rows
     // from an earlier life would serve them as current once it owns their keys.
@@ -59,4 +60,23 @@ export function registerAdminApi (app: FastifyInstance, ctx: AdminContext): void
   })
 
   app.get(ADMIN.rebalance, documented(REBALANCE_SCHEMA), (_request, reply) => reply.send({ rebalance: ctx.rebalancer.progress() }))
+}
+
+/**
+ * The new group's primary and replicas: as the request names them, or — naming no url, with
+ * the etcd registry — the nodes registered for that group id (registeredGroup decides).
+ */
+async function groupNodes (ctx: AdminContext, id: string, url: unknown, replicas: unknown): Promise<{ url: string, replicas: string[] }> {
+  if (url === undefined && replicas === undefined && ctx.registeredNodes !== undefined) {
+    const entries = await ctx.registeredNodes().catch((err: Error) => {
+      throw new ShardKvError('unavailable', `cannot read the registered nodes from etcd: ${err.message}`)
+    })
+    const found = registeredGroup(entries, id)
+    if (!found.ok) throw new ShardKvError('invalid_request', found.why)
+    return { url: found.url, replicas: found.replicas }
+  }
+  if (typeof url !== 'string') throw new ShardKvError('invalid_request', `url (the new group's primary node) is required${ctx.registeredNodes === undefined ? '' : ', or name none to use the nodes registered for the group'}`)
+  const list = replicas ?? []
+  if (!Array.isArray(list) || !list.every((r): r is string => typeof r === 'string')) throw new ShardKvError('invalid_request', 'replicas must be an array of node urls')
+  return { url: normalizeNodeUrl(url), replicas: list }
 }

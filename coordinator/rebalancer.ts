@@ -7,6 +7,7 @@ import type { MapRegistry } from '../src/registry/registry'
 import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState } from '../src/membership/rebalance'
 import type { NodeClient } from '../src/peer/node-client'
 import type { WireKeyTransfer } from '../src/protocol/wire'
+import { rowBytes, throttleDelayMs, type RebalanceRate } from '../src/membership/rebalance-throttle'
 
 /** The coordinator's map, as the rebalancer (and failover) change it. */
 export interface MapAuthority {
@@ -26,8 +27,8 @@ export interface RebalancerOptions {
   nodes: NodeClient
   maps: MapAuthority
   batchSize: number
-  /** Rows scanned per second at most (0: no limit). */
-  rowsPerSecond: number
+  /** How fast data may move (bytes and rows per second; 0: no limit of that kind). */
+  rate: RebalanceRate
   retryDelayMs?: number
 }
 
@@ -150,11 +151,9 @@ export class Rebalancer {
     }
   }
 
-  private async throttle (rows: number, startedAt: number): Promise<void> {
-    if (this.opts.rowsPerSecond <= 0) return
-    const wanted = rows / this.opts.rowsPerSecond * 1000
-    const spent = Date.now() - startedAt
-    if (wanted > spent) await sleep(wanted - spent)
+  private async throttle (batch: { rows: number, bytes: number }, startedAt: number): Promise<void> {
+    const wait = throttleDelayMs(this.opts.rate, batch, Date.now() - startedAt)
+    if (wait > 0) await sleep(wait)
   }
 
   private async copy (state: RebalanceState): Promise<void> {
@@ -190,7 +189,7 @@ export class Rebalancer {
         progress.copied += inserted
         progress.done = batch.done
         await this.persist()
-        await this.throttle(batch.scanned, startedAt)
+        await this.throttle({ rows: batch.scanned, bytes: rowBytes(batch.rows) }, startedAt)
       }
     }
   }
@@ -222,7 +221,8 @@ export class Rebalancer {
             progress.deleted += reply.deleted
             await this.persist()
           }
-          await this.throttle(this.opts.batchSize, startedAt)
+          // A purge moves no data: only the row rate paces it.
+          await this.throttle({ rows: reply.deleted, bytes: 0 }, startedAt)
         }
       }
     }

@@ -1,235 +1,101 @@
-import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance } from 'fastify'
 import type { CoordinatorConfig } from '../src/config/options'
-import { createApiServer, loadListenerTls } from '../src/http/server'
-import { ClientGuard, installClientGuard } from '../src/auth/client-guard'
-import { TokenStore } from '../src/auth/tokens'
-import { RateLimiter } from '../src/auth/rate-limit'
-import { loadPeerCredentials, requirePeerSecret, type PeerCredentials } from '../src/auth/peer'
-import { peerServerTls } from '../src/auth/tls'
-import { registerOpenApi } from '../src/http/openapi'
-import { listenUrl } from '../src/http/listen-url'
+import { loadPeerCredentials, type PeerCredentials } from '../src/auth/peer'
 import type { Logger } from '../src/log'
-import type { PeerHealth } from '../src/membership/map'
-import { Coordinator } from './coordinator'
-import { CoordinatorMetrics } from './metrics'
-import { registerAdminRoutes } from './admin-routes'
-import { registerAdminApi } from './admin-api'
-import { registerInSyncRoute, registerReplicationRoutes } from './replication-routes'
-import { Rebalancer } from './rebalancer'
-import { FailoverMonitor } from './failover'
-import { registerSwitchoverRoute, Switchover } from './switchover'
-import { registerDashboard } from './dashboard'
-import { registerCheckRoute } from './check'
-import { MapFeed } from './map-feed'
-import { leadershipOf, type Leadership } from './leadership'
-import { startStandby } from './standby'
 import type { WireLeader } from '../src/protocol/wire'
+import type { Coordinator } from './coordinator'
+import { leadershipOf, type Leadership } from './leadership'
+import { startStandby, type Standby } from './standby'
+import { startActive, type ActiveCoordinator } from './active'
 
 /**
  * A coordinator process: the control plane (DESIGN: the coordinator). It holds the map
  * in its registry, checks every node's health, grants primaries' leases, fails over,
- * rebalances, and serves the admin API, the cluster view and the dashboard on its client
- * listener; on its peer listener (or a secret-guarded scope of the client one) it takes
- * primaries' in-sync changes and feeds the map to the routers that follow it. Routers
+ * rebalances, and serves the admin API, the cluster view and the dashboard; routers
  * relay their clients' admin calls here, so operators keep talking to a router.
+ *
+ * With the file registry it is the only coordinator and leads from the start. With etcd
+ * it lives in terms: it stands by (campaigning, answering 503 `not_leader` on its ports),
+ * leads once elected, and when it is deposed (its lease ran out on its own clock, or etcd
+ * said so) it drops everything the term started — loops, listeners, in-memory state — and
+ * stands by again on the same ports. Nothing of a term survives into the next: the next
+ * term (this process's or a rival's) resumes from what etcd holds.
  */
 
 export interface RunningCoordinator {
   url: string
   /** Where nodes and routers reach the peer endpoints (the advertised URL when one is set). */
   peerUrl: string
-  /** Undefined while a standby (etcd registry) has not been elected. */
-  coordinator: Coordinator | undefined
+  /** The coordinator of the current term; undefined while standing by. */
+  coordinator: () => Coordinator | undefined
   close: () => Promise<void>
-  /** Re-reads the tokens file (SIGHUP); false when it is not configured or the file is bad. */
+  /** Re-reads the tokens file (SIGHUP); false when it is not configured, the file is bad, or it stands by. */
   reloadTokens: () => boolean
 }
 
-interface ControlParts {
-  rebalancer: Rebalancer
-  failover: FailoverMonitor
-  feed: MapFeed
-}
+/** How long a deposed term may take to stop before the process gives up and exits (`onStuck`). */
+export const TERM_STOP_BUDGET_MS = 15_000
 
-export async function startCoordinator (config: CoordinatorConfig, log: Logger, onDeposed: (why: string) => void = () => undefined): Promise<RunningCoordinator> {
-  const leadership = leadershipOf({ registry: config.registry, cluster: config.registryCluster, dataDir: config.dataDir, ttlSeconds: config.leaderTtlSeconds, log, onDeposed })
+export async function startCoordinator (config: CoordinatorConfig, log: Logger, onStuck: (why: string) => void = () => undefined): Promise<RunningCoordinator> {
+  const leadership = leadershipOf({ registry: config.registry, cluster: config.registryCluster, dataDir: config.dataDir, ttlSeconds: config.leaderTtlSeconds, log })
   const credentials = loadPeerCredentials(config)
   if (leadership.kind === 'file') {
     const active = await startActive(config, log, leadership, credentials)
-    return { ...active, close: async () => { await active.close(); await leadership.close() } }
+    return { ...active, coordinator: () => active.coordinator, close: async () => { await active.close(); await leadership.close() } }
   }
-  // With etcd it campaigns first: a standby answers /healthz (leader: false) and 503
-  // elsewhere on the same ports, and gives them to the control plane once elected.
-  const standby = await startStandby(config, log, leadership, credentials)
-  const self: WireLeader = { url: standby.url, peer: config.advertiseUrl !== '' ? config.advertiseUrl : standby.peerUrl }
-  let active: RunningCoordinator | undefined
+  return await startTerms(config, log, leadership, credentials, onStuck)
+}
+
+/** Standby, leader, standby again…: one port pair throughout, handed from one to the next. */
+async function startTerms (config: CoordinatorConfig, log: Logger, leadership: Leadership, credentials: PeerCredentials, onStuck: (why: string) => void): Promise<RunningCoordinator> {
+  const first = await startStandby(config, log, leadership, credentials)
+  // The ports the first standby got (0 in the config: OS-chosen) are kept for every later term.
+  const ports = { ...config, port: first.port, peerPort: first.peerPort ?? config.peerPort }
+  const self: WireLeader = { url: first.url, peer: config.advertiseUrl !== '' ? config.advertiseUrl : first.peerUrl }
+  let serving: Standby | ActiveCoordinator = first
   let stopped = false
-  const elected = (async () => {
-    await leadership.acquire(self)
-    if (stopped) return
-    await standby.close()
-    active = await startActive({ ...config, port: standby.port, peerPort: standby.peerPort ?? config.peerPort }, log, leadership, credentials)
+  let stop: () => void = () => undefined
+  const stopping = new Promise<string>((resolve) => { stop = () => resolve('closing') })
+  const cycle = (async () => {
+    while (!stopped) {
+      await leadership.acquire(self)
+      if (stopped) return
+      await serving.close()
+      serving = await startActive(ports, log, leadership, credentials)
+      const why = await Promise.race([leadership.deposed(), stopping])
+      if (stopped) return
+      log.warn({ event: 'coordinator-standing-by-again', why }, 'deposed: stopping this term and standing by again')
+      await stopWithin(serving, TERM_STOP_BUDGET_MS)
+      serving = await startStandby(ports, log, leadership, credentials)
+    }
   })().catch((err: unknown) => {
     if (stopped) return
-    log.fatal({ event: 'coordinator-start-failed', err }, 'could not take over as the leading coordinator')
-    onDeposed(`could not start leading: ${(err as Error).message}`)
+    log.fatal({ event: 'coordinator-term-failed', err }, 'could not change between standing by and leading')
+    onStuck(`could not change terms: ${(err as Error).message}`)
   })
   return {
-    url: standby.url,
+    url: first.url,
     peerUrl: self.peer,
-    coordinator: undefined,
+    coordinator: () => 'coordinator' in serving ? serving.coordinator : undefined,
     close: async () => {
       stopped = true
-      await (active?.close() ?? standby.close())
+      stop()
       await leadership.close()
-      await elected
+      await cycle
+      await serving.close()
     },
-    reloadTokens: () => active?.reloadTokens() ?? false
+    reloadTokens: () => 'reloadTokens' in serving ? serving.reloadTokens() : false
   }
 }
 
-/** The control plane at work: this coordinator leads (always, with the file registry). */
-async function startActive (config: CoordinatorConfig, log: Logger, leadership: Leadership, credentials: PeerCredentials): Promise<RunningCoordinator> {
-  const metrics = new CoordinatorMetrics(
-    () => coord.epoch,
-    () => leadership.isLeader(),
-    () => coord.view().groups.flatMap((g) => g.nodes.map((n) => ({ group: g.id, url: n.url, role: n.role, position: n.position, lag: n.lag }))),
-    () => coord.view().groups.map((g) => ({ group: g.id, inSyncReplicas: g.inSyncReplicas, redundancy: g.redundancy }))
-  )
-  const coord = await Coordinator.open({ dataDir: config.dataDir, groups: config.groups, vnodes: config.vnodes, healthIntervalMs: config.healthIntervalMs, log, metrics, credentials, registry: leadership.registry })
-  coord.nodes.fence = leadership.fence()
-  const guard = new ClientGuard({
-    tokens: config.tokensFile === '' ? undefined : new TokenStore(config.tokensFile, log),
-    limits: new RateLimiter({ perToken: config.rateLimitPerToken, perIp: config.rateLimitPerIp, windowMs: config.rateLimitWindowMs })
-  })
-  const tls = loadListenerTls(config.tlsCert, config.tlsKey)
-  const app = createApiServer({ log, maxValueBytes: 1024 * 1024, limits: config, tls })
-  installClientGuard(app, guard)
-  await registerOpenApi(app)
-  app.addHook('onResponse', (request, reply, done) => {
-    metrics.observeRequest(request.method, reply.statusCode, reply.elapsedTime)
-    done()
-  })
-  const peerApp = config.peerPort >= 0 ? peerServer(config, log, credentials) : undefined
-  // Routers find the peer listener in /healthz, as the coordinator finds shard nodes'.
-  const peer = (): PeerHealth => peerApp === undefined ? {} : { peerPort: (peerApp.server.address() as AddressInfo | null)?.port, peerTls: credentials.tls !== undefined }
-  const parts = await registerControl(app, coord, config, { metrics, credentials, log, peer, leading: () => leadership.isLeader() })
-  void (peerApp ?? app).register(async (scope) => {
-    requirePeerSecret(scope, credentials.secret)
-    registerInSyncRoute(scope, { transition: coord.transition.bind(coord), senderChecks: credentials.secret !== undefined })
-    parts.feed.register(scope)
+/** Closes a deposed term; one that cannot stop in time (a loop stuck on an unreachable node) fails the process. */
+async function stopWithin (term: ActiveCoordinator, budgetMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`the deposed term did not stop within ${budgetMs} ms`)), budgetMs)
   })
   try {
-    await app.listen({ host: config.host, port: config.port })
-    await peerApp?.listen({ host: config.host, port: config.peerPort })
-  } catch (err) {
-    await Promise.allSettled([app.close(), peerApp?.close(), coord.close()])
-    throw err
-  }
-  const url = listenUrl(app.server.address() as AddressInfo, tls !== undefined)
-  const listenedPeer = peerApp === undefined ? url : listenUrl(peerApp.server.address() as AddressInfo, credentials.tls !== undefined)
-  const peerUrl = config.advertiseUrl !== '' ? config.advertiseUrl : listenedPeer
-  coord.setAdvertisedUrl(peerUrl)
-  coord.start()
-  parts.failover.start()
-  let stopping = false
-  const startup = installOnStartup(coord, log, () => stopping, () => { if (!stopping) parts.rebalancer.resume() })
-  let closing: Promise<void> | undefined
-  const close = async (): Promise<void> => {
-    closing ??= (async () => {
-      stopping = true
-      parts.feed.close()
-      await Promise.all([app.close(), peerApp?.close()])
-      await parts.rebalancer.stop()
-      await parts.failover.stop()
-      await startup
-      await coord.close()
-    })()
-    await closing
-  }
-  return { url, peerUrl, coordinator: coord, close, reloadTokens: () => guard.reload() }
-}
-
-/** A coordinator's peer listener: the client listener's HTTP edge, HTTPS with client certificates under peer TLS. */
-function peerServer (config: CoordinatorConfig, log: Logger, credentials: PeerCredentials): FastifyInstance {
-  return createApiServer({ log, maxValueBytes: 1024 * 1024, limits: config, ...(credentials.tls !== undefined ? { tls: peerServerTls(credentials.tls) } : {}) })
-}
-
-/** The control loops and the client listener's routes: admin API, cluster view, dashboard, switchover, check. */
-async function registerControl (app: FastifyInstance, coord: Coordinator, config: CoordinatorConfig,
-  ctx: { metrics: CoordinatorMetrics, credentials: PeerCredentials, log: Logger, peer: () => PeerHealth, leading: () => boolean }): Promise<ControlParts> {
-  const { metrics, credentials, log } = ctx
-  const transition = coord.transition.bind(coord)
-  const rebalancer = await Rebalancer.open({
-    registry: coord.registry,
-    log,
-    nodes: coord.nodes,
-    maps: { current: () => coord.map(), transition },
-    batchSize: config.rebalanceBatch,
-    rowsPerSecond: config.rebalanceRowsPerSec
-  })
-  const feed = new MapFeed(() => coord.map(), ctx.leading)
-  coord.onPublish((map) => feed.published(map))
-  registerAdminRoutes(app, coord, metrics, () => rebalancer.progress(), ctx.leading, ctx.peer)
-  // Before the switchover route: the dashboard hooks it as it is added.
-  registerDashboard(app, { coordinator: coord, rebalance: () => rebalancer.progress(), routers: () => feed.routerUrls(), credentials, log })
-  registerAdminApi(app, { currentMap: () => coord.map(), rebalancer, nodes: coord.nodes, switchingOver: () => switchover.isRunning() })
-  registerReplicationRoutes(app, { transition, nodes: coord.nodes })
-  const failover = new FailoverMonitor({
-    map: () => coord.map(),
-    transition,
-    statusOf: (url) => coord.health.statusOf(url),
-    nodes: coord.nodes,
-    log,
-    intervalMs: config.healthIntervalMs,
-    leaseMs: config.leaseMs,
-    missedChecks: config.failoverAfter,
-    onFailover: (group) => metrics.countFailover(group)
-  })
-  const switchover = new Switchover({
-    map: () => coord.map(),
-    transition,
-    nodes: coord.nodes,
-    statusOf: (url) => coord.health.statusOf(url),
-    leases: failover,
-    rebalancing: () => rebalancer.isRunning(),
-    log,
-    // Clients' writes wait (retried 421s) while the replica catches up: give up well within their retry budget.
-    catchUpTimeoutMs: Math.max(1000, Math.floor(config.retryTimeoutMs / 2))
-  })
-  registerSwitchoverRoute(app, switchover)
-  registerCheckRoute(app, { map: () => coord.map(), nodes: coord.nodes, credentials })
-  return { rebalancer, failover, feed }
-}
-
-/**
- * First completes a transition this coordinator had begun installing when it died
- * (Coordinator.resumePending), then resumes a persisted rebalance, then installs the
- * current map everywhere so every node knows this coordinator's URL. That last step is
- * best effort: nodes that lag are caught up by the health checker anyway, and a
- * resumed rebalance installs newer maps itself (nodes may hold the map of an
- * interrupted rebalance phase, which the rebalance redoes).
- */
-async function installOnStartup (coord: Coordinator, log: Logger, stopped: () => boolean, resume: () => void): Promise<void> {
-  for (let attempt = 1; !stopped(); attempt++) {
-    try {
-      await coord.resumePending()
-      break
-    } catch (err) {
-      if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'resume-transition-retry', attempt, err: (err as Error).message }, 'could not complete the interrupted transition yet; retrying')
-      await sleep(500)
-    }
-  }
-  resume()
-  for (let attempt = 1; attempt <= 20 && !stopped(); attempt++) {
-    try {
-      await coord.transition('startup', (current) => current)
-      return
-    } catch (err) {
-      if (attempt === 1 || attempt % 10 === 0) log.warn({ event: 'startup-install-retry', attempt, err: (err as Error).message }, 'could not install the map on every node yet; retrying')
-      await sleep(500)
-    }
+    await Promise.race([term.close(), late])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -94,6 +94,13 @@ async function relayTo (agent: Dispatcher, opts: RelayOptions, streams: Set<Rela
       if (next === undefined || next === target) throw err
       return await call(next)
     })
+    const refusal = await refusalOf(res)
+    if (refusal !== undefined) {
+      // A coordinator standing by changed nothing (not_leader): ask whoever leads now, for any method.
+      const next = refusal.standby ? await opts.refreshCoordinator() : undefined
+      if (next === undefined || next === target) return await reply.code(res.statusCode).type('application/json').send(refusal.text)
+      res = await call(next)
+    }
   } catch (err) {
     const maybeApplied = request.method !== 'GET'
     throw new ShardKvError('unavailable', `the coordinator did not answer (${describeUpstreamError(err)})${maybeApplied ? ': the call may or may not have been applied; read the cluster view before repeating it' : ''}`)
@@ -110,4 +117,15 @@ async function relayTo (agent: Dispatcher, opts: RelayOptions, streams: Set<Rela
     return reply
   }
   return await reply.send(res.body)
+}
+
+/** A coordinator's 503 answer, read (so the body is consumed), and whether it is a standby's `not_leader`. */
+async function refusalOf (res: Dispatcher.ResponseData): Promise<{ text: string, standby: boolean } | undefined> {
+  if (res.statusCode !== 503 || !String(res.headers['content-type'] ?? '').startsWith('application/json')) return undefined
+  const text = await res.body.text()
+  try {
+    return { text, standby: (JSON.parse(text) as { error?: unknown }).error === 'not_leader' }
+  } catch {
+    return { text, standby: false }
+  }
 }

@@ -8,6 +8,8 @@ import { clusterKeys, EtcdRegistry } from '../src/registry/etcd/etcd-registry'
 import { EtcdLeadership, parseLeader } from '../src/registry/etcd/leadership'
 import type { MapWatch } from '../src/registry/registry'
 import { FollowedTable, type MapFollower } from './map-follower'
+import { Registration, routerEntryKey } from '../src/registry/etcd/directory'
+import type { WireRouterRegistration } from '../src/protocol/wire'
 
 /** How often the leader key is read for where admin calls go (a relayed call that finds the old leader gone asks again at once). */
 const LEADER_POLL_MS = 1000
@@ -25,13 +27,15 @@ export class EtcdFollower implements MapFollower {
   private stopped = false
   private leaderLoop: Promise<void> | undefined
   private readonly election: EtcdLeadership
+  private registration: Registration | undefined
 
-  private constructor (private readonly gateway: EtcdGateway, private readonly registry: EtcdRegistry, leaderKey: string, private readonly log: Logger) {
+  private constructor (private readonly gateway: EtcdGateway, private readonly registry: EtcdRegistry, leaderKey: string, private readonly log: Logger,
+    private readonly cluster: string, private readonly ttlSeconds: number) {
     // Only read: who holds the key (this router never campaigns).
     this.election = new EtcdLeadership(gateway, { key: leaderKey, candidate: '', ttlSeconds: 1 })
   }
 
-  static open (opts: { registry: string, cluster: string, log: Logger }): EtcdFollower {
+  static open (opts: { registry: string, cluster: string, registrationTtlSeconds: number, log: Logger }): EtcdFollower {
     let endpoints: string[]
     try {
       const spec = parseRegistry(opts.registry)
@@ -42,11 +46,19 @@ export class EtcdFollower implements MapFollower {
       throw new ConfigError((err as Error).message)
     }
     const gateway = new EtcdGateway({ endpoints })
-    return new EtcdFollower(gateway, new EtcdRegistry({ gateway, cluster: opts.cluster }), clusterKeys(opts.cluster).leader, opts.log)
+    return new EtcdFollower(gateway, new EtcdRegistry({ gateway, cluster: opts.cluster }), clusterKeys(opts.cluster).leader, opts.log, opts.cluster, opts.registrationTtlSeconds)
   }
 
   table (): RoutingTable {
     return this.held.table
+  }
+
+  async newer (after: number, waitMs: number): Promise<RoutingTable | undefined> {
+    return await this.held.newer(after, waitMs)
+  }
+
+  release (): void {
+    this.held.release()
   }
 
   coordinatorUrl (): string | undefined {
@@ -65,8 +77,19 @@ export class EtcdFollower implements MapFollower {
     return await this.held.first(timeoutMs, () => this.stopped)
   }
 
+  /** Registers this router under a lease, so the leading coordinator lists it (the dashboard's traffic line). */
+  announce (url: string): void {
+    if (this.stopped || this.registration !== undefined) return
+    const entry: WireRouterRegistration = { url, pid: process.pid, startedAt: new Date().toISOString() }
+    this.registration = new Registration(this.gateway, routerEntryKey(this.cluster, url), entry, this.ttlSeconds, {
+      onLost: (why) => this.log.warn({ event: 'registration-lost', why }, 'not registered in etcd; trying again')
+    })
+  }
+
   async close (): Promise<void> {
     this.stopped = true
+    // Out of the registry first: the coordinator stops counting this router now, not after the TTL.
+    await this.registration?.close()
     await this.watch?.close()
     await this.leaderLoop
     await this.gateway.close()

@@ -8,6 +8,7 @@ import { RoutingTable } from '../src/membership/routing-table'
 import { CONTROL_ANSWER_MAX_BYTES, CLUSTER_VIEW_MAX_BYTES } from '../src/protocol/limits'
 import { HEALTH_PATH, INTERNAL_COORDINATOR, MAP_FOLLOW_MAX_WAIT_MS, type WireMapFollow } from '../src/protocol/wire'
 import type { Logger } from '../src/log'
+import { ShardKvError } from '../src/protocol/errors'
 
 /**
  * How a router knows the map: the data plane's one view of the control plane (the
@@ -17,11 +18,17 @@ import type { Logger } from '../src/log'
 export interface MapFollower {
   /** The routing table of the newest map known; an empty one (every key 503) before the first. */
   table: () => RoutingTable
+  /** The table that replaces the current one past epoch `after`, or undefined after `waitMs` (or at shutdown). */
+  newer: (after: number, waitMs: number) => Promise<RoutingTable | undefined>
+  /** Answers every pending `newer` with undefined: a closing router must not hold connections open. */
+  release: () => void
   /** The client URL of the coordinator that acts (admin calls are relayed there), when known. */
   coordinatorUrl: () => string | undefined
   /** Asks again who acts (after that coordinator refused a connection); resolves with the answer. */
   refreshCoordinator: () => Promise<string | undefined>
   start: () => void
+  /** The router listens at `url`: where the map source lists routers (etcd), it registers there. */
+  announce: (url: string) => void
   /** Resolves once a map has arrived, or after `timeoutMs` without one (false). */
   firstMap: (timeoutMs: number) => Promise<boolean>
   close: () => Promise<void>
@@ -34,10 +41,13 @@ const MAX_BACKOFF_MS = 2000
 const FOLLOW_SLACK_MS = 5000
 /** The hold asked for before the router listens (see followOnce). */
 const UNNAMED_WAIT_MS = 500
+/** Direct clients holding a map follow open on one router at once (each is one idle connection). */
+const MAX_MAP_WAITERS = 1024
 
-/** Holds the newest table; shared by every follower kind. */
+/** Holds the newest table, and answers those waiting for the next one; shared by every follower kind. */
 export class FollowedTable {
   private current = new RoutingTable(EMPTY_MAP)
+  private readonly waiters = new Set<(table: RoutingTable | undefined) => void>()
 
   get table (): RoutingTable {
     return this.current
@@ -50,11 +60,32 @@ export class FollowedTable {
     return this.current.epoch > 0
   }
 
+  /** See MapFollower.newer; at most MAX_MAP_WAITERS wait at once (past that: unavailable). */
+  async newer (after: number, waitMs: number): Promise<RoutingTable | undefined> {
+    if (this.current.epoch > after) return this.current
+    if (waitMs <= 0) return undefined
+    if (this.waiters.size >= MAX_MAP_WAITERS) throw new ShardKvError('unavailable', `${MAX_MAP_WAITERS} clients already follow this router's map; ask again later`)
+    return await new Promise((resolve) => {
+      const answer = (table: RoutingTable | undefined): void => {
+        clearTimeout(timer)
+        this.waiters.delete(answer)
+        resolve(table)
+      }
+      const timer = setTimeout(() => answer(undefined), waitMs)
+      this.waiters.add(answer)
+    })
+  }
+
+  release (): void {
+    for (const answer of [...this.waiters]) answer(undefined)
+  }
+
   /** Adopts `raw` when it is a valid map newer than the one held; true when adopted. */
   offer (raw: unknown): boolean {
     const map = validateMap(raw)
     if (map.epoch <= this.current.epoch) return false
     this.current = new RoutingTable(map)
+    for (const answer of [...this.waiters]) answer(this.current)
     return true
   }
 }
@@ -79,6 +110,14 @@ export class CoordinatorFollower implements MapFollower {
     return this.held.table
   }
 
+  async newer (after: number, waitMs: number): Promise<RoutingTable | undefined> {
+    return await this.held.newer(after, waitMs)
+  }
+
+  release (): void {
+    this.held.release()
+  }
+
   coordinatorUrl (): string {
     return this.opts.coordinator
   }
@@ -87,6 +126,9 @@ export class CoordinatorFollower implements MapFollower {
   async refreshCoordinator (): Promise<string> {
     return this.opts.coordinator
   }
+
+  /** Routers name themselves in every follow (see followOnce): nothing to register. */
+  announce (): void {}
 
   start (): void {
     this.loop ??= this.follow()

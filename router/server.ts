@@ -26,6 +26,7 @@ import { registerControlRelay } from './control-relay'
 import { CoordinatorFollower, type MapFollower } from './map-follower'
 import { EtcdFollower } from './etcd-follower'
 import { registerWatchRoutes } from './watch-routes'
+import { registerMapRoute } from './map-route'
 
 /**
  * A router process: the data plane. It forwards the data API to shard primaries by the
@@ -78,6 +79,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   })
   let draining = false
   registerServiceRoutes(app, metrics, () => follower.table().epoch)
+  registerMapRoute(app, follower)
   registerKvRoutes(app, { forwarder: reads, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
   serveAheadOfFastify(app.server, kvFastPath({ forwarder: reads, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining, guard }))
   registerBatchRoutes(app, {
@@ -105,6 +107,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     throw err
   }
   url = listenUrl(app.server.address() as AddressInfo, tls !== undefined)
+  follower.announce(config.advertiseUrl !== '' ? config.advertiseUrl : url)
 
   const close = drainThenClose(app, () => { draining = true }, async () => {
     await Promise.all([forwarder.close(), follower.close(), relay.close(), nodes.close()])
@@ -144,7 +147,7 @@ function drainThenClose (app: FastifyInstance, drain: () => void, closePools: ()
 async function followerOf (config: RouterConfig, credentials: PeerCredentials, log: Logger, self: () => string | undefined): Promise<MapFollower> {
   if (config.registry !== 'file') {
     if (config.coordinator !== '') throw new ConfigError('--coordinator and --registry etcd://... exclude each other: with etcd the router follows the map there')
-    return EtcdFollower.open({ registry: config.registry, cluster: config.registryCluster, log })
+    return EtcdFollower.open({ registry: config.registry, cluster: config.registryCluster, registrationTtlSeconds: config.registryTtlSeconds, log })
   }
   if (config.coordinator === '') throw new ConfigError('--coordinator is required (the URL of the coordinator whose map this router follows), or --registry etcd://...')
   let coordinator: string

@@ -1,9 +1,10 @@
-import type { ShardConfig } from '../src/config/options'
+import { ConfigError, type ShardConfig } from '../src/config/options'
 import { createLogger, type Logger } from '../src/log'
 import { KvStore } from '../src/storage/store'
 import { parseRegistry } from '../src/registry/registry-url'
 import { EtcdGateway } from '../src/registry/etcd/gateway'
-import { NodeRegistration } from '../src/registry/etcd/node-directory'
+import { nodeEntryKey, Registration } from '../src/registry/etcd/directory'
+import { normalizeNodeUrl } from '../src/membership/map'
 import type { WireNodeRegistration } from '../src/protocol/wire'
 import { createSupervisorMetrics, nodeMetricsText, type SupervisorMetrics } from './metrics'
 import { databasePath } from './paths'
@@ -108,11 +109,18 @@ export class Supervisor {
   }
 
   /** With an etcd registry: the node's entry under a lease, for as long as it runs. */
-  private register (url: string): void {
+  private register (listening: string): void {
     const spec = parseRegistry(this.config.registry)
     if (spec.kind !== 'etcd') return
     const gateway = new EtcdGateway({ endpoints: spec.endpoints })
-    const host = this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host
+    // Others reach the node where it advertises itself (its peer listener on that host too).
+    let url = listening
+    try {
+      if (this.config.advertiseUrl !== '') url = normalizeNodeUrl(this.config.advertiseUrl)
+    } catch (err) {
+      throw new ConfigError(`--advertise-url: ${(err as Error).message}`)
+    }
+    const host = new URL(url).host.replace(/:\d+$/, '')
     const entry: WireNodeRegistration = {
       nodeId: this.store.nodeId,
       group: this.config.group,
@@ -121,7 +129,7 @@ export class Supervisor {
       pid: process.pid,
       startedAt: new Date().toISOString()
     }
-    const registration = new NodeRegistration(gateway, this.config.registryCluster, entry, this.config.registryTtlSeconds, {
+    const registration = new Registration(gateway, nodeEntryKey(this.config.registryCluster, entry.nodeId), entry, this.config.registryTtlSeconds, {
       onRegistered: (lease) => this.log.info({ event: 'registered', registry: spec.endpoints, lease }, 'registered in etcd'),
       onLost: (why) => this.log.warn({ event: 'registration-lost', why }, 'not registered in etcd; trying again')
     })

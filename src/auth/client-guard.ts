@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { ShardKvError } from '../protocol/errors'
-import { BATCH_PATH, CLUSTER_PATH, DASHBOARD, HEADER, HEALTH_PATH, KV_PREFIX, METRICS_PATH, READY_PATH } from '../protocol/wire'
+import { BATCH_PATH, CLUSTER_MAP_PATH, CLUSTER_PATH, DASHBOARD, HEADER, HEALTH_PATH, KV_PREFIX, METRICS_PATH, READY_PATH } from '../protocol/wire'
 import type { PeerSecret } from './peer'
 import { DOCS_PATH, OPENAPI_PATH } from '../protocol/schemas'
 import type { RateLimiter } from './rate-limit'
@@ -129,7 +129,7 @@ export function ruleOf (url: string): RouteRule {
   if (path === BATCH_PATH) return 'authenticate'
   if (path.startsWith('/internal/')) return 'peer'
   if (path === METRICS_PATH || path === '/admin' || path.startsWith('/admin/')) return 'admin'
-  if (path === CLUSTER_PATH || path === DASHBOARD.events) return 'read'
+  if (path === CLUSTER_PATH || path === CLUSTER_MAP_PATH || path === DASHBOARD.events) return 'read'
   if (path === DASHBOARD.page || path.startsWith(`${DASHBOARD.page}/`)) return 'open'
   return 'authenticate'
 }

@@ -69,7 +69,7 @@ export class DirectTransport implements Transport {
     this.router = new RoutedTransport(routerUrl, { ...options, counter: this.counter })
     const ca = options.credentials?.ca
     this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1, ...(ca === undefined ? {} : { connect: { ca } }) })
-    this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs, this.auth)
+    this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs, this.auth, ca)
     this.maps.onChange((table) => { this.closePoolsOutside(table) })
     this.reads = new ReadCoalescing({
       maxKeys: options.readCoalesceMaxKeys,
@@ -190,7 +190,7 @@ export class DirectTransport implements Transport {
     this.closed = true
     const pools = [...this.pools.values()]
     this.pools.clear()
-    await Promise.all([this.router.close(), this.controlPool.close(), ...pools.map(async (p) => { await p.close() })])
+    await Promise.all([this.maps.close(), this.router.close(), this.controlPool.close(), ...pools.map(async (p) => { await p.close() })])
   }
 
   /**

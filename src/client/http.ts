@@ -10,13 +10,14 @@ import { readCapped } from '../http/capped-body'
  */
 export async function jsonRequest<T> (
   url: string,
-  options: { method?: Dispatcher.HttpMethod, body?: unknown, dispatcher?: Dispatcher, timeoutMs?: number, headers?: Readonly<Record<string, string>>, maxBytes?: number } = {}
+  options: { method?: Dispatcher.HttpMethod, body?: unknown, dispatcher?: Dispatcher, timeoutMs?: number, headers?: Readonly<Record<string, string>>, maxBytes?: number, signal?: AbortSignal } = {}
 ): Promise<{ status: number, body: T }> {
   const res = await request(url, {
     method: options.method ?? 'GET',
     headers: options.body !== undefined ? { ...options.headers, 'content-type': 'application/json' } : { ...options.headers },
     body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
     dispatcher: options.dispatcher,
+    signal: options.signal,
     headersTimeout: options.timeoutMs ?? 10_000,
     bodyTimeout: options.timeoutMs ?? 10_000
   })

@@ -78,6 +78,8 @@ export interface ClientStats {
   requests: Record<string, number>
   /** GET /cluster fetches (direct mode). */
   mapFetches: number
+  /** Maps that reached the client by following its router's map (direct mode), without a fetch. */
+  mapsFollowed: number
   /** The map epoch routed by (direct mode, once loaded). */
   epoch: number | undefined
   /** Nodes the client holds a connection pool to (direct mode); those that left the map are closed. */
@@ -204,6 +206,7 @@ export class KvClient {
       mode: this.mode,
       requests: this.transport.requestCounts(),
       mapFetches: direct?.maps.fetches ?? 0,
+      mapsFollowed: direct?.maps.followed ?? 0,
       epoch: direct?.maps.peek()?.epoch,
       openPools: direct?.openPools() ?? []
     }

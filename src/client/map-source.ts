@@ -6,17 +6,19 @@ import { toKvError, UnavailableError } from './errors'
 import { ShardKvError } from '../protocol/errors'
 import { jsonRequest } from './http'
 import type { Dispatcher } from 'undici'
+import { MapFollow } from './map-follow'
 
 /** A map a rebalance will replace soon: a handover, or a group being drained. */
 function unsettled (table: RoutingTable): boolean {
   return table.map.handover !== undefined || table.map.groups.some((g) => g.state === 'draining')
 }
 
-/** How often an unsettled map is refetched (see current()). */
+/** How often an unsettled map is refetched while the router's map cannot be followed (see now()). */
 const HANDOVER_POLL_MS = 500
 
 /**
- * The direct client's copy of the cluster map, fetched from the router's GET /cluster.
+ * The direct client's copy of the cluster map: fetched from the router's GET /cluster, then
+ * followed (MapFollow: a long poll on the router's own map) so that changes arrive unasked.
  *
  * Refreshes are single-flight: however many calls hit a 421 or a dead primary at once,
  * one /cluster request is in flight and all of them wait for its answer. A table only
@@ -28,11 +30,21 @@ export class MapSource {
   private inflight: Promise<RoutingTable> | undefined
   /** /cluster fetches made (for stats and tests). */
   fetches = 0
+  /** Maps that arrived by following the router's map (for stats and tests). */
+  followed = 0
   private fetchedAt = 0
   private readonly listeners: Array<(table: RoutingTable) => void> = []
+  private follow: MapFollow | undefined
+  private closed = false
 
   constructor (private readonly routerUrl: string, private readonly dispatcher: Dispatcher, private readonly timeoutMs: number,
-    private readonly headers: Readonly<Record<string, string>> = {}) {}
+    private readonly headers: Readonly<Record<string, string>> = {}, private readonly ca?: string | Buffer) {}
+
+  /** Stops following the router's map. */
+  async close (): Promise<void> {
+    this.closed = true
+    await this.follow?.close()
+  }
 
   /** The current table, fetching the map on first use. */
   async current (): Promise<RoutingTable> {
@@ -46,12 +58,12 @@ export class MapSource {
   now (): RoutingTable | undefined {
     const table = this.table
     if (table === undefined) return undefined
-    // Nothing tells a direct client that a rebalance settled (no node refuses it: the
-    // handover map routes every key it sends directly to an owner of both maps), so
-    // while the map is unsettled it is refetched in the background every so often;
-    // until then moving keys keep going through the router, which is correct, just slower.
-    // A draining group still in the map is unsettled too: the map that drops it follows.
-    if (unsettled(table) && this.inflight === undefined && Date.now() - this.fetchedAt > HANDOVER_POLL_MS) {
+    // No node tells a direct client that a rebalance settled (the handover map routes every
+    // key it sends directly to an owner of both maps): the follow does. While the follow is
+    // down, an unsettled map is refetched in the background every so often; until then
+    // moving keys keep going through the router, which is correct, just slower. A draining
+    // group still in the map is unsettled too: the map that drops it follows.
+    if (unsettled(table) && this.follow?.following !== true && this.inflight === undefined && Date.now() - this.fetchedAt > HANDOVER_POLL_MS) {
       this.refresh(table.epoch).catch(() => undefined)
     }
     return table
@@ -97,6 +109,18 @@ export class MapSource {
   private adopt (table: RoutingTable): void {
     if (table === this.table) return
     this.table = table
+    if (!this.closed) {
+      this.follow ??= new MapFollow(this.routerUrl, {
+        headers: this.headers,
+        ca: this.ca,
+        held: () => this.table?.epoch ?? -1,
+        offer: (raw) => {
+          const before = this.table
+          this.offer(raw)
+          if (this.table !== before) this.followed++
+        }
+      })
+    }
     for (const listener of this.listeners) listener(table)
   }
 

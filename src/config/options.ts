@@ -83,6 +83,7 @@ export const SHARD_OPTIONS = {
   registry: { flag: 'registry', env: 'SHARDKV_REGISTRY', kind: 'string', default: 'file', help: 'etcd://host:port[,host:port...]: register this node (id, group, data and peer URLs) in that etcd under a lease while it runs; file (the default): no registration.' },
   registryCluster: { flag: 'registry-cluster', env: 'SHARDKV_REGISTRY_CLUSTER', kind: 'string', default: 'shardkv', help: 'The cluster\'s name in the registry (etcd keys under /shardkv/<name>/).' },
   registryTtlSeconds: { flag: 'registry-ttl-seconds', env: 'SHARDKV_REGISTRY_TTL_SECONDS', kind: 'integer', default: 5, min: 1, help: 'Lease of the node\'s registration: a node that dies leaves the registry within this.' },
+  advertiseUrl: { flag: 'advertise-url', env: 'SHARDKV_SHARD_ADVERTISE_URL', kind: 'string', default: '', help: 'etcd registry: the data URL the node registers under (its peer listener on that host), when not the one it listens on (--host 0.0.0.0, a container, a pod).' },
   ...CREDENTIAL_OPTIONS,
   logLevel: { flag: 'log-level', env: 'SHARDKV_LOG_LEVEL', kind: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], help: 'pino log level.' }
 } as const satisfies OptionTable
@@ -110,6 +111,8 @@ export const ROUTER_OPTIONS = {
   coordinator: { flag: 'coordinator', env: 'SHARDKV_COORDINATOR', kind: 'string', default: '', help: 'URL of the coordinator whose map this router follows, and to which it relays the admin API, GET /cluster and the dashboard (file registry).' },
   registry: { flag: 'registry', env: 'SHARDKV_REGISTRY', kind: 'string', default: 'file', help: 'etcd://host:port[,host:port...]: follow the map in that etcd (a watch) and relay admin calls to the leading coordinator, instead of --coordinator; file (the default): follow --coordinator.' },
   registryCluster: { flag: 'registry-cluster', env: 'SHARDKV_REGISTRY_CLUSTER', kind: 'string', default: 'shardkv', help: 'The cluster\'s name in the registry (etcd keys under /shardkv/<name>/).' },
+  registryTtlSeconds: { flag: 'registry-ttl-seconds', env: 'SHARDKV_REGISTRY_TTL_SECONDS', kind: 'integer', default: 5, min: 1, help: 'etcd registry: lease of the router\'s registration (coordinators list live routers from it): a router that dies leaves the registry within this.' },
+  advertiseUrl: { flag: 'advertise-url', env: 'SHARDKV_ROUTER_ADVERTISE_URL', kind: 'string', default: '', help: 'etcd registry: the URL the router registers under (the coordinator reads its metrics there), when not the one it listens on.' },
   maxValueBytes: { flag: 'max-value-bytes', env: 'SHARDKV_MAX_VALUE_BYTES', kind: 'integer', default: MIB, min: 0, help: 'Largest value accepted (larger is 413).' },
   maxBatchOps: { flag: 'max-batch-ops', env: 'SHARDKV_MAX_BATCH_OPS', kind: 'integer', default: 1000, min: 1, help: 'Most operations in one POST /batch.' },
   maxBatchBytes: { flag: 'max-batch-bytes', env: 'SHARDKV_MAX_BATCH_BYTES', kind: 'integer', default: 16 * MIB, min: 1024, help: 'Largest POST /batch body (JSON, values base64-encoded).' },
@@ -133,7 +136,8 @@ export const COORDINATOR_OPTIONS = {
   groups: { flag: 'group', env: 'SHARDKV_GROUPS', kind: 'list', default: [], help: 'Initial groups as id=url[@weight], repeatable (env: comma-separated). Used only when no map is persisted yet.' },
   vnodes: { flag: 'vnodes', env: 'SHARDKV_VNODES', kind: 'integer', default: 2048, min: 1, help: 'Ring points per unit of group weight (stored with the map; fixed once the map exists).' },
   rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
-  rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 20000, min: 0, help: 'Throttle on rows scanned per second during a rebalance, to bound client latency (0: unthrottled).' },
+  rebalanceMibPerSec: { flag: 'rebalance-mib-per-sec', env: 'SHARDKV_REBALANCE_MIB_PER_SEC', kind: 'integer', default: 16, min: 0, help: 'Throttle on the data a rebalance moves, in MiB of keys and values per second, to bound client latency (0: no byte limit).' },
+  rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 0, min: 0, help: 'An optional second throttle, on rows per second copied or purged during a rebalance (for many tiny rows; 0: no row limit).' },
   healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 500, min: 50, help: 'How often the coordinator checks every node\'s /healthz and renews primaries\' leases.' },
   leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 1500, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal.' },
   failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Missed lease renewals in a row after which (once its lease ran out) a primary is replaced.' },

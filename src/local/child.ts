@@ -59,6 +59,13 @@ interface SpawnCommon {
    * stop children in order (router before shards) instead of all dying at once.
    */
   detached?: boolean | undefined
+  /**
+   * Run inside this network namespace (`ip netns exec NAME ...`, root only): a test places
+   * a process on its own address to partition it for real (test/harness/netns.ts).
+   * `ip netns exec` execs the program, so `pid` is still the program's own and stopping
+   * by PID works as without it.
+   */
+  netns?: string | undefined
 }
 
 /**
@@ -133,7 +140,8 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
   const detached = spec.detached === true
   const tail = new LineTail()
   const log = spec.logFile === undefined ? undefined : openLog(spec.logFile)
-  const [file, argv] = spec.executable === undefined ? [process.execPath, [spec.script, ...spec.args]] : [spec.executable, spec.args]
+  const [program, programArgs] = spec.executable === undefined ? [process.execPath, [spec.script, ...spec.args]] : [spec.executable, spec.args]
+  const [file, argv] = spec.netns === undefined ? [program, programArgs] : ['ip', ['netns', 'exec', spec.netns, program, ...programArgs]]
   const child = spawn(file, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...spec.env },

@@ -47,7 +47,7 @@ export function registryArgs (plane: EtcdPlane): string[] {
   return ['--registry', `etcd://${plane.endpoints.map((e) => new URL(e).host).join(',')}`, '--registry-cluster', plane.cluster]
 }
 
-/** Exit code 3 of a coordinator: it lost the leader key (coordinator/main.ts) and wants to campaign again. */
+/** Exit code 3 of a coordinator: it lost the leader key and its term could not stop (coordinator/server.ts); it wants to campaign again. */
 export function deposedRestart (status: { code: number | null }): string | undefined {
   return status.code === 3 ? 'lost the leadership (exit code 3)' : undefined
 }

@@ -35,6 +35,8 @@ interface CommonOptions {
   peerPort?: number
   /** Files every process of a secured cluster is given (src/local/credentials.ts); absent: none. */
   credentials?: LaunchCredentials
+  /** Run inside this network namespace (see SpawnSpec.netns); give `host` its address there. */
+  netns?: string
 }
 
 export interface LaunchCredentials {
@@ -166,7 +168,8 @@ async function launch (
       env: { ...leanEnv(), ...opts.env },
       logFile: opts.logFile === undefined ? undefined : resolve(opts.logFile),
       readyTimeoutMs: opts.readyTimeoutMs,
-      detached: opts.detached
+      detached: opts.detached,
+      netns: opts.netns
     })
   } catch (err) {
     // The commonest start failure deserves a plain sentence above the stack trace.

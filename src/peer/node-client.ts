@@ -96,10 +96,11 @@ export class NodeClient {
     }
   }
 
-  /** Installs `map` on a node, telling it which group and which node (`self`) it is. */
+  /** Installs `map` on a node, telling it which group and which node (`self`) it is (within timeoutMs: see `bounded`). */
   async installMap (nodeUrl: string, group: string, map: ClusterMap, coordinator?: string, timeoutMs = 5000): Promise<number> {
     const body: WireMapInstall = { group, self: nodeUrl, map, ...(coordinator !== undefined ? { coordinator } : {}), fence: this.fence }
-    const res = await jsonRequest<{ epoch: number }>(await this.target(nodeUrl) + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs })
+    const target = await this.target(nodeUrl)
+    const res = await bounded(timeoutMs, async (signal) => await jsonRequest<{ epoch: number }>(target + INTERNAL.map, { method: 'PUT', body, dispatcher: this.agent, timeoutMs, signal }))
     return res.body.epoch
   }
 
@@ -116,10 +117,11 @@ export class NodeClient {
     return (await jsonRequest<PurgeReply>(await this.target(nodeUrl) + INTERNAL.migrationPurge, { method: 'POST', body: { epoch, after, limit }, dispatcher: this.agent, timeoutMs: this.timeoutMs })).body
   }
 
-  /** Grants the primary of `group` at `term` the right to serve until `leaseUntil` (ms since the epoch). */
+  /** Grants the primary of `group` at `term` the right to serve until `leaseUntil` (ms since the epoch), within timeoutMs (see `bounded`). */
   async lease (nodeUrl: string, group: string, term: number, leaseUntil: number, timeoutMs: number): Promise<WireLeaseReply> {
     const body: WireLeaseGrant = { group, term, leaseUntil, ...this.claim() }
-    return (await jsonRequest<WireLeaseReply>(await this.target(nodeUrl) + INTERNAL_REPLICATION.lease, { method: 'POST', body, dispatcher: this.agent, timeoutMs })).body
+    const target = await this.target(nodeUrl)
+    return (await bounded(timeoutMs, async (signal) => await jsonRequest<WireLeaseReply>(target + INTERNAL_REPLICATION.lease, { method: 'POST', body, dispatcher: this.agent, timeoutMs, signal }))).body
   }
 
   /** Tells a fenced primary who takes over from which position (a planned switchover). */
@@ -150,4 +152,21 @@ export class NodeClient {
   async close (): Promise<void> {
     await Promise.all([this.agent.close(), this.plain.close()])
   }
+}
+
+/**
+ * Settles a control call within timeoutMs whatever its connection does. undici's timeouts
+ * start once a socket is connected, and an abort signal takes effect only then too: to a
+ * node behind a partition that drops packets, a new connection hangs for the agent's 10 s
+ * connect timeout, and a cut-off primary was failed over only after three such lease
+ * grants and a map install, 25 s (test/integration/partition-primary.test.ts). The
+ * signal still cancels the request, so a connection made late sends nothing.
+ */
+async function bounded<T> (timeoutMs: number, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  return await new Promise<T>((resolve, reject) => {
+    const expire = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', expire, { once: true })
+    call(signal).then(resolve, reject).finally(() => { signal.removeEventListener('abort', expire) })
+  })
 }

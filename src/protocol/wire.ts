@@ -11,6 +11,12 @@ export const HEALTH_PATH = '/healthz'
 export const READY_PATH = '/readyz'
 export const METRICS_PATH = '/metrics'
 export const CLUSTER_PATH = '/cluster'
+/**
+ * The router's own map, for direct clients to follow: `GET /cluster/map?after=<epoch>&wait=<ms>`,
+ * a long poll answered with the map the router routes by as soon as its epoch is past
+ * `after`, or 204 after `wait` ms (at most MAP_FOLLOW_MAX_WAIT_MS). Needs the read role.
+ */
+export const CLUSTER_MAP_PATH = '/cluster/map'
 /** Batches of gets, puts and deletes (router and shard nodes alike; see batch.ts). */
 export const BATCH_PATH = '/batch'
 /** Change streams: `GET /watch?prefix=<p>&since=<cursor>`, Server-Sent Events (src/protocol/watch.ts). */
@@ -133,6 +139,13 @@ export interface WireNodeRegistration {
   url: string
   /** The peer listener, when apart from the data port. */
   peer?: string
+  pid: number
+  startedAt: string
+}
+
+/** A router's entry in the registry (etcd key /shardkv/<cluster>/routers/<url>, on the router's lease). */
+export interface WireRouterRegistration {
+  url: string
   pid: number
   startedAt: string
 }

@@ -1,4 +1,3 @@
-import { unwatchFile, watchFile } from 'node:fs'
 import { join } from 'node:path'
 import { readJson, writeJsonAtomic } from '../membership/json-file'
 import type { RebalanceState } from '../membership/rebalance'
@@ -66,9 +65,12 @@ export class FileRegistry implements MapRegistry {
         onMap(map)
       }
     }
-    watchFile(this.file.path, { interval: this.pollMs, persistent: false }, check)
+    // Reads the file every pollMs rather than fs.watchFile: watchFile takes its first stat
+    // asynchronously, so a publish between watch() and that stat was never reported.
     check()
-    return { close: async () => { unwatchFile(this.file.path, check) } }
+    const timer = setInterval(check, this.pollMs)
+    timer.unref()
+    return { close: async () => { clearInterval(timer) } }
   }
 
   async close (): Promise<void> {}

@@ -3,8 +3,8 @@ import { kvPath } from '../../src/protocol/key'
 
 /**
  * A small HTTP client for tests, over undici. Every request goes to a loopback
- * address only: a test that builds a URL wrongly fails instead of sending traffic
- * anywhere else.
+ * address (or a host of a test network the test made, ./netns.ts) only: a test that
+ * builds a URL wrongly fails instead of sending traffic anywhere else.
  */
 
 export interface HttpResponse {
@@ -26,9 +26,27 @@ export interface RequestOptions {
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]'])
 
+/**
+ * Address prefixes ('10.213.7.') of the test networks that are up (./netns.ts): namespaces on
+ * a private bridge of this machine that run only the test's own processes, so traffic to
+ * them never leaves the machine either.
+ */
+const testNetworks = new Set<string>()
+
+/** Allows traffic to a test network's hosts until the returned function is called (its teardown). */
+export function allowTestNetwork (prefix: string): () => void {
+  testNetworks.add(prefix)
+  return () => { testNetworks.delete(prefix) }
+}
+
+function onTestNetwork (hostname: string): boolean {
+  for (const prefix of testNetworks) if (hostname.startsWith(prefix)) return true
+  return false
+}
+
 export function assertLoopback (url: string | URL): URL {
   const u = typeof url === 'string' ? new URL(url) : url
-  if (u.protocol !== 'http:' || !(LOOPBACK.has(u.hostname) || /^127\.\d+\.\d+\.\d+$/.test(u.hostname))) {
+  if (u.protocol !== 'http:' || !(LOOPBACK.has(u.hostname) || /^127\.\d+\.\d+\.\d+$/.test(u.hostname) || onTestNetwork(u.hostname))) {
     throw new Error(`test traffic must go to 127.0.0.1 only, refused ${u.href}`)
   }
   return u

@@ -2,13 +2,17 @@ import type tap from 'tap'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomInt } from 'node:crypto'
 import { isAlive, waitUntilDead } from './cluster'
+import { allowTestNetwork } from './http'
 
 /**
  * Hosts for partition tests: network namespaces the test creates, each with one veth
  * into a private bridge in the root namespace (which holds the bridge's own address, so
  * the test process can reach every host, as a client on the same network would). A
  * partition is real: `cut(host)` takes the host's link down and its packets are dropped,
- * so peers see timeouts, not refusals. Traffic stays between the test's own namespaces
+ * so peers see timeouts, not refusals; `block(a, b)` drops only what passes between two
+ * hosts (iptables in a's namespace), for a partition that leaves both their other peers.
+ * While the network is up, ./http.ts lets the test's clients reach its hosts.
+ * Traffic stays between the test's own namespaces
  * and the bridge. Processes started in a host are killed by PID, and the namespaces
  * and the bridge are deleted by the test's teardown, even on failure.
  *
@@ -33,6 +37,13 @@ export interface TestNetwork {
   /** Cuts a host off the network (its link goes down: packets are dropped). */
   cut: (host: NetHost) => void
   heal: (host: NetHost) => void
+  /**
+   * A partition between two hosts only: every packet between `a` and `b` is dropped
+   * (iptables DROP in a's namespace, both directions), while both keep talking to every
+   * other host. Established connections go silent too (peers see timeouts, not refusals).
+   */
+  block: (a: NetHost, b: NetHost) => void
+  unblock: (a: NetHost, b: NetHost) => void
 }
 
 export function netnsAvailable (): boolean {
@@ -47,6 +58,25 @@ export function netnsAvailable (): boolean {
 
 function ip (...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+}
+
+/** Makes the host's namespace, its address on a veth pair, and plugs the outer end into the bridge. */
+function plugIn (host: NetHost, bridge: string): void {
+  const inner = `${host.link}i`.slice(0, 15)
+  ip('netns', 'add', host.name)
+  ip('link', 'add', host.link, 'type', 'veth', 'peer', 'name', inner)
+  ip('link', 'set', inner, 'netns', host.name)
+  ip('-n', host.name, 'addr', 'add', `${host.ip}/24`, 'dev', inner)
+  ip('-n', host.name, 'link', 'set', inner, 'up')
+  ip('-n', host.name, 'link', 'set', 'lo', 'up')
+  ip('link', 'set', host.link, 'master', bridge)
+  ip('link', 'set', host.link, 'up')
+}
+
+/** Adds (`-I`) or removes (`-D`) the two DROP rules between a and b, in a's namespace. */
+function dropBetween (a: NetHost, b: NetHost, op: '-I' | '-D'): void {
+  ip('netns', 'exec', a.name, 'iptables', op, 'INPUT', '-s', b.ip, '-j', 'DROP')
+  ip('netns', 'exec', a.name, 'iptables', op, 'OUTPUT', '-d', b.ip, '-j', 'DROP')
 }
 
 /** A /24 in 10.213.0.0/16 that no interface of this machine uses yet. */
@@ -80,7 +110,12 @@ export function startNetwork (t: tap.Test, opts: { hosts: number }): TestNetwork
   const bridge = `skvb${tag}`.slice(0, 15)
   const hosts: NetHost[] = []
   const procs: ChildProcess[] = []
+  const blocked = new Map<string, [NetHost, NetHost]>()
   t.teardown(async () => {
+    // The rules would go with the namespaces; removed first so a failed delete leaves none behind.
+    for (const [a, b] of blocked.values()) {
+      try { dropBetween(a, b, '-D') } catch { /* gone with its namespace */ }
+    }
     const pids = procs.map((p) => p.pid).filter((pid): pid is number => pid !== undefined && isAlive(pid))
     for (const pid of pids) {
       try { process.kill(pid, 'SIGKILL') } catch { /* gone */ }
@@ -93,7 +128,9 @@ export function startNetwork (t: tap.Test, opts: { hosts: number }): TestNetwork
     }
     try { ip('link', 'del', bridge) } catch { /* not made */ }
     if (forwarding) forwardBetweenPorts(bridge, '-D')
+    forget()
   })
+  const forget = allowTestNetwork(`10.213.${subnet}.`)
   ip('link', 'add', bridge, 'type', 'bridge')
   const forwarding = forwardBetweenPorts(bridge, '-I')
   ip('addr', 'add', `10.213.${subnet}.1/24`, 'dev', bridge)
@@ -101,15 +138,7 @@ export function startNetwork (t: tap.Test, opts: { hosts: number }): TestNetwork
   for (let i = 0; i < opts.hosts; i++) {
     const host: NetHost = { name: `skvn${tag}h${i}`, ip: `10.213.${subnet}.${10 + i}`, link: `skv${tag}v${i}`.slice(0, 15) }
     hosts.push(host)
-    const inner = `${host.link}i`.slice(0, 15)
-    ip('netns', 'add', host.name)
-    ip('link', 'add', host.link, 'type', 'veth', 'peer', 'name', inner)
-    ip('link', 'set', inner, 'netns', host.name)
-    ip('-n', host.name, 'addr', 'add', `${host.ip}/24`, 'dev', inner)
-    ip('-n', host.name, 'link', 'set', inner, 'up')
-    ip('-n', host.name, 'link', 'set', 'lo', 'up')
-    ip('link', 'set', host.link, 'master', bridge)
-    ip('link', 'set', host.link, 'up')
+    plugIn(host, bridge)
   }
   return {
     hosts,
@@ -120,6 +149,17 @@ export function startNetwork (t: tap.Test, opts: { hosts: number }): TestNetwork
       return p
     },
     cut: (host) => { ip('link', 'set', host.link, 'down') },
-    heal: (host) => { ip('link', 'set', host.link, 'up') }
+    heal: (host) => { ip('link', 'set', host.link, 'up') },
+    block: (a, b) => {
+      const id = `${a.name}|${b.name}`
+      if (blocked.has(id)) return
+      blocked.set(id, [a, b])
+      dropBetween(a, b, '-I')
+    },
+    unblock: (a, b) => {
+      const id = `${a.name}|${b.name}`
+      if (!blocked.delete(id)) return
+      dropBetween(a, b, '-D')
+    }
   }
 }

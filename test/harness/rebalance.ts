@@ -53,16 +53,18 @@ export function nodesOf (view: Pick<ClusterView, 'groups'>): Array<{ group: stri
  * Starts the node of a new group inside the cluster's temp dir; the cluster's teardown
  * stops it by PID (it is added to `c.launched`).
  */
-export async function startGroupNode (c: TestCluster, group: string, opts: { workers?: number, dataDir?: string } = {}): Promise<LaunchedProcess> {
+export async function startGroupNode (c: TestCluster, group: string, opts: { workers?: number, dataDir?: string, nodeId?: string, extraArgs?: string[] } = {}): Promise<LaunchedProcess> {
+  const nodeId = opts.nodeId ?? `n-${group}`
   const p = await launchShard({
-    name: group,
-    dataDir: opts.dataDir ?? join(c.tmp, group),
+    name: nodeId,
+    dataDir: opts.dataDir ?? join(c.tmp, nodeId === `n-${group}` ? group : nodeId),
     port: 0,
     workers: opts.workers ?? 1,
-    nodeId: `n-${group}`,
+    nodeId,
     group,
     synchronous: 'NORMAL',
     env: { SHARDKV_LOG_LEVEL: 'info' },
+    extraArgs: opts.extraArgs,
     readyTimeoutMs: 60_000
   })
   c.launched.push(p)

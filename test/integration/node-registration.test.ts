@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { etcdAvailable, startEtcd } from '../harness/etcd'
 import { sandbox, shardHealth, startShardIn, waitFor, waitUntilDead } from '../harness/cluster'
 import { EtcdGateway } from '../../src/registry/etcd/gateway'
-import { registeredNodes } from '../../src/registry/etcd/node-directory'
+import { registeredNodes } from '../../src/registry/etcd/directory'
 import type { WireNodeRegistration } from '../../src/protocol/wire'
 
 /**

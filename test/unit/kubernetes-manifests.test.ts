@@ -177,7 +177,7 @@ t.test('coordinators and routers: on etcd, probes of the process (a standby coor
     const ready = role === 'router' ? '/readyz' : '/healthz'
     t.equal(c.readinessProbe?.httpGet?.path, ready, `${w.metadata.name}: ready = ${role === 'router' ? 'it holds a map' : 'the process answers'} (${role})`)
     t.equal(c.livenessProbe?.httpGet?.path, '/healthz', `${w.metadata.name}: alive = the process answers`)
-    // A deposed leader exits (code 3) and must be started again: a Deployment's pods restart always.
+    // A deposed leader whose term cannot stop exits (code 3) and must be started again: a Deployment's pods restart always.
     t.ok([undefined, 'Always'].includes(w.spec.template.spec.restartPolicy), `${w.metadata.name}: restartPolicy Always`)
   }
   t.ok(coordinators[0]!.flags.get('advertise-url')?.[0]?.includes('$(POD_IP)'), 'the leader advertises its pod, not the Service (which also reaches the standby)')

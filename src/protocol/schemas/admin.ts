@@ -53,24 +53,25 @@ export const ADD_GROUP_SCHEMA: RouteSchema = {
   operationId: 'addGroup',
   summary: 'Add a group and rebalance keys onto it',
   description: 'The new group\'s nodes must be running, answer, and hold no keys. Answers once the rebalance has started; ' +
-    'follow it with GET /admin/rebalance.',
+    'follow it with GET /admin/rebalance. With the etcd registry, naming neither `url` nor `replicas` takes the nodes registered ' +
+    'for the group\'s id (started with `--group <id>` and the cluster\'s `--registry`): the first started is the primary, the others its replicas.',
   tags: ['admin'],
   security: TOKEN,
   'x-shardkv-auth': 'admin',
   headers: JSON_ONLY,
   body: {
     type: 'object',
-    required: ['id', 'url'],
+    required: ['id'],
     properties: {
       id: { type: 'string', description: 'The new group\'s id' },
-      url: { type: 'string', description: 'Its primary node\'s data URL' },
+      url: { type: 'string', description: 'Its primary node\'s data URL (required with the file registry)' },
       weight: { type: 'number', exclusiveMinimum: 0, default: 1, description: 'Its share of the ring' },
       replicas: { type: 'array', items: { type: 'string' }, description: 'Its replica nodes\' data URLs' }
     }
   },
   response: {
     202: REBALANCE_ANSWER('The rebalance has started'),
-    ...errorResponses([...JSON_BODY_ERRORS, 'group_exists', 'rebalance_running', 'conflict'])
+    ...errorResponses([...JSON_BODY_ERRORS, 'group_exists', 'rebalance_running', 'conflict', 'unavailable'])
   }
 }
 

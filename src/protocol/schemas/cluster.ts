@@ -154,6 +154,29 @@ export const CLUSTER_SCHEMA: RouteSchema = {
   response: { 200: { description: 'The cluster view', $ref: 'ClusterView#' }, ...errorResponses(ROLE_ERRORS) }
 }
 
+export const CLUSTER_MAP_SCHEMA: RouteSchema = {
+  operationId: 'clusterMap',
+  summary: 'Follow the map this router routes by (long poll)',
+  description: 'What direct clients follow instead of polling: answered with the router\'s map as soon as its epoch is past ' +
+    '`after`, or 204 after `wait` ms with nothing newer. The map alone (epoch, ring, groups, handover): no health, ' +
+    'no positions. Served by the router itself, so it keeps answering while the control plane is away. Needs the read role.',
+  tags: ['cluster'],
+  security: TOKEN,
+  'x-shardkv-auth': 'read',
+  querystring: {
+    type: 'object',
+    properties: {
+      after: { type: 'integer', minimum: -1, description: 'The epoch the caller holds (default -1: answer at once)' },
+      wait: { type: 'integer', minimum: 0, maximum: 30000, description: 'How long to hold the request open, in ms (default 0)' }
+    }
+  },
+  response: {
+    200: { description: 'A map newer than `after`', type: 'object', required: ['epoch', 'ring', 'groups'], additionalProperties: true, properties: { epoch: { type: 'integer' }, ring: { type: 'object', additionalProperties: true }, groups: { type: 'array', items: { type: 'object', additionalProperties: true } } } },
+    204: { description: 'Nothing newer within `wait`', type: 'null' },
+    ...errorResponses(['invalid_request', ...ROLE_ERRORS, 'unavailable'])
+  }
+}
+
 export const OPENAPI_SCHEMA: RouteSchema = {
   operationId: 'openapi',
   summary: 'This description (OpenAPI 3.1)',

@@ -7,7 +7,7 @@ import { EtcdWatch } from './watch'
 import { b64, unb64, type EtcdCompare } from './wire'
 
 /** Where a cluster's state lives in etcd (one prefix per cluster, so clusters can share an etcd). */
-export function clusterKeys (cluster: string): { map: string, pending: string, mapVersion: string, rebalance: string, rebalanceVersion: string, leader: string, nodes: string } {
+export function clusterKeys (cluster: string): { map: string, pending: string, mapVersion: string, rebalance: string, rebalanceVersion: string, leader: string, nodes: string, routers: string } {
   const root = `/shardkv/${cluster}/`
   return {
     map: `${root}map`,
@@ -16,7 +16,8 @@ export function clusterKeys (cluster: string): { map: string, pending: string, m
     rebalance: `${root}rebalance`,
     rebalanceVersion: `${root}rebalance-version`,
     leader: `${root}coordinator/leader`,
-    nodes: `${root}nodes/`
+    nodes: `${root}nodes/`,
+    routers: `${root}routers/`
   }
 }
 

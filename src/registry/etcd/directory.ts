@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { WireNodeRegistration } from '../../protocol/wire'
+import type { WireNodeRegistration, WireRouterRegistration } from '../../protocol/wire'
 import type { EtcdGateway } from './gateway'
 import { clusterKeys } from './etcd-registry'
 import { unb64 } from './wire'
@@ -12,26 +12,35 @@ export interface RegistrationEvents {
 }
 
 /**
- * A shard node's self-registration: its entry under a lease it keeps alive, so that the
- * registry always lists the nodes that run (seed 12.2.4: instances join and leave a
- * service registry; Kubernetes pods, TiKV stores registering with PD). A node whose
- * lease ran out while it lives (etcd was out of reach) registers again as soon as it
- * can; a clean stop revokes the lease, so the entry goes at once rather than after the TTL.
+ * The service directory in etcd: shard nodes and routers register themselves, each its
+ * entry under a lease it keeps alive, so that the registry always lists what runs (seed
+ * 12.2.4: instances join and leave a service registry; Kubernetes pods, TiKV stores
+ * registering with PD). A process whose lease ran out while it lives (etcd was out of
+ * reach) registers again as soon as it can; a clean stop revokes the lease, so the entry
+ * goes at once rather than after the TTL.
  */
-export class NodeRegistration {
+
+/** Where a node's or a router's entry lives (routers by their client URL, which names them). */
+export function nodeEntryKey (cluster: string, nodeId: string): string {
+  return `${clusterKeys(cluster).nodes}${nodeId}`
+}
+
+export function routerEntryKey (cluster: string, url: string): string {
+  return `${clusterKeys(cluster).routers}${encodeURIComponent(url)}`
+}
+
+export class Registration {
   private lease: string | undefined
   private stopped = false
   private readonly loop: Promise<void>
-  private readonly key: string
 
   constructor (
     private readonly gateway: EtcdGateway,
-    cluster: string,
-    private readonly entry: WireNodeRegistration,
+    private readonly key: string,
+    private readonly entry: WireNodeRegistration | WireRouterRegistration,
     private readonly ttlSeconds: number,
     private readonly events: RegistrationEvents = {}
   ) {
-    this.key = `${clusterKeys(cluster).nodes}${entry.nodeId}`
     this.loop = this.run()
   }
 
@@ -76,12 +85,21 @@ export class NodeRegistration {
 
 /** Every node registered in `cluster` now (live nodes: entries of dead ones expire with their lease). */
 export async function registeredNodes (gateway: EtcdGateway, cluster: string): Promise<WireNodeRegistration[]> {
-  const r = await gateway.range(clusterKeys(cluster).nodes, { prefix: true })
-  const nodes: WireNodeRegistration[] = []
+  return await entriesUnder<WireNodeRegistration>(gateway, clusterKeys(cluster).nodes)
+}
+
+/** Every router registered in `cluster` now. */
+export async function registeredRouters (gateway: EtcdGateway, cluster: string): Promise<WireRouterRegistration[]> {
+  return await entriesUnder<WireRouterRegistration>(gateway, clusterKeys(cluster).routers)
+}
+
+async function entriesUnder<T> (gateway: EtcdGateway, prefix: string): Promise<T[]> {
+  const r = await gateway.range(prefix, { prefix: true })
+  const entries: T[] = []
   for (const kv of r.kvs) {
     try {
-      nodes.push(JSON.parse(unb64(kv.value)) as WireNodeRegistration)
+      entries.push(JSON.parse(unb64(kv.value)) as T)
     } catch { /* not an entry this version wrote */ }
   }
-  return nodes
+  return entries
 }

@@ -1,0 +1,65 @@
+import t from 'tap'
+import { etcdAvailable } from '../harness/etcd'
+import { isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
+import { LoadGenerator, formatStats } from '../harness/history'
+import { admin, clusterView } from '../harness/rebalance'
+
+/**
+ * A coordinator lives in terms (coordinator/server.ts): deposed, it drops what its term
+ * started and stands by again in the same process, on the same ports, and can lead again.
+ * The leader is frozen (SIGSTOP) past its lease, so the standby takes over; continued, the
+ * old leader finds on its own clock that it no longer leads, stands by (its /healthz says
+ * leader: false; the process is still the one launched), and after the new leader is
+ * SIGKILLed it is elected again and changes the map — all under a history-checked load.
+ */
+
+interface Health { leader?: boolean, epoch?: number }
+
+if (!etcdAvailable()) {
+  t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
+} else {
+  t.test('a deposed leader stands by again in-process and leads again later', async (t) => {
+    const c = await startCluster(t, { name: 'terms', groups: 1, replicas: 1, workers: 0, etcdMembers: 1, coordinators: 2, routers: 1, routerArgs: ['--leader-ttl-seconds', '2'] })
+    const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 3, keysPerClient: 30, durationMs: 180_000, maxOpsPerClient: 100_000, keyPrefix: 'terms' })
+    const running = load.run()
+    await load.waitForOps(100)
+
+    const first = await leadingCoordinator(c)
+    const second = c.coordinators.find((p) => p !== first)
+    if (second === undefined) throw new Error('two coordinators expected')
+    first.signal('SIGSTOP')
+    t.teardown(() => { if (isAlive(first.pid)) first.signal('SIGCONT') })
+    await waitFor(async () => (await health(c, second.url))?.leader === true, 60_000, `${second.name} leads while ${first.name} is frozen`)
+    first.signal('SIGCONT')
+    await waitFor(async () => (await health(c, first.url))?.leader === false, 30_000, `${first.name} answers as a standby`)
+    t.ok(isAlive(first.pid), `${first.name} stood by again without exiting (pid ${first.pid})`)
+    t.equal(first.output().includes('coordinator-standing-by-again'), true, 'and logged that it dropped its term')
+    const standbyAnswer = await admin(c.http, 'GET', `${first.url}/cluster`)
+    t.equal(standbyAnswer.status, 503, 'a standby refuses control calls')
+    t.equal(standbyAnswer.body?.error, 'not_leader', 'with not_leader')
+
+    const epochBefore = (await clusterView(c.http, c.routerUrl)).epoch
+    second.signal('SIGKILL')
+    await second.exited
+    await waitFor(async () => (await health(c, first.url))?.leader === true, 60_000, `${first.name} leads again`)
+    const switched = await waitFor(async () => {
+      const r = await admin(c.http, 'POST', `${c.routerUrl}/admin/groups/g1/switchover`, {})
+      return r.status === 200 ? r : r.status === 503 ? undefined : `refused: ${r.status} ${r.text.slice(0, 200)}`
+    }, 60_000, 'a switchover accepted by the re-elected leader')
+    t.equal(typeof switched === 'string' ? switched : 'ok', 'ok', 'the re-elected leader changes the map')
+    const after = await clusterView(c.http, c.routerUrl)
+    t.ok(after.epoch > epochBefore, `the map moved on: epoch ${epochBefore} -> ${after.epoch}`)
+
+    await load.waitForOps(load.completedOps() + 100)
+    load.stop()
+    const stats = await running
+    t.comment(`load: ${formatStats(stats)}`)
+    t.same(stats.failures, [], 'no client request failed')
+    const report = await load.verify()
+    t.ok(report.ok, `history checks out\n${report.text}`)
+  })
+}
+
+async function health (c: { http: { getJson: <T>(url: string) => Promise<T> } }, url: string): Promise<Health | undefined> {
+  return await c.http.getJson<Health>(`${url}/healthz`).catch(() => undefined)
+}
