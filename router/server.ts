@@ -89,7 +89,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     maxBatchBytes: config.maxBatchBytes,
     isDraining: () => draining
   })
-  registerWatchRoutes(app, { registry: metrics.registry, table: () => follower.table(), credentials, log })
+  registerWatchRoutes(app, { registry: metrics.registry, table: () => follower.table(), credentials, log, maxStreamsPerToken: config.watchMaxStreamsPerToken, bufferBytes: config.watchStreamBufferBytes, maxValueBytes: config.maxValueBytes })
   const relay = registerControlRelay(app, { coordinatorUrl: () => follower.coordinatorUrl(), refreshCoordinator: async () => await follower.refreshCoordinator(), peerTls: credentials.tls })
   refuseOversizedUploads(app.server, config.maxValueBytes)
 

@@ -11,7 +11,9 @@ import type { WireFeedEvent, WireFeedReply } from '../src/protocol/watch'
  * key precedes the fence, and T accepted none before it, so S's writes to the key are all
  * at or below the barrier; once S's durable position passes it (and its events were
  * delivered), T's held events — and every later one of this handover — may go.
- * A source that left the map meanwhile holds nothing more to wait for.
+ * A source whose feed the stream delivered to its end (a draining group it retired, see
+ * watch-topology.ts) holds nothing more to wait for; one that left the map before that
+ * ends the stream there (cursor_compacted), so the hold never lets a gap through.
  */
 
 export interface Held {
@@ -70,7 +72,7 @@ export class HandoverGate {
    * After a round's events went out: updates barriers from this round's source replies
    * and returns the holds that may now be delivered (in the order they were held).
    */
-  release (table: RoutingTable, replies: ReadonlyMap<string, WireFeedReply>, inMap: ReadonlySet<string>): Array<[string, Held]> {
+  release (table: RoutingTable, replies: ReadonlyMap<string, WireFeedReply>, finished: (group: string) => boolean): Array<[string, Held]> {
     const out: Array<[string, Held]> = []
     for (const [group, held] of this.held) {
       if (held.round < this.rounds) {
@@ -82,7 +84,7 @@ export class HandoverGate {
           held.barriers.set(source, r.position >= at && r.next >= at ? -1 : at)
         }
       }
-      for (const source of held.barriers.keys()) if (!inMap.has(source)) held.barriers.set(source, -1)
+      for (const source of held.barriers.keys()) if (finished(source)) held.barriers.set(source, -1)
       if (holdSatisfied(held)) {
         this.held.delete(group)
         this.cleared.add(`${table.epoch}/${group}`)

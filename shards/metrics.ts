@@ -85,8 +85,37 @@ export interface SupervisorMetrics {
   position: Gauge
 }
 
-export function createSupervisorMetrics (labels: { nodeId: string, group: string }, position: () => number, clustered: boolean): SupervisorMetrics {
+/** What the node's change feed holds (undefined: the store is closed). */
+export interface FeedRetention {
+  retentionSeconds: number
+  stats: () => { entries: number, oldestAt: number | null, floor: number } | undefined
+}
+
+/**
+ * The change feed's retention as gauges: what is configured, and what the node holds —
+ * entries, the oldest one's age, and the floor (a watch cursor at or below it is
+ * answered cursor_compacted). One read of the feed per scrape serves the three.
+ */
+function feedGauges (registry: Registry, feed: FeedRetention): void {
+  let read: { at: number, stats: ReturnType<FeedRetention['stats']> } = { at: 0, stats: undefined }
+  const stats = (): ReturnType<FeedRetention['stats']> => {
+    if (Date.now() - read.at > 1000) read = { at: Date.now(), stats: feed.stats() }
+    return read.stats
+  }
+  new Gauge({ name: `${METRIC_PREFIX}shard_watch_feed_retention_seconds`, help: 'How long the change feed keeps every change (--watch-retention-seconds).', registers: [registry] }).set(feed.retentionSeconds)
+  void new Gauge({ name: `${METRIC_PREFIX}shard_watch_feed_entries`, help: 'Change feed entries this node holds.', registers: [registry], collect () { this.set(stats()?.entries ?? 0) } })
+  void new Gauge({ name: `${METRIC_PREFIX}shard_watch_feed_floor_seq`, help: 'The change feed\'s floor: a watch cursor at or below this seq is answered cursor_compacted.', registers: [registry], collect () { this.set(stats()?.floor ?? 0) } })
+  void new Gauge({
+    name: `${METRIC_PREFIX}shard_watch_feed_oldest_age_seconds`,
+    help: 'Age of the oldest change feed entry held (0 when none).',
+    registers: [registry],
+    collect () { const oldest = stats()?.oldestAt ?? null; this.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000)) }
+  })
+}
+
+export function createSupervisorMetrics (labels: { nodeId: string, group: string }, position: () => number, clustered: boolean, feed: FeedRetention): SupervisorMetrics {
   const registry = new Registry()
+  feedGauges(registry, feed)
   const info = new Gauge({ name: `${METRIC_PREFIX}shard_info`, help: 'Constant 1, labelled with the node identity.', labelNames: ['node_id', 'group'], registers: [registry] })
   info.set({ node_id: labels.nodeId, group: labels.group }, 1)
   return {

@@ -55,7 +55,8 @@ export class Supervisor {
     this.ownership = new OwnershipCache(this.store, this.migration)
     this.log = createLogger({ component: 'shard', nodeId: this.store.nodeId }, config.logLevel, () => ownershipLogFields(this.store, this.ownership, config.group))
     const clustered = config.workers > 0
-    this.metrics = createSupervisorMetrics({ nodeId: this.store.nodeId, group: config.group }, () => this.store.position(), clustered)
+    const feed = { retentionSeconds: config.watchRetentionSeconds, stats: () => this.store.isOpen ? this.store.feed.stats() : undefined }
+    this.metrics = createSupervisorMetrics({ nodeId: this.store.nodeId, group: config.group }, () => this.store.position(), clustered, feed)
     this.shipper = new Shipper({
       store: this.store,
       view: () => ({ ownership: this.ownership.get(), coordinator: this.ownership.coordinator(), self: this.ownership.self() }),

@@ -9,4 +9,4 @@ export { KvError, NotFoundError, PreconditionFailedError, ValueTooLargeError, Un
 export { AdminClient } from './admin'
 export type { ClusterView } from './admin'
 export { jsonRequest } from './http'
-export type { WatchEvent, WatchOptions } from './watch'
+export type { WatchChange, WatchEvent, WatchOptions } from './watch'

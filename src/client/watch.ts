@@ -1,6 +1,6 @@
 import { Pool } from 'undici'
 import { WATCH_PATH } from '../protocol/wire'
-import type { WatchErrorData, WatchEventData, WatchProgressData } from '../protocol/watch'
+import { decodeEventValue, type WatchErrorData, type WatchEventData, type WatchProgressData } from '../protocol/watch'
 import { errorFromResponse, KvError } from './errors'
 import { Backoff, clientPoolOptions, credentialHeaders, sleep, type Credentials } from './transport'
 
@@ -19,13 +19,26 @@ export interface WatchOptions {
   prefix?: string
   /** A cursor from an earlier event (its `cursor`): resume right after it. Default: from now. */
   since?: string
+  /** Put events carry the value (`value`, as bytes; `valueOmitted` when a newer change replaced it first). */
+  values?: boolean
   /** Ends the iteration (the iterator then returns). */
   signal?: AbortSignal
 }
 
+/** A change: the wire's event data, its value (with `values: true`) decoded to bytes. */
+export type WatchChange = { type: 'put' | 'delete', cursor: string, value?: Buffer } & Omit<WatchEventData, 'value' | 'encoding'>
+
 export type WatchEvent =
-  | ({ type: 'put' | 'delete', cursor: string } & WatchEventData)
+  | WatchChange
   | ({ type: 'progress', cursor: string } & WatchProgressData)
+
+/** One received frame as the iterator yields it. */
+export function toWatchEvent (type: string, cursor: string, data: string): WatchEvent {
+  const parsed = JSON.parse(data) as WatchEventData & WatchProgressData
+  if (type === 'progress') return { type, cursor, groups: parsed.groups }
+  const { value, encoding, ...rest } = parsed
+  return { type: type as 'put' | 'delete', cursor, ...rest, ...(value !== undefined ? { value: decodeEventValue(value, encoding) } : {}) }
+}
 
 export interface WatchConnection {
   url: string
@@ -69,6 +82,7 @@ export async function * watchEvents (conn: WatchConnection, options: WatchOption
     while (!isAborted(options.signal)) {
       const q = new URLSearchParams({ prefix: options.prefix ?? '' })
       if (cursor !== undefined) q.set('since', cursor)
+      if (options.values === true) q.set('values', '1')
       let failure: unknown
       try {
         const res = await pool.request({ path: `${WATCH_PATH}?${q.toString()}`, method: 'GET', headers: auth, signal: options.signal, bodyTimeout: conn.timeoutMs })
@@ -91,7 +105,7 @@ export async function * watchEvents (conn: WatchConnection, options: WatchOption
               continue
             }
             backoff = new Backoff(Date.now() + conn.retryTimeoutMs)
-            yield { type: f.event as 'put' | 'delete' | 'progress', cursor: cursor ?? '', ...JSON.parse(f.data) } as WatchEvent
+            yield toWatchEvent(f.event, cursor ?? '', f.data)
           }
         }
       } catch (err) {

@@ -120,6 +120,8 @@ export const ROUTER_OPTIONS = {
   upstreamTimeoutMs: { flag: 'upstream-timeout-ms', env: 'SHARDKV_UPSTREAM_TIMEOUT_MS', kind: 'integer', default: 6000, min: 1, help: 'Longest wait for a shard\'s response headers.' },
   readCoalesceMaxKeys: { flag: 'read-coalesce-max-keys', env: 'SHARDKV_READ_COALESCE_MAX_KEYS', kind: 'integer', default: 64, min: 1, help: 'Most concurrent GETs for one primary the router sends upstream as one batch (keep it at most the nodes\' --max-batch-ops); 1 sends every GET alone.' },
   connections: { flag: 'connections', env: 'SHARDKV_UPSTREAM_CONNECTIONS', kind: 'integer', default: 64, min: 1, help: 'Kept-alive connections per shard node in the router\'s undici pool.' },
+  watchMaxStreamsPerToken: { flag: 'watch-max-streams-per-token', env: 'SHARDKV_WATCH_MAX_STREAMS_PER_TOKEN', kind: 'integer', default: 32, min: 1, help: 'Most open GET /watch streams one client token (without tokens: all clients together) may hold on this router; past it 429 too_many_streams.' },
+  watchStreamBufferBytes: { flag: 'watch-stream-buffer-bytes', env: 'SHARDKV_WATCH_STREAM_BUFFER_BYTES', kind: 'integer', default: 256 * 1024, min: 1024, help: 'Bytes of events (values included) one watch stream may have waiting for a slow client; a client that leaves more than this untaken for 10 s gets stream_overflow (resume from the last id).' },
   ...LISTENER_OPTIONS,
   ...FRONT_DOOR_OPTIONS
 } as const satisfies OptionTable

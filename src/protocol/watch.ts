@@ -18,10 +18,21 @@ import { ShardKvError, type ErrorCode } from './errors'
  * - Compaction is explicit: a node keeps the feed for `--watch-retention-seconds`; a
  *   cursor older than what it holds is answered `cursor_compacted` with a cursor to
  *   restart from (after re-reading the prefix), never with a silent gap.
+ * - Groups joining and leaving: the router orders a key's events across a rebalance
+ *   (router/watch-handover.ts while the map shows it, router/watch-topology.ts for a
+ *   stream that lags behind it); a removed group is let go of only once the cursor
+ *   reached its end (`d: 1`), else the stream ends with `cursor_compacted`.
+ * - Values (`values=1`): only the table's live version of a key has bytes to send; an
+ *   older version's put says `valueOmitted` (ValueOmitted).
  */
 
-/** Per group: the term and the last seq delivered. */
-export type WatchCursor = Record<string, { t: number, s: number }>
+/**
+ * Per group: the term and the last seq delivered; `d: 1` once a draining group's whole
+ * feed was delivered (its last position reached: nothing more can come from it), so
+ * the group may leave the map without the cursor losing anything.
+ */
+export type WatchCursor = Record<string, WatchCursorEntry>
+export interface WatchCursorEntry { t: number, s: number, d?: 1 }
 
 /** A cursor is small: a few groups, numbers only. More is hostile input. */
 const MAX_CURSOR_TEXT = 4096
@@ -46,9 +57,10 @@ export function decodeCursor (text: string): WatchCursor {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw badCursor('not an object')
   const cursor: WatchCursor = {}
   for (const [group, pos] of Object.entries(parsed as Record<string, unknown>)) {
-    const p = pos as { t?: unknown, s?: unknown } | null
+    const p = pos as { t?: unknown, s?: unknown, d?: unknown } | null
     if (typeof p !== 'object' || p === null || !isCount(p.t) || !isCount(p.s)) throw badCursor(`group ${group} needs t and s`)
-    cursor[group] = { t: p.t, s: p.s }
+    if (p.d !== undefined && p.d !== 1) throw badCursor(`group ${group}: d can only be 1`)
+    cursor[group] = p.d === 1 ? { t: p.t, s: p.s, d: 1 } : { t: p.t, s: p.s }
   }
   return cursor
 }
@@ -68,7 +80,28 @@ export interface WireFeedEvent {
   contentType?: string
   /** Why a change no client made happened: an expiry (a delete) or a key arriving in a rebalance (a put). */
   reason?: 'expired' | 'moved'
+  /** Asked with `values=1`, a put whose version is still the key's live value: its bytes, base64. */
+  value?: string
+  /** Asked with `values=1`, a put whose version was overwritten, deleted or expired before the feed was read. */
+  valueOmitted?: ValueOmitted
 }
+
+/**
+ * Why a put event carries no value although values were asked for. The feed keeps every
+ * change but the table only each key's last value (a feed of values would hold every
+ * version for the retention window): an older version's bytes are gone. The key's later
+ * event (a put with the newer value, or a delete) follows on the same stream.
+ */
+export type ValueOmitted = 'superseded'
+
+/** `GET /internal/feed`'s query: after=<seq>&prefix=<p>&limit=<n>[&values=1]. */
+export const FEED_VALUES_PARAM = 'values'
+/**
+ * Value bytes one feed answer carries at most, but for its first value, which always
+ * goes (whatever its size): with values, an answer ends early rather than grow to
+ * limit × the largest value. So an answer holds max(budget, the largest value) bytes of values.
+ */
+export const FEED_VALUE_BUDGET = 1024 * 1024
 
 /** `GET /internal/feed?after=<seq>&prefix=<p>&limit=<n>`'s answer. Without `after`: only where it stands. */
 export interface WireFeedReply {
@@ -92,12 +125,43 @@ export interface WatchEventData {
   contentType?: string
   reason?: 'expired' | 'moved'
   group: string
+  /**
+   * With `values=1`, on a put: the value, as UTF-8 text (`encoding: "utf8"`) when its
+   * content type is textual (text/*, JSON, XML, form data) and its bytes are valid UTF-8,
+   * else base64 (`encoding: "base64"`).
+   */
+  value?: string
+  encoding?: ValueEncoding
+  /** With `values=1`, on a put whose value is no longer held (see ValueOmitted). */
+  valueOmitted?: ValueOmitted
+}
+
+export type ValueEncoding = 'utf8' | 'base64'
+
+const TEXTUAL = /^(text\/|application\/(json|xml|x-www-form-urlencoded|javascript)\b|[^;]*\+(json|xml)\b)/i
+
+/** How a value travels in a watch event: text for textual content types with valid UTF-8 bytes, else base64. */
+export function encodeEventValue (bytes: Buffer, contentType: string): { value: string, encoding: ValueEncoding } {
+  if (TEXTUAL.test(contentType.trim())) {
+    const text = bytes.toString('utf8')
+    // A lossless round trip is the UTF-8 validity check (invalid bytes become U+FFFD).
+    if (Buffer.byteLength(text) === bytes.length && Buffer.from(text, 'utf8').equals(bytes)) return { value: text, encoding: 'utf8' }
+  }
+  return { value: bytes.toString('base64'), encoding: 'base64' }
+}
+
+/** The bytes of an event's value (the inverse of encodeEventValue). */
+export function decodeEventValue (value: string, encoding: ValueEncoding | undefined): Buffer {
+  return encoding === 'utf8' ? Buffer.from(value, 'utf8') : Buffer.from(value, 'base64')
 }
 
 /** A `progress` event's data: where every group's feed stands (the stream is caught up to its `id`). */
 export interface WatchProgressData {
   groups: Record<string, number>
 }
+
+/** Why a stream ended (the router's `shardkv_router_watch_streams_ended_total{reason}`). */
+export type StreamEndReason = 'client_closed' | 'cursor_compacted' | 'stream_overflow' | 'router_closing' | 'failed'
 
 /** The codes a stream can end with (from the catalogue). */
 export type WatchErrorCode = Extract<ErrorCode, 'cursor_compacted' | 'stream_overflow'>

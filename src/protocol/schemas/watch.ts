@@ -15,7 +15,8 @@ export const WATCH_SCHEMA: RouteSchema = {
     type: 'object',
     properties: {
       prefix: { type: 'string', description: 'Only keys that start with it (default: every key the token may read)' },
-      since: { type: 'string', description: 'A cursor an earlier stream sent (an event\'s id); default: from now' }
+      since: { type: 'string', description: 'A cursor an earlier stream sent (an event\'s id); default: from now' },
+      values: { type: 'string', description: '1: put events carry the value (`value` with `encoding` utf8 or base64, or `valueOmitted: "superseded"` when a newer change replaced it before it was read)' }
     }
   },
   headers: {
