@@ -1,24 +1,37 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import type { ShardHealth } from '../../src/protocol/node-answers'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { launchControlPlane, launchCoordinator, launchRouter, launchShard, type LaunchedProcess } from '../../src/local/launcher'
-import { startEtcd, type EtcdCluster } from './etcd'
-import { HttpClient } from './http'
+import type { Test } from 'tap'
+import { launchControlPlane, launchCoordinator, launchRouter, type LaunchedProcess } from '../../src/local/launcher'
+import type { ClusterView } from '../../src/protocol/cluster-view'
+import type { ShardHealth } from '../../src/protocol/node-answers'
 import { COORDINATOR_OPTIONS, ROUTER_OPTIONS, splitFlags } from '../../src/config/options'
+import { startEtcd, type EtcdCluster } from './etcd'
+import type { HttpClient } from './http'
+import { TcpProxy } from './tcp-proxy'
+import { describeView } from './cluster-view'
+import { isAlive, nodeControl, sandbox, shardHealth, sleep, startShardIn, waitFor, type ClusterNode, type LaunchNode, type NodeControl, type Sandbox } from './cluster-nodes'
+
+export { isAlive, sandbox, shardHealth, sleep, startShardIn, waitFor, waitUntilDead, type ClusterNode, type Sandbox, type ShardStartOptions } from './cluster-nodes'
+export type { ShardHealth }
 
 /**
- * Real clusters for integration tests: N single-node shard groups, a coordinator and a router, on
- * 127.0.0.1 with OS-chosen ports, in a fresh temp dir. The teardown is registered
- * before anything starts, so it runs even when a start or an assertion fails: it
- * stops every process it launched by PID (SIGTERM, then SIGKILL), kills any worker
- * PID it ever saw that is still alive and provably ours, and removes the temp dir.
+ * The one way integration tests start a cluster: shard groups of a primary and replicas,
+ * coordinators and routers, on 127.0.0.1 with OS-chosen ports, in a fresh temp dir, with the
+ * map in the file registry (one coordinator) or in a real etcd cluster started for the test
+ * (several coordinators campaigning, several routers following). The teardown is registered
+ * before anything starts, so it runs even when a start or an assertion fails: it continues
+ * frozen PIDs, closes the proxies, prints every process's last lines when the test failed,
+ * stops every process it launched by PID (SIGTERM, then SIGKILL), kills any worker PID it
+ * ever saw that is still alive and provably ours, and removes the temp dir.
  */
 
 export interface ClusterOptions {
-  shards?: number
+  /** Temp dir prefix and log label (default `it`). */
+  name?: string
+  /** Shard groups, `g1`…`gN` (default 3). */
+  groups?: number
   /** Replica nodes per group (default 0). */
   replicas?: number
+  /** Worker processes per shard node (default 0: each node serves in its own process, as npm start runs it). */
   workers?: number
   /** Extra flags for every shard node / the control plane (split between the coordinator and the router by which knows each). */
   shardArgs?: string[]
@@ -26,14 +39,16 @@ export interface ClusterOptions {
   env?: NodeJS.ProcessEnv
   /** SQLite synchronous level for shard nodes (default NORMAL: fast, still crash-safe for processes). */
   synchronous?: string
-  /** Temp dir prefix. */
-  name?: string
   /**
    * Called with the cluster's temp dir before anything starts: writes files the processes
    * need (a tokens file, a cluster secret, certificates) there and returns the flags
    * naming them, added to shardArgs / routerArgs. The teardown removes the dir with them.
    */
   prepare?: (tmp: string) => { shardArgs?: string[], routerArgs?: string[] }
+  /** Groups whose initial primary the cluster (coordinator, routers, replicas) reaches only through a TcpProxy. */
+  proxyPrimaries?: string[]
+  /** Headers the cluster's own HTTP client (views, health, the tests' requests) sends, e.g. an admin token. */
+  clientHeaders?: () => Record<string, string>
   /**
    * The map in a real etcd cluster of this many members (started for the test): the
    * coordinators campaign there and the routers follow the map there. Absent: the file
@@ -45,19 +60,8 @@ export interface ClusterOptions {
   routers?: number
 }
 
-export type { ShardHealth }
-
-export interface ShardHandle {
-  group: string
-  nodeId: string
-  dataDir: string
-  /** Fixed after the first start, so a restart comes back where the router expects it. */
-  port: number
-  url: string
-  proc: LaunchedProcess
-}
-
-export interface TestCluster {
+export interface TestCluster extends NodeControl {
+  box: Sandbox
   tmp: string
   http: HttpClient
   router: LaunchedProcess
@@ -71,243 +75,120 @@ export interface TestCluster {
   /** With `etcdMembers`: the etcd cluster, and the flags that point a process at it. */
   etcd?: EtcdCluster
   registryArgs: string[]
-  shards: ShardHandle[]
-  /** Every group's replicas (`group` names theirs), in group order. */
-  replicas: ShardHandle[]
+  /** Every shard node ever started (the initial ones first). */
+  nodes: ClusterNode[]
+  /** Each group's first node (its primary at the start), in group order. */
+  primaries: ClusterNode[]
+  /** Every group's initial replicas (`group` names theirs), in group order. */
+  replicas: ClusterNode[]
   /** Every process this cluster launched (restarts included). */
   launched: LaunchedProcess[]
-  health: (shard: ShardHandle) => Promise<ShardHealth>
-  /** SIGKILL the node's primary and all its workers at once; resolves when all are gone. */
-  killShardHard: (shard: ShardHandle) => Promise<number[]>
-  /** Start the node again on its data dir and port. */
-  restartShard: (shard: ShardHandle) => Promise<void>
-  /** Every PID of every live node and the router. */
+  /** The node whose map url this is (throws when none is). */
+  byUrl: (url: string) => ClusterNode
+  view: () => Promise<ClusterView>
+  /** Polls GET /cluster (every 100 ms) until `pred` holds; throws with the last view after timeoutMs. */
+  waitForView: (pred: (v: ClusterView) => boolean, what: string, timeoutMs?: number) => Promise<ClusterView>
+  /** Starts a new, empty node of `group` named `name` (not in the map yet). */
+  addNode: (group: string, name: string, proxied?: boolean) => Promise<ClusterNode>
+  /** The PIDs of the router, the coordinator and every group's first node (supervisor, then workers in order). */
   pids: () => Promise<Map<string, number[]>>
-  /** Poll /healthz until the predicate holds (or throw after timeoutMs). */
-  waitForHealth: (shard: ShardHandle, pred: (h: ShardHealth) => boolean, timeoutMs?: number) => Promise<ShardHealth>
+  /** Last lines of every process, for a failing test. */
+  output: (lines?: number) => string
 }
 
-export function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/**
- * Polls `probe` (every 25 ms) until it gives a value other than undefined or false, and
- * returns it; throws after timeoutMs, saying `what` was awaited (a function: evaluated then).
- */
-export async function waitFor<T> (probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string | (() => string)): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const v = await probe()
-    if (v !== undefined && v !== false) return v
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${typeof what === 'string' ? what : what()}`)
-    await sleep(25)
-  }
-}
-
-/** True while the PID names a live (non-zombie) process. */
-export function isAlive (pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // Field 3 (after the parenthesised command) is the state; Z = zombie, X = dead.
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
-    return state !== 'Z' && state !== 'X'
-  } catch {
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch {
-      return false
-    }
-  }
-}
-
-/** A PID is ours when its command line names our temp dir (cluster workers inherit the primary's argv). */
-function isOurs (pid: number, tmp: string): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(tmp)
-  } catch {
-    return false
-  }
-}
-
-export async function waitUntilDead (pids: readonly number[], timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (pids.some(isAlive)) {
-    if (Date.now() > deadline) throw new Error(`processes still alive after ${timeoutMs} ms: ${pids.filter(isAlive).join(', ')}`)
-    await sleep(25)
-  }
-}
-
-/** A temp dir plus every process launched in it, cleaned up by one tap teardown. */
-export interface Sandbox {
-  tmp: string
-  http: HttpClient
-  launched: LaunchedProcess[]
-  /** Worker PIDs seen in /healthz answers: killed at teardown if still alive and ours. */
-  seenWorkerPids: Set<number>
-}
-
-/** `headers`: what the sandbox's HTTP client sends on every request (a bearer token once client auth is on). */
-export function sandbox (t: tap.Test, name: string, headers?: () => Record<string, string>): Sandbox {
-  const tmp = mkdtempSync(join(tmpdir(), `shardkv-${name}-`))
-  const box: Sandbox = { tmp, http: new HttpClient({ connections: 64, headers }), launched: [], seenWorkerPids: new Set() }
-  t.teardown(async () => {
-    const routers = box.launched.filter((p) => p.role === 'router')
-    const coordinators = box.launched.filter((p) => p.role === 'coordinator')
-    const shards = box.launched.filter((p) => p.role === 'shard')
-    await Promise.allSettled(routers.map(async (p) => await p.stop(5000)))
-    await Promise.allSettled(coordinators.map(async (p) => await p.stop(5000)))
-    await Promise.allSettled(shards.map(async (p) => await p.stop(8000)))
-    // Workers of a SIGKILLed primary normally exit with it; make sure, by PID.
-    const leftovers = [...box.seenWorkerPids].filter((pid) => isAlive(pid) && isOurs(pid, tmp))
-    for (const pid of leftovers) {
-      try { process.kill(pid, 'SIGKILL') } catch { /* gone */ }
-    }
-    await waitUntilDead(leftovers, 5000).catch(() => undefined)
-    await box.http.close().catch(() => undefined)
-    rmSync(tmp, { recursive: true, force: true })
-  })
-  return box
-}
-
-export interface ShardStartOptions {
-  group: string
-  nodeId: string
-  dataDir: string
-  port: number
-  workers?: number
-  synchronous?: string
-  env?: NodeJS.ProcessEnv
-  extraArgs?: string[]
-}
-
-/** Launches a shard node inside a sandbox (so the sandbox's teardown stops it). */
-export async function startShardIn (box: Sandbox, o: ShardStartOptions): Promise<LaunchedProcess> {
-  const p = await launchShard({
-    name: o.group,
-    dataDir: o.dataDir,
-    port: o.port,
-    workers: o.workers ?? 2,
-    nodeId: o.nodeId,
-    group: o.group,
-    synchronous: o.synchronous ?? 'NORMAL',
-    env: { SHARDKV_LOG_LEVEL: 'info', ...o.env },
-    extraArgs: o.extraArgs,
-    readyTimeoutMs: 60_000
-  })
-  box.launched.push(p)
-  return p
-}
-
-export async function shardHealth (box: Sandbox, url: string): Promise<ShardHealth> {
-  const h = await box.http.getJson<ShardHealth>(`${url}/healthz`)
-  for (const pid of h.workerPids ?? []) box.seenWorkerPids.add(pid)
-  return h
-}
-
-export async function startCluster (t: tap.Test, opts: ClusterOptions = {}): Promise<TestCluster> {
-  const n = opts.shards ?? 3
+export async function startCluster (t: Test, opts: ClusterOptions = {}): Promise<TestCluster> {
+  const name = opts.name ?? 'it'
   // Before the sandbox, so that its teardown (tap runs them last-in first-out) stops etcd after every process.
-  const etcd = opts.etcdMembers === undefined ? undefined : await startEtcd(t, { members: opts.etcdMembers, name: opts.name ?? 'it' })
-  const box = sandbox(t, opts.name ?? 'it')
-  const { tmp, http, launched } = box
-  const prepared = opts.prepare?.(tmp) ?? {}
+  const etcd = opts.etcdMembers === undefined ? undefined : await startEtcd(t, { members: opts.etcdMembers, name })
+  const box = sandbox(t, name, opts.clientHeaders)
+  const prepared = opts.prepare?.(box.tmp) ?? {}
   const shardArgs = [...(opts.shardArgs ?? []), ...(prepared.shardArgs ?? [])]
   const routerArgs = [...(opts.routerArgs ?? []), ...(prepared.routerArgs ?? [])]
-
-  const health = async (shard: ShardHandle): Promise<ShardHealth> => await shardHealth(box, shard.url)
-
-  const startShard = async (shard: Omit<ShardHandle, 'proc' | 'url'>): Promise<LaunchedProcess> => await startShardIn(box, {
-    group: shard.group,
-    nodeId: shard.nodeId,
-    dataDir: shard.dataDir,
-    port: shard.port,
-    workers: opts.workers,
-    synchronous: opts.synchronous,
-    env: opts.env,
-    extraArgs: shardArgs
+  const launch: LaunchNode = async (node) => await startShardIn(box, {
+    group: node.group, nodeId: node.nodeId, dataDir: node.dataDir, port: node.port, workers: opts.workers ?? 0, synchronous: opts.synchronous, env: opts.env, extraArgs: shardArgs
   })
-
-  const startNode = async (group: string, nodeId: string, dir: string): Promise<ShardHandle> => {
-    const base = { group, nodeId, dataDir: join(tmp, dir), port: 0 }
-    const proc = await startShard(base)
-    return { ...base, port: Number(new URL(proc.url).port), url: proc.url, proc }
+  const control = nodeControl(box, launch)
+  const nodes: ClusterNode[] = []
+  const proxies: TcpProxy[] = []
+  const output = (lines = 60): string => clusterOutput(box, lines)
+  // Registered after the sandbox's teardown, so it runs first: nothing stays stopped, and the output is read while every process is still there.
+  t.teardown(async () => {
+    await Promise.allSettled(proxies.map(async (p) => { await p.close() }))
+    control.thawAll()
+    // SHARDKV_TEST_OUTPUT=1 prints every process's last lines even when the test passes.
+    if (t.passing() === false || process.env.SHARDKV_TEST_OUTPUT === '1') t.comment(output(process.env.SHARDKV_TEST_OUTPUT === '1' ? 400 : 60))
+  })
+  const addNode = async (group: string, nodeName: string, proxied = false): Promise<ClusterNode> => {
+    const node = await startNode(launch, { name: nodeName, group, nodeId: `n-${nodeName}`, dataDir: join(box.tmp, nodeName) }, proxied ? proxies : undefined)
+    nodes.push(node)
+    await shardHealth(box, node.realUrl)
+    return node
   }
-  const members = await Promise.all(Array.from({ length: n }, async (_, i) => await Promise.all([
-    startNode(`g${i + 1}`, `n${i + 1}`, `g${i + 1}`),
-    ...Array.from({ length: opts.replicas ?? 0 }, async (_, j) => await startNode(`g${i + 1}`, `n${i + 1}-r${j + 1}`, `g${i + 1}-r${j + 1}`))
+  const groupIds = Array.from({ length: opts.groups ?? 3 }, (_, i) => `g${i + 1}`)
+  const members = await Promise.all(groupIds.map(async (g) => await Promise.all([
+    addNode(g, g, opts.proxyPrimaries?.includes(g) === true),
+    ...Array.from({ length: opts.replicas ?? 0 }, async (_, j) => await addNode(g, `${g}-r${j + 1}`))
   ])))
-  const shards = members.map((m) => m[0] as ShardHandle)
-  const replicas = members.flatMap((m) => m.slice(1))
-  for (const s of [...shards, ...replicas]) await health(s)
-
-  const coordinatorDir = join(tmp, 'coordinator')
-  const groups = members.map((m) => `${(m[0] as ShardHandle).group}=${m.map((x) => x.url).join('+')}`)
+  const coordinatorDir = join(box.tmp, 'coordinator')
+  const groups = members.map((m, i) => `${groupIds[i] as string}=${m.map((x) => x.url).join('+')}`)
   const plane = etcd === undefined
     ? await startFilePlane(box, { dataDir: coordinatorDir, groups, env: opts.env, extraArgs: routerArgs })
     : await startEtcdPlane(box, etcd, { coordinators: opts.coordinators ?? 2, routers: opts.routers ?? 2, groups, env: opts.env, extraArgs: routerArgs })
   const coordinator = plane.coordinators[0] as LaunchedProcess
   const router = plane.routers[0] as LaunchedProcess
-
-  const killShardHard = async (shard: ShardHandle): Promise<number[]> => {
-    const h = await health(shard)
-    const pids = [h.pid, ...h.workerPids]
-    if (h.pid !== shard.proc.pid) throw new Error(`/healthz pid ${h.pid} is not the launched primary ${shard.proc.pid}`)
-    for (const pid of pids) {
-      try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
-    }
-    await shard.proc.exited
-    await waitUntilDead(pids)
-    return pids
+  const primaries = members.map((m) => m[0] as ClusterNode)
+  const views = clusterViews(box.http, router.url)
+  const byUrl = (url: string): ClusterNode => {
+    const n = nodes.find((x) => x.url === url)
+    if (n === undefined) throw new Error(`no node at ${url}`)
+    return n
   }
-
-  const restartShard = async (shard: ShardHandle): Promise<void> => {
-    // The old listening socket is gone with its processes; retry briefly in case the
-    // kernel has not released the port yet.
-    let lastErr: unknown
-    for (let attempt = 0; attempt < 5; attempt++) {
-      try {
-        shard.proc = await startShard(shard)
-        shard.url = shard.proc.url
-        await health(shard)
-        return
-      } catch (err) {
-        lastErr = err
-        await sleep(300)
-      }
-    }
-    throw lastErr
+  return {
+    ...control, ...plane, ...views, box, tmp: box.tmp, http: box.http, router, routerUrl: router.url, coordinator, coordinatorDir,
+    nodes, primaries, replicas: members.flatMap((m) => m.slice(1)), launched: box.launched, byUrl, addNode, pids: async () => await processIds(control, router, coordinator, primaries), output
   }
+}
 
-  const pids = async (): Promise<Map<string, number[]>> => {
-    const out = new Map<string, number[]>()
-    out.set('router', [router.pid])
-    out.set('coordinator', [coordinator.pid])
-    for (const s of shards) {
-      const h = await health(s)
-      out.set(s.group, [h.pid, ...[...h.workerPids].sort((a, b) => a - b)])
-    }
-    return out
+async function processIds (control: NodeControl, router: LaunchedProcess, coordinator: LaunchedProcess, primaries: ClusterNode[]): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>([['router', [router.pid]], ['coordinator', [coordinator.pid]]])
+  for (const s of primaries) {
+    const h = await control.health(s)
+    out.set(s.group, [h.pid, ...[...h.workerPids].sort((a, b) => a - b)])
   }
+  return out
+}
 
-  const waitForHealth = async (shard: ShardHandle, pred: (h: ShardHealth) => boolean, timeoutMs = 20_000): Promise<ShardHealth> => {
+/** Launches a node on an OS-chosen port, behind a new TcpProxy (added to `proxies`) when that is given. */
+async function startNode (launch: LaunchNode, base: Pick<ClusterNode, 'name' | 'group' | 'nodeId' | 'dataDir'>, proxies?: TcpProxy[]): Promise<ClusterNode> {
+  const proc = await launch({ ...base, port: 0 })
+  const node: ClusterNode = { ...base, port: Number(new URL(proc.url).port), url: proc.url, realUrl: proc.url, proc }
+  if (proxies !== undefined) {
+    const proxy = new TcpProxy({ host: '127.0.0.1', port: node.port })
+    proxies.push(proxy)
+    node.url = await proxy.listen()
+    node.proxy = proxy
+  }
+  return node
+}
+
+function clusterViews (http: HttpClient, routerUrl: string): Pick<TestCluster, 'view' | 'waitForView'> {
+  const view = async (): Promise<ClusterView> => await http.getJson<ClusterView>(`${routerUrl}/cluster`)
+  const waitForView = async (pred: (v: ClusterView) => boolean, what: string, timeoutMs = 30_000): Promise<ClusterView> => {
     const deadline = Date.now() + timeoutMs
-    let last: ShardHealth | undefined
+    let last: ClusterView | undefined
     let lastErr: unknown
     while (Date.now() < deadline) {
       try {
-        last = await health(shard)
+        last = await view()
         if (pred(last)) return last
       } catch (err) {
         lastErr = err
       }
       await sleep(100)
     }
-    throw new Error(`${shard.group}: /healthz did not reach the expected state in ${timeoutMs} ms; last: ${JSON.stringify(last)} ${lastErr === undefined ? '' : String(lastErr)}`)
+    throw new Error(`GET /cluster did not show ${what} within ${timeoutMs} ms; last: ${last === undefined ? 'none' : describeView(last)}${lastErr === undefined ? '' : `; last error: ${String(lastErr)}`}`)
   }
-
-  return { tmp, http, router, routerUrl: router.url, coordinator, coordinatorDir, ...plane, shards, replicas, launched, health, killShardHard, restartShard, pids, waitForHealth }
+  return { view, waitForView }
 }
 
 interface Plane { coordinators: LaunchedProcess[], routers: LaunchedProcess[], etcd?: EtcdCluster, registryArgs: string[] }

@@ -40,13 +40,25 @@ export async function docker (args: string[], timeoutMs = 60_000): Promise<strin
 }
 
 /** Why docker cannot be used here, or undefined when the engine answers. */
-export async function dockerUnusable (): Promise<string | undefined> {
+async function dockerUnusable (): Promise<string | undefined> {
   try {
     await docker(['version', '--format', '{{.Server.Version}}'], 20_000)
     return undefined
   } catch (err) {
     return `the docker engine does not answer (.ci/run installs docker.io and starts dockerd as root): ${(err as Error).message.split('\n').slice(0, 3).join(' ')}`
   }
+}
+
+/**
+ * True when a test must end for want of a usable docker, after saying so: in CI as a failure
+ * (.ci/run installs and starts docker, so a skip there would hide a broken setup), elsewhere as a skip.
+ */
+export async function withoutDocker (t: Test): Promise<boolean> {
+  const unusable = await dockerUnusable()
+  if (unusable === undefined) return false
+  if (process.env.CI !== undefined && process.env.CI !== '') t.fail(unusable)
+  else void t.skip(unusable, () => {})
+  return true
 }
 
 /** sha256 over the names and contents of every file under `paths` (relative to ROOT), sorted. */

@@ -8,7 +8,7 @@ import { PEER_PORT_OFFSET } from '../../src/local/nodes-file'
 import { credentialPaths } from '../../src/local/credentials'
 import { HttpClient } from './http'
 import { isAlive, sleep, waitUntilDead } from './cluster'
-import { describeView } from './replication'
+import { describeView } from './cluster-view'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**

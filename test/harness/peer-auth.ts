@@ -6,8 +6,8 @@ import { Agent, request } from 'undici'
 import { HEADER } from '../../src/protocol/wire'
 
 /**
- * Peer authentication for test clusters: `peerAuth()` gives a `setup` for
- * startReplicatedCluster (test/harness/replication.ts) that writes a cluster secret
+ * Peer authentication for test clusters: `peerAuth()` gives a `prepare` for
+ * startCluster (test/harness/cluster.ts) that writes a cluster secret
  * (and, with `tls`, a CA and a certificate made with `openssl`) into the cluster's temp
  * dir and returns the flags every process gets; `peerCall` sends one request to a peer
  * listener the way an outsider or a peer would (any headers, with or without a client
@@ -24,7 +24,7 @@ export interface PeerPki {
 }
 
 export interface PeerAuth {
-  setup: (tmp: string) => { shardArgs: string[], routerArgs: string[] }
+  prepare: (tmp: string) => { shardArgs: string[], routerArgs: string[] }
   /** The secret's header, for a request that should get through. */
   headers: () => Record<string, string>
   /** PEM contents (after setup, with `tls`). */
@@ -35,7 +35,7 @@ export function peerAuth (opts: { tls?: boolean, peerPort?: boolean } = {}): Pee
   const secret = randomBytes(32).toString('base64url')
   let pki: PeerPki | undefined
   return {
-    setup: (tmp) => {
+    prepare: (tmp) => {
       const file = join(tmp, 'cluster-secret')
       writeFileSync(file, secret + '\n', { mode: 0o600 })
       const args = ['--cluster-secret-file', file]

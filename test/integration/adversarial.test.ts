@@ -4,10 +4,10 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { HttpClient, type HttpResponse } from '../harness/http'
 import { LoadGenerator, formatStats } from '../harness/history'
-import { sleep } from '../harness/cluster'
+import { sleep, startCluster, type TestCluster } from '../harness/cluster'
+import { allReplicasInSync, primaryUrl, replicaUrls } from '../harness/cluster-view'
 import { drip, flood } from '../harness/adversary'
 import { peerCall } from '../harness/peer-auth'
-import { startReplicatedCluster, allReplicasInSync, primaryUrl, replicaUrls, type ReplCluster } from '../harness/replication'
 import { ADMIN, HEADER, INTERNAL, INTERNAL_COORDINATOR, INTERNAL_REPLICATION } from '../../src/protocol/wire'
 import { kvPath } from '../../src/protocol/key'
 import { hashToken, newToken } from '../../src/auth/tokens'
@@ -49,7 +49,7 @@ function writeCredentials (tmp: string, tokens: Tokens): string[] {
 interface Target { name: string, peer: string, data: string }
 
 /** Each node's data and peer URL, and the router's peer URL (from a node's installed record, fetched as a peer would… which we cannot: so from healthz and the router's log). */
-async function targets (c: ReplCluster): Promise<Target[]> {
+async function targets (c: TestCluster): Promise<Target[]> {
   return await Promise.all(c.nodes.map(async (n) => {
     const h = await c.health(n) as unknown as { peerPort?: number }
     if (typeof h.peerPort !== 'number') throw new Error(`${n.name} reports no peer port`)
@@ -58,7 +58,7 @@ async function targets (c: ReplCluster): Promise<Target[]> {
 }
 
 /** What no refused probe may change. */
-async function observe (c: ReplCluster, admin: HttpClient): Promise<string> {
+async function observe (c: TestCluster, admin: HttpClient): Promise<string> {
   const view = await c.view()
   const nodes = await Promise.all(c.nodes.map(async (n) => {
     const h = await c.health(n)
@@ -72,11 +72,11 @@ async function observe (c: ReplCluster, admin: HttpClient): Promise<string> {
 t.test('strangers and under-privileged clients change nothing while a workload runs', async (t) => {
   const tokens: Tokens = { admin: newToken(), app: newToken(), other: newToken(), reader: newToken() }
   const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
-  const c = await startReplicatedCluster(t, {
+  const c = await startCluster(t, {
     name: 'adversarial',
     groups: 2,
     replicas: 1,
-    setup: (tmp) => {
+    prepare: (tmp) => {
       const args = writeCredentials(tmp, tokens)
       return { shardArgs: args, routerArgs: args }
     },
@@ -200,7 +200,7 @@ function internalProbes (n: Target, routerPeer: string, primary: boolean): Array
 }
 
 /** The coordinator's peer URL, from its "listening" log line. */
-async function coordinatorPeerUrl (c: ReplCluster): Promise<string> {
+async function coordinatorPeerUrl (c: TestCluster): Promise<string> {
   const deadline = Date.now() + 10_000
   for (;;) {
     const m = /"peerUrl":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(c.output())
@@ -218,7 +218,7 @@ async function waitForOps (load: LoadGenerator, n: number): Promise<void> {
   }
 }
 
-async function raw (c: ReplCluster, method: string, path: string, headers: Record<string, string>, body?: string): Promise<HttpResponse> {
+async function raw (c: TestCluster, method: string, path: string, headers: Record<string, string>, body?: string): Promise<HttpResponse> {
   // A client of its own, without the cluster client's admin token.
   const http = new HttpClient({ connections: 1 })
   try {

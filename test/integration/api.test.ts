@@ -1,7 +1,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { startCluster, clusterOutput, type TestCluster } from '../harness/cluster'
+import { startCluster, type TestCluster } from '../harness/cluster'
 import type { HttpResponse } from '../harness/http'
 import { rawRequest } from '../harness/raw'
 import { GroupRing } from '../../src/ring/ring'
@@ -39,20 +39,19 @@ function etagOf (res: HttpResponse): string {
 t.test('data API through the router over 3 shard groups', async (t) => {
   const c: TestCluster = await startCluster(t, {
     name: 'api',
-    shards: 3,
+    groups: 3,
     workers: 2,
     shardArgs: ['--max-value-bytes', String(LIMIT)],
     routerArgs: ['--max-value-bytes', String(LIMIT)]
   })
   const { http } = c
   const r = c.routerUrl
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
 
   await t.test('health and metrics endpoints', async (t) => {
     const h = await http.getJson(`${r}/healthz`)
     t.match(h, { status: 'ok', role: 'router' })
     t.ok(Number.isInteger(h.epoch) && h.epoch >= 1, `router epoch ${String(h.epoch)}`)
-    for (const s of c.shards) {
+    for (const s of c.primaries) {
       const sh = await c.health(s)
       t.match(sh, { status: 'ok', nodeId: s.nodeId, group: s.group, pid: s.proc.pid }, `${s.group}: /healthz`)
       // INTERFACES.md says "role":"shard"; the listening line moved that to "service" (role is now the
@@ -62,7 +61,7 @@ t.test('data API through the router over 3 shard groups', async (t) => {
       t.equal(sh.workerPids.length, 2, `${s.group}: 2 workers`)
       t.ok(sh.workerPids.includes(sh.workerPid), `${s.group}: answered by one of its workers`)
     }
-    for (const url of [r, c.shards[0]!.url]) {
+    for (const url of [r, c.primaries[0]!.url]) {
       const m = await http.request('GET', `${url}/metrics`)
       t.equal(m.status, 200, `${url}/metrics`)
       t.match(m.text(), /shardkv_/, 'Prometheus text with shardkv_ metrics')
@@ -263,16 +262,16 @@ t.test('data API through the router over 3 shard groups', async (t) => {
     t.ok(Number.isInteger(cluster.epoch) && cluster.epoch >= 1, 'the map has an epoch')
     t.same(cluster.groups.map((g) => g.id).sort(), ['g1', 'g2', 'g3'], 'three groups')
     for (const g of cluster.groups) {
-      const shard = c.shards.find((s) => s.group === g.id)!
+      const shard = c.primaries.find((s) => s.group === g.id)!
       t.equal(g.nodes.find((n) => n.role === 'primary')?.url, shard.url, `${g.id}: primary url`)
       t.ok(g.points > 0, `${g.id}: ${g.points} ring points`)
     }
     const ring = new GroupRing(cluster.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), cluster.ring)
     // Guarantee 3 needs the map installed on the shard nodes (the coordinator does that after start).
-    for (const s of c.shards) await c.waitForHealth(s, (h) => h.epoch === cluster.epoch)
+    for (const s of c.primaries) await c.waitForHealth(s, (h) => h.epoch === cluster.epoch)
     t.pass(`every shard node has epoch ${cluster.epoch} installed`)
     const before = new Map<string, number>()
-    for (const s of c.shards) before.set(s.group, (await c.health(s)).position)
+    for (const s of c.primaries) before.set(s.group, (await c.health(s)).position)
     const perGroup = new Map<string, number>()
     let misplaced = 0
     let headerMismatch = 0
@@ -281,10 +280,10 @@ t.test('data API through the router over 3 shard groups', async (t) => {
       const key = `spread/${i}`
       const owner = ring.ownerOf(key)!
       perGroup.set(owner, (perGroup.get(owner) ?? 0) + 1)
-      const ownerShard = c.shards.find((s) => s.group === owner)!
+      const ownerShard = c.primaries.find((s) => s.group === owner)!
       const put = await http.put(r, key, `v${i}`)
       if (put.header('x-shardkv-node') !== ownerShard.nodeId) headerMismatch++
-      for (const s of c.shards) {
+      for (const s of c.primaries) {
         const direct = await http.get(s.url, key)
         const has = direct.status === 200 && direct.text() === `v${i}`
         if (has !== (s.group === owner)) misplaced++
@@ -303,11 +302,11 @@ t.test('data API through the router over 3 shard groups', async (t) => {
     t.same(notMisdirected.slice(0, 5), [], 'a shard node answers 421 {error: misdirected, epoch} for keys it does not own')
     // And refuses to write them.
     const foreignKey = 'spread/0'
-    const foreign = c.shards.find((s) => s.group !== ring.ownerOf(foreignKey))!
+    const foreign = c.primaries.find((s) => s.group !== ring.ownerOf(foreignKey))!
     const direct = await http.put(foreign.url, foreignKey, 'misdirected write')
     expectError(t, direct, 421, 'misdirected', `PUT ${foreignKey} straight to non-owner ${foreign.group}`)
     t.equal((await http.get(r, foreignKey)).text(), 'v0', 'the misdirected write changed nothing')
-    for (const s of c.shards) {
+    for (const s of c.primaries) {
       const pos = (await c.health(s)).position
       t.equal(pos - (before.get(s.group) ?? 0), perGroup.get(s.group) ?? 0, `${s.group}: position advanced by the writes it owns`)
     }
@@ -319,12 +318,12 @@ t.test('data API through the router over 3 shard groups', async (t) => {
 })
 
 t.test('the default value limit is 1 MiB', async (t) => {
-  const c = await startCluster(t, { name: 'api-default', shards: 1, workers: 1 })
+  const c = await startCluster(t, { name: 'api-default', groups: 1, workers: 1 })
   const MIB = 1024 * 1024
   t.equal((await c.http.put(c.routerUrl, 'big/exact', randomBytes(MIB))).status, 201, '1 MiB accepted')
   t.equal((await c.http.get(c.routerUrl, 'big/exact')).body.length, MIB, '1 MiB read back')
   expectError(t, await c.http.put(c.routerUrl, 'big/over', Buffer.alloc(MIB + 1)), 413, 'value_too_large', '1 MiB + 1 byte')
   // Straight to the shard node: it enforces the same default.
-  expectError(t, await c.http.put(c.shards[0]!.url, 'big/over', Buffer.alloc(MIB + 1)), 413, 'value_too_large', 'shard node: 1 MiB + 1 byte')
+  expectError(t, await c.http.put(c.primaries[0]!.url, 'big/over', Buffer.alloc(MIB + 1)), 413, 'value_too_large', 'shard node: 1 MiB + 1 byte')
   t.equal((await c.http.get(c.routerUrl, 'big/over')).status, 404, 'nothing stored')
 })

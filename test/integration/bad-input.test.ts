@@ -1,6 +1,6 @@
 import t from 'tap'
 import { newRequestId } from '../../src/protocol/request-id'
-import { startCluster, clusterOutput, isAlive } from '../harness/cluster'
+import { startCluster, isAlive } from '../harness/cluster'
 import { rawRequest, type RawResult } from '../harness/raw'
 import { kvPath } from '../../src/protocol/key'
 import { GroupRing } from '../../src/ring/ring'
@@ -38,12 +38,11 @@ function expectJson4xx (t: tap.Test, r: RawResult, status: number | number[], co
 t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
   const c = await startCluster(t, {
     name: 'bad-input',
-    shards: 2,
+    groups: 2,
     workers: 2,
     shardArgs: ['--max-value-bytes', String(LIMIT)],
     routerArgs: ['--max-value-bytes', String(LIMIT)]
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const { http } = c
 
   // Seed: the values that must survive, and their ETags.
@@ -57,7 +56,7 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
   }
   const pidsBefore = await c.pids()
   const positionsBefore = new Map<string, number>()
-  for (const s of c.shards) positionsBefore.set(s.group, (await c.health(s)).position)
+  for (const s of c.primaries) positionsBefore.set(s.group, (await c.health(s)).position)
   // Straight to a shard node, use keys it owns: others it refuses with 421 anyway.
   const view = await http.getJson<{ ring: { vnodesPerWeight: number, algorithm: 'md5' }, groups: Array<{ id: string, weight: number, state: string }> }>(`${c.routerUrl}/cluster`)
   const ring = new GroupRing(view.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), view.ring)
@@ -66,7 +65,7 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
   }
   const targets = [
     { name: 'router', url: c.routerUrl, victimKey: 'bi/0', freshKey: 'bi/never' },
-    { name: 'shard g1', url: c.shards[0]!.url, victimKey: [...seeded.keys()].find((k) => ring.ownerOf(k) === 'g1')!, freshKey: ownedBy('g1', 'bi/never-') }
+    { name: 'shard g1', url: c.primaries[0]!.url, victimKey: [...seeded.keys()].find((k) => ring.ownerOf(k) === 'g1')!, freshKey: ownedBy('g1', 'bi/never-') }
   ]
   t.ok(targets[1]!.victimKey !== undefined, `g1 owns seeded key ${targets[1]!.victimKey}`)
   const neverKeys = targets.map((x) => x.freshKey)
@@ -189,7 +188,7 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
     t.ok(bogus.status === 200 || bogus.status === 400, `a bogus client epoch header: 200 (ignored) or 400 (got ${bogus.status})`)
     await http.del(c.routerUrl, key)
     // Restore the position baseline: this subtest wrote on purpose.
-    for (const s of c.shards) positionsBefore.set(s.group, (await c.health(s)).position)
+    for (const s of c.primaries) positionsBefore.set(s.group, (await c.health(s)).position)
   })
 
   await t.test('afterwards: same processes, same data, nothing written', async (t) => {
@@ -197,7 +196,7 @@ t.test('bad input is refused, changes nothing, crashes nothing', async (t) => {
     t.same([...pidsAfter], [...pidsBefore], 'router, primaries and workers are the same PIDs')
     for (const p of c.launched) t.equal(p.child.exitCode, null, `${p.name} (pid ${p.pid}) never exited`)
     for (const pids of pidsAfter.values()) for (const pid of pids) t.ok(isAlive(pid), `pid ${pid} alive`)
-    for (const s of c.shards) {
+    for (const s of c.primaries) {
       t.equal((await c.health(s)).position, positionsBefore.get(s.group), `${s.group}: replication position unchanged (nothing written)`)
     }
     for (const [key, { value, etag }] of seeded) {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startCluster, clusterOutput } from '../harness/cluster'
+import { startCluster } from '../harness/cluster'
 import {
   createClient, KvError, NotFoundError, PreconditionFailedError, ValueTooLargeError, type KvClient, type KvEntry, type ClientMode
 } from '../../src/client'
@@ -34,12 +34,11 @@ function isEntry (r: unknown): r is KvEntry {
 t.test('client API semantics, routed and direct', async (t) => {
   const c = await startCluster(t, {
     name: 'client-api',
-    shards: 3,
+    groups: 3,
     workers: 1,
     shardArgs: ['--max-value-bytes', String(LIMIT)],
     routerArgs: ['--max-value-bytes', String(LIMIT)]
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const table = new RoutingTable(validateMap(await c.http.getJson(`${c.routerUrl}/cluster`)))
 
   for (const mode of ['routed', 'direct'] as ClientMode[]) {
@@ -191,13 +190,13 @@ t.test('client API semantics, routed and direct', async (t) => {
       const stats = kv.stats()
       t.comment(`${mode} requests: ${JSON.stringify(stats.requests)}; map fetches ${stats.mapFetches}`)
       const toRouter = stats.requests[c.routerUrl] ?? 0
-      const toNodes = c.shards.reduce((n, s) => n + (stats.requests[s.url] ?? 0), 0)
+      const toNodes = c.primaries.reduce((n, s) => n + (stats.requests[s.url] ?? 0), 0)
       if (mode === 'routed') {
         t.equal(toNodes, 0, 'routed mode sends nothing to the nodes')
         t.ok(toRouter > 30, `everything went to the router (${toRouter})`)
       } else {
         t.equal(toRouter, 0, 'direct mode sends no data request to the router (the map is settled)')
-        t.ok(c.shards.every((s) => (stats.requests[s.url] ?? 0) > 5), `every node got requests: ${JSON.stringify(stats.requests)}`)
+        t.ok(c.primaries.every((s) => (stats.requests[s.url] ?? 0) > 5), `every node got requests: ${JSON.stringify(stats.requests)}`)
         t.equal(stats.mapFetches, 1, 'the map was loaded once')
       }
     })

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
-import { startCluster, clusterOutput, sandbox, startShardIn, type TestCluster } from '../harness/cluster'
+import { startCluster, sandbox, startShardIn, type TestCluster } from '../harness/cluster'
 import { createClient } from '../../src/client'
 import { hashToken, newToken, type Role } from '../../src/auth/tokens'
 import { newRequestId } from '../../src/protocol/request-id'
@@ -52,7 +52,7 @@ const SPECS: Array<TokenSpec & { token: string }> = [
 function authCluster (t: tap.Test, extraRouterArgs: string[] = []): Promise<TestCluster> {
   return startCluster(t, {
     name: 'client-auth',
-    shards: 2,
+    groups: 2,
     workers: 1,
     prepare: (tmp) => {
       writeTokens(join(tmp, 'tokens.json'), SPECS)
@@ -65,7 +65,6 @@ function authCluster (t: tap.Test, extraRouterArgs: string[] = []): Promise<Test
 
 t.test('roles, prefixes, principals and reloads', async (t) => {
   const c = await authCluster(t)
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const r = c.routerUrl
   const h = c.http
 
@@ -145,7 +144,7 @@ t.test('roles, prefixes, principals and reloads', async (t) => {
   })
 
   await t.test('shard data ports: a token, or the peer secret', async (t) => {
-    const shard = c.shards[0]!.url
+    const shard = c.primaries[0]!.url
     const bare = await h.get(shard, 'app1/a')
     t.equal(bare.status, 401, 'no token: 401')
     t.match(bare.header('www-authenticate'), /^Bearer/)
@@ -161,7 +160,7 @@ t.test('roles, prefixes, principals and reloads', async (t) => {
     t.teardown(async () => { await direct.close() })
     await direct.put('app1/direct', 'd')
     t.equal((await direct.get('app1/direct')).value.toString(), 'd', 'the direct client with a token works')
-    t.ok((direct.stats().requests[c.shards[0]!.url] ?? 0) + (direct.stats().requests[c.shards[1]!.url] ?? 0) > 0, 'and went to the nodes')
+    t.ok((direct.stats().requests[c.primaries[0]!.url] ?? 0) + (direct.stats().requests[c.primaries[1]!.url] ?? 0) > 0, 'and went to the nodes')
     const anonymous = createClient({ url: r, mode: 'direct', retryTimeoutMs: 1000 })
     t.teardown(async () => { await anonymous.close() })
     await t.rejects(anonymous.get('app1/direct'), { code: 'unauthenticated', status: 401 }, 'without a token it is refused (401, not an outage)')
@@ -169,7 +168,7 @@ t.test('roles, prefixes, principals and reloads', async (t) => {
 
   await t.test('SIGHUP reloads the tokens file, router and nodes, without a restart', async (t) => {
     const path = join(c.tmp, 'tokens.json')
-    const shard = c.shards[0]!
+    const shard = c.primaries[0]!
     const next = [...SPECS.filter((s) => s.name !== 'reader'), { name: 'late', roles: ['read'] as Role[], token: T.late }]
     writeTokens(path, next)
     const reloaded = c.router.waitForEvent('tokens-reloaded')
@@ -192,7 +191,6 @@ t.test('roles, prefixes, principals and reloads', async (t) => {
 
 t.test('rate limits: 429 + Retry-After on the fast path and fastify routes, shared counters', async (t) => {
   const c = await authCluster(t, ['--rate-limit-per-token', '5', '--rate-limit-per-ip', '12', '--rate-limit-window-ms', '120000'])
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const r = c.routerUrl
   const h = c.http
   // Requests from 127.0.0.1 are counted per address (12) and per token (5) in one window.
@@ -227,7 +225,7 @@ t.test('HTTPS client listeners: the router and a shard data port', async (t) => 
   const env: NodeJS.ProcessEnv = {}
   const c = await startCluster(t, {
     name: 'client-tls',
-    shards: 1,
+    groups: 1,
     workers: 1,
     env,
     prepare: (tmp) => {
@@ -237,7 +235,6 @@ t.test('HTTPS client listeners: the router and a shard data port', async (t) => 
       return { routerArgs: ['--tls-cert', pem.cert, '--tls-key', pem.key, '--tokens-file', join(tmp, 'tokens.json')] }
     }
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   t.match(c.routerUrl, /^https:\/\/127\.0\.0\.1:\d+$/, 'the router announces an https URL')
   const ca = readFileSync(pem.cert)
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { startCluster, clusterOutput, sleep } from '../harness/cluster'
-import { startReplicatedCluster, allReplicasInSync } from '../harness/replication'
+import { startCluster, sleep } from '../harness/cluster'
+import { allReplicasInSync } from '../harness/cluster-view'
 import { addGroup, clusterView, keyRange, preload, removeGroup, startGroupNode, waitForRebalance } from '../harness/rebalance'
 import { ClientLoad } from '../harness/client-load'
 import { createClient } from '../../src/client'
@@ -19,12 +19,11 @@ import { validateMap } from '../../src/membership/map'
 t.test('direct mode across an add-shard: no lost write, no stale read, traffic goes to the nodes', async (t) => {
   const c = await startCluster(t, {
     name: 'client-add',
-    shards: 3,
+    groups: 3,
     workers: 1,
     // Slow enough that the load overlaps every phase of the rebalance.
     routerArgs: ['--rebalance-rows-per-sec', '2000', '--rebalance-batch', '200']
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   await preload(c.http, c.routerUrl, keyRange('cadd/pre', 3000), (k) => `v0:${k}`)
 
   const kv = createClient({ url: c.routerUrl, mode: 'direct' })
@@ -68,7 +67,7 @@ t.test('direct mode across an add-shard: no lost write, no stale read, traffic g
 })
 
 t.test('direct mode across a failover: writes succeed again, nothing acknowledged is lost', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'client-failover', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'client-failover', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const raw = await c.box.http.getJson(`${c.routerUrl}/cluster`)
   const table = new RoutingTable(validateMap(raw))
@@ -131,8 +130,7 @@ t.test('direct mode across a failover: writes succeed again, nothing acknowledge
 })
 
 t.test('direct mode across a remove-shard: keys follow the drain, and the removed node\'s pool is closed', async (t) => {
-  const c = await startCluster(t, { name: 'client-remove', shards: 3, workers: 1 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'client-remove', groups: 3, workers: 1 })
   const kv = createClient({ url: c.routerUrl, mode: 'direct' })
   const reader = createClient({ url: c.routerUrl, mode: 'routed' })
   t.teardown(async () => { await kv.close(); await reader.close() })

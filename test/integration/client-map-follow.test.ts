@@ -14,7 +14,7 @@ import { CLUSTER_MAP_PATH } from '../../src/protocol/wire'
  */
 
 t.test('a direct client learns a settled rebalance by following its router, with no fetch', async (t) => {
-  const c = await startCluster(t, { name: 'map-follow', shards: 2, workers: 0 })
+  const c = await startCluster(t, { name: 'map-follow', groups: 2, workers: 0 })
   const kv = createClient({ url: c.routerUrl, mode: 'direct' })
   t.teardown(async () => { await kv.close() })
   await kv.put('follow/a', 'one')
@@ -40,7 +40,7 @@ t.test('a direct client learns a settled rebalance by following its router, with
 })
 
 t.test('the map route: answers at once, holds, refuses bad input, and lets the router stop', async (t) => {
-  const c = await startCluster(t, { name: 'map-route', shards: 1, workers: 0 })
+  const c = await startCluster(t, { name: 'map-route', groups: 1, workers: 0 })
   const now = await c.http.request('GET', `${c.routerUrl}${CLUSTER_MAP_PATH}`)
   t.equal(now.status, 200, 'no after: the current map at once')
   const epoch = now.json<{ epoch: number }>().epoch
@@ -61,7 +61,7 @@ t.test('the map route: answers at once, holds, refuses bad input, and lets the r
 })
 
 t.test('a direct client a program forgot to close does not keep it alive', async (t) => {
-  const c = await startCluster(t, { name: 'map-follow-exit', shards: 1, workers: 0 })
+  const c = await startCluster(t, { name: 'map-follow-exit', groups: 1, workers: 0 })
   const entry = join(__dirname, '..', '..', 'dist', 'src', 'client', 'index.js')
   const script = `const { createClient } = require(${JSON.stringify(entry)});
     (async () => { const kv = createClient({ url: ${JSON.stringify(c.routerUrl)}, mode: 'direct' }); await kv.put('exit/a', 'x'); console.log('put done') })()`

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { etcdAvailable } from '../harness/etcd'
-import { clusterOutput, isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
+import { isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { ClientLoad } from '../harness/client-load'
 import { createClient } from '../../src/client'
@@ -37,8 +37,7 @@ if (!etcdAvailable()) {
   t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
 } else {
   t.test('leading coordinator SIGKILLed mid-rebalance: a standby takes over and finishes; two routers and a direct client see nothing', async (t) => {
-    const c = await startCluster(t, { name: 'cp-etcd', shards: 3, workers: 1, etcdMembers: 3, coordinators: 2, routers: 2, routerArgs: SLOW })
-    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+    const c = await startCluster(t, { name: 'cp-etcd', groups: 3, workers: 1, etcdMembers: 3, coordinators: 2, routers: 2, routerArgs: SLOW })
     const [r1, r2] = c.routers
     if (r1 === undefined || r2 === undefined) throw new Error('two routers expected')
     await preload(c.http, r1.url, keyRange('cp/pre', 3000), (k) => `v0:${k}`)
@@ -98,8 +97,7 @@ if (!etcdAvailable()) {
   })
 
   t.test('etcd loses one member, then two: clients see nothing; admin calls fail with a 503 saying why; control resumes once etcd has a quorum', async (t) => {
-    const c = await startCluster(t, { name: 'cp-etcd-quorum', shards: 2, workers: 1, etcdMembers: 3, coordinators: 2, routers: 1 })
-    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+    const c = await startCluster(t, { name: 'cp-etcd-quorum', groups: 2, workers: 1, etcdMembers: 3, coordinators: 2, routers: 1 })
     const etcd = c.etcd
     if (etcd === undefined) throw new Error('an etcd cluster expected')
     await preload(c.http, c.routerUrl, keyRange('q/pre', 500), (k) => `v0:${k}`)
@@ -154,12 +152,11 @@ if (!etcdAvailable()) {
   // The same failover with the file registry (one coordinator, one router), for the failover time beside it.
   for (const registry of ['etcd', 'file'] as const) {
     t.test(`a primary SIGKILLed (${registry} registry): the coordinator fails over; the routers and a direct client keep every acknowledged write`, async (t) => {
-      const c = await startCluster(t, { name: `cp-${registry}-failover`, shards: 2, replicas: 1, workers: 1, ...(registry === 'etcd' ? { etcdMembers: 1, coordinators: 2, routers: 2 } : {}) })
-      t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+      const c = await startCluster(t, { name: `cp-${registry}-failover`, groups: 2, replicas: 1, workers: 1, ...(registry === 'etcd' ? { etcdMembers: 1, coordinators: 2, routers: 2 } : {}) })
       const r1 = c.routers[0]
       const r2 = c.routers[1] ?? r1
       if (r1 === undefined || r2 === undefined) throw new Error('a router expected')
-      const victim = c.shards[0]
+      const victim = c.primaries[0]
       const heir = c.replicas.find((r) => r.group === victim?.group)
       if (victim === undefined || heir === undefined) throw new Error('g1 with a replica expected')
       const primaryOfG1 = async (): Promise<{ url?: string, term?: number, inSync?: boolean }> => {
@@ -172,7 +169,7 @@ if (!etcdAvailable()) {
       await Promise.all([viaR1.waitForOps(200), viaR2.waitForOps(200), direct.waitForOps(200)])
 
       const killedAt = Date.now()
-      await c.killShardHard(victim)
+      await c.killHard(victim)
       await waitFor(async () => (await primaryOfG1()).url === heir.url, 60_000, `${heir.url} primary of g1`)
       const tookMs = Date.now() - killedAt
       t.comment(`failover (${registry} registry): ${heir.url} primary of g1 ${tookMs} ms after the SIGKILL (term ${(await primaryOfG1()).term ?? '?'})`)

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { startReplicatedCluster, primaryUrl, allReplicasInSync, type ReplCluster, type ReplNode } from '../harness/replication'
+import { startCluster, type TestCluster, type ClusterNode } from '../harness/cluster'
+import { primaryUrl, allReplicasInSync } from '../harness/cluster-view'
 import { peerAuth, peerCall } from '../harness/peer-auth'
 import { INTERNAL, INTERNAL_REPLICATION } from '../../src/protocol/wire'
 
@@ -12,7 +13,7 @@ import { INTERNAL, INTERNAL_REPLICATION } from '../../src/protocol/wire'
  * node's peer listener with the cluster secret.
  */
 
-async function peerUrlOf (c: ReplCluster, node: ReplNode): Promise<string> {
+async function peerUrlOf (c: TestCluster, node: ClusterNode): Promise<string> {
   const h = await c.health(node) as unknown as { peerPort?: number }
   if (typeof h.peerPort !== 'number') throw new Error(`${node.name} reports no peerPort`)
   return `http://127.0.0.1:${h.peerPort}`
@@ -20,7 +21,7 @@ async function peerUrlOf (c: ReplCluster, node: ReplNode): Promise<string> {
 
 t.test('a node refuses maps and leases from a coordinator whose fence is older than one it has seen', async (t) => {
   const auth = peerAuth()
-  const c = await startReplicatedCluster(t, { name: 'fence', groups: 1, replicas: 1, setup: auth.setup })
+  const c = await startCluster(t, { name: 'fence', groups: 1, replicas: 1, prepare: auth.prepare })
   const view = await c.waitForView(allReplicasInSync, 'the replica in sync', 60_000)
   const primary = c.byUrl(primaryUrl(view, 'g1'))
   await c.router.stop(10_000)

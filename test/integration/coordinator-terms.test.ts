@@ -1,6 +1,6 @@
 import t from 'tap'
 import { etcdAvailable } from '../harness/etcd'
-import { clusterOutput, isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
+import { isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { admin, clusterView } from '../harness/rebalance'
 
@@ -19,8 +19,7 @@ if (!etcdAvailable()) {
   t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
 } else {
   t.test('a deposed leader stands by again in-process and leads again later', async (t) => {
-    const c = await startCluster(t, { name: 'terms', shards: 1, replicas: 1, workers: 0, etcdMembers: 1, coordinators: 2, routers: 1, routerArgs: ['--leader-ttl-seconds', '2'] })
-    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+    const c = await startCluster(t, { name: 'terms', groups: 1, replicas: 1, workers: 0, etcdMembers: 1, coordinators: 2, routers: 1, routerArgs: ['--leader-ttl-seconds', '2'] })
     const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 3, keysPerClient: 30, durationMs: 180_000, maxOpsPerClient: 100_000, keyPrefix: 'terms' })
     const running = load.run()
     await load.waitForOps(100)

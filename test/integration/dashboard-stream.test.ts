@@ -2,7 +2,7 @@ import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Client } from 'undici'
-import { startCluster, clusterOutput, sleep } from '../harness/cluster'
+import { startCluster, sleep } from '../harness/cluster'
 import { hashToken, newToken, type Role } from '../../src/auth/tokens'
 import { DASHBOARD } from '../../src/protocol/wire'
 import type { DashboardSnapshot, DashboardViewer } from '../../src/protocol/dashboard'
@@ -87,7 +87,7 @@ async function openEvents (url: string, headers: Record<string, string> = {}): P
 t.test('the dashboard over HTTP', async (t) => {
   const c = await startCluster(t, {
     name: 'dashboard-stream',
-    shards: 1,
+    groups: 1,
     workers: 1,
     prepare: (tmp) => {
       writeFileSync(join(tmp, 'tokens.json'), JSON.stringify({ tokens: TOKENS.map((x) => ({ name: x.name, sha256: hashToken(x.token), roles: x.roles })) }))
@@ -96,7 +96,6 @@ t.test('the dashboard over HTTP', async (t) => {
       return { shardArgs: files, routerArgs: files }
     }
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const events = `${c.routerUrl}${DASHBOARD.events}`
 
   await t.test('the page and its files are open, under a strict CSP', async (t) => {
@@ -146,7 +145,7 @@ t.test('the dashboard over HTTP', async (t) => {
     t.same(JSON.parse((await s.next('hello')).data) as DashboardViewer, { name: 'reader', admin: false })
     const first = JSON.parse((await s.next('snapshot')).data) as DashboardSnapshot
     t.same(first.cluster.groups.map((g) => g.id), ['g1'])
-    t.equal(first.cluster.groups[0]?.nodes[0]?.url, c.shards[0]?.url)
+    t.equal(first.cluster.groups[0]?.nodes[0]?.url, c.primaries[0]?.url)
     t.ok(first.cluster.epoch >= 1)
     t.same(first.operations, [])
     const started = Date.now()

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import type { Browser, Page } from 'playwright-core'
-import { startReplicatedCluster, allReplicasInSync, type ReplCluster } from '../harness/replication'
-import { startCluster, startShardIn, clusterOutput, sleep } from '../harness/cluster'
+import { startCluster, startShardIn, sleep, type TestCluster } from '../harness/cluster'
+import { allReplicasInSync } from '../harness/cluster-view'
 import { browserMissing, startBrowser } from '../harness/browser'
 import { startCoordinatorAt } from '../harness/rebalance'
 import { hashToken, newToken, type Role } from '../../src/auth/tokens'
@@ -45,7 +45,7 @@ function credentials (t: tap.Test): string[] {
   return ['--tokens-file', join(dir, 'tokens.json'), '--cluster-secret-file', join(dir, 'secret')]
 }
 
-async function call (c: ReplCluster, method: string, path: string, body?: unknown): Promise<any> {
+async function call (c: TestCluster, method: string, path: string, body?: unknown): Promise<any> {
   const res = await c.box.http.request(method, c.routerUrl + path, { headers: { ...bearer(T.admin), 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) })
   if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text()}`)
   return res.json()
@@ -111,8 +111,7 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
 
   await t.test('a protected cluster with replicas', async (t) => {
     const args = credentials(t)
-    const c = await startReplicatedCluster(t, { name: 'dashboard', groups: 2, replicas: 1, shardArgs: args, clientHeaders: () => bearer(T.admin), routerArgs: [...args, '--rebalance-rows-per-sec', '300', '--rebalance-batch', '50'] })
-    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c.box)) })
+    const c = await startCluster(t, { name: 'dashboard', groups: 2, replicas: 1, shardArgs: args, clientHeaders: () => bearer(T.admin), routerArgs: [...args, '--rebalance-rows-per-sec', '300', '--rebalance-batch', '50'] })
     for (let i = 0; i < 1000; i += 250) {
       await call(c, 'POST', BATCH_PATH, { ops: Array.from({ length: 250 }, (_, j) => ({ op: 'put', key: `user/${i + j}`, value: Buffer.from(`value ${i + j}`).toString('base64') })) })
     }
@@ -197,8 +196,7 @@ t.test('the dashboard in a browser', { skip: missing ?? false }, async (t) => {
   })
 
   await t.test('an --insecure cluster needs no token', async (t) => {
-    const c = await startCluster(t, { name: 'dashboard-open', shards: 1, workers: 1 })
-    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+    const c = await startCluster(t, { name: 'dashboard-open', groups: 1, workers: 1 })
     const page = await openDashboard(t, browser, c.routerUrl)
     await page.locator('article.group[data-group="g1"]').waitFor()
     t.ok(await page.locator('#auth').isHidden(), 'no token form')

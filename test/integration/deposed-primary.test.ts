@@ -1,11 +1,9 @@
 import t from 'tap'
 import { LoadGenerator, HistoryChecker, formatStats } from '../harness/history'
-import { sleep } from '../harness/cluster'
+import { sleep, startCluster } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, keysOwnedBy, ringOfView } from '../harness/cluster-view'
+import { ackedBurst, verifyKeys, compareReplica, directRequest, rawRow } from '../harness/replication'
 import { HttpClient, type HttpResponse } from '../harness/http'
-import {
-  startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
-  keysOwnedBy, ringOfView, ackedBurst, verifyKeys, compareReplica, directRequest, rawRow
-} from '../harness/replication'
 
 /**
  * "A former primary that still believes it is primary cannot make a write that any
@@ -37,7 +35,7 @@ function label (o: Outcome): string {
 }
 
 t.test('a frozen primary, deposed by a failover and then continued, cannot make a write any client reads', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'deposed', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'deposed', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const group = 'g1'
   const old = c.byUrl(primaryUrl(view, group))
@@ -160,7 +158,7 @@ t.test('a frozen primary, deposed by a failover and then continued, cannot make 
  * read a value older than what the new primary acknowledged.
  */
 t.test('a primary cut off by a network partition keeps running and believes it is primary: only its lease stops it', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'partitioned', groups: 2, replicas: 1, proxyPrimaries: ['g1'] })
+  const c = await startCluster(t, { name: 'partitioned', groups: 2, replicas: 1, proxyPrimaries: ['g1'] })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const group = 'g1'
   const old = c.byUrl(primaryUrl(view, group))

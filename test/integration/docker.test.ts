@@ -5,9 +5,10 @@ import { join } from 'node:path'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 import { ensureCredentials } from '../../src/local/credentials'
 import { HttpClient } from '../harness/http'
-import { LoadGenerator, formatStats } from '../harness/history'
+import { LoadGenerator } from '../harness/history'
+import { finishLoad } from '../harness/load-check'
 import { sleep, waitFor } from '../harness/cluster'
-import { Containers, dockerUnusable, ensureEtcdImage, ensureImages, freePort, ROOT } from '../harness/docker'
+import { Containers, ensureEtcdImage, ensureImages, freePort, ROOT, withoutDocker } from '../harness/docker'
 
 /**
  * The image, run for real: shard nodes (two groups of primary + replica), a router and, when
@@ -133,13 +134,7 @@ async function handOff (t: Test, s: Shape, group: string): Promise<void> {
 const allInSync = (v: ClusterView): boolean => v.groups.every((g) => g.nodes.every((n) => n.health === 'up' && (n.role === 'primary' || n.inSync === true)))
 
 t.test('the image: SIGKILL a primary container and the router container under load, restart them from their volumes, read everything back', async (t) => {
-  const unusable = await dockerUnusable()
-  if (unusable !== undefined) {
-    // In CI docker is a requirement (.ci/run installs and starts it): a skip there would hide a broken setup.
-    if (process.env.CI !== undefined && process.env.CI !== '') t.fail(unusable)
-    else void t.skip(unusable, () => {})
-    return
-  }
+  if (await withoutDocker(t)) return
   const built = await ensureImages((line) => { t.comment(line) })
   t.comment(`base image ${built.baseMs} ms; ${built.image} ${built.cached ? 'cached' : 'built'} in ${built.imageMs} ms`)
   const started = Date.now()
@@ -150,7 +145,7 @@ t.test('the image: SIGKILL a primary container and the router container under lo
   t.pass('every node is ready (/readyz): a primary or an in-sync replica')
 
   const load = new LoadGenerator({ baseUrl: s.routerUrl, clients: 6, keysPerClient: 12, durationMs: 120_000, maxOpsPerClient: 4000, requestTimeoutMs: 20_000 }, s.http)
-  const running = load.run()
+  void load.run() // finishLoad waits for it
   try {
     await load.waitForOps(300)
     const g1 = s.groups.g1!
@@ -175,11 +170,7 @@ t.test('the image: SIGKILL a primary container and the router container under lo
   } finally {
     load.stop()
   }
-  const stats = await running
-  t.comment(formatStats(stats))
-  const report = await load.verify()
-  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
-  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+  const report = await finishLoad(t, load)
   t.ok(report.ok, report.text)
   t.equal(report.counts.keysVerified, 6 * 12, 'every key was read back through the restarted router')
 
@@ -210,12 +201,7 @@ async function leaderOf (http: HttpClient, coordinators: Coordinator[], timeoutM
 }
 
 t.test('the etcd shape in containers: SIGKILL the leading coordinator under load, the standby leads, a switchover through the router', async (t) => {
-  const unusable = await dockerUnusable()
-  if (unusable !== undefined) {
-    if (process.env.CI !== undefined && process.env.CI !== '') t.fail(unusable)
-    else void t.skip(unusable, () => {})
-    return
-  }
+  if (await withoutDocker(t)) return
   const built = await ensureImages((line) => { t.comment(line) })
   const etcdImage = await ensureEtcdImage((line) => { t.comment(line) })
   t.comment(`${etcdImage.image} ${etcdImage.cached ? 'cached' : 'built'} in ${etcdImage.ms} ms`)
@@ -282,7 +268,7 @@ t.test('the etcd shape in containers: SIGKILL the leading coordinator under load
   await allReady(s)
 
   const load = new LoadGenerator({ baseUrl: routerUrl, clients: 4, keysPerClient: 10, durationMs: 90_000, maxOpsPerClient: 3000, requestTimeoutMs: 20_000 }, http)
-  const running = load.run()
+  void load.run() // finishLoad waits for it
   try {
     await load.waitForOps(200)
     // 1. The leading coordinator dies; the standby's campaign wins once the leader key's lease ends.
@@ -313,11 +299,7 @@ t.test('the etcd shape in containers: SIGKILL the leading coordinator under load
   } finally {
     load.stop()
   }
-  const stats = await running
-  t.comment(formatStats(stats))
-  const report = await load.verify()
-  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
-  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+  const report = await finishLoad(t, load)
   t.ok(report.ok, report.text)
   t.equal(report.counts.keysVerified, 4 * 10, 'every key was read back through the router')
   const coordinatorHealth = await waitFor(async () => { const h = await c.health(standby.name); return h === 'healthy' ? h : undefined }, 60_000, `docker reports ${standby.name} healthy`)

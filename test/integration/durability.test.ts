@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { ClusterView } from '../../src/protocol/cluster-view'
-import { startCluster, clusterOutput, isAlive, sleep, type TestCluster, type ShardHandle } from '../harness/cluster'
+import { startCluster, isAlive, sleep, type TestCluster, type ClusterNode } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { GroupRing } from '../../src/ring/ring'
 import { kvPath } from '../../src/protocol/key'
@@ -26,10 +26,9 @@ async function pool<T> (items: readonly T[], concurrency: number, fn: (item: T) 
 }
 
 t.test('500 acknowledged writes survive SIGKILL of every process of a shard node', async (t) => {
-  const c = await startCluster(t, { name: 'durability', shards: 3, workers: 2, synchronous: 'FULL' })
+  const c = await startCluster(t, { name: 'durability', groups: 3, workers: 2, synchronous: 'FULL' })
   const { http } = c
   const r = c.routerUrl
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
 
   const N = 500
   const expected = new Map<string, string | null>()
@@ -56,12 +55,12 @@ t.test('500 acknowledged writes survive SIGKILL of every process of a shard node
   t.equal(failedWrites, 0, 'every write before the crash was acknowledged')
 
   const ring = await ownerRing(c)
-  const victim: ShardHandle = c.shards[1]!
+  const victim: ClusterNode = c.primaries[1]!
   const owned = keys.filter((k) => ring.ownerOf(k) === victim.group)
   t.ok(owned.length > 50, `${victim.group} owns ${owned.length} of the keys`)
   const before = await c.health(victim)
 
-  const killed = await c.killShardHard(victim)
+  const { pids: killed } = await c.killHard(victim)
   t.equal(killed.length, 3, `killed primary ${killed[0]} and workers ${killed.slice(1).join(', ')}`)
   t.ok(killed.every((pid) => !isAlive(pid)), 'every process of the node is gone')
   t.equal((await victim.proc.exited).signal, 'SIGKILL', 'the primary died of SIGKILL')
@@ -76,7 +75,7 @@ t.test('500 acknowledged writes survive SIGKILL of every process of a shard node
   t.match(down.header('content-type') ?? '', /application\/json/, 'as a JSON error')
   t.ok(Date.now() - downStarted < 20_000, `answered in ${Date.now() - downStarted} ms, not hung`)
 
-  await c.restartShard(victim)
+  await c.restart(victim)
   const after = await c.health(victim)
   t.not(after.pid, before.pid, `a new primary (${before.pid} -> ${after.pid})`)
   t.equal(new URL(victim.url).port, String(victim.port), 'on the same port')
@@ -101,16 +100,15 @@ t.test('500 acknowledged writes survive SIGKILL of every process of a shard node
 })
 
 t.test('SIGKILL of a whole shard node under load: no acknowledged write lost, no stale read', async (t) => {
-  const c = await startCluster(t, { name: 'durability-load', shards: 3, workers: 2, synchronous: 'FULL' })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'durability-load', groups: 3, workers: 2, synchronous: 'FULL' })
   const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 16, durationMs: 40_000, maxOpsPerClient: 2000, requestTimeoutMs: 20_000 }, c.http)
   const running = load.run()
   await load.waitForOps(300)
-  const victim = c.shards[2]!
+  const victim = c.primaries[2]!
   const killedAt = load.completedOps()
-  await c.killShardHard(victim)
+  await c.killHard(victim)
   await sleep(500)
-  await c.restartShard(victim)
+  await c.restart(victim)
   // Keep the load going past the restart, then stop it (it is bounded anyway).
   await load.waitForOps(load.completedOps() + 600)
   load.stop()

@@ -1,12 +1,12 @@
 import t from 'tap'
 import { request } from 'undici'
 import { etcdAvailable } from '../harness/etcd'
-import { clusterOutput, startCluster, waitFor } from '../harness/cluster'
+import { startCluster, waitFor } from '../harness/cluster'
+import { TcpProxy } from '../harness/tcp-proxy'
 import { addGroup, admin, clusterView, startGroupNode, waitForRebalance } from '../harness/rebalance'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { EtcdGateway } from '../../src/registry/etcd/gateway'
 import { freePort } from '../harness/docker'
-import { TcpProxy } from '../harness/replication'
 import { registeredNodes, registeredRouters } from '../../src/registry/etcd/directory'
 import type { DashboardSnapshot } from '../../src/protocol/dashboard'
 import { DASHBOARD } from '../../src/protocol/wire'
@@ -22,8 +22,7 @@ if (!etcdAvailable()) {
   t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
 } else {
   t.test('routers register; a group is added by its id from the nodes registered for it', async (t) => {
-    const c = await startCluster(t, { name: 'etcd-dir', shards: 1, workers: 0, etcdMembers: 1, coordinators: 1, routers: 2 })
-    t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+    const c = await startCluster(t, { name: 'etcd-dir', groups: 1, workers: 0, etcdMembers: 1, coordinators: 1, routers: 2 })
     const gw = new EtcdGateway({ endpoints: c.etcd?.endpoints ?? [] })
     t.teardown(async () => { await gw.close() })
     const [r1, r2] = c.routers

@@ -1,11 +1,9 @@
 import t from 'tap'
 import { HotLoad } from '../harness/hot-load'
-import { sleep } from '../harness/cluster'
+import { sleep, startCluster, type ClusterNode } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, describeView, keysOwnedBy, nodeView } from '../harness/cluster-view'
 import { addGroup, removeGroup, membersOf, waitForRebalance, preload } from '../harness/rebalance'
 import { GroupRing } from '../../src/ring/ring'
-import {
-  startReplicatedCluster, allReplicasInSync, type ReplNode, groupOf, primaryUrl, replicaUrls, describeView, keysOwnedBy, nodeView
-} from '../harness/replication'
 
 /**
  * Exactly-once writes across retries (issue 15; DESIGN guarantee 1 and "a request id can
@@ -31,7 +29,7 @@ const KILL_DELAYS_MS = [3, 10, 25]
 
 t.test('SIGKILL of the primary of the hot keys\' group, writes in flight: the history stays linearizable', async (t) => {
   // A long retry window: writes cut by the kill wait for the new primary (failover ~2-3 s).
-  const c = await startReplicatedCluster(t, { name: 'exactly-once-failover', groups: 2, replicas: 1, routerArgs: ['--retry-timeout-ms', '12000'] })
+  const c = await startCluster(t, { name: 'exactly-once-failover', groups: 2, replicas: 1, routerArgs: ['--retry-timeout-ms', '12000'] })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const victim = 'g1'
   const keyNames = keysOwnedBy(view, victim, KEYS, `eo-${Date.now().toString(36)}`)
@@ -91,7 +89,7 @@ const HOLD_AFTER_FENCE_MS = 450
 t.test('add-group rebalances with writes applied on the source and retried at the new owner: the history stays linearizable', async (t) => {
   // A short upstream timeout makes the router retry (once) a write whose node is slow to
   // answer, and a long retry window lets that retry wait out the map change.
-  const c = await startReplicatedCluster(t, {
+  const c = await startCluster(t, {
     name: 'exactly-once-rebalance',
     groups: 2,
     replicas: 1,
@@ -130,7 +128,7 @@ t.test('add-group rebalances with writes applied on the source and retried at th
       const sources = ['g1', 'g2'].map((id) => c.byUrl(primaryUrl(view, id)))
       const replicas = ['g1', 'g2'].map((id) => c.byUrl(replicaUrls(view, id)[0] as string))
       at('in sync')
-      const node = newNodes[round] as ReplNode
+      const node = newNodes[round] as ClusterNode
       // The sources' replicas stall: writes to the hot keys are applied on their primaries
       // and held there, unanswered, until replicated. The new group is added meanwhile: the
       // fence reaches the primaries at once (the map is published only when the frozen

@@ -1,8 +1,9 @@
 import t from 'tap'
 import { kvPath } from '../../src/protocol/key'
-import { LoadGenerator, formatStats } from '../harness/history'
-import { clusterOutput, sleep, startShardIn } from '../harness/cluster'
-import { startReplicatedCluster, allReplicasInSync } from '../harness/replication'
+import { LoadGenerator } from '../harness/history'
+import { finishLoad } from '../harness/load-check'
+import { sleep, startShardIn, startCluster } from '../harness/cluster'
+import { allReplicasInSync } from '../harness/cluster-view'
 import { rawRow } from '../harness/replication'
 import { join } from 'node:path'
 
@@ -15,15 +16,14 @@ import { join } from 'node:path'
  */
 
 t.test('SIGKILL of a primary while a rebalance copies into its group', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'fo-rebalance', groups: 2, replicas: 1, routerArgs: ['--rebalance-rows-per-sec', '800', '--rebalance-batch', '100'] })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput({ launched: c.box.launched })) })
+  const c = await startCluster(t, { name: 'fo-rebalance', groups: 2, replicas: 1, routerArgs: ['--rebalance-rows-per-sec', '800', '--rebalance-batch', '100'] })
   await c.waitForView(allReplicasInSync, 'every replica in sync')
   // Preload so the copy lasts a few seconds.
   for (let i = 0; i < 3000; i += 100) {
     await Promise.all(Array.from({ length: 100 }, async (_, j) => await c.box.http.request('PUT', c.routerUrl + kvPath(`pre-${i + j}`), { body: `pre-${i + j}` })))
   }
   const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 4, keysPerClient: 20, durationMs: 90_000, maxOpsPerClient: 20_000 }, c.box.http)
-  const running = load.run()
+  void load.run() // finishLoad waits for it
 
   // A new group with a replica, added through the admin API.
   const [p3, r3] = await Promise.all(['g3', 'g3-r1'].map(async (name) => await startShardIn(c.box, { group: 'g3', nodeId: name, dataDir: join(c.box.tmp, name), port: 0, workers: 1 })))
@@ -51,12 +51,7 @@ t.test('SIGKILL of a primary while a rebalance copies into its group', async (t)
     return false
   })()
   t.ok(done, 'the rebalance finished')
-  load.stop()
-  const stats = await running
-  t.comment(formatStats(stats))
-  const report = await load.verify()
-  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
-  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+  await finishLoad(t, load)
   let missing = 0
   for (let i = 0; i < 3000; i += 100) {
     const got = await Promise.all(Array.from({ length: 100 }, async (_, j) => await c.box.http.request('GET', c.routerUrl + kvPath(`pre-${i + j}`))))
@@ -66,8 +61,7 @@ t.test('SIGKILL of a primary while a rebalance copies into its group', async (t)
 })
 
 t.test('a deposed primary that resumes cannot make a write anyone reads', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'fo-deposed', groups: 1, replicas: 1 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput({ launched: c.box.launched })) })
+  const c = await startCluster(t, { name: 'fo-deposed', groups: 1, replicas: 1 })
   await c.waitForView(allReplicasInSync, 'the replica in sync')
   for (let i = 0; i < 50; i++) await c.box.http.request('PUT', c.routerUrl + kvPath(`k${i}`), { body: 'before' })
   const before = await c.view()

@@ -1,11 +1,9 @@
 import t from 'tap'
 import { LoadGenerator, formatStats } from '../harness/history'
-import { sleep } from '../harness/cluster'
+import { sleep, startCluster } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, ringOfView } from '../harness/cluster-view'
+import { compareReplica, nodeStats, rawRow } from '../harness/replication'
 import { addGroup, admin, waitForRebalance, rebalanceProgress, preload, readAll, pool } from '../harness/rebalance'
-import {
-  startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
-  ringOfView, compareReplica, nodeStats, rawRow
-} from '../harness/replication'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**
@@ -25,7 +23,7 @@ const PRELOAD = 5000
 const ROWS_PER_SEC = 1000
 
 t.test('the new group\'s primary dies while the rebalance copies to it: its replica takes over and the rebalance finishes', async (t) => {
-  const c = await startReplicatedCluster(t, {
+  const c = await startCluster(t, {
     name: 'failover-rebalance',
     groups: 2,
     replicas: 1,
@@ -173,7 +171,7 @@ t.test('the new group\'s primary dies while the rebalance copies to it: its repl
  * written while the keys lived on the new group must survive.
  */
 t.test('a source replica down during the purge ends up with exactly its primary\'s keys, and a later failover and removal lose nothing', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'replica-purge', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'replica-purge', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const run = Date.now().toString(36)
   const keys = Array.from({ length: 1500 }, (_, i) => `rp-${run}/${i}`)

@@ -1,10 +1,8 @@
 import t from 'tap'
 import { LoadGenerator, HistoryChecker, formatStats } from '../harness/history'
-import { sleep } from '../harness/cluster'
-import {
-  startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
-  keysOwnedBy, ringOfView, firstAckedWrite, ackedBurst, startBurst, verifyKeys, compareReplica, nodeStats
-} from '../harness/replication'
+import { sleep, startCluster } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, keysOwnedBy, ringOfView } from '../harness/cluster-view'
+import { firstAckedWrite, ackedBurst, startBurst, verifyKeys, compareReplica, nodeStats } from '../harness/replication'
 
 /**
  * Failover (DESIGN "Replication and failover", guarantees 1 and 2): two groups, each a
@@ -19,7 +17,7 @@ import {
  */
 
 t.test('SIGKILL of a primary under load: its replica takes over, nothing acknowledged is lost, the old primary rejoins as a replica', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'failover', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'failover', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   t.pass(`cluster up, every replica in sync: ${describeView(view)}`)
 

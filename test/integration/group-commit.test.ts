@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { ClusterView } from '../../src/protocol/cluster-view'
-import { startCluster, clusterOutput, type TestCluster, type ShardHandle } from '../harness/cluster'
+import { startCluster, type TestCluster, type ClusterNode } from '../harness/cluster'
 import { GroupRing } from '../../src/ring/ring'
 
 /**
@@ -12,7 +12,7 @@ import { GroupRing } from '../../src/ring/ring'
  */
 
 
-async function ownedKeys (c: TestCluster, node: ShardHandle, prefix: string, count: number): Promise<string[]> {
+async function ownedKeys (c: TestCluster, node: ClusterNode, prefix: string, count: number): Promise<string[]> {
   const view = await c.http.getJson<ClusterView>(`${c.routerUrl}/cluster`)
   const ring = new GroupRing(view.groups.filter((g) => g.state === 'active').map((g) => ({ id: g.id, weight: g.weight })), view.ring)
   const out: string[] = []
@@ -30,10 +30,9 @@ function metricSum (text: string, name: string): number {
 }
 
 t.test('group commit: acknowledged writes survive SIGKILL; conditional writes stay exclusive', async (t) => {
-  const c = await startCluster(t, { name: 'group-commit', shards: 1, workers: 2, synchronous: 'FULL' })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'group-commit', groups: 1, workers: 2, synchronous: 'FULL' })
   const { http } = c
-  const node = c.shards[0]!
+  const node = c.primaries[0]!
 
   t.test('If-Match chains from several clients never both succeed against one version', async (t) => {
     const [key] = await ownedKeys(c, node, 'chain', 1)
@@ -107,11 +106,11 @@ t.test('group commit: acknowledged writes survive SIGKILL; conditional writes st
     t.ok(commits > 0 && ops / commits > 1.5, `writes share transactions: ${ops} ops in ${commits} commits (${(ops / commits).toFixed(1)} per commit)`)
     const ackedBeforeKill = ackCount
     killed = true
-    await c.killShardHard(node)
+    await c.killHard(node)
     await load
     t.ok(ackedBeforeKill >= 1000, `${ackedBeforeKill} writes acknowledged before the kill (${Date.now() - started} ms)`)
 
-    await c.restartShard(node)
+    await c.restart(node)
     const problems: string[] = []
     for (const [key, want] of acked) {
       const res = await http.get(node.url, key)

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { INTERNAL_REPLICATION } from '../../src/protocol/wire'
-import { startReplicatedCluster, allReplicasInSync, groupOf, nodeView, replicaUrls, describeView } from '../harness/replication'
+import { startCluster } from '../harness/cluster'
+import { allReplicasInSync, groupOf, nodeView, replicaUrls, describeView } from '../harness/cluster-view'
 
 /**
  * A replica the map does not list as in-sync is asked for again (issues 8 and 9:
@@ -13,7 +14,7 @@ import { startReplicatedCluster, allReplicasInSync, groupOf, nodeView, replicaUr
  */
 
 t.test('a caught-up replica that the map drops is asked for again and rejoins the in-sync set', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'in-sync-retry', groups: 1, replicas: 1 })
+  const c = await startCluster(t, { name: 'in-sync-retry', groups: 1, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'the replica in sync', 40_000)
   const replica = c.byUrl(replicaUrls(view, 'g1')[0] as string)
 

@@ -19,8 +19,8 @@ import { ADMIN, BATCH_PATH, CLUSTER_PATH } from '../../src/protocol/wire'
 const LIMITS = ['--headers-timeout-ms', '1000', '--request-timeout-ms', '2000', '--max-connections', '40']
 
 t.test('slow clients are cut, connection floods are capped, stored content types are bounded', async (t) => {
-  const c = await startCluster(t, { name: 'limits', shards: 1, workers: 1, routerArgs: LIMITS, shardArgs: LIMITS })
-  const node = c.shards[0]
+  const c = await startCluster(t, { name: 'limits', groups: 1, workers: 1, routerArgs: LIMITS, shardArgs: LIMITS })
+  const node = c.primaries[0]
   if (node === undefined) throw new Error('no shard')
   const put = await c.http.put(c.routerUrl, 'lim/k', 'kept', { 'content-type': 'text/plain' })
   t.equal(put.status, 201)

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { sleep, waitUntilDead } from '../harness/cluster'
+import { allReplicasInSync, describeView, groupOf, nodeView, primaryUrl } from '../harness/cluster-view'
 import { localSandbox, type LocalSandbox } from '../harness/local-launcher'
-import { allReplicasInSync, describeView, groupOf, nodeView, primaryUrl } from '../harness/replication'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**

@@ -3,10 +3,10 @@ import { spawn } from 'node:child_process'
 import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { sleep, waitUntilDead, isAlive } from '../harness/cluster'
+import { describeView } from '../harness/cluster-view'
 import { commandLine, localSandbox, ROOT, type LocalSandbox, waitForView } from '../harness/local-launcher'
 import { credentialPaths } from '../../src/local/credentials'
 import { keyRange, preload, readAll } from '../harness/rebalance'
-import { describeView } from '../harness/replication'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**

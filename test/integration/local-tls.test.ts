@@ -7,8 +7,8 @@ import { createClient, NotFoundError, type KvClient } from '../../src/client'
 import { tlsPaths } from '../../src/local/certificates'
 import { readNodesFile } from '../../src/local/nodes-file'
 import { sleep, waitUntilDead } from '../harness/cluster'
+import { allReplicasInSync, describeView, groupOf, primaryUrl } from '../harness/cluster-view'
 import { commandLine, localSandbox, ROOT, type LocalSandbox } from '../harness/local-launcher'
-import { allReplicasInSync, describeView, groupOf, primaryUrl } from '../harness/replication'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 
 /**

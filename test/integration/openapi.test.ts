@@ -3,7 +3,7 @@ import { METHODS } from 'node:http'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { startCluster, clusterOutput, type TestCluster } from '../harness/cluster'
+import { startCluster, type TestCluster } from '../harness/cluster'
 import { recorderPath, routeLogOf } from '../harness/route-recorder'
 import { matchOperation, schemaValidator, structuralProblems, type OpenApiDoc, type Operation } from '../harness/openapi'
 import { curlExamples, ROUTER_EXAMPLE_URL } from '../harness/curl-examples'
@@ -69,11 +69,10 @@ t.test('the OpenAPI description covers the real router and stays true', async (t
   const prefix = join(logDir, 'routes')
   const c = await startCluster(t, {
     name: 'openapi',
-    shards: 1,
+    groups: 1,
     workers: 1,
     env: { SHARDKV_ROUTE_LOG: prefix, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${recorderPath()}`.trim() }
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const spec = await fetchSpec(c)
   const validator = schemaValidator(spec)
 
@@ -232,7 +231,7 @@ t.test('with client tokens, the description is open and the refusals are the doc
   const reader = newToken()
   const c = await startCluster(t, {
     name: 'openapi-auth',
-    shards: 1,
+    groups: 1,
     workers: 1,
     prepare: (tmp) => {
       const tokens = [{ name: 'admin', sha256: hashToken(admin), roles: ['admin'] }, { name: 'reader', sha256: hashToken(reader), roles: ['read'] }]
@@ -240,7 +239,6 @@ t.test('with client tokens, the description is open and the refusals are the doc
       return { routerArgs: ['--tokens-file', join(tmp, 'tokens.json')] }
     }
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const u = c.routerUrl
   const res = await c.http.request('GET', `${u}/openapi.json`)
   t.equal(res.status, 200, '/openapi.json needs no token')

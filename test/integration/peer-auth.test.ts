@@ -1,11 +1,8 @@
 import t, { type Test } from 'tap'
 import { join } from 'node:path'
-import { sandbox, sleep, startShardIn } from '../harness/cluster'
+import { sandbox, sleep, startShardIn, startCluster, type TestCluster, type ClusterNode } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView } from '../harness/cluster-view'
 import { peerAuth, peerCall, type PeerAuth } from '../harness/peer-auth'
-import {
-  startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
-  type ReplCluster, type ReplNode
-} from '../harness/replication'
 import { addGroup, waitForRebalance } from '../harness/rebalance'
 import { HEADER, INTERNAL, INTERNAL_REPLICATION } from '../../src/protocol/wire'
 import { kvPath } from '../../src/protocol/key'
@@ -28,15 +25,15 @@ import { kvPath } from '../../src/protocol/key'
 const KEYS = Array.from({ length: 12 }, (_, i) => `peer-auth/${i}`)
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 
-interface Peers { primary: ReplNode, replica: ReplNode, peerOf: Map<string, string>, routerPeer: string }
+interface Peers { primary: ClusterNode, replica: ClusterNode, peerOf: Map<string, string>, routerPeer: string }
 
-async function peerUrlOf (c: ReplCluster, node: ReplNode): Promise<string> {
+async function peerUrlOf (c: TestCluster, node: ClusterNode): Promise<string> {
   const h = await c.health(node) as unknown as { peerPort?: number, peerTls?: boolean }
   if (typeof h.peerPort !== 'number') throw new Error(`${node.name} reports no peerPort`)
   return `${h.peerTls === true ? 'https' : 'http'}://127.0.0.1:${h.peerPort}`
 }
 
-async function writeAll (c: ReplCluster, tag: string, timeoutMs = 60_000): Promise<void> {
+async function writeAll (c: TestCluster, tag: string, timeoutMs = 60_000): Promise<void> {
   for (const key of KEYS) {
     const deadline = Date.now() + timeoutMs
     for (;;) {
@@ -48,7 +45,7 @@ async function writeAll (c: ReplCluster, tag: string, timeoutMs = 60_000): Promi
   }
 }
 
-async function readAll (c: ReplCluster): Promise<string[]> {
+async function readAll (c: TestCluster): Promise<string[]> {
   return await Promise.all(KEYS.map(async (key) => {
     const res = await c.http.request('GET', c.routerUrl + kvPath(key))
     return `${res.status} ${res.text()}`
@@ -56,7 +53,7 @@ async function readAll (c: ReplCluster): Promise<string[]> {
 }
 
 /** What a refused probe must not change: installed epochs, counts and positions, values, the in-sync set. */
-async function snapshot (c: ReplCluster, auth: PeerAuth, p: Peers): Promise<unknown> {
+async function snapshot (c: TestCluster, auth: PeerAuth, p: Peers): Promise<unknown> {
   const nodes = [p.primary, p.replica]
   const stats = await Promise.all(nodes.map(async (n) => (await peerCall('GET', `${p.peerOf.get(n.url) as string}${INTERNAL.stats}`, { headers: auth.headers() })).body))
   const epochs = await Promise.all(nodes.map(async (n) => (await c.health(n)).epoch))
@@ -65,7 +62,7 @@ async function snapshot (c: ReplCluster, auth: PeerAuth, p: Peers): Promise<unkn
 }
 
 /** One forged request per internal endpoint of a shard node, each of which would change or leak something. */
-function shardProbes (node: ReplNode, p: Peers, epoch: number, position: number): Array<{ method: 'GET' | 'PUT' | 'POST', path: string, body?: unknown }> {
+function shardProbes (node: ClusterNode, p: Peers, epoch: number, position: number): Array<{ method: 'GET' | 'PUT' | 'POST', path: string, body?: unknown }> {
   const map = { epoch: epoch + 1000, ring: { vnodesPerWeight: 8, algorithm: 'md5' }, groups: [{ id: 'g1', weight: 1, state: 'active', nodes: [{ url: node.url, role: 'primary' }] }] }
   const row = { key: 'forged', value: b64('forged'), contentType: 'text/plain', version: '9-forged' }
   return [
@@ -87,7 +84,7 @@ const STRANGERS: Array<[string, Record<string, string>]> = [
   ['a client token', { authorization: 'Bearer skv_' + 'A'.repeat(43) }]
 ]
 
-async function probeEverything (t: Test, c: ReplCluster, auth: PeerAuth, p: Peers): Promise<void> {
+async function probeEverything (t: Test, c: TestCluster, auth: PeerAuth, p: Peers): Promise<void> {
   const epoch = (await c.health(p.primary)).epoch
   for (const node of [p.primary, p.replica]) {
     const position = (await c.health(node)).position
@@ -132,7 +129,7 @@ async function forgeWithSecret (t: Test, auth: PeerAuth, p: Peers, epoch: number
 
 t.test('peer auth: secret and peer ports on a replicated cluster; strangers get 401/404 and change nothing; failover works', async (t) => {
   const auth = peerAuth()
-  const c = await startReplicatedCluster(t, { name: 'peer-auth', groups: 1, replicas: 1, setup: auth.setup })
+  const c = await startCluster(t, { name: 'peer-auth', groups: 1, replicas: 1, prepare: auth.prepare })
   let view = await c.waitForView(allReplicasInSync, 'the replica in sync', 60_000)
   const primary = c.byUrl(primaryUrl(view, 'g1'))
   const replica = c.byUrl(replicaUrls(view, 'g1')[0] as string)
@@ -168,7 +165,7 @@ t.test('peer auth: secret and peer ports on a replicated cluster; strangers get 
   await rebalanceOverPeers(t, c, auth, peerOf)
 })
 
-async function rebalanceOverPeers (t: Test, c: ReplCluster, auth: PeerAuth, peerOf: Map<string, string>): Promise<void> {
+async function rebalanceOverPeers (t: Test, c: TestCluster, auth: PeerAuth, peerOf: Map<string, string>): Promise<void> {
   const g2 = await c.addNode('g2', 'g2')
   peerOf.set(g2.url, await peerUrlOf(c, g2))
   const added = await addGroup(c.http, c.routerUrl, { id: 'g2', url: g2.url })
@@ -198,7 +195,7 @@ async function waitForMapPeers (auth: PeerAuth, p: Peers, timeoutMs: number, pee
 t.test('peer auth on one node: without a peer port the data port guards its internal API; a peer port is shared by every worker', async (t) => {
   const box = sandbox(t, 'peer-auth-node')
   const auth = peerAuth({ peerPort: false })
-  const args = auth.setup(box.tmp).shardArgs
+  const args = auth.prepare(box.tmp).shardArgs
   const start = async (name: string, extra: string[]): Promise<string> => (await startShardIn(box, { group: 'g1', nodeId: name, dataDir: join(box.tmp, name), port: 0, workers: 2, extraArgs: [...args, ...extra] })).url
   const onData = await start('on-data', [])
   for (const [who, headers] of STRANGERS) {

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { peerAuth, peerCall, type PeerAuth } from '../harness/peer-auth'
-import { startReplicatedCluster, allReplicasInSync, primaryUrl, replicaUrls, type ReplCluster, type ReplNode } from '../harness/replication'
+import { startCluster, type TestCluster, type ClusterNode } from '../harness/cluster'
+import { allReplicasInSync, primaryUrl, replicaUrls } from '../harness/cluster-view'
 import { INTERNAL, INTERNAL_REPLICATION } from '../../src/protocol/wire'
 import { kvPath } from '../../src/protocol/key'
 
@@ -11,7 +12,7 @@ import { kvPath } from '../../src/protocol/key'
  * TLS handshake, before any HTTP; one with a good certificate still needs the secret.
  */
 
-async function peerOfNode (c: ReplCluster, node: ReplNode): Promise<{ url: string, tls: boolean }> {
+async function peerOfNode (c: TestCluster, node: ClusterNode): Promise<{ url: string, tls: boolean }> {
   const h = await c.health(node) as unknown as { peerPort?: number, peerTls?: boolean }
   return { url: `https://127.0.0.1:${String(h.peerPort)}`, tls: h.peerTls === true }
 }
@@ -41,7 +42,7 @@ async function strangersAreRefused (t: Test, auth: PeerAuth, url: string, what: 
 
 t.test('peer mutual TLS: the cluster replicates over it; strangers without the CA\'s certificate are refused in the handshake', async (t) => {
   const auth = peerAuth({ tls: true })
-  const c = await startReplicatedCluster(t, { name: 'peer-tls', groups: 1, replicas: 1, setup: auth.setup })
+  const c = await startCluster(t, { name: 'peer-tls', groups: 1, replicas: 1, prepare: auth.prepare })
   const view = await c.waitForView(allReplicasInSync, 'the replica in sync over mutual TLS', 60_000)
   const primary = c.byUrl(primaryUrl(view, 'g1'))
   const replica = c.byUrl(replicaUrls(view, 'g1')[0] as string)

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startCluster, clusterOutput } from '../harness/cluster'
+import { startCluster } from '../harness/cluster'
 import type { HttpResponse } from '../harness/http'
 import { LoadGenerator, formatStats } from '../harness/history'
 import { ClientLoad } from '../harness/client-load'
@@ -26,8 +26,7 @@ async function coalescedCount (get: (url: string) => Promise<HttpResponse>, rout
 }
 
 t.test('a coalesced GET answers exactly what a GET sent alone answers', async (t) => {
-  const c = await startCluster(t, { name: 'coalesce', shards: 2, workers: 1 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'coalesce', groups: 2, workers: 1 })
   const kv = (key: string): string => `${c.routerUrl}/kv/${encodeURIComponent(key)}`
   const get = async (url: string): Promise<HttpResponse> => await c.http.request('GET', url)
 
@@ -74,8 +73,7 @@ t.test('a coalesced GET answers exactly what a GET sent alone answers', async (t
 })
 
 t.test('coalesced reads under a concurrent read/write load: no stale read, nothing lost', async (t) => {
-  const c = await startCluster(t, { name: 'coalesce-load', shards: 3, workers: 2 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'coalesce-load', groups: 3, workers: 2 })
   const get = async (url: string): Promise<HttpResponse> => await c.http.request('GET', url)
   const before = await coalescedCount(get, c.routerUrl)
   // Mostly reads of few keys: many GETs of a key are in flight while it is written.
@@ -92,8 +90,7 @@ t.test('coalesced reads under a concurrent read/write load: no stale read, nothi
 })
 
 t.test('the direct client coalesces concurrent gets per primary; each answers as it would alone', async (t) => {
-  const c = await startCluster(t, { name: 'coalesce-client', shards: 2, workers: 1 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'coalesce-client', groups: 2, workers: 1 })
   const kv = createClient({ url: c.routerUrl, mode: 'direct' })
   const alone = createClient({ url: c.routerUrl, mode: 'direct', readCoalesceMaxKeys: 1 })
   t.teardown(async () => { await kv.close(); await alone.close() })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startCluster, clusterOutput } from '../harness/cluster'
+import { startCluster } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 import {
   addGroup, checkPlacement, clusterView, keyRange, nodeStats, preload, readAll, ringOf, startGroupNode, waitForRebalance, PHASE_ORDER
@@ -16,12 +16,11 @@ import { GroupRing } from '../../src/ring/ring'
 t.test('add a 4th group under load: no lost write, no stale read, every key only on its owner', async (t) => {
   const c = await startCluster(t, {
     name: 'rb-add',
-    shards: 3,
+    groups: 3,
     workers: 1,
     // Slow enough that the load overlaps every phase of the rebalance.
     routerArgs: ['--rebalance-rows-per-sec', '2000', '--rebalance-batch', '200']
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
 
   const preloaded = keyRange('add/pre', 4000)
   const preValue = (k: string): string => `v0:${k}`
@@ -82,8 +81,7 @@ t.test('add a 4th group under load: no lost write, no stale read, every key only
 })
 
 t.test('20k keys: adding a 4th group of equal weight moves 20-30% of them, all to the new group', async (t) => {
-  const c = await startCluster(t, { name: 'rb-move', shards: 3, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '0', '--rebalance-batch', '1000'] })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'rb-move', groups: 3, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '0', '--rebalance-batch', '1000'] })
   const N = 20_000
   const keys = keyRange('move', N)
   await preload(c.http, c.routerUrl, keys, (k) => `m:${k}`, 24)

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { cpSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { createServer } from 'node:net'
-import { startCluster, clusterOutput, waitFor, type TestCluster } from '../harness/cluster'
+import { startCluster, waitFor, type TestCluster } from '../harness/cluster'
 import type { HttpClient } from '../harness/http'
 import {
   addGroup, admin, checkPlacement, clusterView, keyRange, preload, primaryOf, rawRow, readAll, rebalanceProgress,
@@ -36,8 +36,7 @@ function misdirected (t: Test, r: { status: number, json: any, contentType: stri
 }
 
 t.test('a node refuses moved keys whatever epoch the sender claims; a stale router cannot write to an old owner', async (t) => {
-  const c = await startCluster(t, { name: 'rb-fence', shards: 3, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '400', '--rebalance-batch', '50'] })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'rb-fence', groups: 3, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '400', '--rebalance-batch', '50'] })
   const { http } = c
   const keys = keyRange('fence', 3000)
   const v0 = (k: string): string => `v0:${k}`
@@ -196,8 +195,7 @@ async function unchanged (t: Test, c: TestCluster, reference: ClusterView, what:
 }
 
 t.test('bad admin requests are refused with a clear 4xx and change nothing', async (t) => {
-  const c = await startCluster(t, { name: 'rb-badadmin', shards: 2, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '100', '--rebalance-batch', '20'] })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'rb-badadmin', groups: 2, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '100', '--rebalance-batch', '20'] })
   const { http } = c
   const groupsUrl = `${c.routerUrl}/admin/groups`
   await preload(http, c.routerUrl, keyRange('bad', 600), (k) => `b:${k}`)
@@ -252,8 +250,7 @@ t.test('bad admin requests are refused with a clear 4xx and change nothing', asy
 })
 
 t.test('two adds sent at once: one is refused, and no key is lost', async (t) => {
-  const c = await startCluster(t, { name: 'rb-twoadds', shards: 2, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '1000', '--rebalance-batch', '100'] })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'rb-twoadds', groups: 2, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '1000', '--rebalance-batch', '100'] })
   const { http } = c
   const keys = keyRange('twice', 1000)
   await preload(http, c.routerUrl, keys, (k) => `t:${k}`)

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startCluster, clusterOutput, sleep } from '../harness/cluster'
+import { startCluster, sleep } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 import {
   addGroup, checkPlacement, clusterView, keyRange, killHard, preload, readAll, rebalanceProgress, ringOf,
@@ -19,8 +19,7 @@ const SLOW = ['--rebalance-rows-per-sec', '700', '--rebalance-batch', '100']
 const CONNECTIONS = 16
 
 t.test('coordinator SIGKILLed mid-copy and restarted on the same dir and port: the add resumes, no write lost', async (t) => {
-  const c = await startCluster(t, { name: 'rb-resume', shards: 3, workers: 1, routerArgs: SLOW })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'rb-resume', groups: 3, workers: 1, routerArgs: SLOW })
   const http = new RetryingHttpClient(30_000, { connections: CONNECTIONS })
   t.teardown(async () => { await http.close() })
 
@@ -92,8 +91,7 @@ t.test('coordinator SIGKILLed mid-copy and restarted on the same dir and port: t
  */
 t.test('coordinator killed between installing the handover map and publishing it: the add still finishes', async (t) => {
   // A crawl while the first router runs: the kill comes before (almost) any row is copied.
-  const c = await startCluster(t, { name: 'rb-window', shards: 3, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '5', '--rebalance-batch', '5'] })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'rb-window', groups: 3, workers: 1, routerArgs: ['--rebalance-rows-per-sec', '5', '--rebalance-batch', '5'] })
   const keys = keyRange('window', 2000)
   await preload(c.http, c.routerUrl, keys, (k) => `w0:${k}`)
   const before = await clusterView(c.http, c.routerUrl)

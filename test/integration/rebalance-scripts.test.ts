@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createServer } from 'node:net'
-import { startCluster, clusterOutput, isAlive, sleep, waitUntilDead } from '../harness/cluster'
+import { startCluster, isAlive, sleep, waitUntilDead } from '../harness/cluster'
 import { checkPlacement, clusterView, keyRange, preload, readAll } from '../harness/rebalance'
 import { processesUsing } from '../harness/local-launcher'
 
@@ -57,8 +57,7 @@ async function deadPort (): Promise<number> {
 
 
 t.test('add-shard and remove-shard against a live cluster', async (t) => {
-  const c = await startCluster(t, { name: 'rb-scripts', shards: 3, workers: 1 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'rb-scripts', groups: 3, workers: 1 })
   const { http } = c
 
   // Detached nodes live outside the cluster's sandbox: stop them by PID, then remove their dir.

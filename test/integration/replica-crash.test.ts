@@ -1,10 +1,8 @@
 import t from 'tap'
 import { LoadGenerator, HistoryChecker, formatStats } from '../harness/history'
-import { sleep } from '../harness/cluster'
-import {
-  startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView,
-  keysOwnedBy, ringOfView, firstAckedWrite, ackedBurst, verifyKeys, compareReplica
-} from '../harness/replication'
+import { sleep, startCluster } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, keysOwnedBy, ringOfView } from '../harness/cluster-view'
+import { firstAckedWrite, ackedBurst, verifyKeys, compareReplica } from '../harness/replication'
 import { kvPath } from '../../src/protocol/key'
 
 /**
@@ -50,7 +48,7 @@ function steadyWriter (c: { http: import('../harness/http').HttpClient, routerUr
 }
 
 t.test('SIGKILL of a replica under load: writes go on after a short stall, none fails; restarted, it catches up', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'replica-crash', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'replica-crash', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const group = 'g1'
   const primary = c.byUrl(primaryUrl(view, group))
@@ -121,7 +119,7 @@ t.test('SIGKILL of a replica under load: writes go on after a short stall, none 
 })
 
 t.test('an out-of-sync replica is never promoted: with the primary down and the replica behind, the group waits', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'replica-behind', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'replica-behind', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const group = 'g1'
   const primary = c.byUrl(primaryUrl(view, group))

@@ -1,6 +1,8 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startReplicatedCluster, compareReplica, primaryUrl, replicaCaughtUp } from '../harness/replication'
+import { startCluster } from '../harness/cluster'
+import { primaryUrl, replicaCaughtUp } from '../harness/cluster-view'
+import { compareReplica } from '../harness/replication'
 import { pool } from '../harness/rebalance'
 
 /**
@@ -14,7 +16,7 @@ const VALUES = 90
 const VALUE_BYTES = 1024 * 1024
 
 t.test('a new replica catches up on 90 MiB of 1 MiB values', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'large-backlog', groups: 1, replicas: 0 })
+  const c = await startCluster(t, { name: 'large-backlog', groups: 1, replicas: 0 })
   let written = 0
   const keys = Array.from({ length: VALUES }, (_, i) => `big/${i}`)
   await pool(keys, 4, async (key) => {

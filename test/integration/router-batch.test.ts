@@ -1,6 +1,6 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { startCluster, clusterOutput, type TestCluster } from '../harness/cluster'
+import { startCluster } from '../harness/cluster'
 import { clusterView, ringOf } from '../harness/rebalance'
 import { b64, keysByGroup, postBatch, runBatch, type WireOp, type WireResult } from '../harness/batch'
 
@@ -15,11 +15,10 @@ const RETRY_MS = 1500
 t.test('router POST /batch', async (t) => {
   const c = await startCluster(t, {
     name: 'rbatch',
-    shards: 3,
+    groups: 3,
     workers: 1,
     routerArgs: ['--retry-timeout-ms', String(RETRY_MS), '--max-batch-ops', '50', '--max-batch-bytes', '32768', '--max-value-bytes', '4096']
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const view = await clusterView(c.http, c.routerUrl)
   const ring = ringOf(view)
   const byGroup = keysByGroup(view, 'bt/', 6)
@@ -146,13 +145,13 @@ t.test('router POST /batch', async (t) => {
   })
 
   await t.test('a group whose node is down fails only its own ops', async (t) => {
-    const down = c.shards.find((s) => s.group === 'g2') as TestCluster['shards'][number]
+    const down = c.primaries.find((s) => s.group === 'g2')!
     const ops: WireOp[] = []
     for (const g of ['g1', 'g2', 'g3']) {
       ops.push({ op: 'put', key: k(g, 5), value: b64(`while ${down.group} is down`) })
       ops.push({ op: 'get', key: k(g, 4) })
     }
-    await c.killShardHard(down)
+    await c.killHard(down)
     const started = Date.now()
     const r = await runBatch(c.http, c.routerUrl, ops)
     const took = Date.now() - started
@@ -168,7 +167,7 @@ t.test('router POST /batch', async (t) => {
     t.equal((await c.http.get(c.routerUrl, k('g1', 5))).text(), `while ${down.group} is down`, 'a live group\'s write applied')
     t.equal((await c.http.get(c.routerUrl, k('g3', 5))).text(), `while ${down.group} is down`)
 
-    await c.restartShard(down)
+    await c.restart(down)
     const after = await runBatch(c.http, c.routerUrl, [{ op: 'get', key: k('g2', 1) }, { op: 'put', key: k('g2', 5), value: b64('back') }])
     t.match(after, [{ status: 200, value: b64('matched') }, { status: 200 }], 'the group serves batches again after its node restarts')
   })

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { connect } from 'node:net'
 import { once } from 'node:events'
 import { kvPath } from '../../src/protocol/key'
-import { startCluster, clusterOutput, sleep, type TestCluster } from '../harness/cluster'
+import { startCluster, sleep, type TestCluster } from '../harness/cluster'
 import { launchControlPlane, LaunchError, type ControlPlane } from '../../src/local/launcher'
 import { HttpClient } from '../harness/http'
 
@@ -41,25 +41,24 @@ async function waitForView (c: TestCluster, url: string, pred: (v: ClusterView) 
 }
 
 t.test('router: health view, SIGTERM, persisted map', async (t) => {
-  const c = await startCluster(t, { name: 'router', shards: 2, workers: 1, routerArgs: ['--health-interval-ms', '100'] })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'router', groups: 2, workers: 1, routerArgs: ['--health-interval-ms', '100'] })
   const { http } = c
 
   for (let i = 0; i < 30; i++) t.equal((await http.put(c.routerUrl, `rt/${i}`, `v${i}`)).status, 201, `seed rt/${i}`)
 
   const up = await waitForView(c, c.routerUrl, (v) => v.groups.every((g) => g.nodes.every((n) => n.health === 'up')))
-  for (const s of c.shards) {
+  for (const s of c.primaries) {
     const g = up.groups.find((x) => x.id === s.group)
     const node = g?.nodes[0]
     t.match(node, { url: s.url, role: 'primary', health: 'up', pid: s.proc.pid, nodeId: s.nodeId }, `${s.group}: /cluster shows the node up, with its pid and node id`)
   }
 
   // A dead node shows as down, and as up again once it is back.
-  const victim = c.shards[1]!
-  await c.killShardHard(victim)
+  const victim = c.primaries[1]!
+  await c.killHard(victim)
   await waitForView(c, c.routerUrl, (v) => v.groups.find((g) => g.id === victim.group)?.nodes[0]?.health === 'down')
   t.pass(`${victim.group} reported down after SIGKILL`)
-  await c.restartShard(victim)
+  await c.restart(victim)
   const back = await waitForView(c, c.routerUrl, (v) => v.groups.find((g) => g.id === victim.group)?.nodes[0]?.health === 'up')
   t.equal(back.groups.find((g) => g.id === victim.group)?.nodes[0]?.pid, victim.proc.pid, `${victim.group} up again with its new pid`)
 
@@ -86,7 +85,7 @@ t.test('router: health view, SIGTERM, persisted map', async (t) => {
 
   // A coordinator restarted on the same data dir uses the persisted map, not its (different) flags.
   await c.coordinator.stop()
-  const flags = [`g9=${c.shards[0]!.url}`, `g1=${c.shards[1]!.url}@3`]
+  const flags = [`g9=${c.primaries[0]!.url}`, `g1=${c.primaries[1]!.url}@3`]
   const plane = await startControlIn(c, { groups: flags, dataDir: c.coordinatorDir })
   const again = plane.router
   const view = await waitForView(c, again.url, (v) => v.epoch >= up.epoch)
@@ -125,8 +124,7 @@ t.test('router: health view, SIGTERM, persisted map', async (t) => {
  * holds the connection open after the answer, as any pooling HTTP client does.
  */
 t.test('router: a request in flight at SIGTERM is answered and does not hold the exit', async (t) => {
-  const c = await startCluster(t, { name: 'router-drain', shards: 1, workers: 1 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'router-drain', groups: 1, workers: 1 })
   const port = Number(new URL(c.routerUrl).port)
   const socket = connect({ host: '127.0.0.1', port })
   t.teardown(() => socket.destroy())
@@ -154,11 +152,11 @@ t.test('router: a request in flight at SIGTERM is answered and does not hold the
   } else {
     t.same(exit, { code: 0, signal: null }, 'exit code 0')
   }
-  t.equal((await c.http.get(c.shards[0]!.url, 'drain/slow')).text(), 'helloworld', 'the value was written')
+  t.equal((await c.http.get(c.primaries[0]!.url, 'drain/slow')).text(), 'helloworld', 'the value was written')
 })
 
 t.test('router: no groups, and bad configuration', async (t) => {
-  const c = await startCluster(t, { name: 'router-cfg', shards: 1, workers: 1 })
+  const c = await startCluster(t, { name: 'router-cfg', groups: 1, workers: 1 })
   const empty = (await startControlIn(c, { dataDir: join(c.tmp, 'empty-coordinator') })).router
   const res = await c.http.put(empty.url, 'k', 'v')
   t.equal(res.status, 503, 'a router with no groups answers 503')
@@ -179,8 +177,8 @@ t.test('router: no groups, and bad configuration', async (t) => {
   t.match(badSpec?.output ?? '', /g1/, 'and the message names it')
   const badUrl = await refuse(['g1=ftp://127.0.0.1:1'])
   t.match(badUrl?.output ?? '', /http/, 'a non-http node url is refused with a message')
-  const dup = await refuse([`g1=${c.shards[0]!.url}`, `g1=${c.shards[0]!.url}`])
+  const dup = await refuse([`g1=${c.primaries[0]!.url}`, `g1=${c.primaries[0]!.url}`])
   t.match(dup?.output ?? '', /twice/, 'a duplicate group id is refused')
-  const badInt = await refuse([`g1=${c.shards[0]!.url}`], ['--retry-timeout-ms', 'soon'])
+  const badInt = await refuse([`g1=${c.primaries[0]!.url}`], ['--retry-timeout-ms', 'soon'])
   t.match(badInt?.output ?? '', /--retry-timeout-ms must be an integer/, 'a bad integer flag is refused')
 })

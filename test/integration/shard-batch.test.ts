@@ -1,9 +1,9 @@
 import t from 'tap'
 import type { ClusterView } from '../../src/protocol/cluster-view'
 import { newRequestId } from '../../src/protocol/request-id'
-import { startCluster, clusterOutput, type TestCluster, type ShardHandle } from '../harness/cluster'
+import { startCluster, type TestCluster, type ClusterNode } from '../harness/cluster'
+import { allReplicasInSync } from '../harness/cluster-view'
 import type { HttpResponse } from '../harness/http'
-import { startReplicatedCluster, allReplicasInSync } from '../harness/replication'
 import { GroupRing } from '../../src/ring/ring'
 import { BATCH_PATH, HEADER } from '../../src/protocol/wire'
 
@@ -30,14 +30,14 @@ function b64 (s: string): string {
   return Buffer.from(s).toString('base64')
 }
 
-async function postBatch (c: TestCluster, node: ShardHandle, body: unknown, headers: Record<string, string> = {}): Promise<HttpResponse> {
+async function postBatch (c: TestCluster, node: ClusterNode, body: unknown, headers: Record<string, string> = {}): Promise<HttpResponse> {
   return await c.http.request('POST', node.url + BATCH_PATH, {
     body: typeof body === 'string' ? body : JSON.stringify(body),
     headers: { 'content-type': 'application/json', ...headers }
   })
 }
 
-async function batch (t: tap.Test, c: TestCluster, node: ShardHandle, ops: unknown[], headers: Record<string, string> = {}): Promise<BatchAnswer> {
+async function batch (t: tap.Test, c: TestCluster, node: ClusterNode, ops: unknown[], headers: Record<string, string> = {}): Promise<BatchAnswer> {
   const res = await postBatch(c, node, { ops }, headers)
   t.equal(res.status, 200, `batch of ${ops.length} answered 200 (${res.status === 200 ? '' : res.text().slice(0, 200)})`)
   return res.json<BatchAnswer>()
@@ -46,15 +46,14 @@ async function batch (t: tap.Test, c: TestCluster, node: ShardHandle, ops: unkno
 t.test('POST /batch on a shard node', async (t) => {
   const c = await startCluster(t, {
     name: 'shard-batch',
-    shards: 2,
+    groups: 2,
     workers: 2,
     synchronous: 'FULL',
     shardArgs: ['--max-batch-ops', String(MAX_OPS), '--max-batch-bytes', String(MAX_BYTES)]
   })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
   const { http } = c
   const ring = await ownerRing(c)
-  const node = c.shards[0]!
+  const node = c.primaries[0]!
   let n = 0
   /** A fresh key owned by `group`. */
   const keyOf = (group: string, prefix: string): string => {
@@ -73,7 +72,7 @@ t.test('POST /batch on a shard node', async (t) => {
     const doomed = own('doomed')
     const fresh = own('fresh')
     const miss = own('miss')
-    const foreign = keyOf(c.shards[1]!.group, 'foreign')
+    const foreign = keyOf(c.primaries[1]!.group, 'foreign')
     const seed = async (k: string, v: string): Promise<string> => {
       const res = await http.put(node.url, k, v, { 'content-type': 'text/plain' })
       t.equal(res.status, 201, `seed ${k}`)
@@ -130,7 +129,7 @@ t.test('POST /batch on a shard node', async (t) => {
     t.equal((await http.get(node.url, doomed)).header(HEADER.tombstone), '1')
     t.equal((await http.get(node.url, hit)).text(), 'hit value', 'refused writes changed nothing')
     t.equal((await http.get(node.url, cond)).text(), 'guarded 2')
-    t.equal((await http.get(c.shards[1]!.url, foreign)).status, 404, 'nothing was written for the misdirected put')
+    t.equal((await http.get(c.primaries[1]!.url, foreign)).status, 404, 'nothing was written for the misdirected put')
 
     const clean = await batch(t, c, node, [{ op: 'get', key: hit }, { op: 'get', key: miss }])
     t.equal(clean.map, undefined, 'no map when nothing was misdirected')
@@ -253,8 +252,8 @@ t.test('POST /batch on a shard node', async (t) => {
     const seqs = res.results.slice(0, 200).map((r) => parseInt((r.etag ?? '').replace(/"/g, '').split('.')[2] ?? '', 36))
     t.ok(seqs.every((s, i) => i === 0 || s === (seqs[i - 1] as number) + 1), 'consecutive seqs: nothing interleaved')
 
-    await c.killShardHard(node)
-    await c.restartShard(node)
+    await c.killHard(node)
+    await c.restart(node)
     const check = await batch(t, c, node, [...keys.map((key) => ({ op: 'get', key })), { op: 'get', key: gone }])
     const bad = check.results.slice(0, 200).flatMap((r, i) =>
       r.status === 200 && r.etag === res.results[i]?.etag && r.value === b64(`value ${i} of ${keys[i]!}`) ? [] : [`${keys[i]!}: ${JSON.stringify(r).slice(0, 100)}`])
@@ -264,8 +263,7 @@ t.test('POST /batch on a shard node', async (t) => {
 })
 
 t.test('POST /batch in a replicated group: only the primary serves; the ack waits for the replica', async (t) => {
-  const rc = await startReplicatedCluster(t, { name: 'shard-batch-repl', groups: 1, replicas: 1 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(rc.box)) })
+  const rc = await startCluster(t, { name: 'shard-batch-repl', groups: 1, replicas: 1 })
   await rc.waitForView(allReplicasInSync, 'the replica in sync')
   const primary = rc.nodes.find((x) => x.name === 'g1')!
   const replica = rc.nodes.find((x) => x.name === 'g1-r1')!

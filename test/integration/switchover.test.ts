@@ -2,7 +2,9 @@ import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { LoadGenerator, formatStats } from '../harness/history'
-import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, ringOfView, compareReplica, type ReplCluster } from '../harness/replication'
+import { startCluster, type TestCluster } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, nodeView, replicaCaughtUp, describeView, ringOfView } from '../harness/cluster-view'
+import { compareReplica } from '../harness/replication'
 import { switchoverPath, type WireSwitchoverReply } from '../../src/protocol/wire'
 import type { HttpResponse } from '../harness/http'
 import type { ClusterView } from '../../src/protocol/cluster-view'
@@ -18,7 +20,7 @@ import type { ClusterView } from '../../src/protocol/cluster-view'
 
 const ROOT = join(__dirname, '..', '..')
 
-async function switchover (c: ReplCluster, group: string, body?: unknown): Promise<HttpResponse> {
+async function switchover (c: TestCluster, group: string, body?: unknown): Promise<HttpResponse> {
   return await c.http.request('POST', c.routerUrl + switchoverPath(group), {
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
     timeoutMs: 30_000
@@ -41,7 +43,7 @@ async function runScript (args: string[]): Promise<{ code: number | null, stdout
 interface Leg { from: string, to: string, body: unknown }
 
 /** One switchover of g1 under the load, to `term`: checks the answer, both nodes' roles, the rejoin; reports the figures. */
-async function switchLeg (t: Test, c: ReplCluster, load: LoadGenerator, leg: Leg, term: number): Promise<ClusterView> {
+async function switchLeg (t: Test, c: TestCluster, load: LoadGenerator, leg: Leg, term: number): Promise<ClusterView> {
   // The old primary keeps its data (it holds exactly the new primary's log up to the
   // handoff): the new primary's first shipment finds it there instead of resyncing it.
   const rejoin = c.byUrl(leg.from).proc.waitForEvent((e) => e.event === 'replica-kept-data' || e.event === 'replica-resync', 30_000)
@@ -71,7 +73,7 @@ async function switchLeg (t: Test, c: ReplCluster, load: LoadGenerator, leg: Leg
 }
 
 /** Every refusal answers through the error catalogue and changes nothing. */
-async function refusals (t: Test, c: ReplCluster, view: ClusterView, replicaOfG1: string): Promise<void> {
+async function refusals (t: Test, c: TestCluster, view: ClusterView, replicaOfG1: string): Promise<void> {
   // Refusals, through the one error catalogue.
   const unknown = await switchover(c, 'nope')
   t.same([unknown.status, unknown.json<{ error: string }>().error], [404, 'no_such_group'], 'unknown group: 404')
@@ -95,7 +97,7 @@ async function refusals (t: Test, c: ReplCluster, view: ClusterView, replicaOfG1
 }
 
 t.test('planned switchover under load: no failed request, nothing lost, the old primary rejoins in sync', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'switchover', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'switchover', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const first = primaryUrl(view, 'g1')
   const second = replicaUrls(view, 'g1')[0] as string

@@ -1,8 +1,9 @@
 import t from 'tap'
 import { createClient, NotFoundError, KvError, type KvClient, type KvEntry } from '../../src/client'
-import { waitFor } from '../harness/cluster'
+import { waitFor, startCluster } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls, ringOfView } from '../harness/cluster-view'
+import { rawRow } from '../harness/replication'
 import { addGroup, waitForRebalance, rebalanceProgress } from '../harness/rebalance'
-import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls, rawRow, ringOfView } from '../harness/replication'
 import { checkTtlHistory, type TtlRead, type TtlWrite } from '../harness/ttl-history'
 import { HEADER } from '../../src/protocol/wire'
 
@@ -57,7 +58,7 @@ async function read (c: Paths, path: ReadPath, keys: string[]): Promise<Array<st
 }
 
 t.test('keys with 1-2 s TTLs: never read after their expiry, never missing before it, through a failover and a rebalance', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'ttl', groups: 2, replicas: 1, routerArgs: ['--rebalance-rows-per-sec', '800'] })
+  const c = await startCluster(t, { name: 'ttl', groups: 2, replicas: 1, routerArgs: ['--rebalance-rows-per-sec', '800'] })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const clients: Paths = {
     routed: createClient({ url: c.routerUrl, retryTimeoutMs: 20_000, timeoutMs: 30_000 }),
@@ -193,7 +194,7 @@ t.test('keys with 1-2 s TTLs: never read after their expiry, never missing befor
 })
 
 t.test('during a rebalance, fallback reads of keys not copied yet judge the expiry on the old owner', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'ttl-fallback', groups: 1, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '100'] })
+  const c = await startCluster(t, { name: 'ttl-fallback', groups: 1, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '100'] })
   const client = createClient({ url: c.routerUrl, retryTimeoutMs: 20_000, timeoutMs: 30_000 })
   t.teardown(async () => { await client.close() })
   const run = Date.now().toString(36)

@@ -89,7 +89,7 @@ function caughtUp (rec: Recorder, chains: ReadonlyMap<string, KeyChain>): boolea
 }
 
 t.test('lagging watchers keep every key\'s order across an add and a remove, or are told to restart', async (t) => {
-  const c = await startCluster(t, { name: 'watch-lag', shards: 2, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '200'] })
+  const c = await startCluster(t, { name: 'watch-lag', groups: 2, workers: 2, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '200'] })
   const client = createClient({ url: c.routerUrl, retryTimeoutMs: 30_000, timeoutMs: 30_000 })
   t.teardown(async () => { await client.close() })
   const prefix = `lag-${Date.now().toString(36)}/`

@@ -61,7 +61,7 @@ async function rawWatch (url: string, query: string): Promise<RawStream> {
 }
 
 t.test('values in events, expiry, limits and metrics', async (t) => {
-  const c = await startCluster(t, { name: 'watch-values', shards: 2, replicas: 0, routerArgs: ['--watch-max-streams-per-token', '3', '--watch-stream-buffer-bytes', String(BUFFER)], shardArgs: ['--watch-retention-seconds', '900'] })
+  const c = await startCluster(t, { name: 'watch-values', groups: 2, workers: 2, replicas: 0, routerArgs: ['--watch-max-streams-per-token', '3', '--watch-stream-buffer-bytes', String(BUFFER)], shardArgs: ['--watch-retention-seconds', '900'] })
   const routed = createClient({ url: c.routerUrl, retryTimeoutMs: 30_000, timeoutMs: 30_000 })
   const direct = createClient({ url: c.routerUrl, mode: 'direct', retryTimeoutMs: 30_000, timeoutMs: 30_000 })
   t.teardown(async () => { await Promise.all([routed.close(), direct.close()]) })
@@ -137,7 +137,7 @@ t.test('values in events, expiry, limits and metrics', async (t) => {
   t.ok((metric(text, 'shardkv_router_watch_streams_ended_total', '{reason="client_closed"}') ?? 0) >= 3, 'metrics: streams ended by the client')
   t.equal(metric(text, 'shardkv_router_watch_max_streams_per_token'), 3, 'metrics: the configured stream limit')
   t.equal(metric(text, 'shardkv_router_watch_stream_buffer_bytes'), BUFFER, 'metrics: the configured buffer')
-  for (const shard of c.shards) {
+  for (const shard of c.primaries) {
     const node = (await c.http.request('GET', `${shard.url}/metrics`)).text()
     t.equal(metric(node, 'shardkv_shard_watch_feed_retention_seconds'), 900, `${shard.group}: the configured feed retention`)
     t.ok((metric(node, 'shardkv_shard_watch_feed_entries') ?? 0) > 0, `${shard.group}: feed entries held`)

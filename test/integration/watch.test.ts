@@ -1,9 +1,10 @@
 import t from 'tap'
-import { createClient, KvError, type KvClient, type WatchEvent } from '../../src/client'
-import { waitFor } from '../harness/cluster'
-import { startReplicatedCluster, allReplicasInSync, groupOf, primaryUrl, replicaUrls } from '../harness/replication'
+import { createClient, KvError, type WatchEvent } from '../../src/client'
+import { startCluster, waitFor } from '../harness/cluster'
+import { allReplicasInSync, groupOf, primaryUrl, replicaUrls } from '../harness/cluster-view'
 import { addGroup, removeGroup, waitForRebalance } from '../harness/rebalance'
-import { checkWatchHistory, type KeyChain, type SeenEvent } from '../harness/watch-history'
+import { checkWatchHistory } from '../harness/watch-history'
+import { seen, startKeyWriters, startWatcher } from '../harness/watch-writers'
 
 /**
  * Change streams (issue 12) against real processes: a watcher of a prefix records every
@@ -18,26 +19,8 @@ import { checkWatchHistory, type KeyChain, type SeenEvent } from '../harness/wat
 const WRITERS = 4
 const KEYS_PER_WRITER = 6
 
-interface Recorder { events: WatchEvent[], progress: number, stop: () => void, done: Promise<unknown> }
-
-function record (client: KvClient, prefix: string, since?: string): Recorder {
-  const abort = new AbortController()
-  const rec: Recorder = { events: [], progress: 0, stop: () => { abort.abort() }, done: Promise.resolve() }
-  rec.done = (async () => {
-    for await (const e of client.watch({ prefix, ...(since !== undefined ? { since } : {}), signal: abort.signal })) {
-      if (e.type === 'progress') rec.progress++
-      else rec.events.push(e)
-    }
-  })()
-  return rec
-}
-
-function seen (events: readonly WatchEvent[]): SeenEvent[] {
-  return events.flatMap((e) => e.type === 'progress' ? [] : [{ key: e.key, op: e.type, etag: e.etag }])
-}
-
 t.test('a watcher sees every acknowledged write in order through a primary SIGKILL, and a resumed one exactly the suffix', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'watch', groups: 2, replicas: 1 })
+  const c = await startCluster(t, { name: 'watch', groups: 2, replicas: 1 })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 40_000)
   const routed = createClient({ url: c.routerUrl, retryTimeoutMs: 30_000, timeoutMs: 30_000 })
   const direct = createClient({ url: c.routerUrl, mode: 'direct', retryTimeoutMs: 30_000, timeoutMs: 30_000 })
@@ -46,40 +29,19 @@ t.test('a watcher sees every acknowledged write in order through a primary SIGKI
 
   // Outside the prefix: must never show.
   await routed.put('outside', 'x')
-  const watcher = record(routed, prefix)
-  t.teardown(async () => { watcher.stop(); await watcher.done.catch(() => undefined) })
-  await waitFor(() => watcher.progress > 0, 30_000, 'the stream started')
-
-  const chains = new Map<string, KeyChain>()
-  let stop = false
-  let ops = 0
-  const writer = async (w: number): Promise<void> => {
-    const keys = Array.from({ length: KEYS_PER_WRITER }, (_, i) => `${prefix}${w}-${i}`)
-    for (const k of keys) chains.set(k, { writes: [] })
-    for (let n = 0; !stop; n++) {
-      const key = keys[n % keys.length]!
-      try {
-        const r = await routed.put(key, `${key}#${n}`)
-        chains.get(key)!.writes.push(r.etag)
-      } catch {
-        chains.get(key)!.writes.push(null)
-      }
-      ops++
-    }
-  }
-  const writers = Promise.all(Array.from({ length: WRITERS }, async (_, w) => { await writer(w) }))
-  t.teardown(async () => { stop = true; await writers })
+  const watcher = await startWatcher(t, routed, prefix)
+  const writers = startKeyWriters(t, routed, prefix, { writers: WRITERS, keysPerWriter: KEYS_PER_WRITER })
+  const { chains } = writers
   try {
-    await waitFor(() => ops > 300, 60_000, 'writes under way')
+    await waitFor(() => writers.ops() > 300, 60_000, 'writes under way')
     const g1Replica = replicaUrls(view, 'g1')[0]!
     const killed = await c.killHard(c.byUrl(primaryUrl(view, 'g1')))
     view = await c.waitForView((v) => groupOf(v, 'g1').term === 2 && primaryUrl(v, 'g1') === g1Replica, 'g1\'s replica primary at term 2', 60_000)
     t.comment(`failover: g1 term 2 published ${Date.now() - killed.at} ms after the kill`)
-    const after = ops
-    await waitFor(() => ops > after + 300, 60_000, 'writes after the failover')
+    const after = writers.ops()
+    await waitFor(() => writers.ops() > after + 300, 60_000, 'writes after the failover')
   } finally {
-    stop = true
-    await writers
+    await writers.stop()
   }
 
   // An expiry is a change too.
@@ -91,7 +53,7 @@ t.test('a watcher sees every acknowledged write in order through a primary SIGKI
 
   const acked = [...chains.values()].reduce((n, ch) => n + ch.writes.filter((w) => w !== null).length, 0)
   const unknown = [...chains.values()].reduce((n, ch) => n + ch.writes.filter((w) => w === null).length, 0)
-  t.comment(`${ops} writes (${acked} acknowledged, ${unknown} unknown), ${watcher.events.length} events`)
+  t.comment(`${writers.ops()} writes (${acked} acknowledged, ${unknown} unknown), ${watcher.events.length} events`)
   t.ok(acked > 500, 'enough writes')
   t.notOk(watcher.events.some((e) => e.type !== 'progress' && !e.key.startsWith(prefix)), 'only keys under the prefix')
   const problems = checkWatchHistory(chains, seen(watcher.events))
@@ -100,8 +62,7 @@ t.test('a watcher sees every acknowledged write in order through a primary SIGKI
   // Resume from the middle, through the other client mode: exactly the suffix, group by group.
   const mid = Math.floor(watcher.events.length / 2)
   const cursor = (watcher.events[mid] as WatchEvent).cursor
-  const resumed = record(direct, prefix, cursor)
-  t.teardown(async () => { resumed.stop(); await resumed.done.catch(() => undefined) })
+  const resumed = await startWatcher(t, direct, prefix, cursor)
   await waitFor(() => resumed.progress >= 2, 30_000, 'the resumed stream caught up')
   for (const group of ['g1', 'g2']) {
     const line = (e: WatchEvent): string => e.type === 'progress' ? '' : `${e.type} ${e.key} ${e.etag}`
@@ -115,37 +76,18 @@ t.test('a watcher sees every acknowledged write in order through a primary SIGKI
 })
 
 t.test('a watcher sees every acknowledged write in order while a group is added and removed again', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'watch-rebalance', groups: 2, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '300'] })
+  const c = await startCluster(t, { name: 'watch-rebalance', groups: 2, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '300'] })
   const client = createClient({ url: c.routerUrl, retryTimeoutMs: 30_000, timeoutMs: 30_000 })
   t.teardown(async () => { await client.close() })
   const prefix = `wr-${Date.now().toString(36)}/`
   // Rows for the rebalance to copy (throttled), so the handover lasts while writes go on.
   const preload = await client.putMany(Array.from({ length: 1200 }, (_, i) => ({ key: `${prefix}pre/${i}`, value: 'p' })))
   t.equal(preload.filter((r) => r instanceof KvError).length, 0, 'preloaded')
-  const watcher = record(client, prefix)
-  t.teardown(async () => { watcher.stop(); await watcher.done.catch(() => undefined) })
-  await waitFor(() => watcher.progress > 0, 30_000, 'the stream started')
-
-  const chains = new Map<string, KeyChain>()
-  let stop = false
-  let ops = 0
-  const writer = async (w: number): Promise<void> => {
-    const keys = Array.from({ length: KEYS_PER_WRITER }, (_, i) => `${prefix}${w}-${i}`)
-    for (const k of keys) chains.set(k, { writes: [] })
-    for (let n = 0; !stop; n++) {
-      const key = keys[n % keys.length]!
-      try {
-        chains.get(key)!.writes.push((await client.put(key, `${key}#${n}`)).etag)
-      } catch {
-        chains.get(key)!.writes.push(null)
-      }
-      ops++
-    }
-  }
-  const writers = Promise.all(Array.from({ length: WRITERS }, async (_, w) => { await writer(w) }))
-  t.teardown(async () => { stop = true; await writers })
+  const watcher = await startWatcher(t, client, prefix)
+  const writers = startKeyWriters(t, client, prefix, { writers: WRITERS, keysPerWriter: KEYS_PER_WRITER })
+  const { chains } = writers
   try {
-    await waitFor(() => ops > 200, 60_000, 'writes under way')
+    await waitFor(() => writers.ops() > 200, 60_000, 'writes under way')
     const g3 = await c.addNode('g3', 'g3')
     const added = await addGroup(c.http, c.routerUrl, { id: 'g3', url: g3.url, weight: 1 })
     t.equal(added.status, 202, `g3 added: ${added.text.slice(0, 120)}`)
@@ -153,17 +95,16 @@ t.test('a watcher sees every acknowledged write in order while a group is added 
     const removed = await removeGroup(c.http, c.routerUrl, 'g3')
     t.equal(removed.status, 202, `g3 removed: ${removed.text.slice(0, 120)}`)
     await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done' && p.kind === 'remove', { timeoutMs: 120_000, what: 'the removal done' })
-    const after = ops
-    await waitFor(() => ops > after + 100, 60_000, 'writes after the removal')
+    const after = writers.ops()
+    await waitFor(() => writers.ops() > after + 100, 60_000, 'writes after the removal')
   } finally {
-    stop = true
-    await writers
+    await writers.stop()
   }
   const mark = watcher.progress
   await waitFor(() => watcher.progress >= mark + 2, 30_000, 'progress after the writes')
   const acked = [...chains.values()].reduce((n, ch) => n + ch.writes.filter((w) => w !== null).length, 0)
   const moved = watcher.events.filter((e) => e.type === 'put' && e.reason === 'moved').length
-  t.comment(`${ops} writes (${acked} acknowledged), ${watcher.events.length} events (${moved} moved copies)`)
+  t.comment(`${writers.ops()} writes (${acked} acknowledged), ${watcher.events.length} events (${moved} moved copies)`)
   t.ok(watcher.events.some((e) => e.type !== 'progress' && e.group === 'g3'), 'events came from the added group too')
   const problems = checkWatchHistory(chains, seen(watcher.events))
   t.same(problems.slice(0, 20), [], `every acknowledged write seen, in order per key, across both moves (${problems.length} problems)`)
@@ -172,7 +113,7 @@ t.test('a watcher sees every acknowledged write in order while a group is added 
 })
 
 t.test('bad cursors are a 400; a compacted one an explicit cursor_compacted with a restart cursor', async (t) => {
-  const c = await startReplicatedCluster(t, { name: 'watch-compact', groups: 1, replicas: 0, shardArgs: ['--watch-retention-seconds', '1'] })
+  const c = await startCluster(t, { name: 'watch-compact', groups: 1, replicas: 0, shardArgs: ['--watch-retention-seconds', '1'] })
   const client = createClient({ url: c.routerUrl, retryTimeoutMs: 5000 })
   t.teardown(async () => { await client.close() })
   const bad = await c.http.request('GET', `${c.routerUrl}/watch?since=not-a-cursor!`)

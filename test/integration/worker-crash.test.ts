@@ -1,5 +1,5 @@
 import t from 'tap'
-import { startCluster, clusterOutput, isAlive, type ShardHandle } from '../harness/cluster'
+import { startCluster, isAlive, type ClusterNode } from '../harness/cluster'
 import { LoadGenerator, formatStats } from '../harness/history'
 
 /**
@@ -10,12 +10,11 @@ import { LoadGenerator, formatStats } from '../harness/history'
  */
 
 t.test('SIGKILL of a worker under load: invisible to clients', async (t) => {
-  const c = await startCluster(t, { name: 'worker-crash', shards: 3, workers: 2 })
-  t.teardown(() => { if (t.passing() === false) t.comment(clusterOutput(c)) })
+  const c = await startCluster(t, { name: 'worker-crash', groups: 3, workers: 2 })
   const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 40_000, maxOpsPerClient: 3000 }, c.http)
   const running = load.run()
 
-  const killWorker = async (shard: ShardHandle, atOps: number): Promise<number> => {
+  const killWorker = async (shard: ClusterNode, atOps: number): Promise<number> => {
     await load.waitForOps(atOps)
     const before = await c.health(shard)
     t.equal(before.workerPids.length, 2, `${shard.group}: 2 workers before`)
@@ -38,8 +37,8 @@ t.test('SIGKILL of a worker under load: invisible to clients', async (t) => {
   }
 
   // One kill early in the load, one on another node later on.
-  const first = await killWorker(c.shards[0]!, 300)
-  const second = await killWorker(c.shards[1]!, load.completedOps() + 300)
+  const first = await killWorker(c.primaries[0]!, 300)
+  const second = await killWorker(c.primaries[1]!, load.completedOps() + 300)
   // Keep the load going a little past the second replacement, then stop it (it is bounded anyway).
   await load.waitForOps(load.completedOps() + 300)
   load.stop()
