@@ -7,9 +7,12 @@ import { formatStats, LoadGenerator, type HistoryReport } from './history'
  * the two properties every fault test promises: no acknowledged write lost, no stale read.
  * The report is returned for the checks a test adds (`ok`, the keys verified…).
  */
-export async function finishLoad (t: Test, load: LoadGenerator): Promise<HistoryReport> {
+export async function finishLoad (t: Test, load: LoadGenerator, opts: { noFailures?: boolean } = {}): Promise<HistoryReport> {
   load.stop()
-  t.comment(formatStats(await load.run()))
+  const stats = await load.run()
+  t.comment(formatStats(stats))
+  // A fault the system should hide from its clients entirely: not one request may fail.
+  if (opts.noFailures === true) t.same(stats.failures, [], 'no client request failed')
   const report = await load.verify()
   t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
   t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)

@@ -1,7 +1,8 @@
 import t from 'tap'
 import { etcdAvailable } from '../harness/etcd'
 import { isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
-import { LoadGenerator, formatStats } from '../harness/history'
+import { LoadGenerator } from '../harness/history'
+import { finishLoad } from '../harness/load-check'
 import { admin, clusterView } from '../harness/rebalance'
 
 /**
@@ -21,7 +22,7 @@ if (!etcdAvailable()) {
   t.test('a deposed leader stands by again in-process and leads again later', async (t) => {
     const c = await startCluster(t, { name: 'terms', groups: 1, replicas: 1, workers: 0, etcdMembers: 1, coordinators: 2, routers: 1, routerArgs: ['--leader-ttl-seconds', '2'] })
     const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 3, keysPerClient: 30, durationMs: 180_000, maxOpsPerClient: 100_000, keyPrefix: 'terms' })
-    const running = load.run()
+    load.run().catch(() => undefined) // finishLoad awaits it (and reports a failure)
     await load.waitForOps(100)
 
     const first = await leadingCoordinator(c)
@@ -51,11 +52,7 @@ if (!etcdAvailable()) {
     t.ok(after.epoch > epochBefore, `the map moved on: epoch ${epochBefore} -> ${after.epoch}`)
 
     await load.waitForOps(load.completedOps() + 100)
-    load.stop()
-    const stats = await running
-    t.comment(`load: ${formatStats(stats)}`)
-    t.same(stats.failures, [], 'no client request failed')
-    const report = await load.verify()
+    const report = await finishLoad(t, load, { noFailures: true })
     t.ok(report.ok, `history checks out\n${report.text}`)
   })
 }

@@ -4,7 +4,8 @@ import { etcdAvailable } from '../harness/etcd'
 import { startCluster, waitFor } from '../harness/cluster'
 import { TcpProxy } from '../harness/tcp-proxy'
 import { addGroup, admin, clusterView, startGroupNode, waitForRebalance } from '../harness/rebalance'
-import { LoadGenerator, formatStats } from '../harness/history'
+import { LoadGenerator } from '../harness/history'
+import { finishLoad } from '../harness/load-check'
 import { EtcdGateway } from '../../src/registry/etcd/gateway'
 import { freePort } from '../harness/docker'
 import { registeredNodes, registeredRouters } from '../../src/registry/etcd/directory'
@@ -32,7 +33,7 @@ if (!etcdAvailable()) {
     t.same(await routerUrls(), [r1.url, r2.url].sort(), 'each router is registered under its URL')
 
     const load = new LoadGenerator({ baseUrl: r1.url, clients: 3, keysPerClient: 40, durationMs: 120_000, maxOpsPerClient: 100_000, keyPrefix: 'dir' })
-    const running = load.run()
+    load.run().catch(() => undefined) // finishLoad awaits it (and reports a failure)
     await load.waitForOps(100)
     const snapshot = await routerTraffic(c.coordinator.url)
     t.ok(snapshot.traffic.router !== null, `the dashboard shows the routers' traffic with etcd (${JSON.stringify(snapshot.traffic.router)})`)
@@ -64,11 +65,7 @@ if (!etcdAvailable()) {
     t.equal(duplicate.status, 409, 'adding it again is a conflict')
 
     await load.waitForOps(load.completedOps() + 100)
-    load.stop()
-    const stats = await running
-    t.comment(`load: ${formatStats(stats)}`)
-    t.same(stats.failures, [], 'no client request failed')
-    const report = await load.verify()
+    const report = await finishLoad(t, load, { noFailures: true })
     t.ok(report.ok, `history checks out\n${report.text}`)
   })
 }
