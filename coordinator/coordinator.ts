@@ -2,7 +2,7 @@ import { ConfigError, type CoordinatorConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
 import { FileRegistry } from '../src/registry/file-registry'
 import type { MapRegistry } from '../src/registry/registry'
-import { fillPeers, initialMap, parseGroupSpec, termOf, validateMap, withReportedPeer, type ClusterMap, type GroupSpec } from '../src/membership/map'
+import { fillPeers, initialMap, parseGroupSpec, termOf, validateMap, withMembership, withReportedPeer, type ClusterMap, type GroupSpec } from '../src/membership/map'
 import { HealthChecker } from './health'
 import type { CoordinatorMetrics } from './metrics'
 import { RoutingTable } from '../src/membership/routing-table'
@@ -174,7 +174,7 @@ export class Coordinator {
       let next = compute(before)
       if (next !== before) {
         // Nodes entering the map get the peer URL they reported when probed.
-        next = fillPeers(next, (url) => this.nodes.peerOf(url))
+        next = withMembership(before, fillPeers(next, (url) => this.nodes.peerOf(url)))
         if (next.epoch <= before.epoch) throw new Error(`a transition must raise the epoch (${before.epoch} -> ${next.epoch})`)
         validateMap(next)
       }

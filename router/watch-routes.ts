@@ -7,7 +7,7 @@ import { authorizeKey, principalName } from '../src/auth/client-guard'
 import { ShardKvError } from '../src/protocol/errors'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { METRIC_PREFIX, WATCH_PATH } from '../src/protocol/wire'
-import { decodeCursor, type StreamEndReason, type WatchCursor } from '../src/protocol/watch'
+import { decodeResumePoint, type ResumePoint, type StreamEndReason } from '../src/protocol/watch'
 import { WATCH_SCHEMA } from '../src/protocol/schemas'
 import { documented } from '../src/http/openapi'
 import { FeedClient } from './watch-feed-client'
@@ -57,10 +57,10 @@ export function wantsValues (values: unknown): boolean {
 }
 
 /** The cursor a request resumes from: `since` wins over Last-Event-ID; none: start from now. */
-export function resumeCursor (since: unknown, lastEventId: unknown): WatchCursor | undefined {
+export function resumeCursor (since: unknown, lastEventId: unknown): ResumePoint | undefined {
   const text = typeof since === 'string' && since !== '' ? since : typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : undefined
   if (since !== undefined && typeof since !== 'string') throw new ShardKvError('invalid_request', 'since must be one cursor')
-  return text === undefined ? undefined : decodeCursor(text)
+  return text === undefined ? undefined : decodeResumePoint(text)
 }
 
 export function registerWatchRoutes (app: FastifyInstance, o: WatchRoutesOptions): void {

@@ -2,10 +2,10 @@ import type { PassThrough } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ShardKvError, errorObject, type ErrorBody } from '../src/protocol/errors'
 import type { RoutingTable } from '../src/membership/routing-table'
-import { encodeCursor, encodeEventValue, sseEvent, type StreamEndReason, type WatchCursor, type WatchEventData, type WatchProgressData, type WireFeedEvent, type WireFeedReply } from '../src/protocol/watch'
+import { encodeCursor, encodeEventValue, sseEvent, type ResumePoint, type StreamEndReason, type WatchCursor, type WatchEventData, type WatchProgressData, type WireFeedEvent, type WireFeedReply } from '../src/protocol/watch'
 import type { FeedClient } from './watch-feed-client'
 import { HandoverGate } from './watch-handover'
-import { planTopology, Topology } from './watch-topology'
+import { planTopology, Topology, unseenGroupChanges } from './watch-topology'
 
 /**
  * One watch stream: polls every group primary's change feed from the stream's cursor and
@@ -30,7 +30,7 @@ export interface WatchStreamOptions {
   feeds: FeedClient
   prefix: string
   /** Where to start (undefined: at the feeds' current positions). */
-  since: WatchCursor | undefined
+  since: ResumePoint | undefined
   pollMs: number
   progressMs: number
   /** Put events carry the value (values=1). */
@@ -64,6 +64,8 @@ export function groupPrimaries (table: RoutingTable): Map<string, string> {
 
 export class WatchStream {
   private readonly cursor: WatchCursor
+  /** The map's membership count the cursor is as of (undefined: a cursor from before counting). */
+  private membership: number | undefined
   private closed = false
   private lastProgress = 0
   private readonly wake = new AbortController()
@@ -75,7 +77,8 @@ export class WatchStream {
   endReason: StreamEndReason | undefined
 
   constructor (private readonly o: WatchStreamOptions) {
-    this.cursor = { ...(o.since ?? {}) }
+    this.cursor = { ...(o.since?.cursor ?? {}) }
+    this.membership = o.since?.membership
   }
 
   /** Ends the stream (the client left, or the router closes). */
@@ -95,7 +98,7 @@ export class WatchStream {
         const { more, positions } = await this.round()
         if (this.closed) break
         if (Date.now() - this.lastProgress >= this.o.progressMs) this.progress(positions)
-        if (!await this.drained()) return this.fail(errorObject('stream_overflow', 'the client did not keep up; resume from the last event id', { resume: encodeCursor(this.cursor) }), 'stream_overflow')
+        if (!await this.drained()) return this.fail(errorObject('stream_overflow', 'the client did not keep up; resume from the last event id', { resume: encodeCursor(this.cursor, this.membership) }), 'stream_overflow')
         if (!more) await sleep(this.o.pollMs, undefined, { signal: this.wake.signal }).catch(() => undefined)
       }
     } catch (err) {
@@ -109,6 +112,7 @@ export class WatchStream {
 
   /** Positions every group at its feed's current durable position (retrying until each answers). */
   private async startAtNow (): Promise<void> {
+    this.membership = this.o.table().map.membership ?? 0
     while (!this.closed) {
       const primaries = groupPrimaries(this.o.table())
       const missing = [...primaries].filter(([g]) => this.cursor[g] === undefined)
@@ -132,8 +136,12 @@ export class WatchStream {
   private async round (): Promise<{ more: boolean, positions: Map<string, number> }> {
     const table = this.o.table()
     const primaries = groupPrimaries(table)
+    const membership = table.map.membership ?? 0
+    const unseen = unseenGroupChanges({ groups: Object.keys(this.cursor), membership: this.membership }, { groups: table.map.groups.map((g) => g.id), membership })
+    if (unseen !== undefined) return await this.lost(unseen)
     const plan = planTopology(table.map.groups, this.cursor)
     if (plan.lost !== undefined) return await this.lost(plan.lost)
+    this.membership = membership
     for (const g of plan.forget) delete this.cursor[g]
     this.topology.begin(plan)
     this.gate.nextRound()
@@ -192,7 +200,7 @@ export class WatchStream {
   private deliver (group: string, term: number, events: readonly WireFeedEvent[], next: number | undefined): void {
     for (const ev of events) {
       this.cursor[group] = { t: term, s: ev.seq }
-      this.o.out.write(sseEvent(ev.op, encodeCursor(this.cursor), eventData(group, ev)))
+      this.o.out.write(sseEvent(ev.op, encodeCursor(this.cursor, this.membership), eventData(group, ev)))
     }
     if (next !== undefined) this.cursor[group] = { t: term, s: next }
     if (events.length > 0) this.o.onEvents(events.length)
@@ -201,7 +209,7 @@ export class WatchStream {
   private progress (positions: Map<string, number>): void {
     this.lastProgress = Date.now()
     const data: WatchProgressData = { groups: Object.fromEntries(positions) }
-    this.o.out.write(sseEvent('progress', encodeCursor(this.cursor), data))
+    this.o.out.write(sseEvent('progress', encodeCursor(this.cursor, this.membership), data))
   }
 
   /** The cursor is older than a group's feed: say so, with a cursor to restart from, and end. */
@@ -222,7 +230,7 @@ export class WatchStream {
         restart[group] = { t: now.term, s: now.position }
       } catch { /* left out: read from its beginning on restart */ }
     }))
-    this.fail(errorObject('cursor_compacted', `${why}; re-read the prefix, then watch from restart`, { restart: encodeCursor(restart) }), 'cursor_compacted')
+    this.fail(errorObject('cursor_compacted', `${why}; re-read the prefix, then watch from restart`, { restart: encodeCursor(restart, this.o.table().map.membership ?? 0) }), 'cursor_compacted')
     throw new ShardKvError('cursor_compacted', why)
   }
 

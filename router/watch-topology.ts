@@ -26,10 +26,12 @@ import type { WatchCursor } from '../src/protocol/watch'
  *   Two new groups at once (a cursor older than two additions) cannot be ordered against
  *   each other: that too is `cursor_compacted`.
  *
- * What this cannot see: a group added and removed again entirely while a client was
- * away, or a removed group's id reused by a new one meanwhile (the cursor and the map
- * then name the same groups): that would take the map's history, which no part keeps.
- * docs/api.md says so.
+ * - **Groups that came and went unseen**: a group added and removed again entirely while a
+ *   client was away, or a removed group's id reused by a new one meanwhile, leave the
+ *   cursor and the map naming the same groups. The map counts every join and leave
+ *   (ClusterMap.membership) and the cursor carries the count it was taken at: more changes
+ *   than the difference between the cursor's groups and the map's explains is
+ *   `cursor_compacted` (unseenGroupChanges).
  */
 
 export interface MapGroup { id: string, state: GroupState }
@@ -72,6 +74,23 @@ export function planTopology (groups: readonly MapGroup[], cursor: WatchCursor):
     return { roles, forget, lost: 'this cursor is older than more than one added group' }
   }
   return { roles, forget }
+}
+
+/**
+ * Why the groups' joins and leaves since the cursor was taken are more than the cursor's and
+ * the map's groups show (undefined: they are not). Every join or leave that the two group
+ * sets differ by accounts for one; a count that went backwards is another cluster's map.
+ */
+export function unseenGroupChanges (seen: { groups: readonly string[], membership: number | undefined }, now: { groups: readonly string[], membership: number }): string | undefined {
+  if (seen.membership === undefined) return undefined
+  const happened = now.membership - seen.membership
+  if (happened < 0) return 'this cursor was taken at a cluster map this cluster does not have'
+  const before = new Set(seen.groups)
+  const after = new Set(now.groups)
+  let visible = 0
+  for (const g of before) if (!after.has(g)) visible++
+  for (const g of after) if (!before.has(g)) visible++
+  return happened > visible ? `${happened - visible} group change(s) since this cursor was taken left no trace in it (a group added and removed again, or a removed group's id reused)` : undefined
 }
 
 /** Whether a group's delivered position has reached a barrier taken in its term (undefined: none taken yet). */

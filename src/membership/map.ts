@@ -48,6 +48,12 @@ export interface ClusterMap {
    * fallback reads of them (see ownership.ts).
    */
   handover?: { previous: RingMember[] }
+  /**
+   * How many times a group joined or left the map (the coordinator counts every transition
+   * that changes the set of group ids; absent: 0). It lets a watch cursor tell that groups
+   * came and went while it was away even when the map names the same groups again.
+   */
+  membership?: number
 }
 
 export interface GroupSpec {
@@ -222,9 +228,20 @@ export function validateMap (value: unknown): ClusterMap {
       validateWeight(p.weight)
     }
   }
+  if (m.membership !== undefined && (!Number.isSafeInteger(m.membership) || (m.membership as number) < 0)) throw new MapError('map.membership must be a non-negative integer')
   const map = m as unknown as ClusterMap
   checkMapBounds(map)
   return map
+}
+
+/** `next` with its membership count moved on by the groups that joined or left since `before`. */
+export function withMembership (before: ClusterMap, next: ClusterMap): ClusterMap {
+  const was = new Set(before.groups.map((g) => g.id))
+  const is = new Set(next.groups.map((g) => g.id))
+  let changes = 0
+  for (const id of was) if (!is.has(id)) changes++
+  for (const id of is) if (!was.has(id)) changes++
+  return changes === 0 ? next : { ...next, membership: (before.membership ?? 0) + changes }
 }
 
 export function termOf (group: GroupInfo): number {

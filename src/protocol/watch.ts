@@ -37,8 +37,17 @@ export interface WatchCursorEntry { t: number, s: number, d?: 1 }
 /** A cursor is small: a few groups, numbers only. More is hostile input. */
 const MAX_CURSOR_TEXT = 4096
 
-export function encodeCursor (cursor: WatchCursor): string {
-  return Buffer.from(JSON.stringify(cursor)).toString('base64url')
+/**
+ * Where a stream resumes: the cursor, and the map's membership count (ClusterMap.membership)
+ * it was taken at — absent in a cursor of a router that did not count yet.
+ */
+export interface ResumePoint { cursor: WatchCursor, membership?: number }
+
+/** The membership count's key in an encoded cursor: group ids never start with `_`. */
+const MEMBERSHIP_KEY = '_m'
+
+export function encodeCursor (cursor: WatchCursor, membership?: number): string {
+  return Buffer.from(JSON.stringify(membership === undefined ? cursor : { ...cursor, [MEMBERSHIP_KEY]: membership })).toString('base64url')
 }
 
 function badCursor (why: string): ShardKvError {
@@ -46,7 +55,7 @@ function badCursor (why: string): ShardKvError {
 }
 
 /** Parses an opaque cursor (since= or Last-Event-ID); throws a 400 for anything else. */
-export function decodeCursor (text: string): WatchCursor {
+export function decodeResumePoint (text: string): ResumePoint {
   if (text.length > MAX_CURSOR_TEXT || !/^[A-Za-z0-9_-]*$/.test(text)) throw badCursor('not base64url, or too long')
   let parsed: unknown
   try {
@@ -56,13 +65,24 @@ export function decodeCursor (text: string): WatchCursor {
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw badCursor('not an object')
   const cursor: WatchCursor = {}
+  let membership: number | undefined
   for (const [group, pos] of Object.entries(parsed as Record<string, unknown>)) {
+    if (group === MEMBERSHIP_KEY) {
+      if (!isCount(pos)) throw badCursor(`${MEMBERSHIP_KEY} must be a count`)
+      membership = pos
+      continue
+    }
     const p = pos as { t?: unknown, s?: unknown, d?: unknown } | null
     if (typeof p !== 'object' || p === null || !isCount(p.t) || !isCount(p.s)) throw badCursor(`group ${group} needs t and s`)
     if (p.d !== undefined && p.d !== 1) throw badCursor(`group ${group}: d can only be 1`)
     cursor[group] = p.d === 1 ? { t: p.t, s: p.s, d: 1 } : { t: p.t, s: p.s }
   }
-  return cursor
+  return membership === undefined ? { cursor } : { cursor, membership }
+}
+
+/** The cursor alone (the groups' positions). */
+export function decodeCursor (text: string): WatchCursor {
+  return decodeResumePoint(text).cursor
 }
 
 function isCount (v: unknown): v is number {

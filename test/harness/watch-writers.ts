@@ -9,19 +9,33 @@ import type { KeyChain, SeenEvent } from './watch-history'
  * that each key's writes form a chain in a known order.
  */
 
-export interface Recorder { events: WatchEvent[], progress: number, stop: () => void, done: Promise<unknown> }
+export interface Recorder { events: WatchEvent[], progress: number, stop: () => void, done: Promise<unknown>, error?: unknown }
 
-/** Records the stream of `prefix` (from `since` when given) until stopped. */
+/** Records the stream of `prefix` (from `since` when given) until stopped; an error ends it (kept in `error`, and `done` rejects). */
 export function record (client: KvClient, prefix: string, since?: string): Recorder {
   const abort = new AbortController()
   const rec: Recorder = { events: [], progress: 0, stop: () => { abort.abort() }, done: Promise.resolve() }
   rec.done = (async () => {
-    for await (const e of client.watch({ prefix, ...(since !== undefined ? { since } : {}), signal: abort.signal })) {
-      if (e.type === 'progress') rec.progress++
-      else rec.events.push(e)
+    try {
+      for await (const e of client.watch({ prefix, ...(since !== undefined ? { since } : {}), signal: abort.signal })) {
+        if (e.type === 'progress') rec.progress++
+        else rec.events.push(e)
+      }
+    } catch (err) {
+      rec.error = err
+      throw err
     }
   })()
   return rec
+}
+
+/** Where the feeds stand now: the first event of a fresh stream is a progress event with that cursor. */
+export async function cursorNow (client: KvClient, prefix: string): Promise<string> {
+  const it = client.watch({ prefix })
+  const first = await it.next()
+  await it.return(undefined)
+  if (first.value?.type !== 'progress') throw new Error(`a fresh stream began with ${JSON.stringify(first.value)}`)
+  return first.value.cursor
 }
 
 /** A recorder stopped at teardown, returned once its stream has started (its first progress event). */

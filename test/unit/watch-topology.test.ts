@@ -1,5 +1,5 @@
 import t from 'tap'
-import { planTopology, Topology, type MapGroup } from '../../router/watch-topology'
+import { planTopology, Topology, unseenGroupChanges, type MapGroup } from '../../router/watch-topology'
 import { decodeCursor, decodeEventValue, encodeCursor, encodeEventValue, type WatchCursor } from '../../src/protocol/watch'
 import { wantsValues } from '../../router/watch-routes'
 import { eventData } from '../../router/watch-stream'
@@ -89,4 +89,20 @@ t.test('values in events: text stays text, anything else base64; the flag is 0 o
   t.equal(wantsValues('0'), false)
   t.equal(wantsValues('1'), true)
   for (const bad of ['yes', '', ['1', '1']]) t.throws(() => wantsValues(bad), { code: 'invalid_request' }, `values=${JSON.stringify(bad)}`)
+})
+
+t.test('groups that came and went while a cursor was away are not silence', async (t) => {
+  const cases: Array<[string, { groups: string[], membership: number | undefined }, { groups: string[], membership: number }, boolean]> = [
+    ['nothing changed', { groups: ['g1', 'g2'], membership: 3 }, { groups: ['g1', 'g2'], membership: 3 }, false],
+    ['one add, seen as a new group', { groups: ['g1', 'g2'], membership: 3 }, { groups: ['g1', 'g2', 'g3'], membership: 4 }, false],
+    ['one remove, seen as a group gone', { groups: ['g1', 'g2', 'g3'], membership: 4 }, { groups: ['g1', 'g2'], membership: 5 }, false],
+    ['an add and a remove of another group, both seen', { groups: ['g1', 'g2'], membership: 3 }, { groups: ['g1', 'g3'], membership: 5 }, false],
+    ['g3 added and removed again while away', { groups: ['g1', 'g2'], membership: 3 }, { groups: ['g1', 'g2'], membership: 5 }, true],
+    ['g2 removed and its id reused while away', { groups: ['g1', 'g2'], membership: 3 }, { groups: ['g1', 'g2'], membership: 5 }, true],
+    ['a join the cursor already counted but had not admitted', { groups: ['g1', 'g2'], membership: 4 }, { groups: ['g1', 'g2', 'g4'], membership: 4 }, false],
+    ['that group gone again before it was admitted', { groups: ['g1', 'g2'], membership: 4 }, { groups: ['g1', 'g2'], membership: 5 }, true],
+    ['a cursor from before counting', { groups: ['g1'], membership: undefined }, { groups: ['g1'], membership: 9 }, false],
+    ['a count that went backwards', { groups: ['g1'], membership: 9 }, { groups: ['g1'], membership: 2 }, true]
+  ]
+  for (const [what, seen, now, lost] of cases) t.equal(unseenGroupChanges(seen, now) !== undefined, lost, what)
 })

@@ -20,8 +20,10 @@ t.test('a cursor round-trips; anything else is a 400', async (t) => {
     Buffer.from('{"g":{"t":1}}').toString('base64url'), Buffer.from('nope').toString('base64url'), 'A'.repeat(5000),
     Buffer.from('{"g":{"t":1,"s":1.5}}').toString('base64url'), Buffer.from('null').toString('base64url')]
   for (const b of bad) t.throws(() => decodeCursor(b), { code: 'invalid_request', status: 400 }, `refused: ${b.slice(0, 30)}`)
-  t.same(resumeCursor(undefined, encodeCursor(c)), c, 'Last-Event-ID')
-  t.same(resumeCursor(encodeCursor({ g1: { t: 1, s: 1 } }), encodeCursor(c)), { g1: { t: 1, s: 1 } }, 'since wins')
+  t.same(resumeCursor(undefined, encodeCursor(c)), { cursor: c }, 'Last-Event-ID')
+  t.same(resumeCursor(encodeCursor({ g1: { t: 1, s: 1 } }), encodeCursor(c)), { cursor: { g1: { t: 1, s: 1 } } }, 'since wins')
+  t.same(resumeCursor(encodeCursor(c, 7), undefined), { cursor: c, membership: 7 }, 'the membership count travels in the cursor')
+  t.throws(() => decodeCursor(Buffer.from(JSON.stringify({ _m: -1 })).toString('base64url')), { code: 'invalid_request' }, 'a bad membership count is refused')
   t.equal(resumeCursor(undefined, undefined), undefined, 'none: from now')
   t.throws(() => resumeCursor(['a', 'b'], undefined), { code: 'invalid_request' })
 })
