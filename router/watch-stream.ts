@@ -208,7 +208,9 @@ export class WatchStream {
 
   private progress (positions: Map<string, number>): void {
     this.lastProgress = Date.now()
-    const data: WatchProgressData = { groups: Object.fromEntries(positions) }
+    // A group that did not answer must not read as caught up: an idle client trusts progress.
+    const lagging = this.o.table().map.groups.map((g) => g.id).filter((g) => !positions.has(g))
+    const data: WatchProgressData = { groups: Object.fromEntries(positions), ...(lagging.length > 0 ? { lagging } : {}) }
     this.o.out.write(sseEvent('progress', encodeCursor(this.cursor, this.membership), data))
   }
 

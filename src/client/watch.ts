@@ -35,7 +35,7 @@ export type WatchEvent =
 /** One received frame as the iterator yields it. */
 export function toWatchEvent (type: string, cursor: string, data: string): WatchEvent {
   const parsed = JSON.parse(data) as WatchEventData & WatchProgressData
-  if (type === 'progress') return { type, cursor, groups: parsed.groups }
+  if (type === 'progress') return { type, cursor, groups: parsed.groups, ...(parsed.lagging !== undefined ? { lagging: parsed.lagging } : {}) }
   const { value, encoding, ...rest } = parsed
   return { type: type as 'put' | 'delete', cursor, ...rest, ...(value !== undefined ? { value: decodeEventValue(value, encoding) } : {}) }
 }

@@ -177,7 +177,13 @@ export function decodeEventValue (value: string, encoding: ValueEncoding | undef
 
 /** A `progress` event's data: where every group's feed stands (the stream is caught up to its `id`). */
 export interface WatchProgressData {
+  /** The durable position of every group whose feed answered this round. */
   groups: Record<string, number>
+  /**
+   * Groups of the map the stream is not caught up with: their feed did not answer this round
+   * (a primary down or unreachable), or they wait their turn in a rebalance. Absent when none.
+   */
+  lagging?: string[]
 }
 
 /** Why a stream ended (the router's `shardkv_router_watch_streams_ended_total{reason}`). */

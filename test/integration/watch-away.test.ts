@@ -12,6 +12,8 @@ import { cursorNow, record } from '../harness/watch-writers'
  * The map counts every join and leave (ClusterMap.membership), the cursor carries the count
  * it was taken at, and a resume that finds more changes than the two group sets explain is
  * answered `cursor_compacted` with a restart cursor — never a stream with a silent gap.
+ * Nor does an idle stream claim to be caught up with a group whose primary does not answer:
+ * its progress events name that group `lagging` until it answers again.
  */
 
 t.test('a cursor that missed a group coming and going is told to restart', async (t) => {
@@ -56,4 +58,30 @@ t.test('a cursor that missed a group coming and going is told to restart', async
   const written = await client.put(`${prefix}0`, 'after the restart')
   await waitFor(() => resumed.error !== undefined || resumed.events.some((e) => e.type === 'put' && e.etag === written.etag), 30_000, 'the restarted stream delivers new writes')
   t.equal(resumed.error, undefined, 'the restart cursor works')
+})
+
+t.test('progress never reads as caught up with a group whose primary does not answer', async (t) => {
+  const c = await startCluster(t, { name: 'watch-lagging', groups: 2, workers: 0 })
+  const client = createClient({ url: c.routerUrl, retryTimeoutMs: 30_000, timeoutMs: 30_000 })
+  t.teardown(async () => { await client.close() })
+  const progress: Array<{ groups: Record<string, number>, lagging?: string[] }> = []
+  const abort = new AbortController()
+  const watching = (async () => {
+    for await (const e of client.watch({ prefix: 'lagging/', signal: abort.signal })) if (e.type === 'progress') progress.push(e)
+  })().catch(() => undefined)
+  t.teardown(async () => { abort.abort(); await watching })
+  await waitFor(() => progress.some((p) => p.lagging === undefined && Object.keys(p.groups).length === 2), 30_000, 'a progress event with both groups caught up')
+
+  const g2 = c.primaries.find((n) => n.group === 'g2')
+  if (g2 === undefined) throw new Error('g2 expected')
+  const frozen = await c.freeze(g2)
+  t.teardown(() => { c.thaw(frozen.pids) })
+  const from = progress.length
+  const behind = await waitFor(() => progress.slice(from).find((p) => p.lagging?.includes('g2') === true), 60_000, 'a progress event naming g2 as lagging')
+  t.notOk('g2' in behind.groups, 'g2 has no position in it')
+  t.ok('g1' in behind.groups, 'g1, which answers, has one')
+  c.thaw(frozen.pids)
+  const back = progress.length
+  await waitFor(() => progress.slice(back).some((p) => p.lagging === undefined && 'g2' in p.groups), 60_000, 'g2 caught up again once it answers')
+  t.pass('once g2 answers, progress shows every group caught up')
 })
