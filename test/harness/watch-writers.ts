@@ -11,7 +11,7 @@ import type { KeyChain, SeenEvent } from './watch-history'
 
 export interface Recorder { events: WatchEvent[], progress: number, stop: () => void, done: Promise<unknown>, error?: unknown }
 
-/** Records the stream of `prefix` (from `since` when given) until stopped; an error ends it (kept in `error`, and `done` rejects). */
+/** Records the stream of `prefix` (from `since` when given) until stopped; an error ends it and is kept in `error` (`done` still resolves). */
 export function record (client: KvClient, prefix: string, since?: string): Recorder {
   const abort = new AbortController()
   const rec: Recorder = { events: [], progress: 0, stop: () => { abort.abort() }, done: Promise.resolve() }
@@ -23,7 +23,6 @@ export function record (client: KvClient, prefix: string, since?: string): Recor
       }
     } catch (err) {
       rec.error = err
-      throw err
     }
   })()
   return rec

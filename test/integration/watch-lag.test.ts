@@ -1,9 +1,10 @@
 import t from 'tap'
-import { createClient, KvError, type KvClient, type WatchEvent } from '../../src/client'
+import { createClient, KvError, type KvClient } from '../../src/client'
 import { decodeCursor } from '../../src/protocol/watch'
 import { startCluster, waitFor } from '../harness/cluster'
 import { addGroup, removeGroup, startGroupNode, waitForRebalance } from '../harness/rebalance'
-import { checkWatchHistory, type KeyChain, type SeenEvent } from '../harness/watch-history'
+import { checkWatchHistory, type KeyChain } from '../harness/watch-history'
+import { cursorNow, record, seen, type Recorder } from '../harness/watch-writers'
 
 /**
  * Lagging watchers across an add-shard and a remove-shard (issue 12): a stream whose
@@ -23,37 +24,6 @@ import { checkWatchHistory, type KeyChain, type SeenEvent } from '../harness/wat
 
 const WRITERS = 8
 const KEYS = 40
-
-interface Recorder { events: WatchEvent[], progress: number, error: unknown, stop: () => void, done: Promise<unknown> }
-
-function record (client: KvClient, prefix: string, since?: string): Recorder {
-  const abort = new AbortController()
-  const rec: Recorder = { events: [], progress: 0, error: undefined, stop: () => { abort.abort() }, done: Promise.resolve() }
-  rec.done = (async () => {
-    try {
-      for await (const e of client.watch({ prefix, ...(since !== undefined ? { since } : {}), signal: abort.signal })) {
-        if (e.type === 'progress') rec.progress++
-        else rec.events.push(e)
-      }
-    } catch (err) {
-      rec.error = err
-    }
-  })()
-  return rec
-}
-
-function seen (events: readonly WatchEvent[]): SeenEvent[] {
-  return events.flatMap((e) => e.type === 'progress' ? [] : [{ key: e.key, op: e.type, etag: e.etag }])
-}
-
-/** Where the feeds stand now: the first event of a fresh stream is a progress event with that cursor. */
-async function cursorNow (client: KvClient, prefix: string): Promise<string> {
-  const it = client.watch({ prefix })
-  const first = await it.next()
-  await it.return(undefined)
-  if (first.value?.type !== 'progress') throw new Error(`a fresh stream began with ${JSON.stringify(first.value)}`)
-  return first.value.cursor
-}
 
 /** Writers, one per key set, each key's writes a chain; runs until `stop()`, or `rounds` writes per key. */
 function writers (client: KvClient, base: string, chains: Map<string, KeyChain>, rounds: number): { stop: () => void, done: Promise<void>, ops: () => number } {
