@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ClusterMap } from '../src/membership/map'
 import { ShardKvError } from '../src/protocol/errors'
+import { queryInteger } from '../src/http/query-integer'
 import { INTERNAL_COORDINATOR, MAP_FOLLOW_MAX_WAIT_MS, type WireMapFollow } from '../src/protocol/wire'
 
 /**
@@ -44,8 +45,8 @@ export class MapFeed {
   register (scope: FastifyInstance): void {
     scope.get(INTERNAL_COORDINATOR.mapFollow, async (request, reply) => {
       const q = request.query as Record<string, unknown>
-      const after = integerParam(q.after, 'after', -1)
-      const waitMs = Math.min(MAP_FOLLOW_MAX_WAIT_MS, integerParam(q.wait, 'wait', MAP_FOLLOW_MAX_WAIT_MS))
+      const after = queryInteger(q.after, 'after', -1)
+      const waitMs = Math.min(MAP_FOLLOW_MAX_WAIT_MS, queryInteger(q.wait, 'wait', MAP_FOLLOW_MAX_WAIT_MS))
       this.remember(q.router)
       const map = await this.next(after, waitMs)
       if (map === undefined) return await reply.code(204).send()
@@ -84,11 +85,4 @@ export class MapFeed {
     if (!this.routers.has(router) && this.routers.size >= MAX_ROUTERS) return
     this.routers.set(router, Date.now())
   }
-}
-
-function integerParam (raw: unknown, name: string, fallback: number): number {
-  if (raw === undefined) return fallback
-  const n = typeof raw === 'string' && /^-?\d{1,15}$/.test(raw) ? Number(raw) : NaN
-  if (!Number.isSafeInteger(n) || n < -1) throw new ShardKvError('invalid_request', `${name} must be an integer ≥ -1`)
-  return n
 }

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { ShardKvError } from '../src/protocol/errors'
+import { queryInteger } from '../src/http/query-integer'
 import { CLUSTER_MAP_PATH, MAP_FOLLOW_MAX_WAIT_MS } from '../src/protocol/wire'
 import { CLUSTER_MAP_SCHEMA } from '../src/protocol/schemas'
 import { documented } from '../src/http/openapi'
@@ -14,8 +14,8 @@ import type { MapFollower } from './map-follower'
 export function registerMapRoute (app: FastifyInstance, follower: Pick<MapFollower, 'newer' | 'release'>): void {
   app.get(CLUSTER_MAP_PATH, documented(CLUSTER_MAP_SCHEMA), async (request, reply) => {
     const q = request.query as Record<string, unknown>
-    const after = integerParam(q.after, 'after', -1, Number.MAX_SAFE_INTEGER)
-    const wait = Math.max(0, integerParam(q.wait, 'wait', 0, MAP_FOLLOW_MAX_WAIT_MS))
+    const after = queryInteger(q.after, 'after', -1)
+    const wait = Math.max(0, queryInteger(q.wait, 'wait', 0, MAP_FOLLOW_MAX_WAIT_MS))
     const table = await follower.newer(after, wait)
     if (table === undefined || table.epoch === 0) return await reply.code(204).send()
     return await reply.header('cache-control', 'no-store').send(table.map)
@@ -24,11 +24,4 @@ export function registerMapRoute (app: FastifyInstance, follower: Pick<MapFollow
     follower.release()
     done()
   })
-}
-
-function integerParam (raw: unknown, name: string, fallback: number, max: number): number {
-  if (raw === undefined) return fallback
-  const n = typeof raw === 'string' && /^-?\d{1,16}$/.test(raw) ? Number(raw) : NaN
-  if (!Number.isSafeInteger(n) || n < -1 || n > max) throw new ShardKvError('invalid_request', `${name} must be an integer from -1 to ${max}`)
-  return n
 }
