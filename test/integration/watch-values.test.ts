@@ -72,13 +72,16 @@ t.test('values in events, expiry, limits and metrics', async (t) => {
   await first.return(undefined)
   const cursor = (start.value as WatchEvent).cursor
   const binary = Buffer.from([0, 255, 1, 128, 10])
-  await routed.put(`${prefix}text`, 'héllo', { contentType: 'text/plain; charset=utf-8' })
+  const textPut = await routed.put(`${prefix}text`, 'héllo', { contentType: 'text/plain; charset=utf-8' })
   const bin = await routed.put(`${prefix}bin`, binary, { contentType: 'application/octet-stream' })
   const old = await routed.put(`${prefix}twice`, 'one')
   const now = await routed.put(`${prefix}twice`, 'two')
 
+  // The keys sit on different groups, and a watch orders changes per key, not across
+  // groups: wait for every version the checks read, not only the last one written.
+  const awaited = [textPut.etag, bin.etag, old.etag, now.etag]
   for (const [mode, client] of [['routed', routed], ['direct', direct]] as const) {
-    const got = await changes(client, prefix, cursor, (ev) => ev.some((e) => e.etag === now.etag))
+    const got = await changes(client, prefix, cursor, (ev) => awaited.every((etag) => ev.some((e) => e.etag === etag)))
     const of = (etag: string): WatchChange | undefined => got.find((e) => e.etag === etag)
     t.equal(got.find((e) => e.key === `${prefix}text`)?.value?.toString('utf8'), 'héllo', `${mode}: a text value`)
     t.same(of(bin.etag)?.value, binary, `${mode}: a binary value, byte for byte`)
@@ -88,7 +91,7 @@ t.test('values in events, expiry, limits and metrics', async (t) => {
   }
 
   const raw = await rawWatch(c.routerUrl, `prefix=${encodeURIComponent(prefix)}&values=1&since=${cursor}`)
-  const wire = await raw.frames((text) => text.includes(now.etag.replace(/"/g, '\\"')))
+  const wire = await raw.frames((frames) => awaited.every((etag) => frames.includes(etag.replace(/"/g, '\\"'))))
   raw.close()
   const data = parseFrames(wire).frames.filter((f) => f.event === 'put').map((f) => JSON.parse(f.data) as Record<string, unknown>)
   t.match(data.find((d) => d.key === `${prefix}text`), { value: 'héllo', encoding: 'utf8' }, 'on the wire: text as text')
