@@ -8,7 +8,7 @@ import { launchShard, type LaunchedProcess } from '../src/local/launcher'
 import { AdminClient } from '../src/client/admin'
 import { kvPath } from '../src/protocol/key'
 import { ringOf, validateMap } from '../src/membership/map'
-import { runScenario, type ScenarioResult } from './load'
+import { runScenario, type ScenarioResult, type Stoppable } from './load'
 import { preload, benchKey } from './preload'
 
 /**
@@ -19,7 +19,10 @@ import { preload, benchKey } from './preload'
  *     group, median of several kills;
  *  3. replication: PUT throughput with one replica per group versus none;
  *  4. switchover: time of a planned switchover (fence to published map) and the PUT
- *     load's p99, max and errors across several switchovers, versus the same load without.
+ *     load's p99, max and errors across several switchovers, versus the same load without;
+ *  5. rolling: the slowest PUT while every node of a quick-start-shaped cluster (3 groups
+ *     of primary + replica) with workers replaces them one at a time on SIGUSR2, against
+ *     the p99 of the same load without restarts (issue 10: at most p99 + 500 ms).
  */
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -138,6 +141,52 @@ async function switchoverBench (dir: string, rounds: number, seconds: number): P
   }
 }
 
+/** Workers per node for the rolling line: a node serving in one process has none to replace. */
+const ROLLING_WORKERS = 2
+/** Issue 10: no request during a rolling restart may take longer than this beyond the run's p99. */
+const ROLLING_BUDGET_MS = 500
+
+async function rollingBench (dir: string, seconds: number): Promise<Record<string, unknown>> {
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'rr'), groups: 3, replicas: 1, workers: ROLLING_WORKERS })
+  try {
+    await waitInSync(new AdminClient(cluster.router.url))
+    const paths = Array.from({ length: 2000 }, (_, i) => benchKey(i)).map(kvPath)
+    const scenario = { name: 'PUT', target: 'router', url: cluster.router.url, method: 'PUT' as const, paths, body: Buffer.alloc(100, 'r') }
+    const before = await runScenario({ ...scenario, name: 'PUT without restarts' }, { connections: 16, durationS: seconds })
+    // The load runs until every node has restarted (bounded by its duration), one node at a time as a deploy would.
+    let running: Stoppable | undefined
+    const load = runScenario({ ...scenario, name: 'PUT across rolling restarts' }, { connections: 16, durationS: 120 }, (r) => { running = r })
+    const nodes = cluster.shards.flatMap((s) => [s.process, ...s.replicas])
+    const restartMs: number[] = []
+    try {
+      await sleep(1000)
+      for (const node of nodes) {
+        const complete = node.waitForEvent('rolling-restart-complete', 60_000)
+        const t0 = Date.now()
+        node.signal('SIGUSR2')
+        await complete
+        restartMs.push(Date.now() - t0)
+      }
+      await sleep(1000)
+    } finally {
+      running?.stop()
+    }
+    const during = await load
+    const overP99 = during.latencyMs.max - during.latencyMs.p99
+    return {
+      nodes: nodes.length,
+      workersPerNode: ROLLING_WORKERS,
+      restartMs,
+      putWithout: { ...summary(before), maxMs: round(before.latencyMs.max) },
+      putAcross: { ...summary(during), maxMs: round(during.latencyMs.max) },
+      slowestOverP99Ms: round(overP99),
+      verdict: overP99 <= ROLLING_BUDGET_MS && during.errors + during.timeouts + during.non2xx === 0 ? 'PASS' : 'MISS'
+    }
+  } finally {
+    await cluster.stop()
+  }
+}
+
 async function replicationBench (dir: string, seconds: number): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {}
   const rates: number[] = []
@@ -173,7 +222,7 @@ function round (n: number): number {
 async function main (): Promise<void> {
   const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, help: { type: 'boolean', default: false } } })
   if (values.help) {
-    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover]\n')
+    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover|rolling]\n')
     return
   }
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-bench-ops-'))
@@ -183,7 +232,8 @@ async function main (): Promise<void> {
       rebalance: async () => await rebalanceBench(dir, Number(values.keys), Number(values.seconds)),
       failover: async () => await failoverBench(dir, Number(values.kills)),
       replication: async () => await replicationBench(dir, Number(values.seconds)),
-      switchover: async () => await switchoverBench(dir, Number(values.switchovers), Number(values.seconds))
+      switchover: async () => await switchoverBench(dir, Number(values.switchovers), Number(values.seconds)),
+      rolling: async () => await rollingBench(dir, Number(values.seconds))
     }
     for (const [name, run] of Object.entries(runs)) {
       if (values.only !== undefined && values.only !== name) continue

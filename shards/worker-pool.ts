@@ -59,8 +59,13 @@ export class WorkerPool implements NodeServing {
     this.send({ type: 'shardkv:reload-tokens' })
   }
 
+  /**
+   * To every worker still connected, draining ones included: a draining worker's writes
+   * in flight wait for the replicated position, and without it they would hang until the
+   * drain timeout kills the worker (a stalled, then failed request per restarted worker).
+   */
   private send (msg: SupervisorMessage): void {
-    for (const w of this.liveWorkers()) if (w.isConnected()) w.send(msg)
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected() === true) w.send(msg)
   }
 
   /**

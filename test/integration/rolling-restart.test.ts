@@ -5,11 +5,12 @@ import { LoadGenerator, formatStats } from '../harness/history'
 /**
  * SIGUSR2 to a shard node's primary replaces every worker, one at a time, while
  * clients keep working: no client request fails, every worker PID changes, the
- * history checks out.
+ * history checks out. Groups have a replica (the quick-start shape): a draining
+ * worker's writes wait for the replicated position like any other's.
  */
 
 t.test('rolling restart under load: every worker replaced, no client sees it', async (t) => {
-  const c = await startCluster(t, { name: 'rolling', groups: 3, workers: 2 })
+  const c = await startCluster(t, { name: 'rolling', groups: 3, replicas: 1, workers: 2 })
   const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 8, keysPerClient: 20, durationMs: 120_000, maxOpsPerClient: 6000 }, c.http)
   const running = load.run()
   await load.waitForOps(300)
