@@ -4,10 +4,10 @@ import { primaryOf } from '../src/membership/map'
 import { currentMembers } from '../src/membership/ownership'
 import { GroupRing } from '../src/ring/ring'
 import type { MapRegistry } from '../src/registry/registry'
-import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState } from '../src/membership/rebalance'
+import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState, type SourceProgress } from '../src/membership/rebalance'
 import type { NodeClient } from '../src/peer/node-client'
-import type { WireKeyTransfer } from '../src/protocol/wire'
-import { rowBytes, throttleDelayMs, type RebalanceRate } from '../src/membership/rebalance-throttle'
+import type { WireKeyTransfer, WireScanReply } from '../src/protocol/wire'
+import { MoveBudget, rowBytes, throttleDelayMs, type RebalanceRate } from '../src/membership/rebalance-throttle'
 
 /** The coordinator's map, as the rebalancer (and failover) change it. */
 export interface MapAuthority {
@@ -32,6 +32,9 @@ export interface RebalancerOptions {
   retryDelayMs?: number
 }
 
+/** A scan sent before the batch it follows was imported. */
+interface ScanAhead { url: string, epoch: number, cursor: number, batch: Promise<WireScanReply> }
+
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 /**
@@ -47,6 +50,7 @@ export class Rebalancer {
   private stopping = false
   private starting = false
   private readonly retryDelayMs: number
+  private saving: Promise<void> = Promise.resolve()
 
   private constructor (private readonly opts: RebalancerOptions, state: RebalanceState | undefined) {
     this.retryDelayMs = opts.retryDelayMs ?? 500
@@ -111,10 +115,18 @@ export class Rebalancer {
     await this.running
   }
 
+  /**
+   * Saves the state as it is when the save runs, one save at a time: parallel copy loops
+   * persist after each batch, and an older snapshot must never land after a newer one.
+   */
   private async persist (): Promise<void> {
-    if (this.state === undefined) return
-    this.state.updatedAt = new Date().toISOString()
-    await this.opts.registry.saveRebalance(this.state)
+    const save = this.saving.then(async () => {
+      if (this.state === undefined) return
+      this.state.updatedAt = new Date().toISOString()
+      await this.opts.registry.saveRebalance(this.state)
+    })
+    this.saving = save.catch(() => undefined)
+    await save
   }
 
   private async run (): Promise<void> {
@@ -156,42 +168,79 @@ export class Rebalancer {
     if (wait > 0) await sleep(wait)
   }
 
+  /**
+   * Every source group copies at once, paced together by one budget: a new group fills
+   * from all of its sources in parallel. A loop that fails stops the others at their next
+   * batch, and the step fails once all have stopped (the retry starts them afresh from
+   * their persisted cursors; no loop outlives its step).
+   */
   private async copy (state: RebalanceState): Promise<void> {
     const start = this.opts.maps.current()
     const ring = new GroupRing(currentMembers(start), start.ring)
-    for (const [sourceId, progress] of Object.entries(state.sources)) {
-      while (!progress.done && !this.stopping) {
-        const startedAt = Date.now()
-        // Primaries are looked up per batch: a failover may replace one mid-copy.
-        const map = this.opts.maps.current()
-        const source = primaryOf(map, sourceId)
-        if (source === undefined) throw new Error(`source group ${sourceId} has no primary`)
-        const batch = await this.opts.nodes.scan(source.url, map.epoch, progress.cursor, this.opts.batchSize)
-        // Rows and the applied requests of moving keys go to the key's new owner together.
-        const byTarget = new Map<string, WireKeyTransfer>()
-        const forTarget = (key: string): WireKeyTransfer | undefined => {
-          const owner = ring.ownerOf(key)
-          if (owner === undefined || owner === sourceId) return undefined
-          let transfer = byTarget.get(owner)
-          if (transfer === undefined) byTarget.set(owner, (transfer = { rows: [], requests: [], floor: batch.floor }))
-          return transfer
-        }
-        for (const row of batch.rows) forTarget(row.key)?.rows.push(row)
-        for (const request of batch.requests) forTarget(request.key)?.requests.push(request)
-        let inserted = 0
-        for (const [targetId, transfer] of byTarget) {
-          const target = primaryOf(map, targetId)
-          if (target === undefined) throw new Error(`target group ${targetId} has no primary`)
-          inserted += (await this.opts.nodes.importKeys(target.url, transfer)).inserted
-        }
-        progress.cursor = batch.next
-        progress.scanned += batch.scanned
-        progress.copied += inserted
-        progress.done = batch.done
-        await this.persist()
-        await this.throttle({ rows: batch.scanned, bytes: rowBytes(batch.rows) }, startedAt)
+    const budget = new MoveBudget(this.opts.rate, Date.now())
+    const halt = { failed: false }
+    const loops = Object.entries(state.sources).map(async ([sourceId, progress]) => {
+      try {
+        await this.copySource(ring, sourceId, progress, budget, halt)
+      } catch (err) {
+        halt.failed = true
+        throw err
       }
+    })
+    const failure = (await Promise.allSettled(loops)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failure !== undefined) throw failure.reason
+  }
+
+  /**
+   * One source's rows, batch by batch from its persisted cursor. The next batch is
+   * scanned while this one is imported (it is used only if the map is still the one it
+   * was scanned at: a failover may replace the source's primary mid-copy).
+   */
+  private async copySource (ring: GroupRing, sourceId: string, progress: SourceProgress, budget: MoveBudget, halt: { failed: boolean }): Promise<void> {
+    let ahead: ScanAhead | undefined
+    while (!progress.done && !this.stopping && !halt.failed) {
+      const map = this.opts.maps.current()
+      const source = primaryOf(map, sourceId)
+      if (source === undefined) throw new Error(`source group ${sourceId} has no primary`)
+      const fresh = ahead !== undefined && ahead.epoch === map.epoch && ahead.url === source.url && ahead.cursor === progress.cursor
+      const batch = fresh ? await ahead!.batch : await this.opts.nodes.scan(source.url, map.epoch, progress.cursor, this.opts.batchSize)
+      ahead = batch.done ? undefined : this.scanAhead(source.url, map.epoch, batch.next)
+      const inserted = await this.importBatch(ring, sourceId, map, batch)
+      progress.cursor = batch.next
+      progress.scanned += batch.scanned
+      progress.copied += inserted
+      progress.done = batch.done
+      await this.persist()
+      const wait = budget.spend({ rows: batch.scanned, bytes: rowBytes(batch.rows) }, Date.now())
+      if (wait > 0) await sleep(wait)
     }
+  }
+
+  private scanAhead (url: string, epoch: number, cursor: number): ScanAhead {
+    const batch = this.opts.nodes.scan(url, epoch, cursor, this.opts.batchSize)
+    // Unused when the import fails or the map moves on: its failure is not this step's.
+    batch.catch(() => undefined)
+    return { url, epoch, cursor, batch }
+  }
+
+  /** Rows and the applied requests of moving keys go to each key's new owner together (targets in parallel). */
+  private async importBatch (ring: GroupRing, sourceId: string, map: ClusterMap, batch: WireScanReply): Promise<number> {
+    const byTarget = new Map<string, WireKeyTransfer>()
+    const forTarget = (key: string): WireKeyTransfer | undefined => {
+      const owner = ring.ownerOf(key)
+      if (owner === undefined || owner === sourceId) return undefined
+      let transfer = byTarget.get(owner)
+      if (transfer === undefined) byTarget.set(owner, (transfer = { rows: [], requests: [], floor: batch.floor }))
+      return transfer
+    }
+    for (const row of batch.rows) forTarget(row.key)?.rows.push(row)
+    for (const request of batch.requests) forTarget(request.key)?.requests.push(request)
+    const counts = await Promise.all([...byTarget].map(async ([targetId, transfer]) => {
+      const target = primaryOf(map, targetId)
+      if (target === undefined) throw new Error(`target group ${targetId} has no primary`)
+      return (await this.opts.nodes.importKeys(target.url, transfer)).inserted
+    }))
+    return counts.reduce((a, b) => a + b, 0)
   }
 
   private async purge (state: RebalanceState): Promise<void> {

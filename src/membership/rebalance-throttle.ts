@@ -26,3 +26,25 @@ export function rowBytes (rows: readonly WireRow[]): number {
   for (const r of rows) bytes += Buffer.byteLength(r.key) + Math.floor(r.value.length * 3 / 4)
   return bytes
 }
+
+/**
+ * The pace of every copy loop of one rebalance together (its sources copy in parallel,
+ * yet the operator's rate is for the whole move). Time spent idle — a retry, a slow
+ * scan — earns at most `burstMs` of credit, so a stalled copy does not burst afterwards.
+ * Pure: the caller passes the clock.
+ */
+export class MoveBudget {
+  private rows = 0
+  private bytes = 0
+
+  constructor (private readonly rate: RebalanceRate, private since: number, private readonly burstMs = 1000) {}
+
+  /** Records a batch moved at `now`; answers how long its loop waits before the next. */
+  spend (batch: { rows: number, bytes: number }, now: number): number {
+    const earned = now - this.since - throttleDelayMs(this.rate, { rows: this.rows, bytes: this.bytes }, 0)
+    if (earned > this.burstMs) this.since += earned - this.burstMs
+    this.rows += batch.rows
+    this.bytes += batch.bytes
+    return throttleDelayMs(this.rate, { rows: this.rows, bytes: this.bytes }, now - this.since)
+  }
+}
