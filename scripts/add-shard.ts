@@ -25,6 +25,8 @@ Options:
   --id ID            group id (default: g<N+1> for the next free N)
   --weight W         ring weight (default 1)
   --url URL          use this already running node instead of starting one
+  --registered       with the etcd registry: the nodes already registered for --id
+                     (started elsewhere with --group ID); the first started is the primary
   --port P           port for the new node (default: a free one)
   --host H           address for the new node (default 127.0.0.1)
   --data-dir DIR     data dir for the new node (default <cluster-dir>/<id>)
@@ -45,6 +47,7 @@ export async function addShard (args: string[], usage = 'npm run add-shard --'):
       id: { type: 'string' },
       weight: { type: 'string', default: '1' },
       url: { type: 'string' },
+      registered: { type: 'boolean', default: false },
       port: { type: 'string', default: '0' },
       host: { type: 'string', default: '127.0.0.1' },
       'data-dir': { type: 'string' },
@@ -73,6 +76,7 @@ export async function addShard (args: string[], usage = 'npm run add-shard --'):
   const replicaCount = Number(values.replicas)
   if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new UsageError('--replicas must be an integer from 0 to 8')
   if (values.url !== undefined && replicaCount > 0) throw new UsageError('--replicas starts nodes; with --url, add replicas afterwards with add-replica')
+  if (values.registered && (values.id === undefined || values.url !== undefined || replicaCount > 0)) throw new UsageError('--registered takes the group\'s registered nodes: name it with --id, without --url or --replicas')
   const admin = scriptAdmin(values)
   const cluster = await admin.cluster()
   if (cluster.rebalance !== undefined && cluster.rebalance !== null && cluster.rebalance.phase !== 'done') {
@@ -87,24 +91,37 @@ export async function addShard (args: string[], usage = 'npm run add-shard --'):
   if (cluster.groups.some((g) => g.id === id)) throw new UsageError(`group ${id} already exists`)
 
   const started: StartedNode[] = []
-  const launcher = values.url === undefined ? findLocalLauncher(values['cluster-dir'], admin.routerUrl) : undefined
+  const launcher = values.url === undefined && !values.registered ? findLocalLauncher(values['cluster-dir'], admin.routerUrl) : undefined
   let rebalance
   try {
-    const nodes = values.url !== undefined
-      ? { url: values.url, replicas: [] }
-      : await startGroupNodes(id, values['data-dir'] ?? join(values['cluster-dir'], id), { host: values.host, port, replicas: replicaCount, workers: values.workers !== undefined ? Number(values.workers) : undefined, launcher, clusterDir: values['cluster-dir'] }, started)
-    rebalance = await admin.addGroup(id, nodes.url, weight, nodes.replicas)
+    if (values.registered) {
+      rebalance = await admin.addRegisteredGroup(id, weight)
+    } else {
+      const nodes = values.url !== undefined
+        ? { url: values.url, replicas: [] }
+        : await startGroupNodes(id, values['data-dir'] ?? join(values['cluster-dir'], id), { host: values.host, port, replicas: replicaCount, workers: values.workers !== undefined ? Number(values.workers) : undefined, launcher, clusterDir: values['cluster-dir'] }, started)
+      rebalance = await admin.addGroup(id, nodes.url, weight, nodes.replicas)
+    }
   } catch (err) {
     // Nodes we started belong to no group: do not leave them running.
     await Promise.all(started.map(async (n) => await n.stop()))
     throw err
   }
-  const url = started[0]?.url ?? values.url
-  process.stderr.write(`added group ${id} (${url}, weight ${weight}); rebalance ${rebalance.id} started\n`)
+  const url = started[0]?.url ?? values.url ?? await registeredPrimary(admin, id)
+  process.stderr.write(`added group ${id} (${url ?? 'registered nodes'}, weight ${weight}); rebalance ${rebalance.id} started\n`)
   if (values['no-wait']) return printJson(values.json, { group: id, url, rebalance })
   const done = await watchRebalance(admin)
   process.stderr.write(`rebalance done: ${done.scanned} rows scanned, ${done.copied} copied to ${id}, ${done.deleted} purged from the old owners\n`)
   return printJson(values.json, { group: id, url, rebalance: done })
+}
+
+/** The primary the coordinator chose among a group's registered nodes, once its map lists the group (up to 10 s). */
+async function registeredPrimary (admin: ReturnType<typeof scriptAdmin>, id: string): Promise<string | undefined> {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
+    const url = (await admin.cluster()).groups.find((g) => g.id === id)?.nodes.find((n) => n.role === 'primary')?.url
+    if (url !== undefined) return url
+  }
+  return undefined
 }
 
 interface StartedNode { url: string, pid: number, stop: () => Promise<unknown> }

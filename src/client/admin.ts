@@ -39,6 +39,12 @@ export class AdminClient {
     return res.body.rebalance
   }
 
+  /** With the etcd registry: the group of the nodes registered under `id` (the first started is the primary). */
+  async addRegisteredGroup (id: string, weight: number): Promise<RebalanceProgress> {
+    const res = await this.call<{ rebalance: RebalanceProgress }>(this.routerUrl + ADMIN.groups, { method: 'POST', body: { id, weight } })
+    return res.body.rebalance
+  }
+
   async addReplica (group: string, url: string): Promise<void> {
     await this.call(`${this.routerUrl}${ADMIN.groups}/${encodeURIComponent(group)}/replicas`, { method: 'POST', body: { url } })
   }

@@ -1,8 +1,8 @@
 import t, { type Test } from 'tap'
-import { spawn } from 'node:child_process'
+import { shardkv } from '../harness/cli'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { localSandbox, ROOT, type LocalSandbox, waitForView } from '../harness/local-launcher'
+import { localSandbox, type LocalSandbox, waitForView } from '../harness/local-launcher'
 import { keyRange, preload } from '../harness/rebalance'
 import { entryByUrl, readNodes } from '../../src/local/nodes-file'
 import type { ClusterView } from '../../src/protocol/cluster-view'
@@ -17,21 +17,7 @@ import type { GroupReport } from '../../scripts/shardkv/check'
  * SQLite file (exit 3).
  */
 
-const BIN = join(ROOT, 'bin', 'shardkv.js')
 
-interface Run { code: number | null, stdout: string, stderr: string }
-
-async function shardkv (args: string[], timeoutMs = 90_000): Promise<Run> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-  const timer = setTimeout(() => { try { child.kill('SIGKILL') } catch {} }, timeoutMs)
-  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)))
-  clearTimeout(timer)
-  return { code, stdout, stderr }
-}
 
 
 const allInSync = (v: ClusterView): boolean => v.groups.every((g) => g.nodes.every((n) => n.health === 'up' && (n.role === 'primary' || (n.inSync === true && n.lag === 0))))
@@ -91,7 +77,8 @@ async function assertUsageErrors (t: Test, conn: string[]): Promise<void> {
     [['nope'], /^shardkv: unknown command 'nope'/],
     [['failover', ...conn], /^shardkv failover: --group is required/],
     [['check', '--page-rows', '0'], /^shardkv check: option '--page-rows <n>' argument '0' is invalid/],
-    [['add-shard', '--weight', 'x', ...conn], /^shardkv add-shard: --weight/]
+    [['add-shard', '--weight', 'x', ...conn], /^shardkv add-shard: --weight/],
+    [['add-shard', '--registered', ...conn], /^shardkv add-shard: --registered takes the group's registered nodes: name it with --id/]
   ]
   for (const [args, re] of usage) {
     const r = await shardkv(args)

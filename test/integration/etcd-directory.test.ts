@@ -11,13 +11,18 @@ import { freePort } from '../harness/docker'
 import { registeredNodes, registeredRouters } from '../../src/registry/etcd/directory'
 import type { DashboardSnapshot } from '../../src/protocol/dashboard'
 import { DASHBOARD } from '../../src/protocol/wire'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { shardkv } from '../harness/cli'
 
 /**
  * The service directory in etcd (src/registry/etcd/directory.ts): routers register as
  * nodes do, so the leading coordinator knows them (the dashboard's router traffic line),
  * and leave it when they stop; a group can be added by starting its nodes with its id on
- * any machine and naming only that id (seed 12.2.4), under a history-checked load.
+ * any machine and naming only that id (seed 12.2.4; `shardkv add-shard --registered`),
+ * under a history-checked load.
  */
+
 
 if (!etcdAvailable()) {
   t.pass('skipped: etcd is not installed (apt-get install etcd-server; .ci/run installs it)')
@@ -55,8 +60,10 @@ if (!etcdAvailable()) {
     t.equal((await registeredNodes(gw, 'test')).find((n) => n.nodeId === 'n-g2-b')?.url, advertised, 'a node registers under its --advertise-url')
     const unknown = await admin(c.http, 'POST', `${r1.url}/admin/groups`, { id: 'g9' })
     t.equal(unknown.status, 400, `a group nobody registered for is refused: ${unknown.text.slice(0, 160)}`)
-    const added = await admin(c.http, 'POST', `${r1.url}/admin/groups`, { id: 'g2' })
-    t.equal(added.status, 202, `the add naming only the id is accepted: ${added.text.slice(0, 200)}`)
+    // From the command line, as an operator would: `shardkv add-shard --registered --id g2`.
+    const added = await shardkv(['add-shard', '--registered', '--id', 'g2', '--router', r1.url, '--cluster-dir', join(tmpdir(), `shardkv-no-local-cluster-${process.pid}`), '--no-wait', '--json'])
+    t.equal(added.code, 0, `add-shard --registered naming only the id is accepted: ${added.stderr}`)
+    t.match(JSON.parse(added.stdout), { group: 'g2', url: primary.url, rebalance: { id: String } }, 'it names the group, its primary and the rebalance')
     await waitForRebalance(c.http, r1.url, (p) => p.phase === 'done', { what: 'the add done', timeoutMs: 90_000 })
     const g2 = (await clusterView(c.http, r1.url)).groups.find((g) => g.id === 'g2')
     t.equal(g2?.nodes.find((n) => n.role === 'primary')?.url, primary.url, 'the first node started is the primary')
