@@ -4,15 +4,20 @@ import type { KvStore } from '../src/storage/store'
 import type { Ownership } from '../src/membership/ownership'
 import { INTERNAL_REPLICATION, type WireInSyncChange } from '../src/protocol/wire'
 import { replicatedPosition, type ReplicaAck } from '../src/replication/policy'
+import type { Registry } from 'prom-client'
 import { jsonRequest } from '../src/client/http'
 import { changeToWire, type WireShipment } from '../src/protocol/log-codec'
+import { START, answered, failed, nextStep, rewound, shipped, type ShipWindow } from '../src/replication/ship-window'
+import { ShipStream, createStreamMetrics, isConflict, type StreamMetrics } from './ship-stream'
 import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
 import { SHIPMENT_MAX_VALUE_BYTES } from '../src/protocol/limits'
 
 /**
  * Runs in a primary node's supervisor: ships the change log (rows by seq) to every
- * replica of the group, one batch in flight per replica, and broadcasts to the
- * workers the position every replica of the ack set has durably applied.
+ * replica of the group as a pipelined stream — up to --replication-window shipments in
+ * flight per replica, each continuing where the previous sent one ended (the window's
+ * bookkeeping: src/replication/ship-window.ts; the wire: ship-stream.ts) — and broadcasts
+ * to the workers the position every replica of the ack set has answered as durably applied.
  *
  * The ack set is the map's in-sync replicas plus those this primary asked the
  * coordinator to mark in-sync (it waits for them from the moment it asks). A replica
@@ -38,8 +43,12 @@ export interface ShipperOptions {
   log: Logger
   broadcast: (position: number) => void
   batchRows: number
+  /** Most shipments in flight per replica (--replication-window). */
+  window: number
   replicaTimeoutMs: number
   credentials: PeerCredentials
+  /** Where the stream's metrics are registered (the node's /metrics); none when absent. */
+  registry?: Registry
 }
 
 
@@ -49,7 +58,10 @@ const sleep = async (ms: number): Promise<void> => { await new Promise((resolve)
 const IN_SYNC_RETRY_MS = 2000
 
 class ReplicaLink implements ReplicaAck {
-  acked = -1
+  /** The stream's bookkeeping (src/replication/ship-window.ts). */
+  win: ShipWindow = START
+  /** The failure that broke the stream, until it is rewound. */
+  failure: unknown
   /** Asked the coordinator to mark in-sync: waited for from then on. */
   pending = false
   /** An in-sync ask is in flight. */
@@ -63,6 +75,11 @@ class ReplicaLink implements ReplicaAck {
   private wake: (() => void) | undefined
 
   constructor (readonly url: string) {}
+
+  /** What the ack set waits on: only ever a position this replica answered. */
+  get acked (): number {
+    return this.win.acked
+  }
 
   kick (): void {
     const w = this.wake
@@ -80,12 +97,17 @@ class ReplicaLink implements ReplicaAck {
 
 export class Shipper {
   private readonly links = new Map<string, ReplicaLink>()
+  /** Probes and in-sync asks; shipments go over `stream`. */
   private readonly agent: Dispatcher
+  private readonly stream: ShipStream
+  private readonly metrics: StreamMetrics
   private replicated = -1
   private stopped = false
 
   constructor (private readonly opts: ShipperOptions) {
     this.agent = peerDispatcher(opts.credentials, { connections: 2, keepAliveTimeout: 30_000 })
+    this.stream = new ShipStream(opts.credentials, opts.window)
+    this.metrics = createStreamMetrics(opts.registry)
   }
 
   /** Where a replica takes shipments: its peer listener, else its data URL. */
@@ -122,15 +144,15 @@ export class Shipper {
     for (const link of this.links.values()) link.kick()
   }
 
-  status (): Array<{ url: string, acked: number, inAckSet: boolean, failing: boolean }> {
+  status (): Array<{ url: string, acked: number, sent: number, inFlight: number, inAckSet: boolean, failing: boolean }> {
     const set = this.ackSet()
-    return [...this.links.values()].map((l) => ({ url: l.url, acked: l.acked, inAckSet: set.has(l.url), failing: l.failingSince !== undefined }))
+    return [...this.links.values()].map((l) => ({ url: l.url, acked: l.acked, sent: l.win.sent, inFlight: l.win.inFlight, inAckSet: set.has(l.url), failing: l.failingSince !== undefined }))
   }
 
   async stop (): Promise<void> {
     this.stopped = true
     for (const link of this.links.values()) { link.running = false; link.kick() }
-    await this.agent.close()
+    await Promise.all([this.agent.close(), this.stream.close()])
   }
 
   private ackSet (): Set<string> {
@@ -153,75 +175,118 @@ export class Shipper {
     }
   }
 
+  /**
+   * One replica's stream: ship while the window has room, wait for answers when it is
+   * full, and after a failure let the in-flight shipments settle, back off (unless the
+   * replica only said where it stands), probe and go on from its answer.
+   */
   private async pump (link: ReplicaLink): Promise<void> {
     while (link.running && !this.stopped) {
       const local = this.opts.store.position()
-      if (link.acked >= 0 && link.acked >= local) {
+      const step = nextStep(link.win, local, this.opts.window)
+      if (step.kind === 'ship') {
+        try {
+          this.ship(link, step.from)
+        } catch (err) {
+          // Not sent (the log could not be read): a failed shipment all the same.
+          link.failure = err
+          link.win = failed(shipped(link.win, link.win.sent))
+        }
+        continue
+      }
+      if (step.kind === 'wait') {
+        await link.idle(200)
+        continue
+      }
+      if (step.kind === 'idle') {
         this.considerInSync(link, local)
         await link.idle(200)
         continue
       }
-      try {
-        await this.shipOnce(link)
-        link.failingSince = undefined
-      } catch (err) {
-        if (link.failingSince === undefined) {
-          link.failingSince = Date.now()
-          this.opts.log.warn({ event: 'replica-unreachable', replica: link.url, err: (err as Error).message }, 'cannot ship to replica')
-        }
-        await this.considerDrop(link)
-        await sleep(100)
-      }
+      await this.rewind(link)
       this.recompute()
     }
   }
 
-  private async shipOnce (link: ReplicaLink): Promise<void> {
+  /** Sends the shipment that continues at `from` without waiting for its answer. */
+  private ship (link: ReplicaLink, from: number): void {
     const { ownership, self } = this.opts.view()
-    const from = link.acked
     // Rows and applied-request records up to `to`, read in one snapshot (store.logWindow).
-    const window = from < 0 ? undefined : this.opts.store.logWindow(from, this.opts.batchRows, SHIPMENT_MAX_VALUE_BYTES)
+    const window = this.opts.store.logWindow(from, this.opts.batchRows, SHIPMENT_MAX_VALUE_BYTES)
     const body: WireShipment = {
       group: ownership.group ?? '',
       term: ownership.term,
       ...(self !== undefined ? { sender: self } : {}),
       from,
-      to: window?.to ?? -1,
-      rows: window?.rows.map(changeToWire) ?? [],
-      requests: window?.requests ?? [],
-      floor: window?.floor ?? 0,
-      feed: window?.feed ?? [],
-      feedFloor: window?.feedFloor ?? 0
+      to: window.to,
+      rows: window.rows.map(changeToWire),
+      requests: window.requests,
+      floor: window.floor,
+      feed: window.feed,
+      feedFloor: window.feedFloor
     }
-    try {
-      const res = await jsonRequest<{ position: number }>(this.target(link) + INTERNAL_REPLICATION.apply, {
-        method: 'POST', body, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
-      })
-      link.acked = res.body.position
-    } catch (err) {
-      const e = err as { code?: string, details?: { status?: number } }
-      // A 409 answer carries where the replica stands (gap, resync) — or that we are fenced.
-      if (e.code === 'conflict' || e.details?.status === 409) {
-        const where = await this.probe(link)
-        if (where !== undefined) {
-          link.acked = where
-          return
-        }
-      }
-      throw err
+    link.win = shipped(link.win, window.to)
+    this.metrics.shipments.inc()
+    this.metrics.inFlightAtSend.observe(link.win.inFlight)
+    this.stream.post(this.target(link) + INTERNAL_REPLICATION.apply, body, this.opts.replicaTimeoutMs).then((position) => {
+      link.win = answered(link.win, position)
+      link.failingSince = undefined
+      this.recompute()
+      link.kick()
+    }, (err: unknown) => {
+      // The first failure decides how the stream restarts; later ones are its echo (the
+      // shipments behind it continue from a position the replica never reached).
+      if (!link.win.broken) link.failure = err
+      link.win = failed(link.win)
+      link.kick()
+    })
+  }
+
+  /**
+   * Restarts a stream from where the replica stands (nothing in flight): at the start,
+   * and after a failure — at once when the replica answered 409 (a gap or a resync: it
+   * told us where it stands), after a back-off otherwise.
+   */
+  private async rewind (link: ReplicaLink): Promise<void> {
+    const failure = link.failure
+    link.failure = undefined
+    const answeredConflict = failure !== undefined && isConflict(failure)
+    if (failure !== undefined) this.metrics.rewinds.inc({ reason: answeredConflict ? 'conflict' : 'error' })
+    if (failure !== undefined && !answeredConflict) {
+      await this.failing(link, failure)
+      if (!link.running || this.stopped) return
     }
+    const where = await this.probe(link)
+    if (where instanceof Error) {
+      await this.failing(link, where)
+      return
+    }
+    link.win = rewound(link.win, where)
+    // A replica that answered the probe after a 409 is reachable: as before pipelining, a
+    // failure that stands is one of transport (errors, timeouts), which the probe does not clear.
+    if (failure === undefined || answeredConflict) link.failingSince = undefined
+  }
+
+  /** A shipment or probe failed: note since when, consider dropping the replica, back off. */
+  private async failing (link: ReplicaLink, err: unknown): Promise<void> {
+    if (link.failingSince === undefined) {
+      link.failingSince = Date.now()
+      this.opts.log.warn({ event: 'replica-unreachable', replica: link.url, err: (err as Error).message }, 'cannot ship to replica')
+    }
+    await this.considerDrop(link)
+    await sleep(100)
   }
 
   /** Asks a replica where it stands (an empty shipment from -1). */
-  private async probe (link: ReplicaLink): Promise<number | undefined> {
+  private async probe (link: ReplicaLink): Promise<number | Error> {
     const { ownership, self } = this.opts.view()
     try {
       const res = await jsonRequest<{ position: number }>(this.target(link) + INTERNAL_REPLICATION.apply, {
-        method: 'POST', body: { group: ownership.group, term: ownership.term, sender: self, from: -1, to: -1, rows: [] }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
+        method: 'POST', body: { group: ownership.group ?? '', term: ownership.term, sender: self, from: -1, to: -1, rows: [] }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
       })
       return res.body.position
-    } catch {
-      return undefined
+    } catch (err) {
+      return err as Error
     }
   }
 
