@@ -1,5 +1,5 @@
 import { request, type Dispatcher } from 'undici'
-import { Counter, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
 import { ShardKvError, errorCodeOf } from '../src/protocol/errors'
 import { JSON_ANSWER_MAX_BYTES } from '../src/protocol/limits'
@@ -39,8 +39,10 @@ export interface StreamMetrics {
   rewinds: Counter<'reason'>
 }
 
-export function createStreamMetrics (registry: Registry | undefined): StreamMetrics {
+/** `inFlight`: the shipments in flight now, to all replicas (read at each scrape). */
+export function createStreamMetrics (registry: Registry | undefined, inFlight: () => number): StreamMetrics {
   const registers = registry === undefined ? [] : [registry]
+  void new Gauge({ name: `${METRIC_PREFIX}shard_replication_in_flight`, help: 'Replication shipments in flight now, to all replicas.', registers, collect () { this.set(inFlight()) } })
   return {
     shipments: new Counter({ name: `${METRIC_PREFIX}shard_replication_shipments_total`, help: 'Replication shipments sent to replicas.', registers }),
     inFlightAtSend: new Histogram({

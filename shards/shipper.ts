@@ -107,7 +107,7 @@ export class Shipper {
   constructor (private readonly opts: ShipperOptions) {
     this.agent = peerDispatcher(opts.credentials, { connections: 2, keepAliveTimeout: 30_000 })
     this.stream = new ShipStream(opts.credentials, opts.window)
-    this.metrics = createStreamMetrics(opts.registry)
+    this.metrics = createStreamMetrics(opts.registry, () => [...this.links.values()].reduce((n, l) => n + l.win.inFlight, 0))
   }
 
   /** Where a replica takes shipments: its peer listener, else its data URL. */
