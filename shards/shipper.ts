@@ -103,6 +103,7 @@ export class Shipper {
   private readonly metrics: StreamMetrics
   private replicated = -1
   private stopped = false
+  private turnView: ShipperView | undefined
 
   constructor (private readonly opts: ShipperOptions) {
     this.agent = peerDispatcher(opts.credentials, { connections: 2, keepAliveTimeout: 30_000 })
@@ -110,14 +111,31 @@ export class Shipper {
     this.metrics = createStreamMetrics(opts.registry, () => [...this.links.values()].reduce((n, l) => n + l.win.inFlight, 0))
   }
 
+  /**
+   * The installed map as of this turn of the event loop: read once (three SQLite reads)
+   * and kept until the running synchronous stretch and its microtasks end, so a commit's
+   * kick, the shipments it sends and the answers parsed together share one read (the
+   * profile in docs/benchmarks.md put these reads at a sizeable share of a shipment's
+   * cost). A map install reaches this process as a later event, so nothing is staler
+   * than one turn.
+   */
+  private view (): ShipperView {
+    if (this.turnView === undefined) {
+      this.turnView = this.opts.view()
+      queueMicrotask(() => { this.turnView = undefined })
+    }
+    return this.turnView
+  }
+
   /** Where a replica takes shipments: its peer listener, else its data URL. */
   private target (link: ReplicaLink): string {
-    return this.opts.view().ownership.peers.find((p) => p.url === link.url)?.peer ?? link.url
+    return this.view().ownership.peers.find((p) => p.url === link.url)?.peer ?? link.url
   }
 
   /** Reconciles the links with the installed map (call on every install). */
   refresh (): void {
-    const { ownership } = this.opts.view()
+    this.turnView = undefined
+    const { ownership } = this.view()
     const wanted = ownership.role === 'primary' ? ownership.peers.map((p) => p.url) : []
     for (const [url, link] of this.links) {
       if (!wanted.includes(url)) {
@@ -156,7 +174,7 @@ export class Shipper {
   }
 
   private ackSet (): Set<string> {
-    const { ownership } = this.opts.view()
+    const { ownership } = this.view()
     const set = new Set<string>()
     for (const link of this.links.values()) {
       const inMap = ownership.peers.find((p) => p.url === link.url)?.inSync === true
@@ -166,7 +184,7 @@ export class Shipper {
   }
 
   private recompute (): void {
-    const { ownership } = this.opts.view()
+    const { ownership } = this.view()
     if (ownership.role !== 'primary') return
     const position = replicatedPosition(this.opts.store.position(), [...this.links.values()], this.ackSet())
     if (position > this.replicated) {
@@ -210,7 +228,7 @@ export class Shipper {
 
   /** Sends the shipment that continues at `from` without waiting for its answer. */
   private ship (link: ReplicaLink, from: number): void {
-    const { ownership, self } = this.opts.view()
+    const { ownership, self } = this.view()
     // Rows and applied-request records up to `to`, read in one snapshot (store.logWindow).
     const window = this.opts.store.logWindow(from, this.opts.batchRows, SHIPMENT_MAX_VALUE_BYTES)
     const body: WireShipment = {
@@ -279,7 +297,7 @@ export class Shipper {
 
   /** Asks a replica where it stands (an empty shipment from -1). */
   private async probe (link: ReplicaLink): Promise<number | Error> {
-    const { ownership, self } = this.opts.view()
+    const { ownership, self } = this.view()
     try {
       const res = await jsonRequest<{ position: number }>(this.target(link) + INTERNAL_REPLICATION.apply, {
         method: 'POST', body: { group: ownership.group ?? '', term: ownership.term, sender: self, from: -1, to: -1, rows: [] }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
@@ -298,7 +316,7 @@ export class Shipper {
    * is always safe, and the coordinator may have applied an ask whose answer was lost.
    */
   private considerInSync (link: ReplicaLink, local: number): void {
-    const { ownership, coordinator } = this.opts.view()
+    const { ownership, coordinator } = this.view()
     const inMap = ownership.peers.find((p) => p.url === link.url)?.inSync === true
     if (inMap || link.asking || link.failingSince !== undefined || link.acked < local || coordinator === undefined) return
     if (link.pending && Date.now() - link.askedAt < IN_SYNC_RETRY_MS) return
@@ -313,7 +331,7 @@ export class Shipper {
   private async considerDrop (link: ReplicaLink): Promise<void> {
     if (link.failingSince === undefined || Date.now() - link.failingSince < this.opts.replicaTimeoutMs) return
     if (!this.ackSet().has(link.url)) return
-    const { coordinator } = this.opts.view()
+    const { coordinator } = this.view()
     if (coordinator === undefined) return
     if (await this.askCoordinator(coordinator, link, false)) {
       link.pending = false
@@ -323,7 +341,7 @@ export class Shipper {
   }
 
   private async askCoordinator (coordinator: string, link: ReplicaLink, inSync: boolean): Promise<boolean> {
-    const { ownership, self } = this.opts.view()
+    const { ownership, self } = this.view()
     // A node outside every group has no in-sync set to change (the coordinator would refuse it).
     if (ownership.group === undefined) return false
     const change: WireInSyncChange = { group: ownership.group, url: link.url, inSync, term: ownership.term, sender: self }
