@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import { ShardKvError } from '../src/protocol/errors'
 import type { ReplicaStore, Shipment } from '../src/storage/replica-store'
+import type { WireShipmentAnswer } from '../src/protocol/log-codec'
 
 /**
  * Group commit of pipelined shipments on a replica. A primary writes several shipments
@@ -67,7 +68,10 @@ export class ApplyQueue {
     }
     for (const b of batch) {
       if (answer !== undefined) b.reply.send(answer)
-      else b.reply.send({ position: b.shipment.to })
+      else {
+        const answered: WireShipmentAnswer = { position: b.shipment.to }
+        b.reply.send(answered)
+      }
     }
   }
 }

@@ -5,7 +5,7 @@ import { ShardKvError, errorCodeOf } from '../src/protocol/errors'
 import { JSON_ANSWER_MAX_BYTES } from '../src/protocol/limits'
 import { METRIC_PREFIX } from '../src/protocol/wire'
 import { readCapped } from '../src/http/capped-body'
-import type { WireShipment } from '../src/protocol/log-codec'
+import type { WireShipment, WireShipmentAnswer } from '../src/protocol/log-codec'
 
 /**
  * The wire side of the pipelined replication stream (the bookkeeping is
@@ -75,7 +75,7 @@ export class ShipStream {
       bodyTimeout: timeoutMs
     })
     const text = (await readCapped(res, JSON_ANSWER_MAX_BYTES, `POST ${url}`)).toString('utf8')
-    let parsed: { position?: unknown, error?: unknown, message?: unknown } | undefined
+    let parsed: (Partial<Record<keyof WireShipmentAnswer, unknown>> & { error?: unknown, message?: unknown }) | undefined
     try {
       parsed = text === '' ? undefined : JSON.parse(text)
     } catch {

@@ -6,7 +6,7 @@ import { INTERNAL_REPLICATION, type WireInSyncChange } from '../src/protocol/wir
 import { replicatedPosition, type ReplicaAck } from '../src/replication/policy'
 import type { Registry } from 'prom-client'
 import { jsonRequest } from '../src/client/http'
-import { changeToWire, type WireShipment } from '../src/protocol/log-codec'
+import { changeToWire, type WireShipment, type WireShipmentAnswer } from '../src/protocol/log-codec'
 import { START, answered, failed, nextStep, rewound, shipped, type ShipWindow } from '../src/replication/ship-window'
 import { ShipStream, createStreamMetrics, isConflict, type StreamMetrics } from './ship-stream'
 import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
@@ -299,7 +299,7 @@ export class Shipper {
   private async probe (link: ReplicaLink): Promise<number | Error> {
     const { ownership, self } = this.view()
     try {
-      const res = await jsonRequest<{ position: number }>(this.target(link) + INTERNAL_REPLICATION.apply, {
+      const res = await jsonRequest<WireShipmentAnswer>(this.target(link) + INTERNAL_REPLICATION.apply, {
         method: 'POST', body: { group: ownership.group ?? '', term: ownership.term, sender: self, from: -1, to: -1, rows: [] }, dispatcher: this.agent, timeoutMs: this.opts.replicaTimeoutMs
       })
       return res.body.position
