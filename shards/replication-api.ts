@@ -12,11 +12,13 @@ import { jsonBody, integer } from '../src/http/json-body'
 import { judgeLeaseGrantor, judgeShipmentSender } from '../src/auth/senders'
 import { fenceOf, judgeFence } from '../src/registry/fence'
 import type { MigrationStore } from '../src/storage/migration-store'
+import { ApplyQueue } from './apply-queue'
 
 /**
  * The receiving end of replication on a replica node, and the lease a primary holds.
  * A shipment is applied only from the primary of the group's current term, and only
- * when it continues exactly where this replica stands.
+ * when it continues exactly where this replica stands — or where the shipments queued
+ * for the next group commit end (apply-queue.ts), which the commit checks again.
  *
  * A shipment names its sender (the primary's URL in the map). One from a node that is
  * not the group's primary in this replica's installed map is refused 409 `stale_term`,
@@ -53,6 +55,14 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     }
   }
 
+  // Pipelined shipments are committed in groups (apply-queue.ts); the commit checks again
+  // that the replica still takes shipments of the term, group and sender they were judged for.
+  const queue = new ApplyQueue(replica, (term, group, sender) => {
+    const current = ownership.get()
+    if (current.role !== 'replica' || current.group !== group || current.term !== term || store.currentTerm() !== term) return false
+    return judgeShipmentSender(sender, current.peers.find((p) => p.role === 'primary')?.url).ok
+  })
+
   app.post(INTERNAL_REPLICATION.apply, { bodyLimit: ctx.batchBodyLimit }, (request, reply) => {
     const body = jsonBody(request)
     const term = integer(body.term, 'term', 1, Number.MAX_SAFE_INTEGER)
@@ -66,6 +76,14 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
     const primary = current.peers.find((p) => p.role === 'primary')?.url
     const sender = judgeShipmentSender(body.sender, primary)
     if (!sender.ok) throw new ShardKvError('stale_term', sender.reason, { term: current.term })
+    const shipped = { group: current.group, term, sender: typeof body.sender === 'string' ? body.sender : undefined, from }
+    if (!probe && queue.continues(shipped)) {
+      // Continues the shipments waiting for their commit: joins them, answered with them.
+      queue.push({ ...shipped, shipment: shipmentFromWire(body, integer(body.to, 'to', from, Number.MAX_SAFE_INTEGER)), reply })
+      return
+    }
+    // Anything else is judged against the replica's real position: commit what waits first.
+    queue.flush()
     let verdict = judgeShipment({ term, from: probe ? replica.position() : from }, { groupTerm: current.term, dataTerm: store.currentTerm(), position: replica.position() })
     if (verdict === 'resync' && keepsDataAfterHandoff(replica.handoff(), { term }, { primary, position: replica.position() })) {
       // A planned switchover's old primary: its log is the new primary's up to here.
@@ -86,8 +104,8 @@ export function registerReplicationApi (app: FastifyInstance, ctx: ReplicationAp
       case 'apply': {
         if (probe) return reply.send({ position: replica.position() })
         const to = integer(body.to, 'to', from, Number.MAX_SAFE_INTEGER)
-        const position = replica.apply(shipmentFromWire(body, to))
-        return reply.send({ position })
+        queue.push({ ...shipped, shipment: shipmentFromWire(body, to), reply })
+        return
       }
     }
   })

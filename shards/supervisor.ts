@@ -64,7 +64,9 @@ export class Supervisor {
       log: this.log,
       broadcast: (position) => this.serving.replicated(position),
       batchRows: config.replicationBatch,
-      replicaTimeoutMs: config.replicaTimeoutMs
+      window: config.replicationWindow,
+      replicaTimeoutMs: config.replicaTimeoutMs,
+      registry: this.metrics.registry
     })
     const hooks: SupervisorHooks = {
       committed: () => this.shipper.kick(),

@@ -33,6 +33,11 @@ export interface WireShipment {
   feedFloor?: number
 }
 
+/** A replica's answer to a shipment or a probe: the position it stands at (it has durably applied everything up to there). */
+export interface WireShipmentAnswer {
+  position: number
+}
+
 function invalid (message: string): ShardKvError {
   return new ShardKvError('invalid_request', message)
 }

@@ -44,19 +44,34 @@ export class ReplicaStore {
 
   /** Applies a contiguous shipment in one durable transaction; the position becomes `to`. */
   apply (shipment: Shipment): number {
-    const { rows, requests, to } = shipment
+    return this.db.transaction(() => this.applyOne(shipment)).immediate()
+  }
+
+  /**
+   * Applies shipments that follow each other, the first from `from`, in ONE durable
+   * transaction (one fsync: pipelined shipments, shards/apply-queue.ts). Checks inside
+   * the transaction that the replica stands at `from`; false (nothing applied) when not.
+   */
+  applyAll (from: number, shipments: readonly Shipment[]): boolean {
     return this.db.transaction(() => {
-      for (const r of rows) {
-        this.clearSeqStmt.run(r.seq, r.key)
-        this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0, r.expiresAt)
-      }
-      for (const r of requests) this.store.applied.insertShipped(r)
-      this.store.applied.raiseFloor(shipment.floor)
-      for (const e of shipment.feed) this.store.feed.record(e)
-      this.store.feed.raiseFloor(shipment.feedFloor)
-      this.store.writeMeta(META.seq, to)
-      return to
+      if (this.store.position() !== from) return false
+      for (const s of shipments) this.applyOne(s)
+      return true
     }).immediate()
+  }
+
+  private applyOne (shipment: Shipment): number {
+    const { rows, requests, to } = shipment
+    for (const r of rows) {
+      this.clearSeqStmt.run(r.seq, r.key)
+      this.upsertStmt.run(r.key, r.value, r.contentType, r.version, r.seq, r.deleted ? 1 : 0, r.expiresAt)
+    }
+    for (const r of requests) this.store.applied.insertShipped(r)
+    this.store.applied.raiseFloor(shipment.floor)
+    for (const e of shipment.feed) this.store.feed.record(e)
+    this.store.feed.raiseFloor(shipment.feedFloor)
+    this.store.writeMeta(META.seq, to)
+    return to
   }
 
   /** Forgets everything for a full resync from a primary of `term`. */

@@ -1,0 +1,105 @@
+import t from 'tap'
+import { LoadGenerator, HistoryChecker } from '../harness/history'
+import { startCluster, waitFor, type TestCluster, type ClusterNode } from '../harness/cluster'
+import { allReplicasInSync, groupOf, nodeView, primaryUrl, replicaUrls, replicaCaughtUp, describeView, keysOwnedBy } from '../harness/cluster-view'
+import { ackedBurst, startBurst, verifyKeys, compareReplica } from '../harness/replication'
+import { finishLoad } from '../harness/load-check'
+import { METRIC_PREFIX } from '../../src/protocol/wire'
+
+/**
+ * The pipelined replication stream (shards/shipper.ts, src/replication/ship-window.ts)
+ * under SIGKILL while several shipments are in flight (guarantees 1 and 2).
+ *
+ * The replica is stalled (SIGSTOP) under concurrent writes until the primary's
+ * `shard_replication_in_flight` gauge shows more than one shipment in flight to it —
+ * shipments written on the socket, none answered — then:
+ *  1. the replica is SIGKILLed with them in flight: the primary lets them fail, has the
+ *     replica dropped, goes on without it; restarted, the replica catches up from where
+ *     it stands (it never applies a shipment that does not continue its position);
+ *  2. once it is in sync again, it is stalled again the same way and the PRIMARY is
+ *     SIGKILLed with the window full; the replica resumes and is promoted.
+ * No write acknowledged while the replica was stalled (the primary may count only what a
+ * replica answered), no acknowledged write lost, no stale read.
+ */
+
+const INFLIGHT = `${METRIC_PREFIX}shard_replication_in_flight`
+
+async function metric (c: TestCluster, node: ClusterNode, name: string): Promise<number> {
+  const text = (await c.http.request('GET', `${node.realUrl}/metrics`, { timeoutMs: 5000 })).text()
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `))
+  return line === undefined ? 0 : Number(line.slice(name.length + 1))
+}
+
+/** Polls the primary until more than one shipment is in flight (the replica stalled, writes going on): the count seen. */
+async function windowFilled (c: TestCluster, primary: ClusterNode): Promise<number> {
+  return await waitFor(async () => {
+    const n = await metric(c, primary, INFLIGHT).catch(() => 0)
+    return n >= 2 ? n : undefined
+  }, 20_000, 'two or more shipments in flight to the stalled replica')
+}
+
+t.test('SIGKILL of a replica, then of the primary, with several shipments in flight: nothing acknowledged is lost', async (t) => {
+  // A longer replica timeout than the default, so that a stall on a loaded machine does not
+  // get the replica dropped before the kill (the primary would then ack without it).
+  const c = await startCluster(t, { name: 'inflight-kill', groups: 1, replicas: 1, shardArgs: ['--replica-timeout-ms', '5000', '--ack-timeout-ms', '15000', '--replication-window', '4'] })
+  let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 60_000)
+  const group = 'g1'
+  const primary = c.byUrl(primaryUrl(view, group))
+  const replica = c.byUrl(replicaUrls(view, group)[0] as string)
+  const probe = new HistoryChecker()
+  const probeKeys = keysOwnedBy(view, group, 16, `inflight-${Date.now().toString(36)}`)
+  for (const k of probeKeys) probe.track(k)
+
+  const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 12, keysPerClient: 10, durationMs: 150_000, maxOpsPerClient: 6000, requestTimeoutMs: 30_000 })
+  t.teardown(async () => { load.stop(); await load.run().catch(() => undefined); await load.close() })
+  void load.run()
+  await load.waitForOps(300)
+
+  // 1. The replica, stalled with the window filling, SIGKILLed.
+  await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'before-replica-kill')
+  const stalled = await c.freeze(replica)
+  const burst1 = startBurst(c.http, c.routerUrl, probeKeys, probe, 'replica-stalled')
+  const inFlight1 = await windowFilled(c, primary)
+  const acked1 = burst1.acked()
+  const killedReplica = await c.killPids(replica, stalled.pids)
+  c.thaw(stalled.pids)
+  t.ok(inFlight1 >= 2, `${inFlight1} shipments were in flight to the replica when it was SIGKILLed`)
+  t.equal(acked1, 0, 'no write was acknowledged while the in-sync replica could not answer')
+  view = await c.waitForView((v) => nodeView(v, replica.url)?.inSync === false, `${replica.url} dropped from the in-sync set`, 30_000)
+  t.pass(`the primary had the replica dropped ${Date.now() - killedReplica.at} ms after the kill: ${describeView(view)}`)
+  t.comment(`writes stalled by the kill: ${JSON.stringify((await burst1.done).map((r) => r.status))}`)
+  await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'replica-down')
+
+  await c.restart(replica)
+  view = await c.waitForView((v) => nodeView(v, replica.url)?.inSync === true && nodeView(v, replica.url)?.health === 'up', `${replica.url} in sync again (under load)`, 60_000)
+  t.equal(groupOf(view, group).term, 1, 'no failover for a replica\'s death')
+  await load.waitForOps(load.completedOps() + 200)
+
+  // 2. The primary, SIGKILLed with the window to its stalled replica full.
+  const pids = await c.pidsOf(primary)
+  await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'before-primary-kill')
+  const stalled2 = await c.freeze(replica)
+  const burst2 = startBurst(c.http, c.routerUrl, probeKeys, probe, 'replica-stalled-2')
+  const inFlight2 = await windowFilled(c, primary)
+  const acked2 = burst2.acked()
+  const killedPrimary = await c.killPids(primary, pids)
+  c.thaw(stalled2.pids)
+  t.ok(inFlight2 >= 2, `${inFlight2} shipments were in flight when the primary was SIGKILLed`)
+  t.equal(acked2, 0, 'no write was acknowledged while the in-sync replica could not answer')
+  view = await c.waitForView((v) => groupOf(v, group).term === 2 && primaryUrl(v, group) === replica.url, `${replica.url} primary of ${group} at term 2`, 60_000)
+  t.pass(`the replica took over ${Date.now() - killedPrimary.at} ms after the kill: ${describeView(view)}`)
+  t.comment(`writes sent while the replica was stalled: ${JSON.stringify((await burst2.done).map((r) => r.status))} (the router retries them on the new primary)`)
+  await load.waitForOps(load.completedOps() + 300)
+
+  await c.restart(primary)
+  view = await c.waitForView((v) => replicaCaughtUp(v, primary.url), `${primary.url} back as an in-sync replica with lag 0`, 60_000)
+  await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'after-rejoin')
+
+  const report = await finishLoad(t, load)
+  t.ok(report.ok, `history: ${report.text}; counts ${JSON.stringify(report.counts)}`)
+  await verifyKeys(c.http, c.routerUrl, probeKeys, probe)
+  t.ok(probe.report().ok, `every probe write acknowledged around the kills reads back: ${probe.report().text}`)
+  const cmp = await compareReplica(c.http, replica.url, primary.url, [...load.checker.trackedKeys(), ...probeKeys])
+  t.equal(cmp.replica.position, cmp.primary.position, `the rejoined node stands where the new primary does (${cmp.primary.position})`)
+  t.same(cmp.mismatches, [], 'the same rows on both nodes')
+})
