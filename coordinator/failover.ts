@@ -33,6 +33,8 @@ interface GroupLease {
   failures: number
   firstFailureAt: number | undefined
   waitingLogged: boolean
+  /** A grant to this primary at this term has been taken (its first one is logged). */
+  granted: boolean
 }
 
 export class FailoverMonitor {
@@ -103,7 +105,7 @@ export class FailoverMonitor {
   private leaseFor (groupId: string, primary: string, term: number): GroupLease {
     let lease = this.leases.get(groupId)
     if (lease === undefined || lease.primary !== primary || lease.term !== term) {
-      lease = { primary, term, until: this.startedAt + this.opts.leaseMs, failures: 0, firstFailureAt: undefined, waitingLogged: false }
+      lease = { primary, term, until: this.startedAt + this.opts.leaseMs, failures: 0, firstFailureAt: undefined, waitingLogged: false, granted: false }
       this.leases.set(groupId, lease)
     }
     return lease
@@ -171,6 +173,8 @@ export class FailoverMonitor {
       lease.failures = 0
       lease.firstFailureAt = undefined
       lease.waitingLogged = false
+      if (!lease.granted) this.opts.log.info({ event: 'lease-granted', group: groupId, primary: lease.primary, term: lease.term }, 'the primary holds its first lease of this term')
+      lease.granted = true
       return 'ok'
     } catch (err) {
       lease.failures++
@@ -226,6 +230,7 @@ export class FailoverMonitor {
       to: chosen,
       term,
       epoch: next.epoch,
+      leaseUntil: new Date(lease.until).toISOString(),
       downForMs: lease.firstFailureAt !== undefined ? Date.now() - lease.firstFailureAt : undefined,
       transitionMs: Date.now() - started
     }, `promoted ${chosen} to primary of ${groupId} (term ${term})`)
