@@ -277,7 +277,7 @@ async function measurePuts (opts: Options, ctx: Ctx, routerUrl: string, label: s
 
 async function bench (opts: Options, ctx: Ctx): Promise<number> {
   console.log(`shardkv failover bench: node ${process.version}, ${availableParallelism()} cores; ${opts.groups} groups × (primary + 1 replica), ${opts.workers} worker(s) per node`)
-  console.log('  router defaults: lease renewal every 500 ms, lease 1500 ms, failover after 3 missed renewals; replica timeout 1000 ms')
+  console.log('  coordinator defaults: lease 800 ms renewed every 200 ms, a dead primary replaced just after its lease ends; replica timeout 1000 ms')
 
   const replicated = await startCluster(opts, ctx, 'replicated', 1)
   const routerUrl = replicated.cluster.router.url

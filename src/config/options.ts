@@ -140,9 +140,9 @@ export const COORDINATOR_OPTIONS = {
   rebalanceBatch: { flag: 'rebalance-batch', env: 'SHARDKV_REBALANCE_BATCH', kind: 'integer', default: 500, min: 1, help: 'Rows per migration batch (scan, copy, purge).' },
   rebalanceMibPerSec: { flag: 'rebalance-mib-per-sec', env: 'SHARDKV_REBALANCE_MIB_PER_SEC', kind: 'integer', default: 16, min: 0, help: 'Throttle on the data a rebalance moves, in MiB of keys and values per second, to bound client latency (0: no byte limit).' },
   rebalanceRowsPerSec: { flag: 'rebalance-rows-per-sec', env: 'SHARDKV_REBALANCE_ROWS_PER_SEC', kind: 'integer', default: 0, min: 0, help: 'An optional second throttle, on rows per second copied or purged during a rebalance (for many tiny rows; 0: no row limit).' },
-  healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 500, min: 50, help: 'How often the coordinator checks every node\'s /healthz and renews primaries\' leases.' },
-  leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 1500, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal.' },
-  failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Missed lease renewals in a row after which (once its lease ran out) a primary is replaced.' },
+  healthIntervalMs: { flag: 'health-interval-ms', env: 'SHARDKV_HEALTH_INTERVAL_MS', kind: 'integer', default: 500, min: 50, help: 'How often the coordinator checks every node\'s /healthz (leases are renewed on their own clock: see --lease-ms).' },
+  leaseMs: { flag: 'lease-ms', env: 'SHARDKV_LEASE_MS', kind: 'integer', default: 800, min: 100, help: 'How long a primary with replicas may serve after its last lease renewal; renewed four times per lease. A dead primary is replaced just after its last lease ends: this bounds the failover time.' },
+  failoverAfter: { flag: 'failover-after', env: 'SHARDKV_FAILOVER_AFTER', kind: 'integer', default: 3, min: 1, help: 'Lease renewals in a row a primary may leave unanswered (timeouts: frozen or cut off) before the coordinator stops renewing and lets its lease run out, then replaces it. One that refuses connections is replaced as soon as its lease has ended.' },
   retryTimeoutMs: { flag: 'retry-timeout-ms', env: 'SHARDKV_RETRY_TIMEOUT_MS', kind: 'integer', default: 3000, min: 0, help: 'The routers\' retry budget: a switchover gives up within half of it, so clients\' writes wait rather than fail.' },
   ...LISTENER_OPTIONS,
   ...FRONT_DOOR_OPTIONS
