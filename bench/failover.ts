@@ -20,7 +20,8 @@ import { describeTimeline, failoverTimeline, medianTimeline, readLogLines, type 
  *     and workers, PIDs from its /healthz) and the time from the kill to the first
  *     acknowledged write to a key of g1 (through the router) is measured. The killed
  *     node is restarted on its data dir and port each time and the next round starts
- *     only once it is an in-sync replica again. Prints median / min / max.
+ *     only once it is an in-sync replica again. Prints median / min / max, and where
+ *     each failover's time went, read back from the processes' logs (failover-timeline.ts).
  *  2. Write throughput. PUTs through the router with a fixed number of connections
  *     for a fixed time (autocannon), on the replicated cluster and then on a cluster
  *     without replicas started in the same run; prints both and their ratio.

@@ -55,6 +55,12 @@ export class FailoverMonitor {
   private readonly held = new Set<string>()
   /** Grants sent by release(), outside the rounds: hold() waits for them as for a round. */
   private readonly releaseGrants = new Map<string, Promise<unknown>>()
+  /**
+   * Promotions under way, outside the rounds: a transition can take a while (an install
+   * to a frozen node waits out its timeout) and the other groups' renewals must not wait
+   * for it, or their leases would run out too.
+   */
+  private readonly failovers = new Map<string, Promise<void>>()
   /** A restarted coordinator does not know what its previous run granted: assume a lease from now. */
   private readonly startedAt = Date.now()
   /** Renewals per lease: see renewalIntervalMs. Also the time a grant or probe may take. */
@@ -87,6 +93,7 @@ export class FailoverMonitor {
     this.stopped = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     await this.tick
+    await Promise.all(this.failovers.values())
   }
 
   /**
@@ -96,7 +103,7 @@ export class FailoverMonitor {
    */
   async hold (groupId: string): Promise<void> {
     this.held.add(groupId)
-    await Promise.all([this.tick, this.releaseGrants.get(groupId)])
+    await Promise.all([this.tick, this.releaseGrants.get(groupId), this.failovers.get(groupId)])
   }
 
   /**
@@ -132,7 +139,7 @@ export class FailoverMonitor {
     const live = new Set<string>()
     await Promise.all(map.groups.filter((g) => g.nodes.length > 1).map(async (g) => {
       live.add(g.id)
-      if (this.held.has(g.id)) return
+      if (this.held.has(g.id) || this.failovers.has(g.id)) return
       const primary = primaryOf(map, g.id)
       if (primary !== undefined) await this.tend(g.id, this.leaseFor(g.id, primary.url, termOf(g)))
     }))
@@ -177,7 +184,7 @@ export class FailoverMonitor {
       if (why !== undefined) {
         // As a failed health check would: the promotion's install does not wait on it.
         this.opts.markDown(lease.primary, `lease probe: ${why}`)
-        await this.failOver(groupId, lease)
+        this.startFailOver(groupId, lease)
         return 'done'
       }
       this.opts.log.info({ event: 'primary-recovered', group: groupId, primary: lease.primary }, 'primary answers again; no failover')
@@ -191,7 +198,7 @@ export class FailoverMonitor {
   /** Until the next round: a renewal interval, or just past the end of a failing primary's lease. */
   private nextRoundMs (): number {
     const failing: number[] = []
-    for (const [id, lease] of this.leases) if (lease.failures > 0 && !this.held.has(id)) failing.push(lease.until)
+    for (const [id, lease] of this.leases) if (lease.failures > 0 && !this.held.has(id) && !this.failovers.has(id)) failing.push(lease.until)
     return nextLeaseRoundMs(Date.now(), this.intervalMs, failing)
   }
 
@@ -235,6 +242,14 @@ export class FailoverMonitor {
   private answeredSince (url: string, since: number | undefined): boolean {
     const s = this.opts.statusOf(url)
     return since !== undefined && s.health === 'up' && s.lastCheckAt !== null && Date.parse(s.lastCheckAt) > since + 1
+  }
+
+  /** Runs failOver beside the rounds; a failed one is tried again by the next round (the lease is still over). */
+  private startFailOver (groupId: string, lease: GroupLease): void {
+    const running = this.failOver(groupId, lease).then(() => undefined, (err: Error) => {
+      this.opts.log.error({ event: 'failover-failed', group: groupId, primary: lease.primary, err: err.message }, 'failover failed; the next round tries again')
+    }).finally(() => { this.failovers.delete(groupId) })
+    this.failovers.set(groupId, running)
   }
 
   /** Promotes a replica of the group; false when none qualifies. */
