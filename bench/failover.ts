@@ -10,6 +10,7 @@ import { kvPath } from '../src/protocol/key'
 import { CLUSTER_PATH, HEALTH_PATH } from '../src/protocol/wire'
 import type { ClusterView } from '../src/protocol/cluster-view'
 import { runScenario, type ScenarioResult, type Stoppable } from './load'
+import { describeTimeline, failoverTimeline, medianTimeline, readLogLines, type Timeline } from './failover-timeline'
 
 /**
  * `node dist/bench/failover.js [options]`: what replication costs and what it buys.
@@ -19,7 +20,8 @@ import { runScenario, type ScenarioResult, type Stoppable } from './load'
  *     and workers, PIDs from its /healthz) and the time from the kill to the first
  *     acknowledged write to a key of g1 (through the router) is measured. The killed
  *     node is restarted on its data dir and port each time and the next round starts
- *     only once it is an in-sync replica again. Prints median / min / max.
+ *     only once it is an in-sync replica again. Prints median / min / max, and where
+ *     each failover's time went, read back from the processes' logs (failover-timeline.ts).
  *  2. Write throughput. PUTs through the router with a fixed number of connections
  *     for a fixed time (autocannon), on the replicated cluster and then on a cluster
  *     without replicas started in the same run; prints both and their ratio.
@@ -41,10 +43,11 @@ Options:
   --value-bytes N    value size (default 100)
   --workers N        worker processes per shard node (default 1)
   --max-seconds S    give up after this long (default 300)
+  --skip-throughput  measure the failovers only
   --keep             keep the temp dir (data, logs)
   --help             show this text`
 
-interface Options { kills: number, groups: number, duration: number, connections: number, keys: number, valueBytes: number, workers: number, maxSeconds: number, keep: boolean }
+interface Options { kills: number, groups: number, duration: number, connections: number, keys: number, valueBytes: number, workers: number, maxSeconds: number, keep: boolean, skipThroughput: boolean }
 
 class UsageError extends Error {}
 
@@ -58,6 +61,7 @@ function parseOptions (argv: string[]): Options | 'help' {
       options: {
         help: { type: 'boolean' },
         keep: { type: 'boolean' },
+        'skip-throughput': { type: 'boolean' },
         kills: { type: 'string' },
         groups: { type: 'string' },
         duration: { type: 'string' },
@@ -87,7 +91,8 @@ function parseOptions (argv: string[]): Options | 'help' {
     valueBytes: int('value-bytes', 100, 0, 1024 * 1024),
     workers: int('workers', 1, 1, 64),
     maxSeconds: int('max-seconds', 300, 30, 3600),
-    keep: values.keep === true
+    keep: values.keep === true,
+    skipThroughput: values['skip-throughput'] === true
   }
 }
 
@@ -169,6 +174,9 @@ function stats (xs: number[]): { median: number, min: number, max: number } {
 
 interface Ctx { tmp: string, launched: LaunchedProcess[], signal: AbortSignal, setRunning: (r: Stoppable | undefined) => void }
 
+/** Where the replicated cluster's processes (restarted nodes included) write their logs: the breakdown reads them. */
+const logDirOf = (ctx: Ctx): string => join(ctx.tmp, 'logs', 'replicated')
+
 async function startCluster (opts: Options, ctx: Ctx, name: string, replicas: number): Promise<{ cluster: LocalCluster, nodes: Node[] }> {
   const dataDir = join(ctx.tmp, name)
   const cluster = await startLocalCluster({
@@ -203,7 +211,7 @@ async function restartNode (opts: Options, ctx: Ctx, node: Node): Promise<void> 
   let lastErr: unknown
   for (let attempt = 0; attempt < 10; attempt++) {
     try {
-      node.proc = await launchShard({ name: node.name, group: node.group, dataDir: node.dataDir, port: node.port, host: HOST, workers: opts.workers, synchronous: 'NORMAL', detached: true, logFile: join(ctx.tmp, 'logs', `${node.name}.restart.log`) })
+      node.proc = await launchShard({ name: node.name, group: node.group, dataDir: node.dataDir, port: node.port, host: HOST, workers: opts.workers, synchronous: 'NORMAL', detached: true, logFile: join(logDirOf(ctx), `${node.name}.restart.log`) })
       ctx.launched.push(node.proc)
       return
     } catch (err) {
@@ -214,9 +222,10 @@ async function restartNode (opts: Options, ctx: Ctx, node: Node): Promise<void> 
   throw lastErr
 }
 
-/** Kill → first acknowledged write to that group, K times. */
-async function measureFailovers (opts: Options, ctx: Ctx, routerUrl: string, nodes: Node[]): Promise<number[]> {
+/** Kill → first acknowledged write to that group, K times, each with its breakdown from the logs. */
+async function measureFailovers (opts: Options, ctx: Ctx, routerUrl: string, nodes: Node[]): Promise<{ times: number[], timelines: Timeline[] }> {
   const times: number[] = []
+  const timelines: Timeline[] = []
   const load = lightLoad(routerUrl, 4)
   try {
     for (let k = 1; k <= opts.kills; k++) {
@@ -244,12 +253,15 @@ async function measureFailovers (opts: Options, ctx: Ctx, routerUrl: string, nod
       const t0 = Date.now()
       await waitForView(routerUrl, (v) => group(v, 'g1').nodes.some((n) => n.url === victim.url && n.role === 'replica' && n.inSync === true && n.health === 'up'), `${victim.name} back in sync`, ctx.signal)
       console.log(`          ${victim.name} restarted; an in-sync replica again after ${Date.now() - t0} ms`)
+      const timeline = failoverTimeline(readLogLines(logDirOf(ctx)), { group: 'g1', victim: victim.url, killedAt, ackedAt: killedAt + ms })
+      timelines.push(timeline)
+      console.log(`          ms after the kill: ${describeTimeline(timeline)}`)
     }
   } finally {
     const l = await load.stop()
     console.log(`  light load during the kills: ${l.ok} writes acknowledged, ${l.failed} failed (outcome unknown)`)
   }
-  return times
+  return { times, timelines }
 }
 
 async function measurePuts (opts: Options, ctx: Ctx, routerUrl: string, label: string): Promise<ScenarioResult> {
@@ -266,7 +278,7 @@ async function measurePuts (opts: Options, ctx: Ctx, routerUrl: string, label: s
 
 async function bench (opts: Options, ctx: Ctx): Promise<number> {
   console.log(`shardkv failover bench: node ${process.version}, ${availableParallelism()} cores; ${opts.groups} groups × (primary + 1 replica), ${opts.workers} worker(s) per node`)
-  console.log('  router defaults: lease renewal every 500 ms, lease 1500 ms, failover after 3 missed renewals; replica timeout 1000 ms')
+  console.log('  coordinator defaults: lease 800 ms renewed every 200 ms, a dead primary replaced just after its lease ends; replica timeout 1000 ms')
 
   const replicated = await startCluster(opts, ctx, 'replicated', 1)
   const routerUrl = replicated.cluster.router.url
@@ -274,9 +286,11 @@ async function bench (opts: Options, ctx: Ctx): Promise<number> {
   console.log(`  cluster up: router ${routerUrl}`)
 
   console.log(`\nfailover: ${opts.kills} SIGKILLs of g1's primary under light write load`)
-  const times = await measureFailovers(opts, ctx, routerUrl, replicated.nodes)
+  const { times, timelines } = await measureFailovers(opts, ctx, routerUrl, replicated.nodes)
   const s = stats(times)
   console.log(`  kill -> first acknowledged write: median ${s.median} ms, min ${s.min} ms, max ${s.max} ms  (${times.join(', ')} ms)`)
+  console.log(`  median of each step, ms after the kill: ${describeTimeline(medianTimeline(timelines))}`)
+  if (opts.skipThroughput) return 0
 
   console.log(`\nwrite throughput: routed PUTs, ${opts.connections} connections, ${opts.duration} s, ${opts.keys} keys of ${opts.valueBytes} bytes`)
   await waitForView(routerUrl, allInSync, 'every replica in sync', ctx.signal)

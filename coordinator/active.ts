@@ -163,9 +163,9 @@ async function registerControl (app: FastifyInstance, coord: Coordinator, config
     map: () => coord.map(),
     transition,
     statusOf: (url) => coord.health.statusOf(url),
+    markDown: (url, why) => coord.health.markDown(url, why),
     nodes: coord.nodes,
     log,
-    intervalMs: config.healthIntervalMs,
     leaseMs: config.leaseMs,
     missedChecks: config.failoverAfter,
     onFailover: (group) => metrics.countFailover(group)

@@ -167,8 +167,10 @@ export class Coordinator {
    * skipped; any
    * other install failure fails the transition, and the caller retries. (A node that
    * returns from down gets the current map right after its first good health check.)
+   * `beforePublish` runs between the two when the map changed (a failover grants the
+   * promoted primary its first lease there).
    */
-  async transition (reason: string, compute: (current: ClusterMap) => ClusterMap): Promise<ClusterMap> {
+  async transition (reason: string, compute: (current: ClusterMap) => ClusterMap, beforePublish?: (next: ClusterMap) => Promise<void>): Promise<ClusterMap> {
     const run = this.transitions.then(async () => {
       const before = this.current.map
       let next = compute(before)
@@ -182,7 +184,10 @@ export class Coordinator {
       // part way completes this transition on restart instead of guessing from the nodes.
       if (next !== before) await this.registry.savePending(next)
       await this.installEverywhere(next)
-      if (next !== before) await this.publish(next, reason)
+      if (next !== before) {
+        await beforePublish?.(next)
+        await this.publish(next, reason)
+      }
       return next
     })
     this.transitions = run.catch(() => undefined)

@@ -1,29 +1,41 @@
 import type { Logger } from '../src/log'
 import { primaryOf, termOf, type ClusterMap } from '../src/membership/map'
-import { choosePromotion, leaseStep } from '../src/replication/policy'
+import { choosePromotion, leaseStep, nextLeaseRoundMs, renewalIntervalMs, type LeaseStep } from '../src/replication/policy'
 import { promote } from '../src/replication/map-changes'
 import type { NodeClient } from '../src/peer/node-client'
 import type { NodeStatus } from './health'
 
 /**
- * Leases and failover, in the coordinator. Every interval it grants each primary that
- * has replicas a lease (until now + leaseMs); a primary serves clients only while it
- * holds one. When a primary has missed `missedChecks` lease grants in a row AND the
- * last lease it may have received has run out, it can no longer serve anything, and
- * the in-sync replica with the highest position is promoted under a new term.
+ * Leases and failover, in the coordinator. Four times per lease (renewalIntervalMs) it
+ * grants each primary that has replicas a lease until now + leaseMs, stamped before the
+ * grant is sent; a primary serves clients only while it holds one (the clock reasoning
+ * is in src/replication/policy.ts). When a primary fails a renewal and the last lease it
+ * may hold has ended, it can no longer serve anything: after one last probe, the in-sync
+ * replica with the highest position is promoted under a new term, and granted its first
+ * lease before the map is published, so routers that learn of it find it serving.
+ *
+ * A dead primary refuses connections: its renewals certainly never arrive, so its last
+ * lease stays where it was and the round right after that lease's end replaces it (at
+ * most leaseMs after the death). A frozen or cut-off one lets grants time out: each may
+ * have arrived and extends the count, so after `missedChecks` of them the coordinator
+ * stops granting and lets the last one run out.
  */
 
 export interface FailoverOptions {
   map: () => ClusterMap
-  transition: (reason: string, compute: (current: ClusterMap) => ClusterMap) => Promise<ClusterMap>
+  /** Coordinator.transition; `beforePublish` runs once the map is installed on the nodes, before routers see it. */
+  transition: (reason: string, compute: (current: ClusterMap) => ClusterMap, beforePublish?: (next: ClusterMap) => Promise<void>) => Promise<ClusterMap>
   statusOf: (url: string) => NodeStatus
+  /** Records that a node did not answer (the health checker's view until its next check). */
+  markDown: (url: string, why: string) => void
   nodes: NodeClient
   log: Logger
-  intervalMs: number
   leaseMs: number
   missedChecks: number
   onFailover?: (group: string, from: string, to: string, term: number) => void
 }
+
+type GrantOutcome = 'ok' | 'refused' | 'uncertain'
 
 interface GroupLease {
   primary: string
@@ -33,6 +45,8 @@ interface GroupLease {
   failures: number
   firstFailureAt: number | undefined
   waitingLogged: boolean
+  /** A grant to this primary at this term has been taken (its first one is logged). */
+  granted: boolean
 }
 
 export class FailoverMonitor {
@@ -41,13 +55,23 @@ export class FailoverMonitor {
   private readonly held = new Set<string>()
   /** Grants sent by release(), outside the rounds: hold() waits for them as for a round. */
   private readonly releaseGrants = new Map<string, Promise<unknown>>()
+  /**
+   * Promotions under way, outside the rounds: a transition can take a while (an install
+   * to a frozen node waits out its timeout) and the other groups' renewals must not wait
+   * for it, or their leases would run out too.
+   */
+  private readonly failovers = new Map<string, Promise<void>>()
   /** A restarted coordinator does not know what its previous run granted: assume a lease from now. */
   private readonly startedAt = Date.now()
+  /** Renewals per lease: see renewalIntervalMs. Also the time a grant or probe may take. */
+  private readonly intervalMs: number
   private timer: NodeJS.Timeout | undefined
   private tick: Promise<void> | undefined
   private stopped = false
 
-  constructor (private readonly opts: FailoverOptions) {}
+  constructor (private readonly opts: FailoverOptions) {
+    this.intervalMs = renewalIntervalMs(opts.leaseMs)
+  }
 
   start (): void {
     if (this.stopped || this.timer !== undefined) return
@@ -57,7 +81,7 @@ export class FailoverMonitor {
       }).finally(() => {
         this.tick = undefined
         if (!this.stopped) {
-          this.timer = setTimeout(loop, this.opts.intervalMs)
+          this.timer = setTimeout(loop, this.nextRoundMs())
           this.timer.unref()
         }
       })
@@ -69,6 +93,7 @@ export class FailoverMonitor {
     this.stopped = true
     if (this.timer !== undefined) clearTimeout(this.timer)
     await this.tick
+    await Promise.all(this.failovers.values())
   }
 
   /**
@@ -78,7 +103,7 @@ export class FailoverMonitor {
    */
   async hold (groupId: string): Promise<void> {
     this.held.add(groupId)
-    await Promise.all([this.tick, this.releaseGrants.get(groupId)])
+    await Promise.all([this.tick, this.releaseGrants.get(groupId), this.failovers.get(groupId)])
   }
 
   /**
@@ -103,7 +128,7 @@ export class FailoverMonitor {
   private leaseFor (groupId: string, primary: string, term: number): GroupLease {
     let lease = this.leases.get(groupId)
     if (lease === undefined || lease.primary !== primary || lease.term !== term) {
-      lease = { primary, term, until: this.startedAt + this.opts.leaseMs, failures: 0, firstFailureAt: undefined, waitingLogged: false }
+      lease = { primary, term, until: this.startedAt + this.opts.leaseMs, failures: 0, firstFailureAt: undefined, waitingLogged: false, granted: false }
       this.leases.set(groupId, lease)
     }
     return lease
@@ -114,70 +139,99 @@ export class FailoverMonitor {
     const live = new Set<string>()
     await Promise.all(map.groups.filter((g) => g.nodes.length > 1).map(async (g) => {
       live.add(g.id)
-      if (this.held.has(g.id)) return
+      if (this.held.has(g.id) || this.failovers.has(g.id)) return
       const primary = primaryOf(map, g.id)
-      if (primary === undefined) return
-      const term = termOf(g)
-      const lease = this.leaseFor(g.id, primary.url, term)
-      const step = leaseStep({
-        failures: lease.failures,
-        threshold: this.opts.missedChecks,
-        until: lease.until,
-        answeredSince: this.answeredSince(primary.url, lease.firstFailureAt)
-      }, Date.now())
-      // Stop granting: let the last lease the primary may hold run out.
-      if (step === 'wait') return
-      if (step === 'resume') {
-        // It was only slow (or started late): it holds no lease now, so granting one is safe.
-        this.opts.log.info({ event: 'primary-recovered', group: g.id, primary: primary.url }, 'primary answers again; resuming its lease')
-        lease.failures = 0
-        lease.firstFailureAt = undefined
-      }
-      if (step === 'probe') {
-        // A last probe decides: a lease that ends now grants nothing, so whatever happens
-        // to it the expiry stands. A primary that answers is back (no failover, a real
-        // lease follows); one that does not is replaced.
-        if (await this.answers(g.id, lease)) {
-          this.opts.log.info({ event: 'primary-recovered', group: g.id, primary: lease.primary }, 'primary answers again; no failover')
-          lease.failures = 0
-          lease.firstFailureAt = undefined
-          lease.waitingLogged = false
-        } else {
-          await this.failOver(g.id, lease)
-          return
-        }
-      }
-      await this.grant(g.id, lease)
+      if (primary !== undefined) await this.tend(g.id, this.leaseFor(g.id, primary.url, termOf(g)))
     }))
     for (const id of this.leases.keys()) if (!live.has(id)) this.leases.delete(id)
   }
 
-  private async answers (groupId: string, lease: GroupLease): Promise<boolean> {
+  /**
+   * One group's turn in a round. A renewal that fails just after the lease it would have
+   * extended ended (the round began a moment before that end) is followed by the
+   * decision at once, rather than a whole interval later.
+   */
+  private async tend (groupId: string, lease: GroupLease): Promise<void> {
+    const outcome = await this.step(groupId, lease)
+    if (outcome !== 'ok' && outcome !== 'done' && this.stepOf(lease) === 'probe') await this.step(groupId, lease)
+  }
+
+  private stepOf (lease: GroupLease): LeaseStep {
+    return leaseStep({
+      failures: lease.failures,
+      threshold: this.opts.missedChecks,
+      until: lease.until,
+      answeredSince: this.answeredSince(lease.primary, lease.firstFailureAt)
+    }, Date.now())
+  }
+
+  /** Renew, wait, or probe and fail over (leaseStep); 'done' when nothing was granted. */
+  private async step (groupId: string, lease: GroupLease): Promise<GrantOutcome | 'done'> {
+    const step = this.stepOf(lease)
+    // Stop granting: let the last lease the primary may hold run out.
+    if (step === 'wait') return 'done'
+    if (step === 'resume') {
+      // It was only slow: granting it the next lease is as safe as any renewal.
+      this.opts.log.info({ event: 'primary-recovered', group: groupId, primary: lease.primary }, 'primary answers again; resuming its lease')
+      lease.failures = 0
+      lease.firstFailureAt = undefined
+    }
+    if (step === 'probe') {
+      // A last probe decides: a lease that ends now grants nothing, so whatever happens
+      // to it the expiry stands. A primary that answers is back (no failover, a real
+      // lease follows); one that does not is replaced.
+      const why = await this.answers(groupId, lease)
+      if (why !== undefined) {
+        // As a failed health check would: the promotion's install does not wait on it.
+        this.opts.markDown(lease.primary, `lease probe: ${why}`)
+        this.startFailOver(groupId, lease)
+        return 'done'
+      }
+      this.opts.log.info({ event: 'primary-recovered', group: groupId, primary: lease.primary }, 'primary answers again; no failover')
+      lease.failures = 0
+      lease.firstFailureAt = undefined
+      lease.waitingLogged = false
+    }
+    return await this.grant(groupId, lease)
+  }
+
+  /** Until the next round: a renewal interval, or just past the end of a failing primary's lease. */
+  private nextRoundMs (): number {
+    const failing: number[] = []
+    for (const [id, lease] of this.leases) if (lease.failures > 0 && !this.held.has(id) && !this.failovers.has(id)) failing.push(lease.until)
+    return nextLeaseRoundMs(Date.now(), this.intervalMs, failing)
+  }
+
+  /** Undefined when the primary answers a lease that grants nothing; else why not. */
+  private async answers (groupId: string, lease: GroupLease): Promise<string | undefined> {
     try {
-      await this.opts.nodes.lease(lease.primary, groupId, lease.term, Date.now(), Math.max(100, this.opts.intervalMs))
-      return true
-    } catch {
-      return false
+      await this.opts.nodes.lease(lease.primary, groupId, lease.term, Date.now(), this.intervalMs)
+      return undefined
+    } catch (err) {
+      return (err as Error).message
     }
   }
 
   /** Grants a lease; 'refused' only when it certainly never reached the primary. */
-  private async grant (groupId: string, lease: GroupLease): Promise<'ok' | 'refused' | 'uncertain'> {
+  private async grant (groupId: string, lease: GroupLease): Promise<GrantOutcome> {
     const until = Date.now() + this.opts.leaseMs
     const held = lease.until
     lease.until = Math.max(lease.until, until)
     try {
-      await this.opts.nodes.lease(lease.primary, groupId, lease.term, until, Math.max(100, this.opts.intervalMs))
+      await this.opts.nodes.lease(lease.primary, groupId, lease.term, until, this.intervalMs)
       lease.failures = 0
       lease.firstFailureAt = undefined
       lease.waitingLogged = false
+      if (!lease.granted) this.opts.log.info({ event: 'lease-granted', group: groupId, primary: lease.primary, term: lease.term }, 'the primary holds its first lease of this term')
+      lease.granted = true
       return 'ok'
     } catch (err) {
       lease.failures++
       lease.firstFailureAt ??= Date.now()
       if (lease.failures === 1) this.opts.log.warn({ event: 'lease-failed', group: groupId, primary: lease.primary, term: lease.term, err: (err as Error).message }, 'could not renew the primary\'s lease')
       if (neverDelivered(err)) {
-        lease.until = held
+        // Unless another grant (release()'s) raised the count meanwhile: that one may have arrived.
+        if (lease.until === until) lease.until = held
         return 'refused'
       }
       return 'uncertain'
@@ -188,6 +242,14 @@ export class FailoverMonitor {
   private answeredSince (url: string, since: number | undefined): boolean {
     const s = this.opts.statusOf(url)
     return since !== undefined && s.health === 'up' && s.lastCheckAt !== null && Date.parse(s.lastCheckAt) > since + 1
+  }
+
+  /** Runs failOver beside the rounds; a failed one is tried again by the next round (the lease is still over). */
+  private startFailOver (groupId: string, lease: GroupLease): void {
+    const running = this.failOver(groupId, lease).then(() => undefined, (err: Error) => {
+      this.opts.log.error({ event: 'failover-failed', group: groupId, primary: lease.primary, err: err.message }, 'failover failed; the next round tries again')
+    }).finally(() => { this.failovers.delete(groupId) })
+    this.failovers.set(groupId, running)
   }
 
   /** Promotes a replica of the group; false when none qualifies. */
@@ -215,6 +277,11 @@ export class FailoverMonitor {
       // Nor if the chosen replica left the in-sync set while this transition waited its turn.
       if (g.nodes.find((n) => n.url === chosen)?.inSync !== true) return current
       return promote(current, groupId, chosen)
+    }, async (installed) => {
+      // The old primary's lease has ended: the new one may hold one at once. Granted before
+      // routers learn of it, so their first retry finds it serving, not a 421.
+      const g = installed.groups.find((x) => x.id === groupId)
+      if (g !== undefined && primaryOf(installed, groupId)?.url === chosen) await this.grant(groupId, this.leaseFor(groupId, chosen, termOf(g)))
     })
     const promotedGroup = next.groups.find((g) => g.id === groupId)
     if (promotedGroup === undefined || primaryOf(next, groupId)?.url !== chosen) return false
@@ -226,11 +293,11 @@ export class FailoverMonitor {
       to: chosen,
       term,
       epoch: next.epoch,
+      leaseUntil: new Date(lease.until).toISOString(),
       downForMs: lease.firstFailureAt !== undefined ? Date.now() - lease.firstFailureAt : undefined,
       transitionMs: Date.now() - started
     }, `promoted ${chosen} to primary of ${groupId} (term ${term})`)
     this.opts.onFailover?.(groupId, lease.primary, chosen, term)
-    this.leases.delete(groupId)
     return true
   }
 }

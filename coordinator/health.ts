@@ -106,6 +106,19 @@ export class HealthChecker {
     return this.statuses.get(url) ?? UNKNOWN
   }
 
+  /**
+   * Another probe of the node failed (the failover monitor's last lease probe): it reads
+   * as down, as after a failed check, until the next check says otherwise. Without it a
+   * promotion right after a death could wait on an install to the dead node for a full
+   * timeout (the checker may not have run since the death).
+   */
+  markDown (url: string, why: string): void {
+    const previous = this.statusOf(url)
+    const target = this.options.targets().find((t) => t.url === url)
+    if (this.stopped || target === undefined || previous.health === 'down') return
+    this.apply(target, previous, { ...previous, health: 'down', lastCheckAt: new Date().toISOString(), lastError: why })
+  }
+
   async stop (): Promise<void> {
     this.stopped = true
     if (this.timer !== undefined) clearTimeout(this.timer)
@@ -145,6 +158,10 @@ export class HealthChecker {
       next = { ...previous, health: 'down', lastCheckAt: new Date().toISOString(), lastError: errorText(err) }
     }
     if (this.stopped) return
+    this.apply(target, previous, next)
+  }
+
+  private apply (target: HealthTarget, previous: NodeStatus, next: NodeStatus): void {
     this.statuses.set(target.url, next)
     if (next.health === 'up') this.options.onCheck?.(target, next)
     if (next.health !== previous.health) {

@@ -61,6 +61,10 @@ export class EtcdFollower implements MapFollower {
     this.held.release()
   }
 
+  onceChanged (listener: () => void): () => void {
+    return this.held.onceChanged(listener)
+  }
+
   coordinatorUrl (): string | undefined {
     return this.leader
   }

@@ -66,6 +66,12 @@ export interface ForwardResult {
 export interface ForwarderOptions {
   /** The current routing table; called once per attempt. */
   table: () => RoutingTable
+  /**
+   * Calls the listener once, when the routing table is next replaced (returns a cancel):
+   * a retry waiting out a failover or a switchover tries again as the new map arrives
+   * instead of sleeping out its back-off. Absent: back-off only.
+   */
+  onceMapChanged?: (listener: () => void) => () => void
   connections: number
   upstreamTimeoutMs: number
   retryTimeoutMs: number
@@ -111,7 +117,7 @@ export class Forwarder implements KvForward {
   async forward (req: ForwardRequest): Promise<ForwardResult> {
     const path = kvPath(req.key)
     const headers = upstreamHeaders(req, this.options.peerHeaders)
-    const pace = new RetryPace(this.options.retryTimeoutMs, this.options.metrics)
+    const pace = new RetryPace(this.options.retryTimeoutMs, this.options.metrics, this.options.onceMapChanged)
     let copiedAtEpoch = -1
     let timeouts = req.priorTimeouts ?? 0
     for (;;) {
@@ -220,13 +226,18 @@ export class Forwarder implements KvForward {
   }
 }
 
-/** Back-off between routing attempts of one request, within its retry budget. */
+/**
+ * Back-off between routing attempts of one request, within its retry budget. A new map
+ * ends the wait at once and starts the back-off afresh: what the request waited for
+ * (a promoted primary, a settled switchover, the map a 421 pointed at) has most likely
+ * just happened, and its first retry should not sit out a back-off grown during the outage.
+ */
 class RetryPace {
   retries = 0
   private backoff = FIRST_BACKOFF_MS
   private readonly deadline: number
 
-  constructor (private readonly budgetMs: number, private readonly metrics: RouterMetrics) {
+  constructor (private readonly budgetMs: number, private readonly metrics: RouterMetrics, private readonly onceMapChanged?: (listener: () => void) => () => void) {
     this.deadline = Date.now() + budgetMs
   }
 
@@ -237,8 +248,27 @@ class RetryPace {
     }
     this.retries++
     this.metrics.countRetry(reason)
-    await sleep(this.backoff)
-    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS)
+    const woken = await this.pause(this.backoff)
+    this.backoff = woken ? FIRST_BACKOFF_MS : Math.min(this.backoff * 2, MAX_BACKOFF_MS)
+  }
+
+  /** Sleeps `ms`, or less when the map changes first (true). */
+  private async pause (ms: number): Promise<boolean> {
+    if (this.onceMapChanged === undefined) {
+      await sleep(ms)
+      return false
+    }
+    const subscribe = this.onceMapChanged
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        cancel()
+        resolve(false)
+      }, ms)
+      const cancel = subscribe(() => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
   }
 }
 

@@ -22,6 +22,8 @@ export interface MapFollower {
   newer: (after: number, waitMs: number) => Promise<RoutingTable | undefined>
   /** Answers every pending `newer` with undefined: a closing router must not hold connections open. */
   release: () => void
+  /** Calls `listener` once, when the table is next replaced; returns what cancels it (see FollowedTable.onceChanged). */
+  onceChanged: (listener: () => void) => () => void
   /** The client URL of the coordinator that acts (admin calls are relayed there), when known. */
   coordinatorUrl: () => string | undefined
   /** Asks again who acts (after that coordinator refused a connection); resolves with the answer. */
@@ -48,6 +50,7 @@ const MAX_MAP_WAITERS = 1024
 export class FollowedTable {
   private current = new RoutingTable(EMPTY_MAP)
   private readonly waiters = new Set<(table: RoutingTable | undefined) => void>()
+  private readonly changeListeners = new Set<() => void>()
 
   get table (): RoutingTable {
     return this.current
@@ -80,12 +83,27 @@ export class FollowedTable {
     for (const answer of [...this.waiters]) answer(undefined)
   }
 
+  /**
+   * For the forwarder's retries (a request waiting out a failover wakes when the new map
+   * arrives): uncapped, unlike `newer`, because each listener is one request's back-off
+   * of at most MAX_BACKOFF_MS that cancels it as it ends.
+   */
+  onceChanged (listener: () => void): () => void {
+    const once = (): void => {
+      this.changeListeners.delete(once)
+      listener()
+    }
+    this.changeListeners.add(once)
+    return () => { this.changeListeners.delete(once) }
+  }
+
   /** Adopts `raw` when it is a valid map newer than the one held; true when adopted. */
   offer (raw: unknown): boolean {
     const map = validateMap(raw)
     if (map.epoch <= this.current.epoch) return false
     this.current = new RoutingTable(map)
     for (const answer of [...this.waiters]) answer(this.current)
+    for (const changed of [...this.changeListeners]) changed()
     return true
   }
 }
@@ -116,6 +134,10 @@ export class CoordinatorFollower implements MapFollower {
 
   release (): void {
     this.held.release()
+  }
+
+  onceChanged (listener: () => void): () => void {
+    return this.held.onceChanged(listener)
   }
 
   coordinatorUrl (): string {

@@ -65,7 +65,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const tls = loadListenerTls(config.tlsCert, config.tlsKey)
   const nodes = new NodeClient({ credentials, mapPeerOf: (u) => peerInMap(follower.table().map, u) })
   const forwarder = new Forwarder({ peerHeaders: credentials.secret?.headers, peerTls: credentials.tls, table: () => follower.table(), connections: config.connections,
-    upstreamTimeoutMs: config.upstreamTimeoutMs, retryTimeoutMs: config.retryTimeoutMs, metrics, log, nodes })
+    onceMapChanged: (listener) => follower.onceChanged(listener), upstreamTimeoutMs: config.upstreamTimeoutMs, retryTimeoutMs: config.retryTimeoutMs, metrics, log, nodes })
   const reads = new ReadCoalescer({ forwarder, table: () => follower.table(), maxKeys: config.readCoalesceMaxKeys, metrics })
 
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.

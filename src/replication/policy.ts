@@ -49,11 +49,36 @@ export function choosePromotion (replicas: readonly ReplicaObservation[]): strin
 }
 
 /**
- * Whether the coordinator may promote now: the primary has missed enough checks AND
- * its lease has run out, so it can no longer serve anything on its own authority.
+ * Leases, as the coordinator counts them. A grant carries an absolute deadline that the
+ * coordinator stamps *before* it sends it (now + leaseMs), and the primary serves only
+ * while its own clock reads less than that deadline (shards/serving.ts). On one clock
+ * (every process of a local cluster, or hosts kept in sync) the primary therefore stops
+ * no later than the coordinator's count, however late the grant arrived: a grant delayed
+ * in flight carries an old deadline, it cannot stretch the lease. (Counting a duration
+ * from when the primary *received* the grant would be wrong: it would outlive the
+ * coordinator's count by the delivery delay.) So the coordinator's `until` is the latest
+ * instant any lease it sent can hold: the highest deadline among grants that may have
+ * arrived; a grant whose connection was refused certainly did not.
  */
-export function mayFailOver (missedChecks: number, threshold: number, leaseUntil: number, now: number): boolean {
-  return missedChecks >= threshold && now > leaseUntil
+
+/**
+ * How often the coordinator renews a primary's lease: four times per lease, so a primary
+ * keeps serving through three renewals lost or late in a row (a busy machine, a long
+ * pause), and a dead primary's last lease ends at most leaseMs after its death.
+ */
+export function renewalIntervalMs (leaseMs: number): number {
+  return Math.max(25, Math.floor(leaseMs / 4))
+}
+
+/**
+ * Whether the coordinator may promote a replica over the primary: it failed its latest
+ * renewal (it has not answered since) AND the last lease it may hold has ended, so it
+ * can no longer serve anything on its own authority. Decided from the lease's end, not
+ * from a count of missed renewals: a refused connection is no proof that the primary's
+ * workers are gone, but once the lease ended they refuse every request anyway.
+ */
+export function mayFailOver (failures: number, leaseUntil: number, now: number): boolean {
+  return failures > 0 && now > leaseUntil
 }
 
 export interface LeaseObservation {
@@ -68,18 +93,36 @@ export interface LeaseObservation {
 }
 
 /**
- * The coordinator's step for one group's primary, each health round:
- *  - renew:  grant the next lease as usual;
+ * The coordinator's step for one group's primary, each lease round:
+ *  - renew:  grant the next lease as usual (also after a miss or two: a grant that
+ *            certainly did not arrive extends nothing, one that may have arrived does);
  *  - resume: it missed renewals but has answered since (it was only slow): count afresh and renew;
- *  - wait:   it missed enough renewals: grant nothing until the last lease it may hold ran out;
- *  - probe:  that lease ran out: one last probe decides between resuming and failing over.
+ *  - wait:   it missed `threshold` renewals whose fate is unknown (timeouts: a frozen or
+ *            cut-off primary): grant nothing more, let the last lease it may hold run out;
+ *  - probe:  it is failing and that lease has ended: one last probe decides between
+ *            resuming and failing over.
  */
 export type LeaseStep = 'renew' | 'resume' | 'wait' | 'probe'
 
 export function leaseStep (o: LeaseObservation, now: number): LeaseStep {
-  if (o.failures < o.threshold) return 'renew'
+  if (o.failures === 0) return 'renew'
   if (o.answeredSince) return 'resume'
-  return mayFailOver(o.failures, o.threshold, o.until, now) ? 'probe' : 'wait'
+  if (mayFailOver(o.failures, o.until, now)) return 'probe'
+  return o.failures >= o.threshold ? 'wait' : 'renew'
+}
+
+/**
+ * When the next lease round is due: one renewal interval on, or just past the end of the
+ * lease of a primary that is failing, whichever comes first, so a dead primary is
+ * replaced as soon as its lease has ended rather than up to an interval later.
+ */
+export function nextLeaseRoundMs (now: number, intervalMs: number, failingUntils: readonly number[]): number {
+  let next = intervalMs
+  for (const until of failingUntils) {
+    const due = until + 1 - now
+    if (due > 0 && due < next) next = due
+  }
+  return next
 }
 
 /**

@@ -7,9 +7,9 @@ import { firstAckedWrite, ackedBurst, startBurst, verifyKeys, compareReplica, no
 /**
  * Failover (DESIGN "Replication and failover", guarantees 1 and 2): two groups, each a
  * primary and one replica. Under concurrent history-checked load, every process of
- * one primary is SIGKILLed. The replica must take over under term 2 (the router's
- * defaults: lease renewal every 500 ms, lease 1500 ms, failover after 3 missed
- * renewals), writes to that group must succeed again, every acknowledged write must
+ * one primary is SIGKILLed. The replica must take over under term 2 (the coordinator's
+ * defaults: a lease of 800 ms renewed every 200 ms; a primary that refuses connections
+ * is replaced just after its last lease ends), writes to that group must succeed again, every acknowledged write must
  * read back and no read may be stale. The time from the kill to the first
  * acknowledged write to a key of that group is printed. Then the killed node is
  * restarted on its data dir and port: it must rejoin as a replica of term 2 (after a

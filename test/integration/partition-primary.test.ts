@@ -115,7 +115,7 @@ if (!etcdAvailable() || !netnsAvailable()) {
     const promotedAt = eventTime(failover)
     const promotionBeganAt = promotedAt - Number(failover.transitionMs ?? 0)
     t.equal(failover.to, heir.url, `${heir.nodeId} promoted (term ${String(failover.term)})`)
-    // About as fast as for a dead process (a 1.5 s lease, three missed grants): a partition drops
+    // About as fast as for a dead process (three timed-out grants, then the 800 ms lease): a partition drops
     // packets, and control calls that waited out TCP's connect timeout made this 25 s.
     t.ok(promotedAt - cutAt < 15_000, `the failover was published ${promotedAt - cutAt} ms after the cut`)
     const opsAtPromotion = direct.completedOps()

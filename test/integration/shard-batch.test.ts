@@ -272,8 +272,8 @@ t.test('POST /batch in a replicated group: only the primary serves; the ack wait
   })
 
   const ops = Array.from({ length: 50 }, (_, i) => ({ op: 'put', key: `repl/${i}`, value: b64(`v${i}`) }))
-  // A primary with a replica serves only under the coordinator's lease, renewed every
-  // --health-interval-ms: right after the replica joined, the first renewal may be pending.
+  // A primary with a replica serves only under the coordinator's lease, renewed four times
+  // per --lease-ms: right after the replica joined, the first renewal may be pending.
   let res = await post(primary.url, ops)
   for (const deadline = Date.now() + 5000; res.status === 421 && Date.now() < deadline;) {
     await new Promise((resolve) => setTimeout(resolve, 100))

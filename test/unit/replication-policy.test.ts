@@ -1,5 +1,5 @@
 import t from 'tap'
-import { replicatedPosition, choosePromotion, mayFailOver, leaseStep, judgeShipment, judgeSwitchover, keepsDataAfterHandoff, type SwitchoverState } from '../../src/replication/policy'
+import { replicatedPosition, choosePromotion, mayFailOver, leaseStep, nextLeaseRoundMs, renewalIntervalMs, judgeShipment, judgeSwitchover, keepsDataAfterHandoff, type SwitchoverState } from '../../src/replication/policy'
 import { promote, setInSync, addReplica, removeReplica, ReplicationMapError } from '../../src/replication/map-changes'
 import { initialMap, termOf, type ClusterMap } from '../../src/membership/map'
 import { Ownership } from '../../src/membership/ownership'
@@ -37,10 +37,27 @@ t.test('choosePromotion: in-sync, healthy, highest position, deterministic', asy
   ]), R1, 'ties break by url')
 })
 
-t.test('mayFailOver needs both the missed checks and an expired lease', async (t) => {
-  t.notOk(mayFailOver(2, 3, 0, 1000))
-  t.notOk(mayFailOver(3, 3, 2000, 1000), 'the primary may still hold a lease')
-  t.ok(mayFailOver(3, 3, 999, 1000))
+t.test('mayFailOver needs a failed renewal and the end of the last lease the primary may hold', async (t) => {
+  t.notOk(mayFailOver(0, 999, 1000), 'it took its latest renewal')
+  t.notOk(mayFailOver(3, 2000, 1000), 'the primary may still hold a lease')
+  t.notOk(mayFailOver(3, 1000, 1000), 'its lease ends exactly now: it refuses from now on, promote only after')
+  t.ok(mayFailOver(1, 999, 1000), 'one refused renewal is enough once the lease has ended')
+  t.ok(mayFailOver(3, 999, 1000))
+})
+
+t.test('renewalIntervalMs: four renewals per lease', async (t) => {
+  t.equal(renewalIntervalMs(800), 200)
+  t.equal(renewalIntervalMs(1500), 375)
+  t.equal(renewalIntervalMs(100), 25)
+  t.equal(renewalIntervalMs(50), 25, 'never a busy loop')
+})
+
+t.test('nextLeaseRoundMs: an interval on, or just past a failing primary\'s lease end', async (t) => {
+  t.equal(nextLeaseRoundMs(1000, 200, []), 200, 'nobody failing')
+  t.equal(nextLeaseRoundMs(1000, 200, [1050]), 51, 'the lease ends within the interval: one ms past its end')
+  t.equal(nextLeaseRoundMs(1000, 200, [1500]), 200, 'the lease ends later: the interval')
+  t.equal(nextLeaseRoundMs(1000, 200, [1150, 1050]), 51, 'the earliest end')
+  t.equal(nextLeaseRoundMs(1000, 200, [900, 999]), 200, 'an end already past (probed this round): the interval, never a spin')
 })
 
 t.test('judgeShipment', async (t) => {
@@ -140,7 +157,11 @@ t.test('leaseStep: renew, resume a slow primary, wait out the lease, then probe'
   const now = 10_000
   const table: Array<{ name: string, failures: number, until: number, answeredSince: boolean, want: string }> = [
     { name: 'no missed renewal', failures: 0, until: now + 1500, answeredSince: false, want: 'renew' },
+    { name: 'no missed renewal, lease over (a stalled coordinator renews late)', failures: 0, until: now - 500, answeredSince: false, want: 'renew' },
     { name: 'fewer misses than the threshold', failures: 2, until: now + 1500, answeredSince: false, want: 'renew' },
+    { name: 'one refused renewal, lease still running', failures: 1, until: now + 1, answeredSince: false, want: 'renew' },
+    { name: 'one refused renewal, lease over: decided from the lease end, not the count', failures: 1, until: now - 1, answeredSince: false, want: 'probe' },
+    { name: 'one miss, lease ends exactly now', failures: 1, until: now, answeredSince: false, want: 'renew' },
     { name: 'enough misses, lease still running', failures: 3, until: now + 1, answeredSince: false, want: 'wait' },
     { name: 'enough misses, lease ends exactly now', failures: 3, until: now, answeredSince: false, want: 'wait' },
     { name: 'enough misses, lease over', failures: 3, until: now - 1, answeredSince: false, want: 'probe' },
