@@ -33,23 +33,27 @@ async function put (url: string, key: string, body: string): Promise<number> {
   return res.statusCode
 }
 
-async function rebalanceBench (dir: string, keys: number, seconds: number): Promise<Record<string, unknown>> {
-  const cluster = await startLocalCluster({ dataDir: join(dir, 'rb'), groups: 3, workers: 1 })
+/** The rebalance line measures the shape `npm start` runs (groups of primary + replica, nodes in one process) unless --lean. */
+async function rebalanceBench (dir: string, keys: number, seconds: number, lean: boolean): Promise<Record<string, unknown>> {
+  const replicas = lean ? 0 : 1
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'rb'), groups: 3, replicas })
   const extra: LaunchedProcess[] = []
   try {
+    if (replicas > 0) await waitInSync(new AdminClient(cluster.router.url))
     const paths = Array.from({ length: keys }, (_, i) => benchKey(i))
     await preload(cluster.router.url, paths, Buffer.alloc(100, 'x'))
     const scenario = { name: 'GET', target: 'router', url: cluster.router.url, method: 'GET' as const, paths: paths.map(kvPath) }
     const before = await runScenario({ ...scenario, name: 'GET before' }, { connections: 16, durationS: seconds })
-    const g4 = await launchShard({ dataDir: join(dir, 'rb', 'g4'), workers: 1 })
-    extra.push(g4)
+    const g4 = await Promise.all(Array.from({ length: 1 + replicas }, async (_, j) => await launchShard({ dataDir: join(dir, 'rb', j === 0 ? 'g4' : `g4-r${j}`) })))
+    extra.push(...g4)
     const admin = new AdminClient(cluster.router.url)
     const startedAt = Date.now()
-    await admin.addGroup('g4', g4.url, 1)
+    await admin.addGroup('g4', g4[0]!.url, 1, g4.slice(1).map((n) => n.url))
     const during = await runScenario({ ...scenario, name: 'GET during' }, { connections: 16, durationS: seconds })
     const done = await admin.waitForRebalance(() => undefined, 100)
     const movedMs = Date.parse(done.finishedAt ?? new Date().toISOString()) - startedAt
     return {
+      shape: lean ? 'lean: no replicas' : 'quick start: primary + replica per group',
       keys,
       copied: done.copied,
       scanned: done.scanned,
@@ -220,16 +224,16 @@ function round (n: number): number {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, help: { type: 'boolean', default: false } } })
+  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, lean: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } } })
   if (values.help) {
-    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover|rolling]\n')
+    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover|rolling] [--lean: rebalance without replicas]\n')
     return
   }
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-bench-ops-'))
   const results: Record<string, unknown> = { node: process.version, cores: availableParallelism() }
   try {
     const runs: Record<string, () => Promise<Record<string, unknown>>> = {
-      rebalance: async () => await rebalanceBench(dir, Number(values.keys), Number(values.seconds)),
+      rebalance: async () => await rebalanceBench(dir, Number(values.keys), Number(values.seconds), values.lean === true),
       failover: async () => await failoverBench(dir, Number(values.kills)),
       replication: async () => await replicationBench(dir, Number(values.seconds)),
       switchover: async () => await switchoverBench(dir, Number(values.switchovers), Number(values.seconds)),
