@@ -30,12 +30,37 @@ async function metric (c: TestCluster, node: ClusterNode, name: string): Promise
   return line === undefined ? 0 : Number(line.slice(name.length + 1))
 }
 
-/** Polls the primary until more than one shipment is in flight (the replica stalled, writes going on): the count seen. */
-async function windowFilled (c: TestCluster, primary: ClusterNode): Promise<number> {
+type Burst = ReturnType<typeof startBurst>
+
+/**
+ * Polls the primary until more than one shipment is in flight (the replica stalled):
+ * the count seen. Writers blocked on the stalled replica make no new commits, and one
+ * commit is one shipment, so every second without a full window another burst of
+ * fresh keys goes out — on a busy machine the first burst may land in a single commit.
+ */
+async function windowFilled (c: TestCluster, primary: ClusterNode, feed: () => void): Promise<number> {
+  let fedAt = Date.now()
   return await waitFor(async () => {
     const n = await metric(c, primary, INFLIGHT).catch(() => 0)
-    return n >= 2 ? n : undefined
-  }, 20_000, 'two or more shipments in flight to the stalled replica')
+    if (n >= 2) return n
+    if (Date.now() - fedAt >= 1000) { feed(); fedAt = Date.now() }
+    return undefined
+  }, 30_000, 'two or more shipments in flight to the stalled replica')
+}
+
+/** Bursts on fresh slices of `keys` (tracked by `probe`), each slice written once. */
+function feeder (c: TestCluster, keys: readonly string[], probe: HistoryChecker, tag: string): { feed: () => void, acked: () => number, done: () => Promise<unknown> } {
+  const bursts: Burst[] = []
+  let next = 0
+  return {
+    feed: () => {
+      if (next >= keys.length) return
+      bursts.push(startBurst(c.http, c.routerUrl, keys.slice(next, next + 4), probe, `${tag}-${next}`))
+      next += 4
+    },
+    acked: () => bursts.reduce((n, b) => n + b.acked(), 0),
+    done: async () => await Promise.all(bursts.map(async (b) => await b.done))
+  }
 }
 
 t.test('SIGKILL of a replica, then of the primary, with several shipments in flight: nothing acknowledged is lost', async (t) => {
@@ -48,7 +73,8 @@ t.test('SIGKILL of a replica, then of the primary, with several shipments in fli
   const replica = c.byUrl(replicaUrls(view, group)[0] as string)
   const probe = new HistoryChecker()
   const probeKeys = keysOwnedBy(view, group, 16, `inflight-${Date.now().toString(36)}`)
-  for (const k of probeKeys) probe.track(k)
+  const feedKeys = keysOwnedBy(view, group, 96, `inflight-feed-${Date.now().toString(36)}`)
+  for (const k of [...probeKeys, ...feedKeys]) probe.track(k)
 
   const load = new LoadGenerator({ baseUrl: c.routerUrl, clients: 12, keysPerClient: 10, durationMs: 150_000, maxOpsPerClient: 6000, requestTimeoutMs: 30_000 })
   t.teardown(async () => { load.stop(); await load.run().catch(() => undefined); await load.close() })
@@ -59,8 +85,9 @@ t.test('SIGKILL of a replica, then of the primary, with several shipments in fli
   await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'before-replica-kill')
   const stalled = await c.freeze(replica)
   const burst1 = startBurst(c.http, c.routerUrl, probeKeys, probe, 'replica-stalled')
-  const inFlight1 = await windowFilled(c, primary)
-  const acked1 = burst1.acked()
+  const fed1 = feeder(c, feedKeys.slice(0, 48), probe, 'replica-stalled-feed')
+  const inFlight1 = await windowFilled(c, primary, fed1.feed)
+  const acked1 = burst1.acked() + fed1.acked()
   const killedReplica = await c.killPids(replica, stalled.pids)
   c.thaw(stalled.pids)
   t.ok(inFlight1 >= 2, `${inFlight1} shipments were in flight to the replica when it was SIGKILLed`)
@@ -68,6 +95,7 @@ t.test('SIGKILL of a replica, then of the primary, with several shipments in fli
   view = await c.waitForView((v) => nodeView(v, replica.url)?.inSync === false, `${replica.url} dropped from the in-sync set`, 30_000)
   t.pass(`the primary had the replica dropped ${Date.now() - killedReplica.at} ms after the kill: ${describeView(view)}`)
   t.comment(`writes stalled by the kill: ${JSON.stringify((await burst1.done).map((r) => r.status))}`)
+  await fed1.done()
   await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'replica-down')
 
   await c.restart(replica)
@@ -80,8 +108,9 @@ t.test('SIGKILL of a replica, then of the primary, with several shipments in fli
   await ackedBurst(c.http, c.routerUrl, probeKeys, probe, 'before-primary-kill')
   const stalled2 = await c.freeze(replica)
   const burst2 = startBurst(c.http, c.routerUrl, probeKeys, probe, 'replica-stalled-2')
-  const inFlight2 = await windowFilled(c, primary)
-  const acked2 = burst2.acked()
+  const fed2 = feeder(c, feedKeys.slice(48), probe, 'replica-stalled-2-feed')
+  const inFlight2 = await windowFilled(c, primary, fed2.feed)
+  const acked2 = burst2.acked() + fed2.acked()
   const killedPrimary = await c.killPids(primary, pids)
   c.thaw(stalled2.pids)
   t.ok(inFlight2 >= 2, `${inFlight2} shipments were in flight when the primary was SIGKILLed`)
@@ -89,6 +118,7 @@ t.test('SIGKILL of a replica, then of the primary, with several shipments in fli
   view = await c.waitForView((v) => groupOf(v, group).term === 2 && primaryUrl(v, group) === replica.url, `${replica.url} primary of ${group} at term 2`, 60_000)
   t.pass(`the replica took over ${Date.now() - killedPrimary.at} ms after the kill: ${describeView(view)}`)
   t.comment(`writes sent while the replica was stalled: ${JSON.stringify((await burst2.done).map((r) => r.status))} (the router retries them on the new primary)`)
+  await fed2.done()
   await load.waitForOps(load.completedOps() + 300)
 
   await c.restart(primary)
@@ -97,7 +127,7 @@ t.test('SIGKILL of a replica, then of the primary, with several shipments in fli
 
   const report = await finishLoad(t, load)
   t.ok(report.ok, `history: ${report.text}; counts ${JSON.stringify(report.counts)}`)
-  await verifyKeys(c.http, c.routerUrl, probeKeys, probe)
+  await verifyKeys(c.http, c.routerUrl, [...probeKeys, ...feedKeys], probe)
   t.ok(probe.report().ok, `every probe write acknowledged around the kills reads back: ${probe.report().text}`)
   const cmp = await compareReplica(c.http, replica.url, primary.url, [...load.checker.trackedKeys(), ...probeKeys])
   t.equal(cmp.replica.position, cmp.primary.position, `the rejoined node stands where the new primary does (${cmp.primary.position})`)
