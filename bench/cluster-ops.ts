@@ -71,7 +71,7 @@ async function rebalanceBench (dir: string, keys: number, seconds: number, lean:
 }
 
 async function failoverBench (dir: string, kills: number): Promise<Record<string, unknown>> {
-  const cluster = await startLocalCluster({ dataDir: join(dir, 'fo'), groups: 1, replicas: 1, workers: 1 })
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'fo'), groups: 1, replicas: 1 })
   const restarted: LaunchedProcess[] = []
   const times: number[] = []
   try {
@@ -101,7 +101,7 @@ async function failoverBench (dir: string, kills: number): Promise<Record<string
       // Bring the killed node back on its data dir and port; it rejoins as a replica.
       const dead = nodes.find((n) => n.url === primaryUrl)!
       const port = Number(new URL(dead.url).port)
-      const again = await launchShard({ dataDir: join(dir, 'fo', dead.name), port, workers: 1 })
+      const again = await launchShard({ dataDir: join(dir, 'fo', dead.name), port })
       restarted.push(again)
       await inSync()
     }
@@ -118,7 +118,7 @@ async function waitInSync (admin: AdminClient): Promise<void> {
 }
 
 async function switchoverBench (dir: string, rounds: number, seconds: number): Promise<Record<string, unknown>> {
-  const cluster = await startLocalCluster({ dataDir: join(dir, 'so'), groups: 1, replicas: 1, workers: 1 })
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'so'), groups: 1, replicas: 1 })
   try {
     const admin = new AdminClient(cluster.router.url)
     await waitInSync(admin)
@@ -191,11 +191,11 @@ async function rollingBench (dir: string, seconds: number): Promise<Record<strin
   }
 }
 
-async function replicationBench (dir: string, seconds: number): Promise<Record<string, unknown>> {
+async function replicationBench (dir: string, seconds: number, connections: number): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {}
   const rates: number[] = []
   for (const replicas of [0, 1]) {
-    const cluster: LocalCluster = await startLocalCluster({ dataDir: join(dir, `rep${replicas}`), groups: 2, replicas, workers: 1 })
+    const cluster: LocalCluster = await startLocalCluster({ dataDir: join(dir, `rep${replicas}`), groups: 2, replicas })
     try {
       if (replicas > 0) {
         const admin = new AdminClient(cluster.router.url)
@@ -204,13 +204,14 @@ async function replicationBench (dir: string, seconds: number): Promise<Record<s
       const map = validateMap(await (await request(cluster.router.url + '/cluster')).body.json())
       const ring = ringOf(map)
       const paths = Array.from({ length: 5000 }, (_, i) => benchKey(i)).filter((k) => ring.ownerOf(k) !== undefined).map(kvPath)
-      const r = await runScenario({ name: `PUT replicas=${replicas}`, target: 'router', url: cluster.router.url, method: 'PUT', paths, body: Buffer.alloc(100, 'y') }, { connections: 16, durationS: seconds })
+      const r = await runScenario({ name: `PUT replicas=${replicas}`, target: 'router', url: cluster.router.url, method: 'PUT', paths, body: Buffer.alloc(100, 'y') }, { connections, durationS: seconds })
       out[`putReplicas${replicas}`] = summary(r)
       rates.push(r.reqPerSec)
     } finally {
       await cluster.stop()
     }
   }
+  out.connections = connections
   out.withOneReplicaOverNone = round((rates[1] ?? 0) / (rates[0] ?? 1))
   return out
 }
@@ -224,9 +225,9 @@ function round (n: number): number {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, lean: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } } })
+  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, lean: { type: 'boolean', default: false }, connections: { type: 'string', default: '16' }, help: { type: 'boolean', default: false } } })
   if (values.help) {
-    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover|rolling] [--lean: rebalance without replicas]\n')
+    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover|rolling] [--lean: rebalance without replicas] [--connections 16: the replication line: PUT connections]\n')
     return
   }
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-bench-ops-'))
@@ -235,7 +236,7 @@ async function main (): Promise<void> {
     const runs: Record<string, () => Promise<Record<string, unknown>>> = {
       rebalance: async () => await rebalanceBench(dir, Number(values.keys), Number(values.seconds), values.lean === true),
       failover: async () => await failoverBench(dir, Number(values.kills)),
-      replication: async () => await replicationBench(dir, Number(values.seconds)),
+      replication: async () => await replicationBench(dir, Number(values.seconds), Number(values.connections)),
       switchover: async () => await switchoverBench(dir, Number(values.switchovers), Number(values.seconds)),
       rolling: async () => await rollingBench(dir, Number(values.seconds))
     }
