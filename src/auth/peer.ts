@@ -101,8 +101,18 @@ export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile:
  * certificate (when configured) and adds the secret header to every request it sends,
  * so no call site can forget either.
  */
+/**
+ * How long a peer connection (TLS included) may take to open, unless a caller says
+ * otherwise. Between peers a connect either works or is refused at once; one that hangs
+ * is a host that drops packets (a partition, a full accept queue), and undici's default
+ * of 10 s would hold a coordinator's scan, import or purge, or a primary's shipment,
+ * that long behind it. The router's pools use 1 s (src/http/exchange.ts).
+ */
+export const PEER_CONNECT_TIMEOUT_MS = 2000
+
 export function peerDispatcher (credentials: PeerCredentials, options: Agent.Options = {}): Dispatcher {
-  const agent = new Agent(withPeerTls(options, credentials.tls))
+  const connect = typeof options.connect === 'object' && options.connect !== null ? options.connect : {}
+  const agent = new Agent(withPeerTls({ ...options, connect: { timeout: PEER_CONNECT_TIMEOUT_MS, ...connect } }, credentials.tls))
   const secret = credentials.secret
   if (secret === undefined) return agent
   return agent.compose((dispatch) => (opts, handler) => dispatch({ ...opts, headers: withHeaders(opts.headers, secret.headers) }, handler))

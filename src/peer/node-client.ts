@@ -7,7 +7,7 @@ import { readCapped } from '../http/capped-body'
 import { jsonRequest } from '../client/http'
 import { kvPath } from '../protocol/key'
 import { peerUrlOf, type ClusterMap } from '../membership/map'
-import { NO_PEER_CREDENTIALS, peerDispatcher, type PeerCredentials } from '../auth/peer'
+import { NO_PEER_CREDENTIALS, PEER_CONNECT_TIMEOUT_MS, peerDispatcher, type PeerCredentials } from '../auth/peer'
 import { withPeerTls } from '../auth/tls'
 
 /**
@@ -50,7 +50,7 @@ export class NodeClient {
     this.timeoutMs = options.timeoutMs ?? 30_000
     this.mapPeerOf = options.mapPeerOf ?? (() => undefined)
     // Its certificate is public, so presenting it to an address an admin named gives nothing away.
-    this.plain = new Agent(withPeerTls({ connections: 2, keepAliveTimeout: 10_000 }, options.credentials?.tls))
+    this.plain = new Agent(withPeerTls({ connections: 2, keepAliveTimeout: 10_000, connect: { timeout: PEER_CONNECT_TIMEOUT_MS } }, options.credentials?.tls))
     this.agent = peerDispatcher(options.credentials ?? NO_PEER_CREDENTIALS, { connections: 8, keepAliveTimeout: 30_000, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs })
   }
 
