@@ -1,13 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError } from '../src/config/options'
 import type { Logger } from '../src/log'
-import type { RoutingTable } from '../src/membership/routing-table'
 import { parseRegistry, validateClusterName } from '../src/registry/registry-url'
 import { EtcdGateway } from '../src/registry/etcd/gateway'
 import { clusterKeys, EtcdRegistry } from '../src/registry/etcd/etcd-registry'
 import { EtcdLeadership, parseLeader } from '../src/registry/etcd/leadership'
 import type { MapWatch } from '../src/registry/registry'
-import { FollowedTable, type MapFollower } from './map-follower'
+import { HeldMapFollower, type MapFollower } from './map-follower'
 import { Registration, routerEntryKey } from '../src/registry/etcd/directory'
 import type { WireRouterRegistration } from '../src/protocol/wire'
 
@@ -20,17 +19,16 @@ const LEADER_POLL_MS = 1000
  * router needs no coordinator to route and learns each published map from etcd itself.
  * Admin calls go to whoever holds the leader key.
  */
-export class EtcdFollower implements MapFollower {
-  private readonly held = new FollowedTable()
+export class EtcdFollower extends HeldMapFollower implements MapFollower {
   private watch: MapWatch | undefined
   private leader: string | undefined
-  private stopped = false
   private leaderLoop: Promise<void> | undefined
   private readonly election: EtcdLeadership
   private registration: Registration | undefined
 
   private constructor (private readonly gateway: EtcdGateway, private readonly registry: EtcdRegistry, leaderKey: string, private readonly log: Logger,
     private readonly cluster: string, private readonly ttlSeconds: number) {
+    super()
     // Only read: who holds the key (this router never campaigns).
     this.election = new EtcdLeadership(gateway, { key: leaderKey, candidate: '', ttlSeconds: 1 })
   }
@@ -49,36 +47,13 @@ export class EtcdFollower implements MapFollower {
     return new EtcdFollower(gateway, new EtcdRegistry({ gateway, cluster: opts.cluster }), clusterKeys(opts.cluster).leader, opts.log, opts.cluster, opts.registrationTtlSeconds)
   }
 
-  table (): RoutingTable {
-    return this.held.table
-  }
-
-  async newer (after: number, waitMs: number): Promise<RoutingTable | undefined> {
-    return await this.held.newer(after, waitMs)
-  }
-
-  release (): void {
-    this.held.release()
-  }
-
-  onceChanged (listener: () => void): () => void {
-    return this.held.onceChanged(listener)
-  }
-
   coordinatorUrl (): string | undefined {
     return this.leader
   }
 
   start (): void {
-    this.watch ??= this.registry.watch(0, (map) => {
-      const before = this.held.table.epoch
-      if (this.held.offer(map)) this.log.info({ event: 'map-followed', epoch: map.epoch, previousEpoch: before }, `routing by map epoch ${map.epoch}`)
-    })
+    this.watch ??= this.registry.watch(0, (map) => { this.adopt(map, this.log) })
     this.leaderLoop ??= this.followLeader()
-  }
-
-  async firstMap (timeoutMs: number): Promise<boolean> {
-    return await this.held.first(timeoutMs, () => this.stopped)
   }
 
   /** Registers this router under a lease, so the leading coordinator lists it (the dashboard's traffic line). */

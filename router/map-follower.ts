@@ -109,20 +109,13 @@ export class FollowedTable {
 }
 
 /**
- * Follows the map a coordinator publishes (the file registry: one coordinator) with a
- * long poll on its peer listener, which answers the moment a newer map is published.
- * The peer listener is found in the coordinator's /healthz, as it finds shard nodes'.
+ * What every follower does with the map it holds, however it learns of newer ones: route
+ * by it, answer waits for a newer one, wake retries when it changes, and adopt a newer
+ * one (logged). Subclasses feed `adopt` and set `stopped` when they close.
  */
-export class CoordinatorFollower implements MapFollower {
+export abstract class HeldMapFollower {
   private readonly held = new FollowedTable()
-  private readonly dispatcher: Dispatcher
-  private stopped = false
-  private loop: Promise<void> | undefined
-  private failures = 0
-
-  constructor (private readonly opts: { coordinator: string, self: () => string | undefined, credentials: PeerCredentials, log: Logger }) {
-    this.dispatcher = peerDispatcher(opts.credentials, { connections: 2, keepAliveTimeout: MAP_FOLLOW_MAX_WAIT_MS + FOLLOW_SLACK_MS })
-  }
+  protected stopped = false
 
   table (): RoutingTable {
     return this.held.table
@@ -140,6 +133,32 @@ export class CoordinatorFollower implements MapFollower {
     return this.held.onceChanged(listener)
   }
 
+  async firstMap (timeoutMs: number): Promise<boolean> {
+    return await this.held.first(timeoutMs, () => this.stopped)
+  }
+
+  /** Offers `raw` to the held table; logs when it was newer and adopted. */
+  protected adopt (raw: unknown, log: Logger): void {
+    const before = this.held.table.epoch
+    if (this.held.offer(raw)) log.info({ event: 'map-followed', epoch: this.held.table.epoch, previousEpoch: before }, `routing by map epoch ${this.held.table.epoch}`)
+  }
+}
+
+/**
+ * Follows the map a coordinator publishes (the file registry: one coordinator) with a
+ * long poll on its peer listener, which answers the moment a newer map is published.
+ * The peer listener is found in the coordinator's /healthz, as it finds shard nodes'.
+ */
+export class CoordinatorFollower extends HeldMapFollower implements MapFollower {
+  private readonly dispatcher: Dispatcher
+  private loop: Promise<void> | undefined
+  private failures = 0
+
+  constructor (private readonly opts: { coordinator: string, self: () => string | undefined, credentials: PeerCredentials, log: Logger }) {
+    super()
+    this.dispatcher = peerDispatcher(opts.credentials, { connections: 2, keepAliveTimeout: MAP_FOLLOW_MAX_WAIT_MS + FOLLOW_SLACK_MS })
+  }
+
   coordinatorUrl (): string {
     return this.opts.coordinator
   }
@@ -154,10 +173,6 @@ export class CoordinatorFollower implements MapFollower {
 
   start (): void {
     this.loop ??= this.follow()
-  }
-
-  async firstMap (timeoutMs: number): Promise<boolean> {
-    return await this.held.first(timeoutMs, () => this.stopped)
   }
 
   async close (): Promise<void> {
@@ -195,13 +210,10 @@ export class CoordinatorFollower implements MapFollower {
     // Until the router listens it cannot name itself: ask again soon, so that the
     // coordinator learns this router (for the dashboard's traffic) without waiting a whole hold.
     const wait = self === undefined ? UNNAMED_WAIT_MS : MAP_FOLLOW_MAX_WAIT_MS
-    const query = `?after=${this.held.table.epoch}&wait=${wait}${self !== undefined ? `&router=${encodeURIComponent(self)}` : ''}`
+    const query = `?after=${this.table().epoch}&wait=${wait}${self !== undefined ? `&router=${encodeURIComponent(self)}` : ''}`
     const res = await jsonRequest<WireMapFollow | undefined>(peer + INTERNAL_COORDINATOR.mapFollow + query,
       { dispatcher: this.dispatcher, timeoutMs: MAP_FOLLOW_MAX_WAIT_MS + FOLLOW_SLACK_MS, maxBytes: CLUSTER_VIEW_MAX_BYTES })
     if (res.status === 204 || res.body === undefined) return
-    const before = this.held.table.epoch
-    if (this.held.offer(res.body.map)) {
-      this.opts.log.info({ event: 'map-followed', epoch: this.held.table.epoch, previousEpoch: before }, `routing by map epoch ${this.held.table.epoch}`)
-    }
+    this.adopt(res.body.map, this.opts.log)
   }
 }
