@@ -48,7 +48,7 @@ export class RouterMetrics {
     this.batchOps = { get: ops.labels('get'), put: ops.labels('put'), delete: ops.labels('delete') }
     this.batchUpstream = new Counter({
       name: `${PREFIX}batch_upstream_requests_total`,
-      help: 'Upstream calls made for batches: one per group sub-batch (group), one per op on a moving key (single).',
+      help: 'Upstream calls made for batches: one per group sub-batch (group), one per op on a moving key (single), one per coalesced batch of GETs (coalesced) or of writes (coalesced_writes).',
       labelNames: ['path'],
       registers
     })
@@ -85,7 +85,7 @@ export class RouterMetrics {
   }
 
   /** group/single: a client batch's sub-batch or moving key; coalesced: a batch of single GETs (read-coalescer.ts). */
-  countBatchUpstream (path: 'group' | 'single' | 'coalesced'): void {
+  countBatchUpstream (path: 'group' | 'single' | 'coalesced' | 'coalesced_writes'): void {
     this.batchUpstream.inc({ path })
   }
 

@@ -15,6 +15,7 @@ import type { Logger } from '../src/log'
 import type { FastifyInstance } from 'fastify'
 import { refuseOversizedUploads } from './expect-continue'
 import { ReadCoalescer } from './read-coalescer'
+import { WriteCoalescer } from './write-coalescer'
 import { Forwarder } from './forward'
 import { registerKvRoutes } from './kv-routes'
 import { kvFastPath } from './kv-fast-path'
@@ -67,6 +68,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const forwarder = new Forwarder({ peerHeaders: credentials.secret?.headers, peerTls: credentials.tls, table: () => follower.table(), connections: config.connections,
     onceMapChanged: (listener) => follower.onceChanged(listener), upstreamTimeoutMs: config.upstreamTimeoutMs, retryTimeoutMs: config.retryTimeoutMs, metrics, log, nodes })
   const reads = new ReadCoalescer({ forwarder, table: () => follower.table(), maxKeys: config.readCoalesceMaxKeys, metrics })
+  const kv = new WriteCoalescer({ forwarder, next: reads, table: () => follower.table(), maxKeys: config.writeCoalesceMaxKeys, metrics })
 
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
   const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes), limits: config, tls })
@@ -80,8 +82,8 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   let draining = false
   registerServiceRoutes(app, metrics, () => follower.table().epoch)
   registerMapRoute(app, follower)
-  registerKvRoutes(app, { forwarder: reads, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
-  serveAheadOfFastify(app.server, kvFastPath({ forwarder: reads, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining, guard }))
+  registerKvRoutes(app, { forwarder: kv, maxValueBytes: config.maxValueBytes, isDraining: () => draining })
+  serveAheadOfFastify(app.server, kvFastPath({ forwarder: kv, maxValueBytes: config.maxValueBytes, metrics, log, isDraining: () => draining, guard }))
   registerBatchRoutes(app, {
     batches: new BatchForwarder({ table: () => follower.table(), forwarder, retryTimeoutMs: config.retryTimeoutMs, metrics, log }),
     metrics,

@@ -3,9 +3,11 @@ import type { RoutingTable } from './routing-table'
 
 /**
  * The queue behind read coalescing, shared by the router (router/read-coalescer.ts)
- * and the direct client (src/client/direct.ts): reads made in one turn of the event
+ * and the direct client (src/client/direct.ts), and behind the router's write
+ * coalescing (router/write-coalescer.ts): requests made in one turn of the event
  * loop are planned together on the next one, and each primary gets its share as one
- * batch of at most `maxKeys` gets. A lone read, a key a rebalance is moving, a key no
+ * batch of at most `maxKeys` ops. Requests of different lanes (the router's writes: of
+ * different principals, which bind their request ids) never share a batch. A lone read, a key a rebalance is moving, a key no
  * group owns, and a read of an answer that could not stand for it all go `alone`,
  * through the caller's single-key path with its own retries.
  */
@@ -14,6 +16,8 @@ export interface PendingRead<Req, Res> {
   /** What `alone` sends; the sender may replace it (e.g. to carry what the batch attempt learned). */
   req: Req
   readonly key: string
+  /** Requests share a batch only with requests of the same lane ('' by default). */
+  readonly lane: string
   resolve: (result: Res) => void
   reject: (err: unknown) => void
 }
@@ -37,9 +41,9 @@ export class ReadCoalescing<Req, Res> {
 
   constructor (private readonly options: ReadCoalescingOptions<Req, Res>) {}
 
-  read (key: string, req: Req): Promise<Res> {
+  read (key: string, req: Req, lane = ''): Promise<Res> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ req, key, resolve, reject })
+      this.pending.push({ req, key, lane, resolve, reject })
       if (!this.scheduled) {
         this.scheduled = true
         setImmediate(this.flush)
@@ -49,14 +53,18 @@ export class ReadCoalescing<Req, Res> {
 
   private readonly flush = (): void => {
     this.scheduled = false
-    const reads = this.pending
+    const pending = this.pending
     this.pending = []
-    const { alone, maxKeys } = this.options
     const table = this.options.table()
-    if (reads.length === 1 || table === undefined) {
-      for (const r of reads) alone(r)
+    if (pending.length === 1 || table === undefined) {
+      for (const r of pending) this.options.alone(r)
       return
     }
+    for (const lane of byLane(pending)) this.plan(table, lane)
+  }
+
+  private plan (table: RoutingTable, reads: Array<PendingRead<Req, Res>>): void {
+    const { alone, maxKeys } = this.options
     const plan = planBatch(table, reads.map((r) => r.key))
     for (const i of plan.single) alone(reads[i] as PendingRead<Req, Res>)
     for (const i of plan.unowned) alone(reads[i] as PendingRead<Req, Res>)
@@ -83,4 +91,17 @@ export class ReadCoalescing<Req, Res> {
       else this.options.alone(read)
     }
   }
+}
+
+/** The requests grouped by lane, each group in arrival order. */
+function byLane<T extends { lane: string }> (pending: T[]): T[][] {
+  const first = pending[0]
+  if (first === undefined || pending.every((p) => p.lane === first.lane)) return [pending]
+  const lanes = new Map<string, T[]>()
+  for (const p of pending) {
+    const list = lanes.get(p.lane)
+    if (list === undefined) lanes.set(p.lane, [p])
+    else list.push(p)
+  }
+  return [...lanes.values()]
 }

@@ -143,6 +143,23 @@ t.test('roles, prefixes, principals and reloads', async (t) => {
     t.equal((await h.get(r, 'app1/reused', bearer(T.app1))).text(), 'first', 'the first write is intact')
   })
 
+  await t.test('coalesced writes of two principals keep each id bound to its own', async (t) => {
+    // Both principals write at once, so the router coalesces writes of one turn; a batch
+    // carries one principal, so each id must be recorded under its own writer.
+    const writers = [T.app1, T.app1b]
+    const ids = Array.from({ length: 32 }, () => newRequestId())
+    const tokenOf = (i: number): string => writers[i % 2] as string
+    const first = await Promise.all(ids.map(async (id, i) => await h.put(r, `app1/lane${i}`, `v${i}`, { ...bearer(tokenOf(i)), [HEADER.requestId]: id })))
+    t.same(first.map((res) => res.status).filter((s) => s !== 201), [], 'all created')
+    const wrong: string[] = []
+    for (let i = 0; i < ids.length; i++) {
+      const own = await h.put(r, `app1/lane${i}`, `v${i}`, { ...bearer(tokenOf(i)), [HEADER.requestId]: ids[i] as string })
+      const other = await h.put(r, `app1/lane${i}`, `v${i}`, { ...bearer(tokenOf(i + 1)), [HEADER.requestId]: ids[i] as string })
+      if (own.status !== 201 || own.header('etag') !== first[i]?.header('etag') || other.status !== 422) wrong.push(`lane${i}: own ${own.status}, other ${other.status}`)
+    }
+    t.same(wrong.slice(0, 3), [], 'each writer\'s retry is its replay; the other principal\'s is a reuse (422)')
+  })
+
   await t.test('shard data ports: a token, or the peer secret', async (t) => {
     const shard = c.primaries[0]!.url
     const bare = await h.get(shard, 'app1/a')

@@ -70,3 +70,16 @@ t.test('keys an unsettled rebalance moves go alone; the rest are batched by thei
   t.ok(movingKeys.length > 0, `${movingKeys.length} of the keys are moving`)
   t.same([...calls.alone].sort(), [...movingKeys].sort(), 'exactly the moving keys went alone')
 })
+
+t.test('requests of different lanes never share a batch', async (t) => {
+  const table = new RoutingTable(settled)
+  const { q, calls } = queue({ maxKeys: 64, table })
+  const lanes = ['alice', 'bob', '']
+  const answers = await Promise.all(keys.map(async (k, i) => await q.read(k, `${lanes[i % 3] ?? ''}/${k}`, lanes[i % 3])))
+  t.same(answers, keys.map((k) => `batch:${k}`), 'every request answered from a batch')
+  const laneOf = new Map(keys.map((k, i) => [k, lanes[i % 3]]))
+  for (const b of calls.together) {
+    t.equal(new Set(b.keys.map((k) => laneOf.get(k))).size, 1, `${b.url}: one lane (${b.keys.length} keys)`)
+  }
+  t.ok(calls.together.length >= 3 * 3 - 1, `each lane got its own batches (${calls.together.length})`)
+})
