@@ -8,7 +8,9 @@ import { launchShard, type LaunchedProcess } from '../src/local/launcher'
 import { AdminClient } from '../src/client/admin'
 import { kvPath } from '../src/protocol/key'
 import { ringOf, validateMap } from '../src/membership/map'
-import { runScenario, type ScenarioResult, type Stoppable } from './load'
+import { runScenario, type Scenario, type ScenarioResult, type Stoppable } from './load'
+import { cpuSeconds } from './proc-cpu'
+import type { RebalanceProgress } from '../src/membership/rebalance'
 import { preload, benchKey } from './preload'
 
 /**
@@ -33,41 +35,75 @@ async function put (url: string, key: string, body: string): Promise<number> {
   return res.statusCode
 }
 
-/** The rebalance line measures the shape `npm start` runs (groups of primary + replica, nodes in one process) unless --lean. */
-async function rebalanceBench (dir: string, keys: number, seconds: number, lean: boolean): Promise<Record<string, unknown>> {
-  const replicas = lean ? 0 : 1
-  const cluster = await startLocalCluster({ dataDir: join(dir, 'rb'), groups: 3, replicas })
+interface RebalanceRun { keys: number, seconds: number, lean: boolean, idle: boolean, profileDir?: string, logDir?: string }
+
+/**
+ * The rebalance line measures the shape `npm start` runs (groups of primary + replica, nodes in one process) unless --lean.
+ * The "during" load runs exactly while the rebalance does (started with it, stopped when it is done, at least
+ * one second), so a fast rebalance is not averaged with the quiet time after it; `idle` runs no load at all
+ * (the rebalance alone: its rows/s and CPU without clients). The server CPU is every cluster process's, over the
+ * rebalance: on a shared machine it varies less than the wall time. With `profileDir`, every process writes a
+ * V8 CPU profile there (summarise one with bench/profile-summary.ts); with `logDir`, its log.
+ */
+async function rebalanceBench (dir: string, run: RebalanceRun): Promise<Record<string, unknown>> {
+  const replicas = run.lean ? 0 : 1
+  const nodeArgs = run.profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${run.profileDir}`]
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'rb'), groups: 3, replicas, nodeArgs, logDir: run.logDir })
   const extra: LaunchedProcess[] = []
   try {
     if (replicas > 0) await waitInSync(new AdminClient(cluster.router.url))
-    const paths = Array.from({ length: keys }, (_, i) => benchKey(i))
+    const paths = Array.from({ length: run.keys }, (_, i) => benchKey(i))
     await preload(cluster.router.url, paths, Buffer.alloc(100, 'x'))
     const scenario = { name: 'GET', target: 'router', url: cluster.router.url, method: 'GET' as const, paths: paths.map(kvPath) }
-    const before = await runScenario({ ...scenario, name: 'GET before' }, { connections: 16, durationS: seconds })
-    const g4 = await Promise.all(Array.from({ length: 1 + replicas }, async (_, j) => await launchShard({ dataDir: join(dir, 'rb', j === 0 ? 'g4' : `g4-r${j}`) })))
+    const before = run.idle ? undefined : await runScenario({ ...scenario, name: 'GET before' }, { connections: 16, durationS: run.seconds })
+    const g4 = await Promise.all(['g4', ...Array.from({ length: replicas }, (_, j) => `g4-r${j + 1}`)].map(async (name) =>
+      await launchShard({ name, dataDir: join(dir, 'rb', name), nodeArgs, logFile: run.logDir === undefined ? undefined : join(run.logDir, `${name}.log`) })))
     extra.push(...g4)
-    const admin = new AdminClient(cluster.router.url)
-    const startedAt = Date.now()
-    await admin.addGroup('g4', g4[0]!.url, 1, g4.slice(1).map((n) => n.url))
-    const during = await runScenario({ ...scenario, name: 'GET during' }, { connections: 16, durationS: seconds })
-    const done = await admin.waitForRebalance(() => undefined, 100)
-    const movedMs = Date.parse(done.finishedAt ?? new Date().toISOString()) - startedAt
+    const processes = [...cluster.processes(), ...g4]
+    const cpuOf = (): number[] => processes.map((p) => cpuSeconds([p.pid]) ?? NaN)
+    const cpuBefore = cpuOf()
+    const { done, during, movedMs } = await addGroupUnder(cluster.router.url, g4, run.idle ? undefined : scenario)
+    const cpu = cpuOf().map((c, i) => c - (cpuBefore[i] as number))
+    if (run.profileDir !== undefined) {
+      process.stdout.write(`profiles in ${run.profileDir}: ${[...cluster.processes(), ...g4].map((p) => `${p.name}=${p.pid}`).join(' ')}\n`)
+    }
     return {
-      shape: lean ? 'lean: no replicas' : 'quick start: primary + replica per group',
-      keys,
+      shape: `${run.lean ? 'lean: no replicas' : 'quick start: primary + replica per group'}${run.idle ? ', no client load' : ''}`,
+      keys: run.keys,
       copied: done.copied,
       scanned: done.scanned,
       rebalanceSeconds: movedMs / 1000,
       // From the coordinator's own start and finish times, not from when we looked.
       rowsScannedPerSecond: done.keysPerSecond,
-      getBefore: summary(before),
-      getDuring: summary(during),
-      throughputDuringOverBefore: round(during.reqPerSec / before.reqPerSec)
+      rowsCopiedPerSecond: Math.round(done.copied / (movedMs / 1000)),
+      serverCpuSeconds: round(cpu.reduce((a, b) => a + b, 0)),
+      serverCpuByProcess: Object.fromEntries(processes.map((p, i) => [p.name, round(cpu[i] as number)])),
+      ...(before === undefined || during === undefined
+        ? {}
+        : { getBefore: summary(before), getDuring: summary(during), p99DuringOverBefore: round(during.latencyMs.p99 / before.latencyMs.p99), throughputDuringOverBefore: round(during.reqPerSec / before.reqPerSec) })
     }
   } finally {
     await Promise.all(extra.map(async (p) => await p.stop()))
     await cluster.stop()
   }
+}
+
+/** Adds g4 and waits for its rebalance, with `scenario` running exactly meanwhile (at least a second) when given. */
+async function addGroupUnder (routerUrl: string, g4: LaunchedProcess[], scenario: Scenario | undefined): Promise<{ done: RebalanceProgress, during?: ScenarioResult, movedMs: number }> {
+  const admin = new AdminClient(routerUrl)
+  let running: Stoppable | undefined
+  const load = scenario === undefined ? undefined : runScenario({ ...scenario, name: 'GET during' }, { connections: 16, durationS: 120 }, (r) => { running = r })
+  const startedAt = Date.now()
+  let done: RebalanceProgress
+  try {
+    await admin.addGroup('g4', g4[0]!.url, 1, g4.slice(1).map((n) => n.url))
+    done = await admin.waitForRebalance(() => undefined, 50)
+    if (load !== undefined) await sleep(Math.max(0, startedAt + 1000 - Date.now()))
+  } finally {
+    running?.stop()
+  }
+  const during = await load
+  return { done, during, movedMs: Date.parse(done.finishedAt ?? new Date().toISOString()) - startedAt }
 }
 
 async function failoverBench (dir: string, kills: number): Promise<Record<string, unknown>> {
@@ -225,16 +261,16 @@ function round (n: number): number {
 }
 
 async function main (): Promise<void> {
-  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, lean: { type: 'boolean', default: false }, connections: { type: 'string', default: '16' }, help: { type: 'boolean', default: false } } })
+  const { values } = parseArgs({ options: { keys: { type: 'string', default: '20000' }, seconds: { type: 'string', default: '5' }, kills: { type: 'string', default: '3' }, switchovers: { type: 'string', default: '4' }, only: { type: 'string' }, lean: { type: 'boolean', default: false }, idle: { type: 'boolean', default: false }, 'cpu-prof': { type: 'string' }, 'log-dir': { type: 'string' }, connections: { type: 'string', default: '16' }, help: { type: 'boolean', default: false } } })
   if (values.help) {
-    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover|rolling] [--lean: rebalance without replicas] [--connections 16: the replication line: PUT connections]\n')
+    process.stdout.write('Usage: npm run bench:ops -- [--keys 20000] [--seconds 5] [--kills 3] [--switchovers 4] [--only rebalance|failover|replication|switchover|rolling] [--lean: rebalance without replicas] [--idle: rebalance without client load] [--cpu-prof DIR: the rebalance line writes a CPU profile of every process to DIR] [--log-dir DIR: and its log] [--connections 16: the replication line: PUT connections]\n')
     return
   }
   const dir = mkdtempSync(join(tmpdir(), 'shardkv-bench-ops-'))
   const results: Record<string, unknown> = { node: process.version, cores: availableParallelism() }
   try {
     const runs: Record<string, () => Promise<Record<string, unknown>>> = {
-      rebalance: async () => await rebalanceBench(dir, Number(values.keys), Number(values.seconds), values.lean === true),
+      rebalance: async () => await rebalanceBench(dir, { keys: Number(values.keys), seconds: Number(values.seconds), lean: values.lean === true, idle: values.idle === true, profileDir: values['cpu-prof'], logDir: values['log-dir'] ?? values['cpu-prof'] }),
       failover: async () => await failoverBench(dir, Number(values.kills)),
       replication: async () => await replicationBench(dir, Number(values.seconds), Number(values.connections)),
       switchover: async () => await switchoverBench(dir, Number(values.switchovers), Number(values.seconds)),

@@ -1,13 +1,13 @@
 import type { Logger } from '../src/log'
-import type { ClusterMap } from '../src/membership/map'
+import type { ClusterMap, NodeInfo } from '../src/membership/map'
 import { primaryOf } from '../src/membership/map'
 import { currentMembers } from '../src/membership/ownership'
 import { GroupRing } from '../src/ring/ring'
 import type { MapRegistry } from '../src/registry/registry'
-import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState, type SourceProgress } from '../src/membership/rebalance'
+import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState, type SourceProgress, type PurgeProgress } from '../src/membership/rebalance'
 import type { NodeClient } from '../src/peer/node-client'
 import type { WireKeyTransfer, WireScanReply } from '../src/protocol/wire'
-import { MoveBudget, rowBytes, throttleDelayMs, type RebalanceRate } from '../src/membership/rebalance-throttle'
+import { MoveBudget, rowBytes, type RebalanceRate } from '../src/membership/rebalance-throttle'
 
 /** The coordinator's map, as the rebalancer (and failover) change it. */
 export interface MapAuthority {
@@ -35,6 +35,9 @@ export interface RebalancerOptions {
 /** A scan sent before the batch it follows was imported. */
 interface ScanAhead { url: string, epoch: number, cursor: number, batch: Promise<WireScanReply> }
 
+/** How often a running copy or purge saves its progress (see saveProgress). */
+const PROGRESS_SAVE_MS = 250
+
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 /**
@@ -51,6 +54,7 @@ export class Rebalancer {
   private starting = false
   private readonly retryDelayMs: number
   private saving: Promise<void> = Promise.resolve()
+  private progressSavedAt = 0
 
   private constructor (private readonly opts: RebalancerOptions, state: RebalanceState | undefined) {
     this.retryDelayMs = opts.retryDelayMs ?? 500
@@ -129,6 +133,21 @@ export class Rebalancer {
     await save
   }
 
+  /**
+   * Saves a copy's or a purge's progress at most every PROGRESS_SAVE_MS, not after every
+   * batch: a save per batch (an fsync each, with the file registry; a round trip, with etcd)
+   * was the coordinator's largest cost. Progress saved late only means that a resumed copy
+   * or purge repeats the batches since, which insert-if-absent and purging foreign rows
+   * allow; a phase change is always saved (run), and a save that fails (leadership lost)
+   * still stops the loop that made it.
+   */
+  private async saveProgress (): Promise<void> {
+    const now = Date.now()
+    if (now - this.progressSavedAt < PROGRESS_SAVE_MS) return
+    this.progressSavedAt = now
+    await this.persist()
+  }
+
   private async run (): Promise<void> {
     while (!this.stopping && this.state !== undefined && this.state.phase !== 'done') {
       const state = this.state
@@ -161,11 +180,6 @@ export class Rebalancer {
       case 'purging': return await this.purge(state)
       case 'done': return undefined
     }
-  }
-
-  private async throttle (batch: { rows: number, bytes: number }, startedAt: number): Promise<void> {
-    const wait = throttleDelayMs(this.opts.rate, batch, Date.now() - startedAt)
-    if (wait > 0) await sleep(wait)
   }
 
   /**
@@ -210,7 +224,7 @@ export class Rebalancer {
       progress.scanned += batch.scanned
       progress.copied += inserted
       progress.done = batch.done
-      await this.persist()
+      await this.saveProgress()
       const wait = budget.spend({ rows: batch.scanned, bytes: rowBytes(batch.rows) }, Date.now())
       if (wait > 0) await sleep(wait)
     }
@@ -243,37 +257,46 @@ export class Rebalancer {
     return counts.reduce((a, b) => a + b, 0)
   }
 
+  /**
+   * Every node of every group that gave keys away deletes them, all at once (one after
+   * the other, the purge took longer than the copy): each node purges itself, replicas
+   * included, as deletes of foreign rows are not in the change log. Paced together, by rows.
+   */
   private async purge (state: RebalanceState): Promise<void> {
     const map = this.opts.maps.current()
-    for (const [groupId, progress] of Object.entries(state.purges)) {
-      const group = map.groups.find((g) => g.id === groupId)
-      if (group === undefined) continue
-      for (const node of group.nodes) {
-        let cursor = node.role === 'primary' ? progress.cursor : ''
-        let done = node.role === 'primary' ? progress.done : false
-        while (!done && !this.stopping) {
-          const startedAt = Date.now()
-          let reply
-          try {
-            reply = await this.opts.nodes.purge(node.url, map.epoch, cursor, this.opts.batchSize)
-          } catch (err) {
-            // A replica that is down must not stall the rebalance: it resyncs when it returns.
-            if (node.role === 'primary') throw err
-            this.opts.log.warn({ event: 'purge-replica-skipped', node: node.url, err: (err as Error).message }, 'could not purge a replica; skipping it')
-            break
-          }
-          cursor = reply.next
-          done = reply.done
-          if (node.role === 'primary') {
-            progress.cursor = cursor
-            progress.done = done
-            progress.deleted += reply.deleted
-            await this.persist()
-          }
-          // A purge moves no data: only the row rate paces it.
-          await this.throttle({ rows: reply.deleted, bytes: 0 }, startedAt)
-        }
+    const budget = new MoveBudget(this.opts.rate, Date.now())
+    const loops = Object.entries(state.purges).flatMap(([groupId, progress]) =>
+      (map.groups.find((g) => g.id === groupId)?.nodes ?? []).map(async (node) => await this.purgeNode(map.epoch, node, progress, budget)))
+    const failure = (await Promise.allSettled(loops)).find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failure !== undefined) throw failure.reason
+  }
+
+  /** One node's foreign rows; a primary's progress is persisted (a replica's starts over: it is cheap and rare). */
+  private async purgeNode (epoch: number, node: NodeInfo, progress: PurgeProgress, budget: MoveBudget): Promise<void> {
+    const primary = node.role === 'primary'
+    let cursor = primary ? progress.cursor : ''
+    let done = primary ? progress.done : false
+    while (!done && !this.stopping) {
+      let reply
+      try {
+        reply = await this.opts.nodes.purge(node.url, epoch, cursor, this.opts.batchSize)
+      } catch (err) {
+        // A replica that is down must not stall the rebalance: it resyncs when it returns.
+        if (primary) throw err
+        this.opts.log.warn({ event: 'purge-replica-skipped', node: node.url, err: (err as Error).message }, 'could not purge a replica; skipping it')
+        return
       }
+      cursor = reply.next
+      done = reply.done
+      if (primary) {
+        progress.cursor = cursor
+        progress.done = done
+        progress.deleted += reply.deleted
+        await this.saveProgress()
+      }
+      // A purge moves no data: only the row rate paces it.
+      const wait = budget.spend({ rows: reply.deleted, bytes: 0 }, Date.now())
+      if (wait > 0) await sleep(wait)
     }
   }
 }

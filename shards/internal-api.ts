@@ -116,8 +116,11 @@ export function registerInternalApi (app: FastifyInstance, ctx: InternalApiConte
 
   app.post(INTERNAL.migrationImport, { bodyLimit: ctx.batchBodyLimit }, async (request, reply) => {
     const body = jsonBody(request)
+    // The map is read once, at the first key, inside the import's immediate transaction: no
+    // install can commit until the import does, so it holds for every key of the batch.
+    let current: Ownership | undefined
     const result = migration.importIfAbsent(transferFromWire(body), (key) => {
-      const current = ownership.get()
+      current ??= ownership.get()
       if (current.role !== 'primary' || current.access(key) !== 'owned') throw ownership.misdirected(key, current)
     })
     // Copied rows must be as durable as client writes before the source may purge them.

@@ -32,6 +32,8 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv
   shardArgs?: string[]
   routerArgs?: string[]
+  /** Flags for node itself in every process (e.g. `--cpu-prof`), as launcher's nodeArgs. */
+  nodeArgs?: string[]
   /**
    * Given to every process (make them with ensureCredentials of src/local/credentials.ts).
    * Absent: an unauthenticated cluster — what the benchmarks measure their baseline on.
@@ -69,7 +71,7 @@ export async function startLocalCluster (opts: LocalClusterOptions): Promise<Loc
   const ids = groupIds(opts.groups)
   if (ids.length === 0) throw new RangeError('a cluster needs at least one group')
   const logFile = (name: string): string | undefined => opts.logDir === undefined ? undefined : join(opts.logDir, `${name}.log`)
-  const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env, credentials: opts.credentials }
+  const common = { host: opts.host, detached: opts.detached, readyTimeoutMs: opts.readyTimeoutMs, env: opts.env, credentials: opts.credentials, nodeArgs: opts.nodeArgs }
 
   const replicaCount = opts.replicas ?? 0
   const launched: LaunchedProcess[] = []
