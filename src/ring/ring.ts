@@ -1,4 +1,5 @@
 import HashRing from 'hashring'
+import { keyHash } from './key-hash'
 
 /**
  * The placement of keys on shard groups: a ketama ring built by `hashring`.
@@ -16,8 +17,9 @@ import HashRing from 'hashring'
  *  3. `get()` caches answers in an LRU that stores entries on a plain object, so a
  *     key named `__proto__` or `constructor` pollutes `Object.prototype` / `Object`
  *     and pins a stale owner. We never call `get()`: owners are computed from the
- *     public `hashValue()` + `find()` without the cache. (Its typings also claim
- *     `get()` always returns a string; on an empty ring it returns undefined.)
+ *     public `find()` without the cache, on the key's point from key-hash.ts (the
+ *     value of hashring's `hashValue()`, computed without allocating). (Its typings
+ *     also claim `get()` always returns a string; on an empty ring it returns undefined.)
  */
 
 export interface RingParams {
@@ -72,7 +74,8 @@ export class GroupRing {
   /** The group that owns `key`, or undefined when the ring is empty. */
   ownerOf (key: string): string | undefined {
     if (this.size === 0) return undefined
-    const node = this.ring.ring[this.ring.find(this.ring.hashValue(key))]
+    // keyHash is hashring's hashValue for md5 (the only algorithm), without its allocations.
+    const node = this.ring.ring[this.ring.find(keyHash(key))]
     return node?.server
   }
 
