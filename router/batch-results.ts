@@ -1,5 +1,6 @@
 import { codedResult, getAnswers, type BatchOpName, type BatchResult } from '../src/protocol/batch'
 import { errorBody, errorCodeOf } from '../src/protocol/errors'
+import { isBatchLines, readResultLines, type RelayedResult } from '../src/protocol/batch-lines'
 import type { ForwardResult } from './forward'
 
 /**
@@ -11,8 +12,8 @@ import type { ForwardResult } from './forward'
  */
 
 export type ShardBatchReply =
-  /** 200: one result per op sent, in order. */
-  | { kind: 'ok', results: BatchResult[] }
+  /** 200: one result per op sent, in order, each as the client's JSON (relayed unparsed). */
+  | { kind: 'ok', results: RelayedResult[] }
   /** 421 for the whole sub-batch: the node is not the primary, its lease ran out, or its map differs. */
   | { kind: 'misdirected' }
   /** Any other answer: that error is the result of each op of the sub-batch. */
@@ -46,26 +47,36 @@ export function errorFromShard (status: number, body: unknown): BatchResult {
   return result
 }
 
-/** One op's result from a shard's 200 answer, cleaned of shard → router fields. */
-function fromShardResult (r: Record<string, unknown>): BatchResult {
+/** One op's result from a shard's 200 JSON answer, cleaned of shard → router fields. */
+function fromShardResult (r: Record<string, unknown>): RelayedResult {
   const out: BatchResult = { status: r.status as number }
   for (const [k, v] of Object.entries(r)) if (k !== 'tombstone' && k !== 'map' && k !== 'status') out[k] = v
-  return out
+  return { status: out.status, json: JSON.stringify(out) }
 }
 
-/** Interprets a shard's answer to POST /batch carrying `count` ops. */
-export function readShardBatchReply (status: number, text: string, count: number, url: string): ShardBatchReply {
+/**
+ * Interprets a shard's answer to POST /batch carrying `count` ops: the lines form the
+ * router asks for (src/protocol/batch-lines.ts), or JSON from a node that does not know it.
+ */
+export function readShardBatchReply (status: number, contentType: string | string[] | undefined, text: string, count: number, url: string): ShardBatchReply {
   if (status === 421) return { kind: 'misdirected' }
-  const body = parseJson(text)
+  const lines = status === 200 && isBatchLines(contentType)
+  const body = lines ? undefined : parseJson(text)
   if (status !== 200) return { kind: 'failed', result: errorFromShard(status, body) }
-  const results = isObject(body) ? body.results : undefined
-  if (!Array.isArray(results) || results.length !== count || !results.every((r) => isObject(r) && validStatus(r.status))) {
+  const results = lines ? readResultLines(text, count) : jsonResults(body, count)
+  if (results === undefined) {
     return {
       kind: 'failed',
-      result: codedResult('upstream_error', `shard ${url} answered the batch with a malformed body (want {"results": [${count} results]})`)
+      result: codedResult('upstream_error', `shard ${url} answered the batch with a malformed body (want ${count} results)`)
     }
   }
-  return { kind: 'ok', results: (results as Array<Record<string, unknown>>).map(fromShardResult) }
+  return { kind: 'ok', results }
+}
+
+function jsonResults (body: unknown, count: number): RelayedResult[] | undefined {
+  const results = isObject(body) ? body.results : undefined
+  if (!Array.isArray(results) || results.length !== count || !results.every((r) => isObject(r) && validStatus(r.status))) return undefined
+  return (results as Array<Record<string, unknown>>).map(fromShardResult)
 }
 
 /** The single-key path's answer for one op, as the batch result the shard would have given. */

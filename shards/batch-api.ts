@@ -6,6 +6,7 @@ import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
 import { formatRemainingTtl } from '../src/protocol/ttl'
 import { codedResult, errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { acceptsBatchLines, BATCH_LINES_TYPE, resultLine } from '../src/protocol/batch-lines'
 import { jsonBytes } from '../src/http/json-body'
 import { authorizeOps, principalName } from '../src/auth/client-guard'
 import { countBatch, type ShardMetrics } from './metrics'
@@ -25,7 +26,8 @@ import { BATCH_ID_ROOM, batchOpRequestId, parseRequestId, requireRequestId, type
  * one, through the single-key path that knows fallback reads and copy on touch). The
  * installed map is put once at the top level (`"map"`) when any op was misdirected, so
  * the sender can refresh from it. The answer waits until the highest seq the batch wrote
- * or read is replicated: nothing a failover could take back is shown.
+ * or read is replicated: nothing a failover could take back is shown. A router asks for
+ * the answer in the lines form (src/protocol/batch-lines.ts), which it relays unparsed.
  */
 
 export interface BatchApiContext {
@@ -124,6 +126,11 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
     await replicated(maxSeq)
 
     countBatch(metrics, ops)
+    if (acceptsBatchLines(request.headers.accept)) {
+      let lines = ''
+      for (const r of results) lines += resultLine(r)
+      return reply.code(200).type(BATCH_LINES_TYPE).send(lines)
+    }
     const body: { results: BatchResult[], map?: unknown } = { results }
     if (misdirected) body.map = ownership.installed()
     return reply.code(200).type('application/json').send(JSON.stringify(body))

@@ -190,7 +190,10 @@ export function errorResult (err: ShardKvError): BatchResult {
 
 /** The result for an op refused with a catalogue code (no Error built: one op of many). */
 export function codedResult (code: ErrorCode, message: string, details?: Record<string, unknown>): BatchResult {
-  return { ...errorObject(code, message, details), status: ERROR_STATUS[code] }
+  // Status first, as every other result has it; set again so that no detail can stand in for it.
+  const result: BatchResult = { status: ERROR_STATUS[code], ...errorObject(code, message, details) }
+  result.status = ERROR_STATUS[code]
+  return result
 }
 
 /** What one get of a coalesced batch can stand for: a value, or an absence (404 not_found). */
