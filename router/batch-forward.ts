@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../src/log'
 import { planBatch } from '../src/membership/batch-plan'
 import type { RoutingTable } from '../src/membership/routing-table'
-import { toWire, errorResult, type BatchOp } from '../src/protocol/batch'
+import { wireJson, errorResult, type BatchOp } from '../src/protocol/batch'
 import { BATCH_LINES_TYPE, resultJson } from '../src/protocol/batch-lines'
 import { ShardKvError } from '../src/protocol/errors'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
@@ -159,7 +159,7 @@ export class BatchForwarder {
       const i = idx[j] as number
       const op = run.ops[i] as BatchOp
       // Only writes need a request id: a repeated get changes nothing.
-      body += (j === 0 ? '' : ',') + JSON.stringify(toWire(op, op.op === 'get' ? undefined : this.rid(run, i)))
+      body += (j === 0 ? '' : ',') + wireJson(op, op.op === 'get' ? undefined : this.rid(run, i))
     }
     body += ']}'
     const headers: Record<string, string> = {

@@ -86,6 +86,9 @@ export const BATCH_DEFAULTS = { maxOps: 1000, maxBytes: 16 * 1024 * 1024 } as co
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 
+/** A get's conditions: none, shared rather than allocated per op. */
+const NO_CONDITIONS: WriteConditions = Object.freeze({})
+
 function invalid (index: number, message: string): ShardKvError {
   return new ShardKvError('invalid_request', `ops[${index}]: ${message}`, { index })
 }
@@ -128,7 +131,7 @@ export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
     const ifNoneMatch = optionalString(o, 'ifNoneMatch', i)
     const rid = optionalString(o, 'rid', i)
     if (rid !== undefined && parseRequestId(rid) === undefined) throw invalid(i, `rid must be ${REQUEST_ID_GRAMMAR}`)
-    let conditions: WriteConditions = {}
+    let conditions: WriteConditions = NO_CONDITIONS
     if (op === 'get') {
       if (ifMatch !== undefined) throw invalid(i, 'a get takes no ifMatch')
       if (o.value !== undefined) throw invalid(i, 'a get takes no value')
@@ -181,6 +184,12 @@ export function toWire (op: BatchOp, rid: string | undefined): BatchOpWire {
   const id = rid ?? op.rid
   if (id !== undefined) w.rid = id
   return w
+}
+
+/** toWire's JSON text; a plain get (most ops of most batches: no request id, no condition) is written without building an object. */
+export function wireJson (op: BatchOp, rid: string | undefined): string {
+  if (op.op === 'get' && rid === undefined && op.rid === undefined && op.ifNoneMatch === undefined) return `{"op":"get","key":${JSON.stringify(op.key)}}`
+  return JSON.stringify(toWire(op, rid))
 }
 
 /** The result for an op that failed with a coded error. */
