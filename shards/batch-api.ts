@@ -140,6 +140,7 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
   function toResult (out: OpOutcome, op: BatchOp, request: FastifyRequest): { result: BatchResult, seq: number } {
     if (out.kind === 'read') {
       if (out.found !== undefined) {
+        // Exactly these fields: the lines form writes a found get field by field (batch-lines.ts foundLine).
         const result: BatchResult = { status: 200, etag: formatEtag(out.found.version), contentType: out.found.contentType, value: out.found.value.toString('base64') }
         const ttl = formatRemainingTtl(out.found.expiresAt, Date.now())
         if (ttl !== undefined) result.ttl = ttl

@@ -42,7 +42,19 @@ export function resultJson (r: BatchResult): string {
 
 /** One op's line. */
 export function resultLine (r: BatchResult): string {
+  if (r.status === 200 && typeof r.value === 'string' && typeof r.etag === 'string' && typeof r.contentType === 'string') return foundLine(r.etag, r.contentType, r.value, r.ttl)
   return `${r.status} ${resultJson(r)}\n`
+}
+
+/**
+ * A get that found a value — the bulk of most answers — written field by field: half the
+ * CPU of JSON.stringify on an object per result. Only a found get has a `value`, and
+ * nothing but these fields (shards/batch-api.ts builds it); the text is what
+ * JSON.stringify gives for that object (test/unit/router-batch-results.test.ts).
+ */
+function foundLine (etag: string, contentType: string, value: string, ttl: string | undefined): string {
+  const line = `200 {"status":200,"etag":${JSON.stringify(etag)},"contentType":${JSON.stringify(contentType)},"value":${JSON.stringify(value)}`
+  return ttl === undefined ? `${line}}\n` : `${line},"ttl":${JSON.stringify(ttl)}}\n`
 }
 
 /** One result of a lines answer: its status and its client JSON, not parsed. */

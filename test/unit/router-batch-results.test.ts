@@ -1,7 +1,8 @@
 import t from 'tap'
 import { coalescedReadResults, errorFromShard, forwardedToBatchResult, readShardBatchReply } from '../../router/batch-results'
 import type { ForwardResult } from '../../router/forward'
-import { codedResult } from '../../src/protocol/batch'
+import fc from 'fast-check'
+import { codedResult, type BatchResult } from '../../src/protocol/batch'
 import { BATCH_LINES_TYPE, resultLine, resultsBody } from '../../src/protocol/batch-lines'
 
 function forwarded (over: Partial<ForwardResult>): ForwardResult {
@@ -41,6 +42,16 @@ t.test('a shard 200 in the lines form: each result relayed as the node wrote it'
     results: [results[0], { status: 404, error: 'not_found', message: 'line\nbreak' }, { status: 421, error: 'misdirected', message: 'm', epoch: 3 }]
   }, 'the client sees the results without the tombstone flag')
   t.match(relayed[2]?.json, /^\{"status":421,/, 'status first, also in error results')
+})
+
+t.test('a found get\'s line is the JSON of its result object, whatever its strings hold', async (t) => {
+  const text = fc.string({ unit: 'binary', maxLength: 20 })
+  fc.assert(fc.property(text, text, text, fc.option(text, { nil: undefined }), (etag, contentType, value, ttl) => {
+    const r: BatchResult = { status: 200, etag, contentType, value }
+    if (ttl !== undefined) r.ttl = ttl
+    return resultLine(r) === `200 ${JSON.stringify(r)}\n`
+  }), { numRuns: 2000 })
+  t.pass('same text as JSON.stringify')
 })
 
 t.test('a shard 200 that does not match the ops sent is an upstream error for each op', async (t) => {
