@@ -10,7 +10,7 @@ import type { Forwarder, ForwardRequest, KvMethod } from './forward'
 import type { RouterMetrics } from './metrics'
 import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
 import { exchange } from '../src/http/exchange'
-import { forwardedToBatchResult, readShardBatchReply, type ShardBatchReply } from './batch-results'
+import { forwardedToBatchResult, relayShardBatchReply, type RelayedBatchReply } from './batch-results'
 import type { RelayedResult } from '../src/protocol/batch-lines'
 import { ttlText } from '../src/protocol/ttl'
 
@@ -153,7 +153,7 @@ export class BatchForwarder {
     await this.dispatch(run, retry, Math.min(backoff * 2, MAX_BACKOFF_MS), timedOutBefore)
   }
 
-  private async send (run: BatchRun, table: RoutingTable, url: string, idx: readonly number[]): Promise<ShardBatchReply> {
+  private async send (run: BatchRun, table: RoutingTable, url: string, idx: readonly number[]): Promise<RelayedBatchReply> {
     let body = '{"ops":['
     for (let j = 0; j < idx.length; j++) {
       const i = idx[j] as number
@@ -170,11 +170,11 @@ export class BatchForwarder {
     }
     if (run.principal !== undefined) headers[HEADER.principal] = run.principal
     const res = await exchange(this.options.forwarder.pool(url), { path: BATCH_PATH, method: 'POST', headers, body })
-    return readShardBatchReply(res.status, res.headers['content-type'], res.body.toString('utf8'), idx.length, url)
+    return relayShardBatchReply(res.status, res.headers['content-type'], res.body.toString('utf8'), idx.length, url)
   }
 
   /** Stores a sub-batch's final results; returns the indexes to retry (misdirected). */
-  private apply (run: BatchRun, idx: readonly number[], reply: ShardBatchReply): number[] {
+  private apply (run: BatchRun, idx: readonly number[], reply: RelayedBatchReply): number[] {
     if (reply.kind === 'misdirected') return [...idx]
     if (reply.kind === 'failed') {
       const result = resultJson(reply.result)

@@ -12,8 +12,8 @@ import type { ForwardResult } from './forward'
  */
 
 export type ShardBatchReply =
-  /** 200: one result per op sent, in order, each as the client's JSON (relayed unparsed). */
-  | { kind: 'ok', results: RelayedResult[] }
+  /** 200: one result per op sent, in order. */
+  | { kind: 'ok', results: BatchResult[] }
   /** 421 for the whole sub-batch: the node is not the primary, its lease ran out, or its map differs. */
   | { kind: 'misdirected' }
   /** Any other answer: that error is the result of each op of the sub-batch. */
@@ -47,36 +47,47 @@ export function errorFromShard (status: number, body: unknown): BatchResult {
   return result
 }
 
-/** One op's result from a shard's 200 JSON answer, cleaned of shard → router fields. */
-function fromShardResult (r: Record<string, unknown>): RelayedResult {
+/** One op's result from a shard's 200 answer, cleaned of shard → router fields. */
+function fromShardResult (r: Record<string, unknown>): BatchResult {
   const out: BatchResult = { status: r.status as number }
   for (const [k, v] of Object.entries(r)) if (k !== 'tombstone' && k !== 'map' && k !== 'status') out[k] = v
-  return { status: out.status, json: JSON.stringify(out) }
+  return out
 }
 
-/**
- * Interprets a shard's answer to POST /batch carrying `count` ops: the lines form the
- * router asks for (src/protocol/batch-lines.ts), or JSON from a node that does not know it.
- */
-export function readShardBatchReply (status: number, contentType: string | string[] | undefined, text: string, count: number, url: string): ShardBatchReply {
+/** Interprets a shard's answer to POST /batch carrying `count` ops. */
+export function readShardBatchReply (status: number, text: string, count: number, url: string): ShardBatchReply {
   if (status === 421) return { kind: 'misdirected' }
-  const lines = status === 200 && isBatchLines(contentType)
-  const body = lines ? undefined : parseJson(text)
+  const body = parseJson(text)
   if (status !== 200) return { kind: 'failed', result: errorFromShard(status, body) }
-  const results = lines ? readResultLines(text, count) : jsonResults(body, count)
-  if (results === undefined) {
-    return {
-      kind: 'failed',
-      result: codedResult('upstream_error', `shard ${url} answered the batch with a malformed body (want ${count} results)`)
-    }
+  const results = isObject(body) ? body.results : undefined
+  if (!Array.isArray(results) || results.length !== count || !results.every((r) => isObject(r) && validStatus(r.status))) {
+    return { kind: 'failed', result: malformed(url, count) }
   }
+  return { kind: 'ok', results: (results as Array<Record<string, unknown>>).map(fromShardResult) }
+}
+
+export type RelayedBatchReply =
+  /** 200: one result per op sent, in order, each as the client's JSON text. */
+  | { kind: 'ok', results: RelayedResult[] }
+  | Exclude<ShardBatchReply, { kind: 'ok' }>
+
+/**
+ * A shard's answer to the router's POST /batch, for relaying: a 200 in the lines form it
+ * asks for (src/protocol/batch-lines.ts) is split without parsing; any other answer —
+ * JSON from a node that does not know the form, errors — is read by readShardBatchReply.
+ */
+export function relayShardBatchReply (status: number, contentType: string | string[] | undefined, text: string, count: number, url: string): RelayedBatchReply {
+  if (status !== 200 || !isBatchLines(contentType)) {
+    const reply = readShardBatchReply(status, text, count, url)
+    return reply.kind === 'ok' ? { kind: 'ok', results: reply.results.map((r) => ({ status: r.status, json: JSON.stringify(r) })) } : reply
+  }
+  const results = readResultLines(text, count)
+  if (results === undefined) return { kind: 'failed', result: malformed(url, count) }
   return { kind: 'ok', results }
 }
 
-function jsonResults (body: unknown, count: number): RelayedResult[] | undefined {
-  const results = isObject(body) ? body.results : undefined
-  if (!Array.isArray(results) || results.length !== count || !results.every((r) => isObject(r) && validStatus(r.status))) return undefined
-  return (results as Array<Record<string, unknown>>).map(fromShardResult)
+function malformed (url: string, count: number): BatchResult {
+  return codedResult('upstream_error', `shard ${url} answered the batch with a malformed body (want ${count} results)`)
 }
 
 /** The single-key path's answer for one op, as the batch result the shard would have given. */
