@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { KvStore, OpOutcome, StoreOp } from '../src/storage/store'
 import type { Ownership } from '../src/membership/ownership'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
@@ -126,15 +126,20 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
     await replicated(maxSeq)
 
     countBatch(metrics, ops)
+    return answer(request, reply, results, misdirected)
+  })
+
+  /** The results in the form the sender asked for: lines for a router, else JSON (with the map when any op was misdirected). */
+  function answer (request: FastifyRequest, reply: FastifyReply, results: readonly BatchResult[], misdirected: boolean): FastifyReply {
     if (acceptsBatchLines(request.headers.accept)) {
       let lines = ''
       for (const r of results) lines += resultLine(r)
       return reply.code(200).type(BATCH_LINES_TYPE).send(lines)
     }
-    const body: { results: BatchResult[], map?: unknown } = { results }
+    const body: { results: readonly BatchResult[], map?: unknown } = { results }
     if (misdirected) body.map = ownership.installed()
     return reply.code(200).type('application/json').send(JSON.stringify(body))
-  })
+  }
 
   /** One op's result and the seq it must wait for (0: none). */
   function toResult (out: OpOutcome, op: BatchOp, request: FastifyRequest): { result: BatchResult, seq: number } {
