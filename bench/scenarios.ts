@@ -116,15 +116,18 @@ async function batch (suite: Suite): Promise<void> {
     const router = http(cluster.routerUrl, suite, closeLater)
     const target = `router → ${groupsLabel(groups)}`
     const batchTarget = `${target}, ${batchSize}/batch`
-    await suite.measure('batch', 'GET', target, router.get(cluster.keys))
-    await suite.measure('batch', 'batch GET', batchTarget, router.batch('get', cluster.keys, batchSize))
-    await suite.measure('batch', 'PUT', target, router.put(cluster.keys, value(suite)))
+    // The cluster's CPU per request (a batch's is for all its keys): on a shared machine the
+    // keys/s ratio moves with the others' load between phases; CPU per key says where it went.
+    const mo = { serverPids: cluster.processes.map((p) => p.pid) }
+    await suite.measure('batch', 'GET', target, router.get(cluster.keys), mo)
+    await suite.measure('batch', 'batch GET', batchTarget, router.batch('get', cluster.keys, batchSize), mo)
+    await suite.measure('batch', 'PUT', target, router.put(cluster.keys, value(suite)), mo)
     // base64 plus JSON framing: keep well under the servers' default --max-batch-bytes.
     if (batchSize * (Math.ceil(valueBytes / 3) * 4 + 100) > BATCH_DEFAULTS.maxBytes * 0.9) {
       suite.skip('batch', 'batch PUT', `${batchSize} values of ${valueBytes} bytes exceed the ${BATCH_DEFAULTS.maxBytes}-byte batch limit`)
       return
     }
-    await suite.measure('batch', 'batch PUT', batchTarget, router.batch('put', cluster.keys, batchSize, value(suite)))
+    await suite.measure('batch', 'batch PUT', batchTarget, router.batch('put', cluster.keys, batchSize, value(suite)), mo)
   })
 }
 

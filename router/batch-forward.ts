@@ -2,14 +2,16 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../src/log'
 import { planBatch } from '../src/membership/batch-plan'
 import type { RoutingTable } from '../src/membership/routing-table'
-import { toWire, errorResult, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { wireJson, errorResult, type BatchOp } from '../src/protocol/batch'
+import { BATCH_LINES_TYPE, resultJson } from '../src/protocol/batch-lines'
 import { ShardKvError } from '../src/protocol/errors'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import type { Forwarder, ForwardRequest, KvMethod } from './forward'
 import type { RouterMetrics } from './metrics'
 import { classifyUpstreamError, describeUpstreamError } from '../src/http/upstream-errors'
 import { exchange } from '../src/http/exchange'
-import { forwardedToBatchResult, readShardBatchReply, type ShardBatchReply } from './batch-results'
+import { forwardedToBatchResult, relayShardBatchReply, type RelayedBatchReply } from './batch-results'
+import type { RelayedResult } from '../src/protocol/batch-lines'
 import { ttlText } from '../src/protocol/ttl'
 
 /**
@@ -28,6 +30,11 @@ const MAX_BACKOFF_MS = 100
 
 const METHOD: Record<BatchOp['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
 
+/** An op's error result as the client's JSON text. */
+function failed (err: ShardKvError): string {
+  return resultJson(errorResult(err))
+}
+
 export interface BatchForwarderOptions {
   table: () => RoutingTable
   forwarder: Forwarder
@@ -43,7 +50,8 @@ interface BatchRun {
   principal: string | undefined
   keys: readonly string[]
   id: string
-  results: Array<BatchResult | undefined>
+  /** Each op's result as the client's JSON text (a group's are relayed as the node wrote them). */
+  results: Array<string | undefined>
   deadline: number
   retries: number
 }
@@ -52,7 +60,8 @@ interface BatchRun {
 type RetryReason = string
 
 export interface BatchOutcome {
-  results: BatchResult[]
+  /** Each op's result as JSON text, in the client's order (src/protocol/batch-lines.ts resultsBody). */
+  results: string[]
   /** Upstream attempts beyond the first, over all groups. */
   retries: number
 }
@@ -72,7 +81,7 @@ export class BatchForwarder {
       retries: 0
     }
     await this.dispatch(run, ops.map((_, i) => i), FIRST_BACKOFF_MS, false)
-    const results = run.results.map((r, i) => r ?? errorResult(new ShardKvError('internal', `ops[${i}] got no result`)))
+    const results = run.results.map((r, i) => r ?? failed(new ShardKvError('internal', `ops[${i}] got no result`)))
     return { results, retries: run.retries }
   }
 
@@ -85,7 +94,7 @@ export class BatchForwarder {
     const table = this.options.table()
     const plan = planBatch(table, run.keys, indexes)
     for (const i of plan.unowned) {
-      run.results[i] = errorResult(new ShardKvError('unavailable', 'no shard group owns keys: the cluster map has no active groups', { epoch: table.epoch }))
+      run.results[i] = failed(new ShardKvError('unavailable', 'no shard group owns keys: the cluster map has no active groups', { epoch: table.epoch }))
     }
     const parts: Array<Promise<void>> = []
     for (const [url, idx] of plan.byPrimary) parts.push(this.group(run, table, url, idx, backoff, timedOutBefore))
@@ -104,7 +113,8 @@ export class BatchForwarder {
       reason = 'misdirected'
     } catch (err) {
       if (err instanceof ShardKvError) {
-        for (const i of idx) run.results[i] = errorResult(err)
+        const result = failed(err)
+        for (const i of idx) run.results[i] = result
         return
       }
       const kind = classifyUpstreamError(err)
@@ -121,7 +131,8 @@ export class BatchForwarder {
           ? new ShardKvError('upstream_timeout', `shard ${url} did not answer the batch in time`)
           : new ShardKvError('upstream_error', `shard ${url} failed: ${describeUpstreamError(err)}`)
         if (kind !== 'timeout') this.options.log.error({ event: 'upstream-error', url, batch: run.id, ops: idx.length, err }, 'shard batch request failed')
-        for (const i of idx) run.results[i] = errorResult(failure)
+        const result = failed(failure)
+        for (const i of idx) run.results[i] = result
         return
       }
       retry = idx
@@ -132,7 +143,8 @@ export class BatchForwarder {
       const gaveUp = new ShardKvError('unavailable', reason === 'misdirected'
         ? `the cluster map is changing; no owner accepted this batch op within ${this.options.retryTimeoutMs} ms`
         : `shard ${url} is unreachable (${reason}); gave up after ${this.options.retryTimeoutMs} ms`)
-      for (const i of retry) run.results[i] = errorResult(gaveUp)
+      const result = failed(gaveUp)
+      for (const i of retry) run.results[i] = result
       return
     }
     run.retries++
@@ -141,27 +153,41 @@ export class BatchForwarder {
     await this.dispatch(run, retry, Math.min(backoff * 2, MAX_BACKOFF_MS), timedOutBefore)
   }
 
-  private async send (run: BatchRun, table: RoutingTable, url: string, idx: readonly number[]): Promise<ShardBatchReply> {
-    const body = JSON.stringify({ ops: idx.map((i) => toWire(run.ops[i] as BatchOp, this.rid(run, i))) })
-    const headers: Record<string, string> = { ...this.options.forwarder.peerHeaders, 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader }
+  private async send (run: BatchRun, table: RoutingTable, url: string, idx: readonly number[]): Promise<RelayedBatchReply> {
+    let body = '{"ops":['
+    for (let j = 0; j < idx.length; j++) {
+      const i = idx[j] as number
+      const op = run.ops[i] as BatchOp
+      // Only writes need a request id: a repeated get changes nothing.
+      body += (j === 0 ? '' : ',') + wireJson(op, op.op === 'get' ? undefined : this.rid(run, i))
+    }
+    body += ']}'
+    const headers: Record<string, string> = {
+      ...this.options.forwarder.peerHeaders,
+      'content-type': 'application/json',
+      accept: BATCH_LINES_TYPE,
+      [HEADER.epoch]: table.epochHeader
+    }
     if (run.principal !== undefined) headers[HEADER.principal] = run.principal
     const res = await exchange(this.options.forwarder.pool(url), { path: BATCH_PATH, method: 'POST', headers, body })
-    return readShardBatchReply(res.status, res.body.toString('utf8'), idx.length, url)
+    return relayShardBatchReply(res.status, res.headers['content-type'], res.body.toString('utf8'), idx.length, url)
   }
 
   /** Stores a sub-batch's final results; returns the indexes to retry (misdirected). */
-  private apply (run: BatchRun, idx: readonly number[], reply: ShardBatchReply): number[] {
+  private apply (run: BatchRun, idx: readonly number[], reply: RelayedBatchReply): number[] {
     if (reply.kind === 'misdirected') return [...idx]
     if (reply.kind === 'failed') {
-      for (const i of idx) run.results[i] = reply.result
+      const result = resultJson(reply.result)
+      for (const i of idx) run.results[i] = result
       return []
     }
     const retry: number[] = []
-    idx.forEach((i, j) => {
-      const r = reply.results[j] as BatchResult
+    for (let j = 0; j < idx.length; j++) {
+      const i = idx[j] as number
+      const r = reply.results[j] as RelayedResult
       if (r.status === 421) retry.push(i)
-      else run.results[i] = r
-    })
+      else run.results[i] = r.json
+    }
     return retry
   }
 
@@ -183,13 +209,13 @@ export class BatchForwarder {
     try {
       const result = await this.options.forwarder.forward(req)
       run.retries += result.retries
-      run.results[i] = forwardedToBatchResult(op.op, result)
+      run.results[i] = resultJson(forwardedToBatchResult(op.op, result))
     } catch (err) {
       if (err instanceof ShardKvError) {
-        run.results[i] = errorResult(err)
+        run.results[i] = failed(err)
       } else {
         this.options.log.error({ event: 'batch-single-failed', batch: run.id, index: i, err }, 'single-key forward of a batch op failed')
-        run.results[i] = errorResult(new ShardKvError('internal', 'internal error'))
+        run.results[i] = failed(new ShardKvError('internal', 'internal error'))
       }
     }
   }

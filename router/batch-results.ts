@@ -1,5 +1,6 @@
 import { codedResult, getAnswers, type BatchOpName, type BatchResult } from '../src/protocol/batch'
 import { errorBody, errorCodeOf } from '../src/protocol/errors'
+import { isBatchLines, readResultLines, type RelayedResult } from '../src/protocol/batch-lines'
 import type { ForwardResult } from './forward'
 
 /**
@@ -60,12 +61,33 @@ export function readShardBatchReply (status: number, text: string, count: number
   if (status !== 200) return { kind: 'failed', result: errorFromShard(status, body) }
   const results = isObject(body) ? body.results : undefined
   if (!Array.isArray(results) || results.length !== count || !results.every((r) => isObject(r) && validStatus(r.status))) {
-    return {
-      kind: 'failed',
-      result: codedResult('upstream_error', `shard ${url} answered the batch with a malformed body (want {"results": [${count} results]})`)
-    }
+    return { kind: 'failed', result: malformed(url, count) }
   }
   return { kind: 'ok', results: (results as Array<Record<string, unknown>>).map(fromShardResult) }
+}
+
+export type RelayedBatchReply =
+  /** 200: one result per op sent, in order, each as the client's JSON text. */
+  | { kind: 'ok', results: RelayedResult[] }
+  | Exclude<ShardBatchReply, { kind: 'ok' }>
+
+/**
+ * A shard's answer to the router's POST /batch, for relaying: a 200 in the lines form it
+ * asks for (src/protocol/batch-lines.ts) is split without parsing; any other answer —
+ * JSON from a node that does not know the form, errors — is read by readShardBatchReply.
+ */
+export function relayShardBatchReply (status: number, contentType: string | string[] | undefined, text: string, count: number, url: string): RelayedBatchReply {
+  if (status !== 200 || !isBatchLines(contentType)) {
+    const reply = readShardBatchReply(status, text, count, url)
+    return reply.kind === 'ok' ? { kind: 'ok', results: reply.results.map((r) => ({ status: r.status, json: JSON.stringify(r) })) } : reply
+  }
+  const results = readResultLines(text, count)
+  if (results === undefined) return { kind: 'failed', result: malformed(url, count) }
+  return { kind: 'ok', results }
+}
+
+function malformed (url: string, count: number): BatchResult {
+  return codedResult('upstream_error', `shard ${url} answered the batch with a malformed body (want ${count} results)`)
 }
 
 /** The single-key path's answer for one op, as the batch result the shard would have given. */

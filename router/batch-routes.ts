@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { parseBatch, type BatchLimits } from '../src/protocol/batch'
 import { jsonBytes } from '../src/http/json-body'
+import { resultsBody } from '../src/protocol/batch-lines'
 import { ShardKvError } from '../src/protocol/errors'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { BATCH_ID_ROOM, newRequestId, requireRequestId } from '../src/protocol/request-id'
@@ -41,7 +42,7 @@ export function registerBatchRoutes (app: FastifyInstance, options: BatchRoutesO
     const { results, retries } = await batches.run(ops, batchId, principalName(request.principal))
     if (retries > 0) reply.header(HEADER.retries, String(retries))
     if (isDraining()) reply.header('connection', 'close')
-    return reply.code(200).type('application/json').send(JSON.stringify({ results }))
+    return reply.code(200).type('application/json').send(resultsBody(results))
   }
 
   app.route({

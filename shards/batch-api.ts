@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { KvStore, OpOutcome, StoreOp } from '../src/storage/store'
 import type { Ownership } from '../src/membership/ownership'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
@@ -6,6 +6,7 @@ import { ShardKvError } from '../src/protocol/errors'
 import { formatEtag } from '../src/protocol/preconditions'
 import { formatRemainingTtl } from '../src/protocol/ttl'
 import { codedResult, errorResult, parseBatch, type BatchOp, type BatchResult } from '../src/protocol/batch'
+import { acceptsBatchLines, BATCH_LINES_TYPE, resultLine } from '../src/protocol/batch-lines'
 import { jsonBytes } from '../src/http/json-body'
 import { authorizeOps, principalName } from '../src/auth/client-guard'
 import { countBatch, type ShardMetrics } from './metrics'
@@ -25,7 +26,8 @@ import { BATCH_ID_ROOM, batchOpRequestId, parseRequestId, requireRequestId, type
  * one, through the single-key path that knows fallback reads and copy on touch). The
  * installed map is put once at the top level (`"map"`) when any op was misdirected, so
  * the sender can refresh from it. The answer waits until the highest seq the batch wrote
- * or read is replicated: nothing a failover could take back is shown.
+ * or read is replicated: nothing a failover could take back is shown. A router asks for
+ * the answer in the lines form (src/protocol/batch-lines.ts), which it relays unparsed.
  */
 
 export interface BatchApiContext {
@@ -124,15 +126,26 @@ export function registerBatchApi (app: FastifyInstance, ctx: BatchApiContext): v
     await replicated(maxSeq)
 
     countBatch(metrics, ops)
-    const body: { results: BatchResult[], map?: unknown } = { results }
+    return answer(request, reply, results, misdirected)
+  })
+
+  /** The results in the form the sender asked for: lines for a router, else JSON (with the map when any op was misdirected). */
+  function answer (request: FastifyRequest, reply: FastifyReply, results: readonly BatchResult[], misdirected: boolean): FastifyReply {
+    if (acceptsBatchLines(request.headers.accept)) {
+      let lines = ''
+      for (const r of results) lines += resultLine(r)
+      return reply.code(200).type(BATCH_LINES_TYPE).send(lines)
+    }
+    const body: { results: readonly BatchResult[], map?: unknown } = { results }
     if (misdirected) body.map = ownership.installed()
     return reply.code(200).type('application/json').send(JSON.stringify(body))
-  })
+  }
 
   /** One op's result and the seq it must wait for (0: none). */
   function toResult (out: OpOutcome, op: BatchOp, request: FastifyRequest): { result: BatchResult, seq: number } {
     if (out.kind === 'read') {
       if (out.found !== undefined) {
+        // Exactly these fields: the lines form writes a found get field by field (batch-lines.ts foundLine).
         const result: BatchResult = { status: 200, etag: formatEtag(out.found.version), contentType: out.found.contentType, value: out.found.value.toString('base64') }
         const ttl = formatRemainingTtl(out.found.expiresAt, Date.now())
         if (ttl !== undefined) result.ttl = ttl

@@ -86,6 +86,9 @@ export const BATCH_DEFAULTS = { maxOps: 1000, maxBytes: 16 * 1024 * 1024 } as co
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 
+/** A get's conditions: none, shared rather than allocated per op. */
+const NO_CONDITIONS: WriteConditions = Object.freeze({})
+
 function invalid (index: number, message: string): ShardKvError {
   return new ShardKvError('invalid_request', `ops[${index}]: ${message}`, { index })
 }
@@ -128,7 +131,7 @@ export function parseBatch (body: unknown, limits: BatchLimits): BatchOp[] {
     const ifNoneMatch = optionalString(o, 'ifNoneMatch', i)
     const rid = optionalString(o, 'rid', i)
     if (rid !== undefined && parseRequestId(rid) === undefined) throw invalid(i, `rid must be ${REQUEST_ID_GRAMMAR}`)
-    let conditions: WriteConditions = {}
+    let conditions: WriteConditions = NO_CONDITIONS
     if (op === 'get') {
       if (ifMatch !== undefined) throw invalid(i, 'a get takes no ifMatch')
       if (o.value !== undefined) throw invalid(i, 'a get takes no value')
@@ -183,6 +186,12 @@ export function toWire (op: BatchOp, rid: string | undefined): BatchOpWire {
   return w
 }
 
+/** toWire's JSON text; a plain get (most ops of most batches: no request id, no condition) is written without building an object. */
+export function wireJson (op: BatchOp, rid: string | undefined): string {
+  if (op.op === 'get' && rid === undefined && op.rid === undefined && op.ifNoneMatch === undefined) return `{"op":"get","key":${JSON.stringify(op.key)}}`
+  return JSON.stringify(toWire(op, rid))
+}
+
 /** The result for an op that failed with a coded error. */
 export function errorResult (err: ShardKvError): BatchResult {
   return codedResult(err.code, err.message, err.details)
@@ -190,7 +199,10 @@ export function errorResult (err: ShardKvError): BatchResult {
 
 /** The result for an op refused with a catalogue code (no Error built: one op of many). */
 export function codedResult (code: ErrorCode, message: string, details?: Record<string, unknown>): BatchResult {
-  return { ...errorObject(code, message, details), status: ERROR_STATUS[code] }
+  // Status first, as every other result has it; set again so that no detail can stand in for it.
+  const result: BatchResult = { status: ERROR_STATUS[code], ...errorObject(code, message, details) }
+  result.status = ERROR_STATUS[code]
+  return result
 }
 
 /** What one get of a coalesced batch can stand for: a value, or an absence (404 not_found). */

@@ -1,4 +1,5 @@
 import HashRing from 'hashring'
+import { keyHash } from './key-hash'
 
 /**
  * The placement of keys on shard groups: a ketama ring built by `hashring`.
@@ -16,8 +17,9 @@ import HashRing from 'hashring'
  *  3. `get()` caches answers in an LRU that stores entries on a plain object, so a
  *     key named `__proto__` or `constructor` pollutes `Object.prototype` / `Object`
  *     and pins a stale owner. We never call `get()`: owners are computed from the
- *     public `hashValue()` + `find()` without the cache. (Its typings also claim
- *     `get()` always returns a string; on an empty ring it returns undefined.)
+ *     public `find()` without the cache, on the key's point from key-hash.ts (the
+ *     value of hashring's `hashValue()`, computed without allocating). (Its typings
+ *     also claim `get()` always returns a string; on an empty ring it returns undefined.)
  */
 
 export interface RingParams {
@@ -50,6 +52,9 @@ export class GroupRing {
   readonly members: readonly RingMember[]
   private readonly ring: HashRingInternals
   private readonly size: number
+  /** The ring's point values in ring order, and each point's group: searched without touching hashring's node objects. */
+  private readonly points: Uint32Array
+  private readonly owners: readonly string[]
 
   constructor (members: readonly RingMember[], params: RingParams = RING_DEFAULTS) {
     this.params = params
@@ -67,13 +72,16 @@ export class GroupRing {
     const hr = new HashRing(servers as never, params.algorithm, { 'vnode count': -1, 'max cache size': 1 } as never)
     this.ring = hr as unknown as HashRingInternals
     this.size = this.ring.ring.length
+    this.points = Uint32Array.from(this.ring.ring, (n) => n.value)
+    this.owners = this.ring.ring.map((n) => n.server)
   }
 
   /** The group that owns `key`, or undefined when the ring is empty. */
   ownerOf (key: string): string | undefined {
     if (this.size === 0) return undefined
-    const node = this.ring.ring[this.ring.find(this.ring.hashValue(key))]
-    return node?.server
+    // keyHash and findPoint are hashring's hashValue (md5, the only algorithm) and find,
+    // without their allocations and object lookups: every routed key runs them twice.
+    return this.owners[findPoint(this.points, keyHash(key))]
   }
 
   /** Ring points held by each group (for `GET /cluster` and tests). */
@@ -81,6 +89,26 @@ export class GroupRing {
     const out = new Map<string, number>()
     for (const n of this.ring.ring) out.set(n.server, (out.get(n.server) ?? 0) + 1)
     return out
+  }
+}
+
+/**
+ * hashring 3.2.0's `find()`, step for step (its quirks included: an exact copy places every
+ * key where it did), over a typed array: the index of the point that owns `hash`.
+ */
+export function findPoint (points: Uint32Array, hash: number): number {
+  const size = points.length
+  let low = 0
+  let high = size
+  for (;;) {
+    const mid = (low + high) >> 1
+    if (mid === size) return 0
+    const middle = points[mid] as number
+    const prev = mid === 0 ? 0 : points[mid - 1] as number
+    if (hash <= middle && hash > prev) return mid
+    if (middle < hash) low = mid + 1
+    else high = mid - 1
+    if (low > high) return 0
   }
 }
 

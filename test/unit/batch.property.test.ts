@@ -1,6 +1,6 @@
 import t from 'tap'
 import fc from 'fast-check'
-import { parseBatch, toWire, type BatchOp } from '../../src/protocol/batch'
+import { parseBatch, toWire, wireJson, type BatchOp } from '../../src/protocol/batch'
 import { formatEtag } from '../../src/protocol/preconditions'
 import { MAX_KEY_BYTES } from '../../src/protocol/key'
 import { newRequestId, parseRequestId } from '../../src/protocol/request-id'
@@ -60,11 +60,14 @@ function same (a: BatchOp, b: BatchOp): boolean {
     a.rid === b.rid && (a.value === undefined ? b.value === undefined : b.value !== undefined && a.value.equals(b.value))
 }
 
-t.test('round trip: parse → toWire → JSON → parse is identity', async (t) => {
+t.test('round trip: parse → toWire → JSON → parse is identity (and wireJson writes the same JSON)', async (t) => {
   holds(t, 'valid batches', [fc.array(validOp, { minLength: 1, maxLength: LIMITS.maxOps }), fc.boolean()], (raw, withIds) => {
     const wire = raw.map((o) => ('value' in o ? { ...o, value: Buffer.from(o.value).toString('base64') } : o))
     const first = parseBatch({ ops: wire }, LIMITS)
     const again = parseBatch(JSON.parse(JSON.stringify({ ops: first.map((o, i) => toWire(o, withIds ? `${newRequestId()}-${i}` : undefined)) })), LIMITS)
-    return again.length === first.length && first.every((o, i) => same({ ...o, rid: again[i]?.rid }, again[i] as BatchOp))
+    const ids = first.map((_, i) => withIds ? `${newRequestId()}-${i}` : undefined)
+    const viaText = parseBatch(JSON.parse(`{"ops":[${first.map((o, i) => wireJson(o, ids[i])).join(',')}]}`), LIMITS)
+    return again.length === first.length && first.every((o, i) => same({ ...o, rid: again[i]?.rid }, again[i] as BatchOp)) &&
+      viaText.every((o, i) => same({ ...(first[i] as BatchOp), rid: o.rid }, o) && o.rid === (ids[i] ?? first[i]?.rid))
   })
 })

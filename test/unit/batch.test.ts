@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { parseBatch, toWire, errorResult, type BatchLimits } from '../../src/protocol/batch'
+import { parseBatch, toWire, wireJson, errorResult, type BatchLimits } from '../../src/protocol/batch'
 import { ShardKvError, ERROR_STATUS, type ErrorCode } from '../../src/protocol/errors'
 import { planBatch } from '../../src/membership/batch-plan'
 import { RoutingTable } from '../../src/membership/routing-table'
@@ -68,6 +68,14 @@ t.test('toWire round-trips through parseBatch, with the request id', async (t) =
   t.same(wire[1], { op: 'get', key: 'g', rid: 'kf0.batch0001-1' })
   t.same(parseBatch({ ops: wire }, LIMITS).map((o) => o.rid), ['kf0.batch0001-0', 'kf0.batch0001-1'])
   refused(t, { ops: [{ op: 'put', key: 'k', value: 'AAE=', rid: 'rid-0' }] }, 'invalid_request', 'a rid without its issue time')
+})
+
+t.test('wireJson is toWire as JSON, a plain get included', async (t) => {
+  const ops = parseBatch({ ops: [{ op: 'get', key: 'k"\\\u2028é' }, { op: 'get', key: 'g', rid: 'kf0.batch0001-5' }, { op: 'delete', key: 'd' }] }, LIMITS)
+  for (const rid of [undefined, 'kf0.batch0002-1']) {
+    t.same(ops.map((op) => JSON.parse(wireJson(op, rid))), ops.map((op) => toWire(op, rid)), `rid ${String(rid)}`)
+  }
+  t.equal(wireJson(ops[0]!, undefined), '{"op":"get","key":"k\\"\\\\\u2028é"}')
 })
 
 t.test('errorResult carries the code, status and details', async (t) => {
