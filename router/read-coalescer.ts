@@ -1,6 +1,6 @@
 import { exchange } from '../src/http/exchange'
 import { classifyUpstreamError } from '../src/http/upstream-errors'
-import { ReadCoalescing, type PendingRead } from '../src/membership/read-coalescing'
+import { CoalescingQueue, type PendingOp } from '../src/membership/coalescing'
 import type { RoutingTable } from '../src/membership/routing-table'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { coalescedReadResults } from './batch-results'
@@ -37,15 +37,15 @@ export interface ReadCoalescerOptions {
   metrics: RouterMetrics
 }
 
-type Read = PendingRead<ForwardRequest, ForwardResult>
+type Read = PendingOp<ForwardRequest, ForwardResult>
 
 const JSON_CONTENT_TYPE = 'application/json'
 
 export class ReadCoalescer implements KvForward {
-  private readonly queue: ReadCoalescing<ForwardRequest, ForwardResult>
+  private readonly queue: CoalescingQueue<ForwardRequest, ForwardResult>
 
   constructor (private readonly options: ReadCoalescerOptions) {
-    this.queue = new ReadCoalescing({
+    this.queue = new CoalescingQueue({
       maxKeys: options.maxKeys,
       table: options.table,
       alone: (read) => { options.forwarder.forward(read.req).then(read.resolve, read.reject) },
@@ -57,7 +57,7 @@ export class ReadCoalescer implements KvForward {
     if (this.options.maxKeys < 2 || req.method !== 'GET' || req.ifMatch !== undefined || req.ifNoneMatch !== undefined) {
       return this.options.forwarder.forward(req)
     }
-    return this.queue.read(req.key, req)
+    return this.queue.enqueue(req.key, req)
   }
 
   private async batch (url: string, table: RoutingTable, reads: readonly Read[]): Promise<Array<ForwardResult | undefined>> {

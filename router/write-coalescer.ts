@@ -1,6 +1,6 @@
 import { exchange } from '../src/http/exchange'
 import { classifyUpstreamError } from '../src/http/upstream-errors'
-import { ReadCoalescing, type PendingRead } from '../src/membership/read-coalescing'
+import { CoalescingQueue, type PendingOp } from '../src/membership/coalescing'
 import type { RoutingTable } from '../src/membership/routing-table'
 import type { BatchOpWire } from '../src/protocol/batch'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
@@ -43,7 +43,7 @@ export interface WriteCoalescerOptions {
 /** Larger values go alone: a batch of maxKeys such values stays far below a node's --max-batch-bytes. */
 export const COALESCED_VALUE_BYTES = 16 * 1024
 
-type Write = PendingRead<ForwardRequest, ForwardResult>
+type Write = PendingOp<ForwardRequest, ForwardResult>
 
 const JSON_CONTENT_TYPE = 'application/json'
 /** The Content-Type a shard node gives its JSON answers (fastify's, for a string body). */
@@ -84,10 +84,10 @@ export function coalescedWriteResults (status: number, text: string, methods: Re
 }
 
 export class WriteCoalescer implements KvForward {
-  private readonly queue: ReadCoalescing<ForwardRequest, ForwardResult>
+  private readonly queue: CoalescingQueue<ForwardRequest, ForwardResult>
 
   constructor (private readonly options: WriteCoalescerOptions) {
-    this.queue = new ReadCoalescing({
+    this.queue = new CoalescingQueue({
       maxKeys: options.maxKeys,
       table: options.table,
       alone: (write) => { options.forwarder.forward(write.req).then(write.resolve, write.reject) },
@@ -97,7 +97,7 @@ export class WriteCoalescer implements KvForward {
 
   forward (req: ForwardRequest): Promise<ForwardResult> {
     if (this.options.maxKeys < 2 || !coalescibleWrite(req)) return this.options.next.forward(req)
-    return this.queue.read(req.key, req, req.principal ?? '')
+    return this.queue.enqueue(req.key, req, req.principal ?? '')
   }
 
   private async batch (url: string, table: RoutingTable, writes: readonly Write[]): Promise<Array<ForwardResult | undefined>> {

@@ -1,6 +1,6 @@
 import { Pool } from 'undici'
 import { planBatch } from '../membership/batch-plan'
-import { ReadCoalescing, type PendingRead } from '../membership/read-coalescing'
+import { CoalescingQueue, type PendingOp } from '../membership/coalescing'
 import type { RoutingTable } from '../membership/routing-table'
 import type { BatchOpWire } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
@@ -59,7 +59,7 @@ export class DirectTransport implements Transport {
   /** The headers of a plain GET (only the epoch) for the table they were built for. */
   private plainTable: RoutingTable | undefined
   private plainHeaders: Record<string, string> = {}
-  private readonly reads: ReadCoalescing<SingleRequest, OpResult>
+  private readonly reads: CoalescingQueue<SingleRequest, OpResult>
   /** The token's header, on /cluster reads and on every request to a shard node too. */
   private readonly auth: Readonly<Record<string, string>>
 
@@ -71,7 +71,7 @@ export class DirectTransport implements Transport {
     this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1, ...(ca === undefined ? {} : { connect: { ca } }) })
     this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs, this.auth, ca)
     this.maps.onChange((table) => { this.closePoolsOutside(table) })
-    this.reads = new ReadCoalescing({
+    this.reads = new CoalescingQueue({
       maxKeys: options.readCoalesceMaxKeys,
       table: () => this.maps.now(),
       alone: (read) => { this.sendOne(read.req).then(read.resolve, read.reject) },
@@ -87,10 +87,10 @@ export class DirectTransport implements Transport {
    */
   async send (req: SingleRequest): Promise<OpResult> {
     if (req.method !== 'GET' || this.options.readCoalesceMaxKeys < 2 || req.ifMatch !== undefined || req.ifNoneMatch !== undefined) return await this.sendOne(req)
-    return await this.reads.read(req.key, req)
+    return await this.reads.enqueue(req.key, req)
   }
 
-  private async readTogether (url: string, table: RoutingTable, reads: ReadonlyArray<PendingRead<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {
+  private async readTogether (url: string, table: RoutingTable, reads: ReadonlyArray<PendingOp<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {
     this.counter.add(url)
     const res = await exchange(this.pool(url), {
       path: BATCH_PATH,
