@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util'
 export const SCENARIOS = ['footprint', 'routed', 'direct', 'node', 'batch', 'scaling', 'peer', 'group-commit', 'auth', 'ycsb'] as const
 export type ScenarioId = typeof SCENARIOS[number]
 
-export const YCSB_SYSTEMS = ['shardkv', 'unreplicated', 'etcd', 'redis'] as const
+export const YCSB_SYSTEMS = ['shardkv', 'direct', 'unreplicated', 'etcd', 'redis'] as const
 export type YcsbSystem = typeof YCSB_SYSTEMS[number]
 
 export interface BenchOptions {
@@ -67,7 +67,8 @@ Scenarios (in this order; pick some with --only):
   ycsb          YCSB core workloads (insert of --records records, then A 50/50 read/update,
                 B 95/5, C read only, F read-modify-write; scrambled zipfian keys) against
                 shardkv as npm start runs it (3 groups x primary + 1 replica, router,
-                synchronous=FULL, no auth), shardkv without replicas, a 3-member etcd
+                synchronous=FULL, no auth), the same cluster through the direct client
+                (client-side ring, no router hop), shardkv without replicas, a 3-member etcd
                 (Debian etcd-server, v3 JSON gateway) and redis-server (appendfsync
                 always); both peers are started by the bench (apt-get installed when
                 missing and root, else skipped); server CPU per op from /proc
@@ -89,7 +90,7 @@ Options:
   --ycsb-connections N  ycsb: concurrent loops (default 16)
   --ycsb-duration S  ycsb: measured seconds per workload (default 10; warm-up is
                      --warmup capped at 2 s)
-  --ycsb-systems LIST  ycsb: comma-separated subset of shardkv,unreplicated,etcd,redis
+  --ycsb-systems LIST  ycsb: comma-separated subset of shardkv,direct,unreplicated,etcd,redis
   --cpu-prof DIR     run the peer and batch scenarios' routers, and the ycsb scenario's
                      replicated shardkv (router and nodes), under node --cpu-prof, profiles in DIR
   --keep             keep the temp dir (data, logs) instead of removing it

@@ -8,6 +8,8 @@ import { startBenchCluster, type BenchCluster } from './cluster'
 import { ensureBinary, sleep } from './daemon'
 import { EtcdStore, startEtcdCluster } from './etcd-peer'
 import type { YcsbSystem } from './options'
+import { directClient } from './client-ops'
+import { PreconditionFailedError, type KvClient } from '../src/client'
 
 import { RedisStore, startRedis } from './redis-peer'
 import type { Suite } from './suite'
@@ -15,7 +17,8 @@ import { WORKLOADS, workloadOperation, ycsbKey, type YcsbStore } from './ycsb-wo
 
 /**
  * The ycsb scenario (issue 10): the same YCSB phases, over the same closed loops, against
- * shardkv as `npm start` runs it, shardkv without replicas, a 3-member etcd and redis with
+ * shardkv as `npm start` runs it (through the router, then through the direct client),
+ * shardkv without replicas, a 3-member etcd and redis with
  * appendfsync always, one after another in one run, each system started here and stopped
  * before the next (on 2 cores, an idle system still costs the measured one CPU).
  */
@@ -73,6 +76,32 @@ class ShardkvStore implements YcsbStore {
   }
 }
 
+/** The same operations through the shardkv client in direct mode: the client-side ring, no router hop. */
+class DirectStore implements YcsbStore {
+  private readonly opts = { contentType: 'application/octet-stream' }
+
+  constructor (private readonly client: KvClient) {}
+
+  async insert (key: string, value: Buffer): Promise<void> { await this.client.put(key, value, this.opts) }
+  async update (key: string, value: Buffer): Promise<void> { await this.client.put(key, value, this.opts) }
+  async read (key: string): Promise<void> { await this.client.get(key) }
+
+  async readModifyWrite (key: string, value: Buffer): Promise<boolean> {
+    const { etag } = await this.client.get(key)
+    try {
+      await this.client.put(key, value, { ...this.opts, ifMatch: etag })
+      return true
+    } catch (err) {
+      if (err instanceof PreconditionFailedError) return false
+      throw err
+    }
+  }
+
+  close (): Promise<void> {
+    return this.client.close()
+  }
+}
+
 async function waitInSync (routerUrl: string, signal: AbortSignal, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
@@ -87,13 +116,14 @@ async function waitInSync (routerUrl: string, signal: AbortSignal, timeoutMs = 6
   }
 }
 
-async function shardkv (suite: Suite, replicas: number): Promise<System> {
+/** `direct`: the replicated cluster under the shardkv client in direct mode instead of the router. */
+async function shardkv (suite: Suite, replicas: number, direct = false): Promise<System> {
   const { ctx } = suite
   const { groups, cpuProf } = ctx.opts
   // Only the replicated (quick-start) shape is profiled: it is the one with targets.
   const prof = cpuProf !== undefined && replicas > 0 ? ['--cpu-prof', `--cpu-prof-dir=${resolve(cpuProf)}`] : undefined
   const cluster: BenchCluster = await startBenchCluster(ctx, {
-    name: replicas > 0 ? 'ycsb-shardkv' : 'ycsb-unreplicated',
+    name: direct ? 'ycsb-direct' : replicas > 0 ? 'ycsb-shardkv' : 'ycsb-unreplicated',
     groups,
     replicas,
     synchronous: 'FULL',
@@ -108,10 +138,10 @@ async function shardkv (suite: Suite, replicas: number): Promise<System> {
     await cluster.stop()
     throw err
   }
-  const store = new ShardkvStore(cluster.routerUrl, ctx.opts.ycsbConnections)
+  const store = direct ? new DirectStore(directClient(cluster.routerUrl, ctx.opts.ycsbConnections)) : new ShardkvStore(cluster.routerUrl, ctx.opts.ycsbConnections)
   return {
     store,
-    target: `router → ${groups} × ${replicas > 0 ? `(primary + ${replicas} replica)` : 'primary'}`,
+    target: `${direct ? 'direct client' : 'router'} → ${groups} × ${replicas > 0 ? `(primary + ${replicas} replica)` : 'primary'}`,
     pids: cluster.processes.map((p) => p.pid),
     stop: async () => {
       await store.close().catch(() => undefined)
@@ -165,6 +195,7 @@ async function redis (suite: Suite): Promise<System | string> {
 
 const STARTERS: Record<YcsbSystem, (suite: Suite) => Promise<System | string>> = {
   shardkv: (s) => shardkv(s, 1),
+  direct: (s) => shardkv(s, 1, true),
   unreplicated: (s) => shardkv(s, 0),
   etcd,
   redis

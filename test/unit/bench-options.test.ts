@@ -32,7 +32,7 @@ t.test('defaults are sized for a few minutes on a small machine', async (t) => {
     records: 10_000,
     ycsbConnections: 16,
     ycsbDuration: 10,
-    ycsbSystems: ['shardkv', 'unreplicated', 'etcd', 'redis'],
+    ycsbSystems: ['shardkv', 'direct', 'unreplicated', 'etcd', 'redis'],
     only: [...SCENARIOS],
     cpuProf: undefined,
     keep: false
