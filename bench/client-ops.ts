@@ -3,10 +3,10 @@ import { pick, type Operation } from './engine'
 
 /** Operations through the shardkv client (src/client), for the direct-client measurements. */
 
-/** readCoalesceMaxKeys 1: every get() is its own request (the client's default coalesces concurrent gets). */
-export function directClient (routerUrl: string, connections: number, readCoalesceMaxKeys?: number): KvClient {
+/** readCoalesceMaxKeys 1: every get() is its own request (the client's default coalesces concurrent gets); likewise writes. */
+export function directClient (routerUrl: string, connections: number, readCoalesceMaxKeys?: number, writeCoalesceMaxKeys?: number): KvClient {
   // One pool per node with as many connections as load loops: no request waits for a socket.
-  return createClient({ url: routerUrl, mode: 'direct', connections, readCoalesceMaxKeys })
+  return createClient({ url: routerUrl, mode: 'direct', connections, readCoalesceMaxKeys, writeCoalesceMaxKeys })
 }
 
 export function clientGet (client: KvClient, keys: readonly string[]): Operation {

@@ -9,7 +9,7 @@ import { BATCH_PATH, HEADER } from '../protocol/wire'
 import { exchange } from '../http/exchange'
 import { KvError, UnavailableError } from './errors'
 import { MapSource } from './map-source'
-import { coalescedGetResults, fromHttp, unavailableResult, type OpResult } from './results'
+import { coalescedGetResults, coalescedWriteResults, fromHttp, unavailableResult, type OpResult } from './results'
 import { batchResults, RoutedTransport, singleHeaders } from './routed'
 import {
   Backoff, clientPoolOptions, credentialHeaders, type Credentials, RequestCounter, sleep,
@@ -39,6 +39,8 @@ export interface DirectOptions {
   routerUrl: string
   /** Most concurrent plain GETs for one primary sent as one batch; 1: every GET alone. */
   readCoalesceMaxKeys: number
+  /** Most concurrent plain PUTs and DELETEs for one primary sent as one batch; 1: every write alone. */
+  writeCoalesceMaxKeys: number
   connections: number
   retryTimeoutMs: number
   timeoutMs: number
@@ -47,6 +49,21 @@ export interface DirectOptions {
 
 const METHOD_OF: Record<BatchOpWire['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
 const EMPTY = Buffer.alloc(0)
+/** Larger values go alone, as the router's coalescing does (router/write-coalescer.ts). */
+const COALESCED_VALUE_BYTES = 16 * 1024
+
+/** A write that may share a batch: unconditional, no TTL, a request id, a small value. */
+function coalescible (req: SingleRequest): boolean {
+  if (req.method !== 'PUT' && req.method !== 'DELETE') return false
+  if (req.requestId === undefined || req.ifMatch !== undefined || req.ifNoneMatch !== undefined || req.ttl !== undefined) return false
+  return req.body === undefined || req.body.length <= COALESCED_VALUE_BYTES
+}
+
+/** A write as one op of a batch, its request id as the op's `rid`. */
+function writeOp (req: SingleRequest): BatchOpWire {
+  if (req.method === 'DELETE') return { op: 'delete', key: req.key, rid: req.requestId }
+  return { op: 'put', key: req.key, value: (req.body ?? EMPTY).toString('base64'), contentType: req.contentType, rid: req.requestId }
+}
 
 
 export class DirectTransport implements Transport {
@@ -60,6 +77,7 @@ export class DirectTransport implements Transport {
   private plainTable: RoutingTable | undefined
   private plainHeaders: Record<string, string> = {}
   private readonly reads: CoalescingQueue<SingleRequest, OpResult>
+  private readonly writes: CoalescingQueue<SingleRequest, OpResult>
   /** The token's header, on /cluster reads and on every request to a shard node too. */
   private readonly auth: Readonly<Record<string, string>>
 
@@ -77,6 +95,12 @@ export class DirectTransport implements Transport {
       alone: (read) => { this.sendOne(read.req).then(read.resolve, read.reject) },
       together: async (url, table, reads) => await this.readTogether(url, table, reads)
     })
+    this.writes = new CoalescingQueue({
+      maxKeys: options.writeCoalesceMaxKeys,
+      table: () => this.maps.now(),
+      alone: (write) => { this.sendOne(write.req).then(write.resolve, write.reject) },
+      together: async (url, table, writes) => await this.writeTogether(url, table, writes)
+    })
   }
 
   /**
@@ -84,10 +108,27 @@ export class DirectTransport implements Transport {
    * of gets (auto-pipelining, as ioredis does it), answered exactly as single GETs: only
    * values and absences are taken from the batch; any other outcome, and keys a rebalance
    * is moving, go through the single-key path with its retries. A lone GET goes alone.
+   * Plain PUTs and DELETEs are coalesced the same way, as the router does it: each op
+   * carries its request id, only certain successes are taken from the batch, and any
+   * other write goes alone with the same id (applied once either way).
    */
   async send (req: SingleRequest): Promise<OpResult> {
+    if (coalescible(req) && this.options.writeCoalesceMaxKeys > 1) return await this.writes.enqueue(req.key, req)
     if (req.method !== 'GET' || this.options.readCoalesceMaxKeys < 2 || req.ifMatch !== undefined || req.ifNoneMatch !== undefined) return await this.sendOne(req)
     return await this.reads.enqueue(req.key, req)
+  }
+
+  private async writeTogether (url: string, table: RoutingTable, writes: ReadonlyArray<PendingOp<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {
+    this.counter.add(url)
+    const res = await exchange(this.pool(url), {
+      path: BATCH_PATH,
+      method: 'POST',
+      headers: { ...this.auth, 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
+      body: JSON.stringify({ ops: writes.map((w) => writeOp(w.req)) })
+    })
+    if (res.status === 421 || (res.status === 200 && res.body.includes('"map":'))) this.maps.offer(mapOf(res.body))
+    // A failed exchange throws: every write then goes alone with its request id.
+    return coalescedWriteResults(res.status, res.body, writes.map((w) => w.req.method as 'PUT' | 'DELETE'))
   }
 
   private async readTogether (url: string, table: RoutingTable, reads: ReadonlyArray<PendingOp<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {

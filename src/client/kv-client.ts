@@ -43,6 +43,12 @@ export interface ClientOptions {
    * (they answer exactly as single GETs). Default 64; 1 sends every get alone.
    */
   readCoalesceMaxKeys?: number
+  /**
+   * Direct mode: most concurrent unconditional put() and delete() calls (no TTL, values up
+   * to 16 KiB) for one primary sent as one batch, each op with its request id; they answer
+   * exactly as single writes. Default 64; 1 sends every write alone.
+   */
+  writeCoalesceMaxKeys?: number
   /** A client token (`skv_...`): sent as `Authorization: Bearer` on every request, to the router and (direct mode) to shard nodes. */
   token?: string
   /** PEM CA bundle that https servers' certificates must chain to (a private CA, a self-signed certificate). */
@@ -130,7 +136,7 @@ export class KvClient {
       timeoutMs: options.timeoutMs ?? 10_000,
       credentials: { token: options.token, ca: options.ca }
     }
-    if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, readCoalesceMaxKeys: options.readCoalesceMaxKeys ?? 64, ...common })
+    if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, readCoalesceMaxKeys: options.readCoalesceMaxKeys ?? 64, writeCoalesceMaxKeys: options.writeCoalesceMaxKeys ?? 64, ...common })
     else if (this.mode === 'routed') this.transport = new RoutedTransport(options.url, common)
     else throw new TypeError(`mode must be 'routed' or 'direct', not ${String(options.mode)}`)
     this.maxBatchOps = options.maxBatchOps ?? BATCH_DEFAULTS.maxOps

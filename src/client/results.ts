@@ -1,4 +1,4 @@
-import { getAnswers, type BatchOpWire, type BatchResult } from '../protocol/batch'
+import { batchResultsOf, getAnswers, type BatchOpWire, type BatchResult } from '../protocol/batch'
 import { DEFAULT_CONTENT_TYPE, HEADER } from '../protocol/wire'
 import { errorObject } from '../protocol/errors'
 import { errorFromResponse, UnavailableError, type KvError } from './errors'
@@ -92,6 +92,24 @@ export function coalescedGetResults (status: number, body: Buffer, count: number
     if (a.found) return { status: 200, etag: a.etag, contentType: a.contentType, value: a.value, ...(a.ttl !== undefined ? { ttl: a.ttl } : {}) }
     // The error body a single GET gets, without the batch's shard → router fields.
     return { status: 404, contentType: NODE_JSON_TYPE, error: errorObject('not_found', a.message) }
+  })
+}
+
+/**
+ * A node's answer to a coalesced batch of writes, as the OpResult each single write would
+ * have given, for the writes it certainly applied: a PUT's 200/201 with its ETag, a
+ * DELETE's 204. Undefined for every other outcome, which is sent again alone with the
+ * same request id (the node answers a write it did apply with its first outcome).
+ */
+export function coalescedWriteResults (status: number, body: Buffer, methods: ReadonlyArray<'PUT' | 'DELETE'>): Array<OpResult | undefined> {
+  const results = batchResultsOf(status, body, methods.length)
+  if (results === undefined) return []
+  return results.map((raw: unknown, i): OpResult | undefined => {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined
+    const r = raw as BatchResult
+    if (methods[i] === 'DELETE') return r.status === 204 ? { status: 204 } : undefined
+    if ((r.status !== 200 && r.status !== 201) || typeof r.etag !== 'string' || !/^"[^"]+"$/.test(r.etag)) return undefined
+    return { status: r.status, etag: r.etag }
   })
 }
 

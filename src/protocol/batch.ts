@@ -216,17 +216,22 @@ export type GetAnswer =
  * result, and for every result of an answer that is not a well-formed 200 with `count`
  * results; the sender then reads those keys alone.
  */
-export function getAnswers (status: number, body: Buffer, count: number): Array<GetAnswer | undefined> {
-  const none = new Array<GetAnswer | undefined>(count).fill(undefined)
-  if (status !== 200) return none
+/** The `results` of a node's 200 JSON answer to a batch of `count` ops; undefined when it is anything else. */
+export function batchResultsOf (status: number, body: Buffer, count: number): unknown[] | undefined {
+  if (status !== 200) return undefined
   let parsed: unknown
   try {
     parsed = JSON.parse(body.toString('utf8'))
   } catch {
-    return none
+    return undefined
   }
   const results = typeof parsed === 'object' && parsed !== null ? (parsed as { results?: unknown }).results : undefined
-  if (!Array.isArray(results) || results.length !== count) return none
+  return Array.isArray(results) && results.length === count ? results : undefined
+}
+
+export function getAnswers (status: number, body: Buffer, count: number): Array<GetAnswer | undefined> {
+  const results = batchResultsOf(status, body, count)
+  if (results === undefined) return new Array<GetAnswer | undefined>(count).fill(undefined)
   return results.map((raw: unknown): GetAnswer | undefined => {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined
     const r = raw as BatchResult

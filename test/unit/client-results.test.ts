@@ -1,5 +1,5 @@
 import t from 'tap'
-import { chunkOps, coalescedGetResults, fromBatchResult, fromHttp, toDeleteResult, toEntry, toPutResult, unavailableResult } from '../../src/client/results'
+import { chunkOps, coalescedGetResults, coalescedWriteResults, fromBatchResult, fromHttp, toDeleteResult, toEntry, toPutResult, unavailableResult } from '../../src/client/results'
 import { batchResults } from '../../src/client/routed'
 import { KvError, NotFoundError, PreconditionFailedError, UnavailableError, ValueTooLargeError } from '../../src/client/errors'
 import { Backoff, newRequestId } from '../../src/client/transport'
@@ -86,4 +86,32 @@ t.test('coalesced gets: a value or an absence answers as the single GET would; a
   t.same(coalescedGetResults(421, body, 5), new Array(5).fill(undefined), 'a refused batch: every read alone')
   t.same(coalescedGetResults(200, Buffer.from('nope'), 1), [undefined], 'not JSON: every read alone')
   t.same(coalescedGetResults(200, Buffer.from('{"results":[]}'), 2), [undefined, undefined], 'wrong count: every read alone')
+})
+
+t.test('a coalesced batch of writes: only certain successes are taken from it', async (t) => {
+  const body = json({
+    results: [
+      { status: 201, etag: '"g1.1.a"' },
+      { status: 200, etag: '"g1.1.b"' },
+      { status: 204 },
+      { status: 412, error: 'precondition_failed', message: 'x' },
+      { status: 421, error: 'misdirected', message: 'moved' },
+      { status: 201 },
+      { status: 200, etag: 'unquoted' },
+      { status: 503, error: 'unavailable', message: 'not replicated' },
+      'junk'
+    ]
+  })
+  const methods = ['PUT', 'PUT', 'DELETE', 'PUT', 'PUT', 'PUT', 'PUT', 'DELETE', 'PUT'] as const
+  t.same(coalescedWriteResults(200, body, methods), [
+    { status: 201, etag: '"g1.1.a"' },
+    { status: 200, etag: '"g1.1.b"' },
+    { status: 204 },
+    undefined, undefined, undefined, undefined, undefined, undefined
+  ], 'a PUT\'s 201/200 with a quoted ETag and a DELETE\'s 204; anything else goes alone')
+  t.same(toPutResult(coalescedWriteResults(200, body, methods)[0] as never), { etag: '"g1.1.a"', created: true }, 'answers as a lone PUT')
+  t.same(coalescedWriteResults(200, json({ results: [{ status: 204 }] }), ['PUT']), [undefined], 'a 204 for a PUT is not a PUT\'s answer')
+  t.same(coalescedWriteResults(413, json({ error: 'batch_too_large' }), ['PUT', 'PUT']), [], 'a refused batch: every write alone')
+  t.same(coalescedWriteResults(200, json({ results: [{ status: 201, etag: '"a"' }] }), ['PUT', 'PUT']), [], 'a result count that does not match: every write alone')
+  t.same(coalescedWriteResults(200, Buffer.from('not json'), ['DELETE']), [], 'an answer that is not JSON: alone')
 })
