@@ -119,29 +119,28 @@ export class DirectTransport implements Transport {
   }
 
   private async writeTogether (url: string, table: RoutingTable, writes: ReadonlyArray<PendingOp<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {
-    this.counter.add(url)
-    const res = await exchange(this.pool(url), {
-      path: BATCH_PATH,
-      method: 'POST',
-      headers: { ...this.auth, 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
-      body: JSON.stringify({ ops: writes.map((w) => writeOp(w.req)) })
-    })
-    if (res.status === 421 || (res.status === 200 && res.body.includes('"map":'))) this.maps.offer(mapOf(res.body))
-    // A failed exchange throws: every write then goes alone with its request id.
+    const res = await this.postBatch(url, table, writes.map((w) => writeOp(w.req)))
     return coalescedWriteResults(res.status, res.body, writes.map((w) => w.req.method as 'PUT' | 'DELETE'))
   }
 
-  private async readTogether (url: string, table: RoutingTable, reads: ReadonlyArray<PendingOp<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {
+  /**
+   * One coalesced batch to a primary. A failed exchange throws: every op then goes alone,
+   * and the single-key path retries, refreshes the map or gives up, as for any call.
+   */
+  private async postBatch (url: string, table: RoutingTable, ops: BatchOpWire[]): Promise<{ status: number, body: Buffer }> {
     this.counter.add(url)
     const res = await exchange(this.pool(url), {
       path: BATCH_PATH,
       method: 'POST',
       headers: { ...this.auth, 'content-type': 'application/json', [HEADER.epoch]: table.epochHeader },
-      body: JSON.stringify({ ops: reads.map((r) => ({ op: 'get', key: r.key })) })
+      body: JSON.stringify({ ops })
     })
     if (res.status === 421 || (res.status === 200 && res.body.includes('"map":'))) this.maps.offer(mapOf(res.body))
-    // A failed exchange throws: every read then goes alone, and the single-key path retries,
-    // refreshes the map or gives up, as for any GET.
+    return res
+  }
+
+  private async readTogether (url: string, table: RoutingTable, reads: ReadonlyArray<PendingOp<SingleRequest, OpResult>>): Promise<Array<OpResult | undefined>> {
+    const res = await this.postBatch(url, table, reads.map((r) => ({ op: 'get', key: r.key })))
     return coalescedGetResults(res.status, res.body, reads.length)
   }
 

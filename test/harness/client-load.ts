@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import type { Test } from 'tap'
 import { KvError, NotFoundError, type KvClient, type PutResult } from '../../src/client'
 import { HistoryChecker, type HistoryReport, type KeyState } from './checker'
 import { Progress } from './progress'
@@ -178,4 +179,20 @@ export class ClientLoad {
     const head = `${this.ops} ops, ${this.failed} failed; checker ${JSON.stringify(this.checker.counts)}`
     return this.failures.length === 0 ? head : `${head}\n${this.failures.slice(0, 8).map((f) => `  ${f.op} ${f.key} at ${f.at}ms: ${f.error}`).join('\n')}`
   }
+}
+
+/**
+ * A short load through `kv` (16 clients × 4 keys for 5 s unless told), then its history
+ * checked through `reader`: no call failed, no stale read, no acknowledged write lost,
+ * linearizable.
+ */
+export async function checkClientHistory (t: Test, kv: KvClient, reader: KvClient, options: Partial<ClientLoadOptions> = {}): Promise<void> {
+  const load = new ClientLoad(kv, { clients: 16, keysPerClient: 4, durationMs: 5_000, maxOpsPerClient: 20_000, ...options })
+  await load.run()
+  t.comment(`load: ${load.summary()}`)
+  t.equal(load.failed, 0, 'no call failed')
+  const report = await load.verify(reader)
+  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
+  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
+  t.ok(report.ok, `history: ${report.text}`)
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { startCluster } from '../harness/cluster'
-import { ClientLoad } from '../harness/client-load'
+import { checkClientHistory } from '../harness/client-load'
 import { createClient, KvError, type KvClient } from '../../src/client'
 
 /**
@@ -68,12 +68,5 @@ t.test('a read/write history through the write-coalescing client checks out', as
   const kv = createClient({ url: c.routerUrl, mode: 'direct' })
   const reader = createClient({ url: c.routerUrl, mode: 'routed' })
   t.teardown(async () => { await kv.close(); await reader.close() })
-  const load = new ClientLoad(kv, { clients: 16, keysPerClient: 4, durationMs: 5_000, maxOpsPerClient: 20_000 })
-  await load.run()
-  t.comment(`load: ${load.summary()}`)
-  t.equal(load.failed, 0, 'no call failed')
-  const report = await load.verify(reader)
-  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
-  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
-  t.ok(report.ok, `history: ${report.text}`)
+  await checkClientHistory(t, kv, reader)
 })

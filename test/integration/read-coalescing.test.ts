@@ -2,7 +2,7 @@ import t from 'tap'
 import { startCluster } from '../harness/cluster'
 import type { HttpResponse } from '../harness/http'
 import { LoadGenerator, formatStats } from '../harness/history'
-import { ClientLoad } from '../harness/client-load'
+import { checkClientHistory } from '../harness/client-load'
 import { createClient, KvError } from '../../src/client'
 
 /**
@@ -118,12 +118,5 @@ t.test('the direct client coalesces concurrent gets per primary; each answers as
   // A read/write history through the coalescing client.
   const reader = createClient({ url: c.routerUrl, mode: 'routed' })
   t.teardown(async () => { await reader.close() })
-  const load = new ClientLoad(kv, { clients: 16, keysPerClient: 4, durationMs: 5_000, maxOpsPerClient: 20_000 })
-  await load.run()
-  t.comment(`load: ${load.summary()}`)
-  t.equal(load.failed, 0, 'no call failed')
-  const report = await load.verify(reader)
-  t.equal(report.staleReads.length, 0, `no stale read\n${report.text}`)
-  t.equal(report.lostWrites.length, 0, `no acknowledged write lost\n${report.text}`)
-  t.ok(report.ok, `history: ${report.text}`)
+  await checkClientHistory(t, kv, reader)
 })
