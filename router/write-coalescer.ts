@@ -3,6 +3,7 @@ import { classifyUpstreamError } from '../src/http/upstream-errors'
 import { CoalescingQueue, type PendingOp } from '../src/membership/coalescing'
 import type { RoutingTable } from '../src/membership/routing-table'
 import type { BatchOpWire } from '../src/protocol/batch'
+import { COALESCED_VALUE_BYTES } from '../src/protocol/limits'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { readShardBatchReply } from './batch-results'
 import type { ForwardRequest, ForwardResult, Forwarder, KvForward } from './forward'
@@ -39,9 +40,6 @@ export interface WriteCoalescerOptions {
   maxKeys: number
   metrics: RouterMetrics
 }
-
-/** Larger values go alone: a batch of maxKeys such values stays far below a node's --max-batch-bytes. */
-export const COALESCED_VALUE_BYTES = 16 * 1024
 
 type Write = PendingOp<ForwardRequest, ForwardResult>
 

@@ -4,6 +4,7 @@ import { CoalescingQueue, type PendingOp } from '../membership/coalescing'
 import type { RoutingTable } from '../membership/routing-table'
 import type { BatchOpWire } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
+import { COALESCED_VALUE_BYTES } from '../protocol/limits'
 import { batchOpRequestId } from '../protocol/request-id'
 import { BATCH_PATH, HEADER } from '../protocol/wire'
 import { exchange } from '../http/exchange'
@@ -49,8 +50,6 @@ export interface DirectOptions {
 
 const METHOD_OF: Record<BatchOpWire['op'], KvMethod> = { get: 'GET', put: 'PUT', delete: 'DELETE' }
 const EMPTY = Buffer.alloc(0)
-/** Larger values go alone, as the router's coalescing does (router/write-coalescer.ts). */
-const COALESCED_VALUE_BYTES = 16 * 1024
 
 /** A write that may share a batch: unconditional, no TTL, a request id, a small value. */
 function coalescible (req: SingleRequest): boolean {

@@ -72,3 +72,10 @@ export const CONTROL_ANSWER_MAX_BYTES = 64 * 1024
  * (migration scans, key transfers, the cluster view) pass their own.
  */
 export const JSON_ANSWER_MAX_BYTES = MIB
+
+/**
+ * Largest value a coalesced write carries (the router's and the direct client's write
+ * coalescing); larger ones go alone: a batch of 64 such values stays far below a node's
+ * --max-batch-bytes.
+ */
+export const COALESCED_VALUE_BYTES = 16 * 1024

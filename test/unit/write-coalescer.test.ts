@@ -1,5 +1,6 @@
 import t from 'tap'
-import { COALESCED_VALUE_BYTES, coalescedWriteResults, coalescibleWrite, writeOp } from '../../router/write-coalescer'
+import { coalescedWriteResults, coalescibleWrite, writeOp } from '../../router/write-coalescer'
+import { COALESCED_VALUE_BYTES } from '../../src/protocol/limits'
 import type { ForwardRequest } from '../../router/forward'
 
 /**
