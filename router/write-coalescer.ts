@@ -2,7 +2,7 @@ import { exchange } from '../src/http/exchange'
 import { classifyUpstreamError } from '../src/http/upstream-errors'
 import { CoalescingQueue, type PendingOp } from '../src/membership/coalescing'
 import type { RoutingTable } from '../src/membership/routing-table'
-import type { BatchOpWire } from '../src/protocol/batch'
+import { writeApplied, type BatchOpWire } from '../src/protocol/batch'
 import { COALESCED_VALUE_BYTES } from '../src/protocol/limits'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { readShardBatchReply } from './batch-results'
@@ -72,12 +72,12 @@ export function coalescedWriteResults (status: number, text: string, methods: Re
   const reply = readShardBatchReply(status, text, methods.length, url)
   if (reply.kind !== 'ok') return []
   return reply.results.map((r, i): ForwardResult | undefined => {
-    if (methods[i] === 'DELETE') {
-      return r.status === 204 ? { status: 204, contentType: undefined, contentLength: undefined, etag: undefined, node, body: EMPTY, retries: 0, tombstone: false } : undefined
-    }
-    if ((r.status !== 200 && r.status !== 201) || typeof r.etag !== 'string' || !/^"[^"]+"$/.test(r.etag)) return undefined
-    const body = Buffer.from(`{"version":${JSON.stringify(r.etag.slice(1, -1))}}`)
-    return { status: r.status, contentType: SHARD_JSON_TYPE, contentLength: String(body.length), etag: r.etag, node, body, retries: 0, tombstone: false }
+    const method = methods[i] ?? 'PUT'
+    if (!writeApplied(method, r)) return undefined
+    if (method === 'DELETE') return { status: 204, contentType: undefined, contentLength: undefined, etag: undefined, node, body: EMPTY, retries: 0, tombstone: false }
+    const etag = r.etag as string
+    const body = Buffer.from(`{"version":${JSON.stringify(etag.slice(1, -1))}}`)
+    return { status: r.status, contentType: SHARD_JSON_TYPE, contentLength: String(body.length), etag, node, body, retries: 0, tombstone: false }
   })
 }
 

@@ -1,4 +1,4 @@
-import { batchResultsOf, getAnswers, type BatchOpWire, type BatchResult } from '../protocol/batch'
+import { batchResultsOf, getAnswers, writeApplied, type BatchOpWire, type BatchResult } from '../protocol/batch'
 import { DEFAULT_CONTENT_TYPE, HEADER } from '../protocol/wire'
 import { errorObject } from '../protocol/errors'
 import { errorFromResponse, UnavailableError, type KvError } from './errors'
@@ -97,9 +97,8 @@ export function coalescedGetResults (status: number, body: Buffer, count: number
 
 /**
  * A node's answer to a coalesced batch of writes, as the OpResult each single write would
- * have given, for the writes it certainly applied: a PUT's 200/201 with its ETag, a
- * DELETE's 204. Undefined for every other outcome, which is sent again alone with the
- * same request id (the node answers a write it did apply with its first outcome).
+ * have given, for the writes it certainly applied (writeApplied); undefined for the others,
+ * which are sent again alone with the same request id.
  */
 export function coalescedWriteResults (status: number, body: Buffer, methods: ReadonlyArray<'PUT' | 'DELETE'>): Array<OpResult | undefined> {
   const results = batchResultsOf(status, body, methods.length)
@@ -107,9 +106,9 @@ export function coalescedWriteResults (status: number, body: Buffer, methods: Re
   return results.map((raw: unknown, i): OpResult | undefined => {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined
     const r = raw as BatchResult
-    if (methods[i] === 'DELETE') return r.status === 204 ? { status: 204 } : undefined
-    if ((r.status !== 200 && r.status !== 201) || typeof r.etag !== 'string' || !/^"[^"]+"$/.test(r.etag)) return undefined
-    return { status: r.status, etag: r.etag }
+    const method = methods[i] ?? 'PUT'
+    if (!writeApplied(method, r)) return undefined
+    return method === 'DELETE' ? { status: 204 } : { status: r.status, etag: r.etag as string }
   })
 }
 

@@ -216,6 +216,17 @@ export type GetAnswer =
  * result, and for every result of an answer that is not a well-formed 200 with `count`
  * results; the sender then reads those keys alone.
  */
+/**
+ * Whether one result of a coalesced batch of writes (the router's, the direct client's)
+ * certainly applied its write: a PUT's 200/201 with a quoted ETag, a DELETE's 204. Only
+ * these are taken from the batch; any other outcome is sent again alone with the same
+ * request id, and a node that did apply it answers with the first outcome.
+ */
+export function writeApplied (method: 'PUT' | 'DELETE', r: BatchResult): boolean {
+  if (method === 'DELETE') return r.status === 204
+  return (r.status === 200 || r.status === 201) && typeof r.etag === 'string' && /^"[^"]+"$/.test(r.etag)
+}
+
 /** The `results` of a node's 200 JSON answer to a batch of `count` ops; undefined when it is anything else. */
 export function batchResultsOf (status: number, body: Buffer, count: number): unknown[] | undefined {
   if (status !== 200) return undefined
