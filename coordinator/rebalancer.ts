@@ -2,7 +2,7 @@ import type { Logger } from '../src/log'
 import type { ClusterMap, NodeInfo } from '../src/membership/map'
 import { primaryOf } from '../src/membership/map'
 import { currentMembers } from '../src/membership/ownership'
-import { GroupRing } from '../src/ring/ring'
+import { ringFor, type GroupRing } from '../src/ring/ring'
 import type { MapRegistry } from '../src/registry/registry'
 import { nextPhase, phaseMap, progressOf, RebalanceError, type RebalanceProgress, type RebalanceState, type SourceProgress, type PurgeProgress } from '../src/membership/rebalance'
 import type { NodeClient } from '../src/peer/node-client'
@@ -161,7 +161,12 @@ export class Rebalancer {
         this.opts.log.info({ event: 'rebalance-phase', id: state.id, phase: state.phase, epoch: this.opts.maps.current().epoch }, `rebalance ${state.phase}`)
       } catch (err) {
         state.lastError = (err as Error).message
-        await this.persist()
+        // A coordinator deposed mid-step (etcd lost its quorum, say) cannot save either: that
+        // save failing must not end the loop with a rejection, which the term's close would
+        // take for a failure of its own and exit on. The loop retries until stop() ends it.
+        await this.persist().catch((saveErr: unknown) => {
+          this.opts.log.warn({ event: 'rebalance-save-failed', id: state.id, phase: state.phase, err: (saveErr as Error).message }, 'could not save the rebalance\'s state')
+        })
         this.opts.log.warn({ event: 'rebalance-retry', id: state.id, phase: state.phase, err: state.lastError }, 'rebalance step failed; retrying')
         await sleep(this.retryDelayMs)
       }
@@ -190,7 +195,7 @@ export class Rebalancer {
    */
   private async copy (state: RebalanceState): Promise<void> {
     const start = this.opts.maps.current()
-    const ring = new GroupRing(currentMembers(start), start.ring)
+    const ring = ringFor(currentMembers(start), start.ring)
     const budget = new MoveBudget(this.opts.rate, Date.now())
     const halt = { failed: false }
     const loops = Object.entries(state.sources).map(async ([sourceId, progress]) => {

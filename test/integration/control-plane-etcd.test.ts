@@ -96,8 +96,9 @@ if (!etcdAvailable()) {
     t.pass('both routers route by the final map')
   })
 
-  t.test('etcd loses one member, then two: clients see nothing; admin calls fail with a 503 saying why; control resumes once etcd has a quorum', async (t) => {
-    const c = await startCluster(t, { name: 'cp-etcd-quorum', groups: 2, workers: 1, etcdMembers: 3, coordinators: 2, routers: 1 })
+  t.test('etcd loses one member, then two mid-rebalance: clients see nothing; admin calls fail with a 503 saying why; no coordinator exits; the rebalance finishes once etcd has a quorum', async (t) => {
+    // The add's copy is slowed (120 rows/s of ~660, more as the load rewrites keys) so that etcd loses its quorum while it runs.
+    const c = await startCluster(t, { name: 'cp-etcd-quorum', groups: 2, workers: 1, etcdMembers: 3, coordinators: 2, routers: 1, routerArgs: ['--rebalance-rows-per-sec', '120', '--rebalance-batch', '20'] })
     const etcd = c.etcd
     if (etcd === undefined) throw new Error('an etcd cluster expected')
     await preload(c.http, c.routerUrl, keyRange('q/pre', 500), (k) => `v0:${k}`)
@@ -115,7 +116,7 @@ if (!etcdAvailable()) {
       return r.status === 202 ? 'accepted' : r.status === 503 ? undefined : `refused: ${r.status} ${r.text.slice(0, 160)}`
     }, 60_000, 'the add of g3 accepted')
     t.match(added, /^(accepted|in the map)$/, `with one etcd member of three down, a group is added (${added})`)
-    await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { what: 'the add done', timeoutMs: 60_000 })
+    const copying = await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'copying' && p.scanned > 0, { what: 'the add copying', timeoutMs: 60_000 })
 
     await etcd.kill(1)
     // No quorum: the leader cannot renew its key and stops acting on its own clock.
@@ -123,6 +124,7 @@ if (!etcdAvailable()) {
       const leads = await Promise.all(c.coordinators.map(async (p) => (await c.http.getJson<{ leader?: boolean }>(`${p.url}/healthz`).catch(() => undefined))?.leader === true))
       return !leads.some(Boolean)
     }, 30_000, 'no coordinator leads without an etcd quorum')
+    const lostAt = Date.now()
     const opsAtLoss = load.completedOps()
     const refused = await removeGroup(c.http, c.routerUrl, 'g3')
     t.equal(refused.status, 503, `an admin call without a leading coordinator is a 503: ${refused.text.slice(0, 200)}`)
@@ -131,10 +133,15 @@ if (!etcdAvailable()) {
     t.pass(`the data plane served ${load.completedOps() - opsAtLoss} operations without an etcd quorum`)
 
     await Promise.all([etcd.restart(1), etcd.restart(2)])
-    // A leader that could not renew its key dropped its term and stands by again, in-process.
+    // A leader that could not renew its key (nor save the rebalance's progress) dropped its
+    // term and stands by again, in-process.
     t.ok(c.coordinators.every((p) => isAlive(p.pid)), 'no coordinator exited: a deposed leader stands by again')
     const leader = await leadingCoordinator(c, 60_000)
     t.pass(`${leader.name} leads again once etcd has a quorum`)
+    const addDone = await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done' && p.kind === 'add', { what: 'the add resumed and done', timeoutMs: 120_000 })
+    const finishedAt = Date.parse(addDone.finishedAt ?? '')
+    t.ok(finishedAt > lostAt, `the quorum was lost mid-rebalance (copying at ${copying.scanned} rows then; finished ${finishedAt - lostAt} ms after no coordinator led)`)
+    t.ok(c.coordinators.every((p) => isAlive(p.pid)), 'and no coordinator exited since')
     const removed = await waitFor(async () => {
       const r = await removeGroup(c.http, c.routerUrl, 'g3')
       return r.status === 202 ? r : undefined
