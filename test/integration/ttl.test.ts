@@ -194,7 +194,11 @@ t.test('keys with 1-2 s TTLs: never read after their expiry, never missing befor
 })
 
 t.test('during a rebalance, fallback reads of keys not copied yet judge the expiry on the old owner', async (t) => {
-  const c = await startCluster(t, { name: 'ttl-fallback', groups: 1, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '100'] })
+  // Budgets for a busy machine: the TTL (15 s) leaves room for the writes, the add and the
+  // first reads to land before it; the throttled copy (1500 rows at 60/s, ~25 s) reaches
+  // the TTL keys only after the reads past it.
+  const ttlSeconds = 15
+  const c = await startCluster(t, { name: 'ttl-fallback', groups: 1, replicas: 0, routerArgs: ['--rebalance-rows-per-sec', '60'] })
   const client = createClient({ url: c.routerUrl, retryTimeoutMs: 20_000, timeoutMs: 30_000 })
   t.teardown(async () => { await client.close() })
   const run = Date.now().toString(36)
@@ -204,8 +208,8 @@ t.test('during a rebalance, fallback reads of keys not copied yet judge the expi
   const writes = new Map<string, TtlWrite>()
   for (let i = 0; i < 40; i++) {
     const key = `tf-${run}/ttl/${i}`
-    const w: TtlWrite = { key, value: `v${i}`, ttlMs: 4000, start: Date.now(), end: 0, acked: false }
-    await client.put(key, w.value, { ttl: 4 })
+    const w: TtlWrite = { key, value: `v${i}`, ttlMs: ttlSeconds * 1000, start: Date.now(), end: 0, acked: false }
+    await client.put(key, w.value, { ttl: ttlSeconds })
     w.end = Date.now()
     w.acked = true
     writes.set(key, w)
@@ -239,7 +243,7 @@ t.test('during a rebalance, fallback reads of keys not copied yet judge the expi
   }
   const early = await readAll()
   const lastEnd = Math.max(...[...writes.values()].map((w) => w.end))
-  await waitFor(() => Date.now() >= lastEnd + 4000, 30_000, 'every TTL passed')
+  await waitFor(() => Date.now() >= lastEnd + ttlSeconds * 1000, 60_000, 'every TTL passed')
   const late = await readAll()
   t.comment(`fallback reads: ${early.length} before the expiry, ${late.length} after it, of ${moving.length} moving keys`)
   t.ok(early.length > 0 && late.length > 0, 'reads of keys not copied yet went to the old owner, before and after their expiry')
