@@ -24,24 +24,37 @@ const INIT_A = 0x67452301
 const INIT_B = 0xefcdab89 | 0
 const INIT_C = 0x98badcfe | 0
 const INIT_D = 0x10325476
+/** The last digest, as four little-endian words (the one answer, reused). */
+const DIGEST = new Uint32Array(4)
 /** The longest message that fits one block with its padding and length. */
 const ONE_BLOCK = 55
 
 export function keyHash (key: string): number {
-  return key.length <= ONE_BLOCK ? (oneBlock(key) ?? viaCrypto(key)) : viaCrypto(key)
+  return key.length <= ONE_BLOCK && oneBlock(key) ? (DIGEST[0] as number) : viaCrypto(key).readUInt32LE(0)
 }
 
-function viaCrypto (key: string): number {
-  return oneShotHash('md5', key, 'buffer').readUInt32LE(0)
+/**
+ * The whole MD5 digest of `text` as four little-endian words (the ring's four points
+ * per virtual node, continuum.ts). The answer is a view that the next call overwrites.
+ */
+export function md5Words (text: string): Uint32Array {
+  if (text.length <= ONE_BLOCK && oneBlock(text)) return DIGEST
+  const digest = viaCrypto(text)
+  for (let i = 0; i < 4; i++) DIGEST[i] = digest.readUInt32LE(i * 4)
+  return DIGEST
 }
 
-/** MD5 of a key of at most 55 ASCII characters, first word only; undefined for any other character. */
-function oneBlock (key: string): number | undefined {
+function viaCrypto (text: string): Buffer {
+  return oneShotHash('md5', text, 'buffer')
+}
+
+/** MD5 of a key of at most 55 ASCII characters into DIGEST; false (nothing written) for any other character. */
+function oneBlock (key: string): boolean {
   const n = key.length
   BLOCK.fill(0)
   for (let i = 0; i < n; i++) {
     const ch = key.charCodeAt(i)
-    if (ch > 0x7f) return undefined
+    if (ch > 0x7f) return false
     BLOCK[i >> 2] = (BLOCK[i >> 2] as number) | (ch << ((i & 3) << 3))
   }
   BLOCK[n >> 2] = (BLOCK[n >> 2] as number) | (0x80 << ((n & 3) << 3))
@@ -73,5 +86,9 @@ function oneBlock (key: string): number | undefined {
     c = b
     b = (b + ((t << s) | (t >>> (32 - s)))) | 0
   }
-  return (a + INIT_A) >>> 0
+  DIGEST[0] = a + INIT_A
+  DIGEST[1] = b + INIT_B
+  DIGEST[2] = c + INIT_C
+  DIGEST[3] = d + INIT_D
+  return true
 }

@@ -1,25 +1,21 @@
-import HashRing from 'hashring'
 import { keyHash } from './key-hash'
+import { buildContinuum } from './continuum'
 
 /**
- * The placement of keys on shard groups: a ketama ring built by `hashring`.
+ * The placement of keys on shard groups: a ketama ring in the format of `hashring` 3.2.0,
+ * the ring format shardkv persists (built by continuum.ts, searched by findPoint, each
+ * key's point from key-hash.ts; the tests compare all three with hashring itself).
  *
- * Three things in hashring 3.2.0 are designed around here:
- *  1. Without explicit per-server `vnodes`, the point count is
+ * Two things in hashring's format are designed around here:
+ *  1. Without explicit per-server `vnodes`, hashring's point count is
  *     `Math.floor(weight / total * 40 * N)`, which rounds to 39 instead of 40 at
  *     N = 7, 14, 28, …; growing across those sizes moves keys between unchanged
- *     groups (upstream issue #43). Every group here gets an explicit count, and
- *     the `vnode count` option is set to -1 because hashring ignores an explicit
- *     count that equals that option (default 40).
+ *     groups (upstream issue #43). Every group here has an explicit count.
  *  2. 160 points per server leave the busiest group at up to 1.21× the mean;
  *     RING_DEFAULTS.vnodesPerWeight is sized so the busiest of 3..16 equal groups
  *     holds at most 1.05× the mean (test/unit/ring.test.ts proves it).
- *  3. `get()` caches answers in an LRU that stores entries on a plain object, so a
- *     key named `__proto__` or `constructor` pollutes `Object.prototype` / `Object`
- *     and pins a stale owner. We never call `get()`: owners are computed from the
- *     public `find()` without the cache, on the key's point from key-hash.ts (the
- *     value of hashring's `hashValue()`, computed without allocating). (Its typings
- *     also claim `get()` always returns a string; on an empty ring it returns undefined.)
+ * (hashring's own `get()` cached answers on a plain object, so a key named `__proto__`
+ * polluted `Object.prototype`; nothing here caches per key.)
  */
 
 export interface RingParams {
@@ -36,13 +32,6 @@ export interface RingMember {
   weight: number
 }
 
-interface RingNode { value: number, server: string }
-interface HashRingInternals {
-  ring: RingNode[]
-  find: (hashValue: number) => number
-  hashValue: (key: string) => number
-}
-
 export function vnodesFor (weight: number, params: RingParams): number {
   return Math.max(1, Math.round(weight * params.vnodesPerWeight))
 }
@@ -50,44 +39,45 @@ export function vnodesFor (weight: number, params: RingParams): number {
 export class GroupRing {
   readonly params: RingParams
   readonly members: readonly RingMember[]
-  private readonly ring: HashRingInternals
-  private readonly size: number
-  /** The ring's point values in ring order, and each point's group: searched without touching hashring's node objects. */
+  /** The ring's point values in ring order, and each point's group (an index into `ids`). */
   private readonly points: Uint32Array
-  private readonly owners: readonly string[]
+  private readonly owners: Uint16Array
+  private readonly ids: readonly string[]
 
   constructor (members: readonly RingMember[], params: RingParams = RING_DEFAULTS) {
     this.params = params
     this.members = members
-    const servers: Record<string, { vnodes: number }> = {}
+    const vnodes: Record<string, number> = {}
     for (const m of members) {
       if (!(m.weight > 0) || !Number.isFinite(m.weight)) {
         throw new RangeError(`group ${m.id}: weight must be a positive number`)
       }
-      if (Object.prototype.hasOwnProperty.call(servers, m.id)) {
+      if (Object.prototype.hasOwnProperty.call(vnodes, m.id)) {
         throw new RangeError(`group ${m.id} appears twice on the ring`)
       }
-      servers[m.id] = { vnodes: vnodesFor(m.weight, params) }
+      vnodes[m.id] = vnodesFor(m.weight, params)
     }
-    const hr = new HashRing(servers as never, params.algorithm, { 'vnode count': -1, 'max cache size': 1 } as never)
-    this.ring = hr as unknown as HashRingInternals
-    this.size = this.ring.ring.length
-    this.points = Uint32Array.from(this.ring.ring, (n) => n.value)
-    this.owners = this.ring.ring.map((n) => n.server)
+    const continuum = buildContinuum(vnodes)
+    this.points = continuum.points
+    this.owners = continuum.owners
+    this.ids = continuum.ids
   }
 
   /** The group that owns `key`, or undefined when the ring is empty. */
   ownerOf (key: string): string | undefined {
-    if (this.size === 0) return undefined
+    if (this.points.length === 0) return undefined
     // keyHash and findPoint are hashring's hashValue (md5, the only algorithm) and find,
     // without their allocations and object lookups: every routed key runs them twice.
-    return this.owners[findPoint(this.points, keyHash(key))]
+    return this.ids[this.owners[findPoint(this.points, keyHash(key))] as number]
   }
 
   /** Ring points held by each group (for `GET /cluster` and tests). */
   pointCounts (): Map<string, number> {
     const out = new Map<string, number>()
-    for (const n of this.ring.ring) out.set(n.server, (out.get(n.server) ?? 0) + 1)
+    for (const owner of this.owners) {
+      const id = this.ids[owner] as string
+      out.set(id, (out.get(id) ?? 0) + 1)
+    }
     return out
   }
 }

@@ -2,7 +2,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import HashRing from 'hashring'
 import { keyHash } from '../../src/ring/key-hash'
-import { findPoint, GroupRing } from '../../src/ring/ring'
+import { findPoint, GroupRing, vnodesFor } from '../../src/ring/ring'
 
 /** keyHash and findPoint must place every key where hashring's own hashValue() and find() do: the ring format depends on it. */
 
@@ -38,7 +38,8 @@ t.test('the first word of the MD5 digest, unsigned', async (t) => {
 t.test('findPoint finds the point hashring.find does: random hashes, every point and its neighbours, the ends', async (t) => {
   for (const members of [[{ id: 'g1', weight: 1 }], [{ id: 'g1', weight: 1 }, { id: 'g2', weight: 1 }, { id: 'g3', weight: 1 }], [{ id: 'a', weight: 0.001 }, { id: 'b', weight: 2.5 }]]) {
     const ring = new GroupRing(members, { vnodesPerWeight: 64, algorithm: 'md5' })
-    const hr = (ring as unknown as { ring: { ring: Array<{ value: number }>, find: (h: number) => number, get: (k: string) => string } }).ring
+    const servers = Object.fromEntries(members.map((m) => [m.id, { vnodes: vnodesFor(m.weight, { vnodesPerWeight: 64, algorithm: 'md5' }) }]))
+    const hr = new HashRing(servers as never, 'md5', { 'vnode count': -1, 'max cache size': 1 } as never) as unknown as { ring: Array<{ value: number }>, find: (h: number) => number, get: (k: string) => string }
     const points = Uint32Array.from(hr.ring, (n) => n.value)
     const hashes = [0, 1, 0xffffffff, 0xfffffffe]
     for (const p of points) hashes.push(p, (p + 1) >>> 0, (p - 1) >>> 0)
