@@ -31,7 +31,7 @@ import type { WireAppliedRequest } from '../protocol/wire'
 /** One record (the wire shape is the stored one; src/protocol/wire.ts documents its fields). */
 export type AppliedRequest = WireAppliedRequest
 
-interface RawApplied { id: string, key: string, issued: number, fingerprint: string, seq: number, version: string, existed: number }
+export interface RawApplied { id: string, key: string, issued: number, fingerprint: string, seq: number, version: string, existed: number }
 
 export interface SweepResult { deleted: number, floor: number }
 
@@ -40,7 +40,8 @@ const SWEEP_BATCH = 5000
 /** Ids may come from a client whose clock runs ahead, but not by more than this. */
 const MAX_ISSUE_AHEAD_MS = 10 * 60_000
 
-function fromRaw (r: RawApplied): AppliedRequest {
+/** A record as SELECTed (existed is an integer there). */
+export function appliedFromRow (r: RawApplied): AppliedRequest {
   return { id: r.id, key: r.key, issued: r.issued, fingerprint: r.fingerprint, seq: r.seq, version: r.version, existed: r.existed === 1 }
 }
 
@@ -85,7 +86,7 @@ export class AppliedRequests {
       if (found.fingerprint !== stamp.fingerprint || found.key !== key) {
         throw new ShardKvError('idempotency_key_reused', 'this request id was already used for another operation (method, key, value or preconditions differ); send a new id')
       }
-      return fromRaw(found)
+      return appliedFromRow(found)
     }
     const floor = this.floor()
     if (stamp.issued < floor) {
@@ -104,7 +105,7 @@ export class AppliedRequests {
 
   /** Records with seq > after, in seq order (the change log's second stream). */
   after (after: number, limit: number): AppliedRequest[] {
-    return this.afterStmt.all(after, limit).map(fromRaw)
+    return this.afterStmt.all(after, limit).map(appliedFromRow)
   }
 
   /**
@@ -114,7 +115,7 @@ export class AppliedRequests {
    */
   ofRequest (id: string, key: string): AppliedRequest[] {
     const found = this.lookupStmt.get(id)
-    return found !== undefined && found.key === key ? [fromRaw(found)] : []
+    return found !== undefined && found.key === key ? [appliedFromRow(found)] : []
   }
 
   /** A replica stores its primary's records as they are (seq included); true when new. */

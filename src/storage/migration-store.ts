@@ -1,7 +1,8 @@
 import type Database from 'better-sqlite3'
-import type { ChangeRow, KvStore } from './store'
+import type { KvStore } from './store'
 import type { AppliedRequest } from './applied-requests'
 import { META } from './schema'
+import { MigrationScan } from './migration-scan'
 
 /**
  * The storage side of rebalancing, over a node's KvStore: installing cluster maps,
@@ -48,25 +49,6 @@ export interface InstalledMapRecord {
   map: unknown
 }
 
-/** A stretch of the change log as a migration scan reads it: rows and records, complete up to `to`. */
-interface ScanWindow { rows: ChangeRow[], requests: AppliedRequest[], to: number, complete: boolean, floor: number }
-
-/**
- * Rows and applied-request records with after < seq <= to, in one snapshot (the caller's
- * transaction). Replication's window (log-window.ts) also reads the change feed, which a
- * migration does not move (the target records its own `moved` entries): reading it was a
- * quarter of a scan's reads in a profile, and it cut windows wherever the feed filled its limit.
- */
-function readScanWindow (store: KvStore, after: number, limit: number): ScanWindow {
-  const rows = store.changesSince(after, limit)
-  const requests = store.applied.after(after, limit)
-  const lastOf = (seqs: ReadonlyArray<{ seq: number }>): number => seqs.length === limit ? (seqs[seqs.length - 1] as { seq: number }).seq : Infinity
-  const end = Math.min(lastOf(rows), lastOf(requests))
-  const floor = store.applied.floor()
-  if (end === Infinity) return { rows, requests, to: Math.max(after, store.position()), complete: true, floor }
-  return { rows: rows.filter((r) => r.seq <= end), requests: requests.filter((q) => q.seq <= end), to: end, complete: false, floor }
-}
-
 interface RawRow { key: string, value: Buffer, content_type: string, version: string, seq: number, deleted: number, expires_at: number | null }
 
 export interface ImportResult { inserted: number, skipped: number, requests: number, maxSeq: number }
@@ -80,7 +62,7 @@ export class MigrationStore {
   private readonly keysStmt: Database.Statement<[string, number], { key: string }>
   private readonly deleteStmt: Database.Statement<[string]>
   private readonly rowStmt: Database.Statement<[string], RawRow>
-  private readonly scanWindow: (after: number, limit: number) => ScanWindow
+  private readonly scan: MigrationScan
 
   constructor (store: KvStore) {
     this.store = store
@@ -91,8 +73,7 @@ export class MigrationStore {
     this.keysStmt = this.db.prepare('SELECT key FROM kv WHERE key > ? ORDER BY key LIMIT ?')
     this.deleteStmt = this.db.prepare('DELETE FROM kv WHERE key = ?')
     this.rowStmt = this.db.prepare('SELECT key, value, content_type, version, seq, deleted, expires_at FROM kv WHERE key = ?')
-    const scan = this.db.transaction((after: number, limit: number) => readScanWindow(this.store, after, limit))
-    this.scanWindow = (after, limit) => scan.deferred(after, limit)
+    this.scan = new MigrationScan(this.db, store)
   }
 
   /**
@@ -134,25 +115,23 @@ export class MigrationStore {
    * (tombstoned keys included: a retried DELETE must be recognised at the new owner).
    */
   scanMoving (after: number, limit: number, isMoving: (key: string) => boolean, maxBytes: number): ScanResult {
-    const window = this.scanWindow(after, limit)
+    const window = this.scan.window(after, limit, isMoving)
     const rows: MigratingRow[] = []
     let next = window.to
     let bytes = 0
-    let scanned = 0
     let cut = false
-    for (const r of window.rows) {
-      scanned++
-      if (!r.deleted && isMoving(r.key)) {
-        rows.push({ key: r.key, value: r.value, contentType: r.contentType, version: r.version, deleted: false, expiresAt: r.expiresAt })
-        bytes += r.value.length + r.key.length
-        if (bytes >= maxBytes && scanned < window.rows.length) {
-          next = r.seq
-          cut = true
-          break
-        }
+    for (const [i, r] of window.rows.entries()) {
+      rows.push({ key: r.key, value: r.value, contentType: r.contentType, version: r.version, deleted: false, expiresAt: r.expiresAt })
+      bytes += r.value.length + r.key.length
+      if (bytes >= maxBytes && i < window.rows.length - 1) {
+        next = r.seq
+        cut = true
+        break
       }
     }
-    const requests = window.requests.filter((q) => q.seq <= next && isMoving(q.key))
+    const requests = cut ? window.requests.filter((q) => q.seq <= next) : window.requests
+    // A statistic (rows examined, moving or not), counted outside the window's snapshot.
+    const scanned = this.scan.count(after, next)
     return { rows, requests, floor: window.floor, next, scanned, done: window.complete && !cut }
   }
 
