@@ -11,7 +11,7 @@ import { isAlive, waitUntilDead } from './cluster'
  * .ci/run), started here as a child process with a fresh profile directory and driven over
  * the DevTools protocol by playwright-core. Starting it ourselves (rather than through
  * playwright's launcher) gives the teardown a PID: it closes the browser, then kills its
- * process group if anything is left, then removes the profile, whether the test passed,
+ * process group if anything is left, then removes its temp dir, whether the test passed,
  * failed or threw.
  */
 
@@ -29,9 +29,12 @@ export function browserMissing (): string | undefined {
 }
 
 export async function startBrowser (t: tap.Test): Promise<Browser> {
-  const profile = mkdtempSync(join(tmpdir(), 'shardkv-chromium-'))
+  // The profile, and every temp dir chromium makes for itself (TMPDIR: org.chromium.Chromium.*,
+  // which it leaves behind when stopped), in one dir that the teardown removes.
+  const root = mkdtempSync(join(tmpdir(), 'shardkv-chromium-'))
+  const profile = join(root, 'profile')
   // Its own process group, so that the teardown can stop the renderers with it.
-  const child = spawn(CHROMIUM, [...FLAGS, `--user-data-dir=${profile}`, 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true })
+  const child = spawn(CHROMIUM, [...FLAGS, `--user-data-dir=${profile}`, 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, TMPDIR: root } })
   let browser: Browser | undefined
   t.teardown(async () => {
     await browser?.close().catch(() => undefined)
@@ -42,7 +45,7 @@ export async function startBrowser (t: tap.Test): Promise<Browser> {
         try { process.kill(-pid, 'SIGKILL') } catch { /* gone */ }
       })
     }
-    rmSync(profile, { recursive: true, force: true })
+    rmSync(root, { recursive: true, force: true })
   })
   const endpoint = await new Promise<string>((resolve, reject) => {
     let output = ''
