@@ -64,7 +64,6 @@ function writeOp (req: SingleRequest): BatchOpWire {
   return { op: 'put', key: req.key, value: (req.body ?? EMPTY).toString('base64'), contentType: req.contentType, rid: req.requestId }
 }
 
-
 export class DirectTransport implements Transport {
   readonly maps: MapSource
   private readonly router: RoutedTransport

@@ -40,6 +40,9 @@ const SWEEP_BATCH = 5000
 /** Ids may come from a client whose clock runs ahead, but not by more than this. */
 const MAX_ISSUE_AHEAD_MS = 10 * 60_000
 
+/** A record's columns, in RawApplied's order. */
+export const APPLIED_COLUMNS = 'id, key, issued, fingerprint, seq, version, existed'
+
 /** A record as SELECTed (existed is an integer there). */
 export function appliedFromRow (r: RawApplied): AppliedRequest {
   return { id: r.id, key: r.key, issued: r.issued, fingerprint: r.fingerprint, seq: r.seq, version: r.version, existed: r.existed === 1 }
@@ -59,7 +62,7 @@ export class AppliedRequests {
   private readonly trimStmt: Database.Statement<[number, number]>
 
   constructor (private readonly db: Database.Database) {
-    const cols = 'id, key, issued, fingerprint, seq, version, existed'
+    const cols = APPLIED_COLUMNS
     this.lookupStmt = db.prepare(`SELECT ${cols} FROM applied_requests WHERE id = ?`)
     this.insertStmt = db.prepare(`INSERT INTO applied_requests (${cols}) VALUES (?, ?, ?, ?, ?, ?, ?)`)
     this.insertIgnoreStmt = db.prepare(`INSERT OR IGNORE INTO applied_requests (${cols}) VALUES (?, ?, ?, ?, ?, ?, ?)`)

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { KvStore } from './store'
-import { appliedFromRow, type AppliedRequest, type RawApplied } from './applied-requests'
+import { APPLIED_COLUMNS, appliedFromRow, type AppliedRequest, type RawApplied } from './applied-requests'
 
 /**
  * The source side of a migration: the next stretch of the change log, and of it the rows
@@ -33,8 +33,6 @@ export interface MovingWindow {
 
 interface RawMovingRow { key: string, value: Buffer, content_type: string, version: string, seq: number, expires_at: number | null }
 
-const RECORD_COLUMNS = 'id, key, issued, fingerprint, seq, version, existed'
-
 export class MigrationScan {
   /** The predicate of the scan running now (scans are synchronous, one at a time). */
   private moving: (key: string) => boolean = () => false
@@ -51,7 +49,7 @@ export class MigrationScan {
     this.nthRecordStmt = db.prepare('SELECT seq FROM applied_requests WHERE seq > ? ORDER BY seq LIMIT 1 OFFSET ?')
     this.rowsStmt = db.prepare(`SELECT key, value, content_type, version, seq, expires_at FROM kv
       WHERE seq > ? AND seq <= ? AND shardkv_moving(key) AND deleted = 0 ORDER BY seq`)
-    this.recordsStmt = db.prepare(`SELECT ${RECORD_COLUMNS} FROM applied_requests WHERE seq > ? AND seq <= ? AND shardkv_moving(key) ORDER BY seq`)
+    this.recordsStmt = db.prepare(`SELECT ${APPLIED_COLUMNS} FROM applied_requests WHERE seq > ? AND seq <= ? AND shardkv_moving(key) ORDER BY seq`)
     this.countStmt = db.prepare('SELECT count(*) AS n FROM kv WHERE seq > ? AND seq <= ?')
     const window = db.transaction((after: number, limit: number) => this.readWindow(after, limit))
     this.read = (after, limit) => window.deferred(after, limit)

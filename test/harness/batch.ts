@@ -58,3 +58,10 @@ export function keysByGroup (view: ClusterView, prefix: string, perGroup: number
   }
   return out
 }
+
+/** `rounds` rounds of `width` concurrent calls of `call(i)` (i counts across rounds), so a coalescer sees many ops per turn. */
+export async function concurrentRounds<T> (rounds: number, width: number, call: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = []
+  for (let r = 0; r < rounds; r++) out.push(...await Promise.all(Array.from({ length: width }, async (_, i) => await call(r * width + i))))
+  return out
+}

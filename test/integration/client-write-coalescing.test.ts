@@ -1,5 +1,6 @@
 import t from 'tap'
 import { startCluster } from '../harness/cluster'
+import { concurrentRounds } from '../harness/batch'
 import { checkClientHistory } from '../harness/client-load'
 import { createClient, KvError, type KvClient } from '../../src/client'
 
@@ -17,12 +18,7 @@ const WIDTH = 24
 const describe = (r: unknown): unknown => r instanceof KvError ? { error: r.code, status: r.status } : r
 const total = (kv: KvClient): number => Object.values(kv.stats().requests).reduce((a, b) => a + b, 0)
 
-/** `ROUNDS` rounds of `WIDTH` concurrent calls of `call(i)`. */
-async function together<T> (call: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = []
-  for (let r = 0; r < ROUNDS; r++) out.push(...await Promise.all(Array.from({ length: WIDTH }, async (_, i) => await call(r * WIDTH + i))))
-  return out
-}
+const together = async <T>(call: (i: number) => Promise<T>): Promise<T[]> => await concurrentRounds(ROUNDS, WIDTH, call)
 
 t.test('concurrent puts and deletes go as batches and answer as they would alone', async (t) => {
   const c = await startCluster(t, { name: 'cwcoalesce', groups: 2, replicas: 1 })

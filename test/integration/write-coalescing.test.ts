@@ -1,5 +1,6 @@
 import t from 'tap'
 import { startCluster } from '../harness/cluster'
+import { concurrentRounds } from '../harness/batch'
 import type { HttpClient, HttpResponse } from '../harness/http'
 import { newRequestId } from '../../src/protocol/request-id'
 import { HEADER } from '../../src/protocol/wire'
@@ -30,12 +31,7 @@ async function coalescedWrites (http: HttpClient, routerUrl: string): Promise<nu
   return Number(/shardkv_router_batch_upstream_requests_total\{path="coalesced_writes"\} (\d+)/.exec(text)?.[1] ?? 0)
 }
 
-/** `ROUNDS` rounds of `WIDTH` concurrent calls of `call(i)`, so the router sees many writes per turn. */
-async function together<T> (call: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = []
-  for (let r = 0; r < ROUNDS; r++) out.push(...await Promise.all(Array.from({ length: WIDTH }, async (_, i) => await call(r * WIDTH + i))))
-  return out
-}
+const together = async <T>(call: (i: number) => Promise<T>): Promise<T[]> => await concurrentRounds(ROUNDS, WIDTH, call)
 
 t.test('a coalesced write answers exactly what a write sent alone answers', async (t) => {
   const c = await startCluster(t, { name: 'wcoalesce', groups: 2, replicas: 1 })
