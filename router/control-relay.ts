@@ -76,7 +76,9 @@ function pipeAnswer (res: Dispatcher.ResponseData, reply: FastifyReply, streams:
 }
 
 async function relayTo (agent: Dispatcher, opts: RelayOptions, streams: Set<RelayedStream>, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
-  const target = opts.coordinatorUrl()
+  // Unknown between two polls of the leader key (the old leader's lease ran out before the
+  // new one campaigned): ask again now rather than refuse a call a leader could answer.
+  const target = opts.coordinatorUrl() ?? await opts.refreshCoordinator()
   if (target === undefined) throw new ShardKvError('unavailable', 'no coordinator is known yet: the control plane is unreachable from this router')
   const headers: Record<string, string> = {}
   for (const name of FORWARDED_REQUEST_HEADERS) {

@@ -23,6 +23,8 @@ export class EtcdFollower extends HeldMapFollower implements MapFollower {
   private watch: MapWatch | undefined
   private leader: string | undefined
   private leaderLoop: Promise<void> | undefined
+  /** The leader-key read under way: calls that ask at once share it (a stranger's calls cannot multiply etcd reads). */
+  private leaderRead: Promise<string | undefined> | undefined
   private readonly election: EtcdLeadership
   private registration: Registration | undefined
 
@@ -75,6 +77,11 @@ export class EtcdFollower extends HeldMapFollower implements MapFollower {
   }
 
   async refreshCoordinator (): Promise<string | undefined> {
+    this.leaderRead ??= this.readLeader().finally(() => { this.leaderRead = undefined })
+    return await this.leaderRead
+  }
+
+  private async readLeader (): Promise<string | undefined> {
     try {
       this.leader = parseLeader((await this.election.leader())?.candidate)?.url
     } catch {
