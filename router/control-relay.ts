@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Agent, request as upstream, type Dispatcher } from 'undici'
 import { withPeerTls, type PeerTls } from '../src/auth/tls'
@@ -25,6 +26,9 @@ import { DASHBOARD_EVENTS } from '../src/protocol/dashboard'
 const RELAY_TIMEOUT_MS = 120_000
 /** More than a coordinator's dashboard streams (32) plus admin calls: a stream holds its connection for as long as it is open. */
 const RELAY_CONNECTIONS = 64
+/** How long a call refused by a standby is tried again while a new leader starts its term, and how often. */
+const LEADER_SETTLE_MS = 10_000
+const LEADER_SETTLE_POLL_MS = 100
 const FORWARDED_REQUEST_HEADERS = ['authorization', 'content-type', 'accept', 'last-event-id', 'x-shardkv-request-id'] as const
 const RELAYED_ANSWER_HEADERS = ['content-type', 'cache-control', 'location', 'retry-after', 'www-authenticate', 'x-content-type-options',
   'content-security-policy', 'referrer-policy', 'x-accel-buffering', 'etag', 'last-modified'] as const
@@ -34,14 +38,30 @@ export interface RelayOptions {
   coordinatorUrl: () => string | undefined
   /** Asks again who acts: a leader that refuses connections was replaced, or is being. */
   refreshCoordinator: () => Promise<string | undefined>
+  /** Tells of each new acting coordinator (calls still waiting on the one before are given up). */
+  onCoordinatorChange: (listener: (url: string) => void) => () => void
   /** To verify a coordinator serving HTTPS with the cluster's CA. */
   peerTls?: PeerTls
 }
 
 export function registerControlRelay (app: FastifyInstance, opts: RelayOptions): { close: () => Promise<void> } {
-  const agent = new Agent(withPeerTls({ connections: RELAY_CONNECTIONS, keepAliveTimeout: 10_000 }, opts.peerTls))
-  const streams = new Set<RelayedStream>()
-  const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await relayTo(agent, opts, streams, request, reply)
+  const ctx: RelayContext = {
+    agent: new Agent(withPeerTls({ connections: RELAY_CONNECTIONS, keepAliveTimeout: 10_000 }, opts.peerTls)),
+    opts,
+    streams: new Set<RelayedStream>(),
+    waits: new Set<AnswerWait>()
+  }
+  // A leader that hangs (frozen, or cut off by the network) refuses no connection: the calls
+  // waiting on it would wait out RELAY_TIMEOUT_MS after another coordinator took over.
+  const stopWatching = opts.onCoordinatorChange((url) => {
+    for (const wait of ctx.waits) {
+      if (wait.target === url) continue
+      wait.movedTo = url
+      wait.controller.abort(new Error(`${wait.target} no longer leads (${url} does)`))
+    }
+  })
+  const { streams } = ctx
+  const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await relayTo(ctx, request, reply)
   for (const r of RELAYED_ROUTES) app.route({ method: r.method, url: r.url, ...documented(r.schema), handler: relay })
   app.get(DASHBOARD.page, { exposeHeadRoute: false }, relay)
   app.get(`${DASHBOARD.page}/*`, { exposeHeadRoute: false }, relay)
@@ -51,10 +71,25 @@ export function registerControlRelay (app: FastifyInstance, opts: RelayOptions):
     for (const s of streams) s.bye()
     done()
   })
-  return { close: async () => { await agent.close() } }
+  return {
+    close: async () => {
+      stopWatching()
+      await ctx.agent.close()
+    }
+  }
 }
 
 interface RelayedStream { bye: () => void }
+
+/** A relayed call waiting for its answer's head from `target`. */
+interface AnswerWait { target: string, controller: AbortController, movedTo?: string }
+
+interface RelayContext {
+  agent: Dispatcher
+  opts: RelayOptions
+  streams: Set<RelayedStream>
+  waits: Set<AnswerWait>
+}
 
 /** The coordinator's answer piped to the client; an event stream is registered in `streams` while it runs. */
 function pipeAnswer (res: Dispatcher.ResponseData, reply: FastifyReply, streams: Set<RelayedStream>): void {
@@ -75,38 +110,21 @@ function pipeAnswer (res: Dispatcher.ResponseData, reply: FastifyReply, streams:
   res.body.on('end', done).on('error', done).on('close', done)
 }
 
-async function relayTo (agent: Dispatcher, opts: RelayOptions, streams: Set<RelayedStream>, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+async function relayTo (ctx: RelayContext, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const { opts, streams } = ctx
   // Unknown between two polls of the leader key (the old leader's lease ran out before the
   // new one campaigned): ask again now rather than refuse a call a leader could answer.
   const target = opts.coordinatorUrl() ?? await opts.refreshCoordinator()
   if (target === undefined) throw new ShardKvError('unavailable', 'no coordinator is known yet: the control plane is unreachable from this router')
-  const headers: Record<string, string> = {}
-  for (const name of FORWARDED_REQUEST_HEADERS) {
-    const v = request.headers[name]
-    if (typeof v === 'string') headers[name] = v
-  }
-  const body = Buffer.isBuffer(request.body) && request.method !== 'GET' ? request.body : undefined
-  const call = async (to: string): Promise<Dispatcher.ResponseData> =>
-    await upstream(to + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0 })
-  let res: Dispatcher.ResponseData
+  let answer: LeaderAnswer
   try {
-    res = await call(target).catch(async (err: unknown) => {
-      // A refused connection sent nothing, so asking the new leader is safe for any method.
-      const next = upstreamErrorCode(err) === 'ECONNREFUSED' ? await opts.refreshCoordinator() : undefined
-      if (next === undefined || next === target) throw err
-      return await call(next)
-    })
-    const refusal = await refusalOf(res)
-    if (refusal !== undefined) {
-      // A coordinator standing by changed nothing (not_leader): ask whoever leads now, for any method.
-      const next = refusal.standby ? await opts.refreshCoordinator() : undefined
-      if (next === undefined || next === target) return await reply.code(res.statusCode).type('application/json').send(refusal.text)
-      res = await call(next)
-    }
+    answer = await answerFromLeader(ctx, request, target)
   } catch (err) {
     const maybeApplied = request.method !== 'GET'
     throw new ShardKvError('unavailable', `the coordinator did not answer (${describeUpstreamError(err)})${maybeApplied ? ': the call may or may not have been applied; read the cluster view before repeating it' : ''}`)
   }
+  if ('refusal' in answer) return await reply.code(answer.status).type('application/json').send(answer.refusal)
+  const res = answer.res
   // The client went away (a dashboard tab closed): stop reading the coordinator's stream.
   reply.raw.on('close', () => { res.body.destroy() })
   void reply.code(res.statusCode)
@@ -119,6 +137,61 @@ async function relayTo (agent: Dispatcher, opts: RelayOptions, streams: Set<Rela
     return reply
   }
   return await reply.send(res.body)
+}
+
+type LeaderAnswer = { res: Dispatcher.ResponseData } | { refusal: string, status: number }
+
+/**
+ * The acting coordinator's answer, starting with `target`. A refused connection and a
+ * standby's not_leader both mean nothing was done, so any call goes again: to whoever the
+ * leader key names now or, when it names the one that refused, to the same one once it has
+ * started its term (for up to LEADER_SETTLE_MS).
+ */
+async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, target: string): Promise<LeaderAnswer> {
+  const call = upstreamCall(ctx, request)
+  let current = target
+  let res = await call(current).catch(async (err: unknown) => {
+    const next = upstreamErrorCode(err) === 'ECONNREFUSED' ? await ctx.opts.refreshCoordinator() : undefined
+    if (next === undefined || next === current) throw err
+    current = next
+    return await call(next)
+  })
+  const settleBy = Date.now() + LEADER_SETTLE_MS
+  for (;;) {
+    const refusal = await refusalOf(res)
+    if (refusal === undefined) return { res }
+    const next = refusal.standby && Date.now() < settleBy ? await ctx.opts.refreshCoordinator() : undefined
+    if (next === undefined) return { refusal: refusal.text, status: res.statusCode }
+    if (next === current) await sleep(LEADER_SETTLE_POLL_MS)
+    current = next
+    res = await call(current)
+  }
+}
+
+/** One call to a coordinator; a read that waited on a leader replaced meanwhile goes to the new one. */
+function upstreamCall (ctx: RelayContext, request: FastifyRequest): (to: string) => Promise<Dispatcher.ResponseData> {
+  const headers: Record<string, string> = {}
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const v = request.headers[name]
+    if (typeof v === 'string') headers[name] = v
+  }
+  const body = Buffer.isBuffer(request.body) && request.method !== 'GET' ? request.body : undefined
+  const call = async (to: string): Promise<Dispatcher.ResponseData> => {
+    const wait: AnswerWait = { target: to, controller: new AbortController() }
+    ctx.waits.add(wait)
+    try {
+      return await upstream(to + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: ctx.agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0, signal: wait.controller.signal })
+    } catch (err) {
+      // Any other call may still be applied by the old leader (if it wakes and has not
+      // noticed it was replaced): its outcome is unknown, and the caller answers 503.
+      if (wait.movedTo !== undefined && request.method === 'GET') return await call(wait.movedTo)
+      throw err
+    } finally {
+      // Once the head is in, the answer is the client's, however long it streams.
+      ctx.waits.delete(wait)
+    }
+  }
+  return call
 }
 
 /** A coordinator's 503 answer, read (so the body is consumed), and whether it is a standby's `not_leader`. */

@@ -25,6 +25,7 @@ export class EtcdFollower extends HeldMapFollower implements MapFollower {
   private leaderLoop: Promise<void> | undefined
   /** The leader-key read under way: calls that ask at once share it (a stranger's calls cannot multiply etcd reads). */
   private leaderRead: Promise<string | undefined> | undefined
+  private readonly leaderListeners = new Set<(url: string) => void>()
   private readonly election: EtcdLeadership
   private registration: Registration | undefined
 
@@ -81,13 +82,21 @@ export class EtcdFollower extends HeldMapFollower implements MapFollower {
     return await this.leaderRead
   }
 
+  onCoordinatorChange (listener: (url: string) => void): () => void {
+    this.leaderListeners.add(listener)
+    return () => { this.leaderListeners.delete(listener) }
+  }
+
   private async readLeader (): Promise<string | undefined> {
+    const before = this.leader
     try {
       this.leader = parseLeader((await this.election.leader())?.candidate)?.url
     } catch {
       // etcd unreachable: keep the last leader known; a relayed call finds out soon enough.
     }
-    return this.leader
+    const now = this.leader
+    if (now !== undefined && now !== before) for (const listener of this.leaderListeners) listener(now)
+    return now
   }
 
   private async followLeader (): Promise<void> {

@@ -28,6 +28,8 @@ export interface MapFollower {
   coordinatorUrl: () => string | undefined
   /** Asks again who acts (after that coordinator refused a connection); resolves with the answer. */
   refreshCoordinator: () => Promise<string | undefined>
+  /** Calls `listener` with the new URL each time another coordinator is found acting; returns what cancels it. */
+  onCoordinatorChange: (listener: (url: string) => void) => () => void
   start: () => void
   /** The router listens at `url`: where the map source lists routers (etcd), it registers there. */
   announce: (url: string) => void
@@ -166,6 +168,11 @@ export class CoordinatorFollower extends HeldMapFollower implements MapFollower 
   /** One coordinator, at one URL: nothing to ask. */
   async refreshCoordinator (): Promise<string> {
     return this.opts.coordinator
+  }
+
+  /** One coordinator, at one URL: it never changes. */
+  onCoordinatorChange (): () => void {
+    return () => {}
   }
 
   /** Routers name themselves in every follow (see followOnce): nothing to register. */

@@ -30,7 +30,12 @@ if (!etcdAvailable()) {
     if (second === undefined) throw new Error('two coordinators expected')
     first.signal('SIGSTOP')
     t.teardown(() => { if (isAlive(first.pid)) first.signal('SIGCONT') })
+    // Relayed to the frozen leader (which refuses no connection): answered by the next leader
+    // once the router sees it, not after the relay's 120 s timeout (nor this client's 60 s).
+    const relayedWhileFrozen = c.http.request('GET', `${c.routerUrl}/cluster`, { timeoutMs: 60_000 }).catch((err: Error) => err)
     await waitFor(async () => (await health(c, second.url))?.leader === true, 60_000, `${second.name} leads while ${first.name} is frozen`)
+    const answered = await relayedWhileFrozen
+    t.equal(answered instanceof Error ? answered.message : answered.status, 200, 'a call relayed to the frozen leader is answered by the new one')
     first.signal('SIGCONT')
     await waitFor(async () => (await health(c, first.url))?.leader === false, 30_000, `${first.name} answers as a standby`)
     t.ok(isAlive(first.pid), `${first.name} stood by again without exiting (pid ${first.pid})`)
