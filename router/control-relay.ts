@@ -182,8 +182,8 @@ function upstreamCall (ctx: RelayContext, request: FastifyRequest): (to: string)
     try {
       return await upstream(to + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: ctx.agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0, signal: wait.controller.signal })
     } catch (err) {
-      // Any other call may still be applied by the old leader (if it wakes and has not
-      // noticed it was replaced): its outcome is unknown, and the caller answers 503.
+      // Given up on a replaced leader: a read asks the new one. Any other call may still be
+      // applied by the old leader (if it wakes and has not noticed), so it fails: 503, outcome unknown.
       if (wait.movedTo !== undefined && request.method === 'GET') return await call(wait.movedTo)
       throw err
     } finally {
