@@ -38,6 +38,8 @@ export interface RelayOptions {
   coordinatorUrl: () => string | undefined
   /** Asks again who acts: a leader that refuses connections was replaced, or is being. */
   refreshCoordinator: () => Promise<string | undefined>
+  /** True when coordinators are elected (etcd): the one named may be starting its term, so a refused connection is tried again. */
+  electedLeader: boolean
   /** Tells of each new acting coordinator (calls still waiting on the one before are given up). */
   onCoordinatorChange: (listener: (url: string) => void) => () => void
   /** To verify a coordinator serving HTTPS with the cluster's CA. */
@@ -142,30 +144,39 @@ async function relayTo (ctx: RelayContext, request: FastifyRequest, reply: Fasti
 type LeaderAnswer = { res: Dispatcher.ResponseData } | { refusal: string, status: number }
 
 /**
- * The acting coordinator's answer, starting with `target`. A refused connection and a
- * standby's not_leader both mean nothing was done, so any call goes again: to whoever the
- * leader key names now or, when it names the one that refused, to the same one once it has
- * started its term (for up to LEADER_SETTLE_MS).
+ * The acting coordinator's answer, starting with `target`. A refused connection (nothing
+ * was sent) and a standby's not_leader (nothing was done) let any call go again, for up to
+ * LEADER_SETTLE_MS: to whoever the leader key names now or, when it names the one that
+ * refused, to the same one once it has started its term (with etcd, a coordinator re-listens
+ * on its ports as it starts leading, and its key outlives a dead one until the lease ends).
  */
 async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, target: string): Promise<LeaderAnswer> {
   const call = upstreamCall(ctx, request)
-  let current = target
-  let res = await call(current).catch(async (err: unknown) => {
-    const next = upstreamErrorCode(err) === 'ECONNREFUSED' ? await ctx.opts.refreshCoordinator() : undefined
-    if (next === undefined || next === current) throw err
-    current = next
-    return await call(next)
-  })
   const settleBy = Date.now() + LEADER_SETTLE_MS
+  let current = target
   for (;;) {
+    let res: Dispatcher.ResponseData
+    try {
+      res = await call(current)
+    } catch (err) {
+      if (upstreamErrorCode(err) !== 'ECONNREFUSED') throw err
+      const next = Date.now() < settleBy ? await ctx.opts.refreshCoordinator() : undefined
+      if (next === undefined || (next === current && !ctx.opts.electedLeader)) throw err
+      current = await settle(current, next)
+      continue
+    }
     const refusal = await refusalOf(res)
     if (refusal === undefined) return { res }
     const next = refusal.standby && Date.now() < settleBy ? await ctx.opts.refreshCoordinator() : undefined
     if (next === undefined) return { refusal: refusal.text, status: res.statusCode }
-    if (next === current) await sleep(LEADER_SETTLE_POLL_MS)
-    current = next
-    res = await call(current)
+    current = await settle(current, next)
   }
+}
+
+/** The coordinator to call next: at once when another leads, after a pause when it is the same one. */
+async function settle (current: string, next: string): Promise<string> {
+  if (next === current) await sleep(LEADER_SETTLE_POLL_MS)
+  return next
 }
 
 /** One call to a coordinator; a read that waited on a leader replaced meanwhile goes to the new one. */

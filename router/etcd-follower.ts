@@ -26,6 +26,7 @@ export class EtcdFollower extends HeldMapFollower implements MapFollower {
   /** The leader-key read under way: calls that ask at once share it (a stranger's calls cannot multiply etcd reads). */
   private leaderRead: Promise<string | undefined> | undefined
   private readonly leaderListeners = new Set<(url: string) => void>()
+  readonly electedLeader = true
   private readonly election: EtcdLeadership
   private registration: Registration | undefined
 

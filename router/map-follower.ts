@@ -28,6 +28,8 @@ export interface MapFollower {
   coordinatorUrl: () => string | undefined
   /** Asks again who acts (after that coordinator refused a connection); resolves with the answer. */
   refreshCoordinator: () => Promise<string | undefined>
+  /** True when the acting coordinator is elected among several (etcd), false for the one named coordinator. */
+  readonly electedLeader: boolean
   /** Calls `listener` with the new URL each time another coordinator is found acting; returns what cancels it. */
   onCoordinatorChange: (listener: (url: string) => void) => () => void
   start: () => void
@@ -169,6 +171,8 @@ export class CoordinatorFollower extends HeldMapFollower implements MapFollower 
   async refreshCoordinator (): Promise<string> {
     return this.opts.coordinator
   }
+
+  readonly electedLeader = false
 
   /** One coordinator, at one URL: it never changes. */
   onCoordinatorChange (): () => void {

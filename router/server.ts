@@ -92,7 +92,7 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
     isDraining: () => draining
   })
   registerWatchRoutes(app, { registry: metrics.registry, table: () => follower.table(), credentials, log, maxStreamsPerToken: config.watchMaxStreamsPerToken, bufferBytes: config.watchStreamBufferBytes, maxValueBytes: config.maxValueBytes })
-  const relay = registerControlRelay(app, { coordinatorUrl: () => follower.coordinatorUrl(), refreshCoordinator: async () => await follower.refreshCoordinator(), onCoordinatorChange: (l) => follower.onCoordinatorChange(l), peerTls: credentials.tls })
+  const relay = registerControlRelay(app, { coordinatorUrl: () => follower.coordinatorUrl(), refreshCoordinator: async () => await follower.refreshCoordinator(), electedLeader: follower.electedLeader, onCoordinatorChange: (l) => follower.onCoordinatorChange(l), peerTls: credentials.tls })
   refuseOversizedUploads(app.server, config.maxValueBytes)
 
   // Routing starts with a map: a router that says it listens should route. A coordinator
