@@ -62,7 +62,6 @@ export function registerControlRelay (app: FastifyInstance, opts: RelayOptions):
       wait.controller.abort(new Error(`${wait.target} no longer leads (${url} does)`))
     }
   })
-  const { streams } = ctx
   const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await relayTo(ctx, request, reply)
   for (const r of RELAYED_ROUTES) app.route({ method: r.method, url: r.url, ...documented(r.schema), handler: relay })
   app.get(DASHBOARD.page, { exposeHeadRoute: false }, relay)
@@ -70,7 +69,7 @@ export function registerControlRelay (app: FastifyInstance, opts: RelayOptions):
   // fastify's close waits for open answers, and an event stream never ends by itself: end
   // each with the dashboard's `bye` (the page reconnects, to another router if need be).
   app.addHook('preClose', (done) => {
-    for (const s of streams) s.bye()
+    for (const s of ctx.streams) s.bye()
     done()
   })
   return {
