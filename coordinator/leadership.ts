@@ -31,8 +31,8 @@ export interface Leadership {
   isLeader: () => boolean
   /** The fence of this leadership (0 with the file registry, and before it leads). */
   fence: () => number
-  /** Who leads now as the registry says (this one with the file registry). */
-  leader: () => Promise<WireLeader | undefined>
+  /** Who leads now as the registry says (this one with the file registry); `signal` gives the read up. */
+  leader: (signal?: AbortSignal) => Promise<WireLeader | undefined>
   /** The nodes and routers that registered themselves (etcd); undefined with the file registry. */
   directory?: ServiceDirectory
   /** Gives the leadership up (revokes the lease) and closes the registry. */
@@ -78,17 +78,25 @@ function electedLeadership (gateway: EtcdGateway, opts: { cluster: string, ttlSe
   let closed = false
   let termEnded: (why: string) => void = () => undefined
   let termEnd = new Promise<string>(() => undefined)
+  // Aborted as the term ends: the registry calls it still has in flight are given up.
+  let termCalls = new AbortController()
   const depose = (why: string): void => {
     if (deposed) return
     deposed = true
     if (watchdog !== undefined) clearInterval(watchdog)
+    termCalls.abort()
     opts.log.error({ event: 'coordinator-deposed', why }, `no longer the leading coordinator: ${why}`)
     // The lease may still be alive in etcd (deposed on this clock only): give the key up now
     // rather than make every candidate, this one included, wait out the TTL.
     void election?.resign()
     termEnded(why)
   }
-  const registry = new EtcdRegistry({ gateway, cluster: opts.cluster, guard: () => { if (election === undefined) throw new Error('not campaigning'); return election.guard() } })
+  const registry = new EtcdRegistry({
+    gateway,
+    cluster: opts.cluster,
+    guard: () => { if (election === undefined) throw new Error('not campaigning'); return election.guard() },
+    termSignal: () => termCalls.signal
+  })
   return {
     kind: 'etcd',
     registry,
@@ -103,6 +111,7 @@ function electedLeadership (gateway: EtcdGateway, opts: { cluster: string, ttlSe
       })
       election = term
       termEnd = new Promise<string>((resolve) => { termEnded = resolve })
+      termCalls = new AbortController()
       const fence = await term.campaign()
       deposed = false
       opts.log.info({ event: 'coordinator-elected', fence, registry: registry.where }, `leading coordinator (fence ${fence})`)
@@ -112,11 +121,12 @@ function electedLeadership (gateway: EtcdGateway, opts: { cluster: string, ttlSe
     deposed: async () => await termEnd,
     isLeader: () => !deposed && election?.isLeader() === true,
     fence: () => election?.fence ?? 0,
-    leader: async () => parseLeader((await new EtcdLeadership(gateway, { key: keys.leader, candidate: '', ttlSeconds: opts.ttlSeconds }).leader())?.candidate),
+    leader: async (signal) => parseLeader((await new EtcdLeadership(gateway, { key: keys.leader, candidate: '', ttlSeconds: opts.ttlSeconds }).leader(signal))?.candidate),
     close: async () => {
       closed = true
       if (watchdog !== undefined) clearInterval(watchdog)
       deposed = true
+      termCalls.abort()
       termEnded('closing')
       await election?.resign()
       await gateway.close()

@@ -29,6 +29,12 @@ export interface EtcdRegistryOptions {
    * reader. Without it a registry can only read and watch.
    */
   guard?: () => EtcdCompare
+  /**
+   * Fires when the writer's term ends (a deposed coordinator): its reads and writes in
+   * flight are given up at once rather than wait out etcd's timeouts, so that the term
+   * stops promptly even when etcd has no quorum.
+   */
+  termSignal?: () => AbortSignal | undefined
 }
 
 /**
@@ -46,8 +52,8 @@ export class EtcdRegistry implements MapRegistry {
 
   constructor (private readonly opts: EtcdRegistryOptions) {
     this.keys = clusterKeys(opts.cluster)
-    this.maps = new GuardedWriter(opts.gateway, this.keys.mapVersion, opts.guard)
-    this.rebalances = new GuardedWriter(opts.gateway, this.keys.rebalanceVersion, opts.guard)
+    this.maps = new GuardedWriter(opts.gateway, this.keys.mapVersion, opts.guard, opts.termSignal)
+    this.rebalances = new GuardedWriter(opts.gateway, this.keys.rebalanceVersion, opts.guard, opts.termSignal)
   }
 
   get where (): string {
@@ -93,7 +99,7 @@ export class EtcdRegistry implements MapRegistry {
   async close (): Promise<void> {}
 
   private async read (key: string): Promise<string | undefined> {
-    const kv = (await this.opts.gateway.range(key)).kvs[0]
+    const kv = (await this.opts.gateway.range(key, { signal: this.opts.termSignal?.() })).kvs[0]
     return kv === undefined ? undefined : unb64(kv.value)
   }
 }

@@ -42,6 +42,8 @@ export interface RangeOptions {
   /** Read at this revision (0: the latest). */
   revision?: number
   limit?: number
+  /** Gives the read up when it fires (a deposed coordinator's term). */
+  signal?: AbortSignal | undefined
 }
 
 export interface RangeResult {
@@ -77,11 +79,15 @@ export class EtcdGateway {
   /**
    * One gateway call. `repeatable`: the call may be sent again after a connection
    * failure (reads, lease keep-alives); otherwise a failure after sending is ambiguous.
+   * `signal` gives the call up at once (a write sent before is then ambiguous): without
+   * it, a call to etcd without a quorum takes a timeout per endpoint.
    */
-  async call<T> (path: string, body: unknown, repeatable: boolean): Promise<T> {
+  async call<T> (path: string, body: unknown, repeatable: boolean, signal?: AbortSignal): Promise<T> {
     let lastError = ''
+    const givenUp = (): boolean => signal?.aborted === true
     for (let tried = 0; tried < this.endpoints.length; tried++) {
       const base = this.endpoint()
+      if (givenUp()) throw abandoned(path, false) // earlier tries never connected
       try {
         const res = await request(`${base}${path}`, {
           method: 'POST',
@@ -89,7 +95,8 @@ export class EtcdGateway {
           headers: { 'content-type': 'application/json' },
           dispatcher: this.agent,
           headersTimeout: this.timeoutMs,
-          bodyTimeout: this.timeoutMs
+          bodyTimeout: this.timeoutMs,
+          ...(signal !== undefined ? { signal } : {})
         })
         const text = (await readCapped(res, ANSWER_MAX_BYTES, `etcd ${path}`)).toString('utf8')
         const parsed = (text === '' ? {} : JSON.parse(text)) as T & EtcdErrorReply
@@ -103,6 +110,7 @@ export class EtcdGateway {
         return parsed
       } catch (err) {
         if (err instanceof EtcdError) throw err
+        if (givenUp()) throw abandoned(path, !repeatable)
         lastError = `${base}: ${describeUpstreamError(err)}`
         // Refused or never connected: the request never reached etcd; any member may take it.
         if (!repeatable && !isConnectFailure(err)) throw new EtcdError('ambiguous', `etcd ${path}: ${lastError} (the request may have applied)`)
@@ -117,13 +125,13 @@ export class EtcdGateway {
     if (opts.prefix === true) body.range_end = prefixEnd(key)
     if (opts.revision !== undefined && opts.revision > 0) body.revision = String(opts.revision)
     if (opts.limit !== undefined) body.limit = String(opts.limit)
-    const reply = await this.call<EtcdRangeReply>('/v3/kv/range', body, true)
+    const reply = await this.call<EtcdRangeReply>('/v3/kv/range', body, true, opts.signal)
     return { revision: num(reply.header?.revision), kvs: reply.kvs ?? [] }
   }
 
   /** A transaction: `success` runs when every compare holds, `failure` otherwise. */
-  async txn (compare: EtcdCompare[], success: EtcdRequestOp[], failure: EtcdRequestOp[] = []): Promise<EtcdTxnReply & { revision: number }> {
-    const reply = await this.call<EtcdTxnReply>('/v3/kv/txn', { compare, success, failure }, false)
+  async txn (compare: EtcdCompare[], success: EtcdRequestOp[], failure: EtcdRequestOp[] = [], signal?: AbortSignal): Promise<EtcdTxnReply & { revision: number }> {
+    const reply = await this.call<EtcdTxnReply>('/v3/kv/txn', { compare, success, failure }, false, signal)
     return { ...reply, revision: num(reply.header?.revision) }
   }
 
@@ -167,6 +175,11 @@ export class EtcdGateway {
   async close (): Promise<void> {
     await this.agent.close()
   }
+}
+
+/** A call given up by its signal: `sent` when a write may have reached etcd (ambiguous). */
+function abandoned (path: string, sent: boolean): EtcdError {
+  return new EtcdError(sent ? 'ambiguous' : 'unreachable', `etcd ${path}: given up by its caller${sent ? ' (the request may have applied)' : ''}`)
 }
 
 /** True when the connection was never established, so the request never left. */

@@ -18,12 +18,14 @@ export class GuardedWriter {
   constructor (
     private readonly gateway: EtcdGateway,
     private readonly versionKey: string,
-    private readonly guard: (() => EtcdCompare) | undefined
+    private readonly guard: (() => EtcdCompare) | undefined,
+    /** Fires when the writer's term ends: what it still has in flight is given up. */
+    private readonly termSignal: () => AbortSignal | undefined = () => undefined
   ) {}
 
   /** Reads the version key: the base for the next write. */
   async load (): Promise<void> {
-    const kv = (await this.gateway.range(this.versionKey)).kvs[0]
+    const kv = (await this.gateway.range(this.versionKey, { signal: this.termSignal() })).kvs[0]
     this.base = kv === undefined ? 0 : num(kv.mod_revision)
   }
 
@@ -37,7 +39,7 @@ export class GuardedWriter {
     for (let attempt = 1; attempt <= 3; attempt++) {
       let reply
       try {
-        reply = await this.gateway.txn([guard(), this.compare()], [...ops, this.bump(what)])
+        reply = await this.gateway.txn([guard(), this.compare()], [...ops, this.bump(what)], [], this.termSignal())
       } catch (err) {
         if (!(err instanceof EtcdError && err.kind === 'ambiguous')) throw err
         if (await this.settle(guard, what, applied)) return
@@ -56,9 +58,9 @@ export class GuardedWriter {
   private async settle (guard: () => EtcdCompare, what: string, applied: () => Promise<boolean>): Promise<boolean> {
     let fence
     try {
-      fence = await this.gateway.txn([guard(), this.compare()], [this.bump(`fence of ${what}`)])
+      fence = await this.gateway.txn([guard(), this.compare()], [this.bump(`fence of ${what}`)], [], this.termSignal())
     } catch (err) {
-      throw new RegistryConflict(`the ${what} write's outcome is unknown (etcd did not answer twice): ${(err as Error).message}`)
+      throw new RegistryConflict(`the ${what} write's outcome is unknown (the fence sent after it failed too): ${(err as Error).message}`)
     }
     if (fence.succeeded === true) {
       this.base = fence.revision
