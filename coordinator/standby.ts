@@ -15,8 +15,12 @@ import type { Leadership } from './leadership'
  * ready, as a process, the moment it is elected, and so that anyone who reaches it
  * learns where to go. /healthz says `leader: false` (an orchestrator keeps it running,
  * a load balancer sends it nothing); every other call is 503 `not_leader`, naming the
- * leader when etcd says who it is. Routers never relay to it: they read the leader from etcd.
+ * leader when etcd says who it is. Routers relay to it only from a stale read of the
+ * leader key, and take its not_leader as "ask etcd again" (router/control-relay.ts).
  */
+
+/** How long a refusal waits to name the leader (a read of etcd) before it goes without the name. */
+const LEADER_HINT_MS = 1000
 
 export interface Standby {
   url: string
@@ -52,7 +56,9 @@ export async function startStandby (config: CoordinatorConfig, log: Logger, lead
 
 function refuseEverythingElse (app: FastifyInstance, leadership: Leadership): void {
   app.all('*', async () => {
-    const leader = await leadership.leader().catch(() => undefined)
-    throw new ShardKvError('not_leader', `this coordinator is standing by; ${leader === undefined ? 'no coordinator leads right now' : `the leader is ${leader.url}`}`)
+    // Only a hint: etcd without a quorum answers no read, and the refusal must not wait on it.
+    const leader = await leadership.leader(AbortSignal.timeout(LEADER_HINT_MS)).then((l) => l?.url ?? 'none', () => undefined)
+    const who = leader === undefined ? 'etcd did not say who leads (no quorum?)' : leader === 'none' ? 'no coordinator leads right now' : `the leader is ${leader}`
+    throw new ShardKvError('not_leader', `this coordinator is standing by; ${who}`)
   })
 }

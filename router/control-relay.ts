@@ -26,7 +26,7 @@ import { DASHBOARD_EVENTS } from '../src/protocol/dashboard'
 const RELAY_TIMEOUT_MS = 120_000
 /** More than a coordinator's dashboard streams (32) plus admin calls: a stream holds its connection for as long as it is open. */
 const RELAY_CONNECTIONS = 64
-/** How long a call refused by a standby is tried again while a new leader starts its term, and how often. */
+/** How long a relayed call may look for the acting coordinator (a standby refused it, or none is known), and how often it asks. */
 const LEADER_SETTLE_MS = 10_000
 const LEADER_SETTLE_POLL_MS = 100
 const FORWARDED_REQUEST_HEADERS = ['authorization', 'content-type', 'accept', 'last-event-id', 'x-shardkv-request-id'] as const
@@ -113,13 +113,14 @@ function pipeAnswer (res: Dispatcher.ResponseData, reply: FastifyReply, streams:
 
 async function relayTo (ctx: RelayContext, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   const { opts, streams } = ctx
+  const settleBy = Date.now() + LEADER_SETTLE_MS
   // Unknown between two polls of the leader key (the old leader's lease ran out before the
   // new one campaigned): ask again now rather than refuse a call a leader could answer.
-  const target = opts.coordinatorUrl() ?? await opts.refreshCoordinator()
+  const target = opts.coordinatorUrl() ?? await leaderBy(ctx, settleBy)
   if (target === undefined) throw new ShardKvError('unavailable', 'no coordinator is known yet: the control plane is unreachable from this router')
   let answer: LeaderAnswer
   try {
-    answer = await answerFromLeader(ctx, request, target)
+    answer = await answerFromLeader(ctx, request, target, settleBy)
   } catch (err) {
     const maybeApplied = request.method !== 'GET'
     throw new ShardKvError('unavailable', `the coordinator did not answer (${describeUpstreamError(err)})${maybeApplied ? ': the call may or may not have been applied; read the cluster view before repeating it' : ''}`)
@@ -144,14 +145,13 @@ type LeaderAnswer = { res: Dispatcher.ResponseData } | { refusal: string, status
 
 /**
  * The acting coordinator's answer, starting with `target`. A refused connection (nothing
- * was sent) and a standby's not_leader (nothing was done) let any call go again, for up to
- * LEADER_SETTLE_MS: to whoever the leader key names now or, when it names the one that
+ * was sent) and a standby's not_leader (nothing was done) let any call go again until
+ * `settleBy`: to whoever the leader key names now or, when it names the one that
  * refused, to the same one once it has started its term (with etcd, a coordinator re-listens
  * on its ports as it starts leading, and its key outlives a dead one until the lease ends).
  */
-async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, target: string): Promise<LeaderAnswer> {
+async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, target: string, settleBy: number): Promise<LeaderAnswer> {
   const call = upstreamCall(ctx, request)
-  const settleBy = Date.now() + LEADER_SETTLE_MS
   let current = target
   for (;;) {
     let res: Dispatcher.ResponseData
@@ -159,16 +159,32 @@ async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, tar
       res = await call(current)
     } catch (err) {
       if (upstreamErrorCode(err) !== 'ECONNREFUSED') throw err
-      const next = Date.now() < settleBy ? await ctx.opts.refreshCoordinator() : undefined
+      const next = await leaderBy(ctx, settleBy)
       if (next === undefined || (next === current && !ctx.opts.electedLeader)) throw err
       current = await settle(current, next)
       continue
     }
     const refusal = await refusalOf(res)
     if (refusal === undefined) return { res }
-    const next = refusal.standby && Date.now() < settleBy ? await ctx.opts.refreshCoordinator() : undefined
+    const next = refusal.standby ? await leaderBy(ctx, settleBy) : undefined
     if (next === undefined) return { refusal: refusal.text, status: res.statusCode }
     current = await settle(current, next)
+  }
+}
+
+/**
+ * Who the leader key names, read again, or undefined once `deadline` has passed: etcd
+ * without a quorum answers no read, and a relayed call must not wait on it past the deadline.
+ */
+async function leaderBy (ctx: RelayContext, deadline: number): Promise<string | undefined> {
+  const left = deadline - Date.now()
+  if (left <= 0) return undefined
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<undefined>((resolve) => { timer = setTimeout(() => { resolve(undefined) }, left) })
+  try {
+    return await Promise.race([ctx.opts.refreshCoordinator(), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

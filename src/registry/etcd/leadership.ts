@@ -50,9 +50,9 @@ export class EtcdLeadership {
     return { key: b64(this.opts.key), target: 'CREATE', result: 'EQUAL', create_revision: String(this.fenceRevision) }
   }
 
-  /** Who leads now, as etcd says (undefined: nobody). */
-  async leader (): Promise<{ candidate: string, fence: number } | undefined> {
-    const r = await this.gateway.range(this.opts.key)
+  /** Who leads now, as etcd says (undefined: nobody); `signal` gives the read up. */
+  async leader (signal?: AbortSignal): Promise<{ candidate: string, fence: number } | undefined> {
+    const r = await this.gateway.range(this.opts.key, { signal })
     const kv = r.kvs[0]
     return kv === undefined ? undefined : { candidate: unb64(kv.value), fence: num(kv.create_revision) }
   }
