@@ -10,8 +10,9 @@ void runService({
   summary: 'Start a coordinator: the control plane that keeps the cluster map, checks nodes, fails over and rebalances.',
   options: COORDINATOR_OPTIONS,
   start: async (config, log) => {
-    // A deposed leader stands by again in-process; only a term that cannot stop (or start) ends
-    // the process (exit 3), and its supervisor starts it again as a candidate.
+    // A deposed leader stands by again in-process (also when deposed while its term starts);
+    // only a term that cannot stop, or cannot start while it leads, ends the process (exit 3),
+    // and its supervisor starts it again as a candidate.
     const c = await startCoordinator(config, log, () => { process.exit(3) })
     return { url: c.url, close: c.close, reloadTokens: c.reloadTokens, logFields: { ...(c.peerUrl !== c.url ? { peerUrl: c.peerUrl } : {}), epoch: c.coordinator()?.epoch ?? null } }
   }

@@ -60,7 +60,17 @@ async function startTerms (config: CoordinatorConfig, log: Logger, leadership: L
       await leadership.acquire(self)
       if (stopped) return
       await serving.close()
-      serving = await startActive(ports, log, leadership, credentials)
+      const term = await startActive(ports, log, leadership, credentials).catch((err: unknown) => {
+        // Deposed while it started (its registry calls are given up as the term ends): stand by again.
+        if (leadership.isLeader()) throw err
+        log.warn({ event: 'coordinator-term-not-started', err }, 'deposed while starting its term: standing by again')
+        return undefined
+      })
+      if (term === undefined) {
+        serving = await startStandby(ports, log, leadership, credentials)
+        continue
+      }
+      serving = term
       const why = await Promise.race([leadership.deposed(), stopping])
       if (stopped) return
       log.warn({ event: 'coordinator-standing-by-again', why }, 'deposed: stopping this term and standing by again')
