@@ -7,7 +7,7 @@ import { describeUpstreamError, upstreamErrorCode } from '../src/http/upstream-e
 import { ShardKvError } from '../src/protocol/errors'
 import { RELAYED_ROUTES } from '../src/protocol/schemas'
 import { DASHBOARD } from '../src/protocol/wire'
-import { DASHBOARD_EVENTS } from '../src/protocol/dashboard'
+import { DASHBOARD_EVENTS, type DashboardBye } from '../src/protocol/dashboard'
 
 /**
  * The router's door to the control plane: the admin API, GET /cluster and the dashboard
@@ -61,6 +61,8 @@ export function registerControlRelay (app: FastifyInstance, opts: RelayOptions):
       wait.movedTo = url
       wait.controller.abort(new Error(`${wait.target} no longer leads (${url} does)`))
     }
+    // A dashboard stream from the old one would go quiet (frozen) or stream a standby's nothing: the page reconnects.
+    for (const s of ctx.streams) if (s.source !== url) s.bye('leader-changed')
   })
   const relay = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await relayTo(ctx, request, reply)
   for (const r of RELAYED_ROUTES) app.route({ method: r.method, url: r.url, ...documented(r.schema), handler: relay })
@@ -69,7 +71,7 @@ export function registerControlRelay (app: FastifyInstance, opts: RelayOptions):
   // fastify's close waits for open answers, and an event stream never ends by itself: end
   // each with the dashboard's `bye` (the page reconnects, to another router if need be).
   app.addHook('preClose', (done) => {
-    for (const s of ctx.streams) s.bye()
+    for (const s of ctx.streams) s.bye('closing')
     done()
   })
   return {
@@ -80,7 +82,8 @@ export function registerControlRelay (app: FastifyInstance, opts: RelayOptions):
   }
 }
 
-interface RelayedStream { bye: () => void }
+/** A dashboard event stream relayed from the coordinator at `source`. */
+interface RelayedStream { source: string, bye: (reason: DashboardBye['reason']) => void }
 
 /** A relayed call waiting for its answer's head from `target`. */
 interface AnswerWait { target: string, controller: AbortController, movedTo?: string }
@@ -92,14 +95,16 @@ interface RelayContext {
   waits: Set<AnswerWait>
 }
 
-/** The coordinator's answer piped to the client; an event stream is registered in `streams` while it runs. */
-function pipeAnswer (res: Dispatcher.ResponseData, reply: FastifyReply, streams: Set<RelayedStream>): void {
+/** The answer of the coordinator at `source` piped to the client; an event stream is registered in `streams` while it runs. */
+function pipeAnswer (res: Dispatcher.ResponseData, reply: FastifyReply, streams: Set<RelayedStream>, source: string): void {
   const raw = reply.raw
   raw.writeHead(res.statusCode, reply.getHeaders() as Record<string, string>)
   const stream: RelayedStream = {
-    bye: () => {
+    source,
+    bye: (reason) => {
       res.body.destroy()
-      raw.end(`event: ${DASHBOARD_EVENTS.bye}\ndata: ${JSON.stringify({ reason: 'closing' })}\n\n`)
+      const bye: DashboardBye = { reason }
+      raw.end(`event: ${DASHBOARD_EVENTS.bye}\ndata: ${JSON.stringify(bye)}\n\n`)
     }
   }
   const done = (): void => {
@@ -135,13 +140,13 @@ async function relayTo (ctx: RelayContext, request: FastifyRequest, reply: Fasti
     if (typeof v === 'string') void reply.header(name, v)
   }
   if (String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
-    pipeAnswer(res, reply.hijack(), streams)
+    pipeAnswer(res, reply.hijack(), streams, answer.from)
     return reply
   }
   return await reply.send(res.body)
 }
 
-type LeaderAnswer = { res: Dispatcher.ResponseData } | { refusal: string, status: number }
+type LeaderAnswer = { res: Dispatcher.ResponseData, from: string } | { refusal: string, status: number }
 
 /**
  * The acting coordinator's answer, starting with `target`. A refused connection (nothing
@@ -156,7 +161,7 @@ async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, tar
   for (;;) {
     let res: Dispatcher.ResponseData
     try {
-      res = await call(current)
+      ({ res, from: current } = await call(current))
     } catch (err) {
       if (upstreamErrorCode(err) !== 'ECONNREFUSED') throw err
       const next = await leaderBy(ctx, settleBy)
@@ -165,7 +170,7 @@ async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, tar
       continue
     }
     const refusal = await refusalOf(res)
-    if (refusal === undefined) return { res }
+    if (refusal === undefined) return { res, from: current }
     const next = refusal.standby ? await leaderBy(ctx, settleBy) : undefined
     if (next === undefined) return { refusal: refusal.text, status: res.statusCode }
     current = await settle(current, next)
@@ -195,18 +200,18 @@ async function settle (current: string, next: string): Promise<string> {
 }
 
 /** One call to a coordinator; a read that waited on a leader replaced meanwhile goes to the new one. */
-function upstreamCall (ctx: RelayContext, request: FastifyRequest): (to: string) => Promise<Dispatcher.ResponseData> {
+function upstreamCall (ctx: RelayContext, request: FastifyRequest): (to: string) => Promise<{ res: Dispatcher.ResponseData, from: string }> {
   const headers: Record<string, string> = {}
   for (const name of FORWARDED_REQUEST_HEADERS) {
     const v = request.headers[name]
     if (typeof v === 'string') headers[name] = v
   }
   const body = Buffer.isBuffer(request.body) && request.method !== 'GET' ? request.body : undefined
-  const call = async (to: string): Promise<Dispatcher.ResponseData> => {
+  const call = async (to: string): Promise<{ res: Dispatcher.ResponseData, from: string }> => {
     const wait: AnswerWait = { target: to, controller: new AbortController() }
     ctx.waits.add(wait)
     try {
-      return await upstream(to + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: ctx.agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0, signal: wait.controller.signal })
+      return { from: to, res: await upstream(to + request.url, { method: request.method as Dispatcher.HttpMethod, headers, body, dispatcher: ctx.agent, headersTimeout: RELAY_TIMEOUT_MS, bodyTimeout: 0, signal: wait.controller.signal }) }
     } catch (err) {
       // Given up on a replaced leader: a read asks the new one. Any other call may still be
       // applied by the old leader (if it wakes and has not noticed), so it fails: 503, outcome unknown.

@@ -21,8 +21,11 @@ export interface DashboardViewer {
 }
 
 export interface DashboardBye {
-  /** `lifetime`: streams are re-opened every minute so a revoked token stops seeing data; `closing`: the router stops. */
-  reason: 'lifetime' | 'closing'
+  /**
+   * `lifetime`: streams are re-opened every minute so a revoked token stops seeing data; `closing`: the router
+   * stops; `leader-changed`: a router relaying the stream saw another coordinator take over (the page reconnects to it).
+   */
+  reason: 'lifetime' | 'closing' | 'leader-changed'
 }
 
 /** A rate and a latency over the last sample interval (about a second). */

@@ -1,4 +1,6 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
+import { request } from 'undici'
+import { DASHBOARD } from '../../src/protocol/wire'
 import { etcdAvailable } from '../harness/etcd'
 import { isAlive, leadingCoordinator, startCluster, waitFor } from '../harness/cluster'
 import { LoadGenerator } from '../harness/history'
@@ -28,6 +30,8 @@ if (!etcdAvailable()) {
     const first = await leadingCoordinator(c)
     const second = c.coordinators.find((p) => p !== first)
     if (second === undefined) throw new Error('two coordinators expected')
+    // A dashboard stream relayed from the leader: frozen, it would go quiet for as long as the leader stays frozen.
+    const dashboard = await openRelayedEvents(t, `${c.routerUrl}${DASHBOARD.events}`)
     first.signal('SIGSTOP')
     t.teardown(() => { if (isAlive(first.pid)) first.signal('SIGCONT') })
     // Relayed to the frozen leader (which refuses no connection): answered by the next leader
@@ -37,6 +41,8 @@ if (!etcdAvailable()) {
     const answered = await relayedWhileFrozen
     const outcome = answered instanceof Error ? answered.message : `${answered.status} ${answered.text().slice(0, 200)}`
     t.equal(answered instanceof Error ? 0 : answered.status, 200, `a call relayed to the frozen leader is answered by the new one (${outcome})`)
+    const bye = await dashboard.bye
+    t.equal(bye, JSON.stringify({ reason: 'leader-changed' }), 'the dashboard stream from the frozen leader ends with a bye saying so (the page reconnects to the new one)')
     first.signal('SIGCONT')
     await waitFor(async () => (await health(c, first.url))?.leader === false, 30_000, `${first.name} answers as a standby`)
     t.ok(isAlive(first.pid), `${first.name} stood by again without exiting (pid ${first.pid})`)
@@ -85,6 +91,30 @@ if (etcdAvailable()) {
     const view = await admin(c.http, 'GET', `${c.routerUrl}/cluster`)
     t.equal(view.status, 200, `the router relays at once (${view.status} ${view.text.slice(0, 160)})`)
   })
+}
+
+/** Opens a dashboard event stream; `bye` resolves with the data of its bye event (or what ended it instead, within 60 s). */
+async function openRelayedEvents (t: Test, url: string): Promise<{ bye: Promise<string> }> {
+  const res = await request(url, { headersTimeout: 30_000, bodyTimeout: 0 })
+  if (res.statusCode !== 200) throw new Error(`GET ${url}: ${res.statusCode} ${await res.body.text()}`)
+  t.teardown(() => { res.body.destroy() })
+  const bye = (async (): Promise<string> => {
+    let text = ''
+    const bound = setTimeout(() => { res.body.destroy(new Error('no bye within 60 s')) }, 60_000)
+    try {
+      for await (const chunk of res.body) {
+        text += String(chunk)
+        const m = /event: bye\ndata: (.*)\n/.exec(text)
+        if (m !== null) return m[1] as string
+      }
+      return 'the stream ended without a bye'
+    } catch (err) {
+      return String(err)
+    } finally {
+      clearTimeout(bound)
+    }
+  })()
+  return { bye }
 }
 
 async function health (c: { http: { getJson: <T>(url: string) => Promise<T> } }, url: string): Promise<Health | undefined> {
