@@ -52,8 +52,12 @@ interface ControlParts {
   roster: RouterRoster
 }
 
-/** The control plane at work: this coordinator leads (always, with the file registry). */
-export async function startActive (config: CoordinatorConfig, log: Logger, leadership: Leadership, credentials: PeerCredentials): Promise<ActiveCoordinator> {
+/**
+ * The control plane at work: this coordinator leads (always, with the file registry).
+ * `beforeListen` frees its ports (the standby's listeners) once the term is ready to take
+ * them, so that they refuse connections only for that moment, not while the term starts.
+ */
+export async function startActive (config: CoordinatorConfig, log: Logger, leadership: Leadership, credentials: PeerCredentials, beforeListen?: () => Promise<void>): Promise<ActiveCoordinator> {
   const metrics = new CoordinatorMetrics(
     () => coord.epoch,
     () => leadership.isLeader(),
@@ -86,6 +90,7 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
     parts.feed.register(scope)
   })
   try {
+    await beforeListen?.()
     await app.listen({ host: config.host, port: config.port })
     await peerApp?.listen({ host: config.host, port: config.peerPort })
   } catch (err) {

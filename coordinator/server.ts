@@ -59,15 +59,17 @@ async function startTerms (config: CoordinatorConfig, log: Logger, leadership: L
     while (!stopped) {
       await leadership.acquire(self)
       if (stopped) return
-      await serving.close()
-      const term = await startActive(ports, log, leadership, credentials).catch((err: unknown) => {
+      const standby = serving
+      let handedOver = false
+      const handOver = async (): Promise<void> => { handedOver = true; await standby.close() }
+      const term = await startActive(ports, log, leadership, credentials, handOver).catch((err: unknown) => {
         // Deposed while it started (its registry calls are given up as the term ends): stand by again.
         if (leadership.isLeader()) throw err
         log.warn({ event: 'coordinator-term-not-started', err }, 'deposed while starting its term: standing by again')
         return undefined
       })
       if (term === undefined) {
-        serving = await startStandby(ports, log, leadership, credentials)
+        if (handedOver) serving = await startStandby(ports, log, leadership, credentials)
         continue
       }
       serving = term
