@@ -87,7 +87,7 @@ export class EtcdGateway {
     const givenUp = (): boolean => signal?.aborted === true
     for (let tried = 0; tried < this.endpoints.length; tried++) {
       const base = this.endpoint()
-      if (givenUp()) throw abandoned(path, false) // earlier tries never connected
+      if (givenUp()) throw abandoned(path, false) // not sent (a write is tried again only after a failed connect)
       try {
         const res = await request(`${base}${path}`, {
           method: 'POST',
