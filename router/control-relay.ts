@@ -120,8 +120,8 @@ async function relayTo (ctx: RelayContext, request: FastifyRequest, reply: Fasti
   const { opts, streams } = ctx
   const settleBy = Date.now() + LEADER_SETTLE_MS
   // Unknown between two polls of the leader key (the old leader's lease ran out before the
-  // new one campaigned): ask again now rather than refuse a call a leader could answer.
-  const target = opts.coordinatorUrl() ?? await leaderBy(ctx, settleBy)
+  // new one campaigned): ask again, until one is elected, rather than refuse a call a leader could answer.
+  const target = opts.coordinatorUrl() ?? await electedBy(ctx, settleBy)
   if (target === undefined) throw new ShardKvError('unavailable', 'no coordinator is known yet: the control plane is unreachable from this router')
   let answer: LeaderAnswer
   try {
@@ -164,16 +164,28 @@ async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, tar
       ({ res, from: current } = await call(current))
     } catch (err) {
       if (upstreamErrorCode(err) !== 'ECONNREFUSED') throw err
-      const next = await leaderBy(ctx, settleBy)
+      const next = await electedBy(ctx, settleBy)
       if (next === undefined || (next === current && !ctx.opts.electedLeader)) throw err
       current = await settle(current, next)
       continue
     }
     const refusal = await refusalOf(res)
     if (refusal === undefined) return { res, from: current }
-    const next = refusal.standby ? await leaderBy(ctx, settleBy) : undefined
+    const next = refusal.standby ? await electedBy(ctx, settleBy) : undefined
     if (next === undefined) return { refusal: refusal.text, status: res.statusCode }
     current = await settle(current, next)
+  }
+}
+
+/**
+ * Who the leader key names, read again until it names one (between a dead leader's lease
+ * running out and the next election it names none), or undefined once `deadline` has passed.
+ */
+async function electedBy (ctx: RelayContext, deadline: number): Promise<string | undefined> {
+  for (;;) {
+    const leader = await leaderBy(ctx, deadline)
+    if (leader !== undefined || Date.now() >= deadline) return leader
+    await sleep(Math.min(LEADER_SETTLE_POLL_MS, deadline - Date.now()))
   }
 }
 
