@@ -45,6 +45,7 @@ export class NodeClient {
   coordinatorUrl: string | undefined
   /** The leadership fence every command carries (src/registry/fence.ts); 0 with the file registry. */
   fence = 0
+  private abandoned = false
 
   constructor (options: NodeClientOptions = {}) {
     this.timeoutMs = options.timeoutMs ?? 30_000
@@ -149,7 +150,19 @@ export class NodeClient {
     return { ...(this.coordinatorUrl !== undefined ? { coordinator: this.coordinatorUrl } : {}), fence: this.fence }
   }
 
+  /**
+   * Gives up every call in flight and any made later (they fail at once): a deposed
+   * coordinator's term drops its work, and a call to a node that does not answer would
+   * otherwise hold the term's stop for its whole timeout.
+   */
+  async abandon (): Promise<void> {
+    if (this.abandoned) return
+    this.abandoned = true
+    await Promise.all([this.agent.destroy(), this.plain.destroy()])
+  }
+
   async close (): Promise<void> {
+    if (this.abandoned) return
     await Promise.all([this.agent.close(), this.plain.close()])
   }
 }

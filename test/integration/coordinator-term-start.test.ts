@@ -4,17 +4,21 @@ import { join } from 'node:path'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { etcdAvailable, startEtcd } from '../harness/etcd'
 import { isAlive, sandbox, waitFor } from '../harness/cluster-nodes'
+import { leadingCoordinator, startCluster } from '../harness/cluster'
+import { addGroup, keyRange, preload, startGroupNode, waitForRebalance } from '../harness/rebalance'
 import { launchCoordinator } from '../../src/local/launcher'
 import { clusterKeys } from '../../src/registry/etcd/etcd-registry'
 import { b64 } from '../../src/registry/etcd/wire'
 
 /**
- * A coordinator deposed while it starts its term — elected, then cut off from etcd before
+ * How a coordinator's term ends where it cannot finish its work. A coordinator deposed while it starts its term — elected, then cut off from etcd before
  * it has read the map — stands by again in-process (coordinator/server.ts), rather than
  * exit: the term's registry calls are given up as its lease runs out on its own clock,
  * and it campaigns again. Once etcd answers again it leads and serves the map. The cut is
  * an HTTP proxy in front of etcd that stops answering right after it passed the
- * transaction that made the coordinator leader.
+ * transaction that made the coordinator leader. And a term deposed while its rebalance
+ * waits on a node that does not answer (frozen) gives its node calls up and stands by at
+ * once, rather than wait out the call's 30 s past the 15 s a term may take to stop (exit 3).
  */
 
 const CLUSTER = 'term-start'
@@ -92,5 +96,38 @@ if (!etcdAvailable()) {
     }, 30_000, 'the new term serves the cluster view')
     t.same(view.groups.map((g) => g.id), ['g1'], `it created the map from its flags (epoch ${view.epoch})`)
     t.equal(coordinator.output().includes('coordinator-term-failed'), false, 'no term failed to start or stop for good')
+  })
+
+  t.test('deposed while its rebalance waits on a node that does not answer: the term gives the call up and stands by', async (t) => {
+    const c = await startCluster(t, { name: 'term-stuck', groups: 2, workers: 0, etcdMembers: 1, coordinators: 2, routers: 1, routerArgs: ['--leader-ttl-seconds', '2', '--rebalance-rows-per-sec', '100', '--rebalance-batch', '20'] })
+    await preload(c.http, c.routerUrl, keyRange('stuck', 1000), (k) => `v:${k}`)
+    const g3 = await startGroupNode(c, 'g3', { workers: 0 })
+    t.teardown(() => { g3.signal('SIGCONT') })
+    const added = await addGroup(c.http, c.routerUrl, { id: 'g3', url: g3.url })
+    t.equal(added.status, 202, 'g3 is being added')
+    await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'copying' && p.scanned > 0, { what: 'the add copying', timeoutMs: 60_000 })
+    const leader = await leadingCoordinator(c)
+    // The target stops answering: the leader's next import waits on it (30 s timeout), and
+    // the copy's progress stops moving.
+    g3.signal('SIGSTOP')
+    let scanned = -1
+    let since = Date.now()
+    const stalled = await waitForRebalance(c.http, c.routerUrl, (p) => {
+      if (p.scanned !== scanned) [scanned, since] = [p.scanned, Date.now()]
+      return p.phase === 'copying' && Date.now() - since > 1500
+    }, { what: 'the copy waiting on the frozen g3', timeoutMs: 60_000 })
+    t.comment(`the copy waits on g3 at ${stalled.scanned} rows scanned`)
+    // Frozen past its lease, the leader finds on waking that it no longer leads.
+    leader.signal('SIGSTOP')
+    t.teardown(() => { if (isAlive(leader.pid)) leader.signal('SIGCONT') })
+    const other = c.coordinators.find((p) => p !== leader)
+    if (other === undefined) throw new Error('two coordinators expected')
+    await waitFor(async () => (await c.http.getJson<{ leader?: boolean }>(`${other.url}/healthz`).catch(() => undefined))?.leader === true, 60_000, `${other.name} leads`)
+    const standingBy = leader.waitForEvent('coordinator-standing-by-again', 60_000)
+    leader.signal('SIGCONT')
+    await standingBy
+    const standby = await leader.waitForEvent('coordinator-standby', 60_000)
+    t.ok(isAlive(leader.pid), `${leader.name} stood by again (${String(standby.msg)}) and did not exit (pid ${leader.pid})`)
+    t.equal(leader.output().includes('coordinator-term-failed'), false, 'its term stopped within its budget')
   })
 }
