@@ -40,10 +40,23 @@ export interface ActiveCoordinator {
   /** Where nodes and routers reach the peer endpoints (the advertised URL when one is set). */
   peerUrl: string
   coordinator: Coordinator
+  /**
+   * Stops the term (a graceful shutdown): its node calls in flight get CALLS_GRACE_MS to
+   * finish — the last rebalance batch lands and its progress is saved — then are given up.
+   */
   close: () => Promise<void>
+  /**
+   * Stops a term that no longer leads: its node calls are given up at once (their answers
+   * no longer count, its map writes are refused), so a call waiting on a node that does not
+   * answer cannot hold the stop for the call's timeout.
+   */
+  depose: () => Promise<void>
   /** Re-reads the tokens file (SIGHUP); false when it is not configured or the file is bad. */
   reloadTokens: () => boolean
 }
+
+/** How long a graceful shutdown lets the term's node calls in flight finish before giving them up. */
+export const CALLS_GRACE_MS = 3000
 
 interface ControlParts {
   rebalancer: Rebalancer
@@ -106,7 +119,7 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
   let stopping = false
   const startup = installOnStartup(coord, log, () => stopping, () => { if (!stopping) parts.rebalancer.resume() })
   let closing: Promise<void> | undefined
-  const close = async (): Promise<void> => {
+  const stop = async (): Promise<void> => {
     closing ??= (async () => {
       stopping = true
       parts.feed.close()
@@ -119,7 +132,20 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
     })()
     await closing
   }
-  return { url, peerUrl, coordinator: coord, close, reloadTokens: () => guard.reload() }
+  const giveUpCalls = (): void => { void coord.nodes.abandon().catch(() => undefined) }
+  const close = async (): Promise<void> => {
+    const late = setTimeout(giveUpCalls, CALLS_GRACE_MS)
+    try {
+      await stop()
+    } finally {
+      clearTimeout(late)
+    }
+  }
+  const depose = async (): Promise<void> => {
+    giveUpCalls()
+    await stop()
+  }
+  return { url, peerUrl, coordinator: coord, close, depose, reloadTokens: () => guard.reload() }
 }
 
 /**

@@ -101,15 +101,12 @@ async function startTerms (config: CoordinatorConfig, log: Logger, leadership: L
 
 /** Closes a deposed term; one that cannot stop in time fails the process. */
 async function stopWithin (term: ActiveCoordinator, budgetMs: number): Promise<void> {
-  // Its node calls in flight no longer count (its map writes are refused): a rebalance batch
-  // or a failover step waiting on a node that does not answer would hold the stop for its timeout.
-  void term.coordinator.nodes.abandon().catch(() => undefined)
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(new Error(`the deposed term did not stop within ${budgetMs} ms`)), budgetMs)
   })
   try {
-    await Promise.race([term.close(), late])
+    await Promise.race([term.depose(), late])
   } finally {
     clearTimeout(timer)
   }

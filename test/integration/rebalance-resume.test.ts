@@ -146,3 +146,47 @@ t.test('coordinator killed between installing the handover map and publishing it
     await checkPlacement(t, c.http, after, values)
   }
 })
+
+/**
+ * A graceful stop (SIGTERM) lets the coordinator's node calls in flight finish for a
+ * moment (coordinator/active.ts, CALLS_GRACE_MS), then gives them up: a rebalance import
+ * waiting on a target that does not answer (frozen) would otherwise hold the stop for the
+ * call's 30 s timeout. Restarted, the coordinator resumes the add from its saved progress.
+ */
+t.test('coordinator stopped (SIGTERM) while its rebalance waits on a frozen target: it stops at once, and resumes when restarted', async (t) => {
+  const c = await startCluster(t, { name: 'rb-sigterm', groups: 2, workers: 0, routerArgs: ['--rebalance-rows-per-sec', '100', '--rebalance-batch', '20'] })
+  const keys = keyRange('sigterm', 1000)
+  await preload(c.http, c.routerUrl, keys, (k) => `s0:${k}`)
+  const g3 = await startGroupNode(c, 'g3', { workers: 0 })
+  t.teardown(() => { g3.signal('SIGCONT') })
+  const added = await addGroup(c.http, c.routerUrl, { id: 'g3', url: g3.url })
+  t.equal(added.status, 202, 'g3 is being added')
+  await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'copying' && p.scanned > 0, { what: 'the add copying', timeoutMs: 60_000 })
+  g3.signal('SIGSTOP')
+  let scanned = -1
+  let since = Date.now()
+  await waitForRebalance(c.http, c.routerUrl, (p) => {
+    if (p.scanned !== scanned) [scanned, since] = [p.scanned, Date.now()]
+    return p.phase === 'copying' && Date.now() - since > 1500
+  }, { what: 'the copy waiting on the frozen g3', timeoutMs: 60_000 })
+
+  const port = Number(new URL(c.coordinator.url).port)
+  const sent = Date.now()
+  c.coordinator.signal('SIGTERM')
+  const status = await c.coordinator.exited
+  const tookMs = Date.now() - sent
+  t.equal(status.code, 0, `the coordinator stopped cleanly (code ${String(status.code)}, signal ${String(status.signal)})`)
+  // The import waits 30 s for its answer; the grace is 3 s. 20 s leaves room for a busy machine.
+  t.ok(tookMs < 20_000, `it stopped in ${tookMs} ms, without waiting out the import's 30 s timeout`)
+
+  g3.signal('SIGCONT')
+  const restarted = await startCoordinatorAt(c, { name: 'coordinator-restarted', dataDir: c.coordinatorDir, port, extraArgs: ['--rebalance-rows-per-sec', '0'] })
+  await waitForRebalance(c.http, c.routerUrl, (p) => p.phase === 'done', { what: 'done after the restart', timeoutMs: 90_000 })
+  t.match(restarted.output(), /"event":"rebalance-resume"/, 'the restarted coordinator resumed the rebalance')
+  const after = await clusterView(c.http, c.routerUrl)
+  const { values, errors } = await readAll(c.http, c.routerUrl, keys)
+  t.same(errors, [], 'every key could be read back')
+  const wrong = keys.filter((k) => values.get(k) !== `s0:${k}`)
+  t.same(wrong.slice(0, 10), [], `every key holds its value (${wrong.length} do not)`)
+  await checkPlacement(t, c.http, after, values)
+})
