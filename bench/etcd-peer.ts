@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { etcdMemberHealthy } from '../src/registry/etcd/member-health'
-import { Pool } from 'undici'
+import { Pool } from '../src/http/undici'
 import { exchange } from '../src/http/exchange'
 import type { BenchContext } from './context'
 import { startDaemon, sleep, type Daemon } from './daemon'

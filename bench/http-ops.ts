@@ -1,4 +1,4 @@
-import { Pool } from 'undici'
+import { Pool } from '../src/http/undici'
 import { exchange, type RawResponse } from '../src/http/exchange'
 import { BATCH_PATH, HEADER } from '../src/protocol/wire'
 import { newRequestId } from '../src/protocol/request-id'

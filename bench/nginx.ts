@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { request } from 'undici'
+import { request } from '../src/http/undici'
 import { HEALTH_PATH } from '../src/protocol/wire'
 import { nginxConfig } from './nginx-config'
 import { ensureBinary, findBinary, sleep, startDaemon } from './daemon'

@@ -1,4 +1,4 @@
-import { Pool } from 'undici'
+import { Pool } from '../src/http/undici'
 import cliProgress from 'cli-progress'
 import { kvPath } from '../src/protocol/key'
 import { createClient, KvError } from '../src/client'

@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { Pool, request } from 'undici'
+import { Pool, request } from '../src/http/undici'
 import { exchange } from '../src/http/exchange'
 import { kvPath } from '../src/protocol/key'
 import { CLUSTER_PATH } from '../src/protocol/wire'

@@ -1,7 +1,7 @@
 import type { NodeHealth } from '../src/protocol/cluster-view'
 import { CONTROL_ANSWER_MAX_BYTES } from '../src/protocol/limits'
 import { readCapped } from '../src/http/capped-body'
-import { Agent, request } from 'undici'
+import { Agent, request } from '../src/http/undici'
 import type { Logger } from '../src/log'
 import { HEALTH_PATH } from '../src/protocol/wire'
 import { withPeerTls, type PeerTls } from '../src/auth/tls'

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Agent, request as upstream, type Dispatcher } from 'undici'
+import { Agent, request as upstream, type Dispatcher } from '../src/http/undici'
 import { withPeerTls, type PeerTls } from '../src/auth/tls'
 import { documented } from '../src/http/openapi'
 import { describeUpstreamError, upstreamErrorCode } from '../src/http/upstream-errors'

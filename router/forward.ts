@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { IncomingHttpHeaders } from 'node:http'
-import { Pool } from 'undici'
+import { Pool, type PoolOptions } from '../src/http/undici'
 import { exchange, poolOptions } from '../src/http/exchange'
 import type { Logger } from '../src/log'
 import { ShardKvError, type ErrorCode } from '../src/protocol/errors'
@@ -102,7 +102,7 @@ function header (value: string | string[] | undefined): string | undefined {
 export class Forwarder implements KvForward {
   private readonly options: ForwarderOptions
   private readonly pools = new Map<string, Pool>()
-  private readonly poolOptions: Pool.Options
+  private readonly poolOptions: PoolOptions
   private closed = false
 
   /** Headers every upstream data request carries (the peer secret), for the batch and coalescing paths too. */

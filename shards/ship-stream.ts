@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from 'undici'
+import { request, type Dispatcher } from '../src/http/undici'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { peerDispatcher, type PeerCredentials } from '../src/auth/peer'
 import { ShardKvError, errorCodeOf } from '../src/protocol/errors'

@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from 'undici'
+import { request, type Dispatcher } from '../../src/http/undici'
 import { METRIC_PREFIX, METRICS_PATH } from '../../src/protocol/wire'
 import type { DashboardTraffic, TrafficSample } from '../../src/protocol/dashboard'
 import { readCapped } from '../../src/http/capped-body'

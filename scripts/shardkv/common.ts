@@ -1,4 +1,4 @@
-import { Agent, type Dispatcher } from 'undici'
+import { Agent, type Dispatcher } from '../../src/http/undici'
 import { InvalidArgumentError, type Command } from 'commander'
 import { AdminClient } from '../../src/client/admin'
 import { jsonRequest } from '../../src/client/http'

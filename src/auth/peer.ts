@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { timingSafeEqual, createHash } from 'node:crypto'
-import { Agent, type Dispatcher } from 'undici'
+import { Agent, type AgentOptions, type Dispatcher } from '../http/undici'
 import type { FastifyInstance } from 'fastify'
 import { HEADER } from '../protocol/wire'
 import { ShardKvError } from '../protocol/errors'
@@ -110,7 +110,7 @@ export function loadPeerCredentials (config: PeerTlsFlags & { clusterSecretFile:
  */
 export const PEER_CONNECT_TIMEOUT_MS = 2000
 
-export function peerDispatcher (credentials: PeerCredentials, options: Agent.Options = {}): Dispatcher {
+export function peerDispatcher (credentials: PeerCredentials, options: AgentOptions = {}): Dispatcher {
   const connect = typeof options.connect === 'object' && options.connect !== null ? options.connect : {}
   const agent = new Agent(withPeerTls({ ...options, connect: { timeout: PEER_CONNECT_TIMEOUT_MS, ...connect } }, credentials.tls))
   const secret = credentials.secret

@@ -1,7 +1,7 @@
 import { CLUSTER_VIEW_MAX_BYTES } from '../protocol/limits'
 import { ADMIN, CLUSTER_PATH, switchoverPath, type WireSwitchoverReply, type WireSwitchoverRequest } from '../protocol/wire'
 import type { RebalanceProgress } from '../membership/rebalance'
-import { Agent, type Dispatcher } from 'undici'
+import { Agent, type Dispatcher } from '../http/undici'
 import { jsonRequest } from './http'
 import { credentialHeaders, type Credentials } from './transport'
 import type { ClusterView } from '../protocol/cluster-view'

@@ -1,4 +1,4 @@
-import { Pool } from 'undici'
+import { Pool } from '../http/undici'
 import { planBatch } from '../membership/batch-plan'
 import { CoalescingQueue, type PendingOp } from '../membership/coalescing'
 import type { RoutingTable } from '../membership/routing-table'

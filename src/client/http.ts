@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from 'undici'
+import { request, type Dispatcher } from '../http/undici'
 import { ShardKvError, errorCodeOf } from '../protocol/errors'
 import { JSON_ANSWER_MAX_BYTES } from '../protocol/limits'
 import { readCapped } from '../http/capped-body'

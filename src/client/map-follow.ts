@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Socket } from 'node:net'
-import { buildConnector, Client } from 'undici'
+import { buildConnector, Client } from '../http/undici'
 import { CLUSTER_MAP_PATH, MAP_FOLLOW_MAX_WAIT_MS } from '../protocol/wire'
 import { CLUSTER_VIEW_MAX_BYTES } from '../protocol/limits'
 import { ShardKvError } from '../protocol/errors'

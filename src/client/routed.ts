@@ -1,4 +1,4 @@
-import { Pool, type Dispatcher } from 'undici'
+import { Pool, type Dispatcher } from '../http/undici'
 import type { BatchOpWire, BatchResult } from '../protocol/batch'
 import { kvPath } from '../protocol/key'
 import { BATCH_PATH, HEADER } from '../protocol/wire'

@@ -1,4 +1,4 @@
-import { Pool } from 'undici'
+import { Pool } from '../http/undici'
 import { WATCH_PATH } from '../protocol/wire'
 import { decodeEventValue, type WatchErrorData, type WatchEventData, type WatchProgressData } from '../protocol/watch'
 import { errorFromResponse, KvError } from './errors'

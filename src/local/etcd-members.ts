@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
-import { request } from 'undici'
+import { request } from '../http/undici'
 import { spawnService, type LaunchedProcess } from './child'
 import { etcdMemberHealthy } from '../registry/etcd/member-health'
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Agent, request } from 'undici'
+import { Agent, request } from '../http/undici'
 import type { EtcdMemberAddress } from './etcd-members'
 import type { EtcdShape } from './control-shape'
 import { COORDINATOR_OPTIONS } from '../config/options'

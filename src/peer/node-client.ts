@@ -1,5 +1,5 @@
 import type { NodeStats, ShardHealth } from '../protocol/node-answers'
-import { Agent, request, type Dispatcher } from 'undici'
+import { Agent, request, type Dispatcher } from '../http/undici'
 import { HEALTH_PATH, INTERNAL, INTERNAL_REPLICATION, type WireCoordinatorClaim, type WireHandoff, type WireLeaseGrant, type WireMapInstall, type WireKeyTransfer, type WireLeaseReply, type WireScanReply } from '../protocol/wire'
 import { ShardKvError } from '../protocol/errors'
 import { CONTROL_ANSWER_MAX_BYTES, INTERNAL_BODY_CEILING } from '../protocol/limits'

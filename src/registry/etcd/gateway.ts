@@ -1,4 +1,4 @@
-import { Agent, request } from 'undici'
+import { Agent, request } from '../../http/undici'
 import { readCapped } from '../../http/capped-body'
 import { describeUpstreamError } from '../../http/upstream-errors'
 import {

@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from 'undici'
+import { request, type Dispatcher } from '../../http/undici'
 
 /**
  * Whether an etcd member answers `GET /health` with `{"health":"true"}` within

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { request } from 'undici'
+import { request } from '../../http/undici'
 import type { EtcdGateway } from './gateway'
 import { etcdMemberHealthy } from './member-health'
 import { b64, num, prefixEnd, unb64, type EtcdWatchReply } from './wire'
