@@ -64,7 +64,8 @@ Scenarios (in this order; pick some with --only):
   auth          routed GET and PUT (--groups groups) plain, then with client tokens and
                 the cluster secret, with an HTTPS client listener, and with both: the
                 cost of the trust boundary, as ratios to the plain run
-  ycsb          YCSB core workloads (insert of --records records, then A 50/50 read/update,
+  ycsb          YCSB core workloads (insert of --records records after a warm-up on other
+                keys, then A 50/50 read/update,
                 B 95/5, C read only, F read-modify-write; scrambled zipfian keys) against
                 shardkv as npm start runs it (3 groups x primary + 1 replica, router,
                 synchronous=FULL, no auth), the same cluster through the direct client

@@ -14,6 +14,7 @@ import { PreconditionFailedError, type KvClient } from '../src/client'
 import { RedisStore, startRedis } from './redis-peer'
 import type { Suite } from './suite'
 import { WORKLOADS, workloadOperation, ycsbKey, type YcsbStore } from './ycsb-workloads'
+import { warmUp } from './engine'
 
 /**
  * The ycsb scenario (issue 10): the same YCSB phases, over the same closed loops, against
@@ -201,6 +202,20 @@ const STARTERS: Record<YcsbSystem, (suite: Suite) => Promise<System | string>> =
   redis
 }
 
+/**
+ * The measured insert writes each of its keys once, so it cannot warm up on them: before
+ * it, every system takes inserts of keys outside the records' range (`warm<i>`, never read
+ * by the workloads) for up to --warmup seconds, until two 1-second slices agree. Without
+ * it, a 10,000-record insert of a cluster of Node processes started a moment before
+ * measured their JIT compiler warming up as much as their writes.
+ */
+async function warmInsert (store: YcsbStore, value: Buffer, connections: number, ctx: Suite['ctx']): Promise<void> {
+  if (ctx.opts.warmup <= 0) return
+  let next = 0
+  const warm = await warmUp({ connections, op: async () => { await store.insert(`warm${next++}`, value); return 1 }, signal: ctx.signal }, ctx.opts.warmup * 1000)
+  console.log(`    (insert warm-up: ${next} inserts of other keys in ${warm.seconds} s${warm.steady ? '' : ', not steady'})`)
+}
+
 export async function ycsb (suite: Suite): Promise<void> {
   const { ctx } = suite
   const { records, ycsbConnections: connections, ycsbDuration: durationS, ycsbSystems } = ctx.opts
@@ -225,6 +240,7 @@ export async function ycsb (suite: Suite): Promise<void> {
     const s = system
     try {
       const mo = { connections, durationS, warmupS, serverPids: s.pids }
+      await warmInsert(s.store, value, connections, ctx)
       await suite.measureCount('ycsb', `${name} insert`, s.target, records, (i) => s.store.insert(ycsbKey(i), value), mo)
       for (const [i, w] of WORKLOADS.entries()) {
         const run = workloadOperation(s.store, w, records, value, SEED + i)
