@@ -49,6 +49,10 @@ export class MapFeed {
       const waitMs = Math.min(MAP_FOLLOW_MAX_WAIT_MS, queryInteger(q.wait, 'wait', MAP_FOLLOW_MAX_WAIT_MS))
       this.remember(q.router)
       const map = await this.next(after, waitMs)
+      // Answered because the coordinator closes: Node closes the connections idle when its
+      // server closes, not this one (its answer was still to come), which would then stay
+      // kept alive and idle — and hold the close — for the idle timeout (65 s).
+      if (this.closed) void reply.header('connection', 'close')
       if (map === undefined) return await reply.code(204).send()
       const body: WireMapFollow = { map, leader: this.leading() }
       return await reply.send(body)
