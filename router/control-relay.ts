@@ -151,9 +151,11 @@ type LeaderAnswer = { res: Dispatcher.ResponseData, from: string } | { refusal: 
 /**
  * The acting coordinator's answer, starting with `target`. A refused connection (nothing
  * was sent) and a standby's not_leader (nothing was done) let any call go again until
- * `settleBy`: to whoever the leader key names now or, when it names the one that
- * refused, to the same one once it has started its term (with etcd, a coordinator re-listens
- * on its ports as it starts leading, and its key outlives a dead one until the lease ends).
+ * `settleBy`, and so does a read whose connection was reset or closed (a leader killed as
+ * it was sent: a read changes nothing) — to whoever the leader key names now or, when it
+ * names the one that failed, to the same one once it has started its term (with etcd, a
+ * coordinator re-listens on its ports as it starts leading, and its key outlives a dead one
+ * until the lease ends).
  */
 async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, target: string, settleBy: number): Promise<LeaderAnswer> {
   const call = upstreamCall(ctx, request)
@@ -163,7 +165,7 @@ async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, tar
     try {
       ({ res, from: current } = await call(current))
     } catch (err) {
-      if (upstreamErrorCode(err) !== 'ECONNREFUSED') throw err
+      if (!mayCallAgain(err, request.method)) throw err
       const next = await electedBy(ctx, settleBy)
       if (next === undefined || (next === current && !ctx.opts.electedLeader)) throw err
       current = await settle(current, next)
@@ -175,6 +177,13 @@ async function answerFromLeader (ctx: RelayContext, request: FastifyRequest, tar
     if (next === undefined) return { refusal: refusal.text, status: res.statusCode }
     current = await settle(current, next)
   }
+}
+
+/** Connection failures after which a call may go again: nothing was sent, or only a read was. */
+function mayCallAgain (err: unknown, method: string): boolean {
+  const code = upstreamErrorCode(err)
+  if (code === 'ECONNREFUSED') return true
+  return method === 'GET' && (code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_SOCKET')
 }
 
 /**
