@@ -127,15 +127,15 @@ export async function ensureImages (log: (line: string) => void): Promise<BuiltI
   return { image, baseMs, imageMs: Date.now() - started, cached: exists }
 }
 
-/** A free TCP port on 127.0.0.1 from a range that port-0 listeners of other tests rarely take. */
+/** A free TCP port on 127.0.0.1 below the kernel's ephemeral range (which port-0 listeners and outgoing connections take) and above port-block.ts's blocks. */
 export async function freePort (taken: Set<number>): Promise<number> {
   for (let i = 0; i < 200; i++) {
-    const port = 20_000 + Math.floor(Math.random() * 10_000)
+    const port = 30_000 + Math.floor(Math.random() * 2_700)
     if (taken.has(port) || !(await isPortFree('127.0.0.1', port))) continue
     taken.add(port)
     return port
   }
-  throw new Error('no free port on 127.0.0.1 in 20000-29999 after 200 tries')
+  throw new Error('no free port on 127.0.0.1 in 30000-32699 after 200 tries')
 }
 
 export interface ContainerSpec {

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path'
 import type { Test } from 'tap'
 import { isPortFree } from '../../src/local/ports'
 import { PEER_PORT_OFFSET } from '../../src/local/nodes-file'
+import { PORT_BLOCK_SIZE, reservePortBlock } from './port-block'
 import { credentialPaths } from '../../src/local/credentials'
 import { HttpClient } from './http'
 import { isAlive, sleep, waitUntilDead } from './cluster'
@@ -53,20 +54,21 @@ export interface LocalSandbox {
 }
 
 /**
- * Ports base + i and base + 100*j + i (i < groups + extra, j <= replicas) the router's and the coordinator's, all free, and their peer ports (+10000);
- * and the control plane's of `--registry etcd`: two routers and coordinators above the router port, and etcd's members 100 above.
+ * A reserved block (port-block.ts) whose ports base + 100*j + i (i < groups + 4, j <= replicas), the router's
+ * (base + 50) and the coordinator's (+10), their peer ports (+10000), and the control plane's of `--registry etcd`
+ * (two routers and coordinators above the router port, etcd's members 100 above) are all free.
  */
-async function freePorts (groups: number, replicas: number): Promise<{ routerPort: number, basePort: number }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const basePort = 20_000 + Math.floor(Math.random() * 30_000)
+async function freePorts (groups: number, replicas: number): Promise<{ routerPort: number, basePort: number, release: () => void }> {
+  if (100 * replicas + groups + 4 > PORT_BLOCK_SIZE) throw new Error(`a ${groups}x${replicas + 1} cluster does not fit a block of ${PORT_BLOCK_SIZE} ports`)
+  const { base, release } = await reservePortBlock(async (basePort) => {
     const routerPort = basePort + 50
     const ports = [routerPort, routerPort + 1, routerPort + 10, routerPort + 11]
     for (let j = 0; j <= replicas; j++) for (let i = 0; i < groups + 4; i++) ports.push(basePort + 100 * j + i)
     ports.push(...ports.map((p) => p + PEER_PORT_OFFSET))
     for (let k = 100; k < 106; k++) ports.push(routerPort + k)
-    if ((await Promise.all(ports.map(async (p) => await isPortFree('127.0.0.1', p)))).every(Boolean)) return { routerPort, basePort }
-  }
-  throw new Error('no free port range')
+    return (await Promise.all(ports.map(async (p) => await isPortFree('127.0.0.1', p)))).every(Boolean)
+  })
+  return { routerPort: base + 50, basePort: base, release }
 }
 
 /** PIDs of live processes whose command line names `dir` (a detached node and its workers carry their data dir in argv). */
@@ -105,6 +107,7 @@ export async function localSandbox (t: Test, name: string, shape: { groups: numb
   }
   const http = new HttpClient({ connections: 32, headers: auth })
   const launchers: Launcher[] = []
+  let releasePorts = (): void => {}
   t.teardown(async () => {
     for (const l of launchers) if (isAlive(l.pid)) { try { process.kill(l.pid, 'SIGINT') } catch {} }
     await waitUntilDead(launchers.map((l) => l.pid), 20_000).catch(() => undefined)
@@ -114,8 +117,10 @@ export async function localSandbox (t: Test, name: string, shape: { groups: numb
     await http.close().catch(() => undefined)
     if (t.passing() === false) for (const l of launchers) t.comment(`launcher ${l.pid} output:\n${l.output().slice(-4000)}`)
     rmSync(dir, { recursive: true, force: true })
+    releasePorts()
   })
-  const { routerPort, basePort } = await freePorts(shape.groups, shape.replicas)
+  const { routerPort, basePort, release } = await freePorts(shape.groups, shape.replicas)
+  releasePorts = release
   const start = async (args: string[] = []): Promise<Launcher> => {
     const child = spawn(process.execPath, [START, '--data-dir', dir, '--router-port', String(routerPort), '--base-port', String(basePort),
       '--groups', String(shape.groups), '--replicas', String(shape.replicas), '--workers', '1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
