@@ -124,7 +124,13 @@ export class ReplicaStore {
     }).immediate()
   }
 
+  /**
+   * A renewal (a later end) is written without an fsync: a crash that loses it only ends
+   * the lease sooner (writeMetaUnsynced). A revocation or any earlier end is synced, and
+   * with it every renewal before it: a node must not come back holding a lease it gave up.
+   */
   setLease (until: number): void {
-    this.store.writeMeta(META.leaseUntil, until)
+    if (until > this.store.fence().leaseUntil) this.store.writeMetaUnsynced(META.leaseUntil, until)
+    else this.store.writeMeta(META.leaseUntil, until)
   }
 }

@@ -137,6 +137,8 @@ export class KvStore {
   private readonly epochStmt: Database.Statement<[], { value: number }>
   private readonly termStmt: Database.Statement<[], { value: number }>
   private readonly fenceStmt: Database.Statement<[], { epoch: number | null, lease: number | null }>
+  /** PRAGMA synchronous = OFF, and back to the configured level: for `writeMetaUnsynced`. */
+  private readonly unsyncedStmts: { off: Database.Statement, restore: Database.Statement } | undefined
 
   constructor (options: StoreOptions) {
     this.path = options.path
@@ -147,7 +149,11 @@ export class KvStore {
       this.db.pragma('journal_mode = WAL')
       migrate(this.db)
     }
-    this.db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
+    const synchronous = options.synchronous ?? 'FULL'
+    this.db.pragma(`synchronous = ${synchronous}`)
+    this.unsyncedStmts = options.readonly === true
+      ? undefined
+      : { off: this.db.prepare('PRAGMA synchronous = OFF'), restore: this.db.prepare(`PRAGMA synchronous = ${synchronous}`) }
 
     this.readMetaStmt = this.db.prepare('SELECT value FROM meta WHERE name = ?')
     this.writeMetaStmt = this.db.prepare('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value')
@@ -323,6 +329,24 @@ export class KvStore {
 
   writeMeta (name: string, value: unknown): void {
     this.writeMetaStmt.run(name, value)
+  }
+
+  /**
+   * Writes a meta value in a commit that does not wait for the disk (no fsync): a crash
+   * may lose it, or it becomes durable with the next synced commit (WAL frames are
+   * appended in order). Only for a value whose loss makes the node more careful, never
+   * less: a renewal of the primary's lease, several a second, which a crash may lose
+   * (the lease only ends sooner) — an fsync there stalled the event loop under write load.
+   * Inside a transaction it is an ordinary write of that transaction.
+   */
+  writeMetaUnsynced (name: string, value: unknown): void {
+    if (this.unsyncedStmts === undefined || this.db.inTransaction) { this.writeMeta(name, value); return }
+    this.unsyncedStmts.off.run()
+    try {
+      this.writeMetaStmt.run(name, value)
+    } finally {
+      this.unsyncedStmts.restore.run()
+    }
   }
 
   /** The highest seq written: the node's replication position. */
