@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { request } from '../src/http/undici'
 import { startLocalCluster, type LocalCluster } from '../src/local/cluster'
 import { launchShard, type LaunchedProcess } from '../src/local/launcher'
+import { QUICK_START_SHAPE } from '../src/local/quick-start'
 import { AdminClient } from '../src/client/admin'
 import { kvPath } from '../src/protocol/key'
 import { ringOf, validateMap } from '../src/membership/map'
@@ -22,8 +23,8 @@ import { preload, benchKey } from './preload'
  *  3. replication: PUT throughput with one replica per group versus none;
  *  4. switchover: time of a planned switchover (fence to published map) and the PUT
  *     load's p99, max and errors across several switchovers, versus the same load without;
- *  5. rolling: the slowest PUT while every node of a quick-start-shaped cluster (3 groups
- *     of primary + replica) with workers replaces them one at a time on SIGUSR2, against
+ *  5. rolling: the slowest PUT while every node of a quick-start-shaped cluster (npm start's
+ *     groups of primary + replica) with workers replaces them one at a time on SIGUSR2, against
  *     the p99 of the same load without restarts (issue 10: at most p99 + 500 ms).
  */
 
@@ -48,7 +49,7 @@ interface RebalanceRun { keys: number, seconds: number, lean: boolean, idle: boo
 async function rebalanceBench (dir: string, run: RebalanceRun): Promise<Record<string, unknown>> {
   const replicas = run.lean ? 0 : 1
   const nodeArgs = run.profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${run.profileDir}`]
-  const cluster = await startLocalCluster({ dataDir: join(dir, 'rb'), groups: 3, replicas, nodeArgs, logDir: run.logDir })
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'rb'), groups: QUICK_START_SHAPE.groups, replicas, nodeArgs, logDir: run.logDir })
   const extra: LaunchedProcess[] = []
   try {
     if (replicas > 0) await waitInSync(new AdminClient(cluster.router.url))
@@ -56,16 +57,17 @@ async function rebalanceBench (dir: string, run: RebalanceRun): Promise<Record<s
     await preload(cluster.router.url, paths, Buffer.alloc(100, 'x'))
     const scenario = { name: 'GET', target: 'router', url: cluster.router.url, method: 'GET' as const, paths: paths.map(kvPath) }
     const before = run.idle ? undefined : await runScenario({ ...scenario, name: 'GET before' }, { connections: 16, durationS: run.seconds })
-    const g4 = await Promise.all(['g4', ...Array.from({ length: replicas }, (_, j) => `g4-r${j + 1}`)].map(async (name) =>
+    const added = `g${QUICK_START_SHAPE.groups + 1}`
+    const nodes = await Promise.all([added, ...Array.from({ length: replicas }, (_, j) => `${added}-r${j + 1}`)].map(async (name) =>
       await launchShard({ name, dataDir: join(dir, 'rb', name), nodeArgs, logFile: run.logDir === undefined ? undefined : join(run.logDir, `${name}.log`) })))
-    extra.push(...g4)
-    const processes = [...cluster.processes(), ...g4]
+    extra.push(...nodes)
+    const processes = [...cluster.processes(), ...nodes]
     const cpuOf = (): number[] => processes.map((p) => cpuSeconds([p.pid]) ?? NaN)
     const cpuBefore = cpuOf()
-    const { done, during, movedMs } = await addGroupUnder(cluster.router.url, g4, run.idle ? undefined : scenario)
+    const { done, during, movedMs } = await addGroupUnder(cluster.router.url, added, nodes, run.idle ? undefined : scenario)
     const cpu = cpuOf().map((c, i) => c - (cpuBefore[i] as number))
     if (run.profileDir !== undefined) {
-      process.stdout.write(`profiles in ${run.profileDir}: ${[...cluster.processes(), ...g4].map((p) => `${p.name}=${p.pid}`).join(' ')}\n`)
+      process.stdout.write(`profiles in ${run.profileDir}: ${processes.map((p) => `${p.name}=${p.pid}`).join(' ')}\n`)
     }
     return {
       shape: `${run.lean ? 'lean: no replicas' : 'quick start: primary + replica per group'}${run.idle ? ', no client load' : ''}`,
@@ -88,15 +90,15 @@ async function rebalanceBench (dir: string, run: RebalanceRun): Promise<Record<s
   }
 }
 
-/** Adds g4 and waits for its rebalance, with `scenario` running exactly meanwhile (at least a second) when given. */
-async function addGroupUnder (routerUrl: string, g4: LaunchedProcess[], scenario: Scenario | undefined): Promise<{ done: RebalanceProgress, during?: ScenarioResult, movedMs: number }> {
+/** Adds group `id` (its primary and replicas) and waits for its rebalance, with `scenario` running exactly meanwhile (at least a second) when given. */
+async function addGroupUnder (routerUrl: string, id: string, nodes: LaunchedProcess[], scenario: Scenario | undefined): Promise<{ done: RebalanceProgress, during?: ScenarioResult, movedMs: number }> {
   const admin = new AdminClient(routerUrl)
   let running: Stoppable | undefined
   const load = scenario === undefined ? undefined : runScenario({ ...scenario, name: 'GET during' }, { connections: 16, durationS: 120 }, (r) => { running = r })
   const startedAt = Date.now()
   let done: RebalanceProgress
   try {
-    await admin.addGroup('g4', g4[0]!.url, 1, g4.slice(1).map((n) => n.url))
+    await admin.addGroup(id, nodes[0]!.url, 1, nodes.slice(1).map((n) => n.url))
     done = await admin.waitForRebalance(() => undefined, 50)
     if (load !== undefined) await sleep(Math.max(0, startedAt + 1000 - Date.now()))
   } finally {
@@ -187,7 +189,7 @@ const ROLLING_WORKERS = 2
 const ROLLING_BUDGET_MS = 500
 
 async function rollingBench (dir: string, seconds: number): Promise<Record<string, unknown>> {
-  const cluster = await startLocalCluster({ dataDir: join(dir, 'rr'), groups: 3, replicas: 1, workers: ROLLING_WORKERS })
+  const cluster = await startLocalCluster({ dataDir: join(dir, 'rr'), groups: QUICK_START_SHAPE.groups, replicas: 1, workers: ROLLING_WORKERS })
   try {
     await waitInSync(new AdminClient(cluster.router.url))
     const paths = Array.from({ length: 2000 }, (_, i) => benchKey(i)).map(kvPath)

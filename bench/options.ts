@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util'
+import { QUICK_START_SHAPE } from '../src/local/quick-start'
 
 /** Command line of `npm run bench`. Pure: parsing only, no I/O. */
 
@@ -67,7 +68,7 @@ Scenarios (in this order; pick some with --only):
   ycsb          YCSB core workloads (insert of --records records after a warm-up on other
                 keys, then A 50/50 read/update,
                 B 95/5, C read only, F read-modify-write; scrambled zipfian keys) against
-                shardkv as npm start runs it (3 groups x primary + 1 replica, router,
+                shardkv as npm start runs it (${QUICK_START_SHAPE.groups} groups x primary + 1 replica, router,
                 synchronous=FULL, no auth), the same cluster through the direct client
                 (client-side ring, no router hop), shardkv without replicas, a 3-member etcd
                 (Debian etcd-server, v3 JSON gateway) and redis-server (appendfsync
@@ -83,7 +84,8 @@ Options:
   --keys N           keys preloaded per cluster (default 5000)
   --value-bytes N    value size in bytes (default 100)
   --mix F            read fraction of the mixed measurement, 0..1 (default 0.9)
-  --groups N         groups of the routed, direct and batch scenarios (default 3)
+  --groups N         groups of the routed, direct, batch and ycsb scenarios (default
+                     ${QUICK_START_SHAPE.groups}: npm start's)
   --workers N        worker processes per shard node (default 1)
   --batch-size N     keys per batch (default 100)
   --only LIST        comma-separated scenarios to run (default: all)
@@ -181,7 +183,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
     valueBytes: int('value-bytes', values['value-bytes'], 100, 0, 1024 * 1024),
     mix: fraction('mix', values.mix, 0.9),
     workers: int('workers', values.workers, 1, 1, 64),
-    groups: int('groups', values.groups, 3, 1, 64),
+    groups: int('groups', values.groups, QUICK_START_SHAPE.groups, 1, 64),
     // 1000 is the servers' default --max-batch-ops.
     batchSize: int('batch-size', values['batch-size'], 100, 1, 1000),
     records: int('records', values.records, 10_000, 1, 10_000_000),

@@ -82,7 +82,7 @@ export const RATIOS: readonly RatioSpec[] = [
 ]
 
 /**
- * Issue 10's targets on the YCSB scenario: shardkv as `npm start` runs it (3 groups of
+ * Issue 10's targets on the YCSB scenario: shardkv as `npm start` runs it (its groups of
  * primary + replica, through the router) against a 3-member etcd (insert and A ≥ 2×,
  * B and C ≥ 4×), and against itself without replicas (one replica costs at most 0.3 of
  * the write throughput: ≥ 0.7×, on the insert phase, which is all writes). Redis, F and

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { MapFile } from '../src/membership/map-file'
 import { groupIds } from '../src/local/cluster'
+import { QUICK_START_SHAPE } from '../src/local/quick-start'
 import { ManagedCluster } from '../src/local/managed-cluster'
 import { NODES_FILE, readLauncherState, processAlive, readNodes, readNodesFile, type NodeEntry } from '../src/local/nodes-file'
 import { describeEvent } from '../src/local/supervised'
@@ -50,8 +51,8 @@ Options:
   --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/coordinator, ./data/logs)
   --router-port N     router port (default 8080)
   --base-port N       first shard node port (default 7001)
-  --groups N          number of shard groups (default 3; first start only)
-  --replicas N        replica nodes per group (default 1; first start only; replica j of group i
+  --groups N          number of shard groups (default ${QUICK_START_SHAPE.groups}; first start only)
+  --replicas N        replica nodes per group (default ${QUICK_START_SHAPE.replicas}; first start only; replica j of group i
                       on base-port + 100*j + i - 1)
   --workers N         worker processes per shard node (default 0: each node serves in its own process;
                       first start only)
@@ -134,8 +135,8 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     dataDir: resolve(values['data-dir'] ?? './data'),
     routerPort: intFlag('router-port', values['router-port'], 8080, 1, 65525),
     basePort: intFlag('base-port', values['base-port'], 7001, 1, 65535),
-    groups: intFlag('groups', values.groups, 3, 1, 64),
-    replicas: intFlag('replicas', values.replicas, 1, 0, 4),
+    groups: intFlag('groups', values.groups, QUICK_START_SHAPE.groups, 1, 64),
+    replicas: intFlag('replicas', values.replicas, QUICK_START_SHAPE.replicas, 0, 4),
     workers: values.workers === undefined ? undefined : intFlag('workers', values.workers, 0, 0, 256),
     restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000),
     insecure: values.insecure === true,

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { parseBenchOptions, parseScenarioList, SCENARIOS, UsageError, type BenchOptions } from '../../bench/options'
+import { QUICK_START_SHAPE } from '../../src/local/quick-start'
 
 function opts (argv: string[]): BenchOptions {
   const o = parseBenchOptions(argv)
@@ -27,7 +28,7 @@ t.test('defaults are sized for a few minutes on a small machine', async (t) => {
     valueBytes: 100,
     mix: 0.9,
     workers: 1,
-    groups: 3,
+    groups: QUICK_START_SHAPE.groups,
     batchSize: 100,
     records: 10_000,
     ycsbConnections: 16,
