@@ -198,8 +198,11 @@ async function rollingBench (dir: string, seconds: number): Promise<Record<strin
     // The load runs until every node has restarted (bounded by its duration), one node at a time as a deploy would.
     let running: Stoppable | undefined
     const load = runScenario({ ...scenario, name: 'PUT across rolling restarts' }, { connections: 16, durationS: 120 }, (r) => { running = r })
+    const loadStart = Date.now()
     const nodes = cluster.shards.flatMap((s) => [s.process, ...s.replicas])
     const restartMs: number[] = []
+    // When each node's restart ran, from the load's start: where the slowest request falls among them.
+    const timeline: Array<{ node: string, fromMs: number, toMs: number }> = []
     try {
       await sleep(1000)
       for (const node of nodes) {
@@ -208,6 +211,7 @@ async function rollingBench (dir: string, seconds: number): Promise<Record<strin
         node.signal('SIGUSR2')
         await complete
         restartMs.push(Date.now() - t0)
+        timeline.push({ node: node.name, fromMs: t0 - loadStart, toMs: Date.now() - loadStart })
       }
       await sleep(1000)
     } finally {
@@ -219,6 +223,8 @@ async function rollingBench (dir: string, seconds: number): Promise<Record<strin
       nodes: nodes.length,
       workersPerNode: ROLLING_WORKERS,
       restartMs,
+      timeline,
+      slowestPut: during.slowest === undefined ? undefined : { sentAtMs: during.slowest.sentAt - loadStart, ms: round(during.slowest.ms) },
       putWithout: { ...summary(before), maxMs: round(before.latencyMs.max) },
       putAcross: { ...summary(during), maxMs: round(during.latencyMs.max) },
       slowestOverP99Ms: round(overP99),

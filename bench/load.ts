@@ -42,6 +42,8 @@ export interface ScenarioResult {
   timeouts: number
   non2xx: number
   statusCodes: Record<string, number>
+  /** The slowest 2xx response: when it was sent (ms since the epoch) and how long it took. */
+  slowest: { sentAt: number, ms: number } | undefined
 }
 
 /** Lets a signal handler abort the load that is running right now. */
@@ -54,6 +56,7 @@ export function runScenario (scenario: Scenario, settings: LoadSettings, onStart
   if (scenario.body !== undefined) headers['content-type'] ??= 'application/octet-stream'
 
   const samples = new LatencySamples()
+  let slowest: ScenarioResult['slowest']
   return new Promise((resolve, reject) => {
     const instance = autocannon({
       url: scenario.url,
@@ -97,12 +100,15 @@ export function runScenario (scenario: Scenario, settings: LoadSettings, onStart
         errors: result.errors,
         timeouts: result.timeouts,
         non2xx: result.non2xx,
-        statusCodes
+        statusCodes,
+        slowest
       })
     })
     // Like autocannon's own histogram, only 2xx responses count: a fast error must not flatter latency.
     instance.on('response', (_client, statusCode, _bytes, responseTime) => {
-      if (statusCode >= 200 && statusCode < 300) samples.add(responseTime)
+      if (statusCode < 200 || statusCode >= 300) return
+      samples.add(responseTime)
+      if (slowest === undefined || responseTime > slowest.ms) slowest = { sentAt: Date.now() - responseTime, ms: responseTime }
     })
     onStart?.(instance)
   })
