@@ -132,7 +132,12 @@ export async function startActive (config: CoordinatorConfig, log: Logger, leade
     })()
     await closing
   }
-  const giveUpCalls = (): void => { void coord.nodes.abandon().catch(() => undefined) }
+  const giveUpCalls = (): void => {
+    // The lease rounds stop first: a renewal failed by giving its call up is this coordinator's
+    // doing, not the primary's, and must not be logged or counted toward a failover.
+    void parts.failover.stop()
+    void coord.nodes.abandon().catch(() => undefined)
+  }
   const close = async (): Promise<void> => {
     const late = setTimeout(giveUpCalls, CALLS_GRACE_MS)
     try {

@@ -167,6 +167,8 @@ export class FailoverMonitor {
 
   /** Renew, wait, or probe and fail over (leaseStep); 'done' when nothing was granted. */
   private async step (groupId: string, lease: GroupLease): Promise<GrantOutcome | 'done'> {
+    // A round that was running when the monitor stopped decides nothing more: its calls may have been given up.
+    if (this.stopped) return 'done'
     const step = this.stepOf(lease)
     // Stop granting: let the last lease the primary may hold run out.
     if (step === 'wait') return 'done'
@@ -181,6 +183,7 @@ export class FailoverMonitor {
       // to it the expiry stands. A primary that answers is back (no failover, a real
       // lease follows); one that does not is replaced.
       const why = await this.answers(groupId, lease)
+      if (this.stopped) return 'done'
       if (why !== undefined) {
         // As a failed health check would: the promotion's install does not wait on it.
         this.opts.markDown(lease.primary, `lease probe: ${why}`)
@@ -226,6 +229,7 @@ export class FailoverMonitor {
       lease.granted = true
       return 'ok'
     } catch (err) {
+      if (this.stopped) return 'uncertain'
       lease.failures++
       lease.firstFailureAt ??= Date.now()
       if (lease.failures === 1) this.opts.log.warn({ event: 'lease-failed', group: groupId, primary: lease.primary, term: lease.term, err: (err as Error).message }, 'could not renew the primary\'s lease')
