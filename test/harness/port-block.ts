@@ -49,16 +49,14 @@ function tryLock (block: number): boolean {
 }
 
 /** Reserves a free block for this process, in random order so parallel files rarely contend. */
-export function reservePortBlock (accept: (base: number) => Promise<boolean> = async () => true): Promise<PortBlock> {
+export async function reservePortBlock (accept: (base: number) => Promise<boolean> = async () => true): Promise<PortBlock> {
   const order = [...Array(BLOCKS).keys()].sort(() => Math.random() - 0.5)
-  return (async () => {
-    for (const block of order) {
-      if (!tryLock(block)) continue
-      const release = (): void => { try { unlinkSync(lockPath(block)) } catch { /* already gone */ } }
-      const base = FIRST_PORT + block * PORT_BLOCK_SIZE
-      if (await accept(base)) return { base, release }
-      release()
-    }
-    throw new Error(`no free block of ${PORT_BLOCK_SIZE} ports in ${FIRST_PORT}-${FIRST_PORT + BLOCKS * PORT_BLOCK_SIZE - 1}`)
-  })()
+  for (const block of order) {
+    if (!tryLock(block)) continue
+    const release = (): void => { try { unlinkSync(lockPath(block)) } catch { /* already gone */ } }
+    const base = FIRST_PORT + block * PORT_BLOCK_SIZE
+    if (await accept(base)) return { base, release }
+    release()
+  }
+  throw new Error(`no free block of ${PORT_BLOCK_SIZE} ports in ${FIRST_PORT}-${FIRST_PORT + BLOCKS * PORT_BLOCK_SIZE - 1}`)
 }
