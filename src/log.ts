@@ -1,3 +1,4 @@
+import { isMainThread } from 'node:worker_threads'
 import pino, { type Logger, type LoggerOptions } from 'pino'
 
 export type { Logger }
@@ -5,7 +6,9 @@ export type { Logger }
 /**
  * One JSON line per notable event on stdout. Bindings name the process in the
  * cluster's terms (component, node id, group, role, epoch, term) so that lines from
- * many processes can be merged and filtered.
+ * many processes can be merged and filtered. A part run as a worker thread
+ * (src/local/runner.ts) writes to its thread's stdout stream, which its launcher reads,
+ * rather than to fd 1, which belongs to the whole process.
  */
 export function createLogger (bindings: Record<string, unknown>, level: string = 'info', current?: () => Record<string, unknown>): Logger {
   const options: LoggerOptions = {
@@ -16,5 +19,5 @@ export function createLogger (bindings: Record<string, unknown>, level: string =
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) }
   }
-  return pino(options)
+  return isMainThread ? pino(options) : pino(options, process.stdout)
 }

@@ -1,11 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs'
 import { dirname } from 'node:path'
+import type { ResourceLimits } from 'node:worker_threads'
 import { createInterface } from 'node:readline'
 import { LineTail } from './line-tail'
+import { hardKill, processRunner, threadRunner, type ExitStatus, type ServiceRunner } from './runner'
 
 /**
- * Runs one shardkv process (shard node or router) as a child and tells when it is
+ * Runs one shardkv process (shard node, coordinator or router) as a child, or as a thread
+ * (src/local/runner.ts), and tells when it is
  * ready: every shardkv process prints one JSON line with `"event":"listening"` once it
  * accepts connections (src/protocol/wire.ts ListeningEvent). Waiting for that line,
  * rather than polling the port, means a started process is really serving and its
@@ -15,10 +17,7 @@ import { LineTail } from './line-tail'
 
 export type ServiceRole = 'shard' | 'router' | 'coordinator' | 'etcd'
 
-export interface ExitStatus {
-  code: number | null
-  signal: NodeJS.Signals | null
-}
+export type { ExitStatus } from './runner'
 
 /** One JSON log line of a child (pino object). */
 export type LogEvent = Record<string, unknown>
@@ -28,8 +27,12 @@ export interface LaunchedProcess {
   role: ServiceRole
   /** Base url from the listening event, e.g. http://127.0.0.1:7001 */
   url: string
+  /** The OS process it runs in (this process's, for a thread). */
   pid: number
-  child: ChildProcess
+  /** Set when it runs as a worker thread of this process (spawned with `thread`): no process of its own to signal. */
+  threadId: number | undefined
+  /** Whether it has not exited yet. */
+  running(): boolean
   /** Settles when the process has exited (never rejects). */
   exited: Promise<ExitStatus>
   /** Last ~200 lines of stdout and stderr, for error messages. */
@@ -66,6 +69,11 @@ interface SpawnCommon {
    * by PID works as without it.
    */
   netns?: string | undefined
+  /**
+   * Run `script` as a worker thread of this process instead of a child process
+   * (src/local/runner.ts), with these V8 heap limits. Not with `netns` or an executable.
+   */
+  thread?: { resourceLimits?: ResourceLimits } | undefined
 }
 
 /**
@@ -108,14 +116,6 @@ function registerLive (pid: number, detached: boolean): void {
   })
 }
 
-/** SIGKILL the process, and its whole group when it leads one (takes cluster workers too). */
-function hardKill (pid: number, detached: boolean): void {
-  if (detached) {
-    try { process.kill(-pid, 'SIGKILL') } catch { /* group already gone */ }
-  }
-  try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
-}
-
 function openLog (path: string): WriteStream {
   mkdirSync(dirname(path), { recursive: true })
   return createWriteStream(path, { flags: 'a' })
@@ -140,39 +140,35 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
   const detached = spec.detached === true
   const tail = new LineTail()
   const log = spec.logFile === undefined ? undefined : openLog(spec.logFile)
-  const [program, programArgs] = spec.executable === undefined ? [process.execPath, [spec.script, ...spec.args]] : [spec.executable, spec.args]
-  const [file, argv] = spec.netns === undefined ? [program, programArgs] : ['ip', ['netns', 'exec', spec.netns, program, ...programArgs]]
-  const child = spawn(file, argv, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...spec.env },
-    detached
-  })
+  const runner = startRunner(spec, detached)
+  const file = spec.executable ?? spec.script
 
   let exitStatus: ExitStatus | undefined
   let spawnError: Error | undefined
   const exited = new Promise<ExitStatus>((resolve) => {
-    const done = (status: ExitStatus): void => {
+    const done = (status: ExitStatus, note?: string): void => {
       if (exitStatus !== undefined) return
+      if (note !== undefined) for (const line of note.split('\n')) tail.push(line)
       exitStatus = status
-      if (child.pid !== undefined) live.delete(child.pid)
+      if (runner.threadId === undefined && runner.pid !== undefined) live.delete(runner.pid)
       resolve(status)
     }
-    child.once('exit', (code, signal) => done({ code, signal }))
-    // 'error' without 'exit' means it never ran (spawn failed).
-    child.once('error', (err) => {
+    runner.onExit(done)
+    // An error without an exit means it never ran (spawn failed).
+    runner.onSpawnError((err) => {
       spawnError = err
-      if (child.pid === undefined) done({ code: null, signal: null })
+      done({ code: null, signal: null })
     })
   })
-  if (child.pid !== undefined) registerLive(child.pid, detached)
+  if (runner.threadId === undefined && runner.pid !== undefined) registerLive(runner.pid, detached)
 
   // Keep reading for the child's whole life: an unread pipe fills up and blocks its logging.
   const listeners = new Set<(event: LogEvent) => void>()
   const streamClosed: Array<Promise<void>> = []
-  for (const stream of [child.stdout, child.stderr]) {
+  for (const stream of [runner.stdout, runner.stderr]) {
     if (stream === null) continue
     const rl = createInterface({ input: stream, crlfDelay: Infinity })
-    const isStdout = stream === child.stdout
+    const isStdout = stream === runner.stdout
     rl.on('line', (line) => {
       tail.push(line)
       log?.write(line + '\n')
@@ -185,21 +181,27 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
   const allClosed = Promise.all(streamClosed).then(() => undefined)
   if (log !== undefined) void allClosed.then(() => log.end())
 
-  const label = `${spec.name} (${spec.role}, pid ${child.pid ?? 'none'})`
-  const pid = child.pid ?? -1
+  const label = `${spec.name} (${spec.role}, pid ${runner.pid ?? 'none'}${runner.threadId === undefined ? '' : ` thread ${runner.threadId}`})`
+  const pid = runner.pid ?? -1
 
   const signal = (sig: NodeJS.Signals): void => {
-    if (exitStatus !== undefined || child.pid === undefined) return
-    try { process.kill(child.pid, sig) } catch { /* exited meanwhile */ }
+    if (exitStatus === undefined) runner.signal(sig)
   }
 
   let stopping: Promise<void> | undefined
   const stop = (timeoutMs = DEFAULT_STOP_TIMEOUT_MS): Promise<void> => {
     stopping ??= (async () => {
-      if (exitStatus !== undefined || child.pid === undefined) return
+      if (exitStatus !== undefined || runner.pid === undefined) return
+      // A thread that is not listening yet has no handler for the posted SIGTERM (a process
+      // would die of the signal itself): end it now.
+      if (runner.threadId !== undefined && proc.url === '') {
+        runner.kill()
+        await exited
+        return
+      }
       signal('SIGTERM')
       if (await Promise.race([exited, delay(timeoutMs)]) === 'timeout') {
-        hardKill(child.pid, detached)
+        runner.kill()
         await exited
       }
     })()
@@ -243,7 +245,8 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
     role: spec.role,
     url: '',
     pid,
-    child,
+    threadId: runner.threadId,
+    running: () => exitStatus === undefined,
     exited,
     output: () => tail.toString(),
     signal,
@@ -274,6 +277,17 @@ export async function spawnService (spec: SpawnSpec): Promise<LaunchedProcess> {
       : err instanceof LaunchError ? err.reason : String(err)
     throw new LaunchError(why, tail.toString())
   }
+}
+
+function startRunner (spec: SpawnSpec, detached: boolean): ServiceRunner {
+  const env = { ...process.env, ...spec.env }
+  if (spec.thread !== undefined) {
+    if (spec.script === undefined || spec.netns !== undefined) throw new LaunchError(`${spec.name}: only a shardkv part outside a network namespace can run as a thread`, '')
+    return threadRunner({ script: spec.script, argv: spec.args, env, resourceLimits: spec.thread.resourceLimits })
+  }
+  const [program, programArgs] = spec.executable === undefined ? [process.execPath, [spec.script, ...spec.args]] : [spec.executable, spec.args]
+  const [file, argv] = spec.netns === undefined ? [program, programArgs] : ['ip', ['netns', 'exec', spec.netns, program, ...programArgs]]
+  return processRunner({ file, argv, env, detached })
 }
 
 /** Polls `ready` until it gives the url; throws when the process exits first or the time is up. */

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { LaunchError, spawnService, type LaunchedProcess, type ServiceRole } from './child'
+import { LaunchError, spawnService, type LaunchedProcess, type ServiceRole, type SpawnSpec } from './child'
 import { writeNodeLaunch } from './nodes-file'
 import { COORDINATOR_OPTIONS, ROUTER_OPTIONS, splitFlags } from '../config/options'
 
@@ -37,6 +37,12 @@ interface CommonOptions {
   credentials?: LaunchCredentials
   /** Run inside this network namespace (see SpawnSpec.netns); give `host` its address there. */
   netns?: string
+  /**
+   * Router and coordinator only: run as a worker thread of this process, not a child
+   * process (`npm start`'s default, for its memory: docs/operations.md#what-npm-start-runs).
+   * `nodeArgs` do not apply to a thread.
+   */
+  thread?: boolean
 }
 
 export interface LaunchCredentials {
@@ -141,6 +147,15 @@ export const LEAN_NODE_ARGS: readonly string[] = ['--max-semi-space-size=2']
  */
 export const ROUTER_NODE_ARGS: readonly string[] = ['--max-semi-space-size=8']
 
+/**
+ * The same young generations for a part run as a thread, which takes heap limits
+ * instead of flags: V8 sizes a young generation at three semi-spaces (two, plus as much
+ * for new large objects), so 2 MiB semi-spaces are 6 MB and the router's 8 MiB are 24.
+ */
+function threadLimits (role: 'router' | 'coordinator'): { resourceLimits: { maxYoungGenerationSizeMb: number } } {
+  return { resourceLimits: { maxYoungGenerationSizeMb: role === 'router' ? 24 : 6 } }
+}
+
 function leanEnv (): NodeJS.ProcessEnv {
   return process.env.MALLOC_ARENA_MAX === undefined ? { MALLOC_ARENA_MAX: '2' } : {}
 }
@@ -166,22 +181,31 @@ async function launch (
   flag(args, 'peer-port', opts.peerPort)
   args.push(...credentialArgs(opts.credentials))
   args.push(...roleArgs, ...(opts.extraArgs ?? []))
+  const script = entryPoint(role === 'shard' ? 'shards' : role)
+  const logFile = opts.logFile === undefined ? undefined : resolve(opts.logFile)
+  if (opts.thread === true && role !== 'shard') {
+    return await spawnOrExplain(port, opts, { name, role, script, args, env: opts.env, readyTimeoutMs: opts.readyTimeoutMs, logFile, thread: threadLimits(role) })
+  }
   // spawnService runs `node <script> <args>`; node's own flags must precede the script
   // (NODE_OPTIONS refuses some, --cpu-prof among them), so the first flag takes its place.
-  const script = entryPoint(role === 'shard' ? 'shards' : role)
   const [firstNodeArg, ...moreNodeArgs] = [...LEAN_NODE_ARGS, ...(role === 'router' ? ROUTER_NODE_ARGS : []), ...(opts.nodeArgs ?? [])]
+  return await spawnOrExplain(port, opts, {
+    name,
+    role,
+    script: firstNodeArg ?? script,
+    args: firstNodeArg === undefined ? args : [...moreNodeArgs, script, ...args],
+    env: { ...leanEnv(), ...opts.env },
+    logFile,
+    readyTimeoutMs: opts.readyTimeoutMs,
+    detached: opts.detached,
+    netns: opts.netns
+  })
+}
+
+async function spawnOrExplain (port: number, opts: { host?: string }, spec: SpawnSpec): Promise<LaunchedProcess> {
+  const name = spec.name
   try {
-    return await spawnService({
-      name,
-      role,
-      script: firstNodeArg ?? script,
-      args: firstNodeArg === undefined ? args : [...moreNodeArgs, script, ...args],
-      env: { ...leanEnv(), ...opts.env },
-      logFile: opts.logFile === undefined ? undefined : resolve(opts.logFile),
-      readyTimeoutMs: opts.readyTimeoutMs,
-      detached: opts.detached,
-      netns: opts.netns
-    })
+    return await spawnService(spec)
   } catch (err) {
     // The commonest start failure deserves a plain sentence above the stack trace.
     if (err instanceof LaunchError && port !== 0 && err.output.includes('EADDRINUSE')) {

@@ -128,7 +128,8 @@ export class SupervisedProcess {
     if (this.proc !== p) return
     this.proc = undefined
     // Workers of a SIGKILLed node leave on their own when their IPC channel closes; make sure.
-    if (this.opts.killGroupOnExit === true && p.pid > 0) {
+    // (A thread has no group of its own: its pid is this process's.)
+    if (this.opts.killGroupOnExit === true && p.threadId === undefined && p.pid > 0) {
       try { process.kill(-p.pid, 'SIGKILL') } catch { /* the group is gone */ }
     }
     if (this.stopRequested) return

@@ -2,12 +2,15 @@ import { ConfigError, loadConfig, usage, type Config, type OptionTable } from '.
 import { createLogger, type Logger } from '../log'
 import { protectedModeRefusal } from '../auth/protected-mode'
 import type { ListeningEvent } from '../protocol/wire'
+import { onSignal, type ThreadSignal } from './thread-signals'
 
 /**
  * The entry point shared by the router and the coordinator (`node dist/<part>/main.js`):
  * --help, flags, protected mode, crash handlers, and a drain on SIGTERM/SIGINT (a second
  * signal exits at once), SIGHUP to re-read the tokens file, and the `listening` line
- * the launcher waits for.
+ * the launcher waits for. The same whether the part runs as a process or as a worker
+ * thread of `npm start`'s launcher (src/local/runner.ts): there, process.exit() ends the
+ * thread, and the signals arrive as messages (src/supervision/thread-signals.ts).
  */
 
 export interface RunningService {
@@ -83,7 +86,7 @@ function installCrashHandlers (log: Logger): void {
 
 function installSignalHandlers (service: string, running: RunningService, log: Logger): void {
   let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
+  const stop = (signal: ThreadSignal): void => {
     if (stopping) {
       log.warn({ event: 'shutdown-forced', signal }, 'second signal: exiting without draining')
       process.exit(1)
@@ -98,8 +101,8 @@ function installSignalHandlers (service: string, running: RunningService, log: L
       process.exit(1)
     })
   }
-  process.on('SIGTERM', stop)
-  process.on('SIGINT', stop)
+  onSignal('SIGTERM', stop)
+  onSignal('SIGINT', stop)
   // SIGHUP re-reads the tokens file (revoke or add a token without a restart).
-  process.on('SIGHUP', () => { running.reloadTokens() })
+  onSignal('SIGHUP', () => { running.reloadTokens() })
 }
