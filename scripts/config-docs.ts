@@ -30,7 +30,8 @@ they are current and list every option.`
 const NPM_START = `## \`npm start\`
 
 \`npm start\` takes \`--data-dir\`, \`--router-port\`, \`--base-port\`, \`--groups\`, \`--replicas\`, \`--workers\`,
-\`--restart-delay-ms\`, \`--tls\`, \`--insecure\`, and for the control plane on etcd \`--registry etcd\`, \`--etcd\`,
+\`--restart-delay-ms\`, \`--tls\`, \`--insecure\`, \`--processes\` (the router and the coordinator as processes of their
+own rather than threads of the launcher: [operations.md](operations.md#what-npm-start-runs)), and for the control plane on etcd \`--registry etcd\`, \`--etcd\`,
 \`--coordinators\`, \`--routers\` (see \`npm start -- --help\` and [operations.md](operations.md#the-local-cluster));
 \`--groups\`, \`--replicas\`, \`--workers\` and \`--tls\` shape a first start only — afterwards \`<data-dir>/nodes.json\`
 says which nodes run and whether over TLS. Without \`--cluster-secret-file\` internal endpoints are

@@ -64,6 +64,10 @@ Options:
                       (clients trust <data-dir>/tls/ca.pem); kept on every later start
   --insecure          start without the cluster secret and tokens file (anyone on this machine
                       can use the cluster; for comparisons and benchmarks)
+  --processes         run the router and the coordinator as processes of their own (default: as
+                      threads of this launcher, which saves two Node processes' memory; a process
+                      can be signalled and killed on its own; file registry only; see
+                      docs/operations.md)
 
 The control plane on etcd (kept in <data-dir>/control-plane.json: a later start without these
 flags runs the same shape):
@@ -89,6 +93,8 @@ interface StartOptions {
   restartDelayMs: number
   insecure: boolean
   tls: boolean
+  /** --processes: the router and the coordinator as processes, not threads of the launcher. */
+  processes: boolean
   /** What the flags say about the control plane (decided against the data dir in prepare). */
   shape: ShapeFlags
 }
@@ -121,6 +127,7 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
         'restart-delay-ms': { type: 'string' },
         insecure: { type: 'boolean' },
         tls: { type: 'boolean' },
+        processes: { type: 'boolean' },
         registry: { type: 'string' },
         etcd: { type: 'string' },
         coordinators: { type: 'string' },
@@ -141,6 +148,7 @@ function parseOptions (argv: string[]): StartOptions | 'help' {
     restartDelayMs: intFlag('restart-delay-ms', values['restart-delay-ms'], PROCESS_RESTART_POLICY.firstDelayMs, 0, 600_000),
     insecure: values.insecure === true,
     tls: values.tls === true,
+    processes: values.processes === true,
     shape: shapeFlags(values)
   }
   // Peer mutual TLS without the secret would be half a trust boundary; --insecure means none.
@@ -214,6 +222,7 @@ function managedCluster (opts: StartOptions, logDir: string, creds: Credentials 
   return new ManagedCluster({
     ...(creds === undefined ? {} : { credentials: { clusterSecretFile: creds.clusterSecretFile, tokensFile: creds.tokensFile, ...tls } }),
     ...(etcd === undefined ? {} : { etcd }),
+    controlThreads: !opts.processes,
     dataDir: opts.dataDir,
     host: HOST,
     routerPort: opts.routerPort,

@@ -1,4 +1,4 @@
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, rmSync, unwatchFile, watchFile } from 'node:fs'
 import { join } from 'node:path'
 import { launchCoordinator, launchRouter, launchShard, LaunchError, type LaunchCredentials, type LaunchedProcess, type ServiceRole } from './launcher'
 import { launchEtcdMember, waitEtcdHealthy } from './etcd-members'
@@ -15,6 +15,8 @@ import type { RestartPolicyOptions } from '../supervision/restart-policy'
  * every node of the local cluster lives and dies with the launcher. Every process is
  * given the cluster's credentials files (src/local/credentials.ts; with --tls also the
  * certificates of src/local/certificates.ts) and its peer port from the nodes file.
+ * With `controlThreads`, the coordinator and the router are worker threads of this
+ * process, supervised the same way (src/local/runner.ts).
  *
  * With the control plane on etcd (`etcd`, src/local/etcd-plane.ts) it also runs the etcd
  * members (first up, last down), several coordinators (coordinator-i on coordinator
@@ -39,6 +41,11 @@ export interface ManagedClusterOptions {
   credentials?: LaunchCredentials
   /** The map in etcd (`npm start -- --registry etcd`); absent: the file registry, one coordinator and one router. */
   etcd?: EtcdPlane
+  /**
+   * File registry only: run the coordinator and the router as worker threads of this
+   * process rather than as processes (npm start's default; --processes turns it off).
+   */
+  controlThreads?: boolean
 }
 
 /** A supervised process, with what the summary and launcher.json say about it. */
@@ -53,6 +60,9 @@ export interface ManagedProcess {
   /** A shard node's entry in the nodes file. */
   entry?: NodeEntry
 }
+
+/** How often the tokens file is checked for the router and coordinator threads. */
+const TOKENS_POLL_MS = 1000
 
 /** How long the launcher waits for a coordinator to lead before it starts the rest (a stale leader key lapses in its TTL, 3 s). */
 const LEADER_WAIT_MS = 30_000
@@ -74,6 +84,7 @@ export class ManagedCluster {
    */
   private routerPeerPort: number | undefined
   private stopped = false
+  private tokensFile: string | undefined
 
   constructor (private readonly opts: ManagedClusterOptions) {
     this.coordinatorPort = opts.coordinatorPort
@@ -142,7 +153,7 @@ export class ManagedCluster {
   /** The coordinator and the router of the file registry, named and placed as before etcd existed. */
   private async startFileControl (groups: string[]): Promise<void> {
     const coordinator = this.supervise({ name: 'coordinator', role: 'coordinator', url: () => this.coordinatorUrl, peerPort: this.routerPeerPort, dataDir: join(this.opts.dataDir, 'coordinator') }, async () => {
-      const p = await launchCoordinator({ ...this.common('coordinator'), port: this.coordinatorPort, dataDir: join(this.opts.dataDir, 'coordinator'), groups, peerPort: this.routerPeerPort })
+      const p = await launchCoordinator({ ...this.common('coordinator'), ...this.threaded(), port: this.coordinatorPort, dataDir: join(this.opts.dataDir, 'coordinator'), groups, peerPort: this.routerPeerPort })
       this.coordinatorPort = Number(new URL(p.url).port)
       return p
     })
@@ -150,9 +161,29 @@ export class ManagedCluster {
     if (!await coordinator.sup.firstAttempt && !this.stopped) throw new Error('the coordinator did not start (it is retried; see its log)')
     if (this.stopped) return
     const router = this.supervise({ name: 'router', role: 'router', url: () => this.routerUrl }, async () =>
-      await launchRouter({ ...this.common('router'), port: this.opts.routerPort, coordinator: this.coordinatorUrl }))
+      await launchRouter({ ...this.common('router'), ...this.threaded(), port: this.opts.routerPort, coordinator: this.coordinatorUrl }))
     this.routers.push(router)
     if (!await router.sup.firstAttempt && !this.stopped) throw new Error('the router did not start (it is retried; see its log)')
+    this.watchTokensForThreads()
+  }
+
+  private threaded (): { thread?: true } {
+    return this.opts.controlThreads === true ? { thread: true } : {}
+  }
+
+  /**
+   * `kill -HUP <pid>` re-reads the tokens file in a process, but a thread cannot be sent a
+   * signal of its own (and this process's SIGHUP stops the cluster), so the threads re-read
+   * it when it changes: polled, as an editor may replace the file rather than write it.
+   */
+  private watchTokensForThreads (): void {
+    const file = this.opts.credentials?.tokensFile
+    if (this.opts.controlThreads !== true || file === undefined) return
+    this.tokensFile = file
+    watchFile(file, { interval: TOKENS_POLL_MS, persistent: false }, (now, before) => {
+      if (now.mtimeMs === before.mtimeMs && now.ino === before.ino && now.size === before.size) return
+      for (const m of [...this.routers, ...this.coordinators]) if (m.sup.current?.threadId !== undefined) m.sup.current.signal('SIGHUP')
+    })
   }
 
   /** etcd's members, all at once (a member waits for its peers to form a quorum). */
@@ -243,6 +274,7 @@ export class ManagedCluster {
   async stop (timeoutMs?: number): Promise<void> {
     this.stopped = true
     if (this.timer !== undefined) clearInterval(this.timer)
+    if (this.tokensFile !== undefined) unwatchFile(this.tokensFile)
     for (const p of this.processes()) p.sup.cancelRestarts()
     await this.reconciling
     for (const group of [this.routers, this.coordinators, [...this.nodes.values()]]) {

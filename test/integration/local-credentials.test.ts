@@ -1,11 +1,14 @@
 import t from 'tap'
-import { createHash } from 'node:crypto'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { waitUntilDead } from '../harness/cluster'
 import { commandLine, localSandbox, type LocalSandbox } from '../harness/local-launcher'
 import { credentialPaths } from '../../src/local/credentials'
-import { readNodesFile } from '../../src/local/nodes-file'
+import { readLauncherState, readNodesFile } from '../../src/local/nodes-file'
+import { HttpClient } from '../harness/http'
+import { waitFor } from '../harness/cluster-nodes'
+import { INTERNAL_COORDINATOR } from '../../src/protocol/wire'
 
 /**
  * Secure by default (issue 8): the first `npm start` makes the cluster secret, the tokens
@@ -29,10 +32,11 @@ function flagValues (box: LocalSandbox, flag: string): Map<number, string | unde
 
 const mode = (path: string): string => (statSync(path).mode & 0o777).toString(8)
 
+// With --processes, so that what each part is handed shows on its command line (threads: below).
 t.test('npm start makes the credentials once, keeps them across restarts and hands them to every process', async (t) => {
   const box = await localSandbox(t, 'creds', { groups: 2, replicas: 1 })
   const paths = credentialPaths(box.dir)
-  let l = await box.start()
+  let l = await box.start(['--processes'])
   await l.waitFor(/local cluster is up/, 90_000)
   for (const path of [paths.clusterSecretFile, paths.tokensFile, paths.adminTokenFile]) t.equal(mode(path), '600', `${path} is mode 0600`)
   const token = readFileSync(paths.adminTokenFile, 'utf8').trim()
@@ -60,7 +64,7 @@ t.test('npm start makes the credentials once, keeps them across restarts and han
   const before = [paths.clusterSecretFile, paths.tokensFile, paths.adminTokenFile].map((p) => readFileSync(p, 'utf8'))
   t.equal(await box.interrupt(l), 0, 'Ctrl-C')
 
-  l = await box.start()
+  l = await box.start(['--processes'])
   await l.waitFor(/local cluster is up/, 90_000)
   t.notMatch(l.output(), token, 'a restart does not print the token')
   t.match(l.output(), `Admin token: in ${paths.adminTokenFile}.`, 'only where it is')
@@ -81,13 +85,50 @@ t.test('npm start -- --insecure makes no credentials and gives none', async (t) 
   t.match(l.output(), /Credentials: none \(--insecure\)/, 'in the summary too')
   const paths = credentialPaths(box.dir)
   t.same([paths.clusterSecretFile, paths.tokensFile, paths.adminTokenFile].filter(existsSync), [], 'no credentials file')
+  // The router and the coordinator are threads of the launcher here: the node is the one process.
   const secrets = flagValues(box, '--cluster-secret-file')
-  t.ok(secrets.size >= 3, `coordinator, router and node: ${secrets.size} processes`)
+  t.equal(secrets.size, 2, `the node's supervisor and worker: ${secrets.size} processes`)
   t.same([...new Set(secrets.values())], [undefined], 'no process has --cluster-secret-file')
   t.same([...new Set(flagValues(box, '--tokens-file').values())], [undefined], 'nor --tokens-file')
-  // The router (no peer listener) names no file of the sandbox here, so it is not even listed.
-  t.ok([...flagValues(box, '--peer-port').values()].filter((p) => p === undefined).length <= 1, 'every process but the router has a peer port')
+  t.same([...new Set(flagValues(box, '--peer-port').values())], [String(box.basePort + 10_000)], 'the node has its peer port')
   t.equal((await box.http.put(box.routerUrl, 'open/a', 'one')).status, 201, 'a PUT without a token')
+  t.equal(await box.interrupt(l), 0, 'Ctrl-C')
+  await waitUntilDead(box.processes(), 15_000).catch(() => undefined)
+  t.same(box.processes(), [], 'no process is left')
+})
+
+t.test('npm start runs the router and the coordinator as threads of the launcher, secured like processes', async (t) => {
+  const box = await localSandbox(t, 'threads', { groups: 1, replicas: 0 })
+  const l = await box.start()
+  await l.waitFor(/local cluster is up/, 90_000)
+  const parts = box.processes().map((pid) => commandLine(pid).find((a) => /dist\/(router|coordinator|shards)\/main\.js$/.test(a)))
+  t.same([...new Set(parts.filter((a) => a !== undefined).map((a) => a?.replace(/.*dist\//, '')))], ['shards/main.js'], 'besides the launcher, only the node runs (its supervisor and worker)')
+  const state = readLauncherState(box.dir)
+  t.same([state?.nodes.router?.pid, state?.nodes.coordinator?.pid], [l.pid, l.pid], 'launcher.json: the router and the coordinator run in the launcher\'s process')
+
+  const anonymous = new HttpClient()
+  t.teardown(async () => await anonymous.close())
+  for (const url of [box.routerUrl, box.coordinatorUrl]) {
+    t.equal((await anonymous.request('GET', `${url}/cluster`)).status, 401, `${url}: no token, 401`)
+  }
+  t.equal((await box.http.put(box.routerUrl, 'threads-a', 'one', { 'content-type': 'text/plain' })).status, 201, 'a PUT with the admin token')
+  const peer = await anonymous.request('GET', `http://127.0.0.1:${box.routerPort + 10_000}${INTERNAL_COORDINATOR.mapFollow}?after=0`)
+  t.ok(peer.status === 401 || peer.status === 403, `the coordinator's peer listener refuses a caller without the cluster secret (${peer.status})`)
+
+  // A thread cannot be sent SIGHUP: the launcher has it re-read the tokens file when the file changes.
+  const paths = credentialPaths(box.dir)
+  const added = `skv_${randomBytes(32).toString('base64url')}`
+  const file = JSON.parse(readFileSync(paths.tokensFile, 'utf8')) as { tokens: unknown[] }
+  file.tokens.push({ name: 'reader', sha256: createHash('sha256').update(added).digest('hex'), roles: ['read'] })
+  writeFileSync(paths.tokensFile, JSON.stringify(file), { mode: 0o600 })
+  let last = 0
+  const withAdded = async (url: string): Promise<boolean> => {
+    last = (await anonymous.request('GET', url, { headers: { authorization: `Bearer ${added}` } })).status
+    return last === 200
+  }
+  await waitFor(async () => await withAdded(`${box.routerUrl}/kv/threads-a`), 20_000, () => `the router thread to accept a token added to the file (last: ${last})`)
+  await waitFor(async () => await withAdded(`${box.coordinatorUrl}/cluster`), 20_000, () => `the coordinator thread to accept it (last: ${last})`)
+  t.pass('both threads took the new token without a restart')
   t.equal(await box.interrupt(l), 0, 'Ctrl-C')
   await waitUntilDead(box.processes(), 15_000).catch(() => undefined)
   t.same(box.processes(), [], 'no process is left')
