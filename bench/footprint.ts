@@ -10,7 +10,8 @@ import { roleOf, settled, summarize, treeMemory, type TreeFootprint } from './pr
 /**
  * The footprint scenario: the idle memory of the quick-start cluster, started exactly as
  * `npm start` starts it (dist/scripts/start-local.js, secure by default, its own data dir
- * and free ports), once with the nodes' default and once with `--workers <cores>` (the
+ * and free ports), once as it is (the router and the coordinator threads of the launcher),
+ * once with `--processes` (each its own process) and once with `--workers <cores>` (the
  * default before issue 10), beside a 3-member etcd's. Each is left to settle (its
  * total RSS steady within 1% over 5 one-second samples), then every process of its tree
  * is counted and its memory summed (proc-memory.ts: VmRSS, PSS, private).
@@ -126,6 +127,8 @@ export async function footprint (suite: Suite): Promise<void> {
   const cores = availableParallelism()
   const shapes: Array<[string, string[]]> = [
     ['npm start', []],
+    // The router and the coordinator as processes of their own, as before they became threads of the launcher.
+    ['npm start -- --processes', ['--processes']],
     [`npm start -- --workers ${cores}`, ['--workers', String(cores)]]
   ]
   for (const [name, args] of shapes) suite.recordFootprint(await quickStart(suite, name, args))

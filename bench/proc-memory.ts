@@ -82,7 +82,10 @@ export function roleOf (p: Pick<ProcMemory, 'pid' | 'ppid' | 'cmdline'>, all: Re
   if (isShard(p.cmdline)) return isShard(all.find((q) => q.pid === p.ppid)?.cmdline ?? '') ? 'shard worker' : 'shard node'
   if (/router\/main\.js/.test(p.cmdline)) return 'router'
   if (/coordinator\/main\.js/.test(p.cmdline)) return 'coordinator'
-  if (/start-local\.js|shardkv\.js/.test(p.cmdline)) return 'launcher'
+  if (/start-local\.js|shardkv\.js/.test(p.cmdline)) {
+    // Without --processes, npm start's router and coordinator are threads of the launcher.
+    return all.some((q) => /router\/main\.js/.test(q.cmdline)) ? 'launcher' : 'launcher with router and coordinator threads'
+  }
   return 'other'
 }
 

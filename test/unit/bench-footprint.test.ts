@@ -49,6 +49,8 @@ t.test('roles by command line: a shard node under a shard node is a worker', asy
   t.match(s, { processes: 5, rssKb: 350, pssKb: 170, privateKb: 130 })
   t.same(s.roles.map((r) => [r.role, r.processes, r.rssKb]), [['launcher', 1, 50], ['shard node', 1, 80], ['shard worker', 1, 70], ['router', 1, 90], ['coordinator', 1, 60]])
   t.match(formatFootprint({ name: 'npm start', ...s, settleS: 12, steady: true }), /^npm start: 5 processes, VmRSS 0 MB, PSS 0 MB, private 0 MB \(settled after 12 s\)\n {6}VmRSS per process: launcher 1 × 0 MB, shard node 1 × 0 MB/)
+  const threaded = procs.slice(0, 3)
+  t.same(threaded.map((p) => roleOf(p, threaded)), ['launcher with router and coordinator threads', 'shard node', 'shard worker'], 'no router process: the launcher hosts it')
 })
 
 t.test('settled: steady totals over the window, and the same processes', async (t) => {
