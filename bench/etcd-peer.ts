@@ -4,7 +4,7 @@ import { Pool } from '../src/http/undici'
 import { exchange } from '../src/http/exchange'
 import type { BenchContext } from './context'
 import { startDaemon, sleep, type Daemon } from './daemon'
-import { freePort } from './nginx'
+import { anyFreePort } from '../src/local/ports'
 import type { YcsbStore } from './ycsb-workloads'
 
 /**
@@ -31,7 +31,7 @@ export async function startEtcdCluster (ctx: BenchContext, binary: string, dir: 
   const host = '127.0.0.1'
   const spec: Array<{ name: string, client: string, peer: string, dataDir: string }> = []
   for (let i = 0; i < members; i++) {
-    spec.push({ name: `e${i}`, client: `http://${host}:${await freePort(host)}`, peer: `http://${host}:${await freePort(host)}`, dataDir: join(dir, `e${i}`) })
+    spec.push({ name: `e${i}`, client: `http://${host}:${await anyFreePort(host)}`, peer: `http://${host}:${await anyFreePort(host)}`, dataDir: join(dir, `e${i}`) })
   }
   const initialCluster = spec.map((m) => `${m.name}=${m.peer}`).join(',')
   const daemons: Daemon[] = []

@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { anyFreePort } from '../src/local/ports'
 import { join } from 'node:path'
 import { request } from '../src/http/undici'
 import { HEALTH_PATH } from '../src/protocol/wire'
@@ -33,17 +33,6 @@ export function ensureNginx (logFile: string): { path: string } | { skip: string
   return ensureBinary('nginx', 'nginx', logFile)
 }
 
-export function freePort (host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen({ host, port: 0, exclusive: true }, () => {
-      const addr = server.address()
-      server.close(() => typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port')))
-    })
-  })
-}
-
 function tail (file: string, lines = 10): string {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
@@ -64,7 +53,7 @@ export interface StartNginxOptions {
 
 export async function startNginx (opts: StartNginxOptions): Promise<NginxProcess> {
   mkdirSync(opts.prefix, { recursive: true })
-  const listenPort = await freePort(opts.host)
+  const listenPort = await anyFreePort(opts.host)
   const configFile = join(opts.prefix, 'nginx.conf')
   const errorLog = join(opts.prefix, 'error.log')
   writeFileSync(configFile, nginxConfig({

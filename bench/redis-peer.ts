@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import type { BenchContext } from './context'
 import { startDaemon, sleep, type Daemon } from './daemon'
-import { freePort } from './nginx'
+import { anyFreePort } from '../src/local/ports'
 import { RespConnection, RespError, RespPool } from './resp'
 import type { YcsbStore } from './ycsb-workloads'
 
@@ -20,7 +20,7 @@ export interface RedisPeer {
 
 export async function startRedis (ctx: BenchContext, binary: string, dir: string): Promise<RedisPeer> {
   const host = '127.0.0.1'
-  const port = await freePort(host)
+  const port = await anyFreePort(host)
   mkdirSync(dir, { recursive: true })
   const daemon = startDaemon('redis-server', binary, [
     '--bind', host, '--port', String(port), '--dir', dir,

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { join, resolve } from 'node:path'
-import { freePeerPort, freePort, startDetachedShard, stopNode } from './shard-process'
+import { freePeerPort, startDetachedShard, stopNode } from './shard-process'
+import { anyFreePort } from '../src/local/ports'
 import { nodeCredentials, scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { validateWeight } from '../src/membership/map'
@@ -134,7 +135,7 @@ async function startGroupNodes (id: string, dataDir: string, opts: { host: strin
     const l = opts.launcher
     if (l !== undefined) {
       if (opts.host !== '127.0.0.1') throw new UsageError('nodes of a local cluster listen on 127.0.0.1 (drop --host)')
-      const port = j === 0 && opts.port !== 0 ? opts.port : await freePort(opts.host)
+      const port = j === 0 && opts.port !== 0 ? opts.port : await anyFreePort(opts.host)
       const peerPort = await freePeerPort(opts.host, port)
       process.stderr.write(`asking the local cluster's launcher (pid ${l.pid}) to start shard node ${name} (port ${port}, peer port ${peerPort}, data ${dir}) ...\n`)
       const node = await startManagedNode(l, { name, group: id, port, peerPort, dataDir: dir, ...(opts.workers === undefined ? {} : { workers: opts.workers }) })

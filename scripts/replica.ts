@@ -3,7 +3,8 @@ import { basename, join, resolve } from 'node:path'
 import { existsSync } from 'node:fs'
 import type { AdminClient } from '../src/client/admin'
 import { printJson, runScript, UsageError } from './cli'
-import { freePeerPort, freePort, startDetachedShard, health, stopNode } from './shard-process'
+import { freePeerPort, startDetachedShard, health, stopNode } from './shard-process'
+import { anyFreePort } from '../src/local/ports'
 import { clusterCa, nodeCredentials, scriptAdmin, tokenHelp, TOKEN_OPTION } from './auth'
 import { detachedNotice, findLocalLauncher, releaseManagedNode, startManagedNode, type LocalLauncher } from './local-launcher'
 import { readNodes } from '../src/local/nodes-file'
@@ -96,7 +97,7 @@ export async function replicaCommand (mode: Mode, args: string[], run: Invocatio
       while (names.has(`${group.id}-r${n}`) || existsSync(join(values['cluster-dir'], `${group.id}-r${n}`))) n++
       const name = `${group.id}-r${n}`
       const dataDir = resolve(values['data-dir'] ?? join(values['cluster-dir'], name))
-      const port = Number(values.port) !== 0 ? Number(values.port) : await freePort('127.0.0.1')
+      const port = Number(values.port) !== 0 ? Number(values.port) : await anyFreePort('127.0.0.1')
       const peerPort = await freePeerPort('127.0.0.1', port)
       const node = await startManagedNode(launcher, { name, group: group.id, port, peerPort, dataDir, ...(workers === undefined ? {} : { workers }) })
       process.stderr.write(`replica node ${name} is healthy at ${node.url} (pid ${node.pid}, data ${dataDir}), supervised by the local cluster's launcher\n`)

@@ -2,12 +2,11 @@ import type { ShardHealth } from '../src/protocol/node-answers'
 import { spawn } from 'node:child_process'
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { createServer } from 'node:net'
 import { Agent, request } from '../src/http/undici'
 import { credentialArgs, entryPoint, type LaunchCredentials } from '../src/local/launcher'
 import { HEALTH_PATH } from '../src/protocol/wire'
 import { peerPortFor, writeNodeLaunch } from '../src/local/nodes-file'
-import { isPortFree } from '../src/local/ports'
+import { anyFreePort, isPortFree } from '../src/local/ports'
 
 /**
  * Shard nodes that the operator scripts start must outlive the script: they run
@@ -21,23 +20,12 @@ export interface DetachedShard {
   logFile: string
 }
 
-export async function freePort (host: string): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, host, () => {
-      const address = server.address()
-      server.close(() => { typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')) })
-    })
-  })
-}
-
 /** A peer port for a node on `dataPort`: data port + 10000 as `npm start` gives them when free, else any free port. */
 export async function freePeerPort (host: string, dataPort: number): Promise<number> {
   const usual = peerPortFor(dataPort)
   if (usual !== undefined && await isPortFree(host, usual)) return usual
   for (;;) {
-    const port = await freePort(host)
+    const port = await anyFreePort(host)
     if (port !== dataPort) return port
   }
 }
@@ -77,7 +65,7 @@ function shardArgs (opts: DetachedShardOptions, port: number, peerPort: number):
 }
 
 export async function startDetachedShard (opts: DetachedShardOptions): Promise<DetachedShard> {
-  const port = opts.port === 0 ? await freePort(opts.host) : opts.port
+  const port = opts.port === 0 ? await anyFreePort(opts.host) : opts.port
   const ca = opts.credentials?.tlsCaFile === undefined ? undefined : readFileSync(opts.credentials.tlsCaFile, 'utf8')
   const url = `${ca === undefined ? 'http' : 'https'}://${opts.host}:${port}`
   if (await health(url, ca) !== undefined) throw new Error(`something already answers on ${url}`)

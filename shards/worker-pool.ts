@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
-import { createServer } from 'node:net'
+import { anyFreePort } from '../src/local/ports'
 import type { ShardConfig } from '../src/config/options'
 import type { Logger } from '../src/log'
 import type { SupervisorMetrics } from './metrics'
@@ -79,10 +79,10 @@ export class WorkerPool implements NodeServing {
     const pickPort = this.port === 0
     const pickPeerPort = this.peerPort === 0
     for (let attempt = 1; ; attempt++) {
-      if (pickPort) this.port = await freePort(this.config.host)
+      if (pickPort) this.port = await anyFreePort(this.config.host)
       // A closed probe's port may come back at once: the two listeners need two ports.
       if (pickPeerPort) {
-        do this.peerPort = await freePort(this.config.host)
+        do this.peerPort = await anyFreePort(this.config.host)
         while (this.peerPort === this.port)
       }
       const forks = await Promise.allSettled(Array.from({ length: this.config.workers }, async () => await this.fork('initial')))
@@ -220,16 +220,3 @@ export class WorkerPool implements NodeServing {
   }
 }
 
-async function freePort (host: string): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, host, () => {
-      const address = server.address()
-      server.close(() => {
-        if (address !== null && typeof address === 'object') resolve(address.port)
-        else reject(new Error('could not determine a free port'))
-      })
-    })
-  })
-}

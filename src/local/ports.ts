@@ -17,6 +17,19 @@ export function isPortFree (host: string, port: number): Promise<boolean> {
   })
 }
 
+/** A port the OS picks as free on `host` now (listen on 0, read it, close): another process may take it before it is used. */
+export function anyFreePort (host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.unref()
+    server.once('error', reject)
+    server.listen({ host, port: 0, exclusive: true }, () => {
+      const address = server.address()
+      server.close(() => { typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('could not determine a free port')) })
+    })
+  })
+}
+
 export class PortBusyError extends Error {
   readonly code = 'ERR_SHARDKV_PORT_BUSY'
   constructor (readonly busy: Array<{ name: string, port: number }>, host: string) {
