@@ -43,8 +43,8 @@ start from --groups, --replicas and --workers). Each process also gets a peer po
 the internal API (its port + 10000; kept in nodes.json).
 
 Secure by default: the first start creates <data-dir>/cluster-secret (what the processes
-authenticate each other with), <data-dir>/tokens.json (client tokens, hashes only) and an
-admin token, printed once and kept in <data-dir>/admin-token (mode 0600). Send it as
+authenticate each other with), <data-dir>/tokens.json (client tokens, hashes only; every part
+re-reads it within a second of an edit) and an admin token, printed once and kept in <data-dir>/admin-token (mode 0600). Send it as
 \`Authorization: Bearer <token>\`; the scripts (add-shard, ...) read it from there.
 
 Options:

@@ -61,7 +61,7 @@ export interface ManagedProcess {
   entry?: NodeEntry
 }
 
-/** How often the tokens file is checked for the router and coordinator threads. */
+/** How often the tokens file is checked for changes (watchTokensFile). */
 const TOKENS_POLL_MS = 1000
 
 /** How long the launcher waits for a coordinator to lead before it starts the rest (a stale leader key lapses in its TTL, 3 s). */
@@ -145,6 +145,7 @@ export class ManagedCluster {
     const groupFlags = [...groups].map(([id, urls]) => `${id}=${urls.join('+')}`)
     if (this.opts.etcd === undefined) await this.startFileControl(groupFlags)
     else await this.startEtcdControl(this.opts.etcd, groupFlags)
+    this.watchTokensFile()
     this.writeState()
     if (this.stopped) return
     this.timer = setInterval(() => { this.reconciling = this.reconciling.then(() => this.reconcile()) }, this.opts.pollMs ?? 500)
@@ -164,7 +165,6 @@ export class ManagedCluster {
       await launchRouter({ ...this.common('router'), ...this.threaded(), port: this.opts.routerPort, coordinator: this.coordinatorUrl }))
     this.routers.push(router)
     if (!await router.sup.firstAttempt && !this.stopped) throw new Error('the router did not start (it is retried; see its log)')
-    this.watchTokensForThreads()
   }
 
   private threaded (): { thread?: true } {
@@ -172,17 +172,18 @@ export class ManagedCluster {
   }
 
   /**
-   * `kill -HUP <pid>` re-reads the tokens file in a process, but a thread cannot be sent a
-   * signal of its own (and this process's SIGHUP stops the cluster), so the threads re-read
-   * it when it changes: polled, as an editor may replace the file rather than write it.
+   * One edit of the tokens file reaches every part: each re-reads it on SIGHUP (a thread
+   * gets it as a message), so the launcher sends one to all but etcd's members when the
+   * file changes — polled, as an editor may replace the file rather than write it. Without
+   * this, a thread could not be told at all: this process's own SIGHUP stops the cluster.
    */
-  private watchTokensForThreads (): void {
+  private watchTokensFile (): void {
     const file = this.opts.credentials?.tokensFile
-    if (this.opts.controlThreads !== true || file === undefined) return
+    if (file === undefined) return
     this.tokensFile = file
     watchFile(file, { interval: TOKENS_POLL_MS, persistent: false }, (now, before) => {
       if (now.mtimeMs === before.mtimeMs && now.ino === before.ino && now.size === before.size) return
-      for (const m of [...this.routers, ...this.coordinators]) if (m.sup.current?.threadId !== undefined) m.sup.current.signal('SIGHUP')
+      for (const m of [...this.routers, ...this.coordinators, ...this.nodes.values()]) m.sup.current?.signal('SIGHUP')
     })
   }
 

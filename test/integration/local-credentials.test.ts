@@ -115,7 +115,7 @@ t.test('npm start runs the router and the coordinator as threads of the launcher
   const peer = await anonymous.request('GET', `http://127.0.0.1:${box.routerPort + 10_000}${INTERNAL_COORDINATOR.mapFollow}?after=0`)
   t.ok(peer.status === 401 || peer.status === 403, `the coordinator's peer listener refuses a caller without the cluster secret (${peer.status})`)
 
-  // A thread cannot be sent SIGHUP: the launcher has it re-read the tokens file when the file changes.
+  // A thread cannot be sent SIGHUP: the launcher has every part re-read the tokens file when the file changes.
   const paths = credentialPaths(box.dir)
   const added = `skv_${randomBytes(32).toString('base64url')}`
   const file = JSON.parse(readFileSync(paths.tokensFile, 'utf8')) as { tokens: unknown[] }
@@ -128,7 +128,9 @@ t.test('npm start runs the router and the coordinator as threads of the launcher
   }
   await waitFor(async () => await withAdded(`${box.routerUrl}/kv/threads-a`), 20_000, () => `the router thread to accept a token added to the file (last: ${last})`)
   await waitFor(async () => await withAdded(`${box.coordinatorUrl}/cluster`), 20_000, () => `the coordinator thread to accept it (last: ${last})`)
-  t.pass('both threads took the new token without a restart')
+  // The node is a process: the launcher sends it a SIGHUP for the same edit (direct clients read from it with tokens).
+  await waitFor(async () => await withAdded(`http://127.0.0.1:${box.basePort}/kv/threads-a`), 20_000, () => `the node to accept it (last: ${last})`)
+  t.pass('one edit of the file: both threads and the node took the new token without a restart')
   t.equal(await box.interrupt(l), 0, 'Ctrl-C')
   await waitUntilDead(box.processes(), 15_000).catch(() => undefined)
   t.same(box.processes(), [], 'no process is left')
