@@ -44,8 +44,9 @@ the internal API (its port + 10000; kept in nodes.json).
 
 Secure by default: the first start creates <data-dir>/cluster-secret (what the processes
 authenticate each other with), <data-dir>/tokens.json (client tokens, hashes only; every part
-re-reads it within a second of an edit) and an admin token, printed once and kept in <data-dir>/admin-token (mode 0600). Send it as
-\`Authorization: Bearer <token>\`; the scripts (add-shard, ...) read it from there.
+re-reads it within a second of an edit) and an admin token, printed once and kept in
+<data-dir>/admin-token (mode 0600). Send it as \`Authorization: Bearer <token>\`; the scripts
+(add-shard, ...) read it from there.
 
 Options:
   --data-dir DIR      data and logs (default ./data: ./data/g1, ./data/coordinator, ./data/logs)
