@@ -80,7 +80,9 @@ t.test('add-shard and add-replica nodes belong to the npm start cluster: stopped
   t.same(pids.filter(isAlive), [], `none of the ${pids.length} processes is left (the added nodes included)`)
   t.same(box.processes(), [], 'nothing names the cluster dir')
 
-  l = await box.start()
+  // Started again with the router and the coordinator as processes (the first start ran them as threads):
+  // the same data dir serves either way, and the router below can be SIGKILLed on its own.
+  l = await box.start(['--processes'])
   await l.waitFor(/local cluster is up \(2 groups, 3 shard nodes\)/, 90_000)
   t.pass('npm start again runs the three nodes of the nodes file')
   v = await waitForView(box, allServing(['g1', 'g2']), 'every group serving after the restart', 60_000)
