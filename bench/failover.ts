@@ -3,6 +3,7 @@ import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Agent, request } from '../src/http/undici'
+import { intFlag, UsageError } from '../src/config/cli-flags'
 import { startLocalCluster, type LocalCluster } from '../src/local/cluster'
 import { launchShard, stopAll, type LaunchedProcess } from '../src/local/launcher'
 import { GroupRing } from '../src/ring/ring'
@@ -49,7 +50,6 @@ Options:
 
 interface Options { kills: number, groups: number, duration: number, connections: number, keys: number, valueBytes: number, workers: number, maxSeconds: number, keep: boolean, skipThroughput: boolean }
 
-class UsageError extends Error {}
 
 function parseOptions (argv: string[]): Options | 'help' {
   let values: Record<string, string | boolean | undefined>
@@ -76,12 +76,7 @@ function parseOptions (argv: string[]): Options | 'help' {
     throw new UsageError((err as Error).message)
   }
   if (values.help === true) return 'help'
-  const int = (name: string, fallback: number, min: number, max: number): number => {
-    const raw = values[name]
-    if (raw === undefined) return fallback
-    if (typeof raw !== 'string' || !/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${String(raw)}"`)
-    return Number(raw)
-  }
+  const int = (name: string, fallback: number, min: number, max: number): number => intFlag(name, values[name], fallback, min, max)
   return {
     kills: int('kills', 3, 1, 20),
     groups: int('groups', 2, 1, 8),

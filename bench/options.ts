@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { QUICK_START_SHAPE } from '../src/local/quick-start'
+import { intFlag, UsageError } from '../src/config/cli-flags'
 
 /** Command line of `npm run bench`. Pure: parsing only, no I/O. */
 
@@ -99,17 +100,7 @@ Options:
   --keep             keep the temp dir (data, logs) instead of removing it
   --help             show this text`
 
-export class UsageError extends Error {
-  readonly code = 'ERR_BENCH_USAGE'
-}
-
-function int (name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
-  if (raw === undefined) return fallback
-  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${raw}"`)
-  }
-  return Number(raw)
-}
+export { UsageError }
 
 function fraction (name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback
@@ -175,20 +166,20 @@ export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
   const cpuProf = values['cpu-prof']
   if (cpuProf === '') throw new UsageError('--cpu-prof needs a directory')
   return {
-    duration: int('duration', values.duration, 5, 1, 3600),
-    warmup: int('warmup', values.warmup, 5, 0, 600),
-    connections: int('connections', values.connections, 32, 1, 4096),
-    keys: int('keys', values.keys, 5000, 1, 10_000_000),
+    duration: intFlag('duration', values.duration, 5, 1, 3600),
+    warmup: intFlag('warmup', values.warmup, 5, 0, 600),
+    connections: intFlag('connections', values.connections, 32, 1, 4096),
+    keys: intFlag('keys', values.keys, 5000, 1, 10_000_000),
     // 1 MiB is the servers' default value limit.
-    valueBytes: int('value-bytes', values['value-bytes'], 100, 0, 1024 * 1024),
+    valueBytes: intFlag('value-bytes', values['value-bytes'], 100, 0, 1024 * 1024),
     mix: fraction('mix', values.mix, 0.9),
-    workers: int('workers', values.workers, 1, 1, 64),
-    groups: int('groups', values.groups, QUICK_START_SHAPE.groups, 1, 64),
+    workers: intFlag('workers', values.workers, 1, 1, 64),
+    groups: intFlag('groups', values.groups, QUICK_START_SHAPE.groups, 1, 64),
     // 1000 is the servers' default --max-batch-ops.
-    batchSize: int('batch-size', values['batch-size'], 100, 1, 1000),
-    records: int('records', values.records, 10_000, 1, 10_000_000),
-    ycsbConnections: int('ycsb-connections', values['ycsb-connections'], 16, 1, 4096),
-    ycsbDuration: int('ycsb-duration', values['ycsb-duration'], 10, 1, 3600),
+    batchSize: intFlag('batch-size', values['batch-size'], 100, 1, 1000),
+    records: intFlag('records', values.records, 10_000, 1, 10_000_000),
+    ycsbConnections: intFlag('ycsb-connections', values['ycsb-connections'], 16, 1, 4096),
+    ycsbDuration: intFlag('ycsb-duration', values['ycsb-duration'], 10, 1, 3600),
     ycsbSystems: parseYcsbSystems(values['ycsb-systems']),
     only: parseScenarioList(values.only),
     cpuProf,

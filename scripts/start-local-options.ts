@@ -2,9 +2,12 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { QUICK_START_SHAPE } from '../src/local/quick-start'
 import { PROCESS_RESTART_POLICY } from '../src/supervision/restart-policy'
+import { intFlag, UsageError } from '../src/config/cli-flags'
 import { parseEtcdFlag, MAX_CONTROL_PROCESSES, type ShapeFlags } from '../src/local/control-shape'
 
 /** `npm start`'s flags (scripts/start-local.ts): its help text, and its options parsed and checked. */
+
+export { UsageError }
 
 /** Where every process of the local cluster listens. */
 export const HOST = '127.0.0.1'
@@ -79,15 +82,6 @@ export interface StartOptions {
   shape: ShapeFlags
 }
 
-export class UsageError extends Error {}
-
-function intFlag (name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
-  if (raw === undefined) return fallback
-  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got "${raw}"`)
-  }
-  return Number(raw)
-}
 
 export function parseOptions (argv: string[]): StartOptions | 'help' {
   let values
