@@ -34,6 +34,8 @@ export interface ReadCoalescerOptions {
   table: () => RoutingTable
   /** Most gets in one upstream batch; 1 turns coalescing off. */
   maxKeys: number
+  /** Most batches in flight to one primary (undefined: no limit; see src/membership/coalescing.ts). */
+  maxInFlight?: number | undefined
   metrics: RouterMetrics
 }
 
@@ -47,6 +49,7 @@ export class ReadCoalescer implements KvForward {
   constructor (private readonly options: ReadCoalescerOptions) {
     this.queue = new CoalescingQueue({
       maxKeys: options.maxKeys,
+      maxInFlight: options.maxInFlight,
       table: options.table,
       alone: (read) => { options.forwarder.forward(read.req).then(read.resolve, read.reject) },
       together: async (url, table, reads) => await this.batch(url, table, reads)

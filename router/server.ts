@@ -67,8 +67,10 @@ export async function startRouter (config: RouterConfig, log: Logger): Promise<R
   const nodes = new NodeClient({ credentials, mapPeerOf: (u) => peerInMap(follower.table().map, u) })
   const forwarder = new Forwarder({ peerHeaders: credentials.secret?.headers, peerTls: credentials.tls, table: () => follower.table(), connections: config.connections,
     onceMapChanged: (listener) => follower.onceChanged(listener), upstreamTimeoutMs: config.upstreamTimeoutMs, retryTimeoutMs: config.retryTimeoutMs, metrics, log, nodes })
-  const reads = new ReadCoalescer({ forwarder, table: () => follower.table(), maxKeys: config.readCoalesceMaxKeys, metrics })
-  const kv = new WriteCoalescer({ forwarder, next: reads, table: () => follower.table(), maxKeys: config.writeCoalesceMaxKeys, metrics })
+  // 0: no limit (every turn's share of a primary is sent at once).
+  const maxInFlight = config.coalesceInFlight === 0 ? undefined : config.coalesceInFlight
+  const reads = new ReadCoalescer({ forwarder, table: () => follower.table(), maxKeys: config.readCoalesceMaxKeys, maxInFlight, metrics })
+  const kv = new WriteCoalescer({ forwarder, next: reads, table: () => follower.table(), maxKeys: config.writeCoalesceMaxKeys, maxInFlight, metrics })
 
   // fastify refuses a body limit of 0; kv-routes enforces the exact limit itself.
   const app = createApiServer({ log, maxValueBytes: Math.max(1, config.maxValueBytes), limits: config, tls })

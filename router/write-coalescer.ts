@@ -38,6 +38,8 @@ export interface WriteCoalescerOptions {
   table: () => RoutingTable
   /** Most writes in one upstream batch; 1 turns coalescing off. */
   maxKeys: number
+  /** Most batches in flight to one primary (undefined: no limit; see src/membership/coalescing.ts). */
+  maxInFlight?: number | undefined
   metrics: RouterMetrics
 }
 
@@ -87,6 +89,7 @@ export class WriteCoalescer implements KvForward {
   constructor (private readonly options: WriteCoalescerOptions) {
     this.queue = new CoalescingQueue({
       maxKeys: options.maxKeys,
+      maxInFlight: options.maxInFlight,
       table: options.table,
       alone: (write) => { options.forwarder.forward(write.req).then(write.resolve, write.reject) },
       together: async (url, table, writes) => await this.batch(url, table, writes)

@@ -42,6 +42,8 @@ export interface DirectOptions {
   readCoalesceMaxKeys: number
   /** Most concurrent plain PUTs and DELETEs for one primary sent as one batch; 1: every write alone. */
   writeCoalesceMaxKeys: number
+  /** Most coalesced batches in flight to one primary, reads and writes apart; 0: no limit. */
+  coalesceInFlight: number
   connections: number
   retryTimeoutMs: number
   timeoutMs: number
@@ -87,14 +89,17 @@ export class DirectTransport implements Transport {
     this.controlPool = new Pool(routerUrl, { connections: 2, pipelining: 1, ...(ca === undefined ? {} : { connect: { ca } }) })
     this.maps = new MapSource(routerUrl, this.controlPool, options.timeoutMs, this.auth, ca)
     this.maps.onChange((table) => { this.closePoolsOutside(table) })
+    const maxInFlight = options.coalesceInFlight === 0 ? undefined : options.coalesceInFlight
     this.reads = new CoalescingQueue({
       maxKeys: options.readCoalesceMaxKeys,
+      maxInFlight,
       table: () => this.maps.now(),
       alone: (read) => { this.sendOne(read.req).then(read.resolve, read.reject) },
       together: async (url, table, reads) => await this.readTogether(url, table, reads)
     })
     this.writes = new CoalescingQueue({
       maxKeys: options.writeCoalesceMaxKeys,
+      maxInFlight,
       table: () => this.maps.now(),
       alone: (write) => { this.sendOne(write.req).then(write.resolve, write.reject) },
       together: async (url, table, writes) => await this.writeTogether(url, table, writes)

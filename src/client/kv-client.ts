@@ -49,6 +49,12 @@ export interface ClientOptions {
    * exactly as single writes. Default 64; 1 sends every write alone.
    */
   writeCoalesceMaxKeys?: number
+  /**
+   * Direct mode: most coalesced batches of gets (and, apart, of writes) in flight to one
+   * primary; calls for a primary at its limit wait for one to end and go in the next
+   * batch. Default 1; 0: no limit (every turn's batch is sent at once).
+   */
+  coalesceInFlight?: number
   /** A client token (`skv_...`): sent as `Authorization: Bearer` on every request, to the router and (direct mode) to shard nodes. */
   token?: string
   /** PEM CA bundle that https servers' certificates must chain to (a private CA, a self-signed certificate). */
@@ -136,7 +142,7 @@ export class KvClient {
       timeoutMs: options.timeoutMs ?? 10_000,
       credentials: { token: options.token, ca: options.ca }
     }
-    if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, readCoalesceMaxKeys: options.readCoalesceMaxKeys ?? 64, writeCoalesceMaxKeys: options.writeCoalesceMaxKeys ?? 64, ...common })
+    if (this.mode === 'direct') this.transport = new DirectTransport({ routerUrl: options.url, readCoalesceMaxKeys: options.readCoalesceMaxKeys ?? 64, writeCoalesceMaxKeys: options.writeCoalesceMaxKeys ?? 64, coalesceInFlight: options.coalesceInFlight ?? 1, ...common })
     else if (this.mode === 'routed') this.transport = new RoutedTransport(options.url, common)
     else throw new TypeError(`mode must be 'routed' or 'direct', not ${String(options.mode)}`)
     this.maxBatchOps = options.maxBatchOps ?? BATCH_DEFAULTS.maxOps

@@ -83,3 +83,108 @@ t.test('requests of different lanes never share a batch', async (t) => {
   }
   t.ok(calls.together.length >= 3 * 3 - 1, `each lane got its own batches (${calls.together.length})`)
 })
+
+/** A queue limited to `maxInFlight` whose batches and lone requests answer only when the test releases them. */
+function gatedQueue (maxInFlight: number | undefined, table: RoutingTable): {
+  q: CoalescingQueue<string, string>
+  sent: Array<{ url: string, keys: string[], release: (fail?: boolean) => void }>
+} {
+  const sent: Array<{ url: string, keys: string[], release: (fail?: boolean) => void }> = []
+  const q = new CoalescingQueue<string, string>({
+    maxKeys: 64,
+    maxInFlight,
+    table: () => table,
+    alone: (op) => {
+      sent.push({ url: table.ownerOf(op.key) ?? '', keys: [op.key], release: () => { op.resolve(`alone:${op.key}`) } })
+    },
+    together: async (url, _table, ops) => await new Promise((resolve, reject) => {
+      sent.push({ url, keys: ops.map((o) => o.key), release: (fail) => { if (fail === true) reject(new Error('reset')); else resolve(ops.map((o) => `batch:${o.key}`)) } })
+    })
+  })
+  return { q, sent }
+}
+
+const turn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
+
+t.test('maxInFlight: what arrives for a busy primary waits for its request to end, then goes as one batch', async (t) => {
+  const table = new RoutingTable(settled)
+  const url = table.ownerOf('k0') as string
+  const same = keys.filter((k) => table.ownerOf(k) === url).slice(0, 5)
+  const other = keys.find((k) => table.ownerOf(k) !== url) as string
+  const { q, sent } = gatedQueue(1, table)
+  const first = [q.enqueue(same[0] as string, 'a'), q.enqueue(same[1] as string, 'b')]
+  await turn()
+  t.same(sent.map((s) => s.keys), [[same[0], same[1]]], 'the first turn\'s batch is sent')
+  const later = same.slice(2).map(async (k) => await q.enqueue(k, k))
+  const elsewhere = q.enqueue(other, other)
+  await turn()
+  await turn()
+  t.same(sent.map((s) => s.keys), [[same[0], same[1]], [other]], 'the busy primary\'s requests are held; another primary\'s are not')
+  sent[0]?.release()
+  t.same(await Promise.all(first), [`batch:${same[0] as string}`, `batch:${same[1] as string}`])
+  await turn()
+  t.same(sent[2]?.keys, same.slice(2), 'the held requests went as one batch once the first ended')
+  sent[2]?.release()
+  sent[1]?.release()
+  t.same(await Promise.all(later), same.slice(2).map((k) => `batch:${k}`))
+  t.equal(await elsewhere, `alone:${other}`)
+})
+
+t.test('maxInFlight: a request sent alone counts; a failed batch releases the primary and its ops go alone', async (t) => {
+  const table = new RoutingTable(settled)
+  const url = table.ownerOf('k0') as string
+  const same = keys.filter((k) => table.ownerOf(k) === url).slice(0, 4)
+  const { q, sent } = gatedQueue(1, table)
+  const lone = q.enqueue(same[0] as string, 'x')
+  await turn()
+  t.same(sent.map((s) => s.keys), [[same[0]]], 'a lone request goes alone at once')
+  const pair = [q.enqueue(same[1] as string, 'y'), q.enqueue(same[2] as string, 'z')]
+  await turn()
+  t.equal(sent.length, 1, 'held while the lone request is in flight')
+  sent[0]?.release()
+  t.equal(await lone, `alone:${same[0] as string}`)
+  await turn()
+  t.same(sent[1]?.keys, [same[1], same[2]], 'then sent as a batch')
+  const third = q.enqueue(same[3] as string, 'w')
+  await turn()
+  t.equal(sent.length, 2, 'held behind the batch')
+  sent[1]?.release(true)
+  await turn()
+  await turn()
+  t.same(sent.slice(2).map((s) => s.keys).sort(), [[same[1]], [same[2]], [same[3]]].sort(), 'the failed batch\'s ops went alone, and the held one was sent')
+  for (const s of sent.slice(2)) s.release()
+  t.same(await Promise.all([...pair, third]), [same[1], same[2], same[3]].map((k) => `alone:${k as string}`))
+})
+
+t.test('maxInFlight: each lane has its own window (one client\'s batch never waits for another\'s)', async (t) => {
+  const table = new RoutingTable(settled)
+  const url = table.ownerOf('k0') as string
+  const same = keys.filter((k) => table.ownerOf(k) === url).slice(0, 4)
+  const { q, sent } = gatedQueue(1, table)
+  const alice = [q.enqueue(same[0] as string, 'a', 'alice'), q.enqueue(same[1] as string, 'b', 'alice')]
+  await turn()
+  const bob = [q.enqueue(same[2] as string, 'c', 'bob'), q.enqueue(same[3] as string, 'd', 'bob')]
+  await turn()
+  t.same(sent.map((s) => s.keys), [[same[0], same[1]], [same[2], same[3]]], 'bob\'s batch went while alice\'s was in flight')
+  for (const s of sent) s.release()
+  await Promise.all([...alice, ...bob])
+})
+
+t.test('without maxInFlight, every turn\'s batch is sent at once', async (t) => {
+  const table = new RoutingTable(settled)
+  const url = table.ownerOf('k0') as string
+  const same = keys.filter((k) => table.ownerOf(k) === url).slice(0, 4)
+  const { q, sent } = gatedQueue(undefined, table)
+  const a = [q.enqueue(same[0] as string, 'a'), q.enqueue(same[1] as string, 'b')]
+  await turn()
+  const b = [q.enqueue(same[2] as string, 'c'), q.enqueue(same[3] as string, 'd')]
+  await turn()
+  t.same(sent.map((s) => s.keys), [[same[0], same[1]], [same[2], same[3]]], 'two batches in flight to one primary')
+  for (const s of sent) s.release()
+  await Promise.all([...a, ...b])
+})
+
+t.test('maxInFlight below 1 is refused: it would hold every request forever', async (t) => {
+  const table = new RoutingTable(settled)
+  for (const bad of [0, -1, 0.5, Number.NaN]) t.throws(() => gatedQueue(bad, table), RangeError, String(bad))
+})
