@@ -33,6 +33,8 @@ export interface BenchOptions {
   ycsbConnections: number
   /** YCSB: measured seconds per workload. */
   ycsbDuration: number
+  /** YCSB: most seconds of unmeasured inserts before the insert phase (until rate and CPU per insert settle). */
+  ycsbWarmup: number
   /** YCSB: the systems to run it against, in this order. */
   ycsbSystems: YcsbSystem[]
   /** Scenarios to run, in suite order. */
@@ -79,7 +81,7 @@ Prints a table and the target ratios, and writes JSON to bench/results/.
 
 Options:
   --duration S       measured seconds per measurement (default 5)
-  --warmup S         most unmeasured seconds before each measurement; ends once two
+  --warmup S         most unmeasured seconds before each measurement; ends once three
                      1-second slices agree within 10% (default 5; 0 = none)
   --connections N    concurrent request loops (default 32)
   --keys N           keys preloaded per cluster (default 5000)
@@ -94,6 +96,9 @@ Options:
   --ycsb-connections N  ycsb: concurrent loops (default 16)
   --ycsb-duration S  ycsb: measured seconds per workload (default 10; warm-up is
                      --warmup capped at 2 s)
+  --ycsb-warmup S    ycsb: most seconds of inserts of other keys before the insert phase,
+                     ended once three 2-s slices agree in rate and server CPU per insert
+                     (default 30; 0: none)
   --ycsb-systems LIST  ycsb: comma-separated subset of shardkv,direct,unreplicated,etcd,redis
   --cpu-prof DIR     run the peer and batch scenarios' routers, and the ycsb scenario's
                      replicated shardkv (router and nodes), under node --cpu-prof, profiles in DIR
@@ -155,6 +160,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
         records: { type: 'string' },
         'ycsb-connections': { type: 'string' },
         'ycsb-duration': { type: 'string' },
+        'ycsb-warmup': { type: 'string' },
         'ycsb-systems': { type: 'string' },
         'cpu-prof': { type: 'string' }
       }
@@ -180,6 +186,7 @@ export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
     records: intFlag('records', values.records, 10_000, 1, 10_000_000),
     ycsbConnections: intFlag('ycsb-connections', values['ycsb-connections'], 16, 1, 4096),
     ycsbDuration: intFlag('ycsb-duration', values['ycsb-duration'], 10, 1, 3600),
+    ycsbWarmup: intFlag('ycsb-warmup', values['ycsb-warmup'], 30, 0, 600),
     ycsbSystems: parseYcsbSystems(values['ycsb-systems']),
     only: parseScenarioList(values.only),
     cpuProf,

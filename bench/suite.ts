@@ -42,7 +42,7 @@ export class Suite {
       return undefined
     }
     const settings = { connections: mo.connections ?? opts.connections, op, signal }
-    const warm: WarmUpResult = warmupS > 0 ? await warmUp(settings, warmupS * 1000) : { seconds: 0, slices: [], steady: false }
+    const warm: WarmUpResult = warmupS > 0 ? await warmUp(settings, { maxMs: warmupS * 1000 }) : { seconds: 0, slices: [], cpuSlices: [], steady: false }
     signal.throwIfAborted()
     process.stdout.write(`  ${`${scenario} ${name}`.padEnd(30)} ${target.padEnd(30)} `)
     const cpu0 = cpuSeconds(mo.serverPids ?? [])

@@ -15,6 +15,7 @@ import { RedisStore, startRedis } from './redis-peer'
 import type { Suite } from './suite'
 import { WORKLOADS, workloadOperation, ycsbKey, type YcsbStore } from './ycsb-workloads'
 import { warmUp } from './engine'
+import { cpuSeconds } from './proc-cpu'
 
 /**
  * The ycsb scenario (issue 10): the same YCSB phases, over the same closed loops, against
@@ -205,15 +206,19 @@ const STARTERS: Record<YcsbSystem, (suite: Suite) => Promise<System | string>> =
 /**
  * The measured insert writes each of its keys once, so it cannot warm up on them: before
  * it, every system takes inserts of keys outside the records' range (`warm<i>`, never read
- * by the workloads) for up to --warmup seconds, until two 1-second slices agree. Without
- * it, a 10,000-record insert of a cluster of Node processes started a moment before
- * measured their JIT compiler warming up as much as their writes.
+ * by the workloads) for up to --ycsb-warmup seconds, until three 2-second slices agree in
+ * rate and in server CPU per insert. A cluster of Node processes started a moment before
+ * spends seconds compiling its hot paths: its CPU per write kept falling for ~30 s after
+ * its rate looked steady (1,446 µs after 3 s of writes, 1,009 after 10, 918 after 35, on
+ * 5 December), so a rate-only warm-up measured V8's compiler as much as the writes.
  */
-async function warmInsert (store: YcsbStore, value: Buffer, connections: number, ctx: Suite['ctx']): Promise<void> {
-  if (ctx.opts.warmup <= 0) return
+async function warmInsert (system: System, value: Buffer, connections: number, ctx: Suite['ctx']): Promise<void> {
+  if (ctx.opts.ycsbWarmup <= 0) return
   let next = 0
-  const warm = await warmUp({ connections, op: async () => { await store.insert(`warm${next++}`, value); return 1 }, signal: ctx.signal }, ctx.opts.warmup * 1000)
-  console.log(`    (insert warm-up: ${next} inserts of other keys in ${warm.seconds} s${warm.steady ? '' : ', not steady'})`)
+  const op = async (): Promise<number> => { await system.store.insert(`warm${next++}`, value); return 1 }
+  const warm = await warmUp({ connections, op, signal: ctx.signal }, { maxMs: ctx.opts.ycsbWarmup * 1000, sliceMs: 2000, cpuSeconds: () => cpuSeconds(system.pids) })
+  const cpu = warm.cpuSlices.map((us) => us.toFixed(0)).join(', ')
+  console.log(`    (insert warm-up: ${next} inserts of other keys in ${warm.seconds} s${warm.steady ? '' : ', not steady'}; server CPU µs per insert by 2-s slice: ${cpu})`)
 }
 
 export async function ycsb (suite: Suite): Promise<void> {
@@ -240,7 +245,7 @@ export async function ycsb (suite: Suite): Promise<void> {
     const s = system
     try {
       const mo = { connections, durationS, warmupS, serverPids: s.pids }
-      await warmInsert(s.store, value, connections, ctx)
+      await warmInsert(s, value, connections, ctx)
       await suite.measureCount('ycsb', `${name} insert`, s.target, records, (i) => s.store.insert(ycsbKey(i), value), mo)
       for (const [i, w] of WORKLOADS.entries()) {
         const run = workloadOperation(s.store, w, records, value, SEED + i)

@@ -85,19 +85,53 @@ t.test('pick', async (t) => {
   t.throws(() => pick([]), RangeError)
 })
 
-t.test('warm-up runs until two slices agree, or until the time is up', async (t) => {
+t.test('warm-up runs until three slices agree, or until the time is up', async (t) => {
   // A target that speeds up 20× after 150 ms (a cold path), then holds steady: a contrast that
   // timers firing late on a busy machine cannot blur.
   const start = Date.now()
   const op = async (): Promise<number> => { await sleep(Date.now() - start < 150 ? 40 : 2); return 1 }
-  const w = await warmUp({ connections: 2, op }, 2000, 100, 0.25)
+  const w = await warmUp({ connections: 2, op }, { maxMs: 2000, sliceMs: 100, tolerance: 0.25 })
   t.ok(w.steady, `steady after ${w.seconds} s: ${w.slices.map(Math.round).join(', ')}`)
   t.ok(w.seconds >= 0.3 && w.seconds < 2, 'longer than the cold phase, shorter than the cap')
   t.ok(w.slices.length >= 3)
   // Every 100 ms the op takes three times as long: never steady. (Long sleeps and 8 loops, so that
   // timers firing late on a busy machine cannot make two neighbouring slices look alike.)
   const slowFrom = Date.now()
-  const slowing = await warmUp({ connections: 8, op: async () => { await sleep(4 * 3 ** Math.floor((Date.now() - slowFrom) / 100)); return 1 } }, 400, 100, 0.05)
+  const slowing = await warmUp({ connections: 8, op: async () => { await sleep(4 * 3 ** Math.floor((Date.now() - slowFrom) / 100)); return 1 } }, { maxMs: 400, sliceMs: 100, tolerance: 0.05 })
   t.equal(slowing.steady, false, 'a rate that never settles stops at the cap')
   t.equal(slowing.seconds, 0.4)
+})
+
+t.test('a slow decline is not steady: three slices must agree, not two', async (t) => {
+  // A steady rate whose CPU per request falls 8% every 100 ms for 600 ms, then holds: two
+  // neighbouring slices agree within 10% all along, three span 15% until the decline ends.
+  const start = Date.now()
+  let cpu = 0
+  const op = async (): Promise<number> => {
+    cpu += 0.0001 * 0.92 ** Math.min(6, Math.floor((Date.now() - start) / 100))
+    await sleep(4)
+    return 1
+  }
+  const w = await warmUp({ connections: 4, op }, { maxMs: 3000, sliceMs: 100, tolerance: 0.1, cpuSeconds: () => cpu })
+  t.ok(w.seconds >= 0.6, `not steady before the decline ended (${w.seconds} s: ${w.cpuSlices.map((us) => us.toFixed(1)).join(', ')} µs)`)
+})
+
+t.test('with a CPU sampler, warm-up also waits for the CPU per request to settle', async (t) => {
+  // A steady rate whose server CPU per request falls 3× every 100 ms for the first 400 ms (a
+  // JIT compiling while something else bounds the rate), then holds: the rate alone would
+  // call it steady after two slices.
+  const start = Date.now()
+  let cpu = 0
+  const op = async (): Promise<number> => {
+    const age = Date.now() - start
+    cpu += age < 400 ? 0.001 * 3 ** -Math.floor(age / 100) : 0.00001
+    await sleep(4)
+    return 1
+  }
+  const w = await warmUp({ connections: 4, op }, { maxMs: 3000, sliceMs: 100, tolerance: 0.25, cpuSeconds: () => cpu })
+  const slices = w.cpuSlices.map((us) => us.toFixed(1)).join(', ')
+  t.ok(w.steady, `steady once the CPU settled: ${slices} µs`)
+  t.ok(Date.now() - start >= 500, 'not before the CPU per request stopped falling (and three slices agreed after)')
+  t.equal(w.cpuSlices.length, w.slices.length, 'a CPU figure for every slice')
+  t.ok((w.cpuSlices.at(-1) ?? Infinity) < 20, 'the last slices are the settled cost')
 })
