@@ -156,32 +156,33 @@ t.test('maxInFlight: a request sent alone counts; a failed batch releases the pr
   t.same(await Promise.all([...pair, third]), [same[1], same[2], same[3]].map((k) => `alone:${k as string}`))
 })
 
-t.test('maxInFlight: each lane has its own window (one client\'s batch never waits for another\'s)', async (t) => {
+/**
+ * Two requests for one primary in one turn (lane `lanes[0]`), two more in the next (lane
+ * `lanes[1]`), before any answer: what was sent. Only for cases where all four are sent.
+ */
+async function twoTurns (maxInFlight: number | undefined, lanes: [string, string]): Promise<{ sent: string[][], pairs: string[][] }> {
   const table = new RoutingTable(settled)
   const url = table.ownerOf('k0') as string
-  const same = keys.filter((k) => table.ownerOf(k) === url).slice(0, 4)
-  const { q, sent } = gatedQueue(1, table)
-  const alice = [q.enqueue(same[0] as string, 'a', 'alice'), q.enqueue(same[1] as string, 'b', 'alice')]
+  const [a, b, c, d] = keys.filter((k) => table.ownerOf(k) === url) as [string, string, string, string]
+  const { q, sent } = gatedQueue(maxInFlight, table)
+  const first = [q.enqueue(a, a, lanes[0]), q.enqueue(b, b, lanes[0])]
   await turn()
-  const bob = [q.enqueue(same[2] as string, 'c', 'bob'), q.enqueue(same[3] as string, 'd', 'bob')]
+  const second = [q.enqueue(c, c, lanes[1]), q.enqueue(d, d, lanes[1])]
   await turn()
-  t.same(sent.map((s) => s.keys), [[same[0], same[1]], [same[2], same[3]]], 'bob\'s batch went while alice\'s was in flight')
+  const keysSent = sent.map((s) => s.keys)
   for (const s of sent) s.release()
-  await Promise.all([...alice, ...bob])
+  await Promise.all([...first, ...second])
+  return { sent: keysSent, pairs: [[a, b], [c, d]] }
+}
+
+t.test('maxInFlight: each lane has its own window (one client\'s batch never waits for another\'s)', async (t) => {
+  const { sent, pairs } = await twoTurns(1, ['alice', 'bob'])
+  t.same(sent, pairs, 'bob\'s batch went while alice\'s was in flight')
 })
 
 t.test('without maxInFlight, every turn\'s batch is sent at once', async (t) => {
-  const table = new RoutingTable(settled)
-  const url = table.ownerOf('k0') as string
-  const same = keys.filter((k) => table.ownerOf(k) === url).slice(0, 4)
-  const { q, sent } = gatedQueue(undefined, table)
-  const a = [q.enqueue(same[0] as string, 'a'), q.enqueue(same[1] as string, 'b')]
-  await turn()
-  const b = [q.enqueue(same[2] as string, 'c'), q.enqueue(same[3] as string, 'd')]
-  await turn()
-  t.same(sent.map((s) => s.keys), [[same[0], same[1]], [same[2], same[3]]], 'two batches in flight to one primary')
-  for (const s of sent) s.release()
-  await Promise.all([...a, ...b])
+  const { sent, pairs } = await twoTurns(undefined, ['', ''])
+  t.same(sent, pairs, 'two batches in flight to one primary')
 })
 
 t.test('maxInFlight below 1 is refused: it would hold every request forever', async (t) => {
