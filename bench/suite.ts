@@ -42,7 +42,7 @@ export class Suite {
       return undefined
     }
     const settings = { connections: mo.connections ?? opts.connections, op, signal }
-    const warm: WarmUpResult = warmupS > 0 ? await warmUp(settings, { maxMs: warmupS * 1000 }) : { seconds: 0, slices: [], cpuSlices: [], steady: false }
+    const warm: WarmUpResult = warmupS > 0 ? await warmUp(settings, { maxMs: warmupS * 1000, sliceMs: warmUpSliceMs(warmupS) }) : { seconds: 0, slices: [], cpuSlices: [], steady: false }
     signal.throwIfAborted()
     process.stdout.write(`  ${`${scenario} ${name}`.padEnd(30)} ${target.padEnd(30)} `)
     const cpu0 = cpuSeconds(mo.serverPids ?? [])
@@ -133,4 +133,9 @@ export class Suite {
 function cpuPerRequest (before: number | undefined, after: number | undefined, requests: number): { serverCpuUsPerOp?: number } {
   if (before === undefined || after === undefined || requests === 0) return {}
   return { serverCpuUsPerOp: (after - before) * 1e6 / requests }
+}
+
+/** 1-s slices, or shorter ones when the warm-up is too short for the three a verdict needs (ycsb's 2 s). */
+function warmUpSliceMs (warmupS: number): number {
+  return Math.min(1000, Math.max(250, Math.floor(warmupS * 1000 / 4)))
 }
