@@ -66,7 +66,10 @@ function feeder (c: TestCluster, keys: readonly string[], probe: HistoryChecker,
 t.test('SIGKILL of a replica, then of the primary, with several shipments in flight: nothing acknowledged is lost', async (t) => {
   // A longer replica timeout than the default, so that a stall on a loaded machine does not
   // get the replica dropped before the kill (the primary would then ack without it).
-  const c = await startCluster(t, { name: 'inflight-kill', groups: 1, replicas: 1, shardArgs: ['--replica-timeout-ms', '5000', '--ack-timeout-ms', '15000', '--replication-window', '4'] })
+  // The router sends every turn's writes at once (--coalesce-in-flight 0): with its default window of one batch
+  // per primary, every write would wait behind the first batch the stalled replica blocks, the primary would
+  // make one commit, and one commit is one shipment; this test needs several in flight.
+  const c = await startCluster(t, { name: 'inflight-kill', groups: 1, replicas: 1, shardArgs: ['--replica-timeout-ms', '5000', '--ack-timeout-ms', '15000', '--replication-window', '4'], routerArgs: ['--coalesce-in-flight', '0'] })
   let view = await c.waitForView(allReplicasInSync, 'every replica in sync', 60_000)
   const group = 'g1'
   const primary = c.byUrl(primaryUrl(view, group))

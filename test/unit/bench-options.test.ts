@@ -33,6 +33,7 @@ t.test('defaults are sized for a few minutes on a small machine', async (t) => {
     records: 10_000,
     ycsbConnections: 16,
     ycsbDuration: 10,
+    ycsbWarmup: 30,
     ycsbSystems: ['shardkv', 'direct', 'unreplicated', 'etcd', 'redis'],
     only: [...SCENARIOS],
     cpuProf: undefined,
@@ -41,11 +42,12 @@ t.test('defaults are sized for a few minutes on a small machine', async (t) => {
 })
 
 t.test('the ycsb options', async (t) => {
-  const o = opts(['--only', 'ycsb', '--records', '500', '--ycsb-connections', '4', '--ycsb-duration', '3', '--ycsb-systems', 'redis,shardkv'])
+  const o = opts(['--only', 'ycsb', '--records', '500', '--ycsb-connections', '4', '--ycsb-duration', '3', '--ycsb-warmup', '0', '--ycsb-systems', 'redis,shardkv'])
   t.same(o.only, ['ycsb'])
   t.equal(o.records, 500)
   t.equal(o.ycsbConnections, 4)
   t.equal(o.ycsbDuration, 3)
+  t.equal(o.ycsbWarmup, 0, '--ycsb-warmup 0: no insert warm-up')
   t.same(o.ycsbSystems, ['shardkv', 'redis'], 'run order, not the order given')
   t.throws(() => opts(['--ycsb-systems', 'mongodb']), /unknown system "mongodb"/)
   t.throws(() => opts(['--records', '0']), /--records must be an integer/)
