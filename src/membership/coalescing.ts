@@ -13,8 +13,8 @@ import type { RoutingTable } from './routing-table'
  * with its own retries.
  *
  * With `maxInFlight`, at most that many requests (batches, and requests sent alone) of
- * one lane are in flight to one primary; what is planned for a primary at its limit is held and
- * planned again, with whatever arrived meanwhile, as soon as one of them ends. The
+ * one lane are in flight to one primary; what is planned for a primary at its limit is
+ * held and planned again, with whatever arrived meanwhile, as soon as one of them ends. The
  * batches then grow with the load instead of with how requests happen to fall into
  * turns: a busy primary gets fewer, larger batches (fewer HTTP exchanges, group commits
  * and shipments per op), and an idle one still gets each request at once — the
@@ -34,9 +34,9 @@ export interface PendingOp<Req, Res> {
 export interface CoalescingOptions<Req, Res> {
   maxKeys: number
   /**
-   * Most requests (batches, and ops sent alone) in flight to one primary; what arrives
-   * for a primary at its limit waits for one of them to end and goes in the next batch.
-   * Undefined: no limit (every turn's share is sent at once).
+   * Most requests (batches, and ops sent alone) of one lane in flight to one primary;
+   * what arrives for a primary at its limit waits for one of them to end and goes in the
+   * next batch. Undefined: no limit (every turn's share is sent at once).
    */
   maxInFlight?: number | undefined
   /** The table to plan by; undefined (none loaded yet) sends every request alone. */
