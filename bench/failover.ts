@@ -1,9 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { Agent, request } from '../src/http/undici'
-import { intFlag, UsageError } from '../src/config/cli-flags'
+import { intFlag, parseFlags, UsageError } from '../src/config/cli-flags'
 import { startLocalCluster, type LocalCluster } from '../src/local/cluster'
 import { launchShard, stopAll, type LaunchedProcess } from '../src/local/launcher'
 import { GroupRing } from '../src/ring/ring'
@@ -52,29 +51,19 @@ interface Options { kills: number, groups: number, duration: number, connections
 
 
 function parseOptions (argv: string[]): Options | 'help' {
-  let values: Record<string, string | boolean | undefined>
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        help: { type: 'boolean' },
-        keep: { type: 'boolean' },
-        'skip-throughput': { type: 'boolean' },
-        kills: { type: 'string' },
-        groups: { type: 'string' },
-        duration: { type: 'string' },
-        connections: { type: 'string' },
-        keys: { type: 'string' },
-        'value-bytes': { type: 'string' },
-        workers: { type: 'string' },
-        'max-seconds': { type: 'string' }
-      }
-    }).values
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values: Record<string, string | boolean | undefined> = parseFlags(argv, {
+    help: { type: 'boolean' },
+    keep: { type: 'boolean' },
+    'skip-throughput': { type: 'boolean' },
+    kills: { type: 'string' },
+    groups: { type: 'string' },
+    duration: { type: 'string' },
+    connections: { type: 'string' },
+    keys: { type: 'string' },
+    'value-bytes': { type: 'string' },
+    workers: { type: 'string' },
+    'max-seconds': { type: 'string' }
+  })
   if (values.help === true) return 'help'
   const int = (name: string, fallback: number, min: number, max: number): number => intFlag(name, values[name], fallback, min, max)
   return {

@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util'
 import { QUICK_START_SHAPE } from '../src/local/quick-start'
-import { intFlag, UsageError } from '../src/config/cli-flags'
+import { intFlag, parseFlags, UsageError } from '../src/config/cli-flags'
 
 /** Command line of `npm run bench`. Pure: parsing only, no I/O. */
 
@@ -138,36 +137,26 @@ export function parseYcsbSystems (raw: string | undefined): YcsbSystem[] {
 }
 
 export function parseBenchOptions (argv: string[]): BenchOptions | 'help' {
-  let values
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        keep: { type: 'boolean' },
-        duration: { type: 'string' },
-        warmup: { type: 'string' },
-        connections: { type: 'string' },
-        keys: { type: 'string' },
-        'value-bytes': { type: 'string' },
-        mix: { type: 'string' },
-        workers: { type: 'string' },
-        groups: { type: 'string' },
-        'batch-size': { type: 'string' },
-        only: { type: 'string' },
-        records: { type: 'string' },
-        'ycsb-connections': { type: 'string' },
-        'ycsb-duration': { type: 'string' },
-        'ycsb-warmup': { type: 'string' },
-        'ycsb-systems': { type: 'string' },
-        'cpu-prof': { type: 'string' }
-      }
-    }).values
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values = parseFlags(argv, {
+    help: { type: 'boolean', short: 'h' },
+    keep: { type: 'boolean' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    connections: { type: 'string' },
+    keys: { type: 'string' },
+    'value-bytes': { type: 'string' },
+    mix: { type: 'string' },
+    workers: { type: 'string' },
+    groups: { type: 'string' },
+    'batch-size': { type: 'string' },
+    only: { type: 'string' },
+    records: { type: 'string' },
+    'ycsb-connections': { type: 'string' },
+    'ycsb-duration': { type: 'string' },
+    'ycsb-warmup': { type: 'string' },
+    'ycsb-systems': { type: 'string' },
+    'cpu-prof': { type: 'string' }
+  })
   if (values.help === true) return 'help'
   const cpuProf = values['cpu-prof']
   if (cpuProf === '') throw new UsageError('--cpu-prof needs a directory')

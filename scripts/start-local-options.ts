@@ -1,8 +1,7 @@
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { QUICK_START_SHAPE } from '../src/local/quick-start'
 import { PROCESS_RESTART_POLICY } from '../src/supervision/restart-policy'
-import { intFlag, UsageError } from '../src/config/cli-flags'
+import { intFlag, parseFlags, UsageError } from '../src/config/cli-flags'
 import { parseEtcdFlag, MAX_CONTROL_PROCESSES, type ShapeFlags } from '../src/local/control-shape'
 
 /** `npm start`'s flags (scripts/start-local.ts): its help text, and its options parsed and checked. */
@@ -84,33 +83,23 @@ export interface StartOptions {
 
 
 export function parseOptions (argv: string[]): StartOptions | 'help' {
-  let values
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        'data-dir': { type: 'string' },
-        'router-port': { type: 'string' },
-        'base-port': { type: 'string' },
-        groups: { type: 'string' },
-        replicas: { type: 'string' },
-        workers: { type: 'string' },
-        'restart-delay-ms': { type: 'string' },
-        insecure: { type: 'boolean' },
-        tls: { type: 'boolean' },
-        processes: { type: 'boolean' },
-        registry: { type: 'string' },
-        etcd: { type: 'string' },
-        coordinators: { type: 'string' },
-        routers: { type: 'string' }
-      }
-    }).values
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
+  const values = parseFlags(argv, {
+    help: { type: 'boolean', short: 'h' },
+    'data-dir': { type: 'string' },
+    'router-port': { type: 'string' },
+    'base-port': { type: 'string' },
+    groups: { type: 'string' },
+    replicas: { type: 'string' },
+    workers: { type: 'string' },
+    'restart-delay-ms': { type: 'string' },
+    insecure: { type: 'boolean' },
+    tls: { type: 'boolean' },
+    processes: { type: 'boolean' },
+    registry: { type: 'string' },
+    etcd: { type: 'string' },
+    coordinators: { type: 'string' },
+    routers: { type: 'string' }
+  })
   if (values.help === true) return 'help'
   const opts: StartOptions = {
     dataDir: resolve(values['data-dir'] ?? './data'),

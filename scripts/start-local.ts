@@ -18,10 +18,10 @@ import { etcdAvailable } from '../src/local/etcd-members'
 /**
  * `npm start`: the default local cluster — N shard nodes (groups g1..gN), a coordinator
  * and a router (threads of this launcher unless --processes), all on 127.0.0.1, data and
- * logs under ./data. Data survives restarts: shard
- * nodes reopen their SQLite files and the coordinator loads its persisted cluster map. The nodes
- * run are those of ./data/nodes.json (written from the flags on a first start, edited
- * by add-shard and friends); every one is supervised (src/local/managed-cluster.ts).
+ * logs under ./data. Data survives restarts: shard nodes reopen their SQLite files and the
+ * coordinator loads its persisted cluster map. The nodes run are those of
+ * ./data/nodes.json (written from the flags on a first start, edited by add-shard and
+ * friends); every one is supervised (src/local/managed-cluster.ts).
  * Secure by default: every process gets the cluster secret and the tokens file of
  * the data dir (src/local/credentials.ts), made on the first start.
  */
